@@ -1,0 +1,142 @@
+"""The server's configuration: validated once into an immutable object.
+
+:func:`chatnet.tap.Options` parses the command line; :meth:`ServerConfig.from_options`
+turns it into a :class:`ServerConfig`, reporting every problem with the
+option's name in plain language (``ConfigError``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: PROTOCOL.md 1: the default maximum frame, in bytes.
+DEFAULT_MAX_FRAME = 1024 * 1024
+#: PROTOCOL.md 3.7: the default idle timeout, in seconds.
+DEFAULT_IDLE_TIMEOUT = 90
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the option."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything the server needs to know at start.
+
+    Attributes:
+        port: TCP port to listen on.
+        interface: address to bind (``0.0.0.0`` for all IPv4, ``::`` for all).
+        data_dir: the data directory (database, TLS material, files).
+        database: ``""`` for SQLite in the data dir, ``sqlite:PATH`` or a
+            ``postgresql://`` URL.
+        tls_cert: PEM certificate chain, or None to use/generate the development CA.
+        tls_key: PEM private key of ``tls_cert``.
+        tls_client_ca: PEM CA; when set, clients must present a certificate it signed.
+        open_registration: whether ``auth.register`` is allowed.
+        max_frame: largest frame accepted or sent, in bytes.
+        idle_timeout: seconds without a frame before the server closes a connection.
+        single_session: a new login ends the user's other sessions (``replaced``).
+        max_output: bytes queued for one connection before it is disconnected.
+        rate: sustained requests per second per connection.
+        burst: requests per connection allowed in a burst above ``rate``.
+        token_lifetime: seconds a resume token stays valid.
+        argon2_time_cost: Argon2id iterations for new password hashes.
+        argon2_memory_kib: Argon2id memory for new password hashes, in KiB.
+        shutdown_grace: seconds to let connections close at shutdown before aborting.
+        node_id: this node's number for generated ids (0-1023), None for random.
+        server_name: the server name sent in ``session.hello``.
+    """
+
+    port: int = 5443
+    interface: str = "0.0.0.0"
+    data_dir: Path = Path("chatnet-data")
+    database: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    open_registration: bool = False
+    max_frame: int = DEFAULT_MAX_FRAME
+    idle_timeout: int = DEFAULT_IDLE_TIMEOUT
+    single_session: bool = False
+    max_output: int = 8 * 1024 * 1024
+    rate: float = 50.0
+    burst: float = 200.0
+    token_lifetime: int = 30 * 24 * 3600
+    argon2_time_cost: int = 2
+    argon2_memory_kib: int = 19456
+    shutdown_grace: float = 5.0
+    node_id: int | None = None
+    server_name: str = "chatnet"
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
+        """Validate parsed command-line options.
+
+        Args:
+            options: a ``chatnet.tap.Options`` (or any mapping with the same keys).
+
+        Returns:
+            the configuration.
+
+        Raises:
+            ConfigError: a value is out of range, a file is missing, or options
+                that go together are given alone; the message names the option.
+        """
+        def integer(name: str, low: int, high: int) -> int:
+            raw = options[name]
+            try:
+                value = int(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--{name} must be a whole number, not {raw!r}") from None
+            if not low <= value <= high:
+                raise ConfigError(f"--{name} must be between {low} and {high}, not {value}")
+            return value
+
+        def number(name: str, low: float, high: float) -> float:
+            raw = options[name]
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--{name} must be a number, not {raw!r}") from None
+            if not low <= value <= high:
+                raise ConfigError(f"--{name} must be between {low} and {high}, not {value}")
+            return value
+
+        def existing_file(name: str) -> Path | None:
+            raw = options.get(name)
+            if not raw:
+                return None
+            path = Path(raw)
+            if not path.is_file():
+                raise ConfigError(f"--{name}: no such file: {raw}")
+            return path
+
+        tls_cert, tls_key = existing_file("tls-cert"), existing_file("tls-key")
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key must be given together")
+        database = str(options.get("database") or "")
+        if database and not database.startswith(("sqlite:", "postgresql://", "postgres://")):
+            raise ConfigError("--database must be sqlite:PATH or a postgresql:// URL, "
+                              f"not {database!r}")
+        node = options.get("node-id")
+        return cls(
+            port=integer("port", 0, 65535),
+            interface=str(options["interface"]),
+            data_dir=Path(options["data-dir"]),
+            database=database,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_client_ca=existing_file("tls-client-ca"),
+            open_registration=bool(options.get("open-registration")),
+            max_frame=integer("max-frame", 4096, 64 * 1024 * 1024),
+            idle_timeout=integer("idle-timeout", 5, 24 * 3600),
+            single_session=bool(options.get("single-session")),
+            max_output=integer("max-output", 64 * 1024, 1024 * 1024 * 1024),
+            rate=number("rate-limit", 0.1, 1_000_000),
+            burst=number("rate-burst", 1, 10_000_000),
+            token_lifetime=integer("token-lifetime", 60, 10 * 365 * 24 * 3600),
+            node_id=None if node in (None, "") else integer("node-id", 0, 1023),
+        )

@@ -1,0 +1,1 @@
+"""Identity through twisted.cred: checkers, credentials and the realm."""

@@ -1,0 +1,153 @@
+"""Credential checkers: Argon2id passwords and resume tokens (PROTOCOL.md 3.4, 3.5).
+
+Both produce the avatar id ``str(user_id).encode()``; the realm turns it into
+an avatar. Wrong credentials fail with ``UnauthorizedLogin`` whose message is
+the same whether the user exists or not, and an unknown user still costs one
+hash verification so that timing does not tell either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import argon2
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from chatnet.cred import credentials as _credentials
+from chatnet.store import ChatStore, now_ms
+from chatnet.wire.ops import USERNAME_RE
+
+WRONG_CREDENTIALS = "wrong username or password"
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a resume token: hex SHA-256 (tokens are random, no salt needed)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class PasswordHasher:
+    """Argon2id hashing run off the reactor thread.
+
+    Args:
+        reactor: provides the thread pool (``IReactorThreads``).
+        time_cost: Argon2 iterations.
+        memory_kib: Argon2 memory in KiB.
+    """
+
+    def __init__(self, reactor: Any, time_cost: int = 2, memory_kib: int = 19456) -> None:
+        self._reactor = reactor
+        self._hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                                             parallelism=1, type=argon2.Type.ID)
+        self._dummy: str | None = None
+
+    def _pool(self) -> ThreadPool:
+        pool: ThreadPool = self._reactor.getThreadPool()
+        return pool
+
+    def hash_now(self, password: str) -> str:
+        """Hash synchronously (for the admin command line, not the reactor thread)."""
+        return self._hasher.hash(password)
+
+    def hash(self, password: str) -> Deferred[str]:
+        """Hash a password in a worker thread; fires with the PHC string."""
+        return deferToThreadPool(self._reactor, self._pool(), self._hasher.hash, password)
+
+    def verify(self, password_hash: str | None, password: str) -> Deferred[bool]:
+        """Check a password in a worker thread.
+
+        Args:
+            password_hash: the stored hash, or None for an unknown user (a dummy
+                hash is verified instead, to spend the same time).
+
+        Returns:
+            a Deferred firing True only if the password matches a real hash.
+        """
+        if self._dummy is None:
+            self._dummy = self._hasher.hash("chatnet-dummy-password")
+        target = password_hash or self._dummy
+        real = password_hash is not None
+
+        def check() -> bool:
+            try:
+                return self._hasher.verify(target, password) and real
+            except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+                return False
+
+        return deferToThreadPool(self._reactor, self._pool(), check)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """Whether a stored hash uses weaker parameters than the current ones."""
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except argon2.exceptions.InvalidHashError:
+            return True
+
+
+@implementer(ICredentialsChecker)
+class PasswordChecker:
+    """Checks ``IUsernamePassword`` against the Argon2id hashes in the store.
+
+    Args:
+        store: the chat store.
+        hasher: the password hasher.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, store: ChatStore, hasher: PasswordHasher) -> None:
+        self.store = store
+        self.hasher = hasher
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+        """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``."""
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials: Any) -> bytes:
+        raw = credentials.username
+        username = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+        username = username.strip().casefold()
+        password = credentials.password
+        if isinstance(password, bytes):
+            password = password.decode("utf-8", "replace")
+        user = await self.store.user_by_name(username) if USERNAME_RE.fullmatch(username) else None
+        ok = await self.hasher.verify(user.password_hash if user else None, password)
+        if not ok or user is None:
+            raise UnauthorizedLogin(WRONG_CREDENTIALS)
+        if self.hasher.needs_rehash(user.password_hash):
+            await self.store.set_password_hash(user.user_id, await self.hasher.hash(password),
+                                               revoke_tokens=False)
+        return str(user.user_id).encode()
+
+
+@implementer(ICredentialsChecker)
+class TokenChecker:
+    """Checks :class:`~chatnet.cred.credentials.IToken` resume tokens against the store.
+
+    Args:
+        store: the chat store.
+        clock: provides ``seconds()`` (expiry).
+    """
+
+    credentialInterfaces = (_credentials.IToken,)
+
+    def __init__(self, store: ChatStore, clock: Any) -> None:
+        self.store = store
+        self.clock = clock
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+        """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``."""
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials: Any) -> bytes:
+        user_id = await self.store.token_user(token_hash(credentials.token),
+                                              now_ms(self.clock.seconds()))
+        if user_id is None:
+            raise UnauthorizedLogin("token expired or revoked; log in again")
+        return str(user_id).encode()

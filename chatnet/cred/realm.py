@@ -1,0 +1,152 @@
+"""The realm: turns an authenticated avatar id into a session's avatar.
+
+``portal.login(credentials, mind, IChatAvatar)`` fires with ``(IChatAvatar,
+avatar, logout)``. For the anonymous id the avatar has only the ``accounts``
+perspective (registration). For a user the realm loads the account, refuses
+banned ones, applies the single-session policy, binds the mind (the
+connection) to the avatar, attaches it to the fan-out and announces presence.
+``logout`` undoes that exactly once, whether the client logs out or the
+connection drops.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from twisted.cred.checkers import ANONYMOUS
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatnet.errors import ChatError, ErrorCode
+from chatnet.fanout import LocalFanout
+from chatnet.interfaces import IChatAvatar, ISessionMind
+from chatnet.services import Clock, Services, ms
+from chatnet.store import UserRecord
+
+AvatarTuple = tuple[Any, Any, Callable[[], None]]
+
+
+@implementer(IChatAvatar)
+class AnonymousAvatar:
+    """The avatar of a connection that has not logged in: it can only register.
+
+    Args:
+        services: the server's services.
+        mind: the connection.
+    """
+
+    user_id = 0
+    username = ""
+    roles: tuple[str, ...] = ()
+
+    def __init__(self, services: Services, mind: ISessionMind) -> None:
+        self.mind = mind
+        self.perspectives: dict[str, object] = {"accounts": services.accounts.perspective(self)}
+
+    def login_result(self, token: str) -> dict[str, object]:
+        """Anonymous avatars never log in."""
+        raise ChatError(ErrorCode.UNAUTHENTICATED, "not logged in")
+
+
+@implementer(IChatAvatar)
+class ChatAvatar:
+    """A logged-in session of a user.
+
+    Attributes:
+        user: the account as loaded at login.
+        user_id: the user's id.
+        username: the user's name.
+        roles: server roles (``admin``).
+        session_id: this session's id, unique on the node.
+        since: login time, ms since epoch.
+        mind: the connection.
+        perspectives: perspective name -> perspective (what the wire can call).
+    """
+
+    def __init__(self, user: UserRecord, mind: ISessionMind, services: Services,
+                 session_id: str, since: int) -> None:
+        self.user = user
+        self.user_id = user.user_id
+        self.username = user.username
+        self.roles = user.roles
+        self.session_id = session_id
+        self.since = since
+        self.mind = mind
+        self.perspectives = services.perspectives(self)
+
+    def login_result(self, token: str) -> dict[str, object]:
+        """The ``auth.login`` result (PROTOCOL.md 3.4)."""
+        return {"user_id": self.user_id, "username": self.username,
+                "display_name": self.user.display_name, "session_id": self.session_id,
+                "token": token, "roles": list(self.roles)}
+
+
+@implementer(IRealm)
+class ChatRealm:
+    """Makes avatars for the portal.
+
+    Args:
+        services: the server's services.
+        fanout: the session registry.
+        clock: time source.
+        single_session: end a user's other sessions (``replaced``) at each login.
+    """
+
+    log = Logger()
+
+    def __init__(self, services: Services, fanout: LocalFanout, clock: Clock,
+                 single_session: bool = False) -> None:
+        self.services = services
+        self.fanout = fanout
+        self.clock = clock
+        self.single_session = single_session
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
+        """Return (or fire with) ``(IChatAvatar, avatar, logout)``.
+
+        Raises:
+            NotImplementedError: ``IChatAvatar`` was not asked for.
+        """
+        if IChatAvatar not in interfaces:
+            raise NotImplementedError("chatnet only has IChatAvatar avatars")
+        if avatarId is ANONYMOUS or avatarId == ANONYMOUS:
+            return (IChatAvatar, AnonymousAvatar(self.services, mind), lambda: None)
+        return Deferred.fromCoroutine(self._login(int(avatarId), mind))
+
+    async def _login(self, user_id: int, mind: ISessionMind) -> AvatarTuple:
+        user = await self.services.users.store.user_by_id(user_id)
+        if user is None:
+            raise UnauthorizedLogin("wrong username or password")
+        if user.banned:
+            raise ChatError(ErrorCode.BANNED, "this account is banned")
+        avatar = ChatAvatar(user, mind, self.services, secrets.token_hex(8), ms(self.clock))
+        if self.single_session:
+            for other in self.fanout.sessions_of(user_id):
+                other.end_session("replaced")
+        mind.bind(avatar)
+        self.fanout.attach(mind)
+        await self.services.users.session_started(avatar)
+        self.log.info("{user} logged in (session {session}, {peer})", user=user.username,
+                      session=avatar.session_id, peer=mind.peer)
+        return (IChatAvatar, avatar, self._logout_once(avatar))
+
+    def _logout_once(self, avatar: ChatAvatar) -> Callable[[], None]:
+        done = False
+
+        def logout() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            self.fanout.detach(avatar.mind)
+            d = Deferred.fromCoroutine(self.services.users.session_ended(avatar))
+            d.addErrback(lambda f: self.log.failure("presence update at logout failed", f))
+            self.log.info("{user} logged out (session {session})", user=avatar.username,
+                          session=avatar.session_id)
+
+        return logout

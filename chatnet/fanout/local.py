@@ -1,0 +1,146 @@
+"""Fan-out on one node: encode once, write many (DESIGN.md "Encode once, write many").
+
+The hub keeps two maps in memory: user -> sessions on this node, and room ->
+member user ids (loaded from the store at start, then updated by the services
+after each committed membership change). Delivering an event to a room is a
+walk over those maps writing the same frame bytes to each session; it touches
+neither the database nor msgpack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatnet.interfaces import IFanout, ISessionMind
+
+_EMPTY: frozenset[int] = frozenset()
+
+
+@implementer(IFanout)
+class LocalFanout:
+    """Sessions and room memberships of one node.
+
+    Sessions must provide :class:`~chatnet.interfaces.ISessionMind`; a session's
+    ``send_frame`` never raises and bounds its own queue, so one slow or broken
+    recipient never affects the others.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self._sessions: dict[int, set[ISessionMind]] = {}
+        self._room_members: dict[int, set[int]] = {}
+        self._user_rooms: dict[int, set[int]] = {}
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def attach(self, session: ISessionMind) -> None:
+        """Start delivering to a logged-in session."""
+        self._sessions.setdefault(session.user_id, set()).add(session)
+
+    def detach(self, session: ISessionMind) -> None:
+        """Stop delivering to a session (idempotent)."""
+        sessions = self._sessions.get(session.user_id)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._sessions[session.user_id]
+
+    def sessions_of(self, user_id: int) -> frozenset[ISessionMind]:
+        """The sessions of one user on this node."""
+        return frozenset(self._sessions.get(user_id, ()))
+
+    def all_sessions(self) -> list[ISessionMind]:
+        """Every session on this node."""
+        return [s for sessions in self._sessions.values() for s in sessions]
+
+    def online_users(self) -> frozenset[int]:
+        """Users with at least one session on this node."""
+        return frozenset(self._sessions)
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def deliver_room(self, room_id: int, frame: bytes,
+                     exclude: ISessionMind | None = None) -> int:
+        """Write ``frame`` to every session of every member of ``room_id``.
+
+        Returns:
+            how many sessions it was written to.
+        """
+        members = self._room_members.get(room_id)
+        if not members:
+            return 0
+        return self.deliver_users(members, frame, exclude)
+
+    def deliver_users(self, user_ids: Iterable[int], frame: bytes,
+                      exclude: ISessionMind | None = None) -> int:
+        """Write ``frame`` to every session of the given users.
+
+        Returns:
+            how many sessions it was written to.
+        """
+        sessions_by_user = self._sessions
+        count = 0
+        # Copy the ids: a write may disconnect a session, which detaches it.
+        for user_id in tuple(user_ids):
+            sessions = sessions_by_user.get(user_id)
+            if not sessions:
+                continue
+            for session in tuple(sessions):
+                if session is not exclude:
+                    session.send_frame(frame)
+                    count += 1
+        return count
+
+    # -- memberships -----------------------------------------------------------------------
+
+    def load_memberships(self, memberships: Iterable[tuple[int, int]]) -> None:
+        """Replace the membership map with ``[(room_id, user_id)]`` from the store."""
+        self._room_members.clear()
+        self._user_rooms.clear()
+        for room_id, user_id in memberships:
+            self.member_added(room_id, user_id)
+
+    def members(self, room_id: int) -> frozenset[int]:
+        """User ids of a room's members."""
+        return frozenset(self._room_members.get(room_id, _EMPTY))
+
+    def rooms_of(self, user_id: int) -> frozenset[int]:
+        """Room ids a user is a member of."""
+        return frozenset(self._user_rooms.get(user_id, _EMPTY))
+
+    def co_members(self, user_id: int) -> set[int]:
+        """Everyone who shares at least one room with ``user_id`` (not the user)."""
+        people: set[int] = set()
+        for room_id in self._user_rooms.get(user_id, ()):
+            people.update(self._room_members.get(room_id, ()))
+        people.discard(user_id)
+        return people
+
+    def member_added(self, room_id: int, user_id: int) -> None:
+        """Record a committed membership."""
+        self._room_members.setdefault(room_id, set()).add(user_id)
+        self._user_rooms.setdefault(user_id, set()).add(room_id)
+
+    def member_removed(self, room_id: int, user_id: int) -> None:
+        """Record that a membership ended."""
+        members = self._room_members.get(room_id)
+        if members is not None:
+            members.discard(user_id)
+        rooms = self._user_rooms.get(user_id)
+        if rooms is not None:
+            rooms.discard(room_id)
+            if not rooms:
+                del self._user_rooms[user_id]
+
+    def room_removed(self, room_id: int) -> None:
+        """Forget a deleted room and all its memberships."""
+        for user_id in self._room_members.pop(room_id, set()):
+            rooms = self._user_rooms.get(user_id)
+            if rooms is not None:
+                rooms.discard(room_id)
+                if not rooms:
+                    del self._user_rooms[user_id]

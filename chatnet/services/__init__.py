@@ -1,0 +1,70 @@
+"""The chat services and their perspectives: the only objects the wire may call.
+
+Each service (one per server) holds the store, the fan-out and a clock, and
+implements the rules of one PROTOCOL.md section, authorisation included. For
+every logged-in session the realm asks each service for a *perspective*: a
+small object bound to that session's avatar whose ``perspective_*`` methods
+are what the op registry (``chatnet.wire.ops``) points at. Services return
+plain maps or raise :class:`chatnet.errors.ChatError`; they never see bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from chatnet.services.accounts import AccountService
+    from chatnet.services.messages import MessageService
+    from chatnet.services.rooms import RoomService
+    from chatnet.services.users import UserService
+
+
+class Clock(Protocol):
+    """What services need of a clock (``IReactorTime``)."""
+
+    def seconds(self) -> float:
+        """Now, in seconds since the epoch."""
+
+    def callLater(self, delay: float, f: Any, *args: Any, **kw: Any) -> Any:
+        """Call ``f`` after ``delay`` seconds."""
+
+
+class Actor(Protocol):
+    """The parts of an avatar a service needs: who is acting, through which session."""
+
+    user_id: int
+    username: str
+    roles: tuple[str, ...]
+    mind: Any
+
+
+@dataclass(frozen=True)
+class Services:
+    """The set of services the realm builds perspectives from.
+
+    Attributes:
+        accounts: registration, passwords, tokens (PROTOCOL.md 3).
+        users: profiles, presence, contacts (PROTOCOL.md 4).
+        rooms: rooms and memberships (PROTOCOL.md 5).
+        messages: messages, receipts, typing (PROTOCOL.md 6).
+    """
+
+    accounts: AccountService
+    users: UserService
+    rooms: RoomService
+    messages: MessageService
+
+    def perspectives(self, actor: Actor) -> dict[str, object]:
+        """A logged-in session's perspectives, by the names the op registry uses."""
+        return {
+            "accounts": self.accounts.perspective(actor),
+            "users": self.users.perspective(actor),
+            "rooms": self.rooms.perspective(actor),
+            "messages": self.messages.perspective(actor),
+        }
+
+
+def ms(clock: Clock) -> int:
+    """The clock's time in ms since the epoch (the wire's time unit)."""
+    return int(clock.seconds() * 1000)

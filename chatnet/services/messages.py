@@ -1,0 +1,250 @@
+"""Messages, reactions, receipts, typing and expiry (PROTOCOL.md section 6).
+
+``msg.send`` answers only after the message is committed, then the ``msg``
+event is encoded once and written to every session of every member, the
+sender's own included. Sends are idempotent on ``(sender, client_msg_id)``:
+a repeat returns the first result and delivers nothing.
+
+Messages with a ``ttl`` are erased at ``ts + ttl`` by :class:`ExpiryService`,
+which sends ``msg.expired {room_id, msg_id}``; until then they are hidden
+from nobody, afterwards from everybody.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from chatnet.errors import bad_request, not_found
+from chatnet.fanout import LocalFanout
+from chatnet.services import Actor, Clock, ms
+from chatnet.store import ChatStore
+from chatnet.wire.codec import event_frame
+
+_MODERATORS = frozenset({"owner", "moderator"})
+
+
+class MessageService:
+    """Sending, editing, deleting, reacting, history, receipts, typing, search.
+
+    Args:
+        store: the chat store.
+        fanout: delivery and the membership map.
+        clock: time source.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+
+    def perspective(self, actor: Actor) -> MessagePerspective:
+        """The messages perspective of one session."""
+        return MessagePerspective(self, actor)
+
+    async def require_role(self, room_id: int, user_id: int) -> str:
+        """The user's role in the room.
+
+        Raises:
+            ChatError: ``not_found`` if the room does not exist or the user is not a member.
+        """
+        role = await self.store.role_of(room_id, user_id)
+        if role is None:
+            raise not_found("no such room")
+        return role
+
+
+class MessagePerspective:
+    """``msg.*`` for one session."""
+
+    def __init__(self, service: MessageService, actor: Actor) -> None:
+        self.service = service
+        self.actor = actor
+
+    async def perspective_send(self, room_id: int, body: str, client_msg_id: str,
+                               reply_to: int | None, mentions: list[str] | None,
+                               ttl: int | None,
+                               attachments: list[str] | None) -> dict[str, Any]:
+        """``msg.send`` → ``{msg_id, seq, ts}`` once committed; members get ``msg {message}``.
+
+        Raises:
+            ChatError: ``not_found`` (no such room, not a member, or an attachment
+                that is not a file), ``bad_request`` (empty body, bad ``reply_to``),
+                ``conflict`` (``client_msg_id`` used in another room).
+        """
+        if attachments:
+            # No file service on this server yet (PROTOCOL.md 7 arrives with its own issue).
+            raise not_found(f"no such file {attachments[0]!r}")
+        if not body.strip():
+            raise bad_request("body must not be empty")
+        service = self.service
+        store = service.store
+        result = await store.send_message(
+            store.ids.next_id(), room_id, self.actor.user_id, self.actor.username,
+            ms(service.clock), body, client_msg_id, reply_to,
+            list(dict.fromkeys(mentions)) if mentions else None, ttl)
+        message = result.message
+        if not result.duplicate:
+            service.fanout.deliver_room(room_id, event_frame("msg", {"message": message}))
+        return {"msg_id": message["msg_id"], "seq": message["seq"], "ts": message["ts"]}
+
+    async def perspective_edit(self, room_id: int, msg_id: int, body: str) -> dict[str, Any]:
+        """``msg.edit`` → ``{}``; members get ``msg.edited {room_id, msg_id, body, edited_ts}``.
+
+        Raises:
+            ChatError: ``not_found``, ``forbidden`` (not the sender).
+        """
+        service = self.service
+        await service.require_role(room_id, self.actor.user_id)
+        if not body.strip():
+            raise bad_request("body must not be empty")
+        now = ms(service.clock)
+        await service.store.edit_message(room_id, msg_id, self.actor.user_id, body, now, now)
+        service.fanout.deliver_room(room_id, event_frame(
+            "msg.edited", {"room_id": room_id, "msg_id": msg_id, "body": body, "edited_ts": now}))
+        return {}
+
+    async def perspective_delete(self, room_id: int, msg_id: int) -> dict[str, Any]:
+        """``msg.delete`` → ``{}`` (own messages; owners and moderators: any);
+        members get ``msg.deleted {room_id, msg_id}``.
+
+        Raises:
+            ChatError: ``not_found``, ``forbidden``.
+        """
+        service = self.service
+        role = await service.require_role(room_id, self.actor.user_id)
+        await service.store.delete_message(room_id, msg_id, self.actor.user_id,
+                                           role in _MODERATORS, ms(service.clock))
+        service.fanout.deliver_room(room_id, event_frame(
+            "msg.deleted", {"room_id": room_id, "msg_id": msg_id}))
+        return {}
+
+    async def perspective_react(self, room_id: int, msg_id: int, emoji: str,
+                                on: bool) -> dict[str, Any]:
+        """``msg.react`` → ``{}``; if it changed anything, members get
+        ``msg.reaction {room_id, msg_id, emoji, username, on}``.
+
+        Raises:
+            ChatError: ``not_found``.
+        """
+        service = self.service
+        await service.require_role(room_id, self.actor.user_id)
+        now = ms(service.clock)
+        if await service.store.react(room_id, msg_id, self.actor.user_id, emoji, on, now, now):
+            service.fanout.deliver_room(room_id, event_frame(
+                "msg.reaction", {"room_id": room_id, "msg_id": msg_id, "emoji": emoji,
+                                 "username": self.actor.username, "on": on}))
+        return {}
+
+    async def perspective_history(self, room_id: int, before_seq: int | None,
+                                  after_seq: int | None, limit: int) -> dict[str, Any]:
+        """``msg.history`` → ``{messages: [message], has_more}``, oldest first.
+
+        Raises:
+            ChatError: ``not_found`` if not a member.
+        """
+        service = self.service
+        await service.require_role(room_id, self.actor.user_id)
+        messages, has_more = await service.store.history(room_id, before_seq, after_seq, limit,
+                                                         ms(service.clock))
+        return {"messages": messages, "has_more": has_more}
+
+    async def perspective_read(self, room_id: int, seq: int) -> dict[str, Any]:
+        """``msg.read`` → ``{}``; if the read position moved, members get
+        ``msg.receipt {room_id, username, seq}``.
+
+        Raises:
+            ChatError: ``not_found`` if not a member.
+        """
+        service = self.service
+        await service.require_role(room_id, self.actor.user_id)
+        moved = await service.store.set_read(room_id, self.actor.user_id, seq)
+        if moved is not None:
+            service.fanout.deliver_room(room_id, event_frame(
+                "msg.receipt", {"room_id": room_id, "username": self.actor.username,
+                                "seq": moved}))
+        return {}
+
+    def perspective_typing(self, room_id: int, typing: bool) -> None:
+        """``msg.typing`` (notification): other sessions of the room's members get
+        ``typing {room_id, username, typing}``. Ignored for non-members."""
+        service = self.service
+        if self.actor.user_id in service.fanout.members(room_id):
+            service.fanout.deliver_room(room_id, event_frame(
+                "typing", {"room_id": room_id, "username": self.actor.username,
+                           "typing": typing}), exclude=self.actor.mind)
+
+    async def perspective_search(self, query: str, room_id: int | None, sender: str | None,
+                                 since: int | None, until: int | None,
+                                 limit: int) -> dict[str, Any]:
+        """``msg.search`` → ``{messages: [message]}``, newest first, only in the
+        user's rooms (a plain substring match for now).
+
+        Raises:
+            ChatError: ``not_found`` if ``room_id`` is given and not the user's.
+        """
+        service = self.service
+        if room_id is not None:
+            await service.require_role(room_id, self.actor.user_id)
+        messages = await service.store.search(self.actor.user_id, query, room_id, sender, since,
+                                              until, limit, ms(service.clock))
+        return {"messages": messages}
+
+
+class ExpiryService(Service):
+    """Erases messages whose ``ttl`` ran out, once a second, and announces it.
+
+    Args:
+        store: the chat store.
+        fanout: delivery of ``msg.expired``.
+        clock: time source (drives the loop).
+        interval: seconds between checks.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
+                 interval: float = 1.0) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+        self.interval = interval
+        self._loop: LoopingCall | None = None
+
+    async def expire_now(self) -> int:
+        """Erase every message due now; returns how many."""
+        total = 0
+        while True:
+            due = await self.store.expire_due(ms(self.clock))
+            for room_id, msg_id in due:
+                self.fanout.deliver_room(room_id, event_frame(
+                    "msg.expired", {"room_id": room_id, "msg_id": msg_id}))
+            total += len(due)
+            if len(due) < 500:
+                return total
+
+    def _tick(self) -> Any:
+        from twisted.internet.defer import Deferred
+
+        d = Deferred.fromCoroutine(self.expire_now())
+        d.addErrback(lambda f: self.log.failure("message expiry failed", f))
+        return d
+
+    def startService(self) -> None:
+        """Start checking every ``interval`` seconds."""
+        super().startService()
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.clock  # type: ignore[assignment]
+        self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> Any:
+        """Stop checking (waits for a check in progress)."""
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return None

@@ -1,0 +1,226 @@
+"""Users, presence and contacts (PROTOCOL.md section 4).
+
+Presence is kept in memory: a user is ``offline`` with no session, otherwise
+the state they chose (``online`` by default); ``invisible`` is shown to others
+as ``offline``. A change of the *shown* state is sent as a ``presence`` event
+to everyone who shares a room with the user and to their contacts (and to the
+user's own sessions, so their other devices follow).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
+from chatnet.fanout import LocalFanout
+from chatnet.services import Actor, Clock, ms
+from chatnet.store import ChatStore, UserRecord
+from chatnet.wire.codec import event_frame
+
+
+class UserService:
+    """Profiles, presence and contacts.
+
+    Args:
+        store: the chat store.
+        fanout: delivery to sessions and the membership map.
+        clock: time source.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+        self._chosen: dict[int, str] = {}
+
+    def perspective(self, actor: Actor) -> UserPerspective:
+        """The users perspective of one session."""
+        return UserPerspective(self, actor)
+
+    # -- presence ----------------------------------------------------------------------------
+
+    def presence_of(self, user_id: int) -> str:
+        """The presence others see: ``offline`` with no session or when invisible."""
+        if not self.fanout.sessions_of(user_id):
+            return "offline"
+        state = self._chosen.get(user_id, "online")
+        return "offline" if state == "invisible" else state
+
+    async def session_started(self, actor: Actor) -> None:
+        """Called by the realm after a session is attached to the fan-out."""
+        if len(self.fanout.sessions_of(actor.user_id)) == 1:
+            self._chosen.setdefault(actor.user_id, "online")
+            if self.presence_of(actor.user_id) != "offline":
+                await self._announce(actor.user_id, actor.username, self.presence_of(actor.user_id))
+
+    async def session_ended(self, actor: Actor) -> None:
+        """Called by the realm after a session is detached from the fan-out."""
+        if self.fanout.sessions_of(actor.user_id):
+            return
+        was = self._chosen.pop(actor.user_id, "online")
+        last_seen = ms(self.clock)
+        await self.store.set_last_seen(actor.user_id, last_seen)
+        if was != "invisible":
+            await self._announce(actor.user_id, actor.username, "offline", last_seen)
+
+    async def set_presence(self, actor: Actor, state: str) -> None:
+        """Choose a presence state; announces it if what others see changes."""
+        before = self.presence_of(actor.user_id)
+        self._chosen[actor.user_id] = state
+        after = self.presence_of(actor.user_id)
+        if after != before:
+            last_seen = ms(self.clock) if after == "offline" else None
+            await self._announce(actor.user_id, actor.username, after, last_seen)
+
+    async def audience(self, user_id: int) -> set[int]:
+        """Who hears about a user: room co-members, contacts, and the user."""
+        people = self.fanout.co_members(user_id)
+        people |= await self.store.contact_ids(user_id)
+        people.add(user_id)
+        return people
+
+    async def _announce(self, user_id: int, username: str, state: str,
+                        last_seen: int | None = None) -> None:
+        data: dict[str, Any] = {"username": username, "state": state}
+        if last_seen is not None:
+            data["last_seen"] = last_seen
+        self.fanout.deliver_users(await self.audience(user_id), event_frame("presence", data))
+
+    def profile(self, user: UserRecord) -> dict[str, Any]:
+        """A user's profile map with their current presence (PROTOCOL.md 4)."""
+        return user.profile(self.presence_of(user.user_id))
+
+    async def user_named(self, username: str) -> UserRecord:
+        """Look up a user by name.
+
+        Raises:
+            ChatError: ``not_found`` naming the user.
+        """
+        user = await self.store.user_by_name(username)
+        if user is None:
+            raise not_found(f"no user named {username!r}")
+        return user
+
+
+class UserPerspective:
+    """``user.*``, ``presence.set`` and ``contact.*`` for one session."""
+
+    def __init__(self, service: UserService, actor: Actor) -> None:
+        self.service = service
+        self.actor = actor
+
+    async def perspective_get(self, username: str) -> dict[str, Any]:
+        """``user.get`` → profile. Raises ``not_found``."""
+        return self.service.profile(await self.service.user_named(username))
+
+    async def perspective_update(self, display_name: str | None, status_text: str | None,
+                                 avatar_file_id: str | None) -> dict[str, Any]:
+        """``user.update`` → profile; tells the audience with ``user.updated {profile}``.
+
+        Raises:
+            ChatError: ``not_found`` for an ``avatar_file_id`` that is not a file
+                (no file service on this server yet; an empty string clears it).
+        """
+        changes: dict[str, Any] = {}
+        if display_name is not None:
+            changes["display_name"] = display_name
+        if status_text is not None:
+            changes["status_text"] = status_text
+        if avatar_file_id is not None:
+            if avatar_file_id:
+                raise not_found("no such file")
+            changes["avatar_file_id"] = None
+        service = self.service
+        user = await service.store.update_profile(self.actor.user_id, changes)
+        profile = service.profile(user)
+        service.fanout.deliver_users(await service.audience(user.user_id),
+                                     event_frame("user.updated", {"profile": profile}))
+        return profile
+
+    async def perspective_search(self, query: str, limit: int) -> dict[str, Any]:
+        """``user.search`` → ``{users: [profile]}`` (name or display name contains query)."""
+        users = await self.service.store.search_users(query, limit)
+        return {"users": [self.service.profile(u) for u in users]}
+
+    async def perspective_set_presence(self, state: str) -> dict[str, Any]:
+        """``presence.set`` → ``{}``."""
+        await self.service.set_presence(self.actor, state)
+        return {}
+
+    async def perspective_contact_request(self, username: str,
+                                          message: str | None) -> dict[str, Any]:
+        """``contact.request`` → ``{}``. The other side gets ``contact.request {from,
+        message?}``; if they had asked already, both get ``contact.added``.
+
+        Raises:
+            ChatError: ``not_found`` (no such user), ``bad_request`` (oneself).
+        """
+        service = self.service
+        other = await service.user_named(username)
+        if other.user_id == self.actor.user_id:
+            raise bad_request("username must be someone else")
+        outcome = await service.store.contact_request(self.actor.user_id, other.user_id,
+                                                      message or None, ms(service.clock))
+        if outcome == "pending":
+            data: dict[str, Any] = {"from": self.actor.username}
+            if message:
+                data["message"] = message
+            service.fanout.deliver_users([other.user_id], event_frame("contact.request", data))
+        elif outcome == "accepted":
+            await self._added(other)
+        return {}
+
+    async def perspective_contact_respond(self, username: str, accept: bool) -> dict[str, Any]:
+        """``contact.respond`` → ``{}``; on accept both sides get ``contact.added {profile}``.
+
+        Raises:
+            ChatError: ``not_found`` if that user has no pending request to us.
+        """
+        service = self.service
+        other = await service.user_named(username)
+        found = await service.store.contact_respond(self.actor.user_id, other.user_id, accept,
+                                                    ms(service.clock))
+        if not found:
+            raise not_found(f"no contact request from {username!r}")
+        if accept:
+            await self._added(other)
+        return {}
+
+    async def _added(self, other: UserRecord) -> None:
+        service = self.service
+        me = await service.store.user_by_id(self.actor.user_id)
+        assert me is not None
+        service.fanout.deliver_users(
+            [self.actor.user_id], event_frame("contact.added", {"profile": service.profile(other)}))
+        service.fanout.deliver_users(
+            [other.user_id], event_frame("contact.added", {"profile": service.profile(me)}))
+
+    async def perspective_contact_remove(self, username: str) -> dict[str, Any]:
+        """``contact.remove`` → ``{}``; both sides get ``contact.removed {username}``.
+
+        Raises:
+            ChatError: ``not_found`` if there was no contact or request.
+        """
+        service = self.service
+        other = await service.user_named(username)
+        if not await service.store.contact_remove(self.actor.user_id, other.user_id):
+            raise not_found(f"{username!r} is not a contact")
+        service.fanout.deliver_users([self.actor.user_id],
+                                     event_frame("contact.removed", {"username": other.username}))
+        service.fanout.deliver_users([other.user_id],
+                                     event_frame("contact.removed",
+                                                 {"username": self.actor.username}))
+        return {}
+
+    async def perspective_contact_list(self) -> dict[str, Any]:
+        """``contact.list`` → ``{contacts: [profile], incoming: [username], outgoing: [username]}``."""
+        contacts, incoming, outgoing = await self.service.store.contacts_of(self.actor.user_id)
+        return {"contacts": [self.service.profile(u) for u in contacts],
+                "incoming": incoming, "outgoing": outgoing}
+
+
+__all__ = ["ChatError", "ErrorCode", "UserPerspective", "UserService"]

@@ -1,0 +1,304 @@
+"""Messages and reactions: named transactions over ``messages`` and
+``reactions`` (PROTOCOL.md section 6).
+
+Messages come back as the wire's message map (PROTOCOL.md 6) so that history,
+search and live delivery share one shape.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
+from chatnet.store.database import Database, Txn
+from chatnet.store.users import _like_prefix
+
+_MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
+                    "m.reply_to, m.mentions, m.ttl, m.edited_ts")
+_MESSAGE_FROM = " FROM messages m JOIN users u ON u.user_id = m.sender_id "
+#: Rows a member may see: not deleted, not expired at ``?`` (ms).
+_VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
+
+
+def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    """Build the wire message map from a row selected with ``_MESSAGE_COLUMNS``."""
+    message: dict[str, Any] = {
+        "room_id": int(row[0]), "msg_id": int(row[1]), "seq": int(row[2]), "sender": row[3],
+        "ts": int(row[4]), "body": row[5], "client_msg_id": row[6],
+    }
+    if row[7] is not None:
+        message["reply_to"] = int(row[7])
+    if row[8]:
+        message["mentions"] = json.loads(row[8])
+    if row[9] is not None:
+        message["ttl"] = int(row[9])
+    if row[10] is not None:
+        message["edited_ts"] = int(row[10])
+    return message
+
+
+def _attach_reactions(t: Txn, messages: list[dict[str, Any]]) -> None:
+    if not messages:
+        return
+    by_id = {m["msg_id"]: m for m in messages}
+    marks = ",".join("?" * len(by_id))
+    for msg_id, emoji, username in t.execute(
+            "SELECT r.msg_id, r.emoji, u.username FROM reactions r JOIN users u ON "
+            f"u.user_id = r.user_id WHERE r.msg_id IN ({marks}) ORDER BY r.ts, u.username",
+            list(by_id)).fetchall():
+        by_id[int(msg_id)].setdefault("reactions", {}).setdefault(emoji, []).append(username)
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What :meth:`MessageStore.send_message` did.
+
+    Attributes:
+        message: the stored message map (the first one, for a duplicate).
+        duplicate: True if ``client_msg_id`` had been used already by this sender,
+            in which case nothing new was stored and nothing must be delivered.
+    """
+
+    message: dict[str, Any]
+    duplicate: bool
+
+
+class MessageStore:
+    """Data access for messages and reactions. Mixed into :class:`ChatStore`."""
+
+    db: Database
+
+    async def send_message(self, msg_id: int, room_id: int, sender_id: int, sender: str,
+                           ts: int, body: str, client_msg_id: str, reply_to: int | None,
+                           mentions: list[str] | None, ttl: int | None) -> SendResult:
+        """Store a message with the room's next seq, idempotently on
+        ``(sender_id, client_msg_id)`` (PROTOCOL.md 6, ``msg.send``).
+
+        The sender's read position moves to the new message.
+
+        Raises:
+            ChatError: ``not_found`` if the room does not exist or the sender is not
+                a member; ``bad_request`` if ``reply_to`` is not a message of this room;
+                ``conflict`` if ``client_msg_id`` was used for another room.
+        """
+        mentions_json = json.dumps(mentions) if mentions else None
+        expires_ts = ts + ttl * 1000 if ttl else None
+
+        def txn(t: Txn) -> SendResult:
+            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.sender_id = ? "
+                            "AND m.client_msg_id = ?", (sender_id, client_msg_id)).fetchone()
+            if row is not None:
+                if int(row[0]) != room_id:
+                    raise ChatError(ErrorCode.CONFLICT,
+                                    "client_msg_id was already used in another room")
+                return SendResult(message_from_row(row), duplicate=True)
+            if t.scalar("SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?",
+                        (room_id, sender_id)) is None:
+                raise not_found("no such room")
+            if reply_to is not None and t.scalar(
+                    "SELECT 1 FROM messages WHERE msg_id = ? AND room_id = ?",
+                    (reply_to, room_id)) is None:
+                raise bad_request("reply_to is not a message of this room")
+            seq = t.scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE room_id = ? "
+                           "AND deleted = 0 RETURNING last_seq", (room_id,))
+            if seq is None:
+                raise not_found("no such room")
+            t.execute("INSERT INTO messages (msg_id, room_id, seq, sender_id, ts, body, "
+                      "client_msg_id, reply_to, mentions, ttl, expires_ts) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to,
+                       mentions_json, ttl, expires_ts))
+            t.execute("UPDATE room_members SET read_seq = ? WHERE room_id = ? AND user_id = ?",
+                      (seq, room_id, sender_id))
+            message: dict[str, Any] = {
+                "room_id": room_id, "msg_id": msg_id, "seq": int(seq), "sender": sender,
+                "ts": ts, "body": body, "client_msg_id": client_msg_id,
+            }
+            if reply_to is not None:
+                message["reply_to"] = reply_to
+            if mentions:
+                message["mentions"] = mentions
+            if ttl:
+                message["ttl"] = ttl
+            return SendResult(message, duplicate=False)
+
+        return await self.db.run_interaction("send_message", txn)
+
+    async def message(self, room_id: int, msg_id: int, now: int) -> dict[str, Any] | None:
+        """One visible message of a room (with reactions), or None."""
+        def txn(t: Txn) -> dict[str, Any] | None:
+            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.msg_id = ? "
+                            f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now)).fetchone()
+            if row is None:
+                return None
+            message = message_from_row(row)
+            _attach_reactions(t, [message])
+            return message
+
+        return await self.db.run_interaction("message", txn)
+
+    async def edit_message(self, room_id: int, msg_id: int, editor_id: int, body: str,
+                           edited_ts: int, now: int) -> None:
+        """Replace the body of the editor's own visible message.
+
+        Raises:
+            ChatError: ``not_found`` (no such visible message), ``forbidden`` (not
+                the sender's).
+        """
+        def txn(t: Txn) -> None:
+            sender = t.scalar(f"SELECT m.sender_id FROM messages m WHERE m.msg_id = ? AND "
+                              f"m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now))
+            if sender is None:
+                raise not_found("no such message")
+            if int(sender) != editor_id:
+                raise forbidden("only the sender can edit a message")
+            t.execute("UPDATE messages SET body = ?, edited_ts = ? WHERE msg_id = ?",
+                      (body, edited_ts, msg_id))
+
+        await self.db.run_interaction("edit_message", txn)
+
+    async def delete_message(self, room_id: int, msg_id: int, user_id: int, moderator: bool,
+                             now: int) -> None:
+        """Delete a visible message: the sender's own, or any if ``moderator``.
+
+        The body is erased, not kept: deleted means gone.
+
+        Raises:
+            ChatError: ``not_found`` or ``forbidden``.
+        """
+        def txn(t: Txn) -> None:
+            sender = t.scalar(f"SELECT m.sender_id FROM messages m WHERE m.msg_id = ? AND "
+                              f"m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now))
+            if sender is None:
+                raise not_found("no such message")
+            if int(sender) != user_id and not moderator:
+                raise forbidden("only the sender or a moderator can delete a message")
+            t.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL "
+                      "WHERE msg_id = ?", (msg_id,))
+            t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
+
+        await self.db.run_interaction("delete_message", txn)
+
+    async def react(self, room_id: int, msg_id: int, user_id: int, emoji: str, on: bool,
+                    ts: int, now: int) -> bool:
+        """Add or remove a reaction.
+
+        Returns:
+            whether anything changed (reacting twice changes nothing).
+
+        Raises:
+            ChatError: ``not_found`` if the message is not visible in the room.
+        """
+        def txn(t: Txn) -> bool:
+            if t.scalar(f"SELECT 1 FROM messages m WHERE m.msg_id = ? AND m.room_id = ? AND "
+                        f"{_VISIBLE}", (msg_id, room_id, now)) is None:
+                raise not_found("no such message")
+            exists = t.scalar("SELECT 1 FROM reactions WHERE msg_id = ? AND user_id = ? AND "
+                              "emoji = ?", (msg_id, user_id, emoji)) is not None
+            if on and not exists:
+                t.execute("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES "
+                          "(?, ?, ?, ?)", (msg_id, user_id, emoji, ts))
+                return True
+            if not on and exists:
+                t.execute("DELETE FROM reactions WHERE msg_id = ? AND user_id = ? AND "
+                          "emoji = ?", (msg_id, user_id, emoji))
+                return True
+            return False
+
+        return await self.db.run_interaction("react", txn)
+
+    async def history(self, room_id: int, before_seq: int | None, after_seq: int | None,
+                      limit: int, now: int) -> tuple[list[dict[str, Any]], bool]:
+        """A page of visible messages, oldest first (PROTOCOL.md 6, ``msg.history``).
+
+        With ``after_seq`` the page starts just after it and goes forward; otherwise
+        it ends just before ``before_seq`` (or at the newest message) and goes back.
+
+        Returns:
+            ``(messages, has_more)``: ``has_more`` says whether more messages lie
+            beyond the page in the direction of travel.
+        """
+        def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
+            where = f"m.room_id = ? AND {_VISIBLE}"
+            args: list[Any] = [room_id, now]
+            if before_seq is not None:
+                where += " AND m.seq < ?"
+                args.append(before_seq)
+            if after_seq is not None:
+                where += " AND m.seq > ?"
+                args.append(after_seq)
+            order = "ASC" if after_seq is not None else "DESC"
+            rows = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
+                             f"ORDER BY m.seq {order} LIMIT ?", [*args, limit + 1]).fetchall()
+            has_more = len(rows) > limit
+            messages = [message_from_row(r) for r in rows[:limit]]
+            if order == "DESC":
+                messages.reverse()
+            _attach_reactions(t, messages)
+            return messages, has_more
+
+        return await self.db.run_interaction("history", txn)
+
+    async def search(self, user_id: int, query: str, room_id: int | None, sender: str | None,
+                     since: int | None, until: int | None, limit: int,
+                     now: int) -> list[dict[str, Any]]:
+        """Visible messages containing ``query`` in rooms the user is a member of,
+        newest first (PROTOCOL.md 6, ``msg.search``).
+
+        Args:
+            since: only messages at or after this time (ms).
+            until: only messages before this time (ms).
+        """
+        def txn(t: Txn) -> list[dict[str, Any]]:
+            where = (f"{_VISIBLE} AND m.room_id IN (SELECT room_id FROM room_members WHERE "
+                     "user_id = ?) AND LOWER(m.body) LIKE ? ESCAPE '\\'")
+            args: list[Any] = [now, user_id, _like_prefix(query.casefold())]
+            if room_id is not None:
+                where += " AND m.room_id = ?"
+                args.append(room_id)
+            if sender is not None:
+                where += " AND u.username = ?"
+                args.append(sender)
+            if since is not None:
+                where += " AND m.ts >= ?"
+                args.append(since)
+            if until is not None:
+                where += " AND m.ts < ?"
+                args.append(until)
+            rows = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
+                             "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?",
+                             [*args, limit]).fetchall()
+            messages = [message_from_row(r) for r in rows]
+            _attach_reactions(t, messages)
+            return messages
+
+        return await self.db.run_interaction("search", txn)
+
+    async def expire_due(self, now: int, batch: int = 500) -> list[tuple[int, int]]:
+        """Erase messages whose ``ttl`` has run out (PROTOCOL.md 6, ``ttl``).
+
+        Returns:
+            ``[(room_id, msg_id)]`` of the messages erased now.
+        """
+        def txn(t: Txn) -> list[tuple[int, int]]:
+            rows = t.execute("SELECT room_id, msg_id FROM messages WHERE expires_ts <= ? "
+                             "AND deleted = 0 ORDER BY expires_ts LIMIT ?",
+                             (now, batch)).fetchall()
+            for _room_id, msg_id in rows:
+                t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL "
+                          "WHERE msg_id = ?", (msg_id,))
+                t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
+            return [(int(r[0]), int(r[1])) for r in rows]
+
+        return await self.db.run_interaction("expire_due", txn)
+
+    async def next_expiry(self) -> int | None:
+        """The earliest ``expires_ts`` (ms) of a message not yet erased, or None."""
+        def txn(t: Txn) -> int | None:
+            value = t.scalar("SELECT MIN(expires_ts) FROM messages WHERE deleted = 0 AND "
+                             "expires_ts IS NOT NULL")
+            return int(value) if value is not None else None
+
+        return await self.db.run_interaction("next_expiry", txn)

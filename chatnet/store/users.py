@@ -1,0 +1,290 @@
+"""Users, login tokens and contacts: named transactions over ``users``,
+``auth_tokens`` and ``contacts`` (PROTOCOL.md sections 3 and 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from chatnet.errors import ChatError, ErrorCode
+from chatnet.store.database import Database, IntegrityError, Txn
+from chatnet.store.records import USER_COLUMNS, UserRecord, user_from_row
+
+
+def _like_prefix(query: str) -> str:
+    """A LIKE pattern matching values that contain ``query`` literally."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class UserStore:
+    """Data access for users, tokens and contacts. Mixed into :class:`ChatStore`."""
+
+    db: Database
+
+    # -- users -------------------------------------------------------------------------
+
+    async def create_user(self, user_id: int, username: str, display_name: str,
+                          password_hash: str, roles: Iterable[str], created_ts: int) -> None:
+        """Insert a user.
+
+        Raises:
+            ChatError: ``conflict`` if the username is taken.
+        """
+        def txn(t: Txn) -> None:
+            t.execute(
+                "INSERT INTO users (user_id, username, display_name, password_hash, roles, "
+                "created_ts) VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, username, display_name, password_hash, ",".join(roles), created_ts),
+            )
+
+        try:
+            await self.db.run_interaction("create_user", txn)
+        except IntegrityError:
+            raise ChatError(ErrorCode.CONFLICT, f"username {username!r} is taken") from None
+
+    async def user_by_name(self, username: str) -> UserRecord | None:
+        """The user with this (case-folded) name, or None."""
+        def txn(t: Txn) -> UserRecord | None:
+            row = t.execute(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?",
+                            (username,)).fetchone()
+            return user_from_row(row) if row else None
+
+        return await self.db.run_interaction("user_by_name", txn)
+
+    async def user_by_id(self, user_id: int) -> UserRecord | None:
+        """The user with this id, or None."""
+        def txn(t: Txn) -> UserRecord | None:
+            row = t.execute(f"SELECT {USER_COLUMNS} FROM users WHERE user_id = ?",
+                            (user_id,)).fetchone()
+            return user_from_row(row) if row else None
+
+        return await self.db.run_interaction("user_by_id", txn)
+
+    async def users_by_ids(self, user_ids: Iterable[int]) -> dict[int, UserRecord]:
+        """The users with these ids, by id (unknown ids are left out)."""
+        ids = list(set(user_ids))
+
+        def txn(t: Txn) -> dict[int, UserRecord]:
+            found: dict[int, UserRecord] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in t.execute(f"SELECT {USER_COLUMNS} FROM users WHERE user_id IN "
+                                     f"({marks})", chunk).fetchall():
+                    user = user_from_row(row)
+                    found[user.user_id] = user
+            return found
+
+        return await self.db.run_interaction("users_by_ids", txn)
+
+    async def list_users(self) -> list[UserRecord]:
+        """Every user, ordered by username."""
+        def txn(t: Txn) -> list[UserRecord]:
+            return [user_from_row(r) for r in
+                    t.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY username").fetchall()]
+
+        return await self.db.run_interaction("list_users", txn)
+
+    async def search_users(self, query: str, limit: int) -> list[UserRecord]:
+        """Users whose username or display name contains ``query`` (case-insensitive).
+
+        Args:
+            query: text to look for; empty lists everyone.
+            limit: at most this many results.
+        """
+        pattern = _like_prefix(query.casefold())
+
+        def txn(t: Txn) -> list[UserRecord]:
+            rows = t.execute(
+                f"SELECT {USER_COLUMNS} FROM users WHERE username LIKE ? ESCAPE '\\' "
+                "OR LOWER(display_name) LIKE ? ESCAPE '\\' ORDER BY username LIMIT ?",
+                (pattern, pattern, limit)).fetchall()
+            return [user_from_row(r) for r in rows]
+
+        return await self.db.run_interaction("search_users", txn)
+
+    async def set_password_hash(self, user_id: int, password_hash: str,
+                                revoke_tokens: bool) -> None:
+        """Replace a user's password hash, revoking their tokens if asked (PROTOCOL.md 3.5)."""
+        def txn(t: Txn) -> None:
+            t.execute("UPDATE users SET password_hash = ? WHERE user_id = ?",
+                      (password_hash, user_id))
+            if revoke_tokens:
+                t.execute("DELETE FROM auth_tokens WHERE user_id = ?", (user_id,))
+
+        await self.db.run_interaction("set_password_hash", txn)
+
+    async def set_roles(self, user_id: int, roles: Iterable[str]) -> None:
+        """Replace a user's server roles."""
+        def txn(t: Txn) -> None:
+            t.execute("UPDATE users SET roles = ? WHERE user_id = ?",
+                      (",".join(sorted(set(roles))), user_id))
+
+        await self.db.run_interaction("set_roles", txn)
+
+    async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
+        """Change ``display_name``, ``status_text`` and/or ``avatar_file_id``.
+
+        Args:
+            changes: column name to new value; only those three keys are used.
+
+        Returns:
+            the updated user.
+        """
+        allowed = [k for k in ("display_name", "status_text", "avatar_file_id") if k in changes]
+
+        def txn(t: Txn) -> UserRecord:
+            if allowed:
+                sets = ", ".join(f"{k} = ?" for k in allowed)
+                t.execute(f"UPDATE users SET {sets} WHERE user_id = ?",
+                          [changes[k] for k in allowed] + [user_id])
+            row = t.execute(f"SELECT {USER_COLUMNS} FROM users WHERE user_id = ?",
+                            (user_id,)).fetchone()
+            assert row is not None
+            return user_from_row(row)
+
+        return await self.db.run_interaction("update_profile", txn)
+
+    async def set_last_seen(self, user_id: int, ts: int) -> None:
+        """Record when a user's last session ended (ms since epoch)."""
+        def txn(t: Txn) -> None:
+            t.execute("UPDATE users SET last_seen = ? WHERE user_id = ?", (ts, user_id))
+
+        await self.db.run_interaction("set_last_seen", txn)
+
+    # -- tokens ------------------------------------------------------------------------
+
+    async def add_token(self, token_hash: str, user_id: int, created_ts: int,
+                        expires_ts: int) -> None:
+        """Store a login token's hash (the token itself is never stored)."""
+        def txn(t: Txn) -> None:
+            t.execute("INSERT INTO auth_tokens (token_hash, user_id, created_ts, expires_ts) "
+                      "VALUES (?, ?, ?, ?)", (token_hash, user_id, created_ts, expires_ts))
+
+        await self.db.run_interaction("add_token", txn)
+
+    async def token_user(self, token_hash: str, now: int) -> int | None:
+        """The user id of an unexpired token, or None (expired ones are deleted)."""
+        def txn(t: Txn) -> int | None:
+            row = t.execute("SELECT user_id, expires_ts FROM auth_tokens WHERE token_hash = ?",
+                            (token_hash,)).fetchone()
+            if row is None:
+                return None
+            if row[1] <= now:
+                t.execute("DELETE FROM auth_tokens WHERE token_hash = ?", (token_hash,))
+                return None
+            return int(row[0])
+
+        return await self.db.run_interaction("token_user", txn)
+
+    async def revoke_token(self, token_hash: str) -> None:
+        """Delete one token (logout)."""
+        def txn(t: Txn) -> None:
+            t.execute("DELETE FROM auth_tokens WHERE token_hash = ?", (token_hash,))
+
+        await self.db.run_interaction("revoke_token", txn)
+
+    # -- contacts ------------------------------------------------------------------------
+
+    async def contact_request(self, user_id: int, contact_id: int, message: str | None,
+                              ts: int) -> str:
+        """Ask ``contact_id`` to become a contact of ``user_id``.
+
+        Returns:
+            ``"pending"`` if a request now waits, ``"accepted"`` if the other
+            side had already asked (both become contacts at once), or
+            ``"already"`` if they are contacts already.
+        """
+        def txn(t: Txn) -> str:
+            mine = t.scalar("SELECT state FROM contacts WHERE user_id = ? AND contact_id = ?",
+                            (user_id, contact_id))
+            if mine == "accepted":
+                return "already"
+            theirs = t.scalar("SELECT state FROM contacts WHERE user_id = ? AND contact_id = ?",
+                              (contact_id, user_id))
+            if theirs == "pending":
+                _accept(t, contact_id, user_id, ts)
+                return "accepted"
+            if mine is None:
+                t.execute("INSERT INTO contacts (user_id, contact_id, state, message, ts) "
+                          "VALUES (?, ?, 'pending', ?, ?)", (user_id, contact_id, message, ts))
+            return "pending"
+
+        return await self.db.run_interaction("contact_request", txn)
+
+    async def contact_respond(self, user_id: int, requester_id: int, accept: bool,
+                              ts: int) -> bool:
+        """Accept or decline a pending request from ``requester_id`` to ``user_id``.
+
+        Returns:
+            whether there was such a request.
+        """
+        def txn(t: Txn) -> bool:
+            state = t.scalar("SELECT state FROM contacts WHERE user_id = ? AND contact_id = ?",
+                             (requester_id, user_id))
+            if state != "pending":
+                return False
+            if accept:
+                _accept(t, requester_id, user_id, ts)
+            else:
+                t.execute("DELETE FROM contacts WHERE user_id = ? AND contact_id = ?",
+                          (requester_id, user_id))
+            return True
+
+        return await self.db.run_interaction("contact_respond", txn)
+
+    async def contact_remove(self, user_id: int, contact_id: int) -> bool:
+        """Remove a contact (both directions) or withdraw a request.
+
+        Returns:
+            whether anything was removed.
+        """
+        def txn(t: Txn) -> bool:
+            t.execute("DELETE FROM contacts WHERE (user_id = ? AND contact_id = ?) "
+                      "OR (user_id = ? AND contact_id = ?)",
+                      (user_id, contact_id, contact_id, user_id))
+            return t.rowcount > 0
+
+        return await self.db.run_interaction("contact_remove", txn)
+
+    async def contacts_of(self, user_id: int) -> tuple[list[UserRecord], list[str], list[str]]:
+        """A user's contacts and pending requests.
+
+        Returns:
+            ``(contacts, incoming usernames, outgoing usernames)``.
+        """
+        def txn(t: Txn) -> tuple[list[UserRecord], list[str], list[str]]:
+            cols = ", ".join("u." + c.strip() for c in USER_COLUMNS.split(","))
+            contacts = [user_from_row(r) for r in t.execute(
+                f"SELECT {cols} FROM contacts c JOIN users u ON u.user_id = c.contact_id "
+                "WHERE c.user_id = ? AND c.state = 'accepted' ORDER BY u.username",
+                (user_id,)).fetchall()]
+            incoming = [r[0] for r in t.execute(
+                "SELECT u.username FROM contacts c JOIN users u ON u.user_id = c.user_id "
+                "WHERE c.contact_id = ? AND c.state = 'pending' ORDER BY u.username",
+                (user_id,)).fetchall()]
+            outgoing = [r[0] for r in t.execute(
+                "SELECT u.username FROM contacts c JOIN users u ON u.user_id = c.contact_id "
+                "WHERE c.user_id = ? AND c.state = 'pending' ORDER BY u.username",
+                (user_id,)).fetchall()]
+            return contacts, incoming, outgoing
+
+        return await self.db.run_interaction("contacts_of", txn)
+
+    async def contact_ids(self, user_id: int) -> set[int]:
+        """Ids of a user's accepted contacts."""
+        def txn(t: Txn) -> set[int]:
+            return {int(r[0]) for r in t.execute(
+                "SELECT contact_id FROM contacts WHERE user_id = ? AND state = 'accepted'",
+                (user_id,)).fetchall()}
+
+        return await self.db.run_interaction("contact_ids", txn)
+
+
+def _accept(t: Txn, requester_id: int, user_id: int, ts: int) -> None:
+    t.execute("UPDATE contacts SET state = 'accepted', ts = ? WHERE user_id = ? "
+              "AND contact_id = ?", (ts, requester_id, user_id))
+    t.execute("DELETE FROM contacts WHERE user_id = ? AND contact_id = ?", (user_id, requester_id))
+    t.execute("INSERT INTO contacts (user_id, contact_id, state, ts) VALUES (?, ?, 'accepted', ?)",
+              (user_id, requester_id, ts))

@@ -1,0 +1,72 @@
+"""``twistd chatnet``: command-line options and ``makeService``.
+
+``twistd -n --pidfile= chatnet --help`` lists every option. ``makeService``
+is synchronous (as twistd wants it): it validates the options and builds the
+service; asynchronous start-up happens in ``ChatnetService.startService``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.python import usage
+
+from chatnet.config import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ConfigError, ServerConfig
+
+
+class Options(usage.Options):
+    """Options of ``twistd chatnet``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs the chatnet chat server over TLS. With no --tls-cert, the first start "
+        "creates a development CA and a server certificate in <data-dir>/tls/ and logs "
+        "where the CA file is (clients trust it with --ca). Data lives in --data-dir: "
+        "the SQLite database chatnet.db unless --database names another."
+    )
+    optFlags = [
+        ["open-registration", None, "let anyone create an account with auth.register"],
+        ["single-session", None,
+         "a new login ends the user's other sessions (session.ended: replaced)"],
+    ]
+    optParameters = [
+        ["port", "p", "5443", "TCP port to listen on (0 picks a free one)"],
+        ["interface", "i", "0.0.0.0", "address to listen on (:: for IPv6 and IPv4)"],
+        ["data-dir", "d", "./chatnet-data",
+         "directory for the database, TLS material and files (created if missing)"],
+        ["database", None, "",
+         "database: empty for SQLite in the data dir, sqlite:PATH, or "
+         "postgresql://host:port/dbname (needs the 'cluster' extra)"],
+        ["tls-cert", None, None,
+         "PEM certificate chain of the server (default: generated development CA)"],
+        ["tls-key", None, None, "PEM private key of --tls-cert"],
+        ["tls-client-ca", None, None,
+         "PEM CA file: require client certificates signed by it (mutual TLS)"],
+        ["max-frame", None, str(DEFAULT_MAX_FRAME),
+         "largest frame accepted, in bytes; larger ones get too_large and a close"],
+        ["idle-timeout", None, str(DEFAULT_IDLE_TIMEOUT),
+         "seconds a connection may stay silent before the server closes it"],
+        ["max-output", None, str(8 * 1024 * 1024),
+         "bytes that may queue for one slow reader before it is disconnected"],
+        ["rate-limit", None, "50", "requests per second allowed per connection, sustained"],
+        ["rate-burst", None, "200", "requests per connection allowed in a burst"],
+        ["token-lifetime", None, str(30 * 24 * 3600),
+         "seconds a resume token (auth.resume) stays valid"],
+        ["node-id", None, None, "this node's number 0-1023 for generated ids (clusters)"],
+    ]
+
+    def postOptions(self) -> None:
+        """Validate every value once, into ``self.config``."""
+        try:
+            self.config = ServerConfig.from_options(self)
+        except ConfigError as exc:
+            raise usage.UsageError(str(exc)) from None
+
+
+def makeService(options: Options) -> Any:
+    """Build the chatnet service from parsed options (called by twistd)."""
+    from twisted.internet import reactor
+
+    from chatnet.server import ChatnetService
+
+    return ChatnetService(options.config, reactor)

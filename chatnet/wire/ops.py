@@ -1,0 +1,315 @@
+"""The op registry: every op the wire accepts, declared once (PROTOCOL.md 3-6).
+
+Each :class:`Op` names the perspective and ``perspective_*`` method that
+implements it, its argument schema (types and size bounds), whether it is
+allowed before login, and whether it is a notification. The server protocol
+dispatches *only* what this registry lists; an op that is not here gets
+``unknown_op``. Arguments are validated here, before any service sees them, so
+a service receives typed, bounded values and never a raw msgpack object.
+
+Perspective names:
+
+``mind``
+    handled by the connection itself (handshake, login, resume, ping, logout).
+``accounts``
+    registration and password change (the anonymous avatar has only this).
+``users``, ``rooms``, ``messages``
+    the services of PROTOCOL.md sections 4, 5 and 6.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatnet.errors import bad_request
+
+#: Usernames: 1-32 chars of ``[a-z0-9._-]`` after case folding (PROTOCOL.md 3.3).
+USERNAME_RE = re.compile(r"[a-z0-9._-]{1,32}")
+#: Largest id the wire accepts: ids are signed 64-bit integers, positive.
+MAX_ID = 2**63 - 1
+#: Maximum message body, in characters.
+MAX_BODY = 16_000
+#: Largest page of ``msg.history`` (PROTOCOL.md 6).
+MAX_HISTORY_LIMIT = 200
+#: Presence states a client may set (PROTOCOL.md 4).
+PRESENCE_STATES = frozenset({"online", "away", "busy", "invisible"})
+#: Member roles (PROTOCOL.md 5).
+ROOM_ROLES = frozenset({"owner", "moderator", "member"})
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One argument of an op, with its type and bounds.
+
+    Attributes:
+        name: the key in ``args``.
+        kind: ``"str"``, ``"int"``, ``"bool"``, ``"bin"``, ``"list"`` or ``"map"``.
+        required: a missing required field is a ``bad_request`` naming it.
+        min_len: lower bound on characters (str), bytes (bin) or items (list).
+        max_len: upper bound, same units.
+        minimum: lower bound (int).
+        maximum: upper bound (int).
+        choices: the allowed values (str).
+        pattern: a regular expression the whole (case-folded) value must match.
+        item: for ``list``, the schema of each item (its ``name`` is unused).
+        fold: case-fold and strip a str before checking (usernames).
+        default: value used when an optional field is absent (``None`` if unset).
+    """
+
+    name: str
+    kind: str
+    required: bool = True
+    min_len: int = 0
+    max_len: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: frozenset[str] | None = None
+    pattern: re.Pattern[str] | None = None
+    item: Field | None = None
+    fold: bool = False
+    default: Any = None
+
+    def check(self, value: Any, label: str | None = None) -> Any:
+        """Validate one value and return it in canonical form.
+
+        Args:
+            value: the raw value decoded from msgpack.
+            label: the name to use in error messages (defaults to ``name``).
+
+        Returns:
+            the value, case-folded for ``fold`` fields.
+
+        Raises:
+            ChatError: ``bad_request`` whose message names the field.
+        """
+        label = label or self.name
+        kind = self.kind
+        if kind == "str":
+            if not isinstance(value, str):
+                raise bad_request(f"{label} must be a string")
+            if self.fold:
+                value = value.strip().casefold()
+            if len(value) < self.min_len:
+                raise bad_request(
+                    f"{label} must not be empty"
+                    if self.min_len == 1
+                    else f"{label} must be at least {self.min_len} characters"
+                )
+            if self.max_len is not None and len(value) > self.max_len:
+                raise bad_request(f"{label} must be at most {self.max_len} characters")
+            if self.choices is not None and value not in self.choices:
+                raise bad_request(f"{label} must be one of {', '.join(sorted(self.choices))}")
+            if self.pattern is not None and not self.pattern.fullmatch(value):
+                raise bad_request(f"{label} has characters that are not allowed")
+            return value
+        if kind == "int":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise bad_request(f"{label} must be an integer")
+            if self.minimum is not None and value < self.minimum:
+                raise bad_request(f"{label} must be at least {self.minimum}")
+            if self.maximum is not None and value > self.maximum:
+                raise bad_request(f"{label} must be at most {self.maximum}")
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise bad_request(f"{label} must be true or false")
+            return value
+        if kind == "bin":
+            if not isinstance(value, bytes):
+                raise bad_request(f"{label} must be binary")
+            if self.max_len is not None and len(value) > self.max_len:
+                raise bad_request(f"{label} must be at most {self.max_len} bytes")
+            return value
+        if kind == "list":
+            if not isinstance(value, list | tuple):
+                raise bad_request(f"{label} must be a list")
+            if len(value) < self.min_len:
+                raise bad_request(f"{label} must have at least {self.min_len} items")
+            if self.max_len is not None and len(value) > self.max_len:
+                raise bad_request(f"{label} must have at most {self.max_len} items")
+            if self.item is None:
+                return list(value)
+            return [self.item.check(v, f"{label}[{i}]") for i, v in enumerate(value)]
+        if kind == "map":
+            if not isinstance(value, dict):
+                raise bad_request(f"{label} must be a map")
+            return value
+        raise AssertionError(f"unknown field kind {kind!r}")  # pragma: no cover
+
+
+def Str(name: str, max_len: int, *, min_len: int = 1, required: bool = True, **kw: Any) -> Field:  # noqa: N802
+    """A string field of 1..``max_len`` characters (``min_len`` to allow empty)."""
+    return Field(name, "str", required=required, min_len=min_len, max_len=max_len, **kw)
+
+
+def Int(name: str, *, minimum: int = 1, maximum: int = MAX_ID, required: bool = True,  # noqa: N802
+        default: Any = None) -> Field:
+    """An integer field; ids are 1..2**63-1 by default."""
+    return Field(name, "int", required=required, minimum=minimum, maximum=maximum,
+                 default=default)
+
+
+def Bool(name: str, *, required: bool = True, default: Any = None) -> Field:  # noqa: N802
+    """A boolean field (msgpack true/false; integers are refused)."""
+    return Field(name, "bool", required=required, default=default)
+
+
+def Username(name: str = "username", *, required: bool = True) -> Field:  # noqa: N802
+    """A username, case-folded, 1-32 chars of ``[a-z0-9._-]`` (PROTOCOL.md 3.3)."""
+    return Field(name, "str", required=required, min_len=1, max_len=32, pattern=USERNAME_RE,
+                 fold=True)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One wire op.
+
+    Attributes:
+        name: the op name on the wire, e.g. ``"room.join"``.
+        perspective: which perspective of the avatar handles it (module doc).
+        method: the perspective method, without the ``perspective_`` prefix.
+        args: the argument schema.
+        before_login: allowed before ``auth.login``/``auth.resume``.
+        after_login: allowed after login.
+        notification: sent without ``id`` and never answered (``msg.typing``).
+        cost: tokens taken from the session's rate-limit bucket.
+    """
+
+    name: str
+    perspective: str
+    method: str
+    args: tuple[Field, ...] = ()
+    before_login: bool = False
+    after_login: bool = True
+    notification: bool = False
+    cost: float = 1.0
+    _by_name: Mapping[str, Field] = field(default_factory=dict, compare=False, repr=False)
+
+    def validate(self, args: Any) -> dict[str, Any]:
+        """Check ``args`` against the schema.
+
+        Args:
+            args: the raw ``args`` value of the request (a map, or absent).
+
+        Returns:
+            a new dict with exactly the declared fields (optional absent ones
+            set to their default), ready to pass as keyword arguments.
+
+        Raises:
+            ChatError: ``bad_request`` naming the first offending field.
+        """
+        if args is None:
+            args = {}
+        elif not isinstance(args, dict):
+            raise bad_request("args must be a map")
+        clean: dict[str, Any] = {}
+        for f in self.args:
+            value = args.get(f.name, _MISSING)
+            if value is _MISSING or value is None:
+                if f.required:
+                    raise bad_request(f"{f.name} is required")
+                clean[f.name] = f.default
+                continue
+            clean[f.name] = f.check(value)
+        return clean
+
+
+def _ops(*ops: Op) -> dict[str, Op]:
+    registry: dict[str, Op] = {}
+    for op in ops:
+        assert op.name not in registry, op.name
+        registry[op.name] = op
+    return registry
+
+
+_PASSWORD = 1024
+_ROOM_NAME = 80
+_TOPIC = 500
+_CLIENT_MSG_ID = 64
+_STATUS_TEXT = 140
+_DISPLAY_NAME = 64
+_FILE_ID = 64
+
+#: Every op of the wire, by name (PROTOCOL.md sections 3-6).
+OPS: dict[str, Op] = _ops(
+    # -- 3. Session ------------------------------------------------------------------------
+    Op("session.hello", "mind", "hello",
+       (Int("protocol", minimum=0, maximum=2**31), Str("client", 128, min_len=0)),
+       before_login=True),
+    Op("session.ping", "mind", "ping", before_login=True),
+    Op("auth.login", "mind", "login",
+       (Str("username", 64), Str("password", _PASSWORD)), before_login=True, after_login=False,
+       cost=5),
+    Op("auth.resume", "mind", "resume", (Str("token", 256),), before_login=True,
+       after_login=False, cost=2),
+    Op("auth.logout", "mind", "logout"),
+    Op("auth.register", "accounts", "register",
+       (Username(), Str("password", _PASSWORD),
+        Str("display_name", _DISPLAY_NAME, required=False)),
+       before_login=True, after_login=False, cost=5),
+    Op("auth.change_password", "accounts", "change_password",
+       (Str("old_password", _PASSWORD), Str("new_password", _PASSWORD)), cost=5),
+    # -- 4. Users, presence, contacts -----------------------------------------------------
+    Op("user.get", "users", "get", (Username(),)),
+    Op("user.update", "users", "update",
+       (Str("display_name", _DISPLAY_NAME, required=False),
+        Str("status_text", _STATUS_TEXT, min_len=0, required=False),
+        Str("avatar_file_id", _FILE_ID, min_len=0, required=False))),
+    Op("user.search", "users", "search",
+       (Str("query", 64, min_len=0), Int("limit", maximum=100, required=False, default=20))),
+    Op("presence.set", "users", "set_presence",
+       (Field("state", "str", choices=PRESENCE_STATES),)),
+    Op("contact.request", "users", "contact_request",
+       (Username(), Str("message", 500, min_len=0, required=False))),
+    Op("contact.respond", "users", "contact_respond", (Username(), Bool("accept"))),
+    Op("contact.remove", "users", "contact_remove", (Username(),)),
+    Op("contact.list", "users", "contact_list"),
+    # -- 5. Rooms --------------------------------------------------------------------------
+    Op("room.create", "rooms", "create",
+       (Str("name", _ROOM_NAME), Str("topic", _TOPIC, min_len=0, required=False, default=""),
+        Field("visibility", "str", choices=frozenset({"public", "private"})),
+        Field("members", "list", required=False, max_len=500, item=Username()))),
+    Op("dm.open", "rooms", "open_direct", (Username(),)),
+    Op("room.directory", "rooms", "directory", (Str("query", 80, min_len=0, required=False),)),
+    Op("room.list", "rooms", "list"),
+    Op("room.join", "rooms", "join", (Int("room_id"),)),
+    Op("room.leave", "rooms", "leave", (Int("room_id"),)),
+    Op("room.invite", "rooms", "invite", (Int("room_id"), Username())),
+    Op("room.kick", "rooms", "kick",
+       (Int("room_id"), Username(), Str("reason", 500, min_len=0, required=False))),
+    Op("room.members", "rooms", "members", (Int("room_id"),)),
+    Op("room.update", "rooms", "update",
+       (Int("room_id"), Str("name", _ROOM_NAME, required=False),
+        Str("topic", _TOPIC, min_len=0, required=False))),
+    Op("room.set_role", "rooms", "set_role",
+       (Int("room_id"), Username(), Field("role", "str", choices=ROOM_ROLES))),
+    Op("room.delete", "rooms", "delete", (Int("room_id"),)),
+    # -- 6. Messages -----------------------------------------------------------------------
+    Op("msg.send", "messages", "send",
+       (Int("room_id"), Str("body", MAX_BODY, min_len=0), Str("client_msg_id", _CLIENT_MSG_ID),
+        Int("reply_to", required=False),
+        Field("mentions", "list", required=False, max_len=100, item=Username()),
+        Int("ttl", minimum=1, maximum=86400, required=False),
+        Field("attachments", "list", required=False, max_len=20,
+              item=Str("attachment", _FILE_ID)))),
+    Op("msg.edit", "messages", "edit", (Int("room_id"), Int("msg_id"), Str("body", MAX_BODY))),
+    Op("msg.delete", "messages", "delete", (Int("room_id"), Int("msg_id"))),
+    Op("msg.react", "messages", "react",
+       (Int("room_id"), Int("msg_id"), Str("emoji", 32), Bool("on"))),
+    Op("msg.history", "messages", "history",
+       (Int("room_id"), Int("before_seq", minimum=1, required=False),
+        Int("after_seq", minimum=0, required=False),
+        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=50))),
+    Op("msg.read", "messages", "read", (Int("room_id"), Int("seq", minimum=0))),
+    Op("msg.typing", "messages", "typing", (Int("room_id"), Bool("typing")), notification=True,
+       cost=0.5),
+    Op("msg.search", "messages", "search",
+       (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
+        Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),
+        Int("limit", minimum=1, maximum=200, required=False, default=50)), cost=3),
+)

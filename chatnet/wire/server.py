@@ -1,0 +1,529 @@
+"""The server side of the wire: one :class:`ChatServerProtocol` per connection.
+
+The protocol is the twisted.cred *mind*. It turns frames into calls and
+results into frames, and knows nothing of chat:
+
+1. **Handshake.** The first request must be ``session.hello`` with protocol 1,
+   else ``protocol_version`` and close (PROTOCOL.md 3.1).
+2. **State gate.** Until ``auth.login``/``auth.resume`` succeed, only the ops
+   the registry marks ``before_login`` pass; the rest get ``unauthenticated``.
+3. **Dispatch.** Each op is looked up in :data:`chatnet.wire.ops.OPS`, its
+   arguments validated, a token taken from the connection's rate-limit
+   bucket, and the ``perspective_*`` method of the avatar's perspective that
+   the registry names is called. A :class:`~chatnet.errors.ChatError` becomes
+   an error response; anything else is logged and answered ``internal``.
+
+Input is bounded (frame size, requests in flight, rate); output goes through
+an :class:`Outbox` that bounds what one connection may queue. A malformed or
+oversized frame gets an ``error`` event and closes that connection only.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from typing import Any
+
+from twisted.cred.credentials import Anonymous, UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int32StringReceiver
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chatnet import PROTOCOL_VERSION, __version__
+from chatnet.config import ServerConfig
+from chatnet.cred.credentials import Token
+from chatnet.errors import ChatError, ErrorCode, bad_request
+from chatnet.interfaces import IChatAvatar, ISessionMind
+from chatnet.services import Clock, Services, ms
+from chatnet.wire.codec import error_frame, event_frame, result_frame, unpack
+from chatnet.wire.ops import OPS, Op
+
+#: Requests one connection may have in flight before the server stops reading from it.
+MAX_IN_FLIGHT = 64
+#: Seconds a closing connection gets to flush before it is aborted.
+CLOSE_GRACE = 5.0
+#: Feature names announced in ``session.hello`` (informative, PROTOCOL.md 3.1).
+FEATURES = ("resume", "presence", "contacts", "typing", "receipts", "reactions", "edit",
+            "delete", "reply", "ttl", "search")
+
+
+class TokenBucket:
+    """A token-bucket rate limiter on an injected clock.
+
+    Args:
+        rate: tokens added per second.
+        burst: bucket size (the most that can be spent at once).
+        clock: provides ``seconds()``.
+    """
+
+    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = burst
+        self.stamp = clock.seconds()
+
+    def take(self, cost: float) -> float:
+        """Spend ``cost`` tokens if there are enough.
+
+        Returns:
+            0.0 if spent; otherwise the seconds until there would be enough
+            (nothing is spent).
+        """
+        now = self.clock.seconds()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return 0.0
+        return (cost - self.tokens) / self.rate
+
+
+@implementer(IPushProducer)
+class Outbox:
+    """The one producer of a connection: every frame to the peer goes through it.
+
+    While the transport's buffer is below its limit, frames are written at
+    once. When the transport pauses us, frames queue here; once more than
+    ``max_queued`` bytes wait, the peer is not reading fast enough and the
+    connection is aborted (``on_overflow`` is called first).
+
+    Args:
+        transport: the connection's transport.
+        max_queued: bytes that may wait in the queue.
+        on_overflow: called once when the bound is passed.
+    """
+
+    def __init__(self, transport: Any, max_queued: int, on_overflow: Any) -> None:
+        self.transport = transport
+        self.max_queued = max_queued
+        self.on_overflow = on_overflow
+        self.paused = False
+        self.dead = False
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.peak = 0
+
+    def send(self, frame: bytes) -> None:
+        """Write or queue one complete frame; never raises."""
+        if self.dead:
+            return
+        if not self.paused and not self.queue:
+            self.transport.write(frame)
+            return
+        self.queue.append(frame)
+        self.queued += len(frame)
+        if self.queued > self.peak:
+            self.peak = self.queued
+        if self.queued > self.max_queued:
+            self.dead = True
+            self.queue.clear()
+            self.queued = 0
+            self.on_overflow()
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: queue from now on."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport drained: write what waits, until paused again."""
+        self.paused = False
+        queue = self.queue
+        while queue and not self.paused and not self.dead:
+            frame = queue.popleft()
+            self.queued -= len(frame)
+            self.transport.write(frame)
+
+    def stopProducing(self) -> None:
+        """The connection is going away: drop everything."""
+        self.dead = True
+        self.queue.clear()
+        self.queued = 0
+
+
+@implementer(ISessionMind)
+class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
+    """One client connection: handshake, state gate, dispatch (module docstring).
+
+    Attributes:
+        avatar: the avatar from the portal (anonymous after hello, the user's
+            after login), or None before hello.
+    """
+
+    log = Logger()
+    factory: ChatServerFactory
+
+    def __init__(self) -> None:
+        self.avatar: Any = None
+        self.session_id = ""
+        self.user_id = 0
+        self.username = ""
+        self.client = ""
+        self.peer = ""
+        self.since = 0
+        self._logout: Any = None
+        self._token = ""
+        self._logged_in = False
+        self._authenticating = False
+        self._closing = False
+        self._kill: Any = None
+        self._in_flight: set[int] = set()
+        self._reading_paused = False
+        self._outbox: Outbox | None = None
+        self._bucket: TokenBucket | None = None
+        self._lost: Deferred[None] = Deferred()
+
+    # -- connection lifecycle --------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Set limits, TCP_NODELAY, the outbox and the idle timeout."""
+        factory = self.factory
+        config = factory.config
+        self.MAX_LENGTH = config.max_frame
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign]
+        peer = self.transport.getPeer()  # type: ignore[union-attr]
+        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        try:
+            # Nagle's algorithm alone puts ~35 ms on the latency tail.
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            pass
+        self._outbox = Outbox(self.transport, config.max_output, self._overflow)
+        self.transport.registerProducer(self._outbox, True)  # type: ignore[union-attr]
+        self._bucket = TokenBucket(config.rate, config.burst, factory.clock)
+        self.setTimeout(config.idle_timeout)
+        factory.protocols.add(self)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        """Log out (once), cancel timers, forget the connection."""
+        self._closing = True
+        self.setTimeout(None)
+        if self._kill is not None and self._kill.active():
+            self._kill.cancel()
+        if self._outbox is not None:
+            self._outbox.stopProducing()
+        if self._logout is not None:
+            logout, self._logout = self._logout, None
+            logout()
+        self.factory.protocols.discard(self)
+        lost, self._lost = self._lost, Deferred()
+        lost.callback(None)
+
+    def timeoutConnection(self) -> None:
+        """Idle timeout (PROTOCOL.md 3.7): close without a word."""
+        self.log.info("closing idle connection {peer}", peer=self.peer)
+        self._close()
+
+    def _overflow(self) -> None:
+        self.log.warn("{peer} ({user}) is not reading; disconnecting", peer=self.peer,
+                      user=self.username or "-")
+        self._closing = True
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        """Flush what is queued, close, and abort if the peer does not let us."""
+        if self._kill is None:
+            self._closing = True
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            self._kill = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
+
+    def _abort(self) -> None:
+        self._kill = None
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    # -- ISessionMind ------------------------------------------------------------------------
+
+    def bind(self, avatar: IChatAvatar) -> None:
+        """Take the identity of the avatar the realm made for this connection."""
+        self.session_id = avatar.session_id  # type: ignore[attr-defined]
+        self.user_id = avatar.user_id
+        self.username = avatar.username
+        self.since = avatar.since  # type: ignore[attr-defined]
+
+    def send_frame(self, frame: bytes) -> None:
+        """Write a complete frame through the outbox (never raises)."""
+        if self._outbox is not None and not self._closing:
+            self._outbox.send(frame)
+
+    def end_session(self, reason: str) -> None:
+        """Send ``session.ended {reason}`` and close (PROTOCOL.md 3.8)."""
+        if self._closing:
+            return
+        self.send_frame(event_frame("session.ended", {"reason": reason}))
+        self._close()
+
+    # -- input --------------------------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Any bytes count as activity for the idle timeout."""
+        if self._closing:
+            return
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def lengthLimitExceeded(self, length: int) -> None:
+        """A frame over ``max_frame``: ``error {too_large}`` and close (PROTOCOL.md 1)."""
+        if self._closing:
+            return
+        self._unprocessed = b""
+        self._protocol_error(ErrorCode.TOO_LARGE,
+                             f"frame of {length} bytes is over the limit of {self.MAX_LENGTH}")
+
+    def _protocol_error(self, code: ErrorCode, message: str) -> None:
+        self.log.info("protocol error from {peer}: {message}", peer=self.peer, message=message)
+        self.send_frame(event_frame("error", {"code": code.value, "message": message}))
+        self._close()
+
+    def stringReceived(self, payload: bytes) -> None:
+        """One frame: decode, gate, validate, dispatch."""
+        if self._closing:
+            return
+        if not payload:
+            return self._protocol_error(ErrorCode.BAD_REQUEST, "frame length 0 is invalid")
+        try:
+            message = unpack(payload)
+        except ValueError as exc:
+            return self._protocol_error(ErrorCode.BAD_REQUEST, str(exc))
+        if not isinstance(message, dict):
+            return self._protocol_error(ErrorCode.BAD_REQUEST, "payload must be a msgpack map")
+        request_id = message.get("id")
+        if request_id is not None and (not isinstance(request_id, int)
+                                       or isinstance(request_id, bool)
+                                       or not 1 <= request_id < 2**63):
+            self.send_frame(event_frame("error", {
+                "code": ErrorCode.BAD_REQUEST.value, "message": "id must be an integer >= 1"}))
+            return
+        name = message.get("op")
+        if not isinstance(name, str):
+            if request_id is not None:
+                self._answer_error(request_id, bad_request("op must be a string"))
+            return
+        if self.avatar is None and name != "session.hello":
+            # PROTOCOL.md 3.1: the first request must be session.hello.
+            if request_id is not None:
+                self._answer_error(request_id, ChatError(
+                    ErrorCode.PROTOCOL_VERSION, "the first request must be session.hello"))
+            self._close()
+            return
+        op = OPS.get(name)
+        if op is None:
+            if request_id is not None:
+                self._answer_error(request_id, ChatError(ErrorCode.UNKNOWN_OP,
+                                                         f"unknown op {name!r}"))
+            return
+        if request_id is not None and request_id in self._in_flight:
+            self._answer_error(request_id, bad_request("id is already in flight"))
+            return
+        try:
+            self._check_state(op)
+            assert self._bucket is not None
+            wait = self._bucket.take(op.cost)
+            if wait:
+                raise ChatError(ErrorCode.RATE_LIMITED, "too many requests; slow down",
+                                {"retry_after_ms": max(1, int(wait * 1000 + 0.999))})
+            args = op.validate(message.get("args"))
+            handler = self._handler(op)
+            result = handler(**args)
+        except ChatError as error:
+            if request_id is not None:
+                self._answer_error(request_id, error)
+            return
+        except Exception:
+            self.log.failure("op {op} failed", op=name)
+            if request_id is not None:
+                self._answer_error(request_id, ChatError(ErrorCode.INTERNAL, "internal error"))
+            return
+        if inspect.iscoroutine(result):
+            result = Deferred.fromCoroutine(result)
+        if isinstance(result, Deferred):
+            self._track(request_id, name, result)
+        elif request_id is not None:
+            self._answer(request_id, result if result is not None else {})
+
+    def _check_state(self, op: Op) -> None:
+        if self._logged_in:
+            if not op.after_login:
+                raise ChatError(ErrorCode.CONFLICT, "already logged in")
+        elif not op.before_login:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, "log in first")
+
+    def _handler(self, op: Op) -> Any:
+        if op.perspective == "mind":
+            return getattr(self, "mind_" + op.method)
+        perspective = self.avatar.perspectives.get(op.perspective)
+        if perspective is None:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, "log in first")
+        return getattr(perspective, "perspective_" + op.method)
+
+    def _track(self, request_id: int | None, name: str, d: Deferred[Any]) -> None:
+        if request_id is None:
+            d.addErrback(self._notification_failed, name)
+            return
+        self._in_flight.add(request_id)
+        if len(self._in_flight) >= MAX_IN_FLIGHT and not self._reading_paused:
+            # Stop reading until answers go out: a pipelining client cannot make
+            # the server hold an unbounded number of requests.
+            self._reading_paused = True
+            self.pauseProducing()
+        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(request_id,),
+                       errbackArgs=(request_id, name))
+
+    def _done(self, request_id: int) -> None:
+        self._in_flight.discard(request_id)
+        if self._reading_paused and len(self._in_flight) < MAX_IN_FLIGHT // 2:
+            self._reading_paused = False
+            if not self._closing:
+                self.resumeProducing()
+
+    def _succeeded(self, result: Any, request_id: int) -> None:
+        self._done(request_id)
+        self._answer(request_id, result if result is not None else {})
+
+    def _failed(self, failure: Failure, request_id: int, name: str) -> None:
+        self._done(request_id)
+        if failure.check(ChatError):
+            self._answer_error(request_id, failure.value)  # type: ignore[arg-type]
+        else:
+            self.log.failure("op {op} failed", failure, op=name)
+            self._answer_error(request_id, ChatError(ErrorCode.INTERNAL, "internal error"))
+
+    def _notification_failed(self, failure: Failure, name: str) -> None:
+        if not failure.check(ChatError):
+            self.log.failure("notification {op} failed", failure, op=name)
+
+    def _answer(self, request_id: int, result: dict[str, Any]) -> None:
+        frame = result_frame(request_id, result)
+        if len(frame) - 4 > self.MAX_LENGTH:
+            self._answer_error(request_id, ChatError(
+                ErrorCode.TOO_LARGE, f"the result is over max_frame ({self.MAX_LENGTH} bytes); "
+                "ask for less (a smaller limit)"))
+            return
+        self.send_frame(frame)
+
+    def _answer_error(self, request_id: int, error: ChatError) -> None:
+        self.send_frame(error_frame(request_id, error.to_wire()))
+
+    # -- the mind's own ops (PROTOCOL.md 3) ---------------------------------------------------
+
+    async def mind_hello(self, protocol: int, client: str) -> dict[str, Any]:
+        """``session.hello`` → ``{protocol, server, max_frame, features, registration}``."""
+        if self.avatar is not None:
+            raise ChatError(ErrorCode.CONFLICT, "session.hello was already sent")
+        if protocol != PROTOCOL_VERSION:
+            self.factory.clock.callLater(0, self._close)
+            raise ChatError(ErrorCode.PROTOCOL_VERSION,
+                            f"this server speaks protocol {PROTOCOL_VERSION}, not {protocol}")
+        self.client = client
+        _iface, avatar, _logout = await self.factory.portal.login(Anonymous(), self, IChatAvatar)
+        self.avatar = avatar
+        config = self.factory.config
+        return {"protocol": PROTOCOL_VERSION,
+                "server": f"{config.server_name} {__version__}",
+                "max_frame": config.max_frame, "features": list(FEATURES),
+                "registration": config.open_registration}
+
+    def mind_ping(self) -> dict[str, Any]:
+        """``session.ping`` → ``{ts}`` (ms since epoch)."""
+        return {"ts": ms(self.factory.clock)}
+
+    async def mind_login(self, username: str, password: str) -> dict[str, Any]:
+        """``auth.login`` → ``{user_id, username, display_name, session_id, token, roles}``.
+
+        Raises:
+            ChatError: ``unauthenticated`` (same message whether the user exists
+                or not), ``banned``, ``conflict`` (a login is already under way).
+        """
+        credentials = UsernamePassword(username.encode("utf-8"), password.encode("utf-8"))
+        avatar = await self._portal_login(credentials)
+        token = await self.factory.services.accounts.issue_token(avatar.user_id)
+        return self._logged_in_as(avatar, token)
+
+    async def mind_resume(self, token: str) -> dict[str, Any]:
+        """``auth.resume {token}`` → the login result, without a password (PROTOCOL.md 3.5).
+
+        Raises:
+            ChatError: ``unauthenticated`` (expired or revoked token), ``banned``.
+        """
+        avatar = await self._portal_login(Token(token))
+        return self._logged_in_as(avatar, token)
+
+    async def _portal_login(self, credentials: Any) -> Any:
+        if self._authenticating:
+            raise ChatError(ErrorCode.CONFLICT, "a login is already under way")
+        self._authenticating = True
+        try:
+            _iface, avatar, logout = await self.factory.portal.login(credentials, self,
+                                                                     IChatAvatar)
+        except UnauthorizedLogin as exc:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, str(exc) or "wrong credentials") from None
+        finally:
+            self._authenticating = False
+        if self._closing:
+            # The connection dropped while the password was being checked.
+            logout()
+            raise ChatError(ErrorCode.UNAVAILABLE, "connection closed")
+        self.avatar = avatar
+        self._logout = logout
+        self._logged_in = True
+        return avatar
+
+    def _logged_in_as(self, avatar: Any, token: str) -> dict[str, Any]:
+        self._token = token
+        result: dict[str, Any] = avatar.login_result(token)
+        return result
+
+    async def mind_logout(self) -> dict[str, Any]:
+        """``auth.logout`` → ``{}``: revokes the token, sends ``session.ended {logout}``
+        and closes."""
+        await self.factory.services.accounts.revoke_token(self._token)
+        self.factory.clock.callLater(0, self.end_session, "logout")
+        return {}
+
+
+class ChatServerFactory(Factory):
+    """Builds :class:`ChatServerProtocol` and keeps the set of open connections.
+
+    Args:
+        config: the server configuration.
+        portal: the cred portal (password, token and anonymous checkers).
+        services: the services (for token issue at login).
+        clock: time source for timeouts and rate limits.
+    """
+
+    protocol = ChatServerProtocol
+    log = Logger()
+
+    def __init__(self, config: ServerConfig, portal: Portal, services: Services,
+                 clock: Clock) -> None:
+        self.config = config
+        self.portal = portal
+        self.services = services
+        self.clock = clock
+        self.protocols: set[ChatServerProtocol] = set()
+        self.noisy = False
+
+    async def end_all_sessions(self, reason: str, grace: float) -> None:
+        """Send ``session.ended {reason}`` to every connection, close them, wait up to
+        ``grace`` seconds, then abort what is left (ordered shutdown)."""
+        protocols = list(self.protocols)
+        waits = [p._lost for p in protocols]
+        for proto in protocols:
+            proto.end_session(reason)
+        if not waits:
+            return
+        everything: Deferred[Any] = DeferredList(waits, consumeErrors=True)
+        timer = self.clock.callLater(grace, lambda: [p._abort() for p in list(self.protocols)])
+        await everything
+        if timer.active():
+            timer.cancel()
+
+
