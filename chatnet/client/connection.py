@@ -1,0 +1,247 @@
+"""The Twisted transport of the client library: one TLS connection to a server.
+
+:class:`ChatConnection` is a Twisted protocol around :class:`ClientCore`:
+requests return Deferreds, events go to listeners. :func:`connect` opens a
+verified TLS connection (PROTOCOL.md 1). For a connection that survives
+network loss, logs in again and catches up, use
+:class:`chatnet.client.session.ChatSession`, which is built on this.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import txaio
+
+txaio.use_twisted()
+
+from twisted.internet import endpoints  # noqa: E402
+from twisted.internet.defer import Deferred, succeed  # noqa: E402
+from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
+from twisted.internet.protocol import Factory, Protocol  # noqa: E402
+from twisted.logger import Logger  # noqa: E402
+from twisted.python.failure import Failure  # noqa: E402
+from zope.interface import implementer  # noqa: E402
+
+from chatnet import PROTOCOL_VERSION, __version__  # noqa: E402
+from chatnet.client.core import ClientCore, ConnectionClosed, Event, ProtocolError  # noqa: E402
+from chatnet.wire.tls import client_tls_options  # noqa: E402
+
+EventListener = Callable[[Event], None]
+#: The client name sent in ``session.hello`` unless another is given.
+DEFAULT_CLIENT = f"chatnet-lib/{__version__} python/{platform.python_version()}"
+
+
+@implementer(IHandshakeListener)
+class ChatConnection(Protocol):
+    """One connection to a chatnet server.
+
+    Attributes:
+        core: the sans-I/O protocol state.
+        handshake: fires when the TLS handshake completes.
+        lost: fires (with None) when the connection has closed; use
+            :meth:`when_lost` to wait without touching its result.
+        hello_result: the ``session.hello`` result once :meth:`hello` succeeded.
+        login_result: the ``auth.login``/``auth.resume`` result once logged in.
+    """
+
+    log = Logger()
+
+    def __init__(self) -> None:
+        self.core = ClientCore()
+        self.handshake: Deferred[None] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+        self._lost_waiters: list[Deferred[None]] = []
+        self.listeners: list[EventListener] = []
+        self.hello_result: dict[str, Any] | None = None
+        self.login_result: dict[str, Any] | None = None
+        self.close_reason = ""
+
+    # -- Twisted protocol -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Disable Nagle's algorithm: chat frames are small and latency matters."""
+        try:
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+        except (AttributeError, OSError):
+            pass
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up (the server certificate and hostname were verified)."""
+        if not self.handshake.called:
+            self.handshake.callback(None)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed the core; dispatch the events it finds."""
+        try:
+            events = self.core.receive_data(data)
+        except ProtocolError as exc:
+            self.log.error("protocol error from server: {error}", error=str(exc))
+            self.close_reason = str(exc)
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
+        for event in events:
+            for listener in list(self.listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    self.log.failure("event listener failed on {event}", event=event.name)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        """Fail what is pending; fire :attr:`lost`."""
+        if not self.close_reason:
+            self.close_reason = reason.getErrorMessage()
+        self.core.connection_lost(self.close_reason)
+        if not self.handshake.called:
+            self.handshake.errback(reason)
+            self.handshake.addErrback(lambda _f: None)
+        self.lost.callback(None)
+        waiters, self._lost_waiters = self._lost_waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def when_lost(self) -> Deferred[None]:
+        """A new Deferred that fires (with None) once the connection has closed."""
+        if self.lost.called:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._lost_waiters.append(d)
+        return d
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _flush(self) -> None:
+        data = self.core.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def request(self, op: str, args: dict[str, Any] | None = None) -> Deferred[dict[str, Any]]:
+        """Send a request (PROTOCOL.md 2).
+
+        Returns:
+            a Deferred firing with the result map, or failing with
+            :class:`~chatnet.errors.ChatError` (error response or
+            :class:`~chatnet.client.core.ConnectionClosed`).
+        """
+        d: Deferred[dict[str, Any]] = self.core.request(op, args)
+        self._flush()
+        return d
+
+    def notify(self, op: str, args: dict[str, Any] | None = None) -> None:
+        """Send a notification (never answered), e.g. ``msg.typing``."""
+        self.core.notify(op, args)
+        self._flush()
+
+    def add_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` for every event from the server."""
+        self.listeners.append(listener)
+
+    async def hello(self, client: str = DEFAULT_CLIENT) -> dict[str, Any]:
+        """``session.hello`` (PROTOCOL.md 3.1); adopts the server's ``max_frame``.
+
+        Raises:
+            ChatError: ``protocol_version`` if the server speaks another version.
+        """
+        result = await self.request("session.hello",
+                                    {"protocol": PROTOCOL_VERSION, "client": client})
+        max_frame = result.get("max_frame")
+        if isinstance(max_frame, int) and max_frame > 0:
+            self.core.max_frame = max_frame
+        self.hello_result = result
+        return result
+
+    async def login(self, username: str, password: str) -> dict[str, Any]:
+        """``auth.login`` (PROTOCOL.md 3.4) → ``{user_id, username, display_name,
+        session_id, token, roles}``.
+
+        Raises:
+            ChatError: ``unauthenticated``, ``banned``.
+        """
+        result = await self.request("auth.login", {"username": username, "password": password})
+        self.login_result = result
+        return result
+
+    async def resume(self, token: str) -> dict[str, Any]:
+        """``auth.resume`` (PROTOCOL.md 3.5): log in again with a token.
+
+        Raises:
+            ChatError: ``unauthenticated`` (expired or revoked), ``banned``.
+        """
+        result = await self.request("auth.resume", {"token": token})
+        self.login_result = result
+        return result
+
+    async def register(self, username: str, password: str,
+                       display_name: str | None = None) -> dict[str, Any]:
+        """``auth.register`` (PROTOCOL.md 3.3) → ``{user_id, username}``.
+
+        Raises:
+            ChatError: ``conflict`` (name taken), ``forbidden`` (registration
+                closed), ``bad_request``.
+        """
+        args: dict[str, Any] = {"username": username, "password": password}
+        if display_name:
+            args["display_name"] = display_name
+        return await self.request("auth.register", args)
+
+    def close(self) -> Deferred[None]:
+        """Close the connection; the Deferred fires once it is closed."""
+        done = self.when_lost()
+        if not self.lost.called:
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        return done
+
+
+class ChatConnectionFactory(Factory):
+    """Makes :class:`ChatConnection` protocols (used by ``ClientService`` too)."""
+
+    protocol = ChatConnection
+    noisy = False
+
+
+def client_endpoint(reactor: Any, host: str, port: int, ca: str | Path | None = None,
+                    client_cert: str | Path | None = None,
+                    client_key: str | Path | None = None,
+                    timeout: float = 10.0) -> Any:
+    """A TLS client endpoint that verifies the server (PROTOCOL.md 1).
+
+    Args:
+        host: server hostname or IP address; the certificate must match it.
+        port: server port (5443 by default on servers).
+        ca: PEM CA file to trust (the server's ``<data-dir>/tls/ca.pem`` for the
+            development CA); None trusts the system store.
+        client_cert: PEM client certificate, for servers with ``--tls-client-ca``.
+        client_key: its PEM key.
+        timeout: TCP connect timeout, in seconds.
+    """
+    return endpoints.wrapClientTLS(
+        client_tls_options(host, ca, client_cert, client_key),
+        endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout))
+
+
+async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = None,
+                  client_cert: str | Path | None = None,
+                  client_key: str | Path | None = None,
+                  hello: bool = True, client: str = DEFAULT_CLIENT) -> ChatConnection:
+    """Open a verified TLS connection and (by default) say hello.
+
+    Returns:
+        the connected :class:`ChatConnection`.
+
+    Raises:
+        twisted.internet.error.ConnectError: the server cannot be reached.
+        ChatError: ``unavailable`` if TLS verification fails (the message says
+            why), ``protocol_version``.
+    """
+    endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key)
+    connection: ChatConnection = await endpoints.connectProtocol(endpoint, ChatConnection())
+    if hello:
+        try:
+            await connection.hello(client)
+        except ConnectionClosed:
+            raise ConnectionClosed(f"connection to {host}:{port} failed: "
+                                   f"{connection.close_reason}") from None
+    return connection

@@ -1,0 +1,59 @@
+"""Fixtures for the core suite (pytest-twisted, the default reactor).
+
+A test fails if anything logs an error or a failure while it runs (the
+``log_errors`` fixture), unless it declares ``expect_logged_errors``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.logger import LogLevel, globalLogPublisher
+
+from tests.support.server import RunningServer, start_server, test_config
+
+
+@pytest.fixture(autouse=True)
+def log_errors(request: pytest.FixtureRequest) -> Any:
+    """Collect error-level log events; fail the test if any appeared."""
+    seen: list[dict[str, Any]] = []
+
+    def observer(event: dict[str, Any]) -> None:
+        if event.get("log_level") in (LogLevel.error, LogLevel.critical) or "log_failure" in event:
+            seen.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    yield seen
+    globalLogPublisher.removeObserver(observer)
+    if seen and not request.node.get_closest_marker("expect_logged_errors"):
+        from twisted.logger import formatEvent
+
+        details = []
+        for event in seen:
+            text = formatEvent(event)
+            if "log_failure" in event:
+                text += "\n" + event["log_failure"].getTraceback()
+            details.append(text)
+        pytest.fail("errors were logged:\n" + "\n".join(details))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "expect_logged_errors: the test logs errors on purpose")
+
+
+@pytest_twisted.async_yield_fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A real chatnet server on loopback (TLS, SQLite file in ``tmp_path``)."""
+    running = await start_server(test_config(tmp_path / "data"))
+    yield running
+    await running.stop()
+
+
+def require_services() -> bool:
+    """Whether missing PostgreSQL/Redis must fail tests instead of skipping them."""
+    return os.environ.get("CHATNET_REQUIRE_SERVICES") == "1"
