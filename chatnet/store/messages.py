@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
-from chatnet.store.database import Database, Txn
+from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.users import _like_prefix
 
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
@@ -124,7 +124,14 @@ class MessageStore:
                 message["ttl"] = ttl
             return SendResult(message, duplicate=False)
 
-        return await self.db.run_interaction("send_message", txn)
+        try:
+            return await self.db.run_interaction("send_message", txn)
+        except IntegrityError:
+            # With several pooled connections (PostgreSQL), a concurrent send with the
+            # same (sender, client_msg_id) may commit between our check and our insert.
+            # Our transaction rolled back (no seq used up); run it again to answer
+            # with the message that won, as a duplicate.
+            return await self.db.run_interaction("send_message_retry", txn)
 
     async def message(self, room_id: int, msg_id: int, now: int) -> dict[str, Any] | None:
         """One visible message of a room (with reactions), or None."""

@@ -110,11 +110,13 @@ class RoomRecord:
     last_seq: int
 
     def to_wire(self) -> dict[str, Any]:
-        """The ``room`` map of PROTOCOL.md section 5."""
+        """The ``room`` map of PROTOCOL.md section 5, plus ``last_seq`` (the newest
+        message's seq when the map was made; an extra field, see docs/protocol.md)."""
         return {
             "room_id": self.room_id, "kind": self.kind, "name": self.name, "topic": self.topic,
             "visibility": self.visibility, "owner": self.owner,
             "members_count": self.members_count, "created_ts": self.created_ts,
+            "last_seq": self.last_seq,
         }
 
 

@@ -143,6 +143,24 @@ class Outbox:
             self.queued -= len(frame)
             self.transport.write(frame)
 
+    def close(self) -> None:
+        """The connection is closing: write what waits (at most ``max_queued`` bytes)
+        and stop being the transport's producer.
+
+        A TLS transport holds back its close (close_notify, then the TCP close)
+        for as long as a producer is registered, so a connection that keeps its
+        producer is only ever closed by the abort timer.
+        """
+        queue = self.queue
+        while queue and not self.dead:
+            frame = queue.popleft()
+            self.queued -= len(frame)
+            self.transport.write(frame)
+        self.queue.clear()
+        self.queued = 0
+        self.dead = True
+        self.transport.unregisterProducer()
+
     def stopProducing(self) -> None:
         """The connection is going away: drop everything."""
         self.dead = True
@@ -233,8 +251,10 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         """Flush what is queued, close, and abort if the peer does not let us."""
         if self._kill is None:
             self._closing = True
-            self.transport.loseConnection()  # type: ignore[union-attr]
             self._kill = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
+            if self._outbox is not None and not self._outbox.dead:
+                self._outbox.close()
+            self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _abort(self) -> None:
         self._kill = None

@@ -7,7 +7,7 @@ A test fails if anything logs an error or a failure while it runs (the
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 from twisted.logger import LogLevel, globalLogPublisher
 
+from tests.support.databases import postgres_conninfo, postgres_schema
 from tests.support.server import RunningServer, start_server, test_config
 
 
@@ -57,3 +58,36 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 def require_services() -> bool:
     """Whether missing PostgreSQL/Redis must fail tests instead of skipping them."""
     return os.environ.get("CHATNET_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """The conninfo of a fresh PostgreSQL schema, dropped after the test.
+
+    Skips when PostgreSQL is unreachable, but fails instead when
+    ``CHATNET_REQUIRE_SERVICES=1`` (CI must not silently skip the real engine).
+    """
+    conninfo, reason = postgres_conninfo()
+    if conninfo is None:
+        if require_services():
+            pytest.fail(f"{reason} (and CHATNET_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    with postgres_schema(conninfo) as schema_conninfo:
+        yield schema_conninfo
+
+
+@pytest_twisted.async_yield_fixture
+async def make_server(tmp_path: Path) -> AsyncIterator[Any]:
+    """A function starting servers with :func:`test_config` overrides; all are
+    stopped afterwards. ``await make_server(single_session=True)``."""
+    started: list[RunningServer] = []
+
+    async def make(**overrides: Any) -> RunningServer:
+        data_dir = overrides.pop("data_dir", tmp_path / f"data{len(started)}")
+        running = await start_server(test_config(data_dir, **overrides))
+        started.append(running)
+        return running
+
+    yield make
+    for running in reversed(started):
+        await running.stop()

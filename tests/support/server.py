@@ -24,6 +24,9 @@ def test_config(data_dir: Path, **overrides: Any) -> ServerConfig:
     return dataclasses.replace(base, **overrides)
 
 
+test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @dataclass
 class RunningServer:
     """A started :class:`ChatnetService` and how to reach it."""

@@ -1,0 +1,623 @@
+"""Fan-out benchmark: N TLS clients in one room, S senders, R messages/s in total.
+
+This is a benchmark, not a test (DESIGN.md "Targets"). It
+
+1. starts the server under test as its own subprocess: ``twistd -n --pidfile=
+   chatnet ...`` on a fresh data directory (rate limits set out of the way), or
+   the bare Twisted fan-out server ``bench/bare_fanout_server.py`` (the floor);
+2. sets up, in a helper process, over the protocol (not measured): registers N
+   users, logs each in once (``auth.login``) to get a resume token, and makes
+   one public room with all N as members (``room.create`` with the first 500 as
+   ``members``, ``room.join`` for the rest);
+3. starts ``--procs`` load-generator processes, each with its own Twisted
+   reactor and N/procs of the clients, connected with the chatnet client
+   library (TLS verified against the server's CA) and logged in with
+   ``auth.resume``; clients ping every 30 s as real clients do;
+4. runs ``--warmup`` seconds, then the measured window of ``--duration``
+   seconds, then lets deliveries drain. Message k is due at ``t0 + k/R`` and is
+   sent by sender ``k mod S`` (senders are spread over the processes), so the
+   total pace is even; its body carries ``k`` and ``time.time_ns()`` at send.
+   Every client records the latency of every ``msg`` event it receives;
+5. reads the CPU time (utime + stime from ``/proc/<pid>/stat``) of the server
+   and of each generator at the start and at the end of the window, and the
+   server's resident memory at the end.
+
+Every member, the sender included, must receive every message. A message
+belongs to the window when it is *due* in the window; expected deliveries are
+``messages due in the window x N``; lost deliveries are those that did not
+arrive by the end of the drain. Deliveries per server CPU-second divides the
+deliveries of window messages by the server's CPU time in the window (edge
+effects are of the order of the latency over the window length).
+
+Example (from the repository root, with the project's virtualenv)::
+
+    .venv/bin/python bench/fanout.py --clients 100 --senders 10 --rate 200 --duration 20
+    .venv/bin/python bench/fanout.py --clients 1000 --rate 20 --server bare --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+PASSWORD = "bench password 1"
+#: room.create accepts at most this many ``members``.
+CREATE_MEMBERS = 499
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+# -- /proc --------------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0])
+    return out
+
+
+def wait_until(t: float) -> None:
+    delay = t - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- the server under test ----------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(kind: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start the server as a subprocess; return once it accepts TCP connections."""
+    if kind == "chatnet":
+        twistd = Path(sys.executable).parent / "twistd"
+        if not twistd.exists():
+            found = shutil.which("twistd")
+            if found is None:
+                raise SystemExit("twistd not found next to the Python interpreter nor on PATH")
+            twistd = Path(found)
+        cmd = [str(twistd), "-n", "--pidfile=", "chatnet", "--port", str(port),
+               "--interface", HOST, "--data-dir", str(data_dir), "--open-registration",
+               "--rate-limit", "1000000", "--rate-burst", "1000000"]
+    else:
+        cmd = [sys.executable, str(REPO / "bench" / "bare_fanout_server.py"),
+               "--port", str(port), "--interface", HOST, "--data-dir", str(data_dir)]
+    log("server: " + " ".join(cmd))
+    server_log = open(data_dir / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, cwd=data_dir)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}; see "
+                             f"{data_dir / 'server.log'}:\n"
+                             + (data_dir / "server.log").read_text(errors="replace")[-3000:])
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("the server did not listen within 60 s")
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes]:
+    """Sample the server with py-spy for the window (collapsed stacks in ``--profile``)."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    cmd = [str(py_spy if py_spy.exists() else "py-spy"), "record", "-p", str(pid),
+           "-d", str(max(1, int(args.duration))), "-r", "100", "--nonblocking", "-f", "raw",
+           "-o", args.profile]
+    if args.native:
+        cmd.append("--native")
+    log("profiling: " + " ".join(cmd))
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+# -- child processes: common ---------------------------------------------------------------------
+
+def _run_child(coroutine_fn: Any, *args: Any) -> None:
+    """Run ``coroutine_fn(reactor, *args)`` under a fresh reactor in this process."""
+    from twisted.internet import task
+    from twisted.internet.defer import Deferred
+
+    try:
+        task.react(lambda reactor: Deferred.fromCoroutine(coroutine_fn(reactor, *args)))
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+
+
+async def _bounded(reactor: Any, concurrency: int, items: list[Any], fn: Any) -> list[Any]:
+    """``[await fn(item) for item in items]`` with at most ``concurrency`` at once."""
+    from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
+
+    semaphore = DeferredSemaphore(concurrency)
+    return list(await gatherResults(
+        [semaphore.run(lambda item=item: Deferred.fromCoroutine(fn(item))) for item in items],
+        consumeErrors=True))
+
+
+# -- setup (own process, not measured) -----------------------------------------------------------
+
+async def _setup(reactor: Any, pipe: Any, port: int, ca: str, usernames: list[str],
+                 concurrency: int) -> None:
+    from chatnet.client.connection import connect
+
+    started = time.time()
+
+    # 1. Register everyone, pipelined over a few anonymous connections.
+    lanes = [usernames[i::concurrency] for i in range(concurrency)]
+
+    async def register_lane(names: list[str]) -> None:
+        conn = await connect(reactor, HOST, port, ca)
+        for name in names:
+            await conn.register(name, PASSWORD)
+        await conn.close()
+
+    await _bounded(reactor, concurrency, [lane for lane in lanes if lane], register_lane)
+    log(f"setup: registered {len(usernames)} users in {time.time() - started:.1f} s")
+
+    # 2. The owner makes the room with the first members.
+    owner = await connect(reactor, HOST, port, ca)
+    tokens = {usernames[0]: (await owner.login(usernames[0], PASSWORD))["token"]}
+    room = await owner.request("room.create", {
+        "name": "bench", "visibility": "public",
+        "members": usernames[1:1 + CREATE_MEMBERS]})
+    room_id = room["room_id"]
+    await owner.close()
+
+    # 3. Everyone else logs in once (for a resume token); the rest join.
+    first_members = set(usernames[1:1 + CREATE_MEMBERS])
+
+    async def login(name: str) -> None:
+        conn = await connect(reactor, HOST, port, ca)
+        tokens[name] = (await conn.login(name, PASSWORD))["token"]
+        if name not in first_members:
+            await conn.request("room.join", {"room_id": room_id})
+        await conn.close()
+
+    await _bounded(reactor, concurrency, usernames[1:], login)
+    log(f"setup: room {room_id} with {len(usernames)} members, tokens issued, "
+        f"{time.time() - started:.1f} s")
+    pipe.send({"room_id": room_id, "tokens": tokens})
+
+
+def setup_main(pipe: Any, port: int, ca: str, usernames: list[str], concurrency: int) -> None:
+    _run_child(_setup, pipe, port, ca, usernames, concurrency)
+
+
+# -- load generator (own processes) --------------------------------------------------------------
+
+class Receiver:
+    """The ``msg`` listener of one client."""
+
+    __slots__ = ("got", "k_end", "k_start", "latencies", "other")
+
+    def __init__(self, k_start: int, k_end: int, latencies: array.array[float]) -> None:
+        self.k_start = k_start
+        self.k_end = k_end
+        self.latencies = latencies
+        self.got = 0       # deliveries of window messages
+        self.other = 0     # deliveries of warm-up messages
+
+    def __call__(self, event: Any) -> None:
+        if event.name != "msg":
+            return
+        now = time.time_ns()
+        k_text, sent_text, _ = event.data["message"]["body"].split(" ", 2)
+        k = int(k_text)
+        if self.k_start <= k < self.k_end:
+            self.got += 1
+            self.latencies.append((now - int(sent_text)) / 1e6)
+        else:
+            self.other += 1
+
+
+async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import LoopingCall, deferLater
+    from twisted.internet.threads import deferToThread
+
+    from chatnet.client.connection import connect
+
+    room_id, rate, senders = p["room_id"], p["rate"], p["senders"]
+    k_start, k_end = p["k_start"], p["k_end"]
+    latencies: array.array[float] = array.array("d")
+    ack_latencies: array.array[float] = array.array("d")
+    lost_connections = [0]
+
+    async def open_client(user: tuple[int, str, str]) -> tuple[int, Any, Receiver]:
+        index, _name, token = user
+        conn = await connect(reactor, HOST, p["port"], p["ca"])
+        await conn.resume(token)
+        receiver = Receiver(k_start, k_end, latencies)
+        conn.add_listener(receiver)
+        conn.when_lost().addCallback(lambda _: lost_connections.__setitem__(
+            0, lost_connections[0] + 1) if not stopping else None)
+        return index, conn, receiver
+
+    stopping = False
+    clients = await _bounded(reactor, p["connect_concurrency"], p["users"], open_client)
+    sender_conns = {index: conn for index, conn, _ in clients if index < senders}
+    pipe.send(("ready", len(clients)))
+
+    t0 = await deferToThread(pipe.recv)
+
+    # Clients ping every 30 s (PROTOCOL.md 3.7), at spread-out phases.
+    pingers = []
+    for n, (_index, conn, _receiver) in enumerate(clients):
+        ping = LoopingCall(conn.request, "session.ping")
+        ping.clock = reactor
+        pingers.append(ping)
+        reactor.callLater(30 * n / len(clients), _start_loop, ping)
+
+    # Message k is due at t0 + k / rate and goes out from sender k % senders.
+    mine = sorted(i for i in sender_conns)  # the sender indices this process owns
+    pad = "x" * p["body_bytes"]
+    sent = [0, 0, 0]  # sent in window, acks, errors
+    lags: list[float] = []
+    done = Deferred()
+
+    def due_ks() -> Any:
+        cycle = 0
+        while True:
+            base = cycle * senders
+            for index in mine:
+                k = base + index
+                if k >= k_end:
+                    return
+                yield k
+            cycle += 1
+
+    ks = due_ks()
+    next_k = [next(ks, None)]
+
+    def acked(_result: Any, started: int, counted: bool) -> None:
+        if counted:
+            sent[1] += 1
+            ack_latencies.append((time.time_ns() - started) / 1e6)
+
+    def failed(failure: Any, counted: bool) -> None:
+        if counted:
+            sent[2] += 1
+
+    def tick() -> None:
+        now = time.time()
+        while next_k[0] is not None and t0 + next_k[0] / rate <= now:
+            k = next_k[0]
+            counted = k_start <= k < k_end
+            conn = sender_conns[k % senders]
+            ns = time.time_ns()
+            if counted:
+                sent[0] += 1
+                lags.append(ns / 1e9 - (t0 + k / rate))
+            d = conn.request("msg.send", {"room_id": room_id, "body": f"{k} {ns} {pad}",
+                                          "client_msg_id": f"bench-{k}"})
+            d.addCallbacks(acked, failed, callbackArgs=(ns, counted), errbackArgs=(counted,))
+            next_k[0] = next(ks, None)
+            now = time.time()
+        if next_k[0] is None:
+            done.callback(None)
+        else:
+            reactor.callLater(max(0.0, t0 + next_k[0] / rate - time.time()), tick)
+
+    if mine:
+        reactor.callLater(max(0.0, t0 - time.time()), tick)
+    else:
+        done.callback(None)
+    await done
+    # Drain: wait until every client has every window message, or the drain time is over.
+    expected = k_end - k_start
+    t_end = t0 + k_end / rate
+    drain_until = max(time.time(), t_end) + p["drain"]
+    while time.time() < drain_until:
+        if all(r.got >= expected for _, _, r in clients) and sent[1] + sent[2] >= sent[0]:
+            break
+        await deferLater(reactor, 0.05, lambda: None)
+
+    stopping = True
+    for ping in pingers:
+        if ping.running:
+            ping.stop()
+    got = [r.got for _, _, r in clients]
+    report = {
+        "pid": os.getpid(), "clients": len(clients), "senders": len(mine),
+        "sent": sent[0], "acked": sent[1], "send_errors": sent[2],
+        "delivered": sum(got),
+        "missing": sum(max(0, expected - g) for g in got),
+        "surplus": sum(max(0, g - expected) for g in got),
+        "warmup_deliveries": sum(r.other for _, _, r in clients),
+        "clients_complete": sum(1 for g in got if g >= expected),
+        "lost_connections": lost_connections[0],
+        "send_lag_max_ms": max(lags) * 1000 if lags else 0.0,
+        "send_lag_p99_ms": _percentile(sorted(lags), 99) * 1000 if lags else 0.0,
+        "latencies": latencies.tobytes(), "ack_latencies": ack_latencies.tobytes(),
+    }
+    pipe.send(("report", report))
+    for _, conn, _ in clients:
+        if conn.transport is not None:
+            conn.transport.abortConnection()
+    await deferLater(reactor, 0.2, lambda: None)
+
+
+def _start_loop(loop: Any) -> None:
+    if not loop.running:
+        loop.start(30, now=False).addErrback(lambda _f: None)
+
+
+def generator_main(pipe: Any, params: dict[str, Any]) -> None:
+    _run_child(_generate, pipe, params)
+
+
+# -- statistics ----------------------------------------------------------------------------------
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """The nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def _summary(values: array.array[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"p50": _percentile(ordered, 50), "p90": _percentile(ordered, 90),
+            "p99": _percentile(ordered, 99), "p999": _percentile(ordered, 99.9),
+            "max": ordered[-1] if ordered else math.nan}
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    data_dir = Path(tempfile.mkdtemp(prefix=f"chatnet-bench-{args.server}-"))
+    port = free_port()
+    server = start_server(args.server, data_dir, port)
+    ca = str(data_dir / "tls" / "ca.pem")
+    generators: list[Any] = []
+    try:
+        log(f"server pid {server.pid} listening on {HOST}:{port}; data in {data_dir}")
+        usernames = [f"bench{i:05d}" for i in range(args.clients)]
+
+        parent_end, child_end = ctx.Pipe()
+        setup = ctx.Process(target=setup_main, name="bench-setup",
+                            args=(child_end, port, ca, usernames, args.setup_concurrency))
+        setup.start()
+        if not parent_end.poll(args.setup_timeout):
+            raise SystemExit("setup did not finish in time")
+        prepared = parent_end.recv()
+        setup.join()
+        room_id, tokens = prepared["room_id"], prepared["tokens"]
+
+        k_start = math.ceil(args.warmup * args.rate)
+        k_end = math.ceil((args.warmup + args.duration) * args.rate)
+        pipes = []
+        for n in range(args.procs):
+            users = [(i, name, tokens[name]) for i, name in enumerate(usernames)
+                     if i % args.procs == n]
+            params = {"port": port, "ca": ca, "room_id": room_id, "rate": args.rate,
+                      "senders": args.senders, "k_start": k_start, "k_end": k_end,
+                      "users": users, "body_bytes": args.body_bytes, "drain": args.drain,
+                      "connect_concurrency": args.connect_concurrency}
+            mine, theirs = ctx.Pipe()
+            proc = ctx.Process(target=generator_main, name=f"bench-gen-{n}",
+                               args=(theirs, params))
+            proc.start()
+            generators.append(proc)
+            pipes.append(mine)
+        connect_started = time.time()
+        for pipe in pipes:
+            if not pipe.poll(args.setup_timeout):
+                raise SystemExit("a load generator did not connect its clients in time")
+            tag, _count = pipe.recv()
+            assert tag == "ready"
+        log(f"{args.clients} clients connected and logged in "
+            f"({time.time() - connect_started:.1f} s); settling {args.settle} s")
+        time.sleep(args.settle)
+
+        t0 = time.time() + 0.5
+        for pipe in pipes:
+            pipe.send(t0)
+        t_start = t0 + k_start / args.rate
+        t_end = t0 + k_end / args.rate
+        log(f"warm-up {args.warmup} s, then measuring {args.duration} s")
+        wait_until(t_start)
+        profiler = start_profiler(args, server.pid) if args.profile else None
+        server_cpu0 = cpu_seconds(server.pid)
+        gen_cpu0 = [cpu_seconds(g.pid) for g in generators]
+        wall0 = time.time()
+        wait_until(t_end)
+        server_cpu1 = cpu_seconds(server.pid)
+        gen_cpu1 = [cpu_seconds(g.pid) for g in generators]
+        wall1 = time.time()
+        server_memory = memory_kib(server.pid)
+        log("window over; draining")
+        if profiler is not None:
+            profiler.wait(60)
+
+        reports = []
+        for pipe in pipes:
+            if not pipe.poll(args.drain + 60):
+                raise SystemExit("a load generator did not report")
+            tag, report = pipe.recv()
+            assert tag == "report"
+            reports.append(report)
+        for proc in generators:
+            proc.join(10)
+    finally:
+        for proc in generators:
+            if proc.is_alive():
+                proc.terminate()
+        stop_server(server)
+        if args.keep_data:
+            log(f"data kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    latencies: array.array[float] = array.array("d")
+    acks: array.array[float] = array.array("d")
+    for report in reports:
+        latencies.frombytes(report.pop("latencies"))
+        acks.frombytes(report.pop("ack_latencies"))
+    window = wall1 - wall0
+    messages = k_end - k_start
+    expected = messages * args.clients
+    delivered = sum(r["delivered"] for r in reports)
+    server_cpu = server_cpu1 - server_cpu0
+    return {
+        "server": args.server,
+        "clients": args.clients, "senders": args.senders, "rate": args.rate,
+        "duration": args.duration, "warmup": args.warmup, "procs": args.procs,
+        "body_bytes": args.body_bytes,
+        "window_s": round(window, 3),
+        "messages": messages,
+        "messages_sent": sum(r["sent"] for r in reports),
+        "acked": sum(r["acked"] for r in reports),
+        "send_errors": sum(r["send_errors"] for r in reports),
+        "expected_deliveries": expected,
+        "deliveries": delivered,
+        "lost_deliveries": sum(r["missing"] for r in reports),
+        "surplus_deliveries": sum(r["surplus"] for r in reports),
+        "lost_connections": sum(r["lost_connections"] for r in reports),
+        "deliveries_per_s": round(delivered / args.duration, 1),
+        "latency_ms": {k: round(v, 3) for k, v in _summary(latencies).items()},
+        "ack_latency_ms": {k: round(v, 3) for k, v in _summary(acks).items()},
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_pct": round(100 * server_cpu / window, 1),
+        "deliveries_per_server_cpu_s": round(delivered / server_cpu, 1) if server_cpu else None,
+        "server_rss_kib": server_memory.get("VmRSS"),
+        "server_peak_rss_kib": server_memory.get("VmHWM"),
+        "generator_cpu_s": [round(b - a, 3) for a, b in zip(gen_cpu0, gen_cpu1, strict=True)],
+        "generator_send_lag_max_ms": round(max(r["send_lag_max_ms"] for r in reports), 3),
+        "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+    }
+
+
+def render(r: dict[str, Any]) -> str:
+    lat, ack = r["latency_ms"], r["ack_latency_ms"]
+    gen = ", ".join(f"{c:.2f}" for c in r["generator_cpu_s"])
+    per_cpu = r["deliveries_per_server_cpu_s"]
+    return "\n".join([
+        f"fan-out benchmark: server={r['server']}  clients={r['clients']}  "
+        f"senders={r['senders']}  rate={r['rate']} msg/s  window={r['duration']} s "
+        f"(warm-up {r['warmup']} s)  generator procs={r['procs']}",
+        f"  messages in window      {r['messages']} (sent {r['messages_sent']}, "
+        f"acked {r['acked']}, errors {r['send_errors']})",
+        f"  deliveries              {r['deliveries']} of {r['expected_deliveries']} expected",
+        f"  deliveries/s            {r['deliveries_per_s']:,.0f}",
+        f"  lost deliveries         {r['lost_deliveries']}  (surplus {r['surplus_deliveries']}, "
+        f"connections lost {r['lost_connections']})",
+        f"  latency ms              p50 {lat['p50']:.2f}  p90 {lat['p90']:.2f}  "
+        f"p99 {lat['p99']:.2f}  p99.9 {lat['p999']:.2f}  max {lat['max']:.2f}",
+        f"  send->ack ms            p50 {ack['p50']:.2f}  p99 {ack['p99']:.2f}  "
+        f"max {ack['max']:.2f}",
+        f"  server CPU              {r['server_cpu_s']:.2f} s ({r['server_cpu_pct']:.0f} % "
+        f"of one core)",
+        f"  deliveries/server CPU-s {per_cpu:,.0f}" if per_cpu else
+        "  deliveries/server CPU-s n/a",
+        f"  server RSS              {r['server_rss_kib'] / 1024:.1f} MiB "
+        f"(peak {r['server_peak_rss_kib'] / 1024:.1f} MiB)",
+        f"  generator CPU s/proc    {gen}  (send lag max {r['generator_send_lag_max_ms']:.1f} ms)",
+    ])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Fan-out benchmark: N TLS clients in one room, S senders, R msgs/s.")
+    parser.add_argument("--clients", type=int, default=100, help="clients in the room (N)")
+    parser.add_argument("--senders", type=int, default=10, help="how many of them send (S)")
+    parser.add_argument("--rate", type=float, default=200.0, help="total messages/s (R)")
+    parser.add_argument("--duration", type=float, default=20.0,
+                        help="measured window, seconds (D)")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds of load before the window")
+    parser.add_argument("--procs", type=int, default=2, help="load generator processes")
+    parser.add_argument("--server", choices=("chatnet", "bare"), default="chatnet")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep the server's data directory (and server.log)")
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                        help="also write the figures as JSON to PATH (default: stdout, "
+                             "with the readable block on stderr)")
+    parser.add_argument("--body-bytes", type=int, default=64,
+                        help="padding added to each message body")
+    parser.add_argument("--drain", type=float, default=5.0,
+                        help="seconds after the window to wait for late deliveries")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds between the last login and the warm-up")
+    parser.add_argument("--connect-concurrency", type=int, default=20,
+                        help="connections each generator opens at once")
+    parser.add_argument("--setup-concurrency", type=int, default=8,
+                        help="parallel registrations/logins during setup")
+    parser.add_argument("--setup-timeout", type=float, default=600.0)
+    parser.add_argument("--profile", metavar="PATH",
+                        help="sample the server with py-spy during the window and write "
+                             "collapsed stacks to PATH (sampling costs the server CPU: do "
+                             "not quote the figures of a profiled run)")
+    parser.add_argument("--native", action="store_true",
+                        help="with --profile, include native (C) frames")
+    args = parser.parse_args(argv)
+    if not 1 <= args.senders <= args.clients:
+        parser.error("--senders must be between 1 and --clients")
+    if args.procs < 1 or args.procs > args.clients:
+        parser.error("--procs must be between 1 and --clients")
+    if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
+        parser.error("--rate and --duration must be > 0, --warmup >= 0")
+
+    result = run(args)
+    block = render(result)
+    if args.json == "-":
+        print(block, file=sys.stderr)
+        print(json.dumps(result, indent=2))
+    else:
+        print(block)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

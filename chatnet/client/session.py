@@ -1,0 +1,542 @@
+"""A self-healing chat session: reconnect, resume, re-send, catch up (PROTOCOL.md 3, 6).
+
+:class:`ChatSession` keeps one logged-in connection to a server for as long
+as it runs. Its states (observe them with :meth:`ChatSession.add_state_listener`)::
+
+    disconnected -> connecting -> handshaking -> authenticated -> closing -> disconnected
+                        ^                              |
+                        +------ network loss ----------+
+
+* **Reconnect** through Twisted's ``ClientService`` with exponential backoff
+  plus random jitter, so that a server restart does not bring every client
+  back in the same second.
+* **Resume** with ``auth.resume {token}`` (no password hashing on the server);
+  if the token is no longer valid and the password is still known, log in.
+* **Re-send** every ``msg.send`` not yet acknowledged, with the same
+  ``client_msg_id``: the server stores it once and answers with the first result.
+* **Catch up**: ``room.list``, then ``msg.history {after_seq}`` for each room
+  that moved while the connection was down; the messages are delivered to
+  listeners as ``msg`` events marked ``catch_up: True``, in order, without
+  duplicates (events that arrive during catch-up are held back until it ends).
+* After ``session.ended`` with reason ``replaced``, ``banned`` or ``logout``
+  it stops and does **not** reconnect by itself; after ``shutdown`` it does.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatnet.client.connection import (
+    DEFAULT_CLIENT,
+    ChatConnection,
+    ChatConnectionFactory,
+    client_endpoint,
+)
+from chatnet.client.core import ConnectionClosed, Event
+from chatnet.errors import ChatError, ErrorCode
+
+#: Ops whose result is a room the session may not have known before.
+_ROOM_ENTRY_OPS = frozenset({"room.create", "room.join", "dm.open"})
+#: ``session.ended`` reasons after which the session must not reconnect by itself.
+FINAL_REASONS = frozenset({"replaced", "banned", "logout"})
+
+
+class SessionState(StrEnum):
+    """States of a :class:`ChatSession` (STYLE.md habit 17)."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    HANDSHAKING = "handshaking"
+    AUTHENTICATED = "authenticated"
+    CLOSING = "closing"
+
+
+@dataclass
+class _PendingSend:
+    args: dict[str, Any]
+    result: Deferred[dict[str, Any]] = field(default_factory=Deferred)
+    generation: int = -1
+
+
+class ChatSession:
+    """One user's session with a server, kept alive across network loss.
+
+    Args:
+        reactor: the reactor (also the clock).
+        host: server hostname or IP address (the certificate must match it).
+        port: server port.
+        username: the account name.
+        password: the password; needed for the first login unless ``token`` is
+            given, and kept in memory to log in again if the token is revoked.
+        token: a resume token from an earlier login.
+        ca: PEM CA file to trust; None uses the system store.
+        client_cert: PEM client certificate (servers with mutual TLS).
+        client_key: its PEM key.
+        client_name: sent in ``session.hello``.
+        retry_initial: first reconnect delay, in seconds.
+        retry_max: longest reconnect delay before jitter, in seconds.
+        retry_jitter: up to this many random seconds are added to each delay.
+        ping_interval: seconds between ``session.ping`` (PROTOCOL.md 3.7: 30).
+        ping_timeout: seconds without an answer to a ping before the connection
+            is considered dead and dropped.
+
+    Attributes:
+        state: the current :class:`SessionState`.
+        login_result: the last ``auth.login``/``auth.resume`` result.
+        rooms: room id -> the room map of the last ``room.list`` (PROTOCOL.md 5).
+        ended_reason: the ``session.ended`` reason that stopped the session, if any.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, host: str, port: int, username: str,
+                 password: str | None = None, *, token: str | None = None,
+                 ca: str | Path | None = None, client_cert: str | Path | None = None,
+                 client_key: str | Path | None = None, client_name: str = DEFAULT_CLIENT,
+                 retry_initial: float = 0.5, retry_max: float = 15.0,
+                 retry_jitter: float = 2.0, ping_interval: float = 30.0,
+                 ping_timeout: float = 20.0) -> None:
+        if password is None and token is None:
+            raise ValueError("a password or a token is needed")
+        self.reactor = reactor
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.token = token
+        self.client_name = client_name
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.state = SessionState.DISCONNECTED
+        self.login_result: dict[str, Any] | None = None
+        self.rooms: dict[int, dict[str, Any]] = {}
+        self.ended_reason: str | None = None
+        self._endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key)
+        self._retry = backoffPolicy(retry_initial, retry_max, 2.0,
+                                    lambda: random.uniform(0, retry_jitter))
+        self._service: ClientService | None = None
+        self._connection: ChatConnection | None = None
+        self._generation = 0
+        self._listeners: list[Callable[[Event], None]] = []
+        self._state_listeners: list[Callable[[SessionState], None]] = []
+        self._outbox: OrderedDict[str, _PendingSend] = OrderedDict()
+        self._known_seq: dict[int, int] = {}
+        self._held: list[Event] | None = None
+        self._ready: Deferred[dict[str, Any]] | None = None
+        self._register: tuple[str | None] | None = None
+        self._ping: LoopingCall | None = None
+        self._first = True
+
+    # -- observing ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener(event)`` for every server event (and catch-up ``msg`` events)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        """Stop calling a listener added with :meth:`add_listener`."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def add_state_listener(self, listener: Callable[[SessionState], None]) -> None:
+        """Call ``listener(state)`` whenever :attr:`state` changes."""
+        self._state_listeners.append(listener)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a logged-in connection is up and caught up."""
+        return self.state is SessionState.AUTHENTICATED
+
+    @property
+    def unacknowledged(self) -> int:
+        """``msg.send`` requests waiting for their answer (they survive reconnects)."""
+        return len(self._outbox)
+
+    def _set_state(self, state: SessionState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        for listener in list(self._state_listeners):
+            try:
+                listener(state)
+            except Exception:
+                self.log.failure("state listener failed")
+
+    def _emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                self.log.failure("event listener failed on {event}", event=event.name)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self, register: bool = False, display_name: str | None = None
+              ) -> Deferred[dict[str, Any]]:
+        """Connect and log in (registering first if asked).
+
+        Args:
+            register: create the account with ``auth.register`` before the first login.
+            display_name: the display name for ``register``.
+
+        Returns:
+            a Deferred firing with the login result, or failing with
+            :class:`~chatnet.errors.ChatError` (``unauthenticated``, ``banned``,
+            ``conflict`` …) or a connection error if the server cannot be
+            reached. After a failure the session is stopped.
+        """
+        if self._service is not None:
+            raise RuntimeError("the session is already started")
+        self.ended_reason = None
+        self._register = (display_name,) if register else None
+        self._ready = Deferred()
+        self._service = ClientService(self._endpoint, ChatConnectionFactory(), self._retry,
+                                      self.reactor, prepareConnection=self._prepare)
+        self._set_state(SessionState.CONNECTING)
+        self._service.startService()
+        first = self._service.whenConnected(failAfterFailures=1)
+        first.addErrback(self._first_failed)
+        ready = self._ready
+        return ready
+
+    def _first_failed(self, failure: Failure) -> None:
+        if not failure.check(CancelledError):
+            # Not from inside ClientService's state machine: it refuses re-entry.
+            self.reactor.callLater(0, self._fail_start, failure)
+
+    def _fail_start(self, error: Failure | BaseException) -> None:
+        """Stop the session, then fail the Deferred that :meth:`start` returned."""
+        ready, self._ready = self._ready, None
+        stopped = self._stop_service()
+        if ready is not None and not ready.called:
+            stopped.addBoth(lambda _r: ready.errback(error))
+
+    def _stop_service(self) -> Deferred[None]:
+        service, self._service = self._service, None
+        if self._ping is not None and self._ping.running:
+            self._ping.stop()
+        if service is None:
+            self._set_state(SessionState.DISCONNECTED)
+            return succeed(None)
+        self._set_state(SessionState.CLOSING)
+        d: Deferred[None] = service.stopService()
+        d.addBoth(lambda _r: self._set_state(SessionState.DISCONNECTED))
+        return d
+
+    async def close(self, logout: bool = False) -> None:
+        """Stop the session; with ``logout`` also revoke the token on the server
+        (``auth.logout``). Unacknowledged sends fail with ``ConnectionClosed``."""
+        connection = self._connection
+        if logout and connection is not None and self.connected:
+            try:
+                await connection.request("auth.logout")
+            except ChatError:
+                pass
+            self.token = None
+        await self._stop_service()
+        pending, self._outbox = self._outbox, OrderedDict()
+        for entry in pending.values():
+            if not entry.result.called:
+                entry.result.errback(ConnectionClosed("session closed"))
+
+    # -- connecting ---------------------------------------------------------------------------
+
+    async def _prepare(self, connection: Any) -> None:
+        """ClientService calls this for each new connection. It never raises: a
+        failure aborts the connection (ClientService then retries), or, when it
+        is final (credentials, ban), stops the session."""
+        proxy, connection = connection, getattr(connection, "_protocol", connection)
+        self._set_state(SessionState.HANDSHAKING)
+        try:
+            await self._handshake(connection)
+        except CancelledError:
+            # The session was closed during the handshake. ClientService has
+            # already forgotten this attempt and must not hear of the connection
+            # again (it raises NoTransition on a disconnect it does not expect).
+            if hasattr(proxy, "_lostNotification"):
+                proxy._lostNotification = lambda _reason: None
+            if connection.transport is not None:
+                connection.transport.abortConnection()
+            raise
+        except Exception as exc:
+            final = isinstance(exc, ChatError) and exc.code in (
+                ErrorCode.UNAUTHENTICATED, ErrorCode.BANNED, ErrorCode.CONFLICT,
+                ErrorCode.FORBIDDEN, ErrorCode.BAD_REQUEST, ErrorCode.PROTOCOL_VERSION)
+            self.log.info("login to {host}:{port} failed: {error}", host=self.host,
+                          port=self.port, error=str(exc))
+            # Act once ClientService has taken the connection (it does when this
+            # returns): it cannot handle a connection dropped during preparation.
+            if final or self._first:
+                if self._ready is None and isinstance(exc, ChatError):
+                    self.ended_reason = exc.code.value
+                self.reactor.callLater(0, self._fail_start, exc)
+            else:
+                self._set_state(SessionState.CONNECTING)
+                if connection.transport is not None:
+                    self.reactor.callLater(0, connection.transport.abortConnection)
+
+    async def _handshake(self, connection: ChatConnection) -> None:
+        self._held = []
+        connection.add_listener(self._on_event)
+        await connection.hello(self.client_name)
+        if self._register is not None:
+            (display_name,) = self._register
+            assert self.password is not None
+            await connection.register(self.username, self.password, display_name)
+            self._register = None
+        result = None
+        if self.token is not None:
+            try:
+                result = await connection.resume(self.token)
+            except ChatError as exc:
+                if exc.code is not ErrorCode.UNAUTHENTICATED or self.password is None:
+                    raise
+                self.token = None
+        if result is None:
+            if self.password is None:
+                raise ChatError(ErrorCode.UNAUTHENTICATED, "the session token expired; "
+                                "log in again with the password")
+            result = await connection.login(self.username, self.password)
+        self.token = result.get("token", self.token)
+        self.login_result = result
+        self.username = result.get("username", self.username)
+        self._connection = connection
+        self._generation += 1
+        connection.when_lost().addCallback(self._lost, connection)
+        for client_msg_id in list(self._outbox):
+            self._transmit(client_msg_id)
+        await self._catch_up(connection, baseline=self._first)
+        held, self._held = self._held or [], None
+        for event in held:
+            self._dispatch(event)
+        # Announce it once ClientService has taken the connection (after this
+        # returns): a listener that closes the session at once must find the
+        # service in its "connected" state.
+        self.reactor.callLater(0, self._authenticated, connection, result)
+
+    def _authenticated(self, connection: ChatConnection, result: dict[str, Any]) -> None:
+        if connection is not self._connection or self._service is None:
+            return
+        first, self._first = self._first, False
+        self._start_pings(connection)
+        self._set_state(SessionState.AUTHENTICATED)
+        for client_msg_id in list(self._outbox):
+            self._transmit(client_msg_id)  # those queued since the handshake
+        if first and self._ready is not None:
+            ready, self._ready = self._ready, None
+            ready.callback(result)
+
+    def _lost(self, _: Any, connection: ChatConnection) -> None:
+        if connection is not self._connection:
+            return
+        self._connection = None
+        if self._ping is not None and self._ping.running:
+            self._ping.stop()
+        if self._service is not None and self.state is not SessionState.CLOSING:
+            self.log.info("connection to {host}:{port} lost; reconnecting", host=self.host,
+                          port=self.port)
+            self._set_state(SessionState.CONNECTING)
+
+    def _start_pings(self, connection: ChatConnection) -> None:
+        def ping() -> None:
+            if connection is not self._connection:
+                return
+            d = connection.request("session.ping")
+            d.addTimeout(self.ping_timeout, self.reactor)
+
+            def dead(failure: Failure) -> None:
+                if connection is self._connection and connection.transport is not None:
+                    self.log.info("server did not answer a ping; reconnecting")
+                    connection.transport.abortConnection()
+
+            d.addErrback(dead)
+
+        if self._ping is not None and self._ping.running:
+            self._ping.stop()
+        self._ping = LoopingCall(ping)
+        self._ping.clock = self.reactor
+        self._ping.start(self.ping_interval, now=False)
+
+    async def _catch_up(self, connection: ChatConnection, baseline: bool) -> None:
+        """``room.list``, then the history each room gained since last seen."""
+        rooms = (await connection.request("room.list"))["rooms"]
+        self.rooms = {r["room_id"]: r for r in rooms}
+        for room_id in list(self._known_seq):
+            if room_id not in self.rooms:
+                del self._known_seq[room_id]
+        for room in rooms:
+            room_id, last_seq = room["room_id"], room.get("last_seq", 0)
+            if baseline:
+                self._known_seq[room_id] = last_seq
+                continue
+            since = self._known_seq.get(room_id, room.get("read_seq", 0))
+            limit = 200
+            while since < last_seq:
+                try:
+                    page = await connection.request(
+                        "msg.history", {"room_id": room_id, "after_seq": since, "limit": limit})
+                except ChatError as exc:
+                    if exc.code is ErrorCode.TOO_LARGE and limit > 1:
+                        limit //= 2
+                        continue
+                    raise
+                for message in page["messages"]:
+                    if message["seq"] > since:
+                        since = message["seq"]
+                        self._emit(Event("msg", {"message": message, "catch_up": True}))
+                if not page.get("has_more") or not page["messages"]:
+                    break
+            self._known_seq[room_id] = max(since, self._known_seq.get(room_id, 0))
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if self._held is not None:
+            self._held.append(event)
+            return
+        self._dispatch(event)
+
+    def _dispatch(self, event: Event) -> None:
+        name, data = event.name, event.data
+        if name == "msg":
+            message = data.get("message") or {}
+            room_id, seq = message.get("room_id"), message.get("seq")
+            if isinstance(room_id, int) and isinstance(seq, int):
+                if seq <= self._known_seq.get(room_id, 0):
+                    return  # already delivered (catch-up overlap)
+                self._known_seq[room_id] = seq
+        elif name == "room.invited":
+            # A room new to this session: what is in it now is history, what
+            # comes later must be caught up if the connection drops.
+            room = data.get("room") or {}
+            if isinstance(room.get("room_id"), int):
+                self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
+        elif name == "room.deleted":
+            self._known_seq.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+            self.rooms.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+        elif name == "room.member" and data.get("username") == self.username and data.get(
+                "change") in ("left", "kicked"):
+            self._known_seq.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+            self.rooms.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+        elif name == "session.ended":
+            reason = str(data.get("reason", ""))
+            if reason in FINAL_REASONS:
+                self.ended_reason = reason
+                self.log.info("server ended the session ({reason}); not reconnecting",
+                              reason=reason)
+                self._stop_service()
+        self._emit(event)
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def call(self, op: str, args: dict[str, Any] | None = None) -> Deferred[dict[str, Any]]:
+        """Send any request on the current connection (PROTOCOL.md 2).
+
+        Returns:
+            a Deferred of the result map.
+
+        Raises (through the Deferred):
+            ChatError: the server's error, or :class:`ConnectionClosed`
+                (``unavailable``) when not connected or the connection drops first.
+        """
+        connection = self._connection
+        if connection is None or self.state is not SessionState.AUTHENTICATED:
+            return Deferred.fromCoroutine(_raise(ConnectionClosed("not connected")))
+        d = connection.request(op, args)
+        if op in _ROOM_ENTRY_OPS:
+            d.addCallback(self._entered_room)
+        return d
+
+    def _entered_room(self, room: dict[str, Any]) -> dict[str, Any]:
+        """After room.create/join or dm.open: start tracking the room at its present."""
+        if isinstance(room.get("room_id"), int):
+            self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
+        return room
+
+    def notify(self, op: str, args: dict[str, Any] | None = None) -> None:
+        """Send a notification if connected (dropped otherwise), e.g. ``msg.typing``."""
+        if self._connection is not None and self.connected:
+            self._connection.notify(op, args)
+
+    def typing(self, room_id: int, typing: bool) -> None:
+        """``msg.typing`` (PROTOCOL.md 6): tell the room this user is (not) typing."""
+        self.notify("msg.typing", {"room_id": room_id, "typing": typing})
+
+    def send_message(self, room_id: int, body: str, *, reply_to: int | None = None,
+                     mentions: list[str] | None = None, ttl: int | None = None,
+                     attachments: list[str] | None = None,
+                     client_msg_id: str | None = None) -> Deferred[dict[str, Any]]:
+        """``msg.send`` that survives network loss (PROTOCOL.md 6).
+
+        The message waits while disconnected and is re-sent with the same
+        ``client_msg_id`` after each reconnect until the server answers.
+
+        Returns:
+            a Deferred firing with ``{msg_id, seq, ts}``, or failing with the
+            server's :class:`~chatnet.errors.ChatError` (``not_found``,
+            ``bad_request`` …), or :class:`ConnectionClosed` if the session is
+            closed first.
+        """
+        args: dict[str, Any] = {"room_id": room_id, "body": body,
+                                "client_msg_id": client_msg_id or uuid.uuid4().hex}
+        for key, value in (("reply_to", reply_to), ("mentions", mentions), ("ttl", ttl),
+                           ("attachments", attachments)):
+            if value is not None:
+                args[key] = value
+        entry = _PendingSend(args)
+        self._outbox[args["client_msg_id"]] = entry
+        if self.connected:
+            self._transmit(args["client_msg_id"])
+        return entry.result
+
+    def _transmit(self, client_msg_id: str) -> None:
+        entry = self._outbox.get(client_msg_id)
+        connection = self._connection
+        if entry is None or connection is None or entry.generation == self._generation:
+            return
+        entry.generation = self._generation
+        generation = self._generation
+
+        def acknowledged(result: dict[str, Any]) -> None:
+            if self._outbox.get(client_msg_id) is entry:
+                del self._outbox[client_msg_id]
+            if not entry.result.called:
+                entry.result.callback(result)
+
+        def refused(failure: Failure) -> None:
+            error = failure.value
+            if isinstance(error, ConnectionClosed):
+                entry.generation = -1  # keep it: re-sent after the reconnect
+                return
+            if isinstance(error, ChatError) and error.code is ErrorCode.RATE_LIMITED:
+                delay = (error.details or {}).get("retry_after_ms", 1000) / 1000.0
+                entry.generation = -1
+                self.reactor.callLater(delay, self._retransmit, client_msg_id, generation)
+                return
+            if self._outbox.get(client_msg_id) is entry:
+                del self._outbox[client_msg_id]
+            if not entry.result.called:
+                entry.result.errback(failure)
+
+        connection.request("msg.send", entry.args).addCallbacks(acknowledged, refused)
+
+    def _retransmit(self, client_msg_id: str, generation: int) -> None:
+        if generation == self._generation and self.connected:
+            self._transmit(client_msg_id)
+
+
+async def _raise(error: Exception) -> Any:
+    raise error

@@ -1,0 +1,178 @@
+"""Registration, login, resume, logout, password change, single session (PROTOCOL.md 3),
+end to end over TLS against a real server."""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+
+from chatnet.errors import ErrorCode
+from tests.support.chat import expect_error
+from tests.support.events import EventLog, barrier, wait_lost, within
+from tests.support.server import PASSWORD
+
+NEW_PASSWORD = "a much better passphrase"
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_then_login(server):
+    """auth.register → {user_id, username} (case-folded); auth.login with that name in
+    any case → the full login result."""
+    conn = await server.connect()
+    assert conn.hello_result["registration"] is True
+    registered = await conn.register("Alice", PASSWORD, display_name="Alice Liddell")
+    assert registered["username"] == "alice"
+    assert isinstance(registered["user_id"], int) and registered["user_id"] > 0
+    result = await conn.login("ALICE", PASSWORD)
+    assert result["user_id"] == registered["user_id"]
+    assert result["username"] == "alice"
+    assert result["display_name"] == "Alice Liddell"
+    assert result["roles"] == []
+    assert isinstance(result["session_id"], str) and result["session_id"]
+    assert isinstance(result["token"], str) and len(result["token"]) >= 32
+    assert (await conn.request("room.list"))["rooms"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_a_taken_name_is_a_conflict(server):
+    """Registering a name that exists (in any case) → conflict."""
+    conn = await server.connect()
+    await conn.register("bob", PASSWORD)
+    await expect_error(conn.register("bob", PASSWORD), ErrorCode.CONFLICT)
+    await expect_error(conn.register("BOB", PASSWORD), ErrorCode.CONFLICT)
+
+
+@pytest_twisted.ensureDeferred
+async def test_registration_closed_is_forbidden(make_server):
+    """With registration closed, hello says so and auth.register → forbidden."""
+    server = await make_server(open_registration=False)
+    conn = await server.connect()
+    assert conn.hello_result["registration"] is False
+    await expect_error(conn.register("carol", PASSWORD), ErrorCode.FORBIDDEN)
+
+
+@pytest.mark.parametrize("name", ["", "with space", "x" * 33, "bad!", "ünicode", "a/b"])
+@pytest_twisted.ensureDeferred
+async def test_register_bad_usernames_are_bad_request_naming_username(server, name):
+    """Usernames outside 1-32 chars of [a-z0-9._-] → bad_request naming ``username``."""
+    conn = await server.connect()
+    error = await expect_error(conn.register(name, PASSWORD), ErrorCode.BAD_REQUEST)
+    assert "username" in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_short_password_is_bad_request(server):
+    """A password under 8 characters → bad_request naming ``password``."""
+    conn = await server.connect()
+    error = await expect_error(conn.register("dave", "short"), ErrorCode.BAD_REQUEST)
+    assert "password" in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_password_and_unknown_user_look_the_same(server):
+    """Wrong password, unknown user and an impossible name all give unauthenticated with
+    the same message; the connection can still log in afterwards."""
+    conn = await server.connect()
+    await conn.register("erin", PASSWORD)
+    wrong = await expect_error(conn.login("erin", "not the password"),
+                               ErrorCode.UNAUTHENTICATED)
+    unknown = await expect_error(conn.login("nobody", PASSWORD), ErrorCode.UNAUTHENTICATED)
+    invalid = await expect_error(conn.login("no such user!", PASSWORD),
+                                 ErrorCode.UNAUTHENTICATED)
+    assert wrong.message == unknown.message == invalid.message
+    assert (await conn.login("erin", PASSWORD))["username"] == "erin"
+
+
+@pytest_twisted.ensureDeferred
+async def test_resume_with_token_logs_in_on_a_new_connection(server):
+    """auth.resume {token} on a new connection gives the login result for the same user,
+    with a new session id."""
+    first = await server.user("frank")
+    token = first.login_result["token"]
+    second = await server.connect()
+    resumed = await second.resume(token)
+    assert resumed["user_id"] == first.login_result["user_id"]
+    assert resumed["username"] == "frank"
+    assert resumed["token"] == token
+    assert resumed["session_id"] != first.login_result["session_id"]
+    assert (await second.request("room.list"))["rooms"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_resume_with_an_unknown_token_is_unauthenticated(server):
+    """A token the server never issued → unauthenticated."""
+    conn = await server.connect()
+    await expect_error(conn.resume("forged-token"), ErrorCode.UNAUTHENTICATED)
+
+
+@pytest_twisted.ensureDeferred
+async def test_logout_ends_the_session_and_revokes_only_its_token(server):
+    """auth.logout → {}, then session.ended {logout} and the close; that session's token
+    no longer resumes, another session's token still does."""
+    one = await server.user("gina")
+    other = await server.connect()
+    other_token = (await other.login("gina", PASSWORD))["token"]
+    events = EventLog(one, "gina")
+    assert await one.request("auth.logout") == {}
+    ended = await events.next("session.ended")
+    assert ended.data == {"reason": "logout"}
+    await wait_lost(one)
+    again = await server.connect()
+    await expect_error(again.resume(one.login_result["token"]), ErrorCode.UNAUTHENTICATED)
+    assert (await again.resume(other_token))["username"] == "gina"
+
+
+@pytest_twisted.ensureDeferred
+async def test_change_password_revokes_every_token(server):
+    """auth.change_password checks the old password, refuses a short new one, then
+    switches passwords and revokes all the user's resume tokens."""
+    conn = await server.user("hank")
+    spare = await server.connect()
+    spare_token = (await spare.login("hank", PASSWORD))["token"]
+    await expect_error(conn.request("auth.change_password", {
+        "old_password": "wrong one!", "new_password": NEW_PASSWORD}), ErrorCode.UNAUTHENTICATED)
+    short = await expect_error(conn.request("auth.change_password", {
+        "old_password": PASSWORD, "new_password": "short"}), ErrorCode.BAD_REQUEST)
+    assert "new_password" in short.message
+    assert await conn.request("auth.change_password", {
+        "old_password": PASSWORD, "new_password": NEW_PASSWORD}) == {}
+    probe = await server.connect()
+    for token in (conn.login_result["token"], spare_token):
+        await expect_error(probe.resume(token), ErrorCode.UNAUTHENTICATED)
+    await expect_error(probe.login("hank", PASSWORD), ErrorCode.UNAUTHENTICATED)
+    assert (await probe.login("hank", NEW_PASSWORD))["username"] == "hank"
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_sessions_of_one_user_coexist_by_default(server):
+    """Without single_session, a second login leaves the first session alone."""
+    first = await server.user("ivy")
+    second = await server.user("ivy", register=False)
+    await barrier(first)
+    assert not first.lost.called
+    assert first.login_result["session_id"] != second.login_result["session_id"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_single_session_replaces_the_first_session(make_server):
+    """With single_session, logging in again sends session.ended {replaced} to the
+    first session and closes it; the new one works."""
+    server = await make_server(single_session=True)
+    first = await server.user("jack")
+    events = EventLog(first, "jack#1")
+    second = await server.user("jack", register=False)
+    ended = await events.next("session.ended")
+    assert ended.data == {"reason": "replaced"}
+    await wait_lost(first)
+    assert (await within(second.request("room.list"), "room.list"))["rooms"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_shutdown_ends_sessions_with_reason_shutdown(make_server):
+    """Stopping the server sends session.ended {shutdown} to every session and closes."""
+    server = await make_server()
+    conn = await server.user("kate")
+    events = EventLog(conn, "kate")
+    await server.stop()
+    assert (await events.next("session.ended")).data == {"reason": "shutdown"}
+    await wait_lost(conn)

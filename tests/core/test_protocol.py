@@ -1,0 +1,361 @@
+"""ChatServerProtocol driven through a string transport and a fake clock (no network).
+
+The factory is wired over a real store (SQLite in ``tmp_path``) and real
+services by :mod:`tests.support.harness`; only the transport and the clock
+are stand-ins.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from zope.interface.verify import verifyObject
+
+from chatnet.interfaces import ISessionMind
+from chatnet.wire.codec import frame
+from chatnet.wire.server import MAX_IN_FLIGHT
+from tests.support.harness import build_harness, hello, send
+from tests.support.server import PASSWORD
+
+
+@pytest_twisted.async_yield_fixture
+async def harness(tmp_path):
+    """A factory over a real SQLite store with a MemoryReactorClock."""
+    h = await build_harness(tmp_path)
+    yield h
+    h.close()
+
+
+async def logged_in(harness, username="alice"):
+    """A protocol logged in as ``username`` (the account is created first)."""
+    await harness.services.accounts.create_user(username, PASSWORD)
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": "auth.login",
+                 "args": {"username": username, "password": PASSWORD}})
+    answer = await transport.answer(2)
+    assert "result" in answer, answer
+    transport.new_frames()
+    return proto, transport
+
+
+def error_of(frame_: dict) -> str:
+    assert "error" in frame_, frame_
+    return frame_["error"]["code"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_hello_answers_with_the_server_parameters(harness):
+    """session.hello → {protocol: 1, server, max_frame, features, registration}."""
+    proto, transport = harness.connect()
+    answer = hello(proto, transport)
+    result = answer["result"]
+    assert result["protocol"] == 1
+    assert result["max_frame"] == harness.config.max_frame
+    assert result["registration"] is True
+    assert isinstance(result["server"], str) and result["server"].startswith("chatnet")
+    assert "resume" in result["features"]
+    assert transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_protocol_is_a_session_mind(harness):
+    """ChatServerProtocol provides ISessionMind (verified)."""
+    proto, _transport = harness.connect()
+    assert verifyObject(ISessionMind, proto)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_first_request_other_than_hello_gets_protocol_version_and_close(harness):
+    """PROTOCOL.md 3.1: any other first request → protocol_version, then the close."""
+    proto, transport = harness.connect()
+    send(proto, {"id": 1, "op": "session.ping", "args": {}})
+    assert error_of(transport.frames[0]) == "protocol_version"
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_hello_with_another_protocol_version_is_refused_and_closed(harness):
+    """session.hello {protocol: 2} → protocol_version, and the connection closes."""
+    proto, transport = harness.connect()
+    send(proto, {"id": 1, "op": "session.hello", "args": {"protocol": 2, "client": "x"}})
+    assert error_of(transport.frames[0]) == "protocol_version"
+    harness.clock.advance(0)
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_second_hello_is_a_conflict(harness):
+    """Saying hello twice is refused with conflict; the connection stays."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    answer = hello(proto, transport, request_id=2)
+    assert error_of(answer) == "conflict"
+    assert transport.connected
+
+
+@pytest.mark.parametrize("op", ["room.list", "msg.send", "auth.logout", "user.get",
+                                "auth.change_password"])
+@pytest_twisted.ensureDeferred
+async def test_ops_before_login_are_unauthenticated(harness, op):
+    """Before login only session/auth ops pass; others → unauthenticated, connection kept."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": op, "args": {}})
+    assert error_of(transport.frames[-1]) == "unauthenticated"
+    assert transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_ping_is_allowed_before_login(harness):
+    """session.ping works right after hello and returns the clock's time in ms."""
+    harness.clock.advance(1234.5)
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": "session.ping"})
+    assert transport.frames[-1] == {"id": 2, "result": {"ts": 1234500}}
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_op_gets_unknown_op_and_the_connection_stays(harness):
+    """An op the registry does not list → unknown_op naming it; later requests still work."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": "room.teleport", "args": {}})
+    assert error_of(transport.frames[-1]) == "unknown_op"
+    assert "room.teleport" in transport.frames[-1]["error"]["message"]
+    send(proto, {"id": 3, "op": "session.ping"})
+    assert "result" in transport.frames[-1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_perspective_method_name_is_not_an_op(harness):
+    """Names that exist on objects but are not registered cannot be called."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    for i, name in enumerate(["mind_hello", "perspective_register", "__init__",
+                              "connectionLost"], start=2):
+        send(proto, {"id": i, "op": name, "args": {}})
+        assert error_of(transport.frames[-1]) == "unknown_op"
+
+
+@pytest.mark.parametrize("bad_id", ["1", 1.5, True, 0, -3, 2**63, [1]])
+@pytest_twisted.ensureDeferred
+async def test_an_id_that_is_not_a_positive_integer_gets_an_error_event(harness, bad_id):
+    """A request whose id is not an integer ≥ 1 gets an ``error`` event (bad_request)."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": bad_id, "op": "session.ping", "args": {}})
+    last = transport.frames[-1]
+    assert last["event"] == "error"
+    assert last["data"]["code"] == "bad_request"
+    assert "id" in last["data"]["message"]
+    assert transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_op_that_is_not_a_string_is_bad_request(harness):
+    """A request whose op is not a string → bad_request naming op."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": 42})
+    assert error_of(transport.frames[-1]) == "bad_request"
+    assert "op" in transport.frames[-1]["error"]["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_argument_is_bad_request_naming_the_field(harness):
+    """Argument validation happens before dispatch; the message names the field."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": "auth.login", "args": {"username": "alice", "password": 5}})
+    answer = transport.frames[-1]
+    assert error_of(answer) == "bad_request"
+    assert answer["error"]["message"] == "password must be a string"
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_split_at_odd_offsets_are_reassembled(harness):
+    """Frames cut anywhere (even inside the length prefix) and glued together all arrive."""
+    proto, transport = harness.connect()
+    data = (frame({"id": 1, "op": "session.hello", "args": {"protocol": 1, "client": "c"}})
+            + frame({"id": 2, "op": "session.ping"})
+            + frame({"id": 3, "op": "session.ping"}))
+    cuts = [0, 1, 3, 7, 8, 13, 29, 30, len(data) - 2, len(data)]
+    for start, end in zip(cuts, cuts[1:], strict=False):
+        proto.dataReceived(data[start:end])
+    assert [f["id"] for f in transport.frames] == [1, 2, 3]
+    assert all("result" in f for f in transport.frames)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_partial_frame_waits_for_the_rest(harness):
+    """Half a frame is not answered until the other half arrives."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    data = frame({"id": 2, "op": "session.ping"})
+    proto.dataReceived(data[:5])
+    assert len(transport.frames) == 1
+    proto.dataReceived(data[5:])
+    assert transport.frames[-1]["id"] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_idle_timeout_closes_after_the_configured_time(harness):
+    """A connection that sends nothing for idle_timeout seconds is closed, silently."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    harness.clock.advance(harness.config.idle_timeout - 1)
+    assert transport.connected
+    harness.clock.advance(1)
+    assert not transport.connected
+    assert len(transport.frames) == 1  # no farewell frame for an idle close
+
+
+@pytest_twisted.ensureDeferred
+async def test_any_bytes_reset_the_idle_timeout(harness):
+    """Activity (even a partial frame) restarts the idle timer."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    timeout = harness.config.idle_timeout
+    harness.clock.advance(timeout - 1)
+    proto.dataReceived(b"\x00")
+    harness.clock.advance(timeout - 1)
+    assert transport.connected
+    harness.clock.advance(1)
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_zero_length_frame_is_a_protocol_error(harness):
+    """A frame of length 0 → error event bad_request, then close (PROTOCOL.md 1)."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    proto.dataReceived(b"\x00\x00\x00\x00")
+    assert transport.frames[-1]["event"] == "error"
+    assert transport.frames[-1]["data"]["code"] == "bad_request"
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_payload_that_is_not_a_map_is_a_protocol_error(harness):
+    """A msgpack array instead of a map → error event bad_request, then close."""
+    proto, transport = harness.connect()
+    proto.dataReceived(frame([1, 2, 3]))  # type: ignore[arg-type]
+    assert transport.frames[-1] == {"event": "error", "data": {
+        "code": "bad_request", "message": "payload must be a msgpack map"}}
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_oversized_length_prefix_gets_too_large_and_close(harness):
+    """A length over max_frame → error event too_large, close; the body is never read."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    too_big = harness.config.max_frame + 1
+    proto.dataReceived(too_big.to_bytes(4, "big") + b"x" * 100)
+    last = transport.frames[-1]
+    assert last["event"] == "error" and last["data"]["code"] == "too_large"
+    assert not transport.connected
+    proto.dataReceived(frame({"id": 9, "op": "session.ping"}))  # after close: ignored
+    assert transport.frames[-1] is last
+
+
+@pytest_twisted.ensureDeferred
+async def test_rate_limit_refuses_with_retry_after_and_recovers_with_time(tmp_path):
+    """Past the burst, requests get rate_limited with details.retry_after_ms; once the
+    clock has moved on, they pass again."""
+    h = await build_harness(tmp_path, rate=2.0, burst=3.0)
+    try:
+        proto, transport = h.connect()
+        hello(proto, transport)  # 1 token
+        send(proto, {"id": 2, "op": "session.ping"})
+        send(proto, {"id": 3, "op": "session.ping"})
+        send(proto, {"id": 4, "op": "session.ping"})
+        refused = transport.frames[-1]
+        assert error_of(refused) == "rate_limited"
+        assert refused["error"]["details"] == {"retry_after_ms": 500}
+        h.clock.advance(0.5)
+        send(proto, {"id": 5, "op": "session.ping"})
+        assert "result" in transport.frames[-1]
+    finally:
+        h.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_then_ops_pass_and_login_again_is_a_conflict(harness):
+    """After auth.login the user's ops work; a second login on the same connection → conflict."""
+    proto, transport = await logged_in(harness)
+    assert proto.username == "alice"
+    send(proto, {"id": 3, "op": "room.list", "args": {}})
+    answer = await transport.answer(3)
+    assert answer["result"] == {"rooms": []}
+    send(proto, {"id": 4, "op": "auth.login", "args": {"username": "alice",
+                                                        "password": PASSWORD}})
+    assert error_of(await transport.answer(4)) == "conflict"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_id_in_flight_cannot_be_reused(harness):
+    """A second request with the id of one still being processed → bad_request."""
+    await harness.services.accounts.create_user("alice", PASSWORD)
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": "auth.login", "args": {"username": "alice",
+                                                        "password": PASSWORD}})
+    send(proto, {"id": 2, "op": "session.ping"})
+    duplicate = transport.frames[-1]
+    assert error_of(duplicate) == "bad_request"
+    assert "in flight" in duplicate["error"]["message"]
+    login = await transport.next(lambda f: f.get("id") == 2 and "result" in f)
+    assert login["result"]["username"] == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_too_many_requests_in_flight_pause_reading_until_answers_go_out(harness):
+    """With MAX_IN_FLIGHT requests pending, the server stops reading; it resumes and
+    answers everything once they complete."""
+    proto, transport = await logged_in(harness)
+    count = MAX_IN_FLIGHT + 6
+    proto.dataReceived(b"".join(frame({"id": 100 + i, "op": "room.list"})
+                                for i in range(count)))
+    assert transport.producerState == "paused"
+    assert len(proto._in_flight) == MAX_IN_FLIGHT
+    await transport.answer(100 + count - 1)
+    answered = {f["id"] for f in transport.frames if f.get("id", 0) >= 100}
+    assert answered == {100 + i for i in range(count)}
+    assert transport.producerState == "producing"
+
+
+@pytest_twisted.ensureDeferred
+async def test_connection_lost_detaches_the_session(harness):
+    """Dropping the connection logs the session out of the fan-out."""
+    proto, transport = await logged_in(harness)
+    assert proto in harness.fanout.sessions_of(proto.user_id)
+    assert proto in harness.factory.protocols
+    transport.loseConnection()
+    assert not harness.fanout.sessions_of(proto.user_id)
+    assert proto not in harness.factory.protocols
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_notification_is_never_answered(harness):
+    """A request without id (notification) gets no response, even when it fails."""
+    proto, transport = await logged_in(harness)
+    send(proto, {"op": "msg.typing", "args": {"room_id": 12345, "typing": True}})
+    send(proto, {"op": "room.teleport", "args": {}})
+    send(proto, {"op": "msg.typing", "args": {"room_id": "bad"}})
+    send(proto, {"id": 9, "op": "session.ping"})
+    assert [f.get("id") for f in transport.new_frames()] == [9]
+
+
+@pytest_twisted.ensureDeferred
+async def test_end_session_sends_session_ended_then_closes(harness):
+    """end_session(reason) writes session.ended {reason} and closes the connection."""
+    proto, transport = await logged_in(harness)
+    proto.end_session("shutdown")
+    assert transport.frames[-1] == {"event": "session.ended", "data": {"reason": "shutdown"}}
+    assert not transport.connected
+    # The outbox let go of the transport: TLS sends close_notify only once no
+    # producer is registered.
+    assert transport.producer is None

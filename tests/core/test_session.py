@@ -1,0 +1,273 @@
+"""ChatSession end to end: reconnect, resume, re-send, catch-up (real server, real TLS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+
+from chatnet.client.core import Event
+from chatnet.client.session import ChatSession, SessionState
+from chatnet.errors import ChatError, ErrorCode
+from tests.support.server import PASSWORD, RunningServer, start_server, test_config
+
+
+def make_session(server: RunningServer, username: str, password: str | None = PASSWORD,
+                 **kw: Any) -> ChatSession:
+    return ChatSession(reactor, "localhost", server.port, username, password, ca=server.ca,
+                       retry_initial=0.05, retry_max=0.5, retry_jitter=0.05, **kw)
+
+
+class Recorder:
+    """Collects a session's events and states; ``wait_for`` fires on a match."""
+
+    def __init__(self, session: ChatSession) -> None:
+        self.events: list[Event] = []
+        self.states: list[SessionState] = []
+        self._waiters: list[tuple[Any, Deferred[Any]]] = []
+        session.add_listener(self._event)
+        session.add_state_listener(self._state)
+
+    def _event(self, event: Event) -> None:
+        self.events.append(event)
+        self._check(event)
+
+    def _state(self, state: SessionState) -> None:
+        self.states.append(state)
+        self._check(state)
+
+    def _check(self, item: Any) -> None:
+        for entry in list(self._waiters):
+            match, d = entry
+            if match(item):
+                self._waiters.remove(entry)
+                d.callback(item)
+
+    def wait_for(self, match: Any, timeout: float = 10.0) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self._waiters.append((match, d))
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def until_state(self, session: ChatSession, state: SessionState) -> Deferred[Any]:
+        """Fires at once if the session is in ``state``, else when it gets there."""
+        if session.state is state:
+            d: Deferred[Any] = Deferred()
+            d.callback(session.state)
+            return d
+        return self.wait_for(is_state(state))
+
+    def until_authenticated(self, session: ChatSession) -> Deferred[Any]:
+        """Fires at once if the session is authenticated, else when it becomes so."""
+        return self.until_state(session, SessionState.AUTHENTICATED)
+
+    def bodies(self, room_id: int) -> list[str]:
+        return [e.data["message"]["body"] for e in self.events
+                if e.name == "msg" and e.data["message"]["room_id"] == room_id]
+
+
+def is_state(state: SessionState) -> Any:
+    return lambda item: item is state
+
+
+def msg_with(body: str) -> Any:
+    return lambda item: (isinstance(item, Event) and item.name == "msg"
+                         and item.data["message"]["body"] == body)
+
+
+async def room_with(server: RunningServer, owner: Any, *members: str) -> int:
+    room = await owner.request("room.create", {"name": "team", "visibility": "public",
+                                               "members": list(members)})
+    return int(room["room_id"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_with_wrong_password_fails_and_stays_stopped(server):
+    """A wrong password fails start() with unauthenticated and does not retry."""
+    await (await server.user("alice")).close()
+    session = make_session(server, "alice", "wrong password!")
+    with pytest.raises(ChatError) as caught:
+        await session.start()
+    assert caught.value.code is ErrorCode.UNAUTHENTICATED
+    assert session.state is SessionState.DISCONNECTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_start_unreachable_server_fails():
+    """start() against a port where nothing listens fails instead of hanging."""
+    session = ChatSession(reactor, "127.0.0.1", 1, "alice", PASSWORD, retry_initial=0.05)
+    with pytest.raises(Exception):  # noqa: B017 - ConnectionRefusedError
+        await session.start()
+    assert session.state is SessionState.DISCONNECTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_register_then_send_and_receive(server):
+    """register=True creates the account; send_message resolves with the seq and the
+    sender's own session receives the msg event."""
+    session = make_session(server, "carol")
+    recorder = Recorder(session)
+    result = await session.start(register=True, display_name="Carol")
+    assert result["username"] == "carol" and result["token"]
+    room = await session.call("room.create", {"name": "x", "visibility": "private"})
+    got = recorder.wait_for(msg_with("hello"))
+    ack = await session.send_message(room["room_id"], "hello")
+    assert ack["seq"] == 1
+    await got
+    await session.close(logout=True)
+    assert session.state is SessionState.DISCONNECTED
+
+
+@pytest_twisted.ensureDeferred
+async def test_reconnect_catches_up_missed_messages_in_order(server):
+    """Messages sent while the connection is down arrive after the reconnect,
+    in order, once each, marked catch_up."""
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    room_id = await room_with(server, bob, "alice")
+    await alice.call("room.list")
+    first = recorder.wait_for(msg_with("before"))
+    await bob.request("msg.send", {"room_id": room_id, "body": "before", "client_msg_id": "b0"})
+    await first
+    # Cut the connection under the session, and send while it is away.
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.transport.abortConnection()
+    await reconnecting
+    for i in range(3):
+        await bob.request("msg.send", {"room_id": room_id, "body": f"missed {i}",
+                                       "client_msg_id": f"b{i + 1}"})
+    await recorder.wait_for(is_state(SessionState.AUTHENTICATED))
+    assert recorder.bodies(room_id) == ["before", "missed 0", "missed 1", "missed 2"]
+    caught_up = [e for e in recorder.events if e.name == "msg" and e.data.get("catch_up")]
+    assert len(caught_up) == 3
+    live = recorder.wait_for(msg_with("after"))
+    await bob.request("msg.send", {"room_id": room_id, "body": "after", "client_msg_id": "b9"})
+    await live
+    assert recorder.bodies(room_id)[-1] == "after"
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_whose_ack_was_lost_is_resent_and_stored_once(server):
+    """The server commits a message but the answer never reaches the client:
+    after the reconnect the session re-sends the same client_msg_id, gets the
+    first result, and nobody sees the message twice."""
+    bob = await server.user("bob")
+    bob_events: list[Event] = []
+    bob.add_listener(bob_events.append)
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    room_id = await room_with(server, bob, "alice")
+    # Stop reading on alice's side so the answer stays unread in the socket.
+    alice._connection.transport.pauseProducing()
+    seen_by_bob: Deferred[None] = Deferred()
+    bob.add_listener(lambda e: e.name == "msg" and not seen_by_bob.called
+                     and seen_by_bob.callback(None))
+    sent = alice.send_message(room_id, "exactly once", client_msg_id="once-1")
+    await seen_by_bob.addTimeout(10, reactor)
+    assert not sent.called
+    alice._connection.transport.abortConnection()
+    ack = await sent.addTimeout(10, reactor)
+    assert ack["seq"] == 1
+    history = await bob.request("msg.history", {"room_id": room_id})
+    assert [m["body"] for m in history["messages"]] == ["exactly once"]
+    await recorder.until_authenticated(alice)
+    assert [e for e in bob_events if e.name == "msg"].__len__() == 1
+    assert recorder.bodies(room_id) == ["exactly once"]
+    assert alice.unacknowledged == 0
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sends_while_disconnected_are_delivered_after_reconnect(server):
+    """send_message while the session is reconnecting waits and is delivered."""
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    room_id = await room_with(server, bob, "alice")
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.transport.abortConnection()
+    await reconnecting
+    results = [alice.send_message(room_id, f"queued {i}") for i in range(5)]
+    acks = [await d.addTimeout(10, reactor) for d in results]
+    assert [a["seq"] for a in acks] == [1, 2, 3, 4, 5]
+    history = await bob.request("msg.history", {"room_id": room_id})
+    assert [m["body"] for m in history["messages"]] == [f"queued {i}" for i in range(5)]
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_restart_loses_nothing_and_sessions_come_back(tmp_path):
+    """After a server stop (session.ended shutdown) and a restart on the same
+    data dir, the session resumes by itself and every acknowledged message is there."""
+    config = test_config(tmp_path / "data")
+    server = await start_server(config)
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    room = await alice.call("room.create", {"name": "r", "visibility": "public"})
+    acks = [await alice.send_message(room["room_id"], f"m{i}") for i in range(20)]
+    assert acks[-1]["seq"] == 20
+    ended = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "session.ended")
+    await server.stop()
+    assert (await ended).data["reason"] == "shutdown"
+    # Same port, same data: the session's reconnect loop finds it again.
+    server = await start_server(test_config(tmp_path / "data", port=server.port))
+    await recorder.wait_for(lambda s: s is SessionState.AUTHENTICATED and
+                            recorder.states.count(SessionState.AUTHENTICATED) >= 2)
+    history = await alice.call("msg.history", {"room_id": room["room_id"], "limit": 50})
+    assert [m["body"] for m in history["messages"]] == [f"m{i}" for i in range(20)]
+    await alice.close()
+    await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_single_session_replaced_does_not_reconnect(tmp_path):
+    """Under --single-session the older session gets session.ended {replaced},
+    stops, and does not come back to evict the newer one."""
+    server = await start_server(test_config(tmp_path / "data", single_session=True))
+    await (await server.user("dave")).close()
+    first = make_session(server, "dave")
+    first_rec = Recorder(first)
+    await first.start()
+    replaced = first_rec.wait_for(lambda e: isinstance(e, Event) and e.name == "session.ended")
+    second = make_session(server, "dave")
+    await second.start()
+    assert (await replaced).data["reason"] == "replaced"
+    await first_rec.until_state(first, SessionState.DISCONNECTED)
+    assert first.ended_reason == "replaced"
+    # The newer session stays: it can still talk after the older one had time to retry.
+    await second.call("session.ping")
+    assert second.state is SessionState.AUTHENTICATED
+    assert first.state is SessionState.DISCONNECTED
+    await second.close()
+    await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_revoked_token_falls_back_to_password(server):
+    """If the resume token was revoked (password change elsewhere), the session
+    logs in with the password it still knows."""
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    other = await server.user("alice", register=False)
+    await other.request("auth.change_password", {"old_password": PASSWORD,
+                                                  "new_password": PASSWORD})
+    old_token = alice.token
+    alice._connection.transport.abortConnection()
+    await recorder.wait_for(lambda s: s is SessionState.AUTHENTICATED and
+                            recorder.states.count(SessionState.AUTHENTICATED) >= 2)
+    assert alice.token != old_token
+    await alice.close()
+    await other.close()

@@ -1,0 +1,662 @@
+"""The store (chatnet/store), every test run against SQLite and PostgreSQL.
+
+The ``store`` fixture is parametrised over both engines: SQLite on a file in
+``tmp_path`` and PostgreSQL in a schema of its own (see the ``postgres``
+fixture in conftest.py, which skips when the server is unreachable unless
+``CHATNET_REQUIRE_SERVICES=1``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredList, gatherResults
+
+from chatnet.errors import ChatError, ErrorCode
+from chatnet.store import ChatStore, Database, PostgresEngine, SqliteEngine
+from chatnet.store.database import migrations
+
+T0 = 1_700_000_000_000
+_cmids = itertools.count(1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path):
+    """Each engine in turn (PostgreSQL in a fresh schema)."""
+    if request.param == "sqlite":
+        return SqliteEngine(tmp_path / "store.db")
+    return PostgresEngine(request.getfixturevalue("postgres"))
+
+
+@pytest_twisted.async_yield_fixture
+async def store(engine):
+    """A migrated ChatStore on the engine; its pool is closed afterwards."""
+    db = Database(engine, reactor)
+    await db.migrate()
+    yield ChatStore(db)
+    db.close()
+
+
+@dataclass(frozen=True)
+class U:
+    """A user made for a test."""
+
+    id: int
+    name: str
+
+
+async def new_user(store: ChatStore, name: str, ts: int = T0) -> U:
+    uid = store.ids.next_id()
+    await store.create_user(uid, name, name.title(), f"hash-{name}", (), ts)
+    return U(uid, name)
+
+
+async def new_room(store: ChatStore, owner: U, *members: U, visibility: str = "public",
+                   name: str = "room", topic: str = "", ts: int = T0) -> int:
+    room = await store.create_room(store.ids.next_id(), "group", name, topic, visibility,
+                                   owner.id, [m.id for m in members], ts)
+    return room.room_id
+
+
+def send(store: ChatStore, room_id: int, sender: U, body: str = "hello",
+         client_msg_id: str | None = None, ts: int = T0, reply_to: int | None = None,
+         mentions: list[str] | None = None, ttl: int | None = None) -> Deferred:
+    """``store.send_message`` as a Deferred (so many can run at once)."""
+    return Deferred.fromCoroutine(store.send_message(
+        store.ids.next_id(), room_id, sender.id, sender.name, ts, body,
+        client_msg_id or f"c{next(_cmids)}", reply_to, mentions, ttl))
+
+
+async def expect_error(code: ErrorCode, coro) -> ChatError:
+    with pytest.raises(ChatError) as info:
+        await coro
+    assert info.value.code is code, info.value
+    return info.value
+
+
+# -- migrations -----------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_migrate_again_is_a_no_op_that_keeps_data(store):
+    """Re-running migrations changes nothing and loses nothing."""
+    alice = await new_user(store, "alice")
+    newest = migrations()[-1][0]
+    assert await store.db.migrate() == newest
+    assert await store.db.migrate() == newest
+    assert (await store.user_by_name("alice")).user_id == alice.id
+    rows = await store.db.run_interaction(
+        "versions", lambda t: t.execute("SELECT version FROM schema_version").fetchall())
+    assert sorted(r[0] for r in rows) == [v for v, _n, _s in migrations()]
+
+
+@pytest_twisted.ensureDeferred
+async def test_migrate_refuses_a_newer_schema(store):
+    """A database from a newer chatnet is refused rather than altered."""
+    await store.db.run_interaction("bump", lambda t: t.execute(
+        "INSERT INTO schema_version (version, name) VALUES (?, ?)", (999, "999_future.sql")))
+    with pytest.raises(RuntimeError, match="newer"):
+        await store.db.migrate()
+
+
+# -- users ----------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_are_created_and_found_by_name_and_id(store):
+    """A created user reads back with every field, by name and by id."""
+    uid = store.ids.next_id()
+    await store.create_user(uid, "alice", "Alice A.", "phc$hash", ["admin"], T0)
+    user = await store.user_by_name("alice")
+    assert user is not None
+    assert (user.user_id, user.username, user.display_name, user.password_hash) == \
+        (uid, "alice", "Alice A.", "phc$hash")
+    assert user.roles == ("admin",)
+    assert (user.status_text, user.avatar_file_id, user.created_ts, user.last_seen,
+            user.banned) == ("", None, T0, None, False)
+    assert await store.user_by_id(uid) == user
+    assert await store.user_by_name("nobody") is None
+    assert await store.user_by_id(12345) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_taken_username_is_a_conflict(store):
+    """Creating a second user with the same name → conflict, and the first is intact."""
+    await new_user(store, "alice")
+    await expect_error(ErrorCode.CONFLICT, store.create_user(
+        store.ids.next_id(), "alice", "Other", "h", (), T0))
+    assert len(await store.list_users()) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_users_by_ids_and_list_users(store):
+    """users_by_ids maps known ids (unknown left out); list_users is sorted by name."""
+    bob = await new_user(store, "bob")
+    alice = await new_user(store, "alice")
+    found = await store.users_by_ids([alice.id, bob.id, 999])
+    assert {k: v.username for k, v in found.items()} == {alice.id: "alice", bob.id: "bob"}
+    assert [u.username for u in await store.list_users()] == ["alice", "bob"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_users_by_name_or_display_name_case_insensitively(store):
+    """search_users matches a substring of the username or display name, any case,
+    and treats LIKE wildcards literally."""
+    await new_user(store, "alice")
+    await new_user(store, "bob")
+    await store.update_profile((await store.user_by_name("bob")).user_id,
+                               {"display_name": "Robert ALICEson"})
+    await new_user(store, "a_b")
+    assert [u.username for u in await store.search_users("ALI", 10)] == ["alice", "bob"]
+    assert [u.username for u in await store.search_users("_", 10)] == ["a_b"]
+    assert [u.username for u in await store.search_users("%", 10)] == []
+    assert len(await store.search_users("", 2)) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_profile_updates_and_last_seen(store):
+    """update_profile changes only the allowed columns; set_last_seen records the time."""
+    alice = await new_user(store, "alice")
+    user = await store.update_profile(alice.id, {"display_name": "Al", "status_text": "busy",
+                                                 "password_hash": "ignored"})
+    assert (user.display_name, user.status_text, user.password_hash) == \
+        ("Al", "busy", "hash-alice")
+    await store.set_last_seen(alice.id, T0 + 5)
+    assert (await store.user_by_id(alice.id)).last_seen == T0 + 5
+    await store.set_roles(alice.id, ["admin", "admin"])
+    assert (await store.user_by_id(alice.id)).roles == ("admin",)
+
+
+# -- tokens ----------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_work_until_they_expire_and_are_then_gone(store):
+    """A token maps to its user before expires_ts; at expiry it fails and is deleted."""
+    alice = await new_user(store, "alice")
+    await store.add_token("h1", alice.id, T0, T0 + 1000)
+    assert await store.token_user("h1", T0 + 999) == alice.id
+    assert await store.token_user("h1", T0 + 1000) is None
+    assert await store.token_user("h1", T0) is None  # deleted, not merely expired
+    assert await store.token_user("unknown", T0) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_revoke_one_token_and_password_change_revokes_all(store):
+    """revoke_token removes one token; set_password_hash(revoke_tokens=True) removes all
+    of that user's tokens and nobody else's."""
+    alice = await new_user(store, "alice")
+    bob = await new_user(store, "bob")
+    for h in ("a1", "a2", "a3"):
+        await store.add_token(h, alice.id, T0, T0 + 10**6)
+    await store.add_token("b1", bob.id, T0, T0 + 10**6)
+    await store.revoke_token("a1")
+    assert await store.token_user("a1", T0) is None
+    assert await store.token_user("a2", T0) == alice.id
+    await store.set_password_hash(alice.id, "new", revoke_tokens=False)
+    assert await store.token_user("a2", T0) == alice.id
+    await store.set_password_hash(alice.id, "newer", revoke_tokens=True)
+    assert await store.token_user("a2", T0) is None
+    assert await store.token_user("a3", T0) is None
+    assert await store.token_user("b1", T0) == bob.id
+    assert (await store.user_by_id(alice.id)).password_hash == "newer"
+
+
+# -- contacts --------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_request_accept(store):
+    """request → pending on both sides' lists; accept → contacts both ways."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    assert await store.contact_request(alice.id, bob.id, "hi", T0) == "pending"
+    assert await store.contact_request(alice.id, bob.id, "again", T0) == "pending"
+    assert await store.contacts_of(alice.id) == ([], [], ["bob"])
+    assert await store.contacts_of(bob.id) == ([], ["alice"], [])
+    assert await store.contact_respond(bob.id, alice.id, True, T0) is True
+    a_contacts, a_in, a_out = await store.contacts_of(alice.id)
+    b_contacts, b_in, b_out = await store.contacts_of(bob.id)
+    assert [u.username for u in a_contacts] == ["bob"] and a_in == a_out == []
+    assert [u.username for u in b_contacts] == ["alice"] and b_in == b_out == []
+    assert await store.contact_ids(alice.id) == {bob.id}
+    assert await store.contact_ids(bob.id) == {alice.id}
+    assert await store.contact_request(alice.id, bob.id, None, T0) == "already"
+
+
+@pytest_twisted.ensureDeferred
+async def test_crossed_requests_become_contacts(store):
+    """If the other side had asked already, a request accepts at once."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    await store.contact_request(alice.id, bob.id, None, T0)
+    assert await store.contact_request(bob.id, alice.id, None, T0) == "accepted"
+    assert await store.contact_ids(alice.id) == {bob.id}
+    assert await store.contact_ids(bob.id) == {alice.id}
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_decline_and_respond_without_request(store):
+    """Declining removes the request; responding to no request returns False;
+    a requester cannot accept their own request."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    assert await store.contact_respond(bob.id, alice.id, True, T0) is False
+    await store.contact_request(alice.id, bob.id, None, T0)
+    assert await store.contact_respond(alice.id, bob.id, True, T0) is False
+    assert await store.contact_respond(bob.id, alice.id, False, T0) is True
+    assert await store.contacts_of(alice.id) == ([], [], [])
+    assert await store.contacts_of(bob.id) == ([], [], [])
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_remove_both_directions_and_withdraw(store):
+    """contact_remove ends a contact for both sides, or withdraws a request."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    await store.contact_request(alice.id, bob.id, None, T0)
+    await store.contact_respond(bob.id, alice.id, True, T0)
+    await store.contact_request(alice.id, carol.id, None, T0)
+    assert await store.contact_remove(bob.id, alice.id) is True
+    assert await store.contact_ids(alice.id) == set()
+    assert await store.contact_ids(bob.id) == set()
+    assert await store.contact_remove(alice.id, carol.id) is True
+    assert await store.contacts_of(carol.id) == ([], [], [])
+    assert await store.contact_remove(alice.id, bob.id) is False
+
+
+# -- rooms -----------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_room_with_members(store):
+    """The creator is owner, the listed users members; the room reads back whole."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    room = await store.create_room(store.ids.next_id(), "group", "General", "talk", "private",
+                                   alice.id, [bob.id, carol.id, alice.id], T0)
+    assert room.to_wire() == {
+        "room_id": room.room_id, "kind": "group", "name": "General", "topic": "talk",
+        "visibility": "private", "owner": "alice", "members_count": 3, "created_ts": T0}
+    assert room.last_seq == 0
+    assert await store.role_of(room.room_id, alice.id) == "owner"
+    assert await store.role_of(room.room_id, bob.id) == "member"
+    assert [m.username for m in await store.members(room.room_id)] == ["alice", "bob", "carol"]
+    assert [(r.room_id, role) for r, role, _ in await store.rooms_of(bob.id)] == \
+        [(room.room_id, "member")]
+    assert (room.room_id, carol.id) in await store.all_memberships()
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_room_is_unique_per_pair(store):
+    """open_direct returns the same room for (a, b) and (b, a); it is created once."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    room, created = await store.open_direct(store.ids.next_id(), alice.id, bob.id, T0)
+    assert created and room.kind == "direct" and room.members_count == 2
+    again, created_again = await store.open_direct(store.ids.next_id(), bob.id, alice.id, T0)
+    assert again.room_id == room.room_id and not created_again
+    other, _ = await store.open_direct(store.ids.next_id(), alice.id, carol.id, T0)
+    assert other.room_id != room.room_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_direct_room_opened_concurrently_is_still_one_room(store):
+    """Twenty simultaneous open_direct calls for one pair all return the same room."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    results = await gatherResults([
+        Deferred.fromCoroutine(store.open_direct(store.ids.next_id(), *pair, T0))
+        for pair in [(alice.id, bob.id), (bob.id, alice.id)] * 10])
+    assert len({room.room_id for room, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    assert len(await store.rooms_of(alice.id)) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_member_consumes_the_invite_and_starts_read_at_present(store):
+    """add_member adds once (False the second time), removes the invite, and starts the
+    new member's read position at the room's last seq."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, visibility="private")
+    for _ in range(3):
+        await send(store, room_id, alice)
+    await store.add_invite(room_id, bob.id, alice.id, T0)
+    assert await store.has_invite(room_id, bob.id)
+    assert await store.add_member(room_id, bob.id, "member", T0) is True
+    assert not await store.has_invite(room_id, bob.id)
+    assert await store.add_member(room_id, bob.id, "member", T0) is False
+    [(_room, role, read_seq)] = await store.rooms_of(bob.id)
+    assert (role, read_seq) == ("member", 3)
+
+
+@pytest_twisted.ensureDeferred
+async def test_owner_leaving_hands_the_room_to_a_moderator_first(store):
+    """When the owner leaves, a moderator inherits before any (older) member."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    room_id = await new_room(store, alice, bob)
+    await store.add_member(room_id, carol.id, "member", T0 + 10)
+    await store.set_role(room_id, carol.id, "moderator", alice.id)
+    assert await store.remove_member(room_id, alice.id) == "carol"
+    room = await store.room(room_id)
+    assert room.owner == "carol" and room.members_count == 2
+    assert await store.role_of(room_id, carol.id) == "owner"
+    assert await store.role_of(room_id, alice.id) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_owner_leaving_without_moderators_hands_to_longest_member(store):
+    """Without moderators, the longest-standing member inherits; a member leaving moves
+    nothing; the last one leaving leaves no heir."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    room_id = await new_room(store, alice)
+    await store.add_member(room_id, carol.id, "member", T0 + 5)
+    await store.add_member(room_id, bob.id, "member", T0 + 9)
+    assert await store.remove_member(room_id, alice.id) == "carol"
+    assert await store.remove_member(room_id, bob.id) is None
+    assert await store.remove_member(room_id, carol.id) is None
+    assert await store.members(room_id) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_set_role_owner_moves_ownership(store):
+    """Giving ``owner`` moves ownership; the old owner becomes a moderator."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    await store.set_role(room_id, bob.id, "owner", alice.id)
+    assert await store.role_of(room_id, bob.id) == "owner"
+    assert await store.role_of(room_id, alice.id) == "moderator"
+    assert (await store.room(room_id)).owner == "bob"
+
+
+@pytest_twisted.ensureDeferred
+async def test_update_room_and_directory(store):
+    """update_room changes name/topic; the directory lists public group rooms matching
+    name or topic, case-insensitively, and never private or direct ones."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    public = await new_room(store, alice, name="Lobby")
+    await new_room(store, alice, name="Secret lobby", visibility="private")
+    await store.open_direct(store.ids.next_id(), alice.id, bob.id, T0)
+    updated = await store.update_room(public, {"topic": "Welcome DESK", "owner_id": bob.id})
+    assert (updated.name, updated.topic, updated.owner) == ("Lobby", "Welcome DESK", "alice")
+    assert [r.room_id for r in await store.directory("")] == [public]
+    assert [r.room_id for r in await store.directory("LOB")] == [public]
+    assert [r.room_id for r in await store.directory("desk")] == [public]
+    assert await store.directory("nothing") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_room_removes_it_everywhere(store):
+    """A deleted room is gone from lookups, lists, the directory and memberships, and
+    its messages' content is erased."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    await send(store, room_id, alice, "secret words")
+    await store.delete_room(room_id)
+    assert await store.room(room_id) is None
+    assert await store.rooms_of(bob.id) == []
+    assert await store.directory("") == []
+    assert await store.all_memberships() == []
+    assert await store.role_of(room_id, alice.id) is None
+    bodies = await store.db.run_interaction("bodies", lambda t: t.execute(
+        "SELECT body FROM messages WHERE room_id = ?", (room_id,)).fetchall())
+    assert bodies == [("",)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_position_moves_forward_only_and_is_capped(store):
+    """set_read moves forward (never back), caps at last_seq, None when unchanged."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    for _ in range(5):
+        await send(store, room_id, alice)
+    assert await store.set_read(room_id, bob.id, 3) == 3
+    assert await store.set_read(room_id, bob.id, 2) is None
+    assert await store.set_read(room_id, bob.id, 3) is None
+    assert await store.set_read(room_id, bob.id, 99) == 5
+    [(_room, _role, read_seq)] = await store.rooms_of(bob.id)
+    assert read_seq == 5
+
+
+# -- messages --------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_seq_is_gapless_under_200_concurrent_sends(store):
+    """200 sends at once to one room get seqs exactly 1..200 (the real race check)."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    results = await gatherResults([
+        send(store, room_id, alice if i % 2 else bob, f"m{i}") for i in range(200)])
+    seqs = sorted(r.message["seq"] for r in results)
+    assert seqs == list(range(1, 201))
+    assert len({r.message["msg_id"] for r in results}) == 200
+    assert (await store.room(room_id)).last_seq == 200
+    page, has_more = await store.history(room_id, None, None, 200, T0)
+    assert [m["seq"] for m in page] == list(range(1, 201)) and not has_more
+    by_seq = {r.message["seq"]: r.message["body"] for r in results}
+    assert [m["body"] for m in page] == [by_seq[s] for s in range(1, 201)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_seqs_are_per_room_under_concurrency(store):
+    """Concurrent sends to two rooms number each room independently from 1."""
+    alice = await new_user(store, "alice")
+    one, two = await new_room(store, alice), await new_room(store, alice)
+    results = await gatherResults([send(store, one if i % 3 else two, alice)
+                                   for i in range(90)])
+    for room_id, count in ((one, 60), (two, 30)):
+        seqs = sorted(r.message["seq"] for r in results if r.message["room_id"] == room_id)
+        assert seqs == list(range(1, count + 1))
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_is_idempotent_on_sender_and_client_msg_id(store):
+    """Re-sending a client_msg_id returns the first message and stores nothing new;
+    another sender may use the same id; the same id in another room is a conflict."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    first = await send(store, room_id, alice, "one", client_msg_id="x")
+    again = await send(store, room_id, alice, "one (resent)", client_msg_id="x")
+    assert not first.duplicate and again.duplicate
+    assert again.message["msg_id"] == first.message["msg_id"]
+    assert again.message["seq"] == 1 and again.message["body"] == "one"
+    bobs = await send(store, room_id, bob, "two", client_msg_id="x")
+    assert not bobs.duplicate and bobs.message["seq"] == 2
+    other = await new_room(store, alice)
+    await expect_error(ErrorCode.CONFLICT, send(store, other, alice, client_msg_id="x"))
+    assert (await store.room(room_id)).last_seq == 2
+    assert (await store.room(other)).last_seq == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_resends_store_one_message(store):
+    """Ten simultaneous sends with one client_msg_id store one message; every caller gets
+    it back, none fails, and no seq is used up."""
+    alice = await new_user(store, "alice")
+    room_id = await new_room(store, alice)
+    outcomes = await DeferredList(
+        [send(store, room_id, alice, "once", client_msg_id="same") for _ in range(10)],
+        consumeErrors=True)
+    failures = [r for ok, r in outcomes if not ok]
+    assert failures == [], [f.getErrorMessage() for f in failures]
+    results = [r for _ok, r in outcomes]
+    assert len({r.message["msg_id"] for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert (await store.room(room_id)).last_seq == 1
+    page, _ = await store.history(room_id, None, None, 50, T0)
+    assert [m["body"] for m in page] == ["once"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_checks_membership_and_reply_to(store):
+    """Non-members get not_found; reply_to must be a message of the same room; the
+    sender's read position follows their message."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice)
+    other = await new_room(store, alice)
+    await expect_error(ErrorCode.NOT_FOUND, send(store, room_id, bob))
+    await expect_error(ErrorCode.NOT_FOUND, send(store, 424242, alice))
+    elsewhere = (await send(store, other, alice)).message["msg_id"]
+    await expect_error(ErrorCode.BAD_REQUEST, send(store, room_id, alice, reply_to=elsewhere))
+    first = (await send(store, room_id, alice, "first")).message
+    reply = (await send(store, room_id, alice, "re", reply_to=first["msg_id"],
+                        mentions=["bob"])).message
+    assert reply["reply_to"] == first["msg_id"] and reply["mentions"] == ["bob"]
+    [stored], _ = await store.history(room_id, 2, None, 10, T0)
+    assert stored["msg_id"] == first["msg_id"]
+    page, _ = await store.history(room_id, None, 1, 10, T0)
+    assert page[0]["reply_to"] == first["msg_id"] and page[0]["mentions"] == ["bob"]
+    rooms = {r.room_id: read for r, _role, read in await store.rooms_of(alice.id)}
+    assert rooms[room_id] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_pages_backwards_and_forwards(store):
+    """history pages back from the newest (before_seq) and forward (after_seq), always
+    oldest first, with has_more telling whether the direction of travel has more."""
+    alice = await new_user(store, "alice")
+    room_id = await new_room(store, alice)
+    for i in range(25):
+        await send(store, room_id, alice, f"m{i + 1}")
+
+    async def page(before=None, after=None, limit=10):
+        messages, more = await store.history(room_id, before, after, limit, T0)
+        return [m["seq"] for m in messages], more
+
+    assert await page() == (list(range(16, 26)), True)
+    assert await page(before=16) == (list(range(6, 16)), True)
+    assert await page(before=6) == ([1, 2, 3, 4, 5], False)
+    assert await page(after=0) == (list(range(1, 11)), True)
+    assert await page(after=20) == ([21, 22, 23, 24, 25], False)
+    assert await page(after=25) == ([], False)
+    assert await page(after=5, before=9) == ([6, 7, 8], False)
+    assert await page(limit=25) == (list(range(1, 26)), False)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reactions_are_aggregated_per_emoji(store):
+    """Reactions come back as {emoji: [username]}; reacting twice changes nothing;
+    removing takes the user out."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    msg = (await send(store, room_id, alice)).message
+    mid = msg["msg_id"]
+    assert await store.react(room_id, mid, alice.id, "👍", True, T0, T0) is True
+    assert await store.react(room_id, mid, bob.id, "👍", True, T0 + 1, T0) is True
+    assert await store.react(room_id, mid, alice.id, "❤", True, T0 + 2, T0) is True
+    assert await store.react(room_id, mid, alice.id, "👍", True, T0 + 3, T0) is False
+    stored = await store.message(room_id, mid, T0)
+    assert stored["reactions"] == {"👍": ["alice", "bob"], "❤": ["alice"]}
+    assert await store.react(room_id, mid, alice.id, "👍", False, T0, T0) is True
+    assert await store.react(room_id, mid, alice.id, "👍", False, T0, T0) is False
+    page, _ = await store.history(room_id, None, None, 10, T0)
+    assert page[0]["reactions"] == {"👍": ["bob"], "❤": ["alice"]}
+    await expect_error(ErrorCode.NOT_FOUND,
+                       store.react(room_id, 999, alice.id, "👍", True, T0, T0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_edit_rules(store):
+    """Only the sender edits, only visible messages; edits set edited_ts."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    mid = (await send(store, room_id, alice, "typo")).message["msg_id"]
+    await store.edit_message(room_id, mid, alice.id, "fixed", T0 + 7, T0)
+    stored = await store.message(room_id, mid, T0)
+    assert (stored["body"], stored["edited_ts"]) == ("fixed", T0 + 7)
+    await expect_error(ErrorCode.FORBIDDEN,
+                       store.edit_message(room_id, mid, bob.id, "hijack", T0, T0))
+    other = await new_room(store, alice)
+    await expect_error(ErrorCode.NOT_FOUND,
+                       store.edit_message(other, mid, alice.id, "wrong room", T0, T0))
+    await store.delete_message(room_id, mid, alice.id, False, T0)
+    await expect_error(ErrorCode.NOT_FOUND,
+                       store.edit_message(room_id, mid, alice.id, "too late", T0, T0))
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_rules(store):
+    """Senders delete their own; moderators delete any; others are forbidden; deleted
+    messages vanish from history with their reactions and content."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    room_id = await new_room(store, alice, bob, carol)
+    by_bob = (await send(store, room_id, bob, "bob's")).message["msg_id"]
+    by_carol = (await send(store, room_id, carol, "carol's")).message["msg_id"]
+    await store.react(room_id, by_bob, carol.id, "👍", True, T0, T0)
+    await expect_error(ErrorCode.FORBIDDEN,
+                       store.delete_message(room_id, by_bob, carol.id, False, T0))
+    await store.delete_message(room_id, by_bob, bob.id, False, T0)
+    await store.delete_message(room_id, by_carol, alice.id, True, T0)
+    assert await store.message(room_id, by_bob, T0) is None
+    assert (await store.history(room_id, None, None, 10, T0))[0] == []
+    await expect_error(ErrorCode.NOT_FOUND,
+                       store.delete_message(room_id, by_bob, bob.id, False, T0))
+    rows = await store.db.run_interaction("raw", lambda t: t.execute(
+        "SELECT m.body, (SELECT COUNT(*) FROM reactions r WHERE r.msg_id = m.msg_id) "
+        "FROM messages m WHERE m.room_id = ?", (room_id,)).fetchall())
+    assert rows == [("", 0), ("", 0)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_ttl_messages_hide_at_expiry_and_expire_due_erases_them(store):
+    """A ttl message is visible until ts + ttl, hidden from then on (history, search,
+    message), and expire_due erases it exactly once."""
+    alice = await new_user(store, "alice")
+    room_id = await new_room(store, alice)
+    keep = (await send(store, room_id, alice, "keep me", ts=T0)).message["msg_id"]
+    burn = (await send(store, room_id, alice, "burn me", ts=T0, ttl=10)).message
+    assert burn["ttl"] == 10
+    expires = T0 + 10_000
+    assert await store.next_expiry() == expires
+    before = expires - 1
+    assert [m["msg_id"] for m in (await store.history(room_id, None, None, 10, before))[0]] \
+        == [keep, burn["msg_id"]]
+    assert [m["msg_id"] for m in await store.search(alice.id, "burn", None, None, None, None,
+                                                    10, before)] == [burn["msg_id"]]
+    assert await store.expire_due(before) == []
+    assert [m["msg_id"] for m in (await store.history(room_id, None, None, 10, expires))[0]] \
+        == [keep]
+    assert await store.search(alice.id, "burn", None, None, None, None, 10, expires) == []
+    assert await store.message(room_id, burn["msg_id"], expires) is None
+    await expect_error(ErrorCode.NOT_FOUND,
+                       store.react(room_id, burn["msg_id"], alice.id, "x", True, T0, expires))
+    assert await store.expire_due(expires) == [(room_id, burn["msg_id"])]
+    assert await store.expire_due(expires + 5000) == []
+    assert await store.next_expiry() is None
+    body = await store.db.run_interaction("raw", lambda t: t.scalar(
+        "SELECT body FROM messages WHERE msg_id = ?", (burn["msg_id"],)))
+    assert body == ""
+
+
+@pytest_twisted.ensureDeferred
+async def test_search_only_in_own_rooms_with_filters(store):
+    """Search finds visible messages only in the searcher's rooms, case-insensitively,
+    newest first, filtered by room, sender and time; LIKE wildcards are literal."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    shared = await new_room(store, alice, bob)
+    private = await new_room(store, carol)
+    m1 = (await send(store, shared, alice, "Deploy on Friday", ts=T0 + 1)).message["msg_id"]
+    m2 = (await send(store, shared, bob, "no deploy please", ts=T0 + 2)).message["msg_id"]
+    await send(store, private, carol, "deploy secrets", ts=T0 + 3)
+    m4 = (await send(store, shared, bob, "100% sure", ts=T0 + 4)).message["msg_id"]
+
+    async def ids(user, query, **kw):
+        args = {"room_id": None, "sender": None, "since": None, "until": None, **kw}
+        found = await store.search(user.id, query, args["room_id"], args["sender"],
+                                   args["since"], args["until"], 50, T0)
+        return [m["msg_id"] for m in found]
+
+    assert await ids(alice, "DEPLOY") == [m2, m1]
+    assert len(await ids(carol, "deploy")) == 1
+    assert m1 not in await ids(carol, "deploy")
+    assert await ids(alice, "deploy", sender="bob") == [m2]
+    assert await ids(alice, "deploy", since=T0 + 2) == [m2]
+    assert await ids(alice, "deploy", until=T0 + 2) == [m1]
+    assert await ids(alice, "deploy", room_id=private) == []
+    assert await ids(alice, "%") == [m4]
+    assert await ids(alice, "_") == []

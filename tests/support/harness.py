@@ -1,0 +1,171 @@
+"""The server's wire layer without a network: real store, real services, fake clock.
+
+:func:`build_harness` wires a :class:`~chatnet.wire.server.ChatServerFactory`
+the way :mod:`chatnet.server` does, but over a SQLite file in a temporary
+directory and with a :class:`~twisted.internet.testing.MemoryReactorClock` as
+the clock, so idle timeouts and rate limits move only when the test advances
+time. :meth:`Harness.connect` attaches a new protocol to a
+:class:`FrameTransport`, which decodes what the server writes.
+
+The database and Argon2 still run in the real reactor's thread pool, so ops
+that touch them (``auth.login``) are awaited with :meth:`FrameTransport.next`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from twisted.cred.checkers import AllowAnonymousAccess
+from twisted.cred.portal import Portal
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
+
+from chatnet.config import ServerConfig
+from chatnet.cred.checkers import PasswordChecker, PasswordHasher, TokenChecker
+from chatnet.cred.realm import ChatRealm
+from chatnet.fanout import LocalFanout
+from chatnet.services import Services
+from chatnet.services.accounts import AccountService
+from chatnet.services.messages import MessageService
+from chatnet.services.rooms import RoomService
+from chatnet.services.users import UserService
+from chatnet.store import ChatStore, Database, SqliteEngine
+from chatnet.wire.codec import frame
+from chatnet.wire.server import ChatServerFactory, ChatServerProtocol
+from tests.support.events import TIMEOUT, timeout_after
+from tests.support.server import test_config
+
+_PREFIX = struct.Struct("!I")
+
+Frame = dict[str, Any]
+
+
+class FrameTransport(StringTransportWithDisconnection):
+    """A string transport that decodes the frames written to it.
+
+    Attributes:
+        frames: every decoded payload the server wrote, in order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
+        self.frames: list[Frame] = []
+        self._buffer = b""
+        self._waiters: list[tuple[Callable[[Frame], bool], Deferred[Frame]]] = []
+        self._read = 0
+
+    def write(self, data: bytes) -> None:
+        """Record, decode complete frames, wake waiters."""
+        super().write(data)
+        self._buffer += data
+        while len(self._buffer) >= 4:
+            (length,) = _PREFIX.unpack_from(self._buffer)
+            if len(self._buffer) < 4 + length:
+                break
+            payload = msgpack.unpackb(self._buffer[4:4 + length], raw=False,
+                                      strict_map_key=False)
+            self._buffer = self._buffer[4 + length:]
+            self.frames.append(payload)
+            for waiter in list(self._waiters):
+                where, d = waiter
+                if where(payload):
+                    self._waiters.remove(waiter)
+                    if not d.called:
+                        d.callback(payload)
+
+    def new_frames(self) -> list[Frame]:
+        """Frames written since the last call."""
+        fresh = self.frames[self._read:]
+        self._read = len(self.frames)
+        return fresh
+
+    def next(self, where: Callable[[Frame], bool], timeout: float = TIMEOUT) -> Deferred[Frame]:
+        """The first frame (already written or still to come) satisfying ``where``."""
+        for payload in self.frames:
+            if where(payload):
+                d: Deferred[Frame] = Deferred()
+                d.callback(payload)
+                return d
+        d = Deferred()
+        self._waiters.append((where, d))
+        return timeout_after(d, timeout, "a frame from the server")
+
+    def answer(self, request_id: int, timeout: float = TIMEOUT) -> Deferred[Frame]:
+        """The response to request ``request_id``."""
+        return self.next(lambda f: f.get("id") == request_id and "event" not in f, timeout)
+
+
+@dataclass
+class Harness:
+    """A server factory over a real store, driven by a fake clock."""
+
+    config: ServerConfig
+    clock: MemoryReactorClock
+    store: ChatStore
+    services: Services
+    fanout: LocalFanout
+    factory: ChatServerFactory
+
+    def connect(self) -> tuple[ChatServerProtocol, FrameTransport]:
+        """A new server protocol on a :class:`FrameTransport` (``connectionMade`` done)."""
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert isinstance(proto, ChatServerProtocol)
+        transport = FrameTransport()
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def close(self) -> None:
+        """Close the database pool."""
+        self.store.db.close()
+
+
+def send(proto: ChatServerProtocol, payload: dict[str, Any]) -> None:
+    """Feed one complete frame to the protocol."""
+    proto.dataReceived(frame(payload))
+
+
+def hello(proto: ChatServerProtocol, transport: FrameTransport, request_id: int = 1) -> Frame:
+    """Send ``session.hello`` and return its (synchronous) answer."""
+    send(proto, {"id": request_id, "op": "session.hello",
+                 "args": {"protocol": 1, "client": "harness"}})
+    answers = [f for f in transport.frames if f.get("id") == request_id]
+    assert answers, "session.hello was not answered synchronously"
+    return answers[-1]
+
+
+async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
+    """Wire store → services → realm → portal → factory with a fake clock.
+
+    Args:
+        tmp_path: directory for the SQLite file.
+        overrides: :class:`ServerConfig` fields to change from the test defaults.
+    """
+    config = dataclasses.replace(test_config(tmp_path / "data"), **overrides)
+    clock = MemoryReactorClock()
+    store = ChatStore(Database(SqliteEngine(tmp_path / "harness.db"), reactor))
+    await store.db.migrate()
+    fanout = LocalFanout()
+    fanout.load_memberships(await store.all_memberships())
+    hasher = PasswordHasher(reactor, config.argon2_time_cost, config.argon2_memory_kib)
+    users = UserService(store, fanout, clock)
+    services = Services(
+        accounts=AccountService(store, hasher, clock, config.open_registration,
+                                config.token_lifetime),
+        users=users,
+        rooms=RoomService(store, fanout, users, clock),
+        messages=MessageService(store, fanout, clock),
+    )
+    realm = ChatRealm(services, fanout, clock, config.single_session)
+    portal = Portal(realm, [PasswordChecker(store, hasher), TokenChecker(store, clock),
+                            AllowAnonymousAccess()])
+    factory = ChatServerFactory(config, portal, services, clock)
+    return Harness(config, clock, store, services, fanout, factory)
