@@ -1,0 +1,1 @@
+"""Command-line programs: the terminal client (``chatnet``) and ``chatnet-admin``."""

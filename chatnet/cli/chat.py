@@ -1,0 +1,99 @@
+"""``chatnet``: the terminal client, interactive or one-shot.
+
+Interactive::
+
+    chatnet --host chat.example.com --ca ca.pem --user alice
+
+asks for the password (or takes ``$CHATNET_PASSWORD``), logs in, prints what
+was missed while offline, and gives a prompt. Lines starting with ``/`` are
+commands (``/help`` lists them); anything else is sent to the current room.
+Incoming messages print above the prompt without disturbing the line being
+typed (prompt_toolkit on Twisted's asyncio reactor). The connection heals by
+itself (:class:`~chatnet.client.session.ChatSession`).
+
+One-shot, for scripts (the password never goes on the command line)::
+
+    CHATNET_PASSWORD=... chatnet --host H --ca ca.pem --user bot send --room ops "deploy done"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+#: Environment variable that may hold the password.
+PASSWORD_ENV = "CHATNET_PASSWORD"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``chatnet``."""
+    parser = argparse.ArgumentParser(
+        prog="chatnet", description="chatnet terminal client (interactive unless a "
+        "command such as 'send' is given)")
+    parser.add_argument("--host", default="localhost", help="server host (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=5443, help="server port (default: 5443)")
+    parser.add_argument("--ca", help="PEM CA file to trust (the server's <data-dir>/tls/ca.pem "
+                        "for its development CA); default: the system's CAs")
+    parser.add_argument("--cert", help="PEM client certificate (servers with mutual TLS)")
+    parser.add_argument("--key", help="PEM key of --cert")
+    parser.add_argument("--user", required=True, help="your username")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    send = commands.add_parser("send", help="send one message and exit")
+    target = send.add_mutually_exclusive_group(required=True)
+    target.add_argument("--room", help="room name (joined first if it is public and you are "
+                        "not a member) or room id")
+    target.add_argument("--to", help="a username: send as a direct message")
+    send.add_argument("text", nargs="+", help="the message")
+    return parser
+
+
+def read_password(prompt: str = "Password: ") -> str:
+    """The password from ``$CHATNET_PASSWORD`` or the terminal (never from argv).
+
+    Raises:
+        SystemExit: neither is available.
+    """
+    value = os.environ.get(PASSWORD_ENV)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        sys.stderr.write(f"chatnet: set {PASSWORD_ENV} or run in a terminal\n")
+        raise SystemExit(2)
+    return getpass.getpass(prompt)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``chatnet``."""
+    args = build_parser().parse_args(argv)
+    password = read_password()
+    # prompt_toolkit runs on asyncio, so Twisted runs on the same asyncio loop.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(loop)
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    from chatnet.cli.terminal import run_interactive, run_send
+
+    runner: Callable[[Any, argparse.Namespace, str], Awaitable[int]] = (
+        run_send if args.command == "send" else run_interactive)
+
+    async def program(reactor: Any) -> None:
+        status = await runner(reactor, args, password)
+        if status:
+            raise SystemExit(status)
+
+    react(lambda reactor: Deferred.fromCoroutine(program(reactor)))
+
+
+def clock_text(ts_ms: int) -> str:
+    """``HH:MM`` in local time for a wire timestamp (ms since epoch)."""
+    return time.strftime("%H:%M", time.localtime(ts_ms / 1000))

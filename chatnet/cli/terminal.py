@@ -1,0 +1,583 @@
+"""The interactive terminal client and the one-shot sender behind ``chatnet``.
+
+Runs on Twisted's asyncio reactor (installed by :func:`chatnet.cli.chat.main`)
+so that prompt_toolkit's line editor and the client library share one loop.
+Printing goes through prompt_toolkit's ``patch_stdout`` so incoming messages
+appear above the line being typed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.patch_stdout import patch_stdout
+from prompt_toolkit.shortcuts import print_formatted_text
+from twisted.internet.defer import Deferred
+
+from chatnet.cli.chat import clock_text
+from chatnet.client.connection import connect
+from chatnet.client.core import Event
+from chatnet.client.session import ChatSession, SessionState
+from chatnet.errors import ChatError, ErrorCode
+
+#: How many missed messages per room are printed at start.
+MISSED_PER_ROOM = 50
+#: Seconds between repeated "typing" notifications while the user types.
+TYPING_EVERY = 3.0
+
+HELP = """\
+Commands:
+  /rooms                 your rooms, with unread counts
+  /join ROOM             switch to a room you are in, or join a public one (name or id)
+  /create NAME [private] create a room (public unless 'private') and switch to it
+  /leave [ROOM]          leave the current room (or ROOM)
+  /dm USER               open the direct conversation with USER
+  /who [ROOM]            members of the current room (or ROOM) and their presence
+  /history [N]           the last N messages of the current room (default 20)
+  /directory [QUERY]     public rooms
+  /invite USER           invite USER to the current room
+  /kick USER [REASON]    remove USER from the current room
+  /register              create your account (if the server allows) and log in
+  /quit                  leave the program
+Anything else is sent to the current room."""
+
+
+def _err(error: BaseException) -> str:
+    if isinstance(error, ChatError):
+        return f"{error.code.value}: {error.message}"
+    return str(error) or error.__class__.__name__
+
+
+class TerminalClient:
+    """State and commands of the interactive client.
+
+    Args:
+        reactor: the (asyncio) reactor.
+        args: parsed command-line options (host, port, ca, cert, key, user).
+        password: the password typed at start.
+        output: ``print_formatted_text``-like callable (replaceable in tests).
+    """
+
+    def __init__(self, reactor: Any, args: argparse.Namespace, password: str,
+                 output: Callable[..., None] = print_formatted_text) -> None:
+        self.reactor = reactor
+        self.args = args
+        self.password = password
+        self.output = output
+        self.session: ChatSession | None = None
+        self.rooms: dict[int, dict[str, Any]] = {}
+        self.direct_names: dict[int, str] = {}
+        self.current: int | None = None
+        self.typing: dict[int, dict[str, float]] = {}
+        self.last_typing_sent = 0.0
+        self.running = True
+        self.reconnecting = False
+        self.commands: dict[str, Callable[[list[str]], Awaitable[None]]] = {
+            "help": self.cmd_help, "rooms": self.cmd_rooms, "join": self.cmd_join,
+            "create": self.cmd_create, "leave": self.cmd_leave, "dm": self.cmd_dm,
+            "who": self.cmd_who, "history": self.cmd_history, "directory": self.cmd_directory,
+            "invite": self.cmd_invite, "kick": self.cmd_kick, "register": self.cmd_register,
+            "quit": self.cmd_quit,
+        }
+
+    # -- output ---------------------------------------------------------------------------
+
+    def say(self, text: str, style: str = "") -> None:
+        """Print one line above the prompt."""
+        self.output(FormattedText([(style, text)]))
+
+    def info(self, text: str) -> None:
+        """Print a client notice (``***``)."""
+        self.say(f"*** {text}", "ansicyan")
+
+    def error(self, text: str) -> None:
+        """Print an error notice."""
+        self.say(f"!!! {text}", "ansired")
+
+    def label(self, room_id: int) -> str:
+        """``#name`` for a group room, ``@user`` for a direct one."""
+        room = self.rooms.get(room_id)
+        if room is None:
+            return f"#{room_id}"
+        if room.get("kind") == "direct":
+            return "@" + self.direct_names.get(room_id, "?")
+        return "#" + str(room.get("name", room_id))
+
+    def show_message(self, message: dict[str, Any], missed: bool = False) -> None:
+        """Print a message: ``[HH:MM] #room <sender> body``."""
+        when = clock_text(int(message.get("ts", 0)))
+        prefix = "(missed) " if missed else ""
+        edited = " (edited)" if message.get("edited_ts") else ""
+        self.output(FormattedText([
+            ("ansibrightblack", f"[{when}] {prefix}"),
+            ("ansiyellow", self.label(message["room_id"]) + " "),
+            ("bold", f"<{message.get('sender', '?')}> "),
+            ("", str(message.get("body", "")) + edited),
+        ]))
+
+    def toolbar(self) -> Any:
+        """The bottom line: connection state, current room, who is typing."""
+        state = self.session.state.value if self.session else "not logged in"
+        room = self.label(self.current) if self.current is not None else "(no room)"
+        typing = ""
+        if self.current is not None:
+            now = self.reactor.seconds()
+            names = [u for u, t in self.typing.get(self.current, {}).items() if now - t < 6]
+            if names:
+                typing = f"  {', '.join(sorted(names))} typing…"
+        return f" {self.args.user}@{self.args.host}  {state}  {room}{typing}"
+
+    # -- session ----------------------------------------------------------------------------
+
+    def make_session(self) -> ChatSession:
+        """A session for the configured user (not started)."""
+        session = ChatSession(self.reactor, self.args.host, self.args.port, self.args.user,
+                              self.password, ca=self.args.ca, client_cert=self.args.cert,
+                              client_key=self.args.key, client_name="chatnet-terminal")
+        session.add_listener(self.on_event)
+        session.add_state_listener(self.on_state)
+        return session
+
+    async def login(self, register: bool = False) -> bool:
+        """Start the session; print what went wrong if it did."""
+        session = self.make_session()
+        try:
+            await session.start(register=register)
+        except ChatError as exc:
+            if exc.code is ErrorCode.UNAUTHENTICATED and not register:
+                self.error(f"login failed: {exc.message}. Type /register to create the "
+                           f"account {self.args.user!r} (if the server allows), or /quit.")
+            else:
+                self.error(f"login failed: {_err(exc)}")
+            return False
+        except Exception as exc:
+            self.error(f"cannot connect to {self.args.host}:{self.args.port}: {_err(exc)}")
+            return False
+        self.session = session
+        self.info(f"logged in as {session.username} on {self.args.host}:{self.args.port}")
+        await self.refresh_rooms()
+        await self.show_missed()
+        return True
+
+    async def refresh_rooms(self) -> None:
+        """Reload the room list (and the names behind direct rooms)."""
+        assert self.session is not None
+        rooms = (await self.session.call("room.list"))["rooms"]
+        self.rooms = {r["room_id"]: r for r in rooms}
+        for room in rooms:
+            if room["kind"] == "direct" and room["room_id"] not in self.direct_names:
+                await self.learn_direct_name(room["room_id"])
+        if self.current not in self.rooms:
+            self.current = rooms[0]["room_id"] if rooms else None
+
+    async def learn_direct_name(self, room_id: int) -> None:
+        """Remember who is on the other side of a direct room."""
+        assert self.session is not None
+        members = (await self.session.call("room.members", {"room_id": room_id}))["members"]
+        others = [m["username"] for m in members if m["username"] != self.session.username]
+        self.direct_names[room_id] = others[0] if others else "?"
+
+    async def show_missed(self) -> None:
+        """Print unread messages of every room (what arrived while offline)."""
+        assert self.session is not None
+        total = 0
+        for room_id, room in self.rooms.items():
+            unread = room.get("unread", 0)
+            if not unread:
+                continue
+            after = max(room.get("read_seq", 0), room.get("last_seq", 0) - MISSED_PER_ROOM)
+            page = await self.session.call("msg.history", {"room_id": room_id,
+                                                           "after_seq": after,
+                                                           "limit": MISSED_PER_ROOM})
+            for message in page["messages"]:
+                self.show_message(message, missed=True)
+                total += 1
+            if page["messages"]:
+                await self.session.call("msg.read", {"room_id": room_id,
+                                                     "seq": page["messages"][-1]["seq"]})
+            room["unread"] = 0
+        if total:
+            self.info(f"{total} message(s) arrived while you were away")
+        summary = ", ".join(self.label(r) for r in self.rooms)
+        self.info(f"your rooms: {summary or 'none yet — /directory, /join or /create'}")
+        if self.current is not None:
+            self.info(f"talking in {self.label(self.current)}")
+
+    def on_state(self, state: SessionState) -> None:
+        """Tell the user when the connection drops and comes back."""
+        if self.session is None:
+            return
+        if state is SessionState.CONNECTING and not self.reconnecting:
+            self.reconnecting = True
+            self.info("connection lost; reconnecting…")
+        elif state is SessionState.AUTHENTICATED and self.reconnecting:
+            self.reconnecting = False
+            self.info("connected again")
+
+    def on_event(self, event: Event) -> None:
+        """Print what the server tells us."""
+        name, data = event.name, event.data
+        if name == "msg":
+            message = data["message"]
+            if message["room_id"] not in self.rooms:
+                self._spawn(self.refresh_rooms())
+            self.typing.get(message["room_id"], {}).pop(message.get("sender"), None)
+            self.show_message(message, missed=bool(data.get("catch_up")))
+            if message["room_id"] == self.current and self.session is not None:
+                self._spawn(self.session.call("msg.read", {"room_id": message["room_id"],
+                                                           "seq": message["seq"]}))
+        elif name == "typing":
+            per_room = self.typing.setdefault(data["room_id"], {})
+            if data.get("typing"):
+                per_room[data["username"]] = self.reactor.seconds()
+            else:
+                per_room.pop(data["username"], None)
+        elif name == "room.invited":
+            room = data["room"]
+            self.info(f"{data.get('by')} added you to {room.get('name') or 'a conversation'} "
+                      f"(/join {room['room_id']})")
+            self._spawn(self.refresh_rooms())
+        elif name == "room.member":
+            change = data.get("change")
+            who = data.get("username")
+            where = self.label(data["room_id"])
+            if change == "kicked":
+                reason = f": {data['reason']}" if data.get("reason") else ""
+                self.info(f"{who} was removed from {where} by {data.get('by')}{reason}")
+            elif change == "role":
+                self.info(f"{who} is now {data.get('role')} of {where}")
+            elif who != (self.session.username if self.session else None):
+                self.info(f"{who} {change} {where}")
+            if who == (self.session.username if self.session else None) and change in (
+                    "kicked", "left"):
+                self._spawn(self.refresh_rooms())
+        elif name == "room.deleted":
+            self.info(f"{self.label(data['room_id'])} was deleted")
+            self._spawn(self.refresh_rooms())
+        elif name == "msg.edited":
+            self.info(f"a message in {self.label(data['room_id'])} was edited: {data['body']}")
+        elif name == "msg.deleted":
+            self.info(f"a message in {self.label(data['room_id'])} was deleted")
+        elif name == "presence":
+            pass  # shown by /who; printing every change would drown the conversation
+        elif name == "session.ended":
+            reason = data.get("reason")
+            if reason == "replaced":
+                self.error("you logged in somewhere else; this session ended")
+            elif reason == "banned":
+                self.error("your account was banned")
+            elif reason == "shutdown":
+                self.info("the server is restarting")
+        elif name == "system":
+            self.say(f"[system] {data.get('body', '')}", "ansimagenta bold")
+        elif name == "error":
+            self.error(f"server: {data.get('code')}: {data.get('message')}")
+
+    def _spawn(self, work: Any) -> None:
+        d = Deferred.fromCoroutine(work) if asyncio.iscoroutine(work) else work
+        d.addErrback(lambda f: self.error(_err(f.value)))
+
+    # -- input ---------------------------------------------------------------------------
+
+    async def handle_line(self, line: str) -> None:
+        """Run one line typed by the user."""
+        line = line.strip()
+        if not line:
+            return
+        if line.startswith("/") and not line.startswith("//"):
+            try:
+                words = shlex.split(line[1:])
+            except ValueError:
+                words = line[1:].split()
+            if not words:
+                return
+            command = self.commands.get(words[0].lower())
+            if command is None:
+                self.error(f"unknown command /{words[0]} (/help lists them)")
+                return
+            if self.session is None and command not in (self.cmd_register, self.cmd_quit,
+                                                        self.cmd_help):
+                self.error("not logged in: /register or /quit")
+                return
+            try:
+                await command(words[1:])
+            except ChatError as exc:
+                self.error(_err(exc))
+            return
+        await self.send_text(line[1:] if line.startswith("//") else line)
+
+    async def send_text(self, text: str) -> None:
+        """Send to the current room."""
+        if self.session is None:
+            self.error("not logged in: /register or /quit")
+            return
+        if self.current is None:
+            self.error("no current room: /join a room, /create one, or /dm someone")
+            return
+        room_id = self.current
+        self.session.typing(room_id, False)
+        self.last_typing_sent = 0.0
+        try:
+            await self.session.send_message(room_id, text)
+        except ChatError as exc:
+            self.error(f"not sent: {_err(exc)}")
+
+    def typed(self, text: str) -> None:
+        """The line being typed changed: tell the room, at most every few seconds."""
+        if self.session is None or self.current is None or text.startswith("/"):
+            return
+        now = self.reactor.seconds()
+        if text and now - self.last_typing_sent > TYPING_EVERY:
+            self.last_typing_sent = now
+            self.session.typing(self.current, True)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def cmd_help(self, words: list[str]) -> None:
+        """/help"""
+        for line in HELP.splitlines():
+            self.say(line)
+
+    async def cmd_register(self, words: list[str]) -> None:
+        """/register: create the account with the password given at start."""
+        if self.session is not None:
+            self.error("already logged in")
+            return
+        await self.login(register=True)
+
+    async def cmd_quit(self, words: list[str]) -> None:
+        """/quit"""
+        self.running = False
+
+    async def cmd_rooms(self, words: list[str]) -> None:
+        """/rooms"""
+        await self.refresh_rooms()
+        if not self.rooms:
+            self.info("you are in no room yet")
+        for room_id, room in self.rooms.items():
+            mark = "*" if room_id == self.current else " "
+            unread = f"  {room['unread']} unread" if room.get("unread") else ""
+            self.say(f" {mark} {self.label(room_id):<24} id {room_id}  "
+                     f"{room.get('members_count', '?')} members{unread}")
+
+    def find_room(self, name: str) -> int | None:
+        """A room of ours by id, ``#name``, ``@user`` or name."""
+        if name.isdigit() and int(name) in self.rooms:
+            return int(name)
+        for room_id in self.rooms:
+            if self.label(room_id) in (name, "#" + name):
+                return room_id
+        return None
+
+    async def cmd_join(self, words: list[str]) -> None:
+        """/join ROOM"""
+        if not words:
+            self.error("usage: /join ROOM")
+            return
+        assert self.session is not None
+        name = " ".join(words)
+        room_id = self.find_room(name)
+        if room_id is None:
+            if name.isdigit():
+                room = await self.session.call("room.join", {"room_id": int(name)})
+            else:
+                wanted = name.removeprefix("#")
+                found = [r for r in (await self.session.call(
+                    "room.directory", {"query": wanted}))["rooms"] if r["name"] == wanted]
+                if not found:
+                    self.error(f"no public room named {wanted!r}; /create {wanted} makes one")
+                    return
+                room = await self.session.call("room.join", {"room_id": found[0]["room_id"]})
+            await self.refresh_rooms()
+            room_id = room["room_id"]
+        self.current = room_id
+        self.info(f"talking in {self.label(room_id)}")
+        await self.cmd_history(["10"])
+
+    async def cmd_create(self, words: list[str]) -> None:
+        """/create NAME [private]"""
+        if not words:
+            self.error("usage: /create NAME [private]")
+            return
+        assert self.session is not None
+        visibility = "public"
+        if len(words) > 1 and words[-1].lower() in ("private", "public"):
+            visibility = words.pop().lower()
+        room = await self.session.call("room.create", {"name": " ".join(words),
+                                                       "visibility": visibility})
+        await self.refresh_rooms()
+        self.current = room["room_id"]
+        self.info(f"created {visibility} room {self.label(room['room_id'])}")
+
+    async def cmd_leave(self, words: list[str]) -> None:
+        """/leave [ROOM]"""
+        assert self.session is not None
+        room_id = self.find_room(" ".join(words)) if words else self.current
+        if room_id is None:
+            self.error("no such room of yours")
+            return
+        label = self.label(room_id)
+        await self.session.call("room.leave", {"room_id": room_id})
+        self.rooms.pop(room_id, None)
+        if self.current == room_id:
+            self.current = next(iter(self.rooms), None)
+        await self.refresh_rooms()
+        self.info(f"left {label}")
+
+    async def cmd_dm(self, words: list[str]) -> None:
+        """/dm USER"""
+        if len(words) != 1:
+            self.error("usage: /dm USER")
+            return
+        assert self.session is not None
+        room = await self.session.call("dm.open", {"username": words[0].removeprefix("@")})
+        self.direct_names[room["room_id"]] = words[0].removeprefix("@").casefold()
+        await self.refresh_rooms()
+        self.current = room["room_id"]
+        self.info(f"talking with {self.label(room['room_id'])}")
+        await self.cmd_history(["10"])
+
+    async def cmd_who(self, words: list[str]) -> None:
+        """/who [ROOM]"""
+        assert self.session is not None
+        room_id = self.find_room(" ".join(words)) if words else self.current
+        if room_id is None:
+            self.error("no such room of yours")
+            return
+        members = (await self.session.call("room.members", {"room_id": room_id}))["members"]
+        self.info(f"{len(members)} in {self.label(room_id)}:")
+        for member in members:
+            role = "" if member["role"] == "member" else f" ({member['role']})"
+            self.say(f"   {member['username']:<24} {member['presence']:<8}{role}")
+
+    async def cmd_history(self, words: list[str]) -> None:
+        """/history [N]"""
+        assert self.session is not None
+        if self.current is None:
+            self.error("no current room")
+            return
+        try:
+            limit = max(1, min(200, int(words[0]))) if words else 20
+        except ValueError:
+            self.error("usage: /history [N]")
+            return
+        page = await self.session.call("msg.history", {"room_id": self.current, "limit": limit})
+        if not page["messages"]:
+            self.info(f"no messages in {self.label(self.current)} yet")
+        for message in page["messages"]:
+            self.show_message(message)
+        if page["messages"]:
+            await self.session.call("msg.read", {"room_id": self.current,
+                                                 "seq": page["messages"][-1]["seq"]})
+
+    async def cmd_directory(self, words: list[str]) -> None:
+        """/directory [QUERY]"""
+        assert self.session is not None
+        rooms = (await self.session.call("room.directory", {"query": " ".join(words)}))["rooms"]
+        if not rooms:
+            self.info("no public rooms match")
+        for room in rooms:
+            self.say(f"   #{room['name']:<24} id {room['room_id']}  "
+                     f"{room['members_count']} members  {room.get('topic', '')}")
+
+    async def cmd_invite(self, words: list[str]) -> None:
+        """/invite USER"""
+        if len(words) != 1 or self.current is None:
+            self.error("usage: /invite USER (in a room)")
+            return
+        assert self.session is not None
+        await self.session.call("room.invite", {"room_id": self.current,
+                                                "username": words[0].removeprefix("@")})
+        self.info(f"invited {words[0]} to {self.label(self.current)}")
+
+    async def cmd_kick(self, words: list[str]) -> None:
+        """/kick USER [REASON]"""
+        if not words or self.current is None:
+            self.error("usage: /kick USER [REASON] (in a room)")
+            return
+        assert self.session is not None
+        args: dict[str, Any] = {"room_id": self.current, "username": words[0].removeprefix("@")}
+        if len(words) > 1:
+            args["reason"] = " ".join(words[1:])
+        await self.session.call("room.kick", args)
+
+    async def close(self) -> None:
+        """Stop the session."""
+        if self.session is not None:
+            await self.session.close()
+
+
+async def run_interactive(reactor: Any, args: argparse.Namespace, password: str) -> int:
+    """The interactive client; returns the exit status."""
+    client = TerminalClient(reactor, args, password)
+    prompt: PromptSession[str] = PromptSession(bottom_toolbar=client.toolbar,
+                                               refresh_interval=1.0)
+    prompt.default_buffer.on_text_changed += lambda buf: client.typed(buf.text)
+    with patch_stdout(raw=True):
+        client.info(f"connecting to {args.host}:{args.port} as {args.user}…")
+        await client.login()
+        while client.running:
+            try:
+                line = await Deferred.fromFuture(asyncio.ensure_future(
+                    prompt.prompt_async(lambda: f"{client.label(client.current)}> "
+                                        if client.current is not None else "> ")))
+            except (EOFError, KeyboardInterrupt):
+                break
+            await client.handle_line(line)
+        await client.close()
+    return 0
+
+
+async def run_send(reactor: Any, args: argparse.Namespace, password: str) -> int:
+    """``chatnet send``: log in, send one message, wait for the answer, exit.
+
+    Returns:
+        0 when the server acknowledged the message (it is stored), 1 otherwise.
+    """
+    import sys
+    import uuid
+
+    text = " ".join(args.text)
+    try:
+        conn = await connect(reactor, args.host, args.port, args.ca, args.cert, args.key,
+                             client="chatnet-send")
+    except Exception as exc:
+        sys.stderr.write(f"chatnet: cannot connect to {args.host}:{args.port}: {_err(exc)}\n")
+        return 1
+    try:
+        await conn.login(args.user, password)
+        if args.to:
+            room = await conn.request("dm.open", {"username": args.to})
+            room_id = room["room_id"]
+        elif args.room.isdigit():
+            room_id = int(args.room)
+        else:
+            wanted = args.room.removeprefix("#")
+            mine = [r for r in (await conn.request("room.list"))["rooms"]
+                    if r["name"] == wanted and r["kind"] == "group"]
+            if mine:
+                room_id = mine[0]["room_id"]
+            else:
+                public = [r for r in (await conn.request("room.directory",
+                                                         {"query": wanted}))["rooms"]
+                          if r["name"] == wanted]
+                if not public:
+                    sys.stderr.write(f"chatnet: no room named {wanted!r}\n")
+                    return 1
+                room_id = (await conn.request("room.join",
+                                              {"room_id": public[0]["room_id"]}))["room_id"]
+        ack = await conn.request("msg.send", {"room_id": room_id, "body": text,
+                                              "client_msg_id": uuid.uuid4().hex})
+        sys.stdout.write(f"sent (seq {ack['seq']})\n")
+        return 0
+    except ChatError as exc:
+        sys.stderr.write(f"chatnet: {_err(exc)}\n")
+        return 1
+    finally:
+        await conn.close()

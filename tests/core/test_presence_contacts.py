@@ -1,0 +1,178 @@
+"""Profiles, presence and contacts (PROTOCOL.md 4), end to end over TLS."""
+
+from __future__ import annotations
+
+import pytest_twisted
+
+from chatnet.errors import ErrorCode
+from tests.support.chat import create_room, expect_error
+from tests.support.events import EventLog, barrier, wait_lost
+
+
+def presence_of(username):
+    return lambda data: data["username"] == username
+
+
+@pytest_twisted.ensureDeferred
+async def test_co_members_see_a_user_come_online_and_go_offline(server):
+    """When a user's only session ends, co-members get presence {offline, last_seen};
+    when they log in again, presence {online}. Users who share nothing hear nothing."""
+    alice, bob, carol = (await server.user("alice"), await server.user("bob"),
+                         await server.user("carol"))
+    await create_room(alice, bob)
+    alice_events, carol_events = EventLog(alice, "alice"), EventLog(carol, "carol")
+    await bob.close()
+    offline = await alice_events.next("presence", state="offline", username="bob")
+    assert isinstance(offline.data["last_seen"], int)
+    profile = await alice.request("user.get", {"username": "bob"})
+    assert (profile["presence"], profile["last_seen"]) == ("offline", offline.data["last_seen"])
+    await server.user("bob", register=False)
+    online = await alice_events.next("presence", state="online", username="bob")
+    assert online.data == {"username": "bob", "state": "online"}
+    assert (await alice.request("user.get", {"username": "bob"}))["presence"] == "online"
+    await barrier(carol)
+    assert [e for e in carol_events.pending("presence") if e.data["username"] == "bob"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_follows_the_last_session_not_each_one(server):
+    """A second session does not announce online again, and closing one of two
+    sessions does not announce offline."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    await create_room(alice, bob)
+    alice_events = EventLog(alice, "alice")
+    bob2 = await server.user("bob", register=False)
+    await bob2.close()
+    await barrier(bob)  # bob#2's session has ended on the server by now
+    await barrier(alice)
+    assert alice_events.pending("presence") == []
+    await bob.close()
+    await alice_events.next("presence", state="offline", username="bob")
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_set_is_announced_and_invisible_shows_offline(server):
+    """presence.set away → co-members get {away}; invisible → they get {offline} and
+    every view shows offline; when the invisible user leaves, nothing more is said."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    room = await create_room(alice, bob)
+    alice_events, bob_events = EventLog(alice, "alice"), EventLog(bob, "bob")
+    assert await bob.request("presence.set", {"state": "away"}) == {}
+    away = await alice_events.next("presence", username="bob")
+    assert away.data == {"username": "bob", "state": "away"}
+    assert (await bob_events.next("presence", username="bob")).data["state"] == "away"
+    await bob.request("presence.set", {"state": "invisible"})
+    hidden = await alice_events.next("presence", username="bob")
+    assert hidden.data["state"] == "offline"
+    assert (await alice.request("user.get", {"username": "bob"}))["presence"] == "offline"
+    members = (await alice.request("room.members", {"room_id": room["room_id"]}))["members"]
+    assert {m["username"]: m["presence"] for m in members} == {"alice": "online",
+                                                               "bob": "offline"}
+    found = (await alice.request("user.search", {"query": "bob"}))["users"]
+    assert [u["presence"] for u in found] == ["offline"]
+    await bob.close()
+    await barrier(alice)
+    assert alice_events.pending("presence") == []
+    error = await expect_error(alice.request("presence.set", {"state": "asleep"}),
+                               ErrorCode.BAD_REQUEST)
+    assert "state" in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_request_accept_list_and_presence(server):
+    """contact.request → the other side gets contact.request {from, message}; lists show
+    incoming/outgoing; accepting sends contact.added {profile} to both; contacts then
+    hear each other's presence without sharing a room."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    alice_events, bob_events = EventLog(alice, "alice"), EventLog(bob, "bob")
+    assert await alice.request("contact.request", {"username": "bob",
+                                                   "message": "let's talk"}) == {}
+    assert (await bob_events.next("contact.request")).data == {"from": "alice",
+                                                               "message": "let's talk"}
+    assert await alice.request("contact.list") == {"contacts": [], "incoming": [],
+                                                   "outgoing": ["bob"]}
+    assert await bob.request("contact.list") == {"contacts": [], "incoming": ["alice"],
+                                                 "outgoing": []}
+    assert await bob.request("contact.respond", {"username": "alice", "accept": True}) == {}
+    added_for_alice = (await alice_events.next("contact.added")).data["profile"]
+    added_for_bob = (await bob_events.next("contact.added")).data["profile"]
+    assert (added_for_alice["username"], added_for_alice["presence"]) == ("bob", "online")
+    assert added_for_bob["username"] == "alice"
+    contacts = await alice.request("contact.list")
+    assert [c["username"] for c in contacts["contacts"]] == ["bob"]
+    assert contacts["incoming"] == contacts["outgoing"] == []
+    await bob.close()
+    await alice_events.next("presence", username="bob", state="offline")
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_decline_and_errors(server):
+    """Declining leaves no contact and sends no contact.added; responding without a
+    request is not_found; asking oneself is bad_request; a stranger is not_found."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    alice_events = EventLog(alice, "alice")
+    await expect_error(bob.request("contact.respond", {"username": "alice", "accept": True}),
+                       ErrorCode.NOT_FOUND)
+    await alice.request("contact.request", {"username": "bob"})
+    await bob.request("contact.respond", {"username": "alice", "accept": False})
+    assert await alice.request("contact.list") == {"contacts": [], "incoming": [],
+                                                   "outgoing": []}
+    await barrier(alice)
+    assert alice_events.pending("contact.added") == []
+    await expect_error(alice.request("contact.request", {"username": "alice"}),
+                       ErrorCode.BAD_REQUEST)
+    await expect_error(alice.request("contact.request", {"username": "ghost"}),
+                       ErrorCode.NOT_FOUND)
+    await expect_error(alice.request("contact.remove", {"username": "bob"}),
+                       ErrorCode.NOT_FOUND)
+    error = await expect_error(alice.request("contact.respond", {"username": "bob",
+                                                                 "accept": 1}),
+                               ErrorCode.BAD_REQUEST)
+    assert "accept" in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_crossed_requests_and_contact_remove(server):
+    """Two users asking each other become contacts at once; contact.remove ends it and
+    both sides get contact.removed {username}."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    alice_events, bob_events = EventLog(alice, "alice"), EventLog(bob, "bob")
+    await alice.request("contact.request", {"username": "bob"})
+    await bob.request("contact.request", {"username": "alice"})
+    await alice_events.next("contact.added")
+    await bob_events.next("contact.added")
+    assert await bob.request("contact.remove", {"username": "alice"}) == {}
+    assert (await alice_events.next("contact.removed")).data == {"username": "bob"}
+    assert (await bob_events.next("contact.removed")).data == {"username": "alice"}
+    assert (await alice.request("contact.list"))["contacts"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_profile_update_get_and_search(server):
+    """user.update returns the profile and tells co-members with user.updated; user.get
+    and user.search show it; unknown users are not_found."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    await create_room(alice, bob)
+    bob_events = EventLog(bob, "bob")
+    profile = await alice.request("user.update", {"display_name": "Alice Liddell",
+                                                  "status_text": "down the hole"})
+    assert (profile["username"], profile["display_name"], profile["status_text"],
+            profile["presence"]) == ("alice", "Alice Liddell", "down the hole", "online")
+    assert (await bob_events.next("user.updated")).data == {"profile": profile}
+    assert await bob.request("user.get", {"username": "ALICE"}) == profile
+    found = await bob.request("user.search", {"query": "liddell"})
+    assert [u["username"] for u in found["users"]] == ["alice"]
+    await expect_error(bob.request("user.get", {"username": "ghost"}), ErrorCode.NOT_FOUND)
+    await expect_error(alice.request("user.update", {"avatar_file_id": "no-such-file"}),
+                       ErrorCode.NOT_FOUND)
+
+
+@pytest_twisted.ensureDeferred
+async def test_logout_announces_offline(server):
+    """An explicit auth.logout ends the session like a disconnect: co-members see offline."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    await create_room(alice, bob)
+    alice_events = EventLog(alice, "alice")
+    await bob.request("auth.logout")
+    await wait_lost(bob)
+    await alice_events.next("presence", username="bob", state="offline")
