@@ -76,7 +76,7 @@ class ChatError(Exception):
         message = str(error.get("message", ""))
         details = error.get("details")
         try:
-            code = ErrorCode(raw_code)
+            code = ErrorCode(str(raw_code))
         except ValueError:
             code = ErrorCode.INTERNAL
             message = f"{raw_code}: {message}"

@@ -8,6 +8,8 @@ implementation with ``zope.interface.verify.verifyObject``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from zope.interface import Attribute, Interface
 
 
@@ -86,7 +88,8 @@ class IFanout(Interface):
             the number of sessions written to on this node.
         """
 
-    def deliver_users(user_ids: object, frame: bytes, exclude: ISessionMind | None = None) -> int:
+    def deliver_users(user_ids: Iterable[int], frame: bytes,
+                      exclude: ISessionMind | None = None) -> int:
         """Write ``frame`` to every session of the given users; returns sessions written to."""
 
     def members(room_id: int) -> frozenset[int]:

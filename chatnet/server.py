@@ -111,7 +111,8 @@ class ChatnetService(service.MultiService):
                                                 interface=self.config.interface)
         self.port = await endpoint.listen(self.factory)
         self.log.info("chatnet listening on {interface}:{port} (TLS)",
-                      interface=self.config.interface, port=self.port.getHost().port)
+                      interface=self.config.interface,
+                      port=getattr(self.port.getHost(), "port", self.config.port))
         return self.port
 
     def _start_failed(self, failure: Any) -> None:
@@ -126,7 +127,9 @@ class ChatnetService(service.MultiService):
     async def _stop(self) -> None:
         service.Service.stopService(self)
         if self.port is not None:
-            await self.port.stopListening()
+            stopped = self.port.stopListening()
+            if stopped is not None:
+                await stopped
             self.port = None
         await self.factory.end_all_sessions("shutdown", self.config.shutdown_grace)
         if self.expiry.running:

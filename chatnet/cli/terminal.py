@@ -19,6 +19,7 @@ from prompt_toolkit.formatted_text import FormattedText
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from chatnet.cli.chat import clock_text
 from chatnet.client.connection import connect
@@ -267,12 +268,12 @@ class TerminalClient:
         elif name == "presence":
             pass  # shown by /who; printing every change would drown the conversation
         elif name == "session.ended":
-            reason = data.get("reason")
-            if reason == "replaced":
+            ended = data.get("reason")
+            if ended == "replaced":
                 self.error("you logged in somewhere else; this session ended")
-            elif reason == "banned":
+            elif ended == "banned":
                 self.error("your account was banned")
-            elif reason == "shutdown":
+            elif ended == "shutdown":
                 self.info("the server is restarting")
         elif name == "system":
             self.say(f"[system] {data.get('body', '')}", "ansimagenta bold")
@@ -280,8 +281,13 @@ class TerminalClient:
             self.error(f"server: {data.get('code')}: {data.get('message')}")
 
     def _spawn(self, work: Any) -> None:
+        """Run background work; report its failure on the screen."""
         d = Deferred.fromCoroutine(work) if asyncio.iscoroutine(work) else work
-        d.addErrback(lambda f: self.error(_err(f.value)))
+
+        def failed(failure: Failure) -> None:
+            self.error(_err(failure.value or Exception("failed")))
+
+        d.addErrback(failed)
 
     # -- input ---------------------------------------------------------------------------
 

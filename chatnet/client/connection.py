@@ -9,6 +9,7 @@ network loss, logs in again and catches up, use
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -64,10 +65,8 @@ class ChatConnection(Protocol):
 
     def connectionMade(self) -> None:
         """Disable Nagle's algorithm: chat frames are small and latency matters."""
-        try:
+        with contextlib.suppress(AttributeError, OSError):
             self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
-        except (AttributeError, OSError):
-            pass
 
     def handshakeCompleted(self) -> None:
         """TLS is up (the server certificate and hostname were verified)."""
@@ -186,6 +185,11 @@ class ChatConnection(Protocol):
         if display_name:
             args["display_name"] = display_name
         return await self.request("auth.register", args)
+
+    def abort(self) -> None:
+        """Drop the connection at once, without a TLS goodbye (dead peers)."""
+        if self.transport is not None and not self.lost.called:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def close(self) -> Deferred[None]:
         """Close the connection; the Deferred fires once it is closed."""

@@ -24,6 +24,7 @@ as it runs. Its states (observe them with :meth:`ChatSession.add_state_listener`
 
 from __future__ import annotations
 
+import contextlib
 import random
 import uuid
 from collections import OrderedDict
@@ -241,10 +242,8 @@ class ChatSession:
         (``auth.logout``). Unacknowledged sends fail with ``ConnectionClosed``."""
         connection = self._connection
         if logout and connection is not None and self.connected:
-            try:
+            with contextlib.suppress(ChatError):
                 await connection.request("auth.logout")
-            except ChatError:
-                pass
             self.token = None
         await self._stop_service()
         pending, self._outbox = self._outbox, OrderedDict()
@@ -268,8 +267,7 @@ class ChatSession:
             # again (it raises NoTransition on a disconnect it does not expect).
             if hasattr(proxy, "_lostNotification"):
                 proxy._lostNotification = lambda _reason: None
-            if connection.transport is not None:
-                connection.transport.abortConnection()
+            connection.abort()
             raise
         except Exception as exc:
             final = isinstance(exc, ChatError) and exc.code in (
@@ -285,8 +283,7 @@ class ChatSession:
                 self.reactor.callLater(0, self._fail_start, exc)
             else:
                 self._set_state(SessionState.CONNECTING)
-                if connection.transport is not None:
-                    self.reactor.callLater(0, connection.transport.abortConnection)
+                self.reactor.callLater(0, connection.abort)
 
     async def _handshake(self, connection: ChatConnection) -> None:
         self._held = []
@@ -358,9 +355,9 @@ class ChatSession:
             d.addTimeout(self.ping_timeout, self.reactor)
 
             def dead(failure: Failure) -> None:
-                if connection is self._connection and connection.transport is not None:
+                if connection is self._connection:
                     self.log.info("server did not answer a ping; reconnecting")
-                    connection.transport.abortConnection()
+                    connection.abort()
 
             d.addErrback(dead)
 
@@ -424,11 +421,9 @@ class ChatSession:
             room = data.get("room") or {}
             if isinstance(room.get("room_id"), int):
                 self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
-        elif name == "room.deleted":
-            self._known_seq.pop(data.get("room_id"), None)  # type: ignore[arg-type]
-            self.rooms.pop(data.get("room_id"), None)  # type: ignore[arg-type]
-        elif name == "room.member" and data.get("username") == self.username and data.get(
-                "change") in ("left", "kicked"):
+        elif name == "room.deleted" or (
+                name == "room.member" and data.get("username") == self.username
+                and data.get("change") in ("left", "kicked")):
             self._known_seq.pop(data.get("room_id"), None)  # type: ignore[arg-type]
             self.rooms.pop(data.get("room_id"), None)  # type: ignore[arg-type]
         elif name == "session.ended":

@@ -105,11 +105,11 @@ class PasswordChecker:
         self.store = store
         self.hasher = hasher
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``."""
         return Deferred.fromCoroutine(self._check(credentials))
 
-    async def _check(self, credentials: Any) -> bytes:
+    async def _check(self, credentials: Any) -> bytes | tuple[()]:
         raw = credentials.username
         username = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
         username = username.strip().casefold()
@@ -141,11 +141,11 @@ class TokenChecker:
         self.store = store
         self.clock = clock
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[bytes]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
         """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``."""
         return Deferred.fromCoroutine(self._check(credentials))
 
-    async def _check(self, credentials: Any) -> bytes:
+    async def _check(self, credentials: Any) -> bytes | tuple[()]:
         user_id = await self.store.token_user(token_hash(credentials.token),
                                               now_ms(self.clock.seconds()))
         if user_id is None:

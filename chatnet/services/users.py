@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
+from chatnet.errors import bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
@@ -217,10 +217,9 @@ class UserPerspective:
         return {}
 
     async def perspective_contact_list(self) -> dict[str, Any]:
-        """``contact.list`` → ``{contacts: [profile], incoming: [username], outgoing: [username]}``."""
+        """``contact.list`` → ``{contacts: [profile], incoming: [username],
+        outgoing: [username]}``."""
         contacts, incoming, outgoing = await self.service.store.contacts_of(self.actor.user_id)
         return {"contacts": [self.service.profile(u) for u in contacts],
                 "incoming": incoming, "outgoing": outgoing}
 
-
-__all__ = ["ChatError", "ErrorCode", "UserPerspective", "UserService"]

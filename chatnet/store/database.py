@@ -247,7 +247,7 @@ class Database:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
 
-            reactor = global_reactor  # type: ignore[assignment]
+            reactor = global_reactor
         self.engine = engine
         self.pool = engine.make_pool(reactor)
 

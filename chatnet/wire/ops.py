@@ -142,24 +142,24 @@ class Field:
         raise AssertionError(f"unknown field kind {kind!r}")  # pragma: no cover
 
 
-def Str(name: str, max_len: int, *, min_len: int = 1, required: bool = True, **kw: Any) -> Field:  # noqa: N802
+def Str(name: str, max_len: int, *, min_len: int = 1, required: bool = True, **kw: Any) -> Field:
     """A string field of 1..``max_len`` characters (``min_len`` to allow empty)."""
     return Field(name, "str", required=required, min_len=min_len, max_len=max_len, **kw)
 
 
-def Int(name: str, *, minimum: int = 1, maximum: int = MAX_ID, required: bool = True,  # noqa: N802
+def Int(name: str, *, minimum: int = 1, maximum: int = MAX_ID, required: bool = True,
         default: Any = None) -> Field:
     """An integer field; ids are 1..2**63-1 by default."""
     return Field(name, "int", required=required, minimum=minimum, maximum=maximum,
                  default=default)
 
 
-def Bool(name: str, *, required: bool = True, default: Any = None) -> Field:  # noqa: N802
+def Bool(name: str, *, required: bool = True, default: Any = None) -> Field:
     """A boolean field (msgpack true/false; integers are refused)."""
     return Field(name, "bool", required=required, default=default)
 
 
-def Username(name: str = "username", *, required: bool = True) -> Field:  # noqa: N802
+def Username(name: str = "username", *, required: bool = True) -> Field:
     """A username, case-folded, 1-32 chars of ``[a-z0-9._-]`` (PROTOCOL.md 3.3)."""
     return Field(name, "str", required=required, min_len=1, max_len=32, pattern=USERNAME_RE,
                  fold=True)

@@ -20,6 +20,7 @@ oversized frame gets an ``error`` event and closes that connection only.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections import deque
 from typing import Any
@@ -207,14 +208,12 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         factory = self.factory
         config = factory.config
         self.MAX_LENGTH = config.max_frame
-        self.callLater = factory.clock.callLater  # type: ignore[method-assign]
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign, assignment]
         peer = self.transport.getPeer()  # type: ignore[union-attr]
         self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
-        try:
+        with contextlib.suppress(AttributeError, OSError):
             # Nagle's algorithm alone puts ~35 ms on the latency tail.
             self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
-        except (AttributeError, OSError):
-            pass
         self._outbox = Outbox(self.transport, config.max_output, self._overflow)
         self.transport.registerProducer(self._outbox, True)  # type: ignore[union-attr]
         self._bucket = TokenBucket(config.rate, config.burst, factory.clock)
@@ -519,7 +518,7 @@ class ChatServerFactory(Factory):
         clock: time source for timeouts and rate limits.
     """
 
-    protocol = ChatServerProtocol
+    protocol = ChatServerProtocol  # type: ignore[assignment]
     log = Logger()
 
     def __init__(self, config: ServerConfig, portal: Portal, services: Services,
@@ -541,7 +540,11 @@ class ChatServerFactory(Factory):
         if not waits:
             return
         everything: Deferred[Any] = DeferredList(waits, consumeErrors=True)
-        timer = self.clock.callLater(grace, lambda: [p._abort() for p in list(self.protocols)])
+        def abort_stragglers() -> None:
+            for proto in list(self.protocols):
+                proto._abort()
+
+        timer = self.clock.callLater(grace, abort_stragglers)
         await everything
         if timer.active():
             timer.cancel()

@@ -39,8 +39,10 @@ def server_tls_options(cert_path: Path, key_path: Path,
         cas = [ssl.Certificate.loadPEM(c.public_bytes(_pem()))
                for c in x509.load_pem_x509_certificates(client_ca_path.read_bytes())]
         kwargs["trustRoot"] = ssl.trustRootFromCertificates(cas)
+    # Twisted's annotations name pyOpenSSL types; it takes (and prefers)
+    # cryptography objects at run time (TWISTED-NOTES.md section 2).
     return ssl.CertificateOptions(
-        privateKey=key, certificate=chain[0], extraCertChain=chain[1:],
+        privateKey=key, certificate=chain[0], extraCertChain=chain[1:],  # type: ignore[arg-type]
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2, acceptableProtocols=[ALPN], **kwargs)
 
 

@@ -99,7 +99,8 @@ def test_username_length_bounds():
 
 def test_username_field_label_is_its_own_name():
     """A username field called ``sender`` names ``sender`` in its error."""
-    assert bad(Username("sender").check, "no spaces") == "sender has characters that are not allowed"
+    message = bad(Username("sender").check, "no spaces")
+    assert message == "sender has characters that are not allowed"
 
 
 # -- int -----------------------------------------------------------------------------------

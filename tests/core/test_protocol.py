@@ -7,6 +7,8 @@ are stand-ins.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
@@ -182,7 +184,7 @@ async def test_frames_split_at_odd_offsets_are_reassembled(harness):
             + frame({"id": 2, "op": "session.ping"})
             + frame({"id": 3, "op": "session.ping"}))
     cuts = [0, 1, 3, 7, 8, 13, 29, 30, len(data) - 2, len(data)]
-    for start, end in zip(cuts, cuts[1:], strict=False):
+    for start, end in itertools.pairwise(cuts):
         proto.dataReceived(data[start:end])
     assert [f["id"] for f in transport.frames] == [1, 2, 3]
     assert all("result" in f for f in transport.frames)

@@ -1,0 +1,1 @@
+"""The chatnet desktop client (PyQt6 on the Qt reactor)."""
