@@ -1,0 +1,195 @@
+"""The installed programs as people use them: twistd chatnet, chatnet-admin, chatnet.
+
+The server runs as a real ``twistd`` subprocess; the terminal client runs in
+a pseudo-terminal (pexpect) and is typed at like a person would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.support.process import TwistdServer, admin, command
+
+PASSWORD = "open sesame 42"
+
+
+@pytest.fixture
+def twistd(tmp_path: Path) -> Iterator[TwistdServer]:
+    """A real ``twistd chatnet`` with open registration and users alice and bob."""
+    server = TwistdServer(tmp_path / "data", "--open-registration").start()
+    for name in ("alice", "bob"):
+        done = admin(server.data_dir, "create-user", name, "--password", PASSWORD)
+        assert done.returncode == 0, done.stderr
+    yield server
+    server.stop()
+
+
+def terminal(server: TwistdServer, user: str, password: str = PASSWORD) -> pexpect.spawn:
+    """``chatnet`` in a pseudo-terminal, logged in as ``user`` (password typed)."""
+    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    env.pop("CHATNET_PASSWORD", None)
+    child = pexpect.spawn(command("chatnet"), ["--host", "localhost", "--port", str(server.port),
+                                               "--ca", str(server.ca), "--user", user],
+                          env=env, encoding="utf-8", timeout=20, dimensions=(30, 140))
+    child.expect("Password:")
+    child.sendline(password)
+    return child
+
+
+def send_cmd(server: TwistdServer, user: str, *args: str,
+             password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
+    """``chatnet ... send ARGS`` with the password in the environment."""
+    env = dict(os.environ)
+    env.pop("CHATNET_PASSWORD", None)
+    if password is not None:
+        env["CHATNET_PASSWORD"] = password
+    return subprocess.run([command("chatnet"), "--host", "localhost", "--port", str(server.port),
+                           "--ca", str(server.ca), "--user", user, "send", *args],
+                          capture_output=True, text=True, env=env, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_twistd_lists_the_chatnet_plugin():
+    """The installed environment's twistd knows chatnet and explains its options."""
+    listing = subprocess.run([command("twistd"), "--help"], capture_output=True, text=True,
+                             timeout=60)
+    assert "chatnet" in listing.stdout
+    options = subprocess.run([command("twistd"), "chatnet", "--help"], capture_output=True,
+                             text=True, timeout=60)
+    for option in ("--port", "--interface", "--data-dir", "--database", "--tls-cert",
+                   "--tls-key", "--tls-client-ca", "--open-registration", "--max-frame",
+                   "--idle-timeout", "--single-session"):
+        assert option in options.stdout, option
+
+
+def test_bad_option_is_refused_with_its_name(tmp_path: Path):
+    """A wrong option value stops twistd with a message naming the option."""
+    result = subprocess.run([command("twistd"), "-n", "--pidfile=", "chatnet", "--port", "x",
+                             "--data-dir", str(tmp_path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    assert "--port must be a whole number" in result.stdout + result.stderr
+
+
+def test_first_start_creates_a_dev_ca_and_later_starts_reuse_it(tmp_path: Path):
+    """The first start generates <data-dir>/tls/ca.pem and logs its fingerprint;
+    a restart reuses the same CA."""
+    server = TwistdServer(tmp_path / "data").start()
+    first_log = server.text()
+    server.stop()
+    assert server.ca.exists()
+    assert "created development CA" in first_log and str(server.ca) in first_log
+    fingerprint = first_log.split("SHA-256 fingerprint ")[1].split(")")[0]
+    assert len(fingerprint.split(":")) == 32
+    server.start()
+    second_log = server.text()
+    # twistd re-raises the signal after a clean shutdown, so the status says SIGTERM.
+    assert server.stop() == -signal.SIGTERM
+    assert "using development CA" in second_log and fingerprint in second_log
+    assert "chatnet stopped" in server.text() and "Server Shut Down." in server.text()
+
+
+def test_admin_creates_and_lists_users_while_the_server_runs(twistd: TwistdServer):
+    """chatnet-admin works next to a running server; names are case-folded; a
+    taken name, a bad name and a short password are refused."""
+    made = admin(twistd.data_dir, "create-user", "Carol", "--password", PASSWORD, "--role",
+                 "admin")
+    assert made.returncode == 0 and "created carol" in made.stdout
+    listing = admin(twistd.data_dir, "list-users")
+    assert listing.returncode == 0
+    lines = listing.stdout.splitlines()
+    assert any(line.startswith("carol") and "admin" in line for line in lines)
+    assert "3 user(s)" in listing.stdout
+    assert admin(twistd.data_dir, "create-user", "carol", "--password", PASSWORD).returncode == 1
+    bad = admin(twistd.data_dir, "create-user", "no spaces", "--password", PASSWORD)
+    assert bad.returncode == 1 and "username" in bad.stderr
+    short = admin(twistd.data_dir, "create-user", "dan", "--password", "short")
+    assert short.returncode == 1 and "at least 8" in short.stderr
+    # The account made while the server ran can log in at once.
+    assert send_cmd(twistd, "carol", "--to", "alice", "hi", password=PASSWORD).returncode == 0
+
+
+def test_send_one_shot_reaches_an_interactive_user(twistd: TwistdServer):
+    """`chatnet send --room` joins the public room and delivers; the message shows in
+    the other user's terminal; a wrong password exits 1; no password exits 2."""
+    alice = terminal(twistd, "alice")
+    alice.expect("logged in as alice")
+    alice.sendline("/create ops")
+    alice.expect("created public room #ops")
+    sent = send_cmd(twistd, "bob", "--room", "ops", "deploy", "finished")
+    assert sent.returncode == 0, sent.stderr
+    assert "sent (seq 1)" in sent.stdout
+    alice.expect("deploy finished")
+    wrong = send_cmd(twistd, "bob", "--room", "ops", "x", password="not the password")
+    assert wrong.returncode == 1 and "unauthenticated" in wrong.stderr
+    missing = send_cmd(twistd, "bob", "--room", "ops", "x", password=None)
+    assert missing.returncode == 2 and "CHATNET_PASSWORD" in missing.stderr
+    alice.sendline("/quit")
+    alice.expect(pexpect.EOF)
+
+
+def test_two_people_chat_and_incoming_text_keeps_the_typed_line(twistd: TwistdServer):
+    """Alice and Bob chat in a room; a message that arrives while Alice is typing
+    prints above her prompt and her half-typed line is sent whole afterwards."""
+    alice = terminal(twistd, "alice")
+    alice.expect("logged in as alice")
+    alice.sendline("/create general")
+    alice.expect("created public room #general")
+    bob = terminal(twistd, "bob")
+    bob.expect("logged in as bob")
+    bob.sendline("/join general")
+    bob.expect("talking in #general")
+    alice.expect("bob joined #general")
+    alice.send("this line was typed before")  # no Enter yet
+    bob.sendline("hello from bob")
+    alice.expect("hello from bob")
+    alice.send(" and finished after\r")
+    bob.expect("this line was typed before and finished after")
+    bob.sendline("/who")
+    bob.expect("alice")
+    bob.expect("online")
+    bob.sendline("/history 5")
+    bob.expect("hello from bob")
+    for child in (alice, bob):
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+
+
+def test_missed_messages_are_shown_at_login(twistd: TwistdServer):
+    """What was said while a user was offline is printed when they log in."""
+    alice = terminal(twistd, "alice")
+    alice.expect("logged in as alice")
+    alice.sendline("/dm bob")
+    alice.expect("talking with @bob")
+    alice.sendline("are you around?")
+    alice.expect("are you around")
+    alice.sendline("/quit")
+    alice.expect(pexpect.EOF)
+    bob = terminal(twistd, "bob")
+    bob.expect(r"\(missed\) ")
+    bob.expect("are you around?")
+    bob.expect("1 message\\(s\\) arrived while you were away")
+    bob.sendline("/quit")
+    bob.expect(pexpect.EOF)
+
+
+def test_unknown_user_can_register_from_the_prompt(twistd: TwistdServer):
+    """A login that fails offers /register, which creates the account and logs in."""
+    carol = terminal(twistd, "carol")
+    carol.expect("login failed")
+    carol.expect("/register")
+    carol.sendline("/rooms")
+    carol.expect("not logged in")
+    carol.sendline("/register")
+    carol.expect("logged in as carol")
+    carol.sendline("/nonsense")
+    carol.expect("unknown command")
+    carol.sendline("/quit")
+    carol.expect(pexpect.EOF)
