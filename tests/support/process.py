@@ -82,7 +82,8 @@ class TwistdServer:
         self.stop()
 
 
-def admin(data_dir: Path, *args: str, password: str | None = None) -> subprocess.CompletedProcess[str]:
+def admin(data_dir: Path, *args: str,
+          password: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``chatnet-admin --data-dir DATA_DIR ARGS`` and return what it did."""
     env = dict(os.environ)
     env.pop("CHATNET_PASSWORD", None)
