@@ -47,6 +47,9 @@ class ServerConfig:
         argon2_memory_kib: Argon2id memory for new password hashes, in KiB.
         shutdown_grace: seconds to let connections close at shutdown before aborting.
         node_id: this node's number for generated ids (0-1023), None for random.
+        max_file_size: largest file accepted, bytes.
+        user_quota: bytes one user's files may take, None for unlimited.
+        upload_expiry: seconds an unfinished upload is kept before it is removed.
         server_name: the server name sent in ``session.hello``.
     """
 
@@ -70,6 +73,9 @@ class ServerConfig:
     shutdown_grace: float = 5.0
     node_id: int | None = None
     server_name: str = "chatnet"
+    max_file_size: int = 100 * 1024 * 1024
+    user_quota: int | None = None
+    upload_expiry: int = 24 * 3600
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -122,6 +128,7 @@ class ServerConfig:
             raise ConfigError("--database must be sqlite:PATH or a postgresql:// URL, "
                               f"not {database!r}")
         node = options.get("node-id")
+        quota = options.get("user-quota")
         return cls(
             port=integer("port", 0, 65535),
             interface=str(options["interface"]),
@@ -139,4 +146,7 @@ class ServerConfig:
             burst=number("rate-burst", 1, 10_000_000),
             token_lifetime=integer("token-lifetime", 60, 10 * 365 * 24 * 3600),
             node_id=None if node in (None, "") else integer("node-id", 0, 1023),
+            max_file_size=integer("max-file-size", 0, 2**53),
+            user_quota=None if quota in (None, "") else integer("user-quota", 0, 2**53),
+            upload_expiry=integer("upload-expiry", 60, 365 * 24 * 3600),
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 
@@ -37,6 +38,10 @@ class ISessionMind(Interface):
         its bound is disconnected instead (PROTOCOL.md principle "slow peers
         cost only themselves").
         """
+
+    def when_writable() -> Deferred[None]:
+        """A Deferred firing once the connection's output has drained; bulk data
+        (file downloads) waits for it before producing more."""
 
     def end_session(reason: str) -> None:
         """Send ``session.ended {reason}`` and close the connection (PROTOCOL.md 3.8).

@@ -28,6 +28,7 @@ from chatnet.cred.realm import ChatRealm
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService
+from chatnet.services.files import FileService, UploadJanitor
 from chatnet.services.messages import ExpiryService, MessageService
 from chatnet.services.rooms import RoomService
 from chatnet.services.users import UserService
@@ -83,14 +84,18 @@ class ChatnetService(service.MultiService):
         self.fanout = LocalFanout()
         hasher = PasswordHasher(reactor, config.argon2_time_cost, config.argon2_memory_kib)
         users = UserService(self.store, self.fanout, reactor)
+        self.files = FileService(self.store, reactor, reactor, config.data_dir / "files",
+                                 config.max_file_size, config.user_quota)
         self.chat_services = Services(
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
                                     config.token_lifetime),
             users=users,
             rooms=RoomService(self.store, self.fanout, users, reactor),
-            messages=MessageService(self.store, self.fanout, reactor),
+            messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
+            files=self.files,
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
+        self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)
         realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session)
         portal = Portal(realm, [PasswordChecker(self.store, hasher),
                                 TokenChecker(self.store, reactor), AllowAnonymousAccess()])
@@ -107,6 +112,7 @@ class ChatnetService(service.MultiService):
         await self.store.db.migrate()
         self.fanout.load_memberships(await self.store.all_memberships())
         self.expiry.startService()
+        self.janitor.startService()
         endpoint = endpoints.SSL4ServerEndpoint(self.reactor, self.config.port, self.tls_options,
                                                 interface=self.config.interface)
         self.port = await endpoint.listen(self.factory)
@@ -134,5 +140,7 @@ class ChatnetService(service.MultiService):
         await self.factory.end_all_sessions("shutdown", self.config.shutdown_grace)
         if self.expiry.running:
             self.expiry.stopService()
+        if self.janitor.running:
+            self.janitor.stopService()
         self.store.db.close()
         self.log.info("chatnet stopped")

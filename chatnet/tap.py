@@ -53,6 +53,12 @@ class Options(usage.Options):
         ["token-lifetime", None, str(30 * 24 * 3600),
          "seconds a resume token (auth.resume) stays valid"],
         ["node-id", None, None, "this node's number 0-1023 for generated ids (clusters)"],
+        ["max-file-size", None, str(100 * 1024 * 1024),
+         "largest file a user may upload, in bytes (larger ones get too_large)"],
+        ["user-quota", None, None,
+         "bytes one user's uploaded files may take in all (default: no limit)"],
+        ["upload-expiry", None, str(24 * 3600),
+         "seconds an unfinished upload is kept before it is removed"],
     ]
 
     def postOptions(self) -> None:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import shlex
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
@@ -24,6 +25,7 @@ from twisted.python.failure import Failure
 from chatnet.cli.chat import clock_text
 from chatnet.client.connection import connect
 from chatnet.client.core import Event
+from chatnet.client.files import Download, Upload
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 
@@ -44,9 +46,28 @@ Commands:
   /directory [QUERY]     public rooms
   /invite USER           invite USER to the current room
   /kick USER [REASON]    remove USER from the current room
+  /send-file PATH        upload a file and send it to the current room
+  /get FILE_ID [DEST]    download a file (to DEST, a folder or a name; default: here)
   /register              create your account (if the server allows) and log in
   /quit                  leave the program
 Anything else is sent to the current room."""
+
+
+def human_size(size: int) -> str:
+    """``1.5 MB``-style size (decimal units)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``[#####-----] 50%`` for a transfer."""
+    fraction = done / total if total else 1.0
+    filled = int(fraction * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {fraction:4.0%}"
 
 
 def _err(error: BaseException) -> str:
@@ -79,12 +100,13 @@ class TerminalClient:
         self.last_typing_sent = 0.0
         self.running = True
         self.reconnecting = False
+        self.transfers: dict[str, Upload | Download] = {}
         self.commands: dict[str, Callable[[list[str]], Awaitable[None]]] = {
             "help": self.cmd_help, "rooms": self.cmd_rooms, "join": self.cmd_join,
             "create": self.cmd_create, "leave": self.cmd_leave, "dm": self.cmd_dm,
             "who": self.cmd_who, "history": self.cmd_history, "directory": self.cmd_directory,
             "invite": self.cmd_invite, "kick": self.cmd_kick, "register": self.cmd_register,
-            "quit": self.cmd_quit,
+            "quit": self.cmd_quit, "send-file": self.cmd_send_file, "get": self.cmd_get,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -115,12 +137,17 @@ class TerminalClient:
         when = clock_text(int(message.get("ts", 0)))
         prefix = "(missed) " if missed else ""
         edited = " (edited)" if message.get("edited_ts") else ""
-        self.output(FormattedText([
+        parts = [
             ("ansibrightblack", f"[{when}] {prefix}"),
             ("ansiyellow", self.label(message["room_id"]) + " "),
             ("bold", f"<{message.get('sender', '?')}> "),
             ("", str(message.get("body", "")) + edited),
-        ]))
+        ]
+        for attachment in message.get("attachments") or ():
+            parts.append(("ansigreen", f"\n    [file] {attachment['name']} "
+                          f"({human_size(int(attachment['size']))})  "
+                          f"/get {attachment['file_id']}"))
+        self.output(FormattedText(parts))
 
     def toolbar(self) -> Any:
         """The bottom line: connection state, current room, who is typing."""
@@ -132,7 +159,9 @@ class TerminalClient:
             names = [u for u, t in self.typing.get(self.current, {}).items() if now - t < 6]
             if names:
                 typing = f"  {', '.join(sorted(names))} typing…"
-        return f" {self.args.user}@{self.args.host}  {state}  {room}{typing}"
+        transfers = "".join(f"  {label} {progress_bar(t.done, t.total)}"
+                            for label, t in self.transfers.items())
+        return f" {self.args.user}@{self.args.host}  {state}  {room}{typing}{transfers}"
 
     # -- session ----------------------------------------------------------------------------
 
@@ -512,6 +541,56 @@ class TerminalClient:
         if len(words) > 1:
             args["reason"] = " ".join(words[1:])
         await self.session.call("room.kick", args)
+
+    async def cmd_send_file(self, words: list[str]) -> None:
+        """/send-file PATH: upload with a progress bar in the bottom line, then send."""
+        if len(words) != 1 or self.current is None:
+            self.error("usage: /send-file PATH (in a room)")
+            return
+        assert self.session is not None
+        path = Path(words[0]).expanduser()
+        if path.is_dir():
+            self.error(f"{path} is a folder; send a file (or zip the folder first)")
+            return
+        if not path.is_file():
+            self.error(f"no such file: {path}")
+            return
+        upload = Upload(self.session, path, room_id=self.current)
+        label = f"↑{path.name}"
+        self.transfers[label] = upload
+        self.info(f"uploading {path.name} ({human_size(path.stat().st_size)})…")
+        try:
+            info = await upload.start()
+        except ChatError as exc:
+            self.error(f"{path.name} not sent: {_err(exc)}")
+            return
+        finally:
+            self.transfers.pop(label, None)
+        self.info(f"sent {info['name']} ({human_size(info['size'])}) as {info['file_id']}")
+
+    async def cmd_get(self, words: list[str]) -> None:
+        """/get FILE_ID [DEST]: download (resuming DEST.part), verify, report."""
+        if not 1 <= len(words) <= 2:
+            self.error("usage: /get FILE_ID [DEST]")
+            return
+        assert self.session is not None
+        file_id = words[0]
+        info = await self.session.call("file.info", {"file_id": file_id})
+        target = Path(words[1]).expanduser() if len(words) == 2 else Path.cwd()
+        if target.is_dir():
+            target = target / Path(info["name"]).name
+        download = Download(self.session, file_id, target)
+        label = f"↓{info['name']}"
+        self.transfers[label] = download
+        self.info(f"downloading {info['name']} ({human_size(info['size'])}) to {target}…")
+        try:
+            await download.start()
+        except ChatError as exc:
+            self.error(f"{info['name']} not downloaded: {_err(exc)}")
+            return
+        finally:
+            self.transfers.pop(label, None)
+        self.info(f"saved {target} (sha256 verified)")
 
     async def close(self) -> None:
         """Stop the session."""

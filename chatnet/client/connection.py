@@ -90,10 +90,15 @@ class ChatConnection(Protocol):
                     self.log.failure("event listener failed on {event}", event=event.name)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        """Fail what is pending; fire :attr:`lost`."""
+        """Fire :attr:`lost`, then fail what is pending.
+
+        In that order: whoever watches the connection (a session) learns that it
+        is gone before the failed requests' callbacks run, so they do not retry
+        on the dead connection.
+        """
         if not self.close_reason:
             self.close_reason = reason.getErrorMessage()
-        self.core.connection_lost(self.close_reason)
+        self.core.closed = True
         if not self.handshake.called:
             self.handshake.errback(reason)
             self.handshake.addErrback(lambda _f: None)
@@ -101,6 +106,7 @@ class ChatConnection(Protocol):
         waiters, self._lost_waiters = self._lost_waiters, []
         for waiter in waiters:
             waiter.callback(None)
+        self.core.connection_lost(self.close_reason)
 
     def when_lost(self) -> Deferred[None]:
         """A new Deferred that fires (with None) once the connection has closed."""

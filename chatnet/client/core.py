@@ -160,6 +160,8 @@ class ClientCore:
         if entry is None:
             return None  # an answer to nothing we asked: ignore (PROTOCOL.md 2, be lenient)
         _op, future = entry
+        if txaio.is_called(future):
+            return None  # the caller gave up (cancelled) before the answer came
         if "error" in message:
             txaio.reject(future, ChatError.from_wire(message["error"]))
         else:
@@ -172,4 +174,5 @@ class ClientCore:
         self.closed = True
         pending, self._pending = self._pending, {}
         for _op, future in pending.values():
-            txaio.reject(future, ConnectionClosed(reason))
+            if not txaio.is_called(future):
+                txaio.reject(future, ConnectionClosed(reason))

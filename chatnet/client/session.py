@@ -140,6 +140,7 @@ class ChatSession:
         self._register: tuple[str | None] | None = None
         self._ping: LoopingCall | None = None
         self._first = True
+        self._connected_waiters: list[Deferred[None]] = []
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -159,7 +160,19 @@ class ChatSession:
     @property
     def connected(self) -> bool:
         """Whether a logged-in connection is up and caught up."""
-        return self.state is SessionState.AUTHENTICATED
+        return (self.state is SessionState.AUTHENTICATED and self._connection is not None
+                and not self._connection.core.closed)
+
+    def when_connected(self) -> Deferred[None]:
+        """A Deferred that fires once the session is authenticated and caught up
+        (at once if it is now). Fails with :class:`ConnectionClosed` if the session
+        stops first."""
+        d: Deferred[None] = Deferred()
+        if self.connected:
+            d.callback(None)
+        else:
+            self._connected_waiters.append(d)
+        return d
 
     @property
     def unacknowledged(self) -> int:
@@ -170,6 +183,13 @@ class ChatSession:
         if state is self.state:
             return
         self.state = state
+        if state in (SessionState.AUTHENTICATED, SessionState.DISCONNECTED):
+            waiters, self._connected_waiters = self._connected_waiters, []
+            for waiter in waiters:
+                if state is SessionState.AUTHENTICATED:
+                    waiter.callback(None)
+                else:
+                    waiter.errback(ConnectionClosed("the session stopped"))
         for listener in list(self._state_listeners):
             try:
                 listener(state)
@@ -448,7 +468,7 @@ class ChatSession:
                 (``unavailable``) when not connected or the connection drops first.
         """
         connection = self._connection
-        if connection is None or self.state is not SessionState.AUTHENTICATED:
+        if connection is None or not self.connected:
             return Deferred.fromCoroutine(_raise(ConnectionClosed("not connected")))
         d = connection.request(op, args)
         if op in _ROOM_ENTRY_OPS:

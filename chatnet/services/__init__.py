@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from chatnet.services.accounts import AccountService
+    from chatnet.services.files import FileService
     from chatnet.services.messages import MessageService
     from chatnet.services.rooms import RoomService
     from chatnet.services.users import UserService
@@ -48,12 +49,14 @@ class Services:
         users: profiles, presence, contacts (PROTOCOL.md 4).
         rooms: rooms and memberships (PROTOCOL.md 5).
         messages: messages, receipts, typing (PROTOCOL.md 6).
+        files: uploads and downloads (PROTOCOL.md 7).
     """
 
     accounts: AccountService
     users: UserService
     rooms: RoomService
     messages: MessageService
+    files: FileService
 
     def perspectives(self, actor: Actor) -> dict[str, object]:
         """A logged-in session's perspectives, by the names the op registry uses."""
@@ -62,6 +65,7 @@ class Services:
             "users": self.users.perspective(actor),
             "rooms": self.rooms.perspective(actor),
             "messages": self.messages.perspective(actor),
+            "files": self.files.perspective(actor),
         }
 
 

@@ -18,13 +18,18 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from chatnet.errors import bad_request, not_found
+from chatnet.config import DEFAULT_MAX_FRAME
+from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore
-from chatnet.wire.codec import event_frame
+from chatnet.wire.codec import event_frame, pack
 
 _MODERATORS = frozenset({"owner", "moderator"})
+#: Bytes a msg event adds around body and mentions (ids, names, times, keys).
+_EVENT_OVERHEAD = 512
+#: Bytes one attachment's metadata may take in an event (name ≤ 255, mime ≤ 127).
+_ATTACHMENT_OVERHEAD = 512
 
 
 class MessageService:
@@ -34,14 +39,35 @@ class MessageService:
         store: the chat store.
         fanout: delivery and the membership map.
         clock: time source.
+        max_event: the largest frame clients accept (``--max-frame``), bytes: a
+            message whose event would not fit is refused with ``too_large``.
     """
 
     log = Logger()
 
-    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock) -> None:
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
+                 max_event: int = DEFAULT_MAX_FRAME) -> None:
         self.store = store
         self.fanout = fanout
         self.clock = clock
+        self.max_event = max_event
+
+    def check_fits(self, body: str, mentions: list[str] | None,
+                   attachments: list[str] | None) -> None:
+        """Refuse a message whose event could exceed ``max_event``.
+
+        The estimate is generous: the encoded body and mentions, plus room for
+        the other fields and each attachment's metadata (name, size, mime).
+
+        Raises:
+            ChatError: ``too_large``.
+        """
+        size = len(pack({"body": body, "mentions": mentions or []}))
+        size += _EVENT_OVERHEAD + _ATTACHMENT_OVERHEAD * len(attachments or ())
+        if size > self.max_event:
+            raise ChatError(ErrorCode.TOO_LARGE,
+                            f"the message would be {size} bytes on the wire, over this "
+                            f"server's max_frame ({self.max_event}); make it shorter")
 
     def perspective(self, actor: Actor) -> MessagePerspective:
         """The messages perspective of one session."""
@@ -74,20 +100,19 @@ class MessagePerspective:
 
         Raises:
             ChatError: ``not_found`` (no such room, not a member, or an attachment
-                that is not a file), ``bad_request`` (empty body, bad ``reply_to``),
-                ``conflict`` (``client_msg_id`` used in another room).
+                the sender may not see), ``bad_request`` (empty body without
+                attachments, bad ``reply_to``), ``conflict`` (``client_msg_id`` used
+                in another room), ``too_large`` (the event would not fit in max_frame).
         """
-        if attachments:
-            # No file service on this server yet (PROTOCOL.md 7 arrives with its own issue).
-            raise not_found(f"no such file {attachments[0]!r}")
-        if not body.strip():
+        if not body.strip() and not attachments:
             raise bad_request("body must not be empty")
         service = self.service
+        service.check_fits(body, mentions, attachments)
         store = service.store
         result = await store.send_message(
             store.ids.next_id(), room_id, self.actor.user_id, self.actor.username,
             ms(service.clock), body, client_msg_id, reply_to,
-            list(dict.fromkeys(mentions)) if mentions else None, ttl)
+            list(dict.fromkeys(mentions)) if mentions else None, ttl, attachments)
         message = result.message
         if not result.duplicate:
             service.fanout.deliver_room(room_id, event_frame("msg", {"message": message}))
@@ -103,6 +128,7 @@ class MessagePerspective:
         await service.require_role(room_id, self.actor.user_id)
         if not body.strip():
             raise bad_request("body must not be empty")
+        service.check_fits(body, None, None)
         now = ms(service.clock)
         await service.store.edit_message(room_id, msg_id, self.actor.user_id, body, now, now)
         service.fanout.deliver_room(room_id, event_frame(

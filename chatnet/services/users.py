@@ -122,19 +122,20 @@ class UserPerspective:
         """``user.update`` → profile; tells the audience with ``user.updated {profile}``.
 
         Raises:
-            ChatError: ``not_found`` for an ``avatar_file_id`` that is not a file
-                (no file service on this server yet; an empty string clears it).
+            ChatError: ``not_found`` for an ``avatar_file_id`` the user may not see
+                (an empty string clears it).
         """
         changes: dict[str, Any] = {}
         if display_name is not None:
             changes["display_name"] = display_name
         if status_text is not None:
             changes["status_text"] = status_text
-        if avatar_file_id is not None:
-            if avatar_file_id:
-                raise not_found("no such file")
-            changes["avatar_file_id"] = None
         service = self.service
+        if avatar_file_id is not None:
+            if avatar_file_id and await service.store.file_for(
+                    avatar_file_id, self.actor.user_id) is None:
+                raise not_found("no such file")
+            changes["avatar_file_id"] = avatar_file_id or None
         user = await service.store.update_profile(self.actor.user_id, changes)
         profile = service.profile(user)
         service.fanout.deliver_users(await service.audience(user.user_id),

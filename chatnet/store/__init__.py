@@ -11,14 +11,16 @@ import threading
 import time
 
 from chatnet.store.database import Database, PostgresEngine, SqliteEngine, engine_from_url
+from chatnet.store.files import FileRecord, FileStore, UploadRecord
 from chatnet.store.messages import MessageStore, SendResult
 from chatnet.store.records import MemberRecord, RoomRecord, UserRecord, now_ms
 from chatnet.store.rooms import RoomStore
 from chatnet.store.users import UserStore
 
 __all__ = [
-    "ChatStore", "Database", "IdGenerator", "MemberRecord", "PostgresEngine", "RoomRecord",
-    "SendResult", "SqliteEngine", "UserRecord", "engine_from_url", "now_ms",
+    "ChatStore", "Database", "FileRecord", "IdGenerator", "MemberRecord", "PostgresEngine",
+    "RoomRecord", "SendResult", "SqliteEngine", "UploadRecord", "UserRecord",
+    "engine_from_url", "now_ms",
 ]
 
 #: 2020-01-01T00:00:00Z in ms: the epoch of generated ids.
@@ -59,7 +61,7 @@ class IdGenerator:
             return (ms << 22) | (self.node << 12) | self._counter
 
 
-class ChatStore(UserStore, RoomStore, MessageStore):
+class ChatStore(UserStore, RoomStore, MessageStore, FileStore):
     """All data access of the server, over one :class:`Database`.
 
     Args:

@@ -13,6 +13,7 @@ from typing import Any
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
 from chatnet.store.database import Database, IntegrityError, Txn
+from chatnet.store.files import file_by_id, may_access
 from chatnet.store.users import _like_prefix
 
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
@@ -51,6 +52,25 @@ def _attach_reactions(t: Txn, messages: list[dict[str, Any]]) -> None:
         by_id[int(msg_id)].setdefault("reactions", {}).setdefault(emoji, []).append(username)
 
 
+def _attach_files(t: Txn, messages: list[dict[str, Any]]) -> None:
+    if not messages:
+        return
+    by_id = {m["msg_id"]: m for m in messages}
+    marks = ",".join("?" * len(by_id))
+    for msg_id, file_id, name, size, mime in t.execute(
+            "SELECT a.msg_id, f.file_id, f.name, f.size, f.mime FROM message_attachments a "
+            f"JOIN files f ON f.file_id = a.file_id WHERE a.msg_id IN ({marks}) "
+            "ORDER BY a.msg_id, a.position", list(by_id)).fetchall():
+        by_id[int(msg_id)].setdefault("attachments", []).append(
+            {"file_id": file_id, "name": name, "size": int(size), "mime": mime})
+
+
+def _attach_extras(t: Txn, messages: list[dict[str, Any]]) -> None:
+    """Add reactions and attachments to messages read from the database."""
+    _attach_reactions(t, messages)
+    _attach_files(t, messages)
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """What :meth:`MessageStore.send_message` did.
@@ -72,7 +92,8 @@ class MessageStore:
 
     async def send_message(self, msg_id: int, room_id: int, sender_id: int, sender: str,
                            ts: int, body: str, client_msg_id: str, reply_to: int | None,
-                           mentions: list[str] | None, ttl: int | None) -> SendResult:
+                           mentions: list[str] | None, ttl: int | None,
+                           attachments: list[str] | None = None) -> SendResult:
         """Store a message with the room's next seq, idempotently on
         ``(sender_id, client_msg_id)`` (PROTOCOL.md 6, ``msg.send``).
 
@@ -81,7 +102,8 @@ class MessageStore:
         Raises:
             ChatError: ``not_found`` if the room does not exist or the sender is not
                 a member; ``bad_request`` if ``reply_to`` is not a message of this room;
-                ``conflict`` if ``client_msg_id`` was used for another room.
+                ``conflict`` if ``client_msg_id`` was used for another room;
+                ``not_found`` for an attachment the sender may not see.
         """
         mentions_json = json.dumps(mentions) if mentions else None
         expires_ts = ts + ttl * 1000 if ttl else None
@@ -93,7 +115,9 @@ class MessageStore:
                 if int(row[0]) != room_id:
                     raise ChatError(ErrorCode.CONFLICT,
                                     "client_msg_id was already used in another room")
-                return SendResult(message_from_row(row), duplicate=True)
+                first = message_from_row(row)
+                _attach_files(t, [first])
+                return SendResult(first, duplicate=True)
             if t.scalar("SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?",
                         (room_id, sender_id)) is None:
                 raise not_found("no such room")
@@ -101,6 +125,12 @@ class MessageStore:
                     "SELECT 1 FROM messages WHERE msg_id = ? AND room_id = ?",
                     (reply_to, room_id)) is None:
                 raise bad_request("reply_to is not a message of this room")
+            files = []
+            for file_id in dict.fromkeys(attachments or ()):
+                record = file_by_id(t, file_id)
+                if record is None or not may_access(t, file_id, sender_id):
+                    raise not_found(f"no such file {file_id!r}")
+                files.append(record)
             seq = t.scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE room_id = ? "
                            "AND deleted = 0 RETURNING last_seq", (room_id,))
             if seq is None:
@@ -112,6 +142,9 @@ class MessageStore:
                        mentions_json, ttl, expires_ts))
             t.execute("UPDATE room_members SET read_seq = ? WHERE room_id = ? AND user_id = ?",
                       (seq, room_id, sender_id))
+            t.executemany("INSERT INTO message_attachments (msg_id, room_id, file_id, position) "
+                          "VALUES (?, ?, ?, ?)",
+                          [(msg_id, room_id, f.file_id, i) for i, f in enumerate(files)])
             message: dict[str, Any] = {
                 "room_id": room_id, "msg_id": msg_id, "seq": int(seq), "sender": sender,
                 "ts": ts, "body": body, "client_msg_id": client_msg_id,
@@ -122,6 +155,8 @@ class MessageStore:
                 message["mentions"] = mentions
             if ttl:
                 message["ttl"] = ttl
+            if files:
+                message["attachments"] = [f.attachment() for f in files]
             return SendResult(message, duplicate=False)
 
         try:
@@ -141,7 +176,7 @@ class MessageStore:
             if row is None:
                 return None
             message = message_from_row(row)
-            _attach_reactions(t, [message])
+            _attach_extras(t, [message])
             return message
 
         return await self.db.run_interaction("message", txn)
@@ -185,6 +220,7 @@ class MessageStore:
             t.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL "
                       "WHERE msg_id = ?", (msg_id,))
             t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
+            t.execute("DELETE FROM message_attachments WHERE msg_id = ?", (msg_id,))
 
         await self.db.run_interaction("delete_message", txn)
 
@@ -243,7 +279,7 @@ class MessageStore:
             messages = [message_from_row(r) for r in rows[:limit]]
             if order == "DESC":
                 messages.reverse()
-            _attach_reactions(t, messages)
+            _attach_extras(t, messages)
             return messages, has_more
 
         return await self.db.run_interaction("history", txn)
@@ -278,7 +314,7 @@ class MessageStore:
                              "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?",
                              [*args, limit]).fetchall()
             messages = [message_from_row(r) for r in rows]
-            _attach_reactions(t, messages)
+            _attach_extras(t, messages)
             return messages
 
         return await self.db.run_interaction("search", txn)
@@ -297,6 +333,7 @@ class MessageStore:
                 t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL "
                           "WHERE msg_id = ?", (msg_id,))
                 t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
+                t.execute("DELETE FROM message_attachments WHERE msg_id = ?", (msg_id,))
             return [(int(r[0]), int(r[1])) for r in rows]
 
         return await self.db.run_interaction("expire_due", txn)

@@ -257,6 +257,7 @@ class RoomStore:
             t.execute("DELETE FROM room_members WHERE room_id = ?", (room_id,))
             t.execute("DELETE FROM room_invites WHERE room_id = ?", (room_id,))
             t.execute("UPDATE messages SET deleted = 1, body = '' WHERE room_id = ?", (room_id,))
+            t.execute("DELETE FROM message_attachments WHERE room_id = ?", (room_id,))
 
         await self.db.run_interaction("delete_room", txn)
 

@@ -1,4 +1,4 @@
-"""The op registry: every op the wire accepts, declared once (PROTOCOL.md 3-6).
+"""The op registry: every op the wire accepts, declared once (PROTOCOL.md 3-7).
 
 Each :class:`Op` names the perspective and ``perspective_*`` method that
 implements it, its argument schema (types and size bounds), whether it is
@@ -13,8 +13,8 @@ Perspective names:
     handled by the connection itself (handshake, login, resume, ping, logout).
 ``accounts``
     registration and password change (the anonymous avatar has only this).
-``users``, ``rooms``, ``messages``
-    the services of PROTOCOL.md sections 4, 5 and 6.
+``users``, ``rooms``, ``messages``, ``files``
+    the services of PROTOCOL.md sections 4, 5, 6 and 7.
 """
 
 from __future__ import annotations
@@ -308,6 +308,18 @@ OPS: dict[str, Op] = _ops(
     Op("msg.read", "messages", "read", (Int("room_id"), Int("seq", minimum=0))),
     Op("msg.typing", "messages", "typing", (Int("room_id"), Bool("typing")), notification=True,
        cost=0.5),
+    # -- 7. Files ----------------------------------------------------------------------------
+    Op("file.upload.begin", "files", "upload_begin",
+       (Str("name", 1024), Int("size", minimum=0, maximum=2**53),
+        Str("sha256", 64, min_len=64), Str("mime", 127, required=False)), cost=2),
+    Op("file.upload.chunk", "files", "upload_chunk",
+       (Str("upload_id", 64), Int("offset", minimum=0, maximum=2**53),
+        Field("data", "bin", max_len=4 * 1024 * 1024)), cost=0.1),
+    Op("file.upload.finish", "files", "upload_finish", (Str("upload_id", 64),), cost=2),
+    Op("file.info", "files", "info", (Str("file_id", _FILE_ID),)),
+    Op("file.download", "files", "download",
+       (Str("file_id", _FILE_ID), Int("offset", minimum=0, maximum=2**53),
+        Int("length", minimum=1, maximum=4 * 1024 * 1024)), cost=0.1),
     Op("msg.search", "messages", "search",
        (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
         Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),

@@ -28,7 +28,7 @@ from typing import Any
 from twisted.cred.credentials import Anonymous, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -113,6 +113,23 @@ class Outbox:
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.peak = 0
+        self._writable: list[Deferred[None]] = []
+
+    def when_writable(self) -> Deferred[None]:
+        """A Deferred that fires once nothing waits here and the transport takes
+        writes (at once if so now). Bulk senders (downloads) await it before
+        producing the next frame, so they never fill the queue."""
+        d: Deferred[None] = Deferred()
+        if self.dead or (not self.paused and not self.queue):
+            d.callback(None)
+        else:
+            self._writable.append(d)
+        return d
+
+    def _wake_writers(self) -> None:
+        waiters, self._writable = self._writable, []
+        for waiter in waiters:
+            waiter.callback(None)
 
     def send(self, frame: bytes) -> None:
         """Write or queue one complete frame; never raises."""
@@ -129,6 +146,7 @@ class Outbox:
             self.dead = True
             self.queue.clear()
             self.queued = 0
+            self._wake_writers()
             self.on_overflow()
 
     def pauseProducing(self) -> None:
@@ -143,6 +161,8 @@ class Outbox:
             frame = queue.popleft()
             self.queued -= len(frame)
             self.transport.write(frame)
+        if not queue and not self.paused and self._writable:
+            self._wake_writers()
 
     def close(self) -> None:
         """The connection is closing: write what waits (at most ``max_queued`` bytes)
@@ -160,6 +180,7 @@ class Outbox:
         self.queue.clear()
         self.queued = 0
         self.dead = True
+        self._wake_writers()
         self.transport.unregisterProducer()
 
     def stopProducing(self) -> None:
@@ -167,6 +188,7 @@ class Outbox:
         self.dead = True
         self.queue.clear()
         self.queued = 0
+        self._wake_writers()
 
 
 @implementer(ISessionMind)
@@ -222,6 +244,7 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         """Log out (once), cancel timers, forget the connection."""
+        self.connected = False
         self._closing = True
         self.setTimeout(None)
         if self._kill is not None and self._kill.active():
@@ -247,8 +270,11 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _close(self) -> None:
-        """Flush what is queued, close, and abort if the peer does not let us."""
-        if self._kill is None:
+        """Flush what is queued, close, and abort if the peer does not let us.
+
+        Does nothing once the connection is lost (a close scheduled earlier, e.g.
+        after a refused hello, may run after the peer has gone)."""
+        if self._kill is None and self.connected:
             self._closing = True
             self._kill = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
             if self._outbox is not None and not self._outbox.dead:
@@ -272,6 +298,12 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         """Write a complete frame through the outbox (never raises)."""
         if self._outbox is not None and not self._closing:
             self._outbox.send(frame)
+
+    def when_writable(self) -> Deferred[None]:
+        """Fires when this connection's output has drained (see :meth:`Outbox.when_writable`)."""
+        if self._outbox is None:
+            return succeed(None)
+        return self._outbox.when_writable()
 
     def end_session(self, reason: str) -> None:
         """Send ``session.ended {reason}`` and close (PROTOCOL.md 3.8)."""

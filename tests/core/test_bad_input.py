@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.defer import gatherResults
 
-from chatnet.errors import ErrorCode
+from chatnet.errors import ChatError, ErrorCode
 from chatnet.wire.codec import frame
 from tests.support.chat import Bystanders, create_room, expect_error, say
 from tests.support.events import EventLog, barrier, wait_lost, within
@@ -102,6 +102,37 @@ async def test_a_huge_frame_sent_in_full_is_cut_off_early(server):
     send_raw(offender, size.to_bytes(4, "big") + b"x" * size)
     await protocol_error(offender, "too_large")
     await bystanders.check()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_result_over_max_frame_is_too_large_and_the_connection_stays(make_server):
+    """A result that would not fit in max_frame is answered too_large (asking for
+    less); the connection stays and a smaller page works."""
+    server = await make_server(max_frame=64 * 1024)
+    alice = await server.user("alice")
+    rid = (await create_room(alice))["room_id"]
+    for n in range(6):
+        await say(alice, rid, f"{n}" + "x" * 15_000)
+    error = await expect_error(alice.request("msg.history", {"room_id": rid, "limit": 6}),
+                               ErrorCode.TOO_LARGE)
+    assert "limit" in error.message
+    page = await alice.request("msg.history", {"room_id": rid, "limit": 3})
+    assert [m["seq"] for m in page["messages"]] == [4, 5, 6]
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_event_exceeds_max_frame(make_server):
+    """A message that fits in a request either goes out in an event within max_frame or
+    is refused with too_large; members never get a frame over the announced limit."""
+    server = await make_server(max_frame=4096)
+    alice, bob = await server.user("alice"), await server.user("bob")
+    rid = (await create_room(alice, bob))["room_id"]
+    try:
+        await say(alice, rid, "x" * 3990)
+    except ChatError as error:
+        assert error.code is ErrorCode.TOO_LARGE
+    await barrier(bob)
+    await barrier(alice)
 
 
 @pytest_twisted.ensureDeferred

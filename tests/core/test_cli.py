@@ -193,3 +193,29 @@ def test_unknown_user_can_register_from_the_prompt(twistd: TwistdServer):
     carol.expect("unknown command")
     carol.sendline("/quit")
     carol.expect(pexpect.EOF)
+
+
+def test_send_file_and_get_it_back(twistd: TwistdServer, tmp_path: Path):
+    """/send-file uploads to the current room; the other side sees the attachment
+    with its /get command and downloads identical bytes; a folder is refused."""
+    payload = os.urandom(700_000)
+    source = tmp_path / "diagram.png"
+    source.write_bytes(payload)
+    alice = terminal(twistd, "alice")
+    alice.expect("logged in as alice")
+    alice.sendline("/dm bob")
+    alice.expect("talking with @bob")
+    bob = terminal(twistd, "bob")
+    bob.expect("logged in as bob")
+    alice.sendline(f"/send-file {tmp_path}")
+    alice.expect("is a folder")
+    alice.sendline(f"/send-file {source}")
+    alice.expect(r"sent diagram.png \(700.0 kB\) as ([0-9a-f]+)")
+    file_id = alice.match.group(1)
+    bob.expect(f"/get {file_id}")
+    bob.sendline(f"/get {file_id} {tmp_path / 'copy.png'}")
+    bob.expect("sha256 verified")
+    assert (tmp_path / "copy.png").read_bytes() == payload
+    for child in (alice, bob):
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)

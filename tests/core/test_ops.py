@@ -9,6 +9,7 @@ import pytest
 
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services.accounts import AccountPerspective
+from chatnet.services.files import FilePerspective
 from chatnet.services.messages import MessagePerspective
 from chatnet.services.rooms import RoomPerspective
 from chatnet.services.users import UserPerspective
@@ -246,6 +247,7 @@ _PERSPECTIVES = {
     "users": UserPerspective,
     "rooms": RoomPerspective,
     "messages": MessagePerspective,
+    "files": FilePerspective,
 }
 
 

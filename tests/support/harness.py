@@ -34,6 +34,7 @@ from chatnet.cred.realm import ChatRealm
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService
+from chatnet.services.files import FileService
 from chatnet.services.messages import MessageService
 from chatnet.services.rooms import RoomService
 from chatnet.services.users import UserService
@@ -163,6 +164,7 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
         users=users,
         rooms=RoomService(store, fanout, users, clock),
         messages=MessageService(store, fanout, clock),
+        files=FileService(store, clock, reactor, tmp_path / "files"),
     )
     realm = ChatRealm(services, fanout, clock, config.single_session)
     portal = Portal(realm, [PasswordChecker(store, hasher), TokenChecker(store, clock),

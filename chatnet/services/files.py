@@ -1,0 +1,442 @@
+"""Files: resumable, verified uploads and downloads (PROTOCOL.md section 7).
+
+On disk, under ``<data-dir>/files/``:
+
+``partial/<upload_id>``
+    the bytes of an upload in progress, appended chunk by chunk;
+``blobs/<sha[:2]>/<sha256>``
+    finished content, stored once however many files share it.
+
+``file.upload.finish`` checks the size and the SHA-256, flushes the partial
+file to disk and renames it into ``blobs/`` (a rename is atomic), so nothing
+half-written is ever served. Uploads resume: ``begin`` with the same SHA-256
+by the same user returns the offset already received, also after a server
+restart. Unfinished uploads older than ``upload_expiry`` are removed by
+:class:`UploadJanitor`.
+
+Disk work runs in the reactor's thread pool; downloads wait until the
+connection has drained before reading the next chunk, so a slow downloader
+never makes the server hold a file in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.task import LoopingCall
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
+from chatnet.services import Actor, Clock, ms
+from chatnet.store import ChatStore
+from chatnet.store.files import FileRecord, UploadRecord
+
+#: Bytes per chunk offered to clients (well below the 1 MiB default frame).
+CHUNK_SIZE = 256 * 1024
+#: Default largest file, bytes (``--max-file-size``).
+DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: Seconds a granted download permission is trusted before it is checked again.
+_ACCESS_TTL = 60.0
+
+
+def clean_name(name: str) -> str:
+    """A file name without directories or control characters.
+
+    Raises:
+        ChatError: ``bad_request`` if nothing usable is left.
+    """
+    base = re.split(r"[\\/]", name.strip())[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    if not base or base in (".", ".."):
+        raise bad_request("name must be a file name")
+    return base[:255]
+
+
+@dataclass
+class _Upload:
+    """What the server keeps in memory about an upload in progress."""
+
+    record: UploadRecord
+    received: int
+    lock: DeferredLock = field(default_factory=DeferredLock)
+    hasher: Any = None
+    hashed: int = 0
+
+
+class FileService:
+    """Stores and serves files.
+
+    Args:
+        store: the chat store.
+        clock: time source.
+        reactor: provides the thread pool for disk work.
+        root: the directory for ``partial/`` and ``blobs/`` (``<data-dir>/files``).
+        max_file_size: largest file accepted, bytes.
+        quota: bytes one user's files may take in all, or None for no limit.
+        chunk_size: bytes per chunk (upload and download).
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, clock: Clock, reactor: Any, root: Path,
+                 max_file_size: int = DEFAULT_MAX_FILE_SIZE, quota: int | None = None,
+                 chunk_size: int = CHUNK_SIZE) -> None:
+        self.store = store
+        self.clock = clock
+        self.reactor = reactor
+        self.root = root
+        self.partial = root / "partial"
+        self.blobs = root / "blobs"
+        self.partial.mkdir(parents=True, exist_ok=True)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.max_file_size = max_file_size
+        self.quota = quota
+        self.chunk_size = chunk_size
+        self._uploads: dict[str, _Upload] = {}
+
+    def perspective(self, actor: Actor) -> FilePerspective:
+        """The files perspective of one session."""
+        return FilePerspective(self, actor)
+
+    def in_thread(self, fn: Any, *args: Any) -> Deferred[Any]:
+        """Run blocking disk work in the reactor's thread pool."""
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+
+    def blob_path(self, sha256: str) -> Path:
+        """Where the content with this SHA-256 lives."""
+        return self.blobs / sha256[:2] / sha256
+
+    def partial_path(self, upload_id: str) -> Path:
+        """Where the bytes of an upload in progress accumulate."""
+        return self.partial / upload_id
+
+    async def active_upload(self, upload_id: str, user_id: int) -> _Upload:
+        """The in-memory state of an upload of this user (rebuilt after a restart).
+
+        Raises:
+            ChatError: ``not_found`` if there is no such upload of this user.
+        """
+        state = self._uploads.get(upload_id)
+        if state is None:
+            record = await self.store.upload(upload_id)
+            if record is None:
+                raise not_found("no such upload")
+            size = await self.in_thread(_size_of, self.partial_path(upload_id))
+            state = self._uploads.setdefault(upload_id, _Upload(record, size))
+        if state.record.user_id != user_id:
+            raise not_found("no such upload")
+        return state
+
+    async def discard(self, upload_id: str) -> None:
+        """Forget an upload and delete its bytes."""
+        self._uploads.pop(upload_id, None)
+        await self.store.drop_upload(upload_id)
+        await self.in_thread(_unlink, self.partial_path(upload_id))
+
+    async def clean_stale(self, max_age: float) -> int:
+        """Remove unfinished uploads older than ``max_age`` seconds, and partial
+        files that no upload owns. Returns how many uploads were removed."""
+        before = ms(self.clock) - int(max_age * 1000)
+        stale = await self.store.stale_uploads(before)
+        for upload_id in stale:
+            state = self._uploads.get(upload_id)
+            if state is not None and state.lock.locked:
+                continue
+            await self.discard(upload_id)
+        known = set(self._uploads)
+        cutoff = time.time() - max_age
+        orphans = await self.in_thread(_old_files, self.partial, cutoff)
+        for path in orphans:
+            if path.name not in known and await self.store.upload(path.name) is None:
+                await self.in_thread(_unlink, path)
+        if stale:
+            self.log.info("removed {count} abandoned upload(s)", count=len(stale))
+        return len(stale)
+
+
+class FilePerspective:
+    """``file.*`` for one session."""
+
+    def __init__(self, service: FileService, actor: Actor) -> None:
+        self.service = service
+        self.actor = actor
+        self._granted: dict[str, tuple[FileRecord, float]] = {}
+        # One download chunk at a time per session: each waits for the
+        # connection to drain before reading the next from disk.
+        self._download_lock = DeferredLock()
+
+    async def perspective_upload_begin(self, name: str, size: int, sha256: str,
+                                       mime: str | None) -> dict[str, Any]:
+        """``file.upload.begin`` → ``{upload_id, chunk_size, offset}``; ``offset`` > 0
+        resumes an unfinished upload of the same content by this user.
+
+        Raises:
+            ChatError: ``too_large`` (over ``--max-file-size`` or the user's
+                quota), ``bad_request`` (name, sha256).
+        """
+        service = self.service
+        name = clean_name(name)
+        sha256 = sha256.lower()
+        if not _SHA256.fullmatch(sha256):
+            raise bad_request("sha256 must be 64 hexadecimal characters")
+        if size > service.max_file_size:
+            raise ChatError(ErrorCode.TOO_LARGE, f"files may be at most {service.max_file_size} "
+                            "bytes on this server", {"max_file_size": service.max_file_size})
+        mime = (mime or mimetypes.guess_type(name)[0] or "application/octet-stream")[:127]
+        new_id = secrets.token_hex(12)
+        if service.quota is not None:
+            used = await service.store.bytes_used(self.actor.user_id)
+            if used + size > service.quota:
+                raise ChatError(ErrorCode.TOO_LARGE, "this upload would exceed your storage "
+                                f"quota ({used} of {service.quota} bytes used)",
+                                {"quota": service.quota, "used": used})
+        record, resumed = await service.store.begin_upload(
+            new_id, self.actor.user_id, sha256, name, size, mime, ms(service.clock))
+        path = service.partial_path(record.upload_id)
+        offset = await service.in_thread(_size_of, path) if resumed else 0
+        if offset > size:
+            offset = 0
+        if not resumed or offset == 0:
+            await service.in_thread(_truncate, path)
+        state = service._uploads.get(record.upload_id)
+        if state is None or state.record != record:
+            state = _Upload(record, offset)
+            service._uploads[record.upload_id] = state
+        state.received = offset
+        if offset == 0:
+            state.hasher, state.hashed = hashlib.sha256(), 0
+        return {"upload_id": record.upload_id, "chunk_size": service.chunk_size,
+                "offset": offset}
+
+    async def perspective_upload_chunk(self, upload_id: str, offset: int,
+                                       data: bytes) -> dict[str, Any]:
+        """``file.upload.chunk`` → ``{received}`` (bytes stored so far).
+
+        Chunks must come in order without gaps or overlaps.
+
+        Raises:
+            ChatError: ``not_found`` (no such upload of this user), ``bad_request``
+                (wrong offset; more bytes than declared, which discards the upload;
+                a chunk over ``chunk_size``).
+        """
+        service = self.service
+        if len(data) > service.chunk_size:
+            raise bad_request(f"data must be at most chunk_size ({service.chunk_size}) bytes")
+        state = await service.active_upload(upload_id, self.actor.user_id)
+        await state.lock.acquire()
+        try:
+            if service._uploads.get(upload_id) is not state:
+                raise not_found("no such upload")
+            if offset != state.received:
+                raise bad_request(f"offset must be {state.received} (chunks go in order)")
+            if state.received + len(data) > state.record.size:
+                await service.discard(upload_id)
+                raise bad_request(f"more bytes than the declared size ({state.record.size}); "
+                                  "the upload is discarded")
+            await service.in_thread(_append, service.partial_path(upload_id), data)
+            if state.hasher is not None and state.hashed == offset:
+                state.hasher.update(data)
+                state.hashed += len(data)
+            state.received += len(data)
+            return {"received": state.received}
+        finally:
+            state.lock.release()
+
+    async def perspective_upload_finish(self, upload_id: str) -> dict[str, Any]:
+        """``file.upload.finish`` → ``{file_id, name, size, sha256, mime}``.
+
+        Raises:
+            ChatError: ``not_found``; ``bad_request`` when the size or SHA-256 do
+                not match (the upload is discarded).
+        """
+        service = self.service
+        state = await service.active_upload(upload_id, self.actor.user_id)
+        await state.lock.acquire()
+        try:
+            record = state.record
+            path = service.partial_path(upload_id)
+            if state.received != record.size:
+                await service.discard(upload_id)
+                raise bad_request(f"only {state.received} of {record.size} bytes arrived; "
+                                  "the upload is discarded")
+            if state.hasher is not None and state.hashed == record.size:
+                digest = state.hasher.hexdigest()
+            else:
+                digest = await service.in_thread(_sha256_of, path)
+            if digest != record.sha256:
+                await service.discard(upload_id)
+                raise bad_request("sha256 does not match the bytes received; the upload is "
+                                  "discarded")
+            await service.in_thread(_store_blob, path, service.blob_path(record.sha256))
+            now = ms(service.clock)
+            stored = await service.store.finish_upload(record, secrets.token_hex(12), now,
+                                                       service.store.ids.next_id())
+            service._uploads.pop(upload_id, None)
+            service.log.info("{user} uploaded {name} ({size} bytes, {file_id})",
+                             user=self.actor.username, name=stored.name, size=stored.size,
+                             file_id=stored.file_id)
+            return {"file_id": stored.file_id, "name": stored.name, "size": stored.size,
+                    "sha256": stored.sha256, "mime": stored.mime}
+        finally:
+            state.lock.release()
+
+    async def _visible(self, file_id: str) -> FileRecord:
+        granted = self._granted.get(file_id)
+        now = self.service.clock.seconds()
+        if granted is not None and now - granted[1] < _ACCESS_TTL:
+            return granted[0]
+        record = await self.service.store.file_for(file_id, self.actor.user_id)
+        if record is None:
+            self._granted.pop(file_id, None)
+            raise not_found("no such file")
+        self._granted[file_id] = (record, now)
+        return record
+
+    async def perspective_info(self, file_id: str) -> dict[str, Any]:
+        """``file.info`` → ``{file_id, name, size, sha256, mime, uploader, ts}``.
+
+        Raises:
+            ChatError: ``not_found`` also when the user may not see it.
+        """
+        return (await self._visible(file_id)).info()
+
+    async def perspective_download(self, file_id: str, offset: int,
+                                   length: int) -> dict[str, Any]:
+        """``file.download`` → ``{data, offset, eof}``.
+
+        Waits until this connection's output has drained before reading, so
+        that a slow reader is not buffered for.
+
+        Raises:
+            ChatError: ``not_found`` (no such file, or not allowed),
+                ``bad_request`` (length over ``chunk_size``, offset past the end).
+        """
+        service = self.service
+        if length > service.chunk_size:
+            raise bad_request(f"length must be at most chunk_size ({service.chunk_size})")
+        record = await self._visible(file_id)
+        if offset > record.size:
+            raise bad_request(f"offset is past the end of the file ({record.size} bytes)")
+        mind = self.actor.mind
+        await self._download_lock.acquire()
+        try:
+            if mind is not None and hasattr(mind, "when_writable"):
+                await mind.when_writable()
+            data = await service.in_thread(_read, service.blob_path(record.sha256), offset,
+                                           length)
+        finally:
+            self._download_lock.release()
+        if offset == 0:
+            await service.store.record_file_event(service.store.ids.next_id(),
+                                                  ms(service.clock), self.actor.user_id,
+                                                  file_id, "download", record.size)
+        return {"data": data, "offset": offset, "eof": offset + len(data) >= record.size}
+
+
+class UploadJanitor(Service):
+    """Removes unfinished uploads older than ``max_age`` seconds, at start and then
+    every ``interval`` seconds.
+
+    Args:
+        files: the file service.
+        clock: drives the loop.
+        max_age: seconds an unfinished upload is kept.
+        interval: seconds between sweeps.
+    """
+
+    log = Logger()
+
+    def __init__(self, files: FileService, clock: Clock, max_age: float,
+                 interval: float = 3600.0) -> None:
+        self.files = files
+        self.clock = clock
+        self.max_age = max_age
+        self.interval = interval
+        self._loop: LoopingCall | None = None
+
+    def _sweep(self) -> Deferred[Any]:
+        d = Deferred.fromCoroutine(self.files.clean_stale(self.max_age))
+        d.addErrback(lambda f: self.log.failure("upload clean-up failed", f))
+        return d
+
+    def startService(self) -> None:
+        """Sweep now and every ``interval`` seconds."""
+        super().startService()
+        self._loop = LoopingCall(self._sweep)
+        self._loop.clock = self.clock  # type: ignore[assignment]
+        self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> None:
+        """Stop sweeping."""
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
+# -- blocking helpers (run in the thread pool) -------------------------------------------
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _truncate(path: Path) -> None:
+    with open(path, "wb"):
+        pass
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _store_blob(partial: Path, blob: Path) -> None:
+    """Make the verified bytes durable, then publish them with an atomic rename."""
+    if blob.exists():
+        partial.unlink(missing_ok=True)  # same content already stored
+        return
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    with open(partial, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(partial, blob)
+    directory = os.open(blob.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _read(path: Path, offset: int, length: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def _old_files(directory: Path, cutoff: float) -> list[Path]:
+    return [p for p in directory.iterdir() if p.is_file() and p.stat().st_mtime < cutoff]
