@@ -138,9 +138,8 @@ class ChatnetService(service.MultiService):
                 await stopped
             self.port = None
         await self.factory.end_all_sessions("shutdown", self.config.shutdown_grace)
-        if self.expiry.running:
-            self.expiry.stopService()
-        if self.janitor.running:
-            self.janitor.stopService()
+        for timer in (self.expiry, self.janitor):
+            if timer.running:
+                await timer.stopService()
         self.store.db.close()
         self.log.info("chatnet stopped")

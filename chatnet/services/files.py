@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, DeferredLock
-from twisted.internet.task import LoopingCall
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
@@ -345,9 +344,9 @@ class FilePerspective:
         return {"data": data, "offset": offset, "eof": offset + len(data) >= record.size}
 
 
-class UploadJanitor(Service):
+class UploadJanitor(TimerService):
     """Removes unfinished uploads older than ``max_age`` seconds, at start and then
-    every ``interval`` seconds.
+    every ``interval`` seconds (a ``TimerService``).
 
     Args:
         files: the file service.
@@ -360,29 +359,15 @@ class UploadJanitor(Service):
 
     def __init__(self, files: FileService, clock: Clock, max_age: float,
                  interval: float = 3600.0) -> None:
+        super().__init__(interval, self._sweep)
         self.files = files
         self.clock = clock
         self.max_age = max_age
-        self.interval = interval
-        self._loop: LoopingCall | None = None
 
     def _sweep(self) -> Deferred[Any]:
         d = Deferred.fromCoroutine(self.files.clean_stale(self.max_age))
         d.addErrback(lambda f: self.log.failure("upload clean-up failed", f))
         return d
-
-    def startService(self) -> None:
-        """Sweep now and every ``interval`` seconds."""
-        super().startService()
-        self._loop = LoopingCall(self._sweep)
-        self._loop.clock = self.clock  # type: ignore[assignment]
-        self._loop.start(self.interval, now=True)
-
-    def stopService(self) -> None:
-        """Stop sweeping."""
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
 
 # -- blocking helpers (run in the thread pool) -------------------------------------------

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatnet.config import DEFAULT_MAX_FRAME
@@ -222,8 +222,10 @@ class MessagePerspective:
         return {"messages": messages}
 
 
-class ExpiryService(Service):
+class ExpiryService(TimerService):
     """Erases messages whose ``ttl`` ran out, once a second, and announces it.
+
+    A ``TimerService``: ``stopService`` waits for a check in progress.
 
     Args:
         store: the chat store.
@@ -236,17 +238,17 @@ class ExpiryService(Service):
 
     def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
                  interval: float = 1.0) -> None:
+        super().__init__(interval, self._tick)
         self.store = store
         self.fanout = fanout
-        self.clock = clock
-        self.interval = interval
-        self._loop: LoopingCall | None = None
+        self.clock = clock  # TimerService drives its loop with it
+        self.time_source: Clock = clock
 
     async def expire_now(self) -> int:
         """Erase every message due now; returns how many."""
         total = 0
         while True:
-            due = await self.store.expire_due(ms(self.clock))
+            due = await self.store.expire_due(ms(self.time_source))
             for room_id, msg_id in due:
                 self.fanout.deliver_room(room_id, event_frame(
                     "msg.expired", {"room_id": room_id, "msg_id": msg_id}))
@@ -254,23 +256,7 @@ class ExpiryService(Service):
             if len(due) < 500:
                 return total
 
-    def _tick(self) -> Any:
-        from twisted.internet.defer import Deferred
-
+    def _tick(self) -> Deferred[Any]:
         d = Deferred.fromCoroutine(self.expire_now())
         d.addErrback(lambda f: self.log.failure("message expiry failed", f))
         return d
-
-    def startService(self) -> None:
-        """Start checking every ``interval`` seconds."""
-        super().startService()
-        self._loop = LoopingCall(self._tick)
-        self._loop.clock = self.clock  # type: ignore[assignment]
-        self._loop.start(self.interval, now=True)
-
-    def stopService(self) -> Any:
-        """Stop checking (waits for a check in progress)."""
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        return None
