@@ -74,6 +74,9 @@ async def test_send_rules(server):
         "msg", where=lambda d: d["message"]["body"] == "@bob see above")).data["message"]
     assert message["reply_to"] == first["msg_id"]
     assert message["mentions"] == ["bob"]
+    await expect_error(alice.request("msg.send", {
+        "room_id": rid, "body": "see file", "client_msg_id": "att",
+        "attachments": ["no-such-file"]}), ErrorCode.NOT_FOUND)
 
 
 @pytest_twisted.ensureDeferred

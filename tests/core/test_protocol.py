@@ -361,3 +361,62 @@ async def test_end_session_sends_session_ended_then_closes(harness):
     # The outbox let go of the transport: TLS sends close_notify only once no
     # producer is registered.
     assert transport.producer is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_close_scheduled_after_the_peer_left_leaves_no_timer(harness):
+    """If the peer disconnects between a refused hello and the close the server
+    scheduled for it, the close does nothing: no abort timer outlives the connection
+    (on a real TLS transport that late abort raised in the reactor)."""
+    proto, transport = harness.connect()
+    send(proto, {"id": 1, "op": "session.hello", "args": {"protocol": 2, "client": "x"}})
+    transport.loseConnection()  # the peer is gone before the scheduled close runs
+    harness.clock.advance(0)
+    assert harness.clock.getDelayedCalls() == []
+    assert proto not in harness.factory.protocols
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_closed_connection_leaves_no_timers(harness):
+    """After any close (here: idle timeout) no timer of the connection is left."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    harness.clock.advance(harness.config.idle_timeout)
+    assert not transport.connected
+    assert harness.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_resume_tokens_expire_after_their_lifetime(tmp_path):
+    """auth.resume works until token_lifetime has passed on the server's clock, then
+    fails with unauthenticated (PROTOCOL.md 3.5)."""
+    h = await build_harness(tmp_path, token_lifetime=3600)
+    try:
+        _proto, transport = await logged_in(h)
+        token = (await transport.answer(2))["result"]["token"]
+        h.clock.advance(3599)
+        proto2, transport2 = h.connect()
+        hello(proto2, transport2)
+        send(proto2, {"id": 2, "op": "auth.resume", "args": {"token": token}})
+        assert (await transport2.answer(2))["result"]["username"] == "alice"
+        h.clock.advance(1)
+        proto3, transport3 = h.connect()
+        hello(proto3, transport3)
+        send(proto3, {"id": 2, "op": "auth.resume", "args": {"token": token}})
+        assert error_of(await transport3.answer(2)) == "unauthenticated"
+    finally:
+        h.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_banned_account_cannot_log_in(harness):
+    """Login to a banned account → banned (PROTOCOL.md 3.4), with the right password."""
+    user = await harness.services.accounts.create_user("mallory", PASSWORD)
+    await harness.store.db.run_interaction("ban", lambda t: t.execute(
+        "UPDATE users SET banned = 1 WHERE user_id = ?", (user.user_id,)))
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    send(proto, {"id": 2, "op": "auth.login", "args": {"username": "mallory",
+                                                        "password": PASSWORD}})
+    assert error_of(await transport.answer(2)) == "banned"
+    assert not harness.fanout.sessions_of(user.user_id)
