@@ -82,7 +82,8 @@ class ChatnetService(service.MultiService):
         self.tls_options = server_tls_options(cert, key, config.tls_client_ca)
         self.store = build_store(config, reactor)
         self.fanout = LocalFanout()
-        hasher = PasswordHasher(reactor, config.argon2_time_cost, config.argon2_memory_kib)
+        self.hasher = hasher = PasswordHasher(reactor, config.argon2_time_cost,
+                                              config.argon2_memory_kib)
         users = UserService(self.store, self.fanout, reactor)
         self.files = FileService(self.store, reactor, reactor, config.data_dir / "files",
                                  config.max_file_size, config.user_quota)
@@ -142,4 +143,5 @@ class ChatnetService(service.MultiService):
             if timer.running:
                 await timer.stopService()
         self.store.db.close()
+        self.hasher.stop()
         self.log.info("chatnet stopped")

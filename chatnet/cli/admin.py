@@ -85,6 +85,7 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(engine_from_url(args.database, data_dir), reactor)
+    hasher: PasswordHasher | None = None
     try:
         await db.migrate()
         store = ChatStore(db, IdGenerator())
@@ -118,6 +119,8 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
         return 0
     finally:
         db.close()
+        if hasher is not None:
+            hasher.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,23 +33,37 @@ def token_hash(token: str) -> str:
 
 
 class PasswordHasher:
-    """Argon2id hashing run off the reactor thread.
+    """Argon2id hashing run off the reactor thread, in a small pool of its own.
+
+    Each hash holds ``memory_kib`` of memory while it runs, and the C allocator
+    keeps what a thread used; a dedicated pool of ``threads`` threads bounds
+    that memory and keeps a burst of logins from occupying the reactor's
+    shared thread pool (disk and other work).
 
     Args:
-        reactor: provides the thread pool (``IReactorThreads``).
+        reactor: the reactor (``IReactorThreads``, ``IReactorCore``).
         time_cost: Argon2 iterations.
         memory_kib: Argon2 memory in KiB.
+        threads: hashes computed at once.
     """
 
-    def __init__(self, reactor: Any, time_cost: int = 2, memory_kib: int = 19456) -> None:
+    def __init__(self, reactor: Any, time_cost: int = 2, memory_kib: int = 19456,
+                 threads: int = 2) -> None:
         self._reactor = reactor
         self._hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
                                              parallelism=1, type=argon2.Type.ID)
         self._dummy: str | None = None
+        self._threads = ThreadPool(minthreads=0, maxthreads=threads, name="argon2")
 
     def _pool(self) -> ThreadPool:
-        pool: ThreadPool = self._reactor.getThreadPool()
-        return pool
+        if not self._threads.started:
+            self._threads.start()
+        return self._threads
+
+    def stop(self) -> None:
+        """Stop the hashing threads (waits for hashes in progress)."""
+        if self._threads.started:
+            self._threads.stop()
 
     def hash_now(self, password: str) -> str:
         """Hash synchronously (for the admin command line, not the reactor thread)."""

@@ -125,8 +125,9 @@ class Harness:
         return proto, transport
 
     def close(self) -> None:
-        """Close the database pool."""
+        """Close the database pool and stop the hashing threads."""
         self.store.db.close()
+        self.services.accounts.hasher.stop()
 
 
 def send(proto: ChatServerProtocol, payload: dict[str, Any]) -> None:
