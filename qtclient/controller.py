@@ -1,0 +1,812 @@
+"""The thin layer between what the user asks for and the client library.
+
+Views emit *intents* (send this text, open that room); :class:`ChatController`
+turns each into calls on one :class:`~chatnet.client.session.ChatSession` and
+turns the session's events into changes of the Qt models. It is the only
+part of the desktop client that talks to the network, and it never blocks:
+every request is a Deferred on the Qt reactor, with one success path and one
+failure path (:meth:`ChatController.run`, after Anki's ``CollectionOp``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatnet import __version__
+from chatnet.client.core import ConnectionClosed, Event
+from chatnet.client.session import ChatSession, SessionState
+from chatnet.errors import ChatError, ErrorCode
+from qtclient.i18n import _
+from qtclient.models.members import MemberListModel
+from qtclient.models.presence import normalise
+from qtclient.models.rooms import RoomListModel, RoomSortProxy
+from qtclient.models.timeline import TimelineModel
+from qtclient.qt import ID, QObject, QTimer, pyqtSignal
+
+#: Sent in ``session.hello``.
+CLIENT_NAME = f"chatnet-qt/{__version__}"
+#: Messages fetched when a room is opened (PROTOCOL.md 6 allows up to 200 a page).
+PAGE_SIZE = 50
+#: Messages per page of scroll-back: larger, because each page on top makes the
+#: list lay out all its rows again (cheap per row, but not free at 10,000).
+OLDER_PAGE_SIZE = 200
+#: Seconds between repeated ``msg.typing {typing: true}`` while the user types.
+TYPING_EVERY = 3.0
+#: Seconds after which someone's "typing" goes stale without a new notification.
+TYPING_STALE = 6.0
+
+
+class ConnectionView:
+    """What the user is told about the connection (a label for every session state)."""
+
+    OFFLINE = "offline"
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    RECONNECTING = "reconnecting"
+
+
+@dataclass(frozen=True)
+class LoginRequest:
+    """What the login form submits.
+
+    Attributes:
+        host: server hostname or IP address (must match its certificate).
+        port: TCP port.
+        ca_file: PEM file of the CA to trust ("" = the system's CAs).
+        username: account name.
+        password: password (kept in memory by the session, never stored).
+        register: create the account first (servers with open registration).
+    """
+
+    host: str
+    port: int
+    ca_file: str
+    username: str
+    password: str
+    register: bool = False
+
+
+def describe_error(error: BaseException) -> str:
+    """A translated, human sentence for a failed request or login."""
+    if isinstance(error, ConnectionClosed):
+        return _("Not connected to the server.")
+    if isinstance(error, ChatError):
+        messages = {
+            ErrorCode.UNAUTHENTICATED: _("Wrong username or password."),
+            ErrorCode.BANNED: _("This account is banned."),
+            ErrorCode.FORBIDDEN: _("You are not allowed to do that."),
+            ErrorCode.NOT_FOUND: _("It no longer exists, or you are not a member."),
+            ErrorCode.CONFLICT: _("That already exists."),
+            ErrorCode.RATE_LIMITED: _("Too many requests; try again in a moment."),
+            ErrorCode.TOO_LARGE: _("That is too large."),
+            ErrorCode.UNAVAILABLE: _("The server is unavailable."),
+        }
+        text = messages.get(error.code)
+        if error.code is ErrorCode.BAD_REQUEST:
+            # The server's message names the field; it is the most useful text.
+            return _("The server refused it: {reason}").format(reason=error.message)
+        return text or _("Something went wrong on the server.")
+    if isinstance(error, DNSLookupError):
+        return _("Cannot find that server.")
+    if isinstance(error, ConnectError):
+        return _("Cannot reach the server.")
+    reason = str(error) or type(error).__name__
+    return _("Cannot connect securely: {reason}").format(reason=reason)
+
+
+class ChatController(QObject):
+    """Wires the user's intents to a :class:`ChatSession` and its events to the models.
+
+    Args:
+        reactor: the Qt reactor (also the clock).
+        session_options: extra keyword arguments for :class:`ChatSession`
+            (tests shorten the reconnect delays with them).
+
+    Attributes:
+        rooms: the room list model; ``room_proxy`` sorts it for the view.
+        members: members of the current room.
+        timelines: room id -> its timeline model (created when first opened).
+        current_room: the room shown in the centre, or None.
+        presence: username -> shown presence, as last heard.
+        own_presence: the state the user chose (``online`` … ``invisible``).
+        auto_away: True while ``away`` was set by the idle timer, not the user.
+        connection: a :class:`ConnectionView` value.
+    """
+
+    log = Logger()
+
+    # -- signals (what the views observe) --
+    #: A :class:`ConnectionView` value.
+    connection_changed = pyqtSignal(str)
+    #: Login succeeded; the argument is the username.
+    logged_in = pyqtSignal(str)
+    #: Login failed; a translated explanation.
+    login_failed = pyqtSignal(str)
+    #: The session ended and will not come back; the reason ("" after logout).
+    logged_out = pyqtSignal(str)
+    #: A request failed; a translated explanation.
+    error = pyqtSignal(str)
+    #: Something worth a line in the status bar (translated).
+    info = pyqtSignal(str)
+    #: The room shown in the centre changed (room id, or -1 for none).
+    room_opened = pyqtSignal(ID)
+    #: Who is typing changed in a room (room id).
+    typing_changed = pyqtSignal(ID)
+    #: A desktop notification is due: title, text, room id.
+    notify = pyqtSignal(str, str, ID)
+    #: The user's own presence state changed.
+    own_presence_changed = pyqtSignal(str)
+    #: ``room.directory`` answered: the public rooms.
+    directory_loaded = pyqtSignal(list)
+    #: ``user.search`` answered: the profiles.
+    users_found = pyqtSignal(list)
+    #: Total unread messages changed.
+    unread_changed = pyqtSignal(int)
+
+    def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.reactor = reactor
+        self.session_options = dict(session_options or {})
+        self.session: ChatSession | None = None
+        self.me = ""
+        self.rooms = RoomListModel(self)
+        self.room_proxy = RoomSortProxy(self)
+        self.room_proxy.setSourceModel(self.rooms)
+        self.members = MemberListModel(self)
+        self.timelines: dict[int, TimelineModel] = {}
+        self.current_room: int | None = None
+        self.presence: dict[str, str] = {}
+        self.display_names: dict[str, str] = {}
+        self.own_presence = "online"
+        self.status_text = ""
+        self.auto_away = False
+        self.connection = ConnectionView.OFFLINE
+        self.window_active = True
+        self._typing: dict[int, dict[str, float]] = {}
+        self._typing_sent: dict[int, float] = {}
+        self._was_authenticated = False
+        self._typing_timer = QTimer(self)
+        self._typing_timer.setInterval(1000)
+        self._typing_timer.timeout.connect(self._expire_typing)
+        self.rooms.dataChanged.connect(self._emit_unread)
+        self.rooms.rowsRemoved.connect(self._emit_unread)
+        self.rooms.modelReset.connect(self._emit_unread)
+
+    # -- background work: one success path, one failure path ------------------------------
+
+    def run(self, work: Deferred[Any], on_success: Callable[[Any], None] | None = None,
+            on_failure: Callable[[BaseException], None] | None = None) -> Deferred[Any]:
+        """Watch a request: ``on_success(result)``, or ``on_failure(error)`` (by
+        default the :attr:`error` signal with a translated explanation).
+
+        Returns:
+            the same Deferred, which never fails further (its failure is handled).
+        """
+        def succeeded(result: Any) -> Any:
+            if on_success is not None:
+                on_success(result)
+            return result
+
+        def failed(failure: Failure) -> None:
+            error = failure.value
+            if not isinstance(error, ChatError | ConnectError | DNSLookupError):
+                self.log.failure("request failed", failure)
+            if on_failure is not None:
+                on_failure(error if isinstance(error, BaseException) else Exception(error))
+            else:
+                self.error.emit(describe_error(error if isinstance(error, BaseException)
+                                               else Exception(error)))
+
+        work.addCallbacks(succeeded, failed)
+        return work
+
+    def _call(self, op: str, args: dict[str, Any] | None = None,
+              on_success: Callable[[Any], None] | None = None,
+              on_failure: Callable[[BaseException], None] | None = None) -> Deferred[Any]:
+        if self.session is None:
+            return self.run(Deferred.fromCoroutine(_fail(ConnectionClosed())), on_success,
+                            on_failure)
+        return self.run(self.session.call(op, args), on_success, on_failure)
+
+    # -- session lifecycle -------------------------------------------------------------------
+
+    def login(self, request: LoginRequest) -> Deferred[Any]:
+        """Connect and log in (registering first if asked).
+
+        Emits :attr:`logged_in` or :attr:`login_failed`.
+        """
+        if self.session is not None:
+            raise RuntimeError("already logged in")
+        session = ChatSession(self.reactor, request.host, request.port, request.username,
+                              request.password, ca=request.ca_file or None,
+                              client_name=CLIENT_NAME, **self.session_options)
+        self.session = session
+        session.add_listener(self._on_event)
+        session.add_state_listener(self._on_state)
+        self._set_connection(ConnectionView.CONNECTING)
+
+        def started(result: dict[str, Any]) -> None:
+            self.me = str(result.get("username", request.username))
+            self.display_names[self.me] = str(result.get("display_name") or self.me)
+            self.own_presence, self.auto_away = "online", False
+            self.rooms.reset_rooms(list(session.rooms.values()))
+            for entry in self.rooms.rooms():
+                if entry.is_direct:
+                    self._learn_peer(entry.room_id)
+            self._typing_timer.start()
+            self.logged_in.emit(self.me)
+            self.own_presence_changed.emit(self.own_presence)
+            self.run(session.call("user.get", {"username": self.me}), self._own_profile,
+                     lambda _e: None)
+
+        def failed(error: BaseException) -> None:
+            self.session = None
+            self._set_connection(ConnectionView.OFFLINE)
+            if (isinstance(error, ChatError) and error.code is ErrorCode.CONFLICT
+                    and request.register):
+                self.login_failed.emit(_("That username is taken."))
+            elif (isinstance(error, ChatError) and error.code is ErrorCode.FORBIDDEN
+                  and request.register):
+                self.login_failed.emit(_("This server does not allow registration."))
+            elif isinstance(error, ConnectionClosed):
+                # Closed before login: a TLS failure (the library puts OpenSSL's
+                # reason in the message) or a server that hung up.
+                if "certificate" in error.message:
+                    self.login_failed.emit(_(
+                        "Cannot connect securely: the server's certificate is not trusted. "
+                        "Check the CA certificate file."))
+                else:
+                    self.login_failed.emit(_("The server closed the connection: {reason}")
+                                           .format(reason=error.message))
+            else:
+                self.login_failed.emit(describe_error(error))
+
+        return self.run(session.start(register=request.register), started, failed)
+
+    def logout(self) -> Deferred[Any]:
+        """Log out (revoking the token) and forget the session's state."""
+        session, self.session = self.session, None
+        self._forget()
+        if session is None:
+            return Deferred.fromCoroutine(_nothing())
+        d = Deferred.fromCoroutine(session.close(logout=True))
+        return self.run(d, lambda _r: self.logged_out.emit(""), lambda _e: self.logged_out.emit(""))
+
+    def shutdown(self) -> Deferred[Any]:
+        """Close the connection without logging out (the program is quitting)."""
+        session, self.session = self.session, None
+        self._typing_timer.stop()
+        if session is None:
+            return Deferred.fromCoroutine(_nothing())
+        return self.run(Deferred.fromCoroutine(session.close()), None, lambda _e: None)
+
+    def _forget(self) -> None:
+        self._typing_timer.stop()
+        self.current_room = None
+        self.timelines.clear()
+        self._typing.clear()
+        self.presence.clear()
+        self.rooms.reset_rooms([])
+        self.members.reset_members(None, [])
+        self._was_authenticated = False
+        self._set_connection(ConnectionView.OFFLINE)
+
+    def _set_connection(self, view: str) -> None:
+        if view != self.connection:
+            self.connection = view
+            self.connection_changed.emit(view)
+
+    def _on_state(self, state: SessionState) -> None:
+        if state is SessionState.AUTHENTICATED:
+            again = self._was_authenticated
+            self._was_authenticated = True
+            self._set_connection(ConnectionView.ONLINE)
+            if again:
+                self._after_reconnect()
+        elif state in (SessionState.CONNECTING, SessionState.HANDSHAKING):
+            self._set_connection(ConnectionView.RECONNECTING if self._was_authenticated
+                                 else ConnectionView.CONNECTING)
+        elif state is SessionState.DISCONNECTED and self.session is not None:
+            session = self.session
+            if session.ended_reason is not None and self._was_authenticated:
+                self.session = None
+                reason = session.ended_reason
+                self._forget()
+                self.logged_out.emit(reason)
+            elif not self._was_authenticated:
+                self._set_connection(ConnectionView.OFFLINE)
+
+    def _after_reconnect(self) -> None:
+        """Back online: the library has re-sent unacknowledged messages and replayed
+        new ones; reconcile what it does not replay (rooms, edits, deletions,
+        reactions, presence)."""
+        session = self.session
+        if session is None:
+            return
+        known = {entry.room_id for entry in self.rooms.rooms()}
+        fresh = session.rooms
+        for room_id in known - set(fresh):
+            self._room_gone(room_id)
+        for room_id, room in fresh.items():
+            self.rooms.upsert_room(room)
+            if room_id not in known and room.get("kind") == "direct":
+                self._learn_peer(room_id)
+        for room_id, timeline in self.timelines.items():
+            if timeline.loaded:
+                self._call("msg.history", {"room_id": room_id, "limit": PAGE_SIZE},
+                           _merger(timeline), lambda _e: None)
+        if self.current_room is not None:
+            self._load_members(self.current_room)
+            self._mark_current_read()
+        for entry in self.rooms.rooms():
+            if entry.is_direct and entry.peer:
+                self._learn_peer(entry.room_id)
+        if self.own_presence != "online":
+            # The server forgets the chosen state when the last session ends.
+            self._call("presence.set", {"state": self.own_presence}, None, lambda _e: None)
+
+    # -- rooms ---------------------------------------------------------------------------------
+
+    def _learn_peer(self, room_id: int) -> None:
+        """Find out who the other member of a direct room is (and their presence)."""
+        def learned(result: dict[str, Any]) -> None:
+            for member in result.get("members", []):
+                username = str(member["username"])
+                self.presence[username] = normalise(member.get("presence"))
+                self.display_names[username] = str(member.get("display_name") or username)
+                if username != self.me:
+                    self.rooms.set_peer(room_id, username, self.display_names[username],
+                                        self.presence[username])
+            self._names_changed()
+
+        self._call("room.members", {"room_id": room_id}, learned, lambda _e: None)
+
+    def open_room(self, room_id: int) -> None:
+        """Show ``room_id`` in the centre: its newest page, its members; mark it read."""
+        if self.rooms.room(room_id) is None:
+            return
+        if self.current_room is not None and self.current_room != room_id:
+            previous = self.timelines.get(self.current_room)
+            if previous is not None:
+                previous.clear_marker()
+        self.current_room = room_id
+        timeline = self.timeline(room_id)
+        if timeline.loaded:
+            entry = self.rooms.room(room_id)
+            timeline.place_marker(entry.read_seq if entry is not None else timeline.newest_seq)
+        elif not timeline.loading:
+            entry = self.rooms.room(room_id)
+            read_seq = entry.read_seq if entry is not None else 0
+            timeline.loading = True
+
+            def loaded(page: dict[str, Any]) -> None:
+                timeline.loading = False
+                timeline.load_latest(page["messages"], bool(page.get("has_more")), read_seq)
+                self._mark_current_read()
+
+            def failed(error: BaseException) -> None:
+                timeline.loading = False
+                self.error.emit(describe_error(error))
+
+            self._call("msg.history", {"room_id": room_id, "limit": PAGE_SIZE}, loaded, failed)
+        self._load_members(room_id)
+        self._mark_current_read()
+        self.room_opened.emit(room_id)
+        self.typing_changed.emit(room_id)
+
+    def timeline(self, room_id: int) -> TimelineModel:
+        """The timeline model of ``room_id`` (created empty the first time)."""
+        timeline = self.timelines.get(room_id)
+        if timeline is None:
+            timeline = self.timelines[room_id] = TimelineModel(room_id, self.me,
+                                                               self.display_names, self)
+        return timeline
+
+    def load_older(self, room_id: int) -> None:
+        """Scroll-back reached the top: fetch the page before the oldest loaded message."""
+        timeline = self.timelines.get(room_id)
+        if (timeline is None or not timeline.loaded or timeline.loading
+                or not timeline.has_more or timeline.oldest_seq is None):
+            return
+        timeline.loading = True
+
+        def loaded(page: dict[str, Any]) -> None:
+            timeline.loading = False
+            timeline.prepend_older(page["messages"], bool(page.get("has_more")))
+
+        def failed(error: BaseException) -> None:
+            timeline.loading = False
+            self.error.emit(describe_error(error))
+
+        self._call("msg.history", {"room_id": room_id, "before_seq": timeline.oldest_seq,
+                                   "limit": OLDER_PAGE_SIZE}, loaded, failed)
+
+    def _load_members(self, room_id: int) -> None:
+        def loaded(result: dict[str, Any]) -> None:
+            if self.current_room != room_id:
+                return
+            members = result.get("members", [])
+            for member in members:
+                username = str(member["username"])
+                self.presence[username] = normalise(member.get("presence"))
+                self.display_names[username] = str(member.get("display_name") or username)
+            self.members.reset_members(room_id, members)
+            self._names_changed()
+
+        self._call("room.members", {"room_id": room_id}, loaded, lambda _e: None)
+
+    def set_window_active(self, active: bool) -> None:
+        """The main window gained or lost focus (read marks and notifications depend on it)."""
+        self.window_active = active
+        if active:
+            self._mark_current_read()
+
+    def _mark_current_read(self) -> None:
+        room_id = self.current_room
+        if room_id is None or not self.window_active or self.session is None:
+            return
+        if not self.session.connected:
+            return  # done again after the reconnect
+        entry = self.rooms.room(room_id)
+        timeline = self.timelines.get(room_id)
+        newest = max(entry.last_seq if entry else 0, timeline.newest_seq if timeline else 0)
+        if entry is not None and newest > entry.read_seq:
+            self.rooms.mark_read(room_id, newest)
+            self._call("msg.read", {"room_id": room_id, "seq": newest}, None, lambda _e: None)
+
+    def create_room(self, name: str, topic: str, public: bool) -> None:
+        """``room.create``; opens the room when made."""
+        args = {"name": name, "topic": topic, "visibility": "public" if public else "private"}
+        self._call("room.create", args, self._entered)
+
+    def join_room(self, room_id: int) -> None:
+        """``room.join`` (a public room from the directory); opens it."""
+        self._call("room.join", {"room_id": room_id}, self._entered)
+
+    def open_direct(self, username: str) -> None:
+        """``dm.open``: the direct conversation with ``username``; opens it."""
+        existing = self.rooms.direct_room_with(username)
+        if existing is not None:
+            self.open_room(existing.room_id)
+            return
+        self._call("dm.open", {"username": username}, self._entered)
+
+    def _entered(self, room: dict[str, Any]) -> None:
+        room_id = int(room["room_id"])
+        if self.rooms.room(room_id) is None:
+            room = dict(room)
+            room.setdefault("role", "owner" if room.get("owner") == self.me else "member")
+            self.rooms.upsert_room(room)
+            if room.get("kind") == "direct":
+                self._learn_peer(room_id)
+        self.open_room(room_id)
+
+    def leave_room(self, room_id: int) -> None:
+        """``room.leave``."""
+        self._call("room.leave", {"room_id": room_id}, lambda _r: self._room_gone(room_id))
+
+    def invite(self, room_id: int, username: str) -> None:
+        """``room.invite`` (owners and moderators)."""
+        self._call("room.invite", {"room_id": room_id, "username": username},
+                   lambda _r: self.info.emit(_("Invited {user}.").format(user=username)))
+
+    def kick(self, room_id: int, username: str) -> None:
+        """``room.kick`` (owners and moderators)."""
+        self._call("room.kick", {"room_id": room_id, "username": username})
+
+    def load_directory(self, query: str = "") -> None:
+        """``room.directory``; answers with :attr:`directory_loaded`."""
+        self._call("room.directory", {"query": query} if query else {},
+                   lambda r: self.directory_loaded.emit(list(r.get("rooms", []))))
+
+    def search_users(self, query: str) -> None:
+        """``user.search``; answers with :attr:`users_found` (without oneself)."""
+        def found(result: dict[str, Any]) -> None:
+            self.users_found.emit([u for u in result.get("users", [])
+                                   if u.get("username") != self.me])
+
+        self._call("user.search", {"query": query, "limit": 50}, found)
+
+    def can_manage(self, room_id: int) -> bool:
+        """Whether the user may invite and kick in ``room_id`` (owner or moderator)."""
+        entry = self.rooms.room(room_id)
+        return entry is not None and not entry.is_direct and entry.role in ("owner", "moderator")
+
+    def _room_gone(self, room_id: int) -> None:
+        self.rooms.remove_room(room_id)
+        self.timelines.pop(room_id, None)
+        self._typing.pop(room_id, None)
+        if self.current_room == room_id:
+            self.current_room = None
+            self.members.reset_members(None, [])
+            self.room_opened.emit(-1)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    def send(self, text: str, reply_to: int | None = None) -> str | None:
+        """Send ``text`` to the current room; it shows at once as pending, and
+        survives reconnects (the library re-sends it with the same id).
+
+        Returns:
+            the message's ``client_msg_id``, or None if nothing was sent.
+        """
+        body = text.strip()
+        room_id = self.current_room
+        if not body or room_id is None or self.session is None:
+            return None
+        client_msg_id = uuid.uuid4().hex
+        timeline = self.timeline(room_id)
+        timeline.add_pending(client_msg_id, body, int(self.reactor.seconds() * 1000), reply_to)
+        self._stop_typing(room_id)
+        members = set(self.members.usernames()) if self.members.room_id == room_id else set()
+        mentions = sorted({word[1:].rstrip(".,:;!?") for word in body.split()
+                           if word.startswith("@")} & members) or None
+
+        def acknowledged(ack: dict[str, Any]) -> None:
+            timeline.acknowledge(client_msg_id, int(ack["msg_id"]), int(ack["seq"]),
+                                 int(ack["ts"]))
+
+        def refused(error: BaseException) -> None:
+            timeline.mark_failed(client_msg_id)
+            self.error.emit(_("Message not sent: {reason}").format(reason=describe_error(error)))
+
+        self.run(self.session.send_message(room_id, body, reply_to=reply_to, mentions=mentions,
+                                           client_msg_id=client_msg_id), acknowledged, refused)
+        return client_msg_id
+
+    def edit(self, room_id: int, msg_id: int, body: str) -> None:
+        """``msg.edit`` of one's own message."""
+        if body.strip():
+            self._call("msg.edit", {"room_id": room_id, "msg_id": msg_id, "body": body.strip()})
+
+    def delete(self, room_id: int, msg_id: int) -> None:
+        """``msg.delete``."""
+        self._call("msg.delete", {"room_id": room_id, "msg_id": msg_id})
+
+    def react(self, room_id: int, msg_id: int, emoji: str, on: bool) -> None:
+        """``msg.react``: add (``on``) or remove a reaction."""
+        self._call("msg.react", {"room_id": room_id, "msg_id": msg_id, "emoji": emoji, "on": on})
+
+    def composer_changed(self, text: str) -> None:
+        """The composer's text changed: tell the room the user is typing, at most
+        every few seconds, and that they stopped when the text is cleared."""
+        room_id = self.current_room
+        if room_id is None or self.session is None:
+            return
+        now = self.reactor.seconds()
+        if text.strip():
+            if now - self._typing_sent.get(room_id, -TYPING_EVERY) >= TYPING_EVERY:
+                self._typing_sent[room_id] = now
+                self.session.typing(room_id, True)
+        else:
+            self._stop_typing(room_id)
+
+    def _stop_typing(self, room_id: int) -> None:
+        if self._typing_sent.pop(room_id, None) is not None and self.session is not None:
+            self.session.typing(room_id, False)
+
+    def typing_in(self, room_id: int) -> list[str]:
+        """Display names of the people typing in ``room_id`` now, sorted."""
+        now = self.reactor.seconds()
+        people = self._typing.get(room_id, {})
+        return sorted(self.display_names.get(user, user)
+                      for user, until in people.items() if until > now)
+
+    def _expire_typing(self) -> None:
+        now = self.reactor.seconds()
+        for room_id, people in list(self._typing.items()):
+            stale = [user for user, until in people.items() if until <= now]
+            for user in stale:
+                del people[user]
+            if stale:
+                self.typing_changed.emit(room_id)
+
+    # -- presence ------------------------------------------------------------------------------
+
+    def set_presence(self, state: str, automatic: bool = False) -> None:
+        """``presence.set``: the user's (or the idle timer's, ``automatic``) choice."""
+        self.auto_away = automatic and state == "away"
+        if state == self.own_presence:
+            return
+        self.own_presence = state
+        self.own_presence_changed.emit(state)
+        self._call("presence.set", {"state": state})
+
+    def set_status_text(self, text: str) -> None:
+        """``user.update {status_text}``."""
+        self.status_text = text
+        self._call("user.update", {"status_text": text})
+
+    def user_idle(self) -> None:
+        """No input for the idle time: turn ``online`` into ``away`` (nothing else)."""
+        if self.own_presence == "online" and self.session is not None:
+            self.set_presence("away", automatic=True)
+
+    def user_active(self) -> None:
+        """Input again after :meth:`user_idle`: back to ``online``."""
+        if self.auto_away and self.own_presence == "away":
+            self.set_presence("online")
+
+    def _own_profile(self, profile: dict[str, Any]) -> None:
+        self.status_text = str(profile.get("status_text") or "")
+        self.display_names[self.me] = str(profile.get("display_name") or self.me)
+
+    # -- events from the server ----------------------------------------------------------------
+
+    def _emit_unread(self, *_args: Any) -> None:
+        self.unread_changed.emit(self.rooms.total_unread())
+
+    def _on_event(self, event: Event) -> None:
+        handler = self._handlers.get(event.name)
+        if handler is not None:
+            handler(self, event.data)
+
+    def _on_msg(self, data: dict[str, Any]) -> None:
+        message = data.get("message") or {}
+        room_id, sender = int(message["room_id"]), str(message.get("sender", ""))
+        if self.rooms.room(room_id) is None:
+            self._refresh_rooms()
+        timeline = self.timelines.get(room_id)
+        if timeline is not None and timeline.loaded:
+            timeline.add_message(message)
+        seen = room_id == self.current_room and self.window_active
+        self.rooms.note_message(room_id, int(message["seq"]), int(message.get("ts", 0)),
+                                unread=not seen and sender != self.me)
+        if self._typing.get(room_id, {}).pop(sender, None) is not None:
+            self.typing_changed.emit(room_id)
+        if seen:
+            self._mark_current_read()
+        elif sender != self.me:
+            entry = self.rooms.room(room_id)
+            body = str(message.get("body", ""))
+            mentioned = self.me in (message.get("mentions") or []) or f"@{self.me}" in body
+            if entry is not None and (entry.is_direct or mentioned):
+                name = self.display_names.get(sender, sender)
+                title = name if entry.is_direct else _("{user} in {room}").format(
+                    user=name, room=entry.label)
+                self.notify.emit(title, body, room_id)
+
+    def _names_changed(self) -> None:
+        for timeline in self.timelines.values():
+            timeline.names_changed()
+
+    def _refresh_rooms(self) -> None:
+        def listed(result: dict[str, Any]) -> None:
+            for room in result.get("rooms", []):
+                if self.rooms.room(int(room["room_id"])) is None:
+                    self.rooms.upsert_room(room)
+                    if room.get("kind") == "direct":
+                        self._learn_peer(int(room["room_id"]))
+
+        self._call("room.list", None, listed, lambda _e: None)
+
+    def _on_edited(self, data: dict[str, Any]) -> None:
+        timeline = self.timelines.get(int(data["room_id"]))
+        if timeline is not None:
+            timeline.apply_edit(int(data["msg_id"]), str(data.get("body", "")),
+                                int(data.get("edited_ts") or 0))
+
+    def _on_deleted(self, data: dict[str, Any]) -> None:
+        timeline = self.timelines.get(int(data["room_id"]))
+        if timeline is not None:
+            timeline.remove_message(int(data["msg_id"]))
+
+    def _on_reaction(self, data: dict[str, Any]) -> None:
+        timeline = self.timelines.get(int(data["room_id"]))
+        if timeline is not None:
+            timeline.apply_reaction(int(data["msg_id"]), str(data["emoji"]),
+                                    str(data["username"]), bool(data.get("on")))
+
+    def _on_typing(self, data: dict[str, Any]) -> None:
+        room_id, username = int(data["room_id"]), str(data["username"])
+        people = self._typing.setdefault(room_id, {})
+        if data.get("typing"):
+            people[username] = self.reactor.seconds() + TYPING_STALE
+        else:
+            people.pop(username, None)
+        self.typing_changed.emit(room_id)
+
+    def _on_presence(self, data: dict[str, Any]) -> None:
+        username, state = str(data["username"]), normalise(data.get("state"))
+        self.presence[username] = state
+        self.rooms.set_presence(username, state)
+        self.members.set_presence(username, state)
+
+    def _on_user_updated(self, data: dict[str, Any]) -> None:
+        profile = data.get("profile") or {}
+        username = str(profile.get("username", ""))
+        name = str(profile.get("display_name") or username)
+        self.display_names[username] = name
+        self.rooms.set_display_name(username, name)
+        self.members.set_display_name(username, name)
+        self._names_changed()
+
+    def _on_invited(self, data: dict[str, Any]) -> None:
+        room = data.get("room") or {}
+        if self.rooms.room(int(room["room_id"])) is not None:
+            return
+        self.rooms.upsert_room(room)
+        if room.get("kind") == "direct":
+            self._learn_peer(int(room["room_id"]))
+        else:
+            self.info.emit(_("{user} added you to {room}.").format(
+                user=data.get("by", "?"), room=room.get("name", "")))
+
+    def _on_member(self, data: dict[str, Any]) -> None:
+        room_id, username = int(data["room_id"]), str(data["username"])
+        change = data.get("change")
+        if username == self.me and change in ("left", "kicked"):
+            entry = self.rooms.room(room_id)
+            self._room_gone(room_id)
+            if change == "kicked" and entry is not None:
+                self.info.emit(_("You were removed from {room}.").format(room=entry.label))
+            return
+        if change == "joined":
+            self.rooms.add_members(room_id, 1)
+        elif change in ("left", "kicked"):
+            self.rooms.add_members(room_id, -1)
+        elif change == "role" and username == self.me:
+            self.rooms.set_role(room_id, str(data.get("role", "member")))
+        if self.members.room_id != room_id:
+            return
+        if change == "joined":
+            self.members.add_member(username, presence=self.presence.get(username, "online"),
+                                    display_name=self.display_names.get(username, ""))
+        elif change in ("left", "kicked"):
+            self.members.remove_member(username)
+        elif change == "role":
+            self.members.set_role(username, str(data.get("role", "member")))
+
+    def _on_room_updated(self, data: dict[str, Any]) -> None:
+        room = data.get("room") or {}
+        if self.rooms.room(int(room["room_id"])) is not None:
+            self.rooms.upsert_room(room)
+
+    def _on_room_deleted(self, data: dict[str, Any]) -> None:
+        self._room_gone(int(data["room_id"]))
+
+    def _on_system(self, data: dict[str, Any]) -> None:
+        body = str(data.get("body", ""))
+        self.info.emit(body)
+        self.notify.emit(_("Announcement"), body, -1)
+
+    _handlers: dict[str, Callable[[ChatController, dict[str, Any]], None]] = {
+        "msg": _on_msg,
+        "msg.edited": _on_edited,
+        "msg.deleted": _on_deleted,
+        "msg.expired": _on_deleted,
+        "msg.reaction": _on_reaction,
+        "typing": _on_typing,
+        "presence": _on_presence,
+        "user.updated": _on_user_updated,
+        "room.invited": _on_invited,
+        "room.member": _on_member,
+        "room.updated": _on_room_updated,
+        "room.deleted": _on_room_deleted,
+        "system": _on_system,
+    }
+
+
+def _merger(timeline: TimelineModel) -> Callable[[dict[str, Any]], None]:
+    """A callback merging a fresh newest page into ``timeline``."""
+    def merge(page: dict[str, Any]) -> None:
+        timeline.merge_latest(page["messages"])
+
+    return merge
+
+
+async def _fail(error: BaseException) -> Any:
+    raise error
+
+
+async def _nothing() -> None:
+    return None

@@ -1,0 +1,151 @@
+"""Screenshots of the desktop client, in English and Chinese, for the README.
+
+``python -m qtclient.screenshots [OUTPUT_DIR]`` (default ``docs/screenshots``)
+starts a demo server in this process (see :mod:`qtclient.demo`), drives a
+real client to the login window, a busy room and the members panel, and
+saves ``login-<lang>.png``, ``room-<lang>.png`` and ``members-<lang>.png``.
+It runs offscreen when there is no display.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: The window size of every screenshot, in pixels.
+WINDOW_SIZE = (1180, 760)
+
+
+async def _until(reactor: Any, condition: Callable[[], bool], what: str,
+                 timeout: float = 15.0) -> None:
+    from twisted.internet.task import deferLater
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        await deferLater(reactor, 0.02, lambda: None)
+
+
+async def _settle(reactor: Any, seconds: float = 0.3) -> None:
+    """Let layouts and repaints finish before grabbing."""
+    from twisted.internet.task import deferLater
+
+    await deferLater(reactor, seconds, lambda: None)
+
+
+async def take_screenshots(reactor: Any, out_dir: Path) -> list[Path]:
+    """Drive the client through its main screens in each language; save PNGs.
+
+    Returns:
+        the files written.
+    """
+    from qtclient.demo import populate_office, start_demo_server
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="chatnet-shots-") as tmp:
+        # A fresh server per language, so that each sees the same unread messages.
+        for language in ("en", "zh_CN"):
+            demo = await start_demo_server(reactor, Path(tmp) / f"data-{language}")
+            try:
+                rooms = await populate_office(demo)
+                settings_file = Path(tmp) / f"{language}.ini"
+                written += await _shoot(reactor, demo, rooms, language, settings_file, out_dir)
+            finally:
+                await demo.stop()
+    return written
+
+
+async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
+                 settings_file: Path, out_dir: Path) -> list[Path]:
+    """One language: the login window, the busy room, the members panel."""
+    from qtclient.app import ChatApp
+    from qtclient.demo import DEMO_PASSWORD
+    from qtclient.qt import QSettings, QWidget
+    from qtclient.settings import ClientSettings
+
+    short = "zh" if language == "zh_CN" else language
+    written: list[Path] = []
+
+    def save(widget: QWidget, name: str) -> None:
+        path = out_dir / f"{name}-{short}.png"
+        widget.grab().save(str(path))
+        written.append(path)
+
+    settings = ClientSettings(QSettings(str(settings_file), QSettings.Format.IniFormat))
+    settings.language = language
+    client = ChatApp(reactor, settings)
+    client.start()
+    form = client.login_window
+    form.host.setText("localhost")
+    form.port.setValue(demo.port)
+    form.ca_file.setText("/etc/chatnet/ca.pem")  # a tidy path for the picture
+    form.username.setText("alice")
+    form.password.setText(DEMO_PASSWORD)
+    await _settle(reactor)
+    save(form, "login")
+
+    form.ca_file.setText(str(demo.ca))
+    form.submit()
+    window = client.main_window
+    await _until(reactor, window.isVisible, "the main window")
+    window.resize(*WINDOW_SIZE)
+    controller = client.controller
+    await _until(reactor, lambda: controller.rooms.rowCount() == len(rooms), "the room list")
+    await _until(reactor, lambda: all(e.peer for e in controller.rooms.rooms() if e.is_direct),
+                 "direct rooms")
+    controller.open_room(rooms["design"])
+    timeline = controller.timeline(rooms["design"])
+    await _until(reactor, lambda: timeline.loaded, "the design room")
+    demo.people["carol"].notify("msg.typing", {"room_id": rooms["design"], "typing": True})
+    await _until(reactor, lambda: bool(window.typing_label.text()), "typing")
+    await _settle(reactor)
+    window.timeline.scrollToBottom()
+    await _settle(reactor)
+    save(window, "room")
+
+    window.members_button.click()
+    await _until(reactor, lambda: controller.members.rowCount() == 6, "members")
+    await _settle(reactor)
+    save(window, "members")
+    await controller.shutdown()
+    window.close()
+    form.close()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the screenshots; print where they are."""
+    args = sys.argv[1:] if argv is None else argv
+    out_dir = Path(args[0]) if args else Path("docs/screenshots")
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from qtclient.qt import QApplication
+
+    app = QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+    import qreactor
+
+    qreactor.install()
+    from qtclient.demo import run
+
+    written: list[Path] = []
+
+    async def work(reactor: Any) -> None:
+        written.extend(await take_screenshots(reactor, out_dir))
+
+    run(work)
+    for path in written:
+        print(path)
+    del app
+    return 0 if written else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

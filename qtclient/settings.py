@@ -1,0 +1,94 @@
+"""What the desktop client remembers between runs, kept with ``QSettings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qtclient.i18n import DEFAULT_LANGUAGE, LANGUAGES
+from qtclient.qt import QSettings
+
+#: PROTOCOL.md 1: the default port of a chatnet server.
+DEFAULT_PORT = 5443
+#: Minutes without keyboard or mouse input before presence turns ``away``.
+DEFAULT_IDLE_MINUTES = 5
+
+
+@dataclass
+class LoginDefaults:
+    """The login form as it was last submitted (the password is never stored)."""
+
+    host: str = "localhost"
+    port: int = DEFAULT_PORT
+    ca_file: str = ""
+    username: str = ""
+
+
+class ClientSettings:
+    """Typed access to the client's ``QSettings``.
+
+    Args:
+        store: the QSettings to use; None means the per-user native store
+            (organisation ``chatnet``, application ``chatnet-qt``). Tests and
+            the screenshot script pass an INI file of their own so that they
+            never touch the user's settings.
+    """
+
+    def __init__(self, store: QSettings | None = None) -> None:
+        self.store = store if store is not None else QSettings("chatnet", "chatnet-qt")
+
+    def _int(self, key: str, default: int) -> int:
+        value = self.store.value(key, default)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return default
+
+    def _str(self, key: str, default: str) -> str:
+        value = self.store.value(key, default)
+        return value if isinstance(value, str) else default
+
+    @property
+    def language(self) -> str:
+        """The interface language code (one of :data:`~qtclient.i18n.LANGUAGES`)."""
+        language = self._str("ui/language", DEFAULT_LANGUAGE)
+        return language if language in LANGUAGES else DEFAULT_LANGUAGE
+
+    @language.setter
+    def language(self, value: str) -> None:
+        self.store.setValue("ui/language", value)
+
+    @property
+    def idle_minutes(self) -> int:
+        """Minutes of inactivity before presence turns ``away`` (0: never)."""
+        return max(0, self._int("presence/idle_minutes", DEFAULT_IDLE_MINUTES))
+
+    @idle_minutes.setter
+    def idle_minutes(self, value: int) -> None:
+        self.store.setValue("presence/idle_minutes", int(value))
+
+    @property
+    def notifications(self) -> bool:
+        """Whether desktop notifications are shown."""
+        return self._str("ui/notifications", "true") == "true"
+
+    @notifications.setter
+    def notifications(self, value: bool) -> None:
+        self.store.setValue("ui/notifications", "true" if value else "false")
+
+    def login_defaults(self) -> LoginDefaults:
+        """The last login form, or the defaults."""
+        return LoginDefaults(host=self._str("login/host", "localhost"),
+                             port=self._int("login/port", DEFAULT_PORT),
+                             ca_file=self._str("login/ca_file", ""),
+                             username=self._str("login/username", ""))
+
+    def remember_login(self, login: LoginDefaults) -> None:
+        """Store the submitted login form (not the password)."""
+        self.store.setValue("login/host", login.host)
+        self.store.setValue("login/port", login.port)
+        self.store.setValue("login/ca_file", login.ca_file)
+        self.store.setValue("login/username", login.username)
+
+    def sync(self) -> None:
+        """Write pending changes to disk now."""
+        self.store.sync()

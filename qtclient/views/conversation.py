@@ -1,0 +1,282 @@
+"""The conversation's widgets: the message list with scroll-back, and the composer."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from qtclient.i18n import _
+from qtclient.models.timeline import SENT, TimelineModel
+from qtclient.qt import (
+    ID,
+    QAbstractItemModel,
+    QAbstractItemView,
+    QAction,
+    QContextMenuEvent,
+    QEvent,
+    QGuiApplication,
+    QKeyEvent,
+    QListView,
+    QMenu,
+    QModelIndex,
+    QPlainTextEdit,
+    QResizeEvent,
+    Qt,
+    QTimer,
+    QWidget,
+    pyqtSignal,
+)
+from qtclient.views.delegates import MessageDelegate
+
+_TR = TimelineModel.Roles
+#: Reactions offered in the message menu (any emoji arriving from others is shown).
+QUICK_REACTIONS = ("👍", "❤️", "😂", "🎉", "😮", "😢")
+#: Distance from the top, in pixels, at which older history is fetched.
+PREFETCH_PX = 400
+#: Milliseconds a resize must pause before the rows are laid out for the new width.
+RELAYOUT_DELAY_MS = 150
+
+
+class TimelineView(QListView):
+    """The messages of the open room, newest at the bottom.
+
+    Keeps the view at the bottom while new messages arrive (unless the user
+    has scrolled up), keeps the visible message in place when older ones are
+    put on top, and asks for older history before the top is reached.
+
+    Signals:
+        older_requested(): scroll-back is near the top of what is loaded.
+        reply_requested(msg_id), edit_requested(msg_id), delete_requested(msg_id):
+            chosen from a message's menu.
+        react_requested(msg_id, emoji, on): from the menu or a reaction chip.
+    """
+
+    older_requested = pyqtSignal()
+    reply_requested = pyqtSignal(ID)
+    edit_requested = pyqtSignal(ID)
+    delete_requested = pyqtSignal(ID)
+    react_requested = pyqtSignal(ID, str, bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        # Set before anything below: they make Qt call updateGeometries().
+        self.can_moderate = False
+        # (scroll maximum, distance from the bottom) while older rows are being
+        # put on top: the distance is restored once the maximum has changed.
+        self._keep_from_bottom: tuple[int, int] | None = None
+        self._stick = True
+        self.message_delegate = MessageDelegate(self)
+        self.setItemDelegate(self.message_delegate)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        # Always there, so the width (and so every row's height) does not
+        # change when the list grows past one screen.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Rows are laid out again for a new width only once resizing pauses
+        # (every row's height depends on the width; see resizeEvent).
+        self.setResizeMode(QListView.ResizeMode.Fixed)
+        self._relayout = QTimer(self)
+        self._relayout.setSingleShot(True)
+        self._relayout.setInterval(RELAYOUT_DELAY_MS)
+        self._relayout.timeout.connect(self._width_settled)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setUniformItemSizes(False)
+        self.setMouseTracking(True)
+        self.setFrameShape(QListView.Shape.NoFrame)
+        self.verticalScrollBar().setSingleStep(24)  # type: ignore[union-attr]
+        self.message_delegate.reaction_clicked.connect(self.react_requested)
+        bar = self.verticalScrollBar()
+        assert bar is not None
+        bar.valueChanged.connect(self._scrolled)
+
+    def timeline(self) -> TimelineModel | None:
+        """The model shown, if any."""
+        model = self.model()
+        return model if isinstance(model, TimelineModel) else None
+
+    def setModel(self, model: QAbstractItemModel | None) -> None:
+        """Show another room's timeline, scrolled to its newest message."""
+        old = self.model()
+        if old is not None:
+            for signal, slot in ((old.rowsAboutToBeInserted, self._about_to_insert),
+                                 (old.rowsInserted, self._inserted),
+                                 (old.modelReset, self._reset)):
+                with contextlib.suppress(TypeError):
+                    signal.disconnect(slot)
+        super().setModel(model)
+        self._keep_from_bottom = None
+        self._stick = True
+        if model is not None:
+            model.rowsAboutToBeInserted.connect(self._about_to_insert)
+            model.rowsInserted.connect(self._inserted)
+            model.modelReset.connect(self._reset)
+        self.scrollToBottom()
+
+    def resizeEvent(self, e: QResizeEvent | None) -> None:
+        """Rows are laid out for the viewport's width (heights depend on it): at
+        once the first time, then when a resize has paused, so that dragging
+        the window's edge does not lay out a long room at every pixel."""
+        super().resizeEvent(e)
+        if self.message_delegate.view_width == 0:
+            self._width_settled()
+        else:
+            self._relayout.start()
+
+    def _width_settled(self) -> None:
+        viewport = self.viewport()
+        if viewport is not None and viewport.width() != self.message_delegate.view_width:
+            self.message_delegate.view_width = viewport.width()
+            self.scheduleDelayedItemsLayout()
+
+    def changeEvent(self, e: QEvent | None) -> None:
+        """After a language or font change, texts have other widths: lay out again."""
+        if e is not None and e.type() in (QEvent.Type.LanguageChange, QEvent.Type.FontChange):
+            self.message_delegate.clear_cache()
+            self.scheduleDelayedItemsLayout()
+        super().changeEvent(e)
+
+    # -- scrolling -----------------------------------------------------------------------------
+
+    def _about_to_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        bar = self.verticalScrollBar()
+        assert bar is not None
+        model = self.model()
+        if first == 0 and model is not None and model.rowCount() > 0:
+            self._keep_from_bottom = (bar.maximum(), bar.maximum() - bar.value())
+        else:
+            self._stick = bar.value() >= bar.maximum() - 4
+
+    def _inserted(self, *_args: Any) -> None:
+        if self._keep_from_bottom is None and self._stick:
+            self.scrollToBottom()
+
+    def _reset(self) -> None:
+        self._keep_from_bottom = None
+        self._stick = True
+        self.scrollToBottom()
+
+    def updateGeometries(self) -> None:
+        """After each layout (Qt has just set the scroll range): keep the
+        reading position when older rows were put on top, or stay at the
+        bottom; then see whether more history is needed to fill the view."""
+        super().updateGeometries()
+        bar = self.verticalScrollBar()
+        if bar is None:
+            return
+        if self._keep_from_bottom is not None:
+            old_maximum, distance = self._keep_from_bottom
+            if bar.maximum() != old_maximum:  # the new rows are laid out
+                bar.setValue(bar.maximum() - distance)
+                self._keep_from_bottom = None
+        elif self._stick:
+            bar.setValue(bar.maximum())
+        # Not from inside the layout: the request may change the model.
+        QTimer.singleShot(0, self._maybe_older)
+
+    def _scrolled(self, value: int) -> None:
+        bar = self.verticalScrollBar()
+        assert bar is not None
+        self._stick = value >= bar.maximum() - 4
+        self._maybe_older()
+
+    def _maybe_older(self) -> None:
+        timeline = self.timeline()
+        bar = self.verticalScrollBar()
+        if (timeline is not None and bar is not None and timeline.loaded
+                and timeline.has_more and not timeline.loading and bar.value() <= PREFETCH_PX):
+            self.older_requested.emit()
+
+    def at_bottom(self) -> bool:
+        """Whether the newest message is in view."""
+        bar = self.verticalScrollBar()
+        return bar is None or bar.value() >= bar.maximum() - 4
+
+    # -- the message menu ----------------------------------------------------------------------
+
+    def message_actions(self, index: QModelIndex, menu: QMenu) -> list[QAction]:
+        """Fill ``menu`` with what can be done to the message at ``index``.
+
+        Each action's ``objectName`` says what it does (``reply``, ``copy``,
+        ``edit``, ``delete``, ``react:<emoji>``).
+
+        Returns:
+            the actions added (empty for an invalid index).
+        """
+        if not index.isValid():
+            return []
+        msg_id = index.data(_TR.MsgId)
+        body = str(index.data(_TR.Body) or "")
+        own = bool(index.data(_TR.IsOwn))
+        stored = msg_id is not None and index.data(_TR.State) == SENT
+        actions: list[QAction] = []
+
+        def add(name: str, text: str, slot: Any, target: QMenu = menu) -> None:
+            action = QAction(text, target)
+            action.setObjectName(name)
+            action.triggered.connect(slot)
+            target.addAction(action)
+            actions.append(action)
+
+        if stored:
+            add("reply", _("Reply"), lambda: self.reply_requested.emit(int(msg_id)))
+            reactions = QMenu(_("React"), menu)
+            menu.addMenu(reactions)
+            mine = {emoji for emoji, _count, me in (index.data(_TR.Reactions) or []) if me}
+            for emoji in QUICK_REACTIONS:
+                add(f"react:{emoji}", emoji,
+                    lambda _c=False, e=emoji: self.react_requested.emit(
+                        int(msg_id), e, e not in mine), reactions)
+        add("copy", _("Copy text"), lambda: _copy(body))
+        if stored and own:
+            add("edit", _("Edit"), lambda: self.edit_requested.emit(int(msg_id)))
+        if stored and (own or self.can_moderate):
+            add("delete", _("Delete"), lambda: self.delete_requested.emit(int(msg_id)))
+        return actions
+
+    def contextMenuEvent(self, e: QContextMenuEvent | None) -> None:
+        """Right click on a message: its menu."""
+        if e is None:
+            return
+        menu = QMenu(self)
+        if self.message_actions(self.indexAt(e.pos()), menu):
+            menu.exec(e.globalPos())
+
+
+def _copy(text: str) -> None:
+    clipboard = QGuiApplication.clipboard()
+    if clipboard is not None:
+        clipboard.setText(text)
+
+
+class Composer(QPlainTextEdit):
+    """Where messages are written: Enter sends, Shift+Enter starts a new line,
+    Escape cancels a reply or an edit.
+
+    Signals:
+        submitted(): Enter was pressed.
+        cancelled(): Escape was pressed.
+    """
+
+    submitted = pyqtSignal()
+    cancelled = pyqtSignal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTabChangesFocus(True)
+        lines = 3
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * lines + 18)
+
+    def keyPressEvent(self, e: QKeyEvent | None) -> None:
+        """Enter sends; Shift+Enter is a new line; Escape cancels."""
+        if e is None:
+            return
+        if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            if e.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+                self.insertPlainText("\n")
+            else:
+                self.submitted.emit()
+            return
+        if e.key() == Qt.Key.Key_Escape:
+            self.cancelled.emit()
+            return
+        super().keyPressEvent(e)

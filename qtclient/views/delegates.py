@@ -1,0 +1,626 @@
+"""Painting of rooms, messages and members (delegates render; they never change state).
+
+:class:`MessageDelegate` keeps long conversations fast. QListView asks the
+height of every row on every layout, and a message's height depends on its
+text and the view's width. So the width-independent part (name and time
+widths, each line's natural width, reaction chips) is measured once per
+message revision, and a height for a width is then arithmetic, except for
+the few messages longer than a line, which are wrapped with QTextLayout.
+Heights are cached under the row's ``LayoutKey`` (which changes whenever the
+message does) for the current width; full layouts (every rectangle, for
+painting and clicks) only for the few hundred rows recently painted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from qtclient.i18n import _
+from qtclient.models.members import MemberListModel
+from qtclient.models.presence import STATE_COLOURS, STATE_NAMES
+from qtclient.models.rooms import RoomListModel
+from qtclient.models.timeline import FAILED, PENDING, TimelineModel
+from qtclient.qt import (
+    ID,
+    QAbstractItemModel,
+    QColor,
+    QDateTime,
+    QEvent,
+    QFont,
+    QFontMetrics,
+    QLocale,
+    QModelIndex,
+    QMouseEvent,
+    QObject,
+    QPainter,
+    QPen,
+    QPersistentModelIndex,
+    QPointF,
+    QRect,
+    QRectF,
+    QSize,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    Qt,
+    QTextLayout,
+    QTextOption,
+    pyqtSignal,
+)
+
+_Index = QModelIndex | QPersistentModelIndex
+_TR = TimelineModel.Roles
+
+# Geometry, in device-independent pixels.
+MARGIN = 10            # between the list's edge and the avatars/bubbles
+AVATAR = 32            # diameter of the sender's initial
+GAP = 8                # between an avatar and its bubble
+PAD = 8                # inside a bubble
+SPACING = 6            # below each message
+DAY_HEIGHT = 30        # the day separator
+MARKER_HEIGHT = 24     # the "new messages" line
+CHIP_HEIGHT = 24       # a reaction chip
+CHIP_GAP = 4
+
+_NAME_COLOURS = ("#1a73e8", "#d93025", "#188038", "#a142f4", "#e37400", "#007b83",
+                 "#c5221f", "#5f6368")
+_OWN_BUBBLE = QColor("#d3e8fd")
+_OTHER_BUBBLE = QColor("#f1f3f4")
+_MENTION_BUBBLE = QColor("#fff4cf")
+_TEXT = QColor("#202124")
+_MUTED = QColor("#5f6368")
+_MARKER = QColor("#d93025")
+
+
+def name_colour(username: str) -> QColor:
+    """A stable colour per user, so a conversation's speakers are told apart."""
+    digest = hashlib.blake2b(username.encode(), digest_size=1).digest()[0]
+    return QColor(_NAME_COLOURS[digest % len(_NAME_COLOURS)])
+
+
+def clock_text(ts: int) -> str:
+    """``ts`` (ms since the epoch) as a local time of day, in the current locale."""
+    moment = QDateTime.fromMSecsSinceEpoch(ts)
+    return QLocale().toString(moment.time(), QLocale.FormatType.ShortFormat)
+
+
+def day_text(ts: int) -> str:
+    """The day of ``ts`` for a separator: "Today", "Yesterday" or the long date."""
+    day = datetime.fromtimestamp(ts / 1000).date()
+    today = datetime.now().date()
+    if day == today:
+        return _("Today")
+    if (today - day).days == 1:
+        return _("Yesterday")
+    date = QDateTime.fromMSecsSinceEpoch(ts).date()
+    return QLocale().toString(date, QLocale.FormatType.LongFormat)
+
+
+def _display_text(text: str) -> str:
+    """``text`` with its line breaks as Unicode line separators: QTextLayout
+    (and so painting) does not break lines at a plain newline."""
+    return text.replace("\r\n", "\n").replace("\n", "\u2028")
+
+
+def _text_size(text: str, font: QFont, width: int) -> tuple[int, int]:
+    """(height, widest line) of ``text`` wrapped to ``width`` (breaking long words too)."""
+    layout = QTextLayout(_display_text(text), font)
+    option = QTextOption()
+    option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+    layout.setTextOption(option)
+    layout.beginLayout()
+    height = 0.0
+    widest = 0.0
+    while True:
+        line = layout.createLine()
+        if not line.isValid():
+            break
+        line.setLineWidth(width)
+        line.setPosition(QPointF(0, height))
+        height += line.height()
+        widest = max(widest, line.naturalTextWidth())
+    layout.endLayout()
+    return int(height + 0.999), int(widest + 0.999)
+
+
+def _natural_lines(text: str, font: QFont) -> list[tuple[int, int]]:
+    """(width, height) of each line of ``text`` without wrapping."""
+    layout = QTextLayout(_display_text(text), font)
+    option = QTextOption()
+    option.setWrapMode(QTextOption.WrapMode.NoWrap)
+    layout.setTextOption(option)
+    layout.beginLayout()
+    lines = []
+    y = 0.0
+    while True:
+        line = layout.createLine()
+        if not line.isValid():
+            break
+        line.setLineWidth(1e6)
+        line.setPosition(QPointF(0, y))
+        y += line.height()
+        lines.append((int(line.naturalTextWidth() + 0.999), line.height()))
+    layout.endLayout()
+    # Heights are summed as the wrapping path sums them, then rounded up once.
+    total = int(sum(h for _w, h in lines) + 0.999)
+    rounded = [(w, int(h)) for w, h in lines]
+    if rounded:
+        rounded[-1] = (rounded[-1][0], total - sum(h for _w, h in rounded[:-1]))
+    return rounded
+
+
+@dataclass(slots=True)
+class _Measure:
+    """The width-independent part of a message's layout (cached per message revision)."""
+
+    own: bool
+    day: bool
+    marker: bool
+    header_w: int
+    header_h: int
+    reply_h: int
+    text: str
+    lines: list[tuple[int, int]]
+    chips: list[tuple[int, str, int, bool]]
+
+
+@dataclass
+class MessageLayout:
+    """Where each part of a message goes, relative to the item's top-left corner."""
+
+    height: int
+    bubble: QRect = field(default_factory=QRect)
+    avatar: QRect | None = None
+    header: QRect = field(default_factory=QRect)
+    reply: QRect | None = None
+    body: QRect = field(default_factory=QRect)
+    chips: list[tuple[QRect, str, int, bool]] = field(default_factory=list)
+    day: QRect | None = None
+    marker: QRect | None = None
+
+
+class MessageDelegate(QStyledItemDelegate):
+    """Paints a message bubble: sender, time, edited mark, reply quote, body,
+    reactions; with a day separator and a "new messages" line above it when due.
+
+    Signals:
+        reaction_clicked(msg_id, emoji, on): a reaction chip was clicked
+            (``on`` is the new state for the user).
+    """
+
+    reaction_clicked = pyqtSignal(ID, str, bool)
+
+    #: Full layouts kept for painting and clicks (the visible rows and a margin).
+    LAYOUT_CACHE = 400
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        #: The width rows are laid out for (the view's viewport); QListView does
+        #: not tell sizeHint its width, so the view sets it on resize.
+        self.view_width = 0
+        self._measures: dict[Any, _Measure] = {}
+        self._sizes: dict[Any, int] = {}
+        self._sizes_width = 0
+        self._layouts: OrderedDict[tuple[Any, int], MessageLayout] = OrderedDict()
+
+    def clear_cache(self) -> None:
+        """Forget cached sizes (the font or the language changed)."""
+        self._measures.clear()
+        self._sizes.clear()
+        self._layouts.clear()
+
+    # -- layout ------------------------------------------------------------------------------
+
+    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
+        body = QFont(option.font)
+        bold = QFont(body)
+        bold.setBold(True)
+        small = QFont(body)
+        small.setPointSizeF(max(6.0, body.pointSizeF() * 0.85))
+        return body, bold, small
+
+    def layout_for(self, option: QStyleOptionViewItem, index: _Index) -> MessageLayout:
+        """The (cached) layout of the message at ``index`` for the view's width."""
+        width = self._width(option)
+        key = index.data(_TR.LayoutKey)
+        layout = self._layouts.get((key, width))
+        if layout is not None:
+            self._layouts.move_to_end((key, width))
+            return layout
+        layout = self._place(self._measure_of(key, option, index), width, option.font)
+        self._layouts[(key, width)] = layout
+        if len(self._layouts) > self.LAYOUT_CACHE:
+            self._layouts.popitem(last=False)
+        return layout
+
+    def _width(self, option: QStyleOptionViewItem) -> int:
+        return max(self.view_width or option.rect.width(), 240)
+
+    def _measure_of(self, key: Any, option: QStyleOptionViewItem, index: _Index) -> _Measure:
+        measure = self._measures.get(key)
+        if measure is None:
+            measure = self._measures[key] = self._measure(option, index)
+        return measure
+
+    def _measure(self, option: QStyleOptionViewItem, index: _Index) -> _Measure:
+        """Everything about a message's size that does not depend on the width."""
+        body_font, bold, small = self._fonts(option)
+        header_w = (QFontMetrics(bold).horizontalAdvance(str(index.data(_TR.SenderName)))
+                    + 8 + QFontMetrics(small).horizontalAdvance(self._header_note(index)))
+        header_h = max(QFontMetrics(bold).height(), QFontMetrics(small).height())
+        reply_h = QFontMetrics(small).height() + 6 if index.data(_TR.ReplyTo) is not None else 0
+        text = str(index.data(_TR.Body))
+        fm = QFontMetrics(body_font)
+        chips = [(fm.horizontalAdvance(f"{emoji} {count}") + 16, emoji, count, mine)
+                 for emoji, count, mine in index.data(_TR.Reactions) or []]
+        return _Measure(own=bool(index.data(_TR.IsOwn)), day=bool(index.data(_TR.DayBreak)),
+                        marker=bool(index.data(_TR.NewMarker)), header_w=header_w,
+                        header_h=header_h, reply_h=reply_h, text=text,
+                        lines=_natural_lines(text, body_font), chips=chips)
+
+    @staticmethod
+    def _body_size(m: _Measure, inner: int, font: QFont) -> tuple[int, int]:
+        # Most chat messages are shorter than a line: their size needs no wrapping.
+        if all(line_w <= inner for line_w, _h in m.lines):
+            return sum(h for _w, h in m.lines), max((w for w, _h in m.lines), default=0)
+        return _text_size(m.text, font, inner)
+
+    @staticmethod
+    def _geometry(m: _Measure, width: int) -> tuple[int, int, int]:
+        """(top of the bubble, left edge for others' bubbles, widest bubble)."""
+        top = (DAY_HEIGHT if m.day else 0) + (MARKER_HEIGHT if m.marker else 0)
+        left = MARGIN if m.own else MARGIN + AVATAR + GAP
+        max_bubble = max(160, min(width - left - MARGIN, int(width * 0.78)))
+        return top, left, max_bubble
+
+    def _height(self, m: _Measure, width: int, font: QFont) -> int:
+        """The row height only (what QListView needs for every row, on every layout)."""
+        top, _left, max_bubble = self._geometry(m, width)
+        body_h, body_w = self._body_size(m, max_bubble - 2 * PAD, font)
+        content_w = min(max_bubble - 2 * PAD, max(m.header_w, body_w, 120 if m.reply_h else 0))
+        bubble_h = PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h + PAD
+        y = top + bubble_h
+        if m.chips:
+            bubble_w = content_w + 2 * PAD
+            y += CHIP_GAP + CHIP_HEIGHT
+            x, limit = 0, max(bubble_w, max_bubble)
+            for chip_w, *_rest in m.chips:
+                if x + chip_w > limit and x > 0:
+                    x = 0
+                    y += CHIP_HEIGHT + CHIP_GAP
+                x += chip_w + CHIP_GAP
+        if not m.own:
+            y = max(y, top + AVATAR)
+        return y + SPACING
+
+    def _place(self, m: _Measure, width: int, font: QFont) -> MessageLayout:
+        """Every rectangle of the message for ``width`` (for painting and clicks)."""
+        top, left, max_bubble = self._geometry(m, width)
+        layout = MessageLayout(height=self._height(m, width, font))
+        y = 0
+        if m.day:
+            layout.day = QRect(0, y, width, DAY_HEIGHT)
+            y += DAY_HEIGHT
+        if m.marker:
+            layout.marker = QRect(0, y, width, MARKER_HEIGHT)
+        inner = max_bubble - 2 * PAD
+        body_h, body_w = self._body_size(m, inner, font)
+        content_w = min(inner, max(m.header_w, body_w, 120 if m.reply_h else 0))
+        bubble_h = PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h + PAD
+        bubble_w = content_w + 2 * PAD
+        bubble_x = width - MARGIN - bubble_w if m.own else left
+        layout.bubble = QRect(bubble_x, top, bubble_w, bubble_h)
+        if not m.own:
+            layout.avatar = QRect(MARGIN, top, AVATAR, AVATAR)
+        inner_x, cy = bubble_x + PAD, top + PAD
+        layout.header = QRect(inner_x, cy, content_w, m.header_h)
+        cy += m.header_h + 2
+        if m.reply_h:
+            layout.reply = QRect(inner_x, cy, content_w, m.reply_h)
+            cy += m.reply_h + 4
+        layout.body = QRect(inner_x, cy, content_w, body_h)
+        y = top + bubble_h
+        if m.chips:
+            y += CHIP_GAP
+            x, limit = bubble_x, bubble_x + max(bubble_w, max_bubble)
+            for chip_w, emoji, count, mine in m.chips:
+                if x + chip_w > limit and x > bubble_x:
+                    x = bubble_x
+                    y += CHIP_HEIGHT + CHIP_GAP
+                layout.chips.append((QRect(x, y, chip_w, CHIP_HEIGHT), emoji, count, mine))
+                x += chip_w + CHIP_GAP
+        if m.own and layout.chips:
+            # Own messages sit on the right: so do their reactions.
+            shift = bubble_x + bubble_w - max(rect.right() + 1 for rect, *_ in layout.chips)
+            layout.chips = [(rect.translated(shift, 0), e, c, k) for rect, e, c, k in layout.chips]
+        return layout
+
+    @staticmethod
+    def _header_note(index: _Index) -> str:
+        state = index.data(_TR.State)
+        if state == PENDING:
+            return _("Sending…")
+        if state == FAILED:
+            return _("Not sent")
+        note = clock_text(int(index.data(_TR.Timestamp) or 0))
+        if index.data(_TR.Edited):
+            note += " " + _("(edited)")
+        return note
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
+        """The height of the message for the view's width (cached per message)."""
+        width = self._width(option)
+        if width != self._sizes_width:
+            self._sizes.clear()  # heights for one width at a time: memory stays bounded
+            self._sizes_width = width
+        key = index.data(_TR.LayoutKey)
+        height = self._sizes.get(key)
+        if height is None:
+            height = self._sizes[key] = self._height(self._measure_of(key, option, index),
+                                                     width, option.font)
+        return QSize(width, height)
+
+    # -- painting -----------------------------------------------------------------------------
+
+    def paint(self, painter: QPainter | None, option: QStyleOptionViewItem,
+              index: _Index) -> None:
+        """Draw the message at ``index`` into ``option.rect``."""
+        if painter is None:
+            return
+        layout = self.layout_for(option, index)
+        body_font, bold, small = self._fonts(option)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.translate(option.rect.topLeft())
+        if layout.day is not None:
+            self._paint_rule(painter, layout.day, day_text(int(index.data(_TR.Timestamp) or 0)),
+                             _MUTED, small)
+        if layout.marker is not None:
+            self._paint_rule(painter, layout.marker, _("New messages"), _MARKER, small)
+        sender = str(index.data(_TR.Sender))
+        name = str(index.data(_TR.SenderName))
+        if layout.avatar is not None:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(name_colour(sender))
+            painter.drawEllipse(layout.avatar)
+            painter.setPen(QColor("white"))
+            painter.setFont(bold)
+            painter.drawText(layout.avatar, Qt.AlignmentFlag.AlignCenter,
+                             name[:1].upper() or "?")
+        own = bool(index.data(_TR.IsOwn))
+        colour = _OWN_BUBBLE if own else (
+            _MENTION_BUBBLE if index.data(_TR.Mentioned) else _OTHER_BUBBLE)
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.setPen(QPen(option.palette.highlight().color(), 2) if selected
+                       else Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        painter.drawRoundedRect(QRectF(layout.bubble), 10, 10)
+        # Header.
+        painter.setFont(bold)
+        painter.setPen(name_colour(sender))
+        name_w = QFontMetrics(bold).horizontalAdvance(name)
+        painter.drawText(layout.header, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         name)
+        painter.setFont(small)
+        state = index.data(_TR.State)
+        painter.setPen(_MARKER if state == FAILED else _MUTED)
+        note_rect = layout.header.adjusted(name_w + 8, 0, 0, 0)
+        painter.drawText(note_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         QFontMetrics(small).elidedText(self._header_note(index),
+                                                        Qt.TextElideMode.ElideRight,
+                                                        max(0, note_rect.width())))
+        # Reply quote.
+        if layout.reply is not None:
+            quoted_sender, quoted = index.data(_TR.ReplyPreview) or ("", "")
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(0, 0, 0, 18))
+            painter.drawRect(layout.reply)
+            painter.setBrush(_MUTED)
+            painter.drawRect(QRect(layout.reply.left(), layout.reply.top(), 3,
+                                   layout.reply.height()))
+            text = (f"{quoted_sender}: {quoted}" if quoted_sender
+                    else _("a message not shown"))
+            text = "↪ " + " ".join(text.split())
+            painter.setPen(_MUTED)
+            inner = layout.reply.adjusted(8, 0, -4, 0)
+            painter.drawText(inner, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             QFontMetrics(small).elidedText(text, Qt.TextElideMode.ElideRight,
+                                                            inner.width()))
+        # Body.
+        painter.setFont(body_font)
+        painter.setPen(_MUTED if state == PENDING else _TEXT)
+        text_option = QTextOption()
+        text_option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        painter.drawText(QRectF(layout.body), _display_text(str(index.data(_TR.Body))),
+                         text_option)
+        # Reactions.
+        for rect, emoji, count, mine in layout.chips:
+            painter.setPen(QPen(QColor("#1a73e8") if mine else QColor("#dadce0"), 1))
+            painter.setBrush(QColor("#e8f0fe") if mine else QColor("white"))
+            painter.drawRoundedRect(QRectF(rect), CHIP_HEIGHT / 2, CHIP_HEIGHT / 2)
+            painter.setPen(_TEXT)
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{emoji} {count}")
+        painter.restore()
+
+    @staticmethod
+    def _paint_rule(painter: QPainter, rect: QRect, text: str, colour: QColor,
+                    font: QFont) -> None:
+        """A horizontal line with a centred label (day separator, new-messages marker)."""
+        painter.setFont(font)
+        fm = QFontMetrics(font)
+        text_w = fm.horizontalAdvance(text) + 16
+        mid = rect.center().y()
+        painter.setPen(QPen(colour, 1))
+        left_end = rect.center().x() - text_w // 2
+        painter.drawLine(rect.left() + MARGIN, mid, left_end, mid)
+        painter.drawLine(left_end + text_w, mid, rect.right() - MARGIN, mid)
+        painter.drawText(QRect(left_end, rect.top(), text_w, rect.height()),
+                         Qt.AlignmentFlag.AlignCenter, text)
+
+    # -- clicks --------------------------------------------------------------------------------
+
+    def chip_at(self, option: QStyleOptionViewItem, index: _Index,
+                pos: Any) -> tuple[str, bool] | None:
+        """The reaction chip under ``pos`` (view coordinates): (emoji, mine), or None."""
+        layout = self.layout_for(option, index)
+        local = pos - option.rect.topLeft()
+        for rect, emoji, _count, mine in layout.chips:
+            if rect.contains(local):
+                return emoji, mine
+        return None
+
+    def editorEvent(self, event: QEvent | None, model: QAbstractItemModel | None,
+                    option: QStyleOptionViewItem, index: _Index) -> bool:
+        """A click on a reaction chip toggles the user's reaction."""
+        if (isinstance(event, QMouseEvent) and event.type() == QEvent.Type.MouseButtonRelease
+                and event.button() == Qt.MouseButton.LeftButton):
+            hit = self.chip_at(option, index, event.position().toPoint())
+            msg_id = index.data(_TR.MsgId)
+            if hit is not None and msg_id is not None:
+                emoji, mine = hit
+                self.reaction_clicked.emit(int(msg_id), emoji, not mine)
+                return True
+        return False
+
+
+def _paint_dot(painter: QPainter, centre_x: int, centre_y: int, state: str) -> None:
+    painter.setPen(QPen(QColor("white"), 2))
+    painter.setBrush(QColor(STATE_COLOURS.get(state, STATE_COLOURS["offline"])))
+    painter.drawEllipse(QRectF(centre_x - 6, centre_y - 6, 12, 12))
+
+
+class RoomDelegate(QStyledItemDelegate):
+    """A room row: presence dot (direct) or ``#`` (group), name, unread badge."""
+
+    ROW_HEIGHT = 40
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
+        """Rows of one height (the list uses uniform item sizes)."""
+        return QSize(option.rect.width(), self.ROW_HEIGHT)
+
+    def paint(self, painter: QPainter | None, option: QStyleOptionViewItem,
+              index: _Index) -> None:
+        """Draw the room at ``index``."""
+        if painter is None:
+            return
+        roles = RoomListModel.Roles
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect, option.palette.highlight())
+        elif option.state & QStyle.StateFlag.State_MouseOver:
+            painter.fillRect(rect, QColor(0, 0, 0, 12))
+        text_colour = (option.palette.highlightedText().color() if selected
+                       else option.palette.text().color())
+        font = QFont(option.font)
+        unread = int(index.data(roles.Unread) or 0)
+        cx, cy = rect.left() + 18, rect.center().y()
+        if index.data(roles.IsDirect):
+            _paint_dot(painter, cx, cy, str(index.data(roles.Presence) or "offline"))
+        else:
+            painter.setPen(text_colour)
+            painter.setFont(font)
+            painter.drawText(QRect(cx - 10, rect.top(), 20, rect.height()),
+                             Qt.AlignmentFlag.AlignCenter, "#")
+        badge_w = 0
+        if unread:
+            badge = "99+" if unread > 99 else str(unread)
+            small = QFont(font)
+            small.setBold(True)
+            small.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+            fm = QFontMetrics(small)
+            badge_w = max(22, fm.horizontalAdvance(badge) + 12)
+            badge_rect = QRect(rect.right() - 8 - badge_w, cy - 10, badge_w, 20)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#d93025"))
+            painter.drawRoundedRect(QRectF(badge_rect), 10, 10)
+            painter.setPen(QColor("white"))
+            painter.setFont(small)
+            painter.drawText(badge_rect, Qt.AlignmentFlag.AlignCenter, badge)
+        name_rect = QRect(rect.left() + 34, rect.top(), rect.width() - 34 - badge_w - 16,
+                          rect.height())
+        font.setBold(unread > 0)
+        painter.setFont(font)
+        painter.setPen(text_colour)
+        painter.drawText(name_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         QFontMetrics(font).elidedText(str(index.data() or ""),
+                                                       Qt.TextElideMode.ElideRight,
+                                                       name_rect.width()))
+        painter.restore()
+
+
+def role_text(role: str) -> str:
+    """A member role in the current language."""
+    texts = {"owner": _("Owner"), "moderator": _("Moderator"), "member": _("Member")}
+    return texts.get(role, role)
+
+
+class MemberDelegate(QStyledItemDelegate):
+    """A member row: presence dot, display name and username, role tag."""
+
+    MIN_HEIGHT = 40
+
+    @staticmethod
+    def _fonts(option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
+        font = QFont(option.font)
+        small = QFont(font)
+        small.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+        return font, small
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
+        """Two lines of text (name, then username and presence) with padding;
+        measured, since CJK fallback fonts have taller lines."""
+        font, small = self._fonts(option)
+        height = QFontMetrics(font).height() + QFontMetrics(small).height() + 14
+        return QSize(option.rect.width(), max(self.MIN_HEIGHT, height))
+
+    def paint(self, painter: QPainter | None, option: QStyleOptionViewItem,
+              index: _Index) -> None:
+        """Draw the member at ``index``."""
+        if painter is None:
+            return
+        roles = MemberListModel.Roles
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        rect = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect, option.palette.highlight())
+        presence = str(index.data(roles.Presence) or "offline")
+        _paint_dot(painter, rect.left() + 16, rect.center().y(), presence)
+        font, small = self._fonts(option)
+        role = str(index.data(roles.Role) or "member")
+        tag = role_text(role) if role != "member" else ""
+        tag_w = QFontMetrics(small).horizontalAdvance(tag) + 12 if tag else 0
+        text_colour = (option.palette.highlightedText().color() if selected
+                       else option.palette.text().color())
+        name_h, sub_h = QFontMetrics(font).height(), QFontMetrics(small).height()
+        top = rect.top() + (rect.height() - name_h - sub_h - 2) // 2
+        name_rect = QRect(rect.left() + 30, top, rect.width() - 38 - tag_w, name_h)
+        painter.setFont(font)
+        painter.setPen(text_colour)
+        painter.drawText(name_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         QFontMetrics(font).elidedText(str(index.data() or ""),
+                                                       Qt.TextElideMode.ElideRight,
+                                                       name_rect.width()))
+        sub_rect = QRect(name_rect.left(), top + name_h + 2, name_rect.width(), sub_h)
+        painter.setFont(small)
+        painter.setPen(_MUTED if not selected else text_colour)
+        subtitle = f"@{index.data(roles.Username)} · {_(STATE_NAMES.get(presence, presence))}"
+        painter.drawText(sub_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         QFontMetrics(small).elidedText(subtitle, Qt.TextElideMode.ElideRight,
+                                                        sub_rect.width()))
+        if tag:
+            tag_rect = QRect(rect.right() - 6 - tag_w, rect.center().y() - 10, tag_w, 20)
+            painter.setPen(QPen(QColor("#1a73e8"), 1))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRoundedRect(QRectF(tag_rect), 6, 6)
+            painter.setPen(QColor("#1a73e8"))
+            painter.drawText(tag_rect, Qt.AlignmentFlag.AlignCenter, tag)
+        painter.restore()

@@ -1,0 +1,291 @@
+"""Small windows: create a room, browse the directory, find a person, invite, settings.
+
+Each is opened without blocking the event loop (``open()``, never
+``exec()``), so the reactor keeps running while it is shown, and reports
+what the user chose with a signal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtclient.i18n import LANGUAGES, _, ngettext
+from qtclient.qt import (
+    ID,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QEvent,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    Qt,
+    QTimer,
+    QVBoxLayout,
+    QWidget,
+    pyqtSignal,
+)
+
+_DATA = Qt.ItemDataRole.UserRole
+
+
+class _Dialog(QDialog):
+    """A dialog that re-reads its texts on a language switch."""
+
+    def __init__(self, parent: QWidget | None) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+
+    def changeEvent(self, event: QEvent | None) -> None:
+        """Language switches re-translate the dialog."""
+        if event is not None and event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(event)
+
+
+class CreateRoomDialog(_Dialog):
+    """Name, topic and visibility of a new room.
+
+    Signals:
+        create_requested(name, topic, public)
+    """
+
+    create_requested = pyqtSignal(str, str, bool)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = QLineEdit()
+        self.name.setMaxLength(100)
+        self.topic = QLineEdit()
+        self.public = QCheckBox()
+        self.public.setChecked(True)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self._accept)
+        self.buttons.rejected.connect(self.reject)
+        self.labels = [QLabel(), QLabel()]
+        form = QFormLayout()
+        form.addRow(self.labels[0], self.name)
+        form.addRow(self.labels[1], self.topic)
+        form.addRow("", self.public)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+        self.setMinimumWidth(380)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("New room"))
+        self.labels[0].setText(_("Name"))
+        self.labels[1].setText(_("Topic"))
+        self.public.setText(_("Public: anyone can find and join it"))
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if ok is not None:
+            ok.setText(_("Create"))
+
+    def _accept(self) -> None:
+        name = self.name.text().strip()
+        if not name:
+            self.name.setFocus()
+            return
+        self.create_requested.emit(name, self.topic.text().strip(), self.public.isChecked())
+        self.accept()
+
+
+class _SearchDialog(_Dialog):
+    """A search field over a list of results, with one action button."""
+
+    #: Milliseconds of no typing before a search is sent.
+    DEBOUNCE_MS = 250
+
+    search_requested = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None) -> None:
+        super().__init__(parent)
+        self.query = QLineEdit()
+        self.results = QListWidget()
+        self.results.itemDoubleClicked.connect(lambda _item: self._chosen())
+        self.action = QPushButton()
+        self.action.setDefault(True)
+        self.action.clicked.connect(self._chosen)
+        self.close_button = QPushButton()
+        self.close_button.clicked.connect(self.reject)
+        self.note = QLabel()
+        buttons = QDialogButtonBox()
+        buttons.addButton(self.action, QDialogButtonBox.ButtonRole.AcceptRole)
+        buttons.addButton(self.close_button, QDialogButtonBox.ButtonRole.RejectRole)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.query)
+        layout.addWidget(self.results, 1)
+        layout.addWidget(self.note)
+        layout.addWidget(buttons)
+        self.setMinimumSize(420, 380)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(self.DEBOUNCE_MS)
+        self._timer.timeout.connect(lambda: self.search_requested.emit(self.query.text().strip()))
+        self.query.textChanged.connect(lambda _t: self._timer.start())
+
+    def _chosen(self) -> None:
+        item = self.results.currentItem()
+        if item is None and self.results.count() == 1:
+            item = self.results.item(0)
+        if item is not None:
+            self.choose(item.data(_DATA))
+            self.accept()
+
+    def choose(self, value: Any) -> None:
+        """The user picked the item whose data is ``value``."""
+        raise NotImplementedError
+
+
+class DirectoryDialog(_SearchDialog):
+    """The public rooms; join one.
+
+    Signals:
+        search_requested(query): look up rooms (``room.directory``).
+        join_requested(room_id)
+    """
+
+    join_requested = pyqtSignal(ID)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._count = 0
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Browse rooms"))
+        self.query.setPlaceholderText(_("Search public rooms"))
+        self.action.setText(_("Join"))
+        self.close_button.setText(_("Close"))
+        self.note.setText(ngettext("{n} room", "{n} rooms", self._count).format(n=self._count))
+
+    def show_rooms(self, rooms: list[dict[str, Any]]) -> None:
+        """Fill the list with ``room.directory``'s rooms."""
+        self.results.clear()
+        for room in rooms:
+            members = int(room.get("members_count", 0))
+            text = ngettext("{name} — {n} member", "{name} — {n} members", members).format(
+                name=room.get("name", ""), n=members)
+            if room.get("topic"):
+                # One line: a second one would be cut where fallback (CJK) fonts
+                # are taller than the list's font; the full topic is the tooltip.
+                text += f" · {room['topic']}"
+            item = QListWidgetItem(text)
+            item.setToolTip(str(room.get("topic") or room.get("name", "")))
+            item.setData(_DATA, int(room["room_id"]))
+            self.results.addItem(item)
+        self._count = len(rooms)
+        self.retranslate()
+
+    def choose(self, value: Any) -> None:
+        """Join the chosen room."""
+        self.join_requested.emit(int(value))
+
+
+class UserSearchDialog(_SearchDialog):
+    """Find a person and start a direct conversation (or invite them).
+
+    Args:
+        purpose: ``message`` (start a conversation) or ``invite`` (to a room).
+
+    Signals:
+        search_requested(query): look up people (``user.search``).
+        user_chosen(username)
+    """
+
+    user_chosen = pyqtSignal(str)
+
+    def __init__(self, purpose: str = "message", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.purpose = purpose
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        if self.purpose == "invite":
+            self.setWindowTitle(_("Invite someone"))
+            self.action.setText(_("Invite"))
+        else:
+            self.setWindowTitle(_("Message someone"))
+            self.action.setText(_("Message"))
+        self.query.setPlaceholderText(_("Search by name"))
+        self.close_button.setText(_("Close"))
+
+    def show_users(self, users: list[dict[str, Any]]) -> None:
+        """Fill the list with ``user.search``'s profiles."""
+        self.results.clear()
+        for user in users:
+            name = user.get("display_name") or user["username"]
+            item = QListWidgetItem(f"{name} (@{user['username']})")
+            item.setData(_DATA, str(user["username"]))
+            self.results.addItem(item)
+
+    def choose(self, value: Any) -> None:
+        """Report the chosen username."""
+        self.user_chosen.emit(str(value))
+
+
+class SettingsDialog(_Dialog):
+    """Language (applied at once), away-after-idle minutes, notifications.
+
+    Signals:
+        language_chosen(code), idle_minutes_changed(minutes),
+        notifications_changed(on)
+    """
+
+    language_chosen = pyqtSignal(str)
+    idle_minutes_changed = pyqtSignal(int)
+    notifications_changed = pyqtSignal(bool)
+
+    def __init__(self, language: str, idle_minutes: int, notifications: bool,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.language = QComboBox()
+        for code, name in LANGUAGES.items():
+            self.language.addItem(name, code)
+        self.language.setCurrentIndex(max(0, self.language.findData(language)))
+        self.language.currentIndexChanged.connect(
+            lambda _i: self.language_chosen.emit(str(self.language.currentData())))
+        self.idle = QSpinBox()
+        self.idle.setRange(0, 240)
+        self.idle.setValue(idle_minutes)
+        self.idle.valueChanged.connect(self.idle_minutes_changed)
+        self.notifications = QCheckBox()
+        self.notifications.setChecked(notifications)
+        self.notifications.toggled.connect(self.notifications_changed)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.buttons.rejected.connect(self.reject)
+        self.labels = [QLabel(), QLabel()]
+        form = QFormLayout()
+        form.addRow(self.labels[0], self.language)
+        form.addRow(self.labels[1], self.idle)
+        form.addRow("", self.notifications)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.buttons)
+        self.setMinimumWidth(400)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Settings"))
+        self.labels[0].setText(_("Language"))
+        self.labels[1].setText(_("Away after"))
+        self.idle.setSuffix(" " + _("min"))
+        self.idle.setSpecialValueText(_("Never"))
+        self.notifications.setText(_("Desktop notifications for direct messages and mentions"))
+        close = self.buttons.button(QDialogButtonBox.StandardButton.Close)
+        if close is not None:
+            close.setText(_("Close"))

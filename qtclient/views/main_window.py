@@ -1,0 +1,657 @@
+"""The main window: rooms on the left, the conversation in the centre, members on the right.
+
+Layout (left to right)::
+
+    +-------------+----------------------------------------+-------------+
+    | me, status  | room name · topic  [Invite][Leave][Mem]| Members (n) |
+    | [filter]    | (call bar: reserved, hidden)           |  ● alice    |
+    | # general 3 | connection banner (when reconnecting)  |  ● bob      |
+    | ● bob       |   day separator / bubbles / reactions  |             |
+    |             |   "alice is typing…"                   |             |
+    | [+][⌕][@]   | (attachments strip: reserved, hidden)  |             |
+    |             | [ composer                    ][Send]  |             |
+    +-------------+----------------------------------------+-------------+
+    | ● Connected                                      presence [Online] |
+
+The call bar and the attachment strip are empty, hidden slots where the
+voice-call and file features (their own issues) will go; no control is shown
+for them until they work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from qtclient.i18n import _, ngettext
+from qtclient.models.members import MemberListModel
+from qtclient.models.presence import OWN_STATES, STATE_COLOURS, STATE_NAMES
+from qtclient.models.rooms import RoomListModel
+from qtclient.models.timeline import TimelineModel
+from qtclient.qt import (
+    ID,
+    QAbstractItemView,
+    QAction,
+    QCloseEvent,
+    QComboBox,
+    QContextMenuEvent,
+    QEvent,
+    QFont,
+    QHBoxLayout,
+    QItemSelectionModel,
+    QKeySequence,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMainWindow,
+    QMenu,
+    QModelIndex,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    Qt,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+    pyqtSignal,
+)
+from qtclient.views.conversation import Composer, TimelineView
+from qtclient.views.delegates import MemberDelegate, RoomDelegate
+from qtclient.views.icons import app_icon
+
+if TYPE_CHECKING:
+    from qtclient.controller import ChatController
+
+_RR = RoomListModel.Roles
+_MR = MemberListModel.Roles
+
+
+class MembersView(QListView):
+    """The members list; right click for a direct message or to remove someone.
+
+    Signals:
+        direct_requested(username), kick_requested(username)
+    """
+
+    direct_requested = pyqtSignal(str)
+    kick_requested = pyqtSignal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setItemDelegate(MemberDelegate(self))
+        self.setUniformItemSizes(True)
+        self.setFrameShape(QListView.Shape.NoFrame)
+        self.me = ""
+        #: The user's role in the room shown (decides who they may remove).
+        self.my_role = "member"
+        self.doubleClicked.connect(self._double_clicked)
+
+    def _double_clicked(self, index: QModelIndex) -> None:
+        username = index.data(_MR.Username)
+        if username and username != self.me:
+            self.direct_requested.emit(str(username))
+
+    def member_actions(self, index: QModelIndex, menu: QMenu) -> list[QAction]:
+        """Fill ``menu`` with what can be done to the member at ``index``
+        (``objectName``: ``message``, ``kick``)."""
+        username = index.data(_MR.Username) if index.isValid() else None
+        if not username or username == self.me:
+            return []
+        actions = []
+        message = QAction(_("Send a direct message"), menu)
+        message.setObjectName("message")
+        message.triggered.connect(lambda: self.direct_requested.emit(str(username)))
+        actions.append(message)
+        if self.may_remove(str(index.data(_MR.Role))):
+            kick = QAction(_("Remove from the room"), menu)
+            kick.setObjectName("kick")
+            kick.triggered.connect(lambda: self.kick_requested.emit(str(username)))
+            actions.append(kick)
+        for action in actions:
+            menu.addAction(action)
+        return actions
+
+    def may_remove(self, role: str) -> bool:
+        """Whether the user may remove a member with ``role`` (docs/protocol.md 5:
+        owners remove anyone else, moderators only plain members)."""
+        if self.my_role == "owner":
+            return role != "owner"
+        return self.my_role == "moderator" and role == "member"
+
+    def contextMenuEvent(self, e: QContextMenuEvent | None) -> None:
+        """Right click on a member: its menu."""
+        if e is None:
+            return
+        menu = QMenu(self)
+        if self.member_actions(self.indexAt(e.pos()), menu):
+            menu.exec(e.globalPos())
+
+
+class MainWindow(QMainWindow):
+    """The window people live in. It reads the controller's models and state and
+    emits intents; :mod:`qtclient.app` connects those to the controller.
+
+    Args:
+        state: the controller, read only (models, current room, connection).
+    """
+
+    room_selected = pyqtSignal(ID)
+    older_requested = pyqtSignal(ID)
+    #: text, msg_id replied to (-1: none)
+    send_requested = pyqtSignal(str, ID)
+    edit_requested = pyqtSignal(ID, ID, str)
+    delete_requested = pyqtSignal(ID, ID)
+    react_requested = pyqtSignal(ID, ID, str, bool)
+    composer_changed = pyqtSignal(str)
+    create_room_requested = pyqtSignal()
+    directory_requested = pyqtSignal()
+    message_someone_requested = pyqtSignal()
+    invite_dialog_requested = pyqtSignal(ID)
+    direct_requested = pyqtSignal(str)
+    leave_requested = pyqtSignal(ID)
+    kick_requested = pyqtSignal(ID, str)
+    presence_chosen = pyqtSignal(str)
+    status_text_changed = pyqtSignal(str)
+    settings_requested = pyqtSignal()
+    logout_requested = pyqtSignal()
+    quit_requested = pyqtSignal()
+    active_changed = pyqtSignal(bool)
+    user_input = pyqtSignal()
+
+    def __init__(self, state: ChatController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.room_id: int | None = None
+        #: ("reply" | "edit", msg_id) while the composer replies to or edits a message.
+        self.compose_mode: tuple[str, int] | None = None
+        self.setWindowIcon(app_icon())
+        self.resize(1100, 720)
+        self._build_menu()
+        self._build_left()
+        self._build_centre()
+        self._build_members()
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.left)
+        splitter.addWidget(self.centre)
+        splitter.addWidget(self.members_panel)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setStretchFactor(2, 0)
+        splitter.setSizes([260, 640, 220])
+        splitter.setChildrenCollapsible(False)
+        self.splitter = splitter
+        self.setCentralWidget(splitter)
+        self._build_status()
+        self.members_panel.hide()
+        self.retranslate()
+        self.show_room(None)
+        state.connection_changed.connect(self.show_connection)
+        state.typing_changed.connect(self._typing_changed)
+        state.own_presence_changed.connect(self.show_own_presence)
+        state.unread_changed.connect(lambda _n: self._update_title())
+        state.members.modelReset.connect(self._update_members_title)
+        state.members.rowsInserted.connect(self._update_members_title)
+        state.members.rowsRemoved.connect(self._update_members_title)
+        state.rooms.dataChanged.connect(self._room_data_changed)
+
+    # -- construction --------------------------------------------------------------------------
+
+    def _build_menu(self) -> None:
+        menu_bar = self.menuBar()
+        assert menu_bar is not None
+        self.chat_menu = QMenu(self)
+        menu_bar.addMenu(self.chat_menu)
+        self.new_room_action = QAction(self)
+        self.new_room_action.setShortcut(QKeySequence("Ctrl+N"))
+        self.new_room_action.triggered.connect(self.create_room_requested)
+        self.browse_action = QAction(self)
+        self.browse_action.triggered.connect(self.directory_requested)
+        self.message_action = QAction(self)
+        self.message_action.triggered.connect(self.message_someone_requested)
+        self.settings_action = QAction(self)
+        self.settings_action.triggered.connect(self.settings_requested)
+        self.logout_action = QAction(self)
+        self.logout_action.triggered.connect(self.logout_requested)
+        self.quit_action = QAction(self)
+        self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        self.quit_action.triggered.connect(self.quit_requested)
+        for action in (self.new_room_action, self.browse_action, self.message_action):
+            self.chat_menu.addAction(action)
+        self.chat_menu.addSeparator()
+        for action in (self.settings_action, self.logout_action, self.quit_action):
+            self.chat_menu.addAction(action)
+
+    def _build_left(self) -> None:
+        self.left = QWidget()
+        self.left.setMinimumWidth(220)
+        self.me_label = QLabel()
+        font = QFont(self.me_label.font())
+        font.setBold(True)
+        self.me_label.setFont(font)
+        self.status_text = QLineEdit()
+        self.status_text.setMaxLength(140)
+        self.status_text.editingFinished.connect(
+            lambda: self.status_text_changed.emit(self.status_text.text().strip()))
+        self.filter = QLineEdit()
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.state.room_proxy.setFilterFixedString)
+        self.room_list = QListView()
+        self.room_list.setModel(self.state.room_proxy)
+        self.room_list.setItemDelegate(RoomDelegate(self.room_list))
+        self.room_list.setUniformItemSizes(True)
+        self.room_list.setMouseTracking(True)
+        self.room_list.setFrameShape(QListView.Shape.NoFrame)
+        self.room_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        selection = self.room_list.selectionModel()
+        assert selection is not None
+        selection.currentChanged.connect(self._room_clicked)
+        self.new_room_button = QPushButton()
+        self.new_room_button.clicked.connect(self.create_room_requested)
+        self.browse_button = QPushButton()
+        self.browse_button.clicked.connect(self.directory_requested)
+        self.message_button = QPushButton()
+        self.message_button.clicked.connect(self.message_someone_requested)
+        buttons = QVBoxLayout()
+        buttons.setSpacing(4)
+        for button in (self.new_room_button, self.browse_button, self.message_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self.left)
+        layout.setContentsMargins(8, 8, 4, 8)
+        layout.addWidget(self.me_label)
+        layout.addWidget(self.status_text)
+        layout.addWidget(self.filter)
+        layout.addWidget(self.room_list, 1)
+        layout.addLayout(buttons)
+
+    def _build_centre(self) -> None:
+        self.centre = QStackedWidget()
+        self.empty_page = QLabel()
+        self.empty_page.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_page.setWordWrap(True)
+        self.centre.addWidget(self.empty_page)
+        page = QWidget()
+        self.room_title = QLabel()
+        title_font = QFont(self.room_title.font())
+        title_font.setBold(True)
+        title_font.setPointSizeF(title_font.pointSizeF() * 1.2)
+        self.room_title.setFont(title_font)
+        self.room_topic = QLabel()
+        self.room_topic.setStyleSheet("color: #5f6368;")
+        self.invite_button = QPushButton()
+        self.invite_button.clicked.connect(self._invite_clicked)
+        self.leave_button = QPushButton()
+        self.leave_button.clicked.connect(self._leave_clicked)
+        self.members_button = QPushButton()
+        self.members_button.setCheckable(True)
+        self.members_button.toggled.connect(self.members_panel_visible)
+        header = QHBoxLayout()
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.room_title)
+        titles.addWidget(self.room_topic)
+        header.addLayout(titles, 1)
+        for button in (self.invite_button, self.leave_button, self.members_button):
+            header.addWidget(button)
+        # Reserved for the voice-call issue: a bar under the header. Empty and
+        # hidden until calls exist, so that no control does nothing.
+        self.call_bar = QWidget()
+        self.call_bar.setObjectName("call_bar")
+        self.call_bar.hide()
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background: #fef7e0; color: #7a4f01; padding: 6px;"
+                                  "border-radius: 4px;")
+        self.banner.hide()
+        self.timeline = TimelineView()
+        self.timeline.older_requested.connect(self._older)
+        self.timeline.reply_requested.connect(lambda m: self.start_compose("reply", m))
+        self.timeline.edit_requested.connect(lambda m: self.start_compose("edit", m))
+        self.timeline.delete_requested.connect(self._delete)
+        self.timeline.react_requested.connect(self._react)
+        self.typing_label = QLabel()
+        self.typing_label.setStyleSheet("color: #5f6368;")
+        small = QFont(self.typing_label.font())
+        small.setItalic(True)
+        self.typing_label.setFont(small)
+        self.typing_label.setMinimumHeight(self.typing_label.fontMetrics().height() + 2)
+        self.compose_bar = QWidget()
+        self.compose_label = QLabel()
+        self.compose_cancel = QToolButton()
+        self.compose_cancel.setText("✕")
+        self.compose_cancel.clicked.connect(self.cancel_compose)
+        bar = QHBoxLayout(self.compose_bar)
+        bar.setContentsMargins(6, 2, 6, 2)
+        bar.addWidget(self.compose_label, 1)
+        bar.addWidget(self.compose_cancel)
+        self.compose_bar.setStyleSheet("background: #e8f0fe; border-radius: 4px;")
+        self.compose_bar.hide()
+        # Reserved for the file issue: attachments waiting to be sent. Hidden.
+        self.attachments_strip = QWidget()
+        self.attachments_strip.setObjectName("attachments_strip")
+        self.attachments_strip.hide()
+        self.composer = Composer()
+        self.composer.submitted.connect(self.submit)
+        self.composer.cancelled.connect(self.cancel_compose)
+        self.composer.textChanged.connect(self._composer_changed)
+        self.send_button = QPushButton()
+        self.send_button.clicked.connect(self.submit)
+        composer_row = QHBoxLayout()
+        composer_row.addWidget(self.composer, 1)
+        composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
+        layout = QVBoxLayout(page)
+        layout.setContentsMargins(4, 8, 4, 8)
+        layout.addLayout(header)
+        layout.addWidget(self.call_bar)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.timeline, 1)
+        layout.addWidget(self.typing_label)
+        layout.addWidget(self.compose_bar)
+        layout.addWidget(self.attachments_strip)
+        layout.addLayout(composer_row)
+        self.room_page = page
+        self.centre.addWidget(page)
+
+    def _build_members(self) -> None:
+        self.members_panel = QWidget()
+        self.members_panel.setMinimumWidth(200)
+        self.members_title = QLabel()
+        font = QFont(self.members_title.font())
+        font.setBold(True)
+        self.members_title.setFont(font)
+        self.members_view = MembersView()
+        self.members_view.setModel(self.state.members)
+        self.members_view.direct_requested.connect(self.direct_requested)
+        self.members_view.kick_requested.connect(self._kick)
+        layout = QVBoxLayout(self.members_panel)
+        layout.setContentsMargins(4, 8, 8, 8)
+        layout.addWidget(self.members_title)
+        layout.addWidget(self.members_view, 1)
+
+    def _build_status(self) -> None:
+        status = self.statusBar()
+        assert status is not None
+        self.connection_dot = QLabel()
+        self.connection_label = QLabel()
+        self.presence_box = QComboBox()
+        for state in OWN_STATES:
+            self.presence_box.addItem("", state)
+        self.presence_box.activated.connect(
+            lambda i: self.presence_chosen.emit(str(self.presence_box.itemData(i))))
+        # Permanent widgets: a temporary status message never hides them, so
+        # the connection state stays visible at all times.
+        status.addPermanentWidget(self.connection_dot)
+        status.addPermanentWidget(self.connection_label)
+        status.addPermanentWidget(self.presence_box)
+
+    # -- language ------------------------------------------------------------------------------
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.chat_menu.setTitle(_("&Chat"))
+        self.new_room_action.setText(_("New room…"))
+        self.browse_action.setText(_("Browse rooms…"))
+        self.message_action.setText(_("Message someone…"))
+        self.settings_action.setText(_("Settings…"))
+        self.logout_action.setText(_("Log out"))
+        self.quit_action.setText(_("Quit"))
+        self.status_text.setPlaceholderText(_("Set a status message"))
+        self.filter.setPlaceholderText(_("Filter conversations"))
+        self.new_room_button.setText(_("New room"))
+        self.browse_button.setText(_("Browse rooms"))
+        self.message_button.setText(_("Message someone"))
+        self.empty_page.setText(_("Choose a conversation on the left, or start one."))
+        self.invite_button.setText(_("Invite…"))
+        self.leave_button.setText(_("Leave"))
+        self.members_button.setText(_("Members"))
+        self.composer.setPlaceholderText(
+            _("Write a message — Enter sends, Shift+Enter starts a new line"))
+        self.send_button.setText(_("Send"))
+        self.compose_cancel.setToolTip(_("Cancel"))
+        for i in range(self.presence_box.count()):
+            state = str(self.presence_box.itemData(i))
+            self.presence_box.setItemText(i, _(STATE_NAMES[state]))
+        self.presence_box.setToolTip(_("Your presence"))
+        self.show_connection(self.state.connection)
+        self._update_me()
+        self._update_title()
+        self._update_members_title()
+        self._update_compose_bar()
+        if self.room_id is not None:
+            self._typing_changed(self.room_id)
+        for view in (self.room_list, self.members_view):
+            viewport = view.viewport()
+            if viewport is not None:
+                viewport.update()
+
+    def changeEvent(self, event: QEvent | None) -> None:
+        """Language switches re-translate; focus changes are reported."""
+        if event is not None:
+            if event.type() == QEvent.Type.LanguageChange:
+                self.retranslate()
+            elif event.type() == QEvent.Type.ActivationChange:
+                self.active_changed.emit(self.isActiveWindow())
+                self.user_input.emit()
+        super().changeEvent(event)
+
+    def closeEvent(self, event: QCloseEvent | None) -> None:
+        """Closing the main window quits the program (TWISTED-NOTES.md 7: the app
+        stops the reactor; Qt would not quit by itself under qreactor)."""
+        self.quit_requested.emit()
+        super().closeEvent(event)
+
+    # -- showing state -------------------------------------------------------------------------
+
+    def _update_me(self) -> None:
+        me = self.state.me
+        name = self.state.display_names.get(me, me)
+        self.me_label.setText(f"{name}  (@{me})" if name != me else f"@{me}")
+        if not self.status_text.hasFocus():
+            self.status_text.setText(self.state.status_text)
+
+    def logged_in(self) -> None:
+        """Fill in the user's own name and status after login."""
+        self._update_me()
+        self.show_own_presence(self.state.own_presence)
+
+    def _update_title(self) -> None:
+        unread = self.state.rooms.total_unread()
+        title = _("chatnet")
+        if unread:
+            title = ngettext("{title} ({n} unread)", "{title} ({n} unread)", unread).format(
+                title=title, n=unread)
+        self.setWindowTitle(title)
+
+    def connection_text(self, view: str) -> str:
+        """What the status bar says for a connection state."""
+        texts = {"online": _("Connected"), "connecting": _("Connecting…"),
+                 "reconnecting": _("Connection lost — reconnecting…"), "offline": _("Offline")}
+        return texts.get(view, view)
+
+    def show_connection(self, view: str) -> None:
+        """Show the connection state (always visible in the status bar)."""
+        colours = {"online": STATE_COLOURS["online"], "connecting": STATE_COLOURS["away"],
+                   "reconnecting": STATE_COLOURS["away"], "offline": STATE_COLOURS["offline"]}
+        self.connection_dot.setText("●")
+        self.connection_dot.setStyleSheet(f"color: {colours.get(view, '#9aa0a6')};")
+        self.connection_label.setText(self.connection_text(view))
+        if view == "reconnecting":
+            self.banner.setText(_("The connection to the server was lost. Reconnecting… "
+                                  "Messages you send now are delivered when it is back."))
+            self.banner.show()
+        else:
+            self.banner.hide()
+
+    def show_own_presence(self, state: str) -> None:
+        """Select the user's presence in the status bar."""
+        index = self.presence_box.findData(state)
+        if index >= 0:
+            self.presence_box.setCurrentIndex(index)
+
+    def show_room(self, room_id: int | None) -> None:
+        """Show ``room_id``'s conversation (None: the "choose a conversation" page)."""
+        if room_id is not None and room_id < 0:
+            room_id = None
+        if room_id != self.room_id:
+            self.cancel_compose()
+        self.room_id = room_id
+        entry = self.state.rooms.room(room_id) if room_id is not None else None
+        if room_id is None or entry is None:
+            self.room_id = None
+            self.timeline.setModel(None)
+            self.centre.setCurrentWidget(self.empty_page)
+            self.members_panel_visible(False)
+            return
+        self.centre.setCurrentWidget(self.room_page)
+        model: TimelineModel = self.state.timeline(room_id)
+        if self.timeline.model() is not model:
+            self.timeline.setModel(model)
+        self._select_room_row(room_id)
+        self._update_room_header()
+        self._typing_changed(room_id)
+        self.composer.setFocus()
+
+    def _select_room_row(self, room_id: int) -> None:
+        row = self.state.rooms.row_of(room_id)
+        source = self.state.rooms.index(row)
+        index = self.state.room_proxy.mapFromSource(source)
+        selection = self.room_list.selectionModel()
+        if selection is not None and index.isValid() and selection.currentIndex() != index:
+            selection.blockSignals(True)
+            selection.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            selection.blockSignals(False)
+            viewport = self.room_list.viewport()
+            if viewport is not None:
+                viewport.update()
+
+    def _update_room_header(self) -> None:
+        if self.room_id is None:
+            return
+        entry = self.state.rooms.room(self.room_id)
+        if entry is None:
+            return
+        self.room_title.setText(entry.label if entry.is_direct else f"# {entry.label}")
+        self.room_topic.setText(entry.topic)
+        self.room_topic.setVisible(bool(entry.topic))
+        manage = self.state.can_manage(self.room_id)
+        self.invite_button.setVisible(manage)
+        self.leave_button.setVisible(not entry.is_direct)
+        self.timeline.can_moderate = manage
+        self.members_view.me = self.state.me
+        self.members_view.my_role = "member" if entry.is_direct else entry.role
+
+    def _room_data_changed(self, *_args: Any) -> None:
+        self._update_room_header()
+
+    def _room_clicked(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        room_id = current.data(_RR.RoomId)
+        if room_id is not None and room_id != self.room_id:
+            self.room_selected.emit(int(room_id))
+
+    def members_panel_visible(self, visible: bool) -> None:
+        """Show or hide the members panel."""
+        self.members_panel.setVisible(visible and self.room_id is not None)
+        if self.members_button.isChecked() != visible:
+            self.members_button.setChecked(visible)
+
+    def _update_members_title(self, *_args: Any) -> None:
+        count = self.state.members.rowCount()
+        self.members_title.setText(ngettext("{n} member", "{n} members", count).format(n=count))
+
+    def _typing_changed(self, room_id: int) -> None:
+        if room_id != self.room_id:
+            return
+        people = self.state.typing_in(room_id)
+        if not people:
+            text = ""
+        elif len(people) == 1:
+            text = _("{name} is typing…").format(name=people[0])
+        elif len(people) == 2:
+            text = _("{first} and {second} are typing…").format(first=people[0],
+                                                               second=people[1])
+        else:
+            text = ngettext("{n} person is typing…", "{n} people are typing…",
+                            len(people)).format(n=len(people))
+        self.typing_label.setText(text)
+
+    # -- intents about the open room (each needs the room's id) --------------------------------
+
+    def _older(self) -> None:
+        if self.room_id is not None:
+            self.older_requested.emit(self.room_id)
+
+    def _invite_clicked(self) -> None:
+        if self.room_id is not None:
+            self.invite_dialog_requested.emit(self.room_id)
+
+    def _leave_clicked(self) -> None:
+        if self.room_id is not None:
+            self.leave_requested.emit(self.room_id)
+
+    def _delete(self, msg_id: int) -> None:
+        if self.room_id is not None:
+            self.delete_requested.emit(self.room_id, msg_id)
+
+    def _react(self, msg_id: int, emoji: str, on: bool) -> None:
+        if self.room_id is not None:
+            self.react_requested.emit(self.room_id, msg_id, emoji, on)
+
+    def _kick(self, username: str) -> None:
+        if self.room_id is not None:
+            self.kick_requested.emit(self.room_id, username)
+
+    # -- composing -----------------------------------------------------------------------------
+
+    def start_compose(self, mode: str, msg_id: int) -> None:
+        """Reply to (``reply``) or edit (``edit``) the message ``msg_id``."""
+        self.compose_mode = (mode, msg_id)
+        if mode == "edit":
+            model = self.timeline.timeline()
+            row = model.row_of_msg(msg_id) if model is not None else -1
+            if model is not None and row >= 0:
+                self.composer.setPlainText(model.item(row).body)
+                cursor = self.composer.textCursor()
+                cursor.movePosition(cursor.MoveOperation.End)
+                self.composer.setTextCursor(cursor)
+        self._update_compose_bar()
+        self.composer.setFocus()
+
+    def cancel_compose(self) -> None:
+        """Stop replying or editing (an edit's text is discarded)."""
+        if self.compose_mode is not None and self.compose_mode[0] == "edit":
+            self.composer.clear()
+        self.compose_mode = None
+        self._update_compose_bar()
+
+    def _update_compose_bar(self) -> None:
+        if self.compose_mode is None:
+            self.compose_bar.hide()
+            return
+        mode, msg_id = self.compose_mode
+        model = self.timeline.timeline()
+        row = model.row_of_msg(msg_id) if model is not None else -1
+        sender = model.item(row).sender if model is not None and row >= 0 else ""
+        excerpt = " ".join(model.item(row).body.split())[:80] if model and row >= 0 else ""
+        if mode == "edit":
+            text = _("Editing your message")
+        else:
+            text = _("Replying to {user}: {text}").format(user=sender, text=excerpt)
+        self.compose_label.setText(text)
+        self.compose_bar.show()
+
+    def _composer_changed(self) -> None:
+        self.user_input.emit()
+        if self.compose_mode is None or self.compose_mode[0] != "edit":
+            self.composer_changed.emit(self.composer.toPlainText())
+
+    def submit(self) -> None:
+        """Send the composer's text (or save the edit)."""
+        text = self.composer.toPlainText().strip()
+        if not text or self.room_id is None:
+            return
+        if self.compose_mode is not None and self.compose_mode[0] == "edit":
+            self.edit_requested.emit(self.room_id, self.compose_mode[1], text)
+        else:
+            reply_to = self.compose_mode[1] if self.compose_mode is not None else -1
+            self.send_requested.emit(text, reply_to)
+        self.compose_mode = None
+        self.composer.clear()
+        self._update_compose_bar()

@@ -1,0 +1,65 @@
+"""Steps the GUI tests repeat: open a room by clicking it, read what a timeline shows."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from qtclient.app import ChatApp
+from qtclient.models.rooms import RoomListModel
+from qtclient.models.timeline import TimelineModel
+from qtclient.qt import QModelIndex, Qt
+
+_ids = itertools.count(1)
+
+
+def room_index(app: ChatApp, room_id: int) -> QModelIndex:
+    """The room's index in the (sorted) list the user sees."""
+    proxy = app.controller.room_proxy
+    for row in range(proxy.rowCount()):
+        index = proxy.index(row, 0)
+        if index.data(RoomListModel.Roles.RoomId) == room_id:
+            return index
+    raise AssertionError(f"room {room_id} is not in the room list")
+
+
+def wait_for_room(qtbot: Any, app: ChatApp, room_id: int) -> None:
+    """Wait until the room appears in the room list."""
+    qtbot.waitUntil(lambda: app.controller.rooms.room(room_id) is not None)
+
+
+def click_room(qtbot: Any, app: ChatApp, room_id: int) -> TimelineModel:
+    """Click the room in the room list, as a person would; wait for its messages.
+
+    Returns:
+        the room's timeline model, loaded.
+    """
+    wait_for_room(qtbot, app, room_id)
+    view = app.main_window.room_list
+    rect = view.visualRect(room_index(app, room_id))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: app.controller.current_room == room_id)
+    timeline = app.controller.timeline(room_id)
+    qtbot.waitUntil(lambda: timeline.loaded)
+    assert app.main_window.timeline.model() is timeline
+    return timeline
+
+
+def unread(app: ChatApp, room_id: int) -> int:
+    """The unread count the room list shows for a room."""
+    return int(room_index(app, room_id).data(RoomListModel.Roles.Unread))
+
+
+def say(server: Any, conn: Any, room_id: int, body: str, **extra: Any) -> dict[str, Any]:
+    """``msg.send`` from a library connection; returns ``{msg_id, seq, ts}``."""
+    args = {"room_id": room_id, "body": body, "client_msg_id": f"t{next(_ids)}", **extra}
+    result: dict[str, Any] = server.request(conn, "msg.send", args)
+    return result
+
+
+def shared_room(server: Any, owner: Any, *members: str, name: str = "general",
+                visibility: str = "public") -> int:
+    """A room made by a library user with ``members`` added at once; its id."""
+    room = server.request(owner, "room.create", {"name": name, "visibility": visibility,
+                                                 "members": list(members)})
+    return int(room["room_id"])
