@@ -19,6 +19,8 @@ import txaio
 
 txaio.use_twisted()
 
+from OpenSSL import SSL  # noqa: E402
+from service_identity import VerificationError  # noqa: E402
 from twisted.internet import endpoints  # noqa: E402
 from twisted.internet.defer import Deferred, succeed  # noqa: E402
 from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
@@ -28,7 +30,13 @@ from twisted.python.failure import Failure  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
 from chatnet import PROTOCOL_VERSION, __version__  # noqa: E402
-from chatnet.client.core import ClientCore, ConnectionClosed, Event, ProtocolError  # noqa: E402
+from chatnet.client.core import (  # noqa: E402
+    ClientCore,
+    ConnectionClosed,
+    Event,
+    ProtocolError,
+    TLSVerificationError,
+)
 from chatnet.wire.tls import client_tls_options  # noqa: E402
 
 EventListener = Callable[[Event], None]
@@ -98,6 +106,11 @@ class ChatConnection(Protocol):
         """
         if not self.close_reason:
             self.close_reason = reason.getErrorMessage()
+        error: type[ConnectionClosed] = ConnectionClosed
+        if not self.handshake.called and reason.check(SSL.Error, VerificationError):
+            # Lost before the handshake finished, by a TLS error: verification.
+            error = TLSVerificationError
+            self.close_reason = _ssl_reason(reason.value or SSL.Error())
         self.core.closed = True
         if not self.handshake.called:
             self.handshake.errback(reason)
@@ -106,7 +119,7 @@ class ChatConnection(Protocol):
         waiters, self._lost_waiters = self._lost_waiters, []
         for waiter in waiters:
             waiter.callback(None)
-        self.core.connection_lost(self.close_reason)
+        self.core.connection_lost(self.close_reason, error)
 
     def when_lost(self) -> Deferred[None]:
         """A new Deferred that fires (with None) once the connection has closed."""
@@ -205,6 +218,21 @@ class ChatConnection(Protocol):
         return done
 
 
+def _ssl_reason(error: BaseException) -> str:
+    """OpenSSL's error list, or service_identity's mismatch, as one readable phrase."""
+    if isinstance(error, VerificationError):
+        names = [getattr(getattr(e, "mismatched_id", None), "hostname", None) or
+                 getattr(getattr(e, "mismatched_id", None), "ip", None) for e in error.errors]
+        shown = ", ".join(n.decode() if isinstance(n, bytes) else str(n) for n in names if n)
+        return f"it is not valid for {shown or 'this host'}"
+    details = error.args[0] if error.args else []
+    if isinstance(details, list):
+        texts = [str(item[-1]) for item in details if isinstance(item, tuple) and item]
+        if texts:
+            return "; ".join(texts)
+    return str(error) or error.__class__.__name__
+
+
 class ChatConnectionFactory(Factory):
     """Makes :class:`ChatConnection` protocols (used by ``ClientService`` too)."""
 
@@ -243,14 +271,17 @@ async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = No
 
     Raises:
         twisted.internet.error.ConnectError: the server cannot be reached.
-        ChatError: ``unavailable`` if TLS verification fails (the message says
-            why), ``protocol_version``.
+        TLSVerificationError: the server's certificate is not trusted or does not
+            match ``host`` (a ``ChatError`` with code ``unavailable``).
+        ChatError: ``protocol_version``.
     """
     endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key)
     connection: ChatConnection = await endpoints.connectProtocol(endpoint, ChatConnection())
     if hello:
         try:
             await connection.hello(client)
+        except TLSVerificationError:
+            raise
         except ConnectionClosed:
             raise ConnectionClosed(f"connection to {host}:{port} failed: "
                                    f"{connection.close_reason}") from None

@@ -38,6 +38,14 @@ class ConnectionClosed(ChatError):
         super().__init__(ErrorCode.UNAVAILABLE, message)
 
 
+class TLSVerificationError(ConnectionClosed):
+    """The TLS handshake failed: the server's certificate is not trusted (wrong
+    CA file, expired) or does not match the host name (code ``unavailable``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"the server's certificate could not be verified: {message}")
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """An event from the server: ``{"event": name, "data": data}`` (PROTOCOL.md 2)."""
@@ -169,10 +177,12 @@ class ClientCore:
             txaio.resolve(future, result if isinstance(result, dict) else {})
         return None
 
-    def connection_lost(self, reason: str = "connection closed") -> None:
-        """Reject every pending request with :class:`ConnectionClosed`."""
+    def connection_lost(self, reason: str = "connection closed",
+                        error: type[ConnectionClosed] = ConnectionClosed) -> None:
+        """Reject every pending request with ``error(reason)`` (a
+        :class:`ConnectionClosed` or subclass such as :class:`TLSVerificationError`)."""
         self.closed = True
         pending, self._pending = self._pending, {}
         for _op, future in pending.values():
             if not txaio.is_called(future):
-                txaio.reject(future, ConnectionClosed(reason))
+                txaio.reject(future, error(reason))

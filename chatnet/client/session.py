@@ -97,8 +97,14 @@ class ChatSession:
     Attributes:
         state: the current :class:`SessionState`.
         login_result: the last ``auth.login``/``auth.resume`` result.
-        rooms: room id -> the room map of the last ``room.list`` (PROTOCOL.md 5).
+        rooms: room id -> room map (PROTOCOL.md 5): the last ``room.list``, plus
+            rooms entered since through :meth:`call` (create, join, ``dm.open``),
+            kept current by ``room.updated``/``room.deleted`` and own leaves/kicks.
         ended_reason: the ``session.ended`` reason that stopped the session, if any.
+        hello_result: the server's ``session.hello`` answer (``registration``,
+            ``max_frame``, ``features`` …) once connected.
+        presence: the presence state chosen with ``presence.set``; it is set again
+            after each reconnect (the server forgets it when the last session ends).
     """
 
     log = Logger()
@@ -125,6 +131,8 @@ class ChatSession:
         self.login_result: dict[str, Any] | None = None
         self.rooms: dict[int, dict[str, Any]] = {}
         self.ended_reason: str | None = None
+        self.hello_result: dict[str, Any] | None = None
+        self.presence: str | None = None
         self._endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key)
         self._retry = backoffPolicy(retry_initial, retry_max, 2.0,
                                     lambda: random.uniform(0, retry_jitter))
@@ -308,7 +316,7 @@ class ChatSession:
     async def _handshake(self, connection: ChatConnection) -> None:
         self._held = []
         connection.add_listener(self._on_event)
-        await connection.hello(self.client_name)
+        self.hello_result = await connection.hello(self.client_name)
         if self._register is not None:
             (display_name,) = self._register
             assert self.password is not None
@@ -335,6 +343,8 @@ class ChatSession:
         connection.when_lost().addCallback(self._lost, connection)
         for client_msg_id in list(self._outbox):
             self._transmit(client_msg_id)
+        if self.presence is not None and self.presence != "online":
+            await connection.request("presence.set", {"state": self.presence})
         await self._catch_up(connection, baseline=self._first)
         held, self._held = self._held or [], None
         for event in held:
@@ -441,6 +451,10 @@ class ChatSession:
             room = data.get("room") or {}
             if isinstance(room.get("room_id"), int):
                 self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
+        elif name == "room.updated":
+            room = data.get("room") or {}
+            if room.get("room_id") in self.rooms:
+                self.rooms[room["room_id"]].update(room)
         elif name == "room.deleted" or (
                 name == "room.member" and data.get("username") == self.username
                 and data.get("change") in ("left", "kicked")):
@@ -473,12 +487,19 @@ class ChatSession:
         d = connection.request(op, args)
         if op in _ROOM_ENTRY_OPS:
             d.addCallback(self._entered_room)
+        elif op == "presence.set" and args is not None:
+            d.addCallback(self._chose_presence, args.get("state"))
         return d
+
+    def _chose_presence(self, result: dict[str, Any], state: Any) -> dict[str, Any]:
+        self.presence = str(state)
+        return result
 
     def _entered_room(self, room: dict[str, Any]) -> dict[str, Any]:
         """After room.create/join or dm.open: start tracking the room at its present."""
         if isinstance(room.get("room_id"), int):
             self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
+            self.rooms.setdefault(room["room_id"], dict(room))
         return room
 
     def notify(self, op: str, args: dict[str, Any] | None = None) -> None:

@@ -271,3 +271,61 @@ async def test_revoked_token_falls_back_to_password(server):
     assert alice.token != old_token
     await alice.close()
     await other.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_untrusted_certificate_is_a_tls_verification_error(server, tmp_path):
+    """A client that trusts another CA fails start() with TLSVerificationError, whose
+    message says the certificate could not be verified."""
+    from chatnet.client.core import TLSVerificationError
+    from chatnet.wire.certs import make_ca
+
+    other_ca = tmp_path / "other-ca.pem"
+    other_ca.write_bytes(make_ca("someone else's CA").cert_pem())
+    session = ChatSession(reactor, "localhost", server.port, "alice", PASSWORD, ca=other_ca,
+                          retry_initial=0.05)
+    with pytest.raises(TLSVerificationError) as caught:
+        await session.start()
+    assert "certificate could not be verified" in caught.value.message
+    assert "certificate verify failed" in caught.value.message
+    assert caught.value.code is ErrorCode.UNAVAILABLE
+
+
+@pytest_twisted.ensureDeferred
+async def test_wrong_hostname_is_a_tls_verification_error(server):
+    """A certificate from the trusted CA but for another name is refused too."""
+    from twisted.internet import endpoints
+
+    from chatnet.client.connection import ChatConnection
+    from chatnet.client.core import TLSVerificationError
+    from chatnet.wire.tls import client_tls_options
+
+    endpoint = endpoints.wrapClientTLS(
+        client_tls_options("chat.example.org", server.ca),
+        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", server.port))
+    conn = await endpoints.connectProtocol(endpoint, ChatConnection())
+    with pytest.raises(TLSVerificationError):
+        await conn.hello()
+
+
+@pytest_twisted.ensureDeferred
+async def test_chosen_presence_and_hello_survive_a_reconnect(server):
+    """The session remembers presence.set and sets it again after a reconnect, so an
+    invisible user never shows as online; hello_result is available."""
+    watcher = await server.user("watcher")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    assert alice.hello_result is not None and alice.hello_result["registration"] is True
+    await room_with(server, watcher, "alice")
+    await alice.call("presence.set", {"state": "busy"})
+    assert alice.presence == "busy"
+    states: list[str] = []
+    watcher.add_listener(lambda e: e.name == "presence" and states.append(e.data["state"]))
+    alice._connection.abort()
+    await recorder.wait_for(lambda s: s is SessionState.AUTHENTICATED)
+    members = await watcher.request("room.members", {"room_id": next(iter(alice.rooms))})
+    assert {m["username"]: m["presence"] for m in members["members"]}["alice"] == "busy"
+    assert "busy" in states
+    await alice.close()
+    await watcher.close()
