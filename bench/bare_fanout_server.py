@@ -17,6 +17,23 @@ answered ``{msg_id, seq, ts}``. Anything else is answered ``{}``.
 
 Run: ``python bench/bare_fanout_server.py --port 5443 --data-dir /tmp/bare``
 (the CA for clients is then ``/tmp/bare/tls/ca.pem``).
+
+``--tls-writes`` picks how frames reach TLS; the default is what Twisted does
+for any TLS server and is *the* baseline. The others are experiments that show
+what a change of write strategy would be worth (``docs/benchmarks.md``):
+
+``buffered`` (default)
+    ``SSL4ServerEndpoint``: Twisted's ``BufferingTLSTransport`` buffers each
+    connection's small writes and flushes them from a ``callLater(0)`` of its
+    own, so one fan-out schedules one delayed call per recipient.
+``direct``
+    TCP endpoint wrapped in ``TLSMemoryBIOFactory`` with the plain
+    ``TLSMemoryBIOProtocol``: every frame is encrypted at once (one TLS record
+    per frame, no delayed calls).
+``batched``
+    like ``direct``, but the fan-out queues frames per connection and one
+    ``callLater(0)`` per reactor turn encrypts each connection's queue as one
+    write (one TLS record per connection per turn, one delayed call per turn).
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import msgpack
 from twisted.internet import endpoints, reactor
 from twisted.internet.protocol import Factory
 from twisted.protocols.basic import Int32StringReceiver
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from chatnet.wire.certs import ensure_dev_pki
 from chatnet.wire.tls import server_tls_options
@@ -58,16 +76,32 @@ class BareConnection(Int32StringReceiver):
 
     def __init__(self) -> None:
         self.username = ""
+        self.pending: list[bytes] = []
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
+        self.send = (self._queue if self.factory.batched
+                     else self.transport.write)  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.members.discard(self)
 
+    def _queue(self, frame: bytes) -> None:
+        if not self.pending:
+            self.factory.dirty.append(self)
+            self.factory.schedule_flush()
+        self.pending.append(frame)
+
+    def flush(self) -> None:
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            if self.transport is not None:
+                self.transport.write(data)
+
     def _answer(self, request_id: Any, result: dict[str, Any]) -> None:
         if request_id is not None:
-            self.transport.write(_frame({"id": request_id, "result": result}))  # type: ignore[union-attr]
+            self.send(_frame({"id": request_id, "result": result}))
 
     def _logged_in(self, username: str) -> dict[str, Any]:
         self.username = username
@@ -90,7 +124,7 @@ class BareConnection(Int32StringReceiver):
                 "sender": self.username, "ts": ts, "body": args.get("body", ""),
                 "client_msg_id": args.get("client_msg_id", "")}}})
             for member in tuple(factory.members):
-                member.transport.write(event)  # type: ignore[union-attr]
+                member.send(event)
             self._answer(request_id, {"msg_id": seq, "seq": seq, "ts": ts})
         elif op == "session.hello":
             self._answer(request_id, {"protocol": 1, "server": "bare-fanout",
@@ -114,9 +148,22 @@ class BareFactory(Factory):
     protocol = BareConnection
     noisy = False
 
-    def __init__(self) -> None:
+    def __init__(self, batched: bool = False) -> None:
         self.members: set[BareConnection] = set()
         self.seq = 0
+        self.batched = batched
+        self.dirty: list[BareConnection] = []
+        self._flush_call: Any = None
+
+    def schedule_flush(self) -> None:
+        if self._flush_call is None:
+            self._flush_call = reactor.callLater(0, self._flush)  # type: ignore[attr-defined]
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        dirty, self.dirty = self.dirty, []
+        for connection in dirty:
+            connection.flush()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,11 +172,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interface", default="127.0.0.1")
     parser.add_argument("--data-dir", type=Path, required=True,
                         help="the development PKI is created (or reused) in DATA_DIR/tls")
+    parser.add_argument("--tls-writes", choices=("buffered", "direct", "batched"),
+                        default="buffered", help="write strategy (module docstring)")
     args = parser.parse_args(argv)
     pki = ensure_dev_pki(args.data_dir / "tls")
     options = server_tls_options(pki.server_cert, pki.server_key)
-    endpoint = endpoints.SSL4ServerEndpoint(reactor, args.port, options,
-                                            interface=args.interface)
+    factory: Any = BareFactory(batched=args.tls_writes == "batched")
+    if args.tls_writes == "buffered":
+        endpoint = endpoints.SSL4ServerEndpoint(reactor, args.port, options,
+                                                interface=args.interface)
+    else:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, args.port, interface=args.interface)
+        factory = TLSMemoryBIOFactory(options, False, factory)
+        factory.protocol = TLSMemoryBIOProtocol  # no per-connection write aggregation
 
     def listening(port: Any) -> None:
         print(f"bare fan-out server listening on {args.interface}:{port.getHost().port}",
@@ -139,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"cannot listen: {failure.getErrorMessage()}", file=sys.stderr, flush=True)
         reactor.stop()  # type: ignore[attr-defined]
 
-    endpoint.listen(BareFactory()).addCallbacks(listening, failed)
+    endpoint.listen(factory).addCallbacks(listening, failed)
     reactor.run()  # type: ignore[attr-defined]
 
 

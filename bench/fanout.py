@@ -73,6 +73,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU time spent by the whole machine (all cores, anything but idle and iowait)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal guest guest_nice (guest is in user)
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
+
+
 def memory_kib(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
     out = {}
@@ -102,7 +110,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(kind: str, data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(kind: str, data_dir: Path, port: int,
+                 tls_writes: str = "buffered") -> subprocess.Popen[bytes]:
     """Start the server as a subprocess; return once it accepts TCP connections."""
     if kind == "chatnet":
         twistd = Path(sys.executable).parent / "twistd"
@@ -116,7 +125,8 @@ def start_server(kind: str, data_dir: Path, port: int) -> subprocess.Popen[bytes
                "--rate-limit", "1000000", "--rate-burst", "1000000"]
     else:
         cmd = [sys.executable, str(REPO / "bench" / "bare_fanout_server.py"),
-               "--port", str(port), "--interface", HOST, "--data-dir", str(data_dir)]
+               "--port", str(port), "--interface", HOST, "--data-dir", str(data_dir),
+               "--tls-writes", tls_writes]
     log("server: " + " ".join(cmd))
     server_log = open(data_dir / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, cwd=data_dir)
@@ -269,6 +279,11 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     latencies: array.array[float] = array.array("d")
     ack_latencies: array.array[float] = array.array("d")
     lost_connections = [0]
+    stopping = False
+
+    def connection_lost(_: Any) -> None:
+        if not stopping:
+            lost_connections[0] += 1
 
     async def open_client(user: tuple[int, str, str]) -> tuple[int, Any, Receiver]:
         index, _name, token = user
@@ -276,11 +291,9 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
         await conn.resume(token)
         receiver = Receiver(k_start, k_end, latencies)
         conn.add_listener(receiver)
-        conn.when_lost().addCallback(lambda _: lost_connections.__setitem__(
-            0, lost_connections[0] + 1) if not stopping else None)
+        conn.when_lost().addCallback(connection_lost)
         return index, conn, receiver
 
-    stopping = False
     clients = await _bounded(reactor, p["connect_concurrency"], p["users"], open_client)
     sender_conns = {index: conn for index, conn, _ in clients if index < senders}
     pipe.send(("ready", len(clients)))
@@ -335,9 +348,14 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
             if counted:
                 sent[0] += 1
                 lags.append(ns / 1e9 - (t0 + k / rate))
-            d = conn.request("msg.send", {"room_id": room_id, "body": f"{k} {ns} {pad}",
-                                          "client_msg_id": f"bench-{k}"})
-            d.addCallbacks(acked, failed, callbackArgs=(ns, counted), errbackArgs=(counted,))
+            try:
+                d = conn.request("msg.send", {"room_id": room_id, "body": f"{k} {ns} {pad}",
+                                              "client_msg_id": f"bench-{k}"})
+            except Exception:  # the connection is closed: the send is lost
+                failed(None, counted)
+            else:
+                d.addCallbacks(acked, failed, callbackArgs=(ns, counted),
+                               errbackArgs=(counted,))
             next_k[0] = next(ks, None)
             now = time.time()
         if next_k[0] is None:
@@ -379,7 +397,7 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     }
     pipe.send(("report", report))
     for _, conn, _ in clients:
-        if conn.transport is not None:
+        if conn.transport is not None and not conn.lost.called:
             conn.transport.abortConnection()
     await deferLater(reactor, 0.2, lambda: None)
 
@@ -412,11 +430,31 @@ def _summary(values: array.array[float]) -> dict[str, float]:
 
 # -- the run -------------------------------------------------------------------------------------
 
+def wait_for_quiet(limit: float, max_busy: float) -> float:
+    """Wait (up to ``limit`` s) until the machine uses less than ``max_busy`` cores over 3 s.
+
+    Returns:
+        the cores in use over the last 3 s sampled.
+    """
+    deadline = time.time() + limit
+    while True:
+        before = machine_busy_seconds()
+        time.sleep(3)
+        busy = (machine_busy_seconds() - before) / 3
+        if busy < max_busy or time.time() >= deadline:
+            return busy
+        log(f"machine busy ({busy:.2f} cores used by others); waiting for quiet")
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
+    version = code_version()
+    if args.wait_quiet:
+        busy = wait_for_quiet(args.wait_quiet, args.quiet_cores)
+        log(f"machine at {busy:.2f} cores busy before the run")
     data_dir = Path(tempfile.mkdtemp(prefix=f"chatnet-bench-{args.server}-"))
     port = free_port()
-    server = start_server(args.server, data_dir, port)
+    server = start_server(args.server, data_dir, port, args.bare_tls_writes)
     ca = str(data_dir / "tls" / "ca.pem")
     generators: list[Any] = []
     try:
@@ -458,6 +496,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"{args.clients} clients connected and logged in "
             f"({time.time() - connect_started:.1f} s); settling {args.settle} s")
         time.sleep(args.settle)
+        if args.wait_quiet:
+            busy = wait_for_quiet(args.wait_quiet, args.quiet_cores)
+            log(f"machine at {busy:.2f} cores busy before the warm-up")
 
         t0 = time.time() + 0.5
         for pipe in pipes:
@@ -469,10 +510,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profiler = start_profiler(args, server.pid) if args.profile else None
         server_cpu0 = cpu_seconds(server.pid)
         gen_cpu0 = [cpu_seconds(g.pid) for g in generators]
+        machine0 = machine_busy_seconds()
         wall0 = time.time()
         wait_until(t_end)
         server_cpu1 = cpu_seconds(server.pid)
         gen_cpu1 = [cpu_seconds(g.pid) for g in generators]
+        machine1 = machine_busy_seconds()
         wall1 = time.time()
         server_memory = memory_kib(server.pid)
         log("window over; draining")
@@ -509,7 +552,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     delivered = sum(r["delivered"] for r in reports)
     server_cpu = server_cpu1 - server_cpu0
     return {
-        "server": args.server,
+        "server": args.server if args.server == "chatnet" or args.bare_tls_writes == "buffered"
+        else f"bare/{args.bare_tls_writes}",
         "clients": args.clients, "senders": args.senders, "rate": args.rate,
         "duration": args.duration, "warmup": args.warmup, "procs": args.procs,
         "body_bytes": args.body_bytes,
@@ -532,10 +576,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "server_rss_kib": server_memory.get("VmRSS"),
         "server_peak_rss_kib": server_memory.get("VmHWM"),
         "generator_cpu_s": [round(b - a, 3) for a, b in zip(gen_cpu0, gen_cpu1, strict=True)],
+        "machine_busy_s": round(machine1 - machine0, 2),
+        "other_cpu_s": round(machine1 - machine0 - server_cpu
+                             - sum(b - a for a, b in zip(gen_cpu0, gen_cpu1, strict=True)), 2),
         "generator_send_lag_max_ms": round(max(r["send_lag_max_ms"] for r in reports), 3),
+        "code": version,
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform()},
     }
+
+
+def code_version() -> str:
+    """The commit the server code comes from, and whether chatnet/ has local changes."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True,
+                                capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "chatnet"], cwd=REPO,
+                               text=True, capture_output=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+local-changes" if dirty else "")
 
 
 def render(r: dict[str, Any]) -> str:
@@ -545,7 +605,7 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join([
         f"fan-out benchmark: server={r['server']}  clients={r['clients']}  "
         f"senders={r['senders']}  rate={r['rate']} msg/s  window={r['duration']} s "
-        f"(warm-up {r['warmup']} s)  generator procs={r['procs']}",
+        f"(warm-up {r['warmup']} s)  generator procs={r['procs']}  code {r['code']}",
         f"  messages in window      {r['messages']} (sent {r['messages_sent']}, "
         f"acked {r['acked']}, errors {r['send_errors']})",
         f"  deliveries              {r['deliveries']} of {r['expected_deliveries']} expected",
@@ -561,8 +621,11 @@ def render(r: dict[str, Any]) -> str:
         f"  deliveries/server CPU-s {per_cpu:,.0f}" if per_cpu else
         "  deliveries/server CPU-s n/a",
         f"  server RSS              {r['server_rss_kib'] / 1024:.1f} MiB "
-        f"(peak {r['server_peak_rss_kib'] / 1024:.1f} MiB)",
+        f"(peak {r['server_peak_rss_kib'] / 1024:.1f} MiB)" if r["server_rss_kib"] else
+        "  server RSS              n/a (the server had exited)",
         f"  generator CPU s/proc    {gen}  (send lag max {r['generator_send_lag_max_ms']:.1f} ms)",
+        f"  machine CPU busy        {r['machine_busy_s']:.1f} s of {r['machine']['nproc']} x "
+        f"{r['window_s']:.0f} s; other processes {r['other_cpu_s']:.1f} s",
     ])
 
 
@@ -578,6 +641,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="seconds of load before the window")
     parser.add_argument("--procs", type=int, default=2, help="load generator processes")
     parser.add_argument("--server", choices=("chatnet", "bare"), default="chatnet")
+    parser.add_argument("--bare-tls-writes", choices=("buffered", "direct", "batched"),
+                        default="buffered",
+                        help="with --server bare: its write strategy (experiments; "
+                             "buffered is the baseline)")
     parser.add_argument("--keep-data", action="store_true",
                         help="keep the server's data directory (and server.log)")
     parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
@@ -594,6 +661,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--setup-concurrency", type=int, default=8,
                         help="parallel registrations/logins during setup")
     parser.add_argument("--setup-timeout", type=float, default=600.0)
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="on a shared machine: first wait up to SECONDS until other "
+                             "processes use less than --quiet-cores")
+    parser.add_argument("--quiet-cores", type=float, default=0.2)
     parser.add_argument("--profile", metavar="PATH",
                         help="sample the server with py-spy during the window and write "
                              "collapsed stacks to PATH (sampling costs the server CPU: do "
@@ -608,6 +679,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
         parser.error("--rate and --duration must be > 0, --warmup >= 0")
 
+    # A SIGTERM (e.g. from a job runner) stops the run like Ctrl-C: the server and the
+    # generators are stopped and the data directory removed.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
     result = run(args)
     block = render(result)
     if args.json == "-":
