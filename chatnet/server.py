@@ -17,7 +17,6 @@ from typing import Any
 from twisted.application import service
 from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.cred.portal import Portal
-from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
@@ -35,7 +34,7 @@ from chatnet.services.users import UserService
 from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
 from chatnet.wire.certs import ensure_dev_pki
 from chatnet.wire.server import ChatServerFactory
-from chatnet.wire.tls import server_tls_options
+from chatnet.wire.tls import DirectTLSFactory, listening_endpoint, server_tls_options
 
 
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
@@ -114,9 +113,8 @@ class ChatnetService(service.MultiService):
         self.fanout.load_memberships(await self.store.all_memberships())
         self.expiry.startService()
         self.janitor.startService()
-        endpoint = endpoints.SSL4ServerEndpoint(self.reactor, self.config.port, self.tls_options,
-                                                interface=self.config.interface)
-        self.port = await endpoint.listen(self.factory)
+        endpoint = listening_endpoint(self.reactor, self.config.port, self.config.interface)
+        self.port = await endpoint.listen(DirectTLSFactory(self.tls_options, False, self.factory))
         self.log.info("chatnet listening on {interface}:{port} (TLS)",
                       interface=self.config.interface,
                       port=getattr(self.port.getHost(), "port", self.config.port))

@@ -10,6 +10,7 @@ neither the database nor msgpack.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -34,15 +35,21 @@ class LocalFanout:
         self._sessions: dict[int, set[ISessionMind]] = {}
         self._room_members: dict[int, set[int]] = {}
         self._user_rooms: dict[int, set[int]] = {}
+        # room -> the send_frame of every session of every member: the hot loop of
+        # a fan-out is then one call per recipient. Dropped on any change of
+        # sessions or memberships and rebuilt on the next delivery.
+        self._targets: dict[int, tuple[Any, ...]] = {}
 
     # -- sessions --------------------------------------------------------------------------
 
     def attach(self, session: ISessionMind) -> None:
         """Start delivering to a logged-in session."""
         self._sessions.setdefault(session.user_id, set()).add(session)
+        self._targets.clear()
 
     def detach(self, session: ISessionMind) -> None:
         """Stop delivering to a session (idempotent)."""
+        self._targets.clear()
         sessions = self._sessions.get(session.user_id)
         if sessions is not None:
             sessions.discard(session)
@@ -70,10 +77,17 @@ class LocalFanout:
         Returns:
             how many sessions it was written to.
         """
-        members = self._room_members.get(room_id)
-        if not members:
-            return 0
-        return self.deliver_users(members, frame, exclude)
+        if exclude is not None:
+            members = self._room_members.get(room_id)
+            return self.deliver_users(members, frame, exclude) if members else 0
+        targets = self._targets.get(room_id)
+        if targets is None:
+            targets = self._targets[room_id] = tuple(
+                session.send_frame for user_id in self._room_members.get(room_id, ())
+                for session in self._sessions.get(user_id, ()))
+        for send in targets:
+            send(frame)
+        return len(targets)
 
     def deliver_users(self, user_ids: Iterable[int], frame: bytes,
                       exclude: ISessionMind | None = None) -> int:
@@ -101,6 +115,7 @@ class LocalFanout:
         """Replace the membership map with ``[(room_id, user_id)]`` from the store."""
         self._room_members.clear()
         self._user_rooms.clear()
+        self._targets.clear()
         for room_id, user_id in memberships:
             self.member_added(room_id, user_id)
 
@@ -122,11 +137,13 @@ class LocalFanout:
 
     def member_added(self, room_id: int, user_id: int) -> None:
         """Record a committed membership."""
+        self._targets.pop(room_id, None)
         self._room_members.setdefault(room_id, set()).add(user_id)
         self._user_rooms.setdefault(user_id, set()).add(room_id)
 
     def member_removed(self, room_id: int, user_id: int) -> None:
         """Record that a membership ended."""
+        self._targets.pop(room_id, None)
         members = self._room_members.get(room_id)
         if members is not None:
             members.discard(user_id)
@@ -138,6 +155,7 @@ class LocalFanout:
 
     def room_removed(self, room_id: int) -> None:
         """Forget a deleted room and all its memberships."""
+        self._targets.pop(room_id, None)
         for user_id in self._room_members.pop(room_id, set()):
             rooms = self._user_rooms.get(user_id)
             if rooms is not None:

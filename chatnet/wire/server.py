@@ -89,31 +89,74 @@ class TokenBucket:
         return (cost - self.tokens) / self.rate
 
 
+class WriteCoalescer:
+    """Gathers every connection's frames of one reactor turn and writes them at the
+    start of the next, one TLS write per connection.
+
+    A fan-out to N connections then costs N TLS records and one scheduled call,
+    instead of a record per frame and a scheduled flush per connection (what
+    Twisted's buffering TLS transport would do). See docs/benchmarks.md.
+
+    Args:
+        clock: schedules the flush (``callLater(0, ...)``).
+    """
+
+    __slots__ = ("_clock", "_dirty", "_scheduled")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._dirty: list[Outbox] = []
+        self._scheduled: Any = None
+
+    def mark(self, outbox: Outbox) -> None:
+        """``outbox`` has frames to write at the next flush."""
+        self._dirty.append(outbox)
+        if self._scheduled is None:
+            self._scheduled = self._clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """Write out every marked outbox's pending frames."""
+        self._scheduled = None
+        dirty, self._dirty = self._dirty, []
+        for outbox in dirty:
+            outbox.flush()
+
+
+#: Bytes an outbox gathers before writing without waiting for the turn's end.
+_GATHER_LIMIT = 64 * 1024
+
+
 @implementer(IPushProducer)
 class Outbox:
     """The one producer of a connection: every frame to the peer goes through it.
 
-    While the transport's buffer is below its limit, frames are written at
-    once. When the transport pauses us, frames queue here; once more than
-    ``max_queued`` bytes wait, the peer is not reading fast enough and the
-    connection is aborted (``on_overflow`` is called first).
+    While the transport takes writes, frames are written (with a
+    :class:`WriteCoalescer`: gathered and written once per reactor turn). When
+    the transport pauses us, frames queue here; once more than ``max_queued``
+    bytes wait, the peer is not reading fast enough and the connection is
+    aborted (``on_overflow`` is called first).
 
     Args:
         transport: the connection's transport.
         max_queued: bytes that may wait in the queue.
         on_overflow: called once when the bound is passed.
+        coalescer: gathers writes per reactor turn; None writes each frame at once.
     """
 
-    def __init__(self, transport: Any, max_queued: int, on_overflow: Any) -> None:
+    def __init__(self, transport: Any, max_queued: int, on_overflow: Any,
+                 coalescer: WriteCoalescer | None = None) -> None:
         self.transport = transport
         self.max_queued = max_queued
         self.on_overflow = on_overflow
+        self.coalescer = coalescer
         self.paused = False
         self.dead = False
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.peak = 0
         self._writable: list[Deferred[None]] = []
+        self._gathered: list[bytes] = []
+        self._gathered_bytes = 0
 
     def when_writable(self) -> Deferred[None]:
         """A Deferred that fires once nothing waits here and the transport takes
@@ -132,11 +175,20 @@ class Outbox:
             waiter.callback(None)
 
     def send(self, frame: bytes) -> None:
-        """Write or queue one complete frame; never raises."""
+        """Write (or gather) or queue one complete frame; never raises."""
         if self.dead:
             return
         if not self.paused and not self.queue:
-            self.transport.write(frame)
+            if self.coalescer is None:
+                self.transport.write(frame)
+                return
+            gathered = self._gathered
+            if not gathered:
+                self.coalescer.mark(self)
+            gathered.append(frame)
+            self._gathered_bytes += len(frame)
+            if self._gathered_bytes >= _GATHER_LIMIT:
+                self.flush()
             return
         self.queue.append(frame)
         self.queued += len(frame)
@@ -146,8 +198,19 @@ class Outbox:
             self.dead = True
             self.queue.clear()
             self.queued = 0
+            self._gathered.clear()
             self._wake_writers()
             self.on_overflow()
+
+    def flush(self) -> None:
+        """Write what was gathered this turn (one write, hence one TLS record)."""
+        gathered = self._gathered
+        if gathered:
+            data = gathered[0] if len(gathered) == 1 else b"".join(gathered)
+            gathered.clear()
+            self._gathered_bytes = 0
+            if not self.dead:
+                self.transport.write(data)
 
     def pauseProducing(self) -> None:
         """The transport's buffer is full: queue from now on."""
@@ -172,6 +235,7 @@ class Outbox:
         for as long as a producer is registered, so a connection that keeps its
         producer is only ever closed by the abort timer.
         """
+        self.flush()
         queue = self.queue
         while queue and not self.dead:
             frame = queue.popleft()
@@ -188,6 +252,7 @@ class Outbox:
         self.dead = True
         self.queue.clear()
         self.queued = 0
+        self._gathered.clear()
         self._wake_writers()
 
 
@@ -236,7 +301,11 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         with contextlib.suppress(AttributeError, OSError):
             # Nagle's algorithm alone puts ~35 ms on the latency tail.
             self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
-        self._outbox = Outbox(self.transport, config.max_output, self._overflow)
+        self._outbox = Outbox(self.transport, config.max_output, self._overflow,
+                              factory.coalescer)
+        # Frames for this connection go straight to the outbox (it drops them once
+        # the connection is closing): one call less per recipient in a fan-out.
+        self.send_frame = self._outbox.send  # type: ignore[method-assign]
         self.transport.registerProducer(self._outbox, True)  # type: ignore[union-attr]
         self._bucket = TokenBucket(config.rate, config.burst, factory.clock)
         self.setTimeout(config.idle_timeout)
@@ -560,6 +629,9 @@ class ChatServerFactory(Factory):
         self.services = services
         self.clock = clock
         self.protocols: set[ChatServerProtocol] = set()
+        # None writes every frame at once (tests that read a StringTransport
+        # synchronously use that).
+        self.coalescer: WriteCoalescer | None = WriteCoalescer(clock)
         self.noisy = False
 
     async def end_all_sessions(self, reason: str, grace: float) -> None:

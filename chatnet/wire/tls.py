@@ -13,7 +13,8 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
-from twisted.internet import ssl
+from twisted.internet import endpoints, ssl
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 #: ALPN protocol name (optional for peers: a client without ALPN is accepted).
 ALPN = b"chatnet/1"
@@ -44,6 +45,26 @@ def server_tls_options(cert_path: Path, key_path: Path,
     return ssl.CertificateOptions(
         privateKey=key, certificate=chain[0], extraCertChain=chain[1:],  # type: ignore[arg-type]
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2, acceptableProtocols=[ALPN], **kwargs)
+
+
+class DirectTLSFactory(TLSMemoryBIOFactory):
+    """TLS around a protocol factory, writing each ``write`` as it comes.
+
+    Twisted's default TLS transport gathers small writes and schedules one
+    flush per connection; chatnet's outbox already gathers a reactor turn's
+    frames for all connections and flushes them with one scheduled call, so
+    the per-connection gathering is skipped here.
+    """
+
+    protocol = TLSMemoryBIOProtocol
+
+
+def listening_endpoint(reactor: Any, port: int, interface: str) -> Any:
+    """A TCP server endpoint (IPv6 when ``interface`` contains ``:``); wrap the
+    factory in :class:`DirectTLSFactory` before listening."""
+    if ":" in interface:
+        return endpoints.TCP6ServerEndpoint(reactor, port, interface=interface)
+    return endpoints.TCP4ServerEndpoint(reactor, port, interface=interface)
 
 
 def _pem() -> Any:

@@ -171,4 +171,5 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
     portal = Portal(realm, [PasswordChecker(store, hasher), TokenChecker(store, clock),
                             AllowAnonymousAccess()])
     factory = ChatServerFactory(config, portal, services, clock)
+    factory.coalescer = None  # frames appear on the transport as they are sent
     return Harness(config, clock, store, services, fanout, factory)
