@@ -105,6 +105,8 @@ class AccountService:
 class AccountPerspective:
     """``auth.register`` and ``auth.change_password`` for one session."""
 
+    __slots__ = ("actor", "service")
+
     def __init__(self, service: AccountService, actor: Actor) -> None:
         self.service = service
         self.actor = actor

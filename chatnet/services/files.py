@@ -168,6 +168,8 @@ class FileService:
 class FilePerspective:
     """``file.*`` for one session."""
 
+    __slots__ = ("_download_lock", "_granted", "actor", "service")
+
     def __init__(self, service: FileService, actor: Actor) -> None:
         self.service = service
         self.actor = actor

@@ -88,6 +88,8 @@ class MessageService:
 class MessagePerspective:
     """``msg.*`` for one session."""
 
+    __slots__ = ("actor", "service")
+
     def __init__(self, service: MessageService, actor: Actor) -> None:
         self.service = service
         self.actor = actor

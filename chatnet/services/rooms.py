@@ -76,6 +76,8 @@ class RoomService:
 class RoomPerspective:
     """``room.*`` and ``dm.open`` for one session."""
 
+    __slots__ = ("actor", "service")
+
     def __init__(self, service: RoomService, actor: Actor) -> None:
         self.service = service
         self.actor = actor

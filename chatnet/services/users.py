@@ -109,6 +109,8 @@ class UserService:
 class UserPerspective:
     """``user.*``, ``presence.set`` and ``contact.*`` for one session."""
 
+    __slots__ = ("actor", "service")
+
     def __init__(self, service: UserService, actor: Actor) -> None:
         self.service = service
         self.actor = actor
