@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from qtclient.controller import ChatController, LoginRequest
@@ -44,6 +45,8 @@ class ChatApp(QObject):
             program passes ``reactor.stop`` (TWISTED-NOTES.md 7: under qreactor
             closing the last window does not end the program by itself).
         idle_clock: a monotonic clock in seconds for the away-after-idle timer.
+        cache_dir: where image previews are downloaded (default: the user's
+            cache location; tests pass a temporary folder).
 
     Attributes:
         dialogs: the small windows currently open, by kind (``create``,
@@ -54,7 +57,8 @@ class ChatApp(QObject):
     def __init__(self, reactor: Any, settings: ClientSettings, *,
                  session_options: dict[str, Any] | None = None,
                  on_quit: Callable[[], None] | None = None,
-                 idle_clock: Callable[[], float] = time.monotonic) -> None:
+                 idle_clock: Callable[[], float] = time.monotonic,
+                 cache_dir: Path | None = None) -> None:
         super().__init__()
         app = QApplication.instance()
         if not isinstance(app, QApplication):
@@ -67,7 +71,7 @@ class ChatApp(QObject):
         self._quitting = False
         self.language = LanguageSwitcher(app)
         self.language.apply(settings.language)
-        self.controller = ChatController(reactor, session_options, self)
+        self.controller = ChatController(reactor, session_options, self, cache_dir=cache_dir)
         self.login_window = LoginWindow(settings.login_defaults(), settings.language)
         self.main_window = MainWindow(self.controller)
         self.notifier = TrayNotifier(self.main_window, self)
@@ -113,6 +117,12 @@ class ChatApp(QObject):
         main.quit_requested.connect(self.quit)
         main.active_changed.connect(c.set_window_active)
         main.user_input.connect(self.idle.touch)
+        main.attach_requested.connect(c.attach_files)
+        main.download_requested.connect(c.download_file)
+        main.transfer_cancel_requested.connect(c.cancel_transfer)
+        main.transfer_retry_requested.connect(c.retry_transfer)
+        main.transfer_remove_requested.connect(c.dismiss_transfer)
+        main.thumbnail_wanted.connect(c.want_thumbnail)
         self.idle.went_idle.connect(c.user_idle)
         self.idle.became_active.connect(c.user_active)
         self.notifier.activated.connect(self._notification_clicked)

@@ -6,6 +6,8 @@ turns the session's events into changes of the Qt models. It is the only
 part of the desktop client that talks to the network, and it never blocks:
 every request is a Deferred on the Qt reactor, with one success path and one
 failure path (:meth:`ChatController.run`, after Anki's ``CollectionOp``).
+File transfers go through the :class:`~qtclient.transfers.TransferManager`
+it owns (``files``), on the same intents-in, models-out terms.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -29,7 +32,8 @@ from qtclient.models.members import MemberListModel
 from qtclient.models.presence import normalise
 from qtclient.models.rooms import RoomListModel, RoomSortProxy
 from qtclient.models.timeline import TimelineModel
-from qtclient.qt import ID, QObject, QTimer, pyqtSignal
+from qtclient.qt import ID, QObject, QStandardPaths, QTimer, pyqtSignal
+from qtclient.transfers import TransferManager
 
 #: Sent in ``session.hello``.
 CLIENT_NAME = f"chatnet-qt/{__version__}"
@@ -109,6 +113,9 @@ class ChatController(QObject):
         reactor: the Qt reactor (also the clock).
         session_options: extra keyword arguments for :class:`ChatSession`
             (tests shorten the reconnect delays with them).
+        cache_dir: where image previews are downloaded to (a folder per server
+            and account inside it); default: the user's cache location
+            (``QStandardPaths.CacheLocation``) + ``/files``.
 
     Attributes:
         rooms: the room list model; ``room_proxy`` sorts it for the view.
@@ -119,6 +126,9 @@ class ChatController(QObject):
         own_presence: the state the user chose (``online`` … ``invisible``).
         auto_away: True while ``away`` was set by the idle timer, not the user.
         connection: a :class:`ConnectionView` value.
+        files: the :class:`~qtclient.transfers.TransferManager` (uploads,
+            downloads, previews); its ``transfers`` and ``thumbnails`` are models
+            the views read.
     """
 
     log = Logger()
@@ -152,10 +162,16 @@ class ChatController(QObject):
     unread_changed = pyqtSignal(int)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, cache_dir: Path | None = None) -> None:
         super().__init__(parent)
         self.reactor = reactor
         self.session_options = dict(session_options or {})
+        if cache_dir is None:
+            base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
+            cache_dir = Path(base or Path.home() / ".cache" / "chatnet-qt") / "files"
+        self.cache_root = cache_dir
+        self.files = TransferManager(reactor, describe_error, self)
+        self.files.upload_finished.connect(self._send_attachment)
         self.session: ChatSession | None = None
         self.me = ""
         self.rooms = RoomListModel(self)
@@ -236,6 +252,9 @@ class ChatController(QObject):
 
         def started(result: dict[str, Any]) -> None:
             self.me = str(result.get("username", request.username))
+            self.files.session = session
+            self.files.cache_dir = self.cache_root / _folder_name(
+                f"{request.host}-{request.port}") / _folder_name(self.me)
             self.display_names[self.me] = str(result.get("display_name") or self.me)
             self.own_presence, self.auto_away = "online", False
             self.rooms.reset_rooms(list(session.rooms.values()))
@@ -285,12 +304,16 @@ class ChatController(QObject):
         """Close the connection without logging out (the program is quitting)."""
         session, self.session = self.session, None
         self._typing_timer.stop()
+        self.files.reset()
+        self.files.session = None
         if session is None:
             return Deferred.fromCoroutine(_nothing())
         return self.run(Deferred.fromCoroutine(session.close()), None, lambda _e: None)
 
     def _forget(self) -> None:
         self._typing_timer.stop()
+        self.files.reset()
+        self.files.session = None
         self.current_room = None
         self.timelines.clear()
         self._typing.clear()
@@ -563,6 +586,76 @@ class ChatController(QObject):
                                            client_msg_id=client_msg_id), acknowledged, refused)
         return client_msg_id
 
+    # -- files -------------------------------------------------------------------------------
+
+    def attach_files(self, room_id: int, paths: list[str]) -> None:
+        """Upload files (dropped, or chosen with the attach button) and send each
+        to ``room_id`` as a message once stored. Folders and anything that is not
+        a readable file are refused with a message in the status bar."""
+        if self.session is None or self.rooms.room(room_id) is None:
+            return
+        for raw in paths:
+            path = Path(raw)
+            if path.is_dir():
+                self.error.emit(_("“{name}” is a folder. Folders cannot be sent; "
+                                  "drop or choose the files in it instead.")
+                                .format(name=path.name or raw))
+            elif not path.is_file():
+                self.error.emit(_("“{name}” is not a file that can be sent.")
+                                .format(name=path.name or raw))
+            elif self.files.uploading(room_id, path.resolve()):
+                self.info.emit(_("“{name}” is already being sent.").format(name=path.name))
+            else:
+                try:
+                    self.files.upload(room_id, path.resolve())
+                except OSError as error:
+                    self.error.emit(self.files.explain(error))
+
+    def _send_attachment(self, room_id: int, file: dict[str, Any]) -> None:
+        """An upload is stored: send the message that attaches it (pending at
+        once, re-sent across reconnects like any other)."""
+        session = self.session
+        if session is None:
+            return
+        client_msg_id = uuid.uuid4().hex
+        timeline = self.timeline(room_id)
+        timeline.add_pending(client_msg_id, "", int(self.reactor.seconds() * 1000),
+                             attachments=[file])
+
+        def acknowledged(ack: dict[str, Any]) -> None:
+            timeline.acknowledge(client_msg_id, int(ack["msg_id"]), int(ack["seq"]),
+                                 int(ack["ts"]))
+
+        def refused(error: BaseException) -> None:
+            timeline.mark_failed(client_msg_id)
+            self.error.emit(_("Message not sent: {reason}").format(reason=describe_error(error)))
+
+        self.run(session.send_message(room_id, "", attachments=[file["file_id"]],
+                                      client_msg_id=client_msg_id), acknowledged, refused)
+
+    def download_file(self, file_id: str, name: str, dest: str, mime: str = "",
+                      size: int = 0) -> None:
+        """Download an attachment to ``dest`` (chosen by the user)."""
+        if self.session is not None:
+            self.files.download(file_id, name, Path(dest), mime, size)
+
+    def cancel_transfer(self, transfer_id: int) -> None:
+        """Stop an upload or download (Retry resumes it)."""
+        self.files.cancel(transfer_id)
+
+    def retry_transfer(self, transfer_id: int) -> None:
+        """Start a failed or cancelled transfer again, from where it stopped."""
+        self.files.retry(transfer_id)
+
+    def dismiss_transfer(self, transfer_id: int) -> None:
+        """Remove a transfer from the strip (cancelling it if it runs)."""
+        self.files.dismiss(transfer_id)
+
+    def want_thumbnail(self, file_id: str, mime: str, size: int) -> None:
+        """An image attachment is on screen: fetch and scale its preview once."""
+        if self.session is not None:
+            self.files.want_thumbnail(file_id, mime, size)
+
     def edit(self, room_id: int, msg_id: int, body: str) -> None:
         """``msg.edit`` of one's own message."""
         if body.strip():
@@ -667,7 +760,8 @@ class ChatController(QObject):
             self._mark_current_read()
         elif sender != self.me:
             entry = self.rooms.room(room_id)
-            body = str(message.get("body", ""))
+            body = str(message.get("body", "")) or "  ".join(
+                f"📎 {a.get('name', '')}" for a in message.get("attachments") or [])
             mentioned = self.me in (message.get("mentions") or []) or f"@{self.me}" in body
             if entry is not None and (entry.is_direct or mentioned):
                 name = self.display_names.get(sender, sender)
@@ -802,6 +896,12 @@ def _merger(timeline: TimelineModel) -> Callable[[dict[str, Any]], None]:
         timeline.merge_latest(page["messages"])
 
     return merge
+
+
+def _folder_name(text: str) -> str:
+    """``text`` made safe as one folder name (no separators, no dots on their own)."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip(".")
+    return safe or "_"
 
 
 async def _fail(error: BaseException) -> Any:

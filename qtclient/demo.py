@@ -74,6 +74,27 @@ class DemoServer:
             if rate:
                 await _sleep(self.reactor, batch / rate)  # let the rate-limit bucket refill
 
+    async def upload(self, username: str, name: str, data: bytes,
+                     mime: str | None = None) -> str:
+        """Upload ``data`` as ``username`` (PROTOCOL.md 7, chunk by chunk); returns
+        the file id, ready to attach to a message."""
+        import hashlib
+
+        conn = self.people[username]
+        args: dict[str, Any] = {"name": name, "size": len(data),
+                                "sha256": hashlib.sha256(data).hexdigest()}
+        if mime:
+            args["mime"] = mime
+        begin = await conn.request("file.upload.begin", args)
+        offset, chunk = int(begin["offset"]), int(begin["chunk_size"])
+        while offset < len(data):
+            piece = data[offset:offset + chunk]
+            await conn.request("file.upload.chunk", {"upload_id": begin["upload_id"],
+                                                     "offset": offset, "data": piece})
+            offset += len(piece)
+        done = await conn.request("file.upload.finish", {"upload_id": begin["upload_id"]})
+        return str(done["file_id"])
+
     async def leave(self, username: str) -> None:
         """Close ``username``'s connection (they show as offline)."""
         conn = self.people.pop(username)
@@ -177,6 +198,49 @@ async def populate_office(demo: DemoServer) -> dict[str, int]:
     await demo.leave("dave")
     await demo.leave("alice")
     return rooms
+
+
+def icon_sheet_png(width: int = 720, height: int = 480) -> bytes:
+    """A picture for the demo's image attachment: a sheet of app icons (drawn
+    here, so no image file is shipped). Needs a QGuiApplication."""
+    from qtclient.qt import (
+        QBuffer,
+        QByteArray,
+        QColor,
+        QImage,
+        QIODevice,
+        QPainter,
+        QRectF,
+        Qt,
+    )
+
+    image = QImage(width, height, QImage.Format.Format_RGB32)
+    image.fill(QColor("#f8f9fa"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    colours = ["#1a73e8", "#d93025", "#188038", "#f9ab00", "#a142f4", "#007b83",
+               "#e37400", "#5f6368"]
+    cell = width / 6
+    for n in range(12):
+        x, y = (n % 6) * cell + cell * 0.15, (n // 6) * cell + height / 2 - cell * 0.95
+        size = cell * 0.7
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(colours[n % len(colours)]))
+        painter.drawRoundedRect(QRectF(x, y, size, size), size * 0.22, size * 0.22)
+        painter.setBrush(QColor("white"))
+        inner = QRectF(x + size * 0.28, y + size * 0.28, size * 0.44, size * 0.44)
+        if n % 3 == 0:
+            painter.drawEllipse(inner)
+        elif n % 3 == 1:
+            painter.drawRoundedRect(inner, 4, 4)
+        else:
+            painter.drawRect(inner.adjusted(0, size * 0.1, 0, -size * 0.1))
+    painter.end()
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    return bytes(data.data())
 
 
 def run(coroutine_function: Any) -> None:

@@ -2,9 +2,10 @@
 
 ``python -m qtclient.screenshots [OUTPUT_DIR]`` (default ``docs/screenshots``)
 starts a demo server in this process (see :mod:`qtclient.demo`), drives a
-real client to the login window, a busy room and the members panel, and
-saves ``login-<lang>.png``, ``room-<lang>.png`` and ``members-<lang>.png``.
-It runs offscreen when there is no display.
+real client to the login window, a busy room, the members panel and a
+conversation with files, and saves ``login-<lang>.png``, ``room-<lang>.png``,
+``members-<lang>.png`` and ``files-<lang>.png``. It runs offscreen when there
+is no display.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from typing import Any
 
 #: The window size of every screenshot, in pixels.
 WINDOW_SIZE = (1180, 760)
+#: Size of the file being uploaded in the files picture (large enough to be
+#: caught half-way on a fast machine).
+UPLOAD_SIZE = 90 * 1024 * 1024
 
 
 async def _until(reactor: Any, condition: Callable[[], bool], what: str,
@@ -64,7 +68,7 @@ async def take_screenshots(reactor: Any, out_dir: Path) -> list[Path]:
 
 async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
                  settings_file: Path, out_dir: Path) -> list[Path]:
-    """One language: the login window, the busy room, the members panel."""
+    """One language: the login window, the busy room, the members panel, files."""
     from qtclient.app import ChatApp
     from qtclient.demo import DEMO_PASSWORD
     from qtclient.qt import QSettings, QWidget
@@ -114,6 +118,31 @@ async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
     await _until(reactor, lambda: controller.members.rowCount() == 6, "members")
     await _settle(reactor)
     save(window, "members")
+
+    # Files: a picture (with its preview) and a document arrive, and alice is
+    # sending a large file (caught half-way).
+    window.members_button.click()
+    design = rooms["design"]
+    from qtclient.demo import icon_sheet_png
+
+    picture = await demo.upload("bob", "icon-set-v2.png", icon_sheet_png())
+    await demo.say("bob", design, "", attachments=[picture])
+    document = await demo.upload("erin", "copy-review-agenda.pdf",
+                                 b"%PDF-1.4\n" + bytes(412_000))
+    await demo.say("erin", design, "", attachments=[document])
+    thumbnails = controller.files.thumbnails
+    await _until(reactor, lambda: thumbnails.pixmap(picture) is not None, "the preview")
+    big = settings_file.parent / f"screens-{language}" / "screens-v3.zip"
+    big.parent.mkdir(exist_ok=True)
+    with open(big, "wb") as f:
+        f.truncate(UPLOAD_SIZE)
+    transfers = controller.files.transfers
+    controller.attach_files(design, [str(big)])
+    window.timeline.scrollToBottom()
+    await _until(reactor, lambda: bool(transfers.items())
+                 and 0.3 <= transfers.items()[0].fraction < 0.9, "the upload", timeout=60)
+    save(window, "files")
+    controller.cancel_transfer(transfers.items()[0].transfer_id)
     await controller.shutdown()
     window.close()
     form.close()

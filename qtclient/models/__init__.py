@@ -8,6 +8,9 @@ the precise Qt signals, so views never see a half-updated list.
 
 from qtclient.models.members import MemberListModel
 from qtclient.models.rooms import RoomListModel, RoomSortProxy
+from qtclient.models.thumbnails import ThumbnailCache
 from qtclient.models.timeline import MessageItem, TimelineModel
+from qtclient.models.transfers import RoomUploadsProxy, TransfersModel
 
-__all__ = ["MemberListModel", "MessageItem", "RoomListModel", "RoomSortProxy", "TimelineModel"]
+__all__ = ["MemberListModel", "MessageItem", "RoomListModel", "RoomSortProxy",
+           "RoomUploadsProxy", "ThumbnailCache", "TimelineModel", "TransfersModel"]

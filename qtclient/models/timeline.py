@@ -42,6 +42,8 @@ class MessageItem:
         mentions: usernames mentioned.
         edited_ts: time of the last edit, or None.
         reactions: emoji -> usernames who reacted with it.
+        attachments: the files attached (PROTOCOL.md 7), each
+            ``{file_id, name, size, mime}``.
         state: ``sent``, ``pending`` (waiting for the server) or ``failed``.
         revision: bumped on every change, so cached layouts know they are stale.
         day: the local calendar day of ``ts`` (a date ordinal), for day separators.
@@ -58,6 +60,7 @@ class MessageItem:
     mentions: list[str] = field(default_factory=list)
     edited_ts: int | None = None
     reactions: dict[str, list[str]] = field(default_factory=dict)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
     state: str = SENT
     revision: int = 0
     day: int = 0
@@ -77,7 +80,27 @@ class MessageItem:
                    reply_to=message.get("reply_to"),
                    mentions=list(message.get("mentions") or []),
                    edited_ts=message.get("edited_ts"),
-                   reactions={str(k): list(v) for k, v in reactions.items() if v})
+                   reactions={str(k): list(v) for k, v in reactions.items() if v},
+                   attachments=_attachments(message.get("attachments")))
+
+    @property
+    def summary(self) -> str:
+        """The text, or the attached files' names for a message without text
+        (reply quotes, notifications)."""
+        if self.body or not self.attachments:
+            return self.body
+        return "  ".join(f"📎 {a['name']}" for a in self.attachments)
+
+
+def _attachments(value: Any) -> list[dict[str, Any]]:
+    """The attachments of a message map, checked and in a fixed shape."""
+    out = []
+    for a in value or ():
+        if isinstance(a, dict) and a.get("file_id"):
+            out.append({"file_id": str(a["file_id"]), "name": str(a.get("name") or "file"),
+                        "size": int(a.get("size") or 0),
+                        "mime": str(a.get("mime") or "application/octet-stream")})
+    return out
 
 
 def _day(ts: int) -> int:
@@ -129,6 +152,7 @@ class TimelineModel(QAbstractListModel):
         LayoutKey = USER_ROLE + 16
         ClientMsgId = USER_ROLE + 17
         SenderName = USER_ROLE + 18
+        Attachments = USER_ROLE + 19
 
     def __init__(self, room_id: int, me: str, names: Mapping[str, str] | None = None,
                  parent: QObject | None = None) -> None:
@@ -203,6 +227,8 @@ class TimelineModel(QAbstractListModel):
                 self.me in item.mentions or f"@{self.me}" in item.body)
         if role == roles.ClientMsgId:
             return item.client_msg_id
+        if role == roles.Attachments:
+            return [(a["file_id"], a["name"], a["size"], a["mime"]) for a in item.attachments]
         return None
 
     def _day_break(self, row: int) -> bool:
@@ -215,7 +241,7 @@ class TimelineModel(QAbstractListModel):
         quoted = self._by_id.get(item.reply_to)
         if quoted is None:
             return ("", "")  # replies to a message not loaded (or deleted)
-        return (self.names.get(quoted.sender) or quoted.sender, quoted.body)
+        return (self.names.get(quoted.sender) or quoted.sender, quoted.summary)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -354,11 +380,14 @@ class TimelineModel(QAbstractListModel):
         return True
 
     def add_pending(self, client_msg_id: str, body: str, ts: int,
-                    reply_to: int | None = None) -> None:
-        """Show a message the user just sent, before the server has stored it."""
+                    reply_to: int | None = None,
+                    attachments: list[dict[str, Any]] | None = None) -> None:
+        """Show a message the user just sent, before the server has stored it
+        (``attachments``: ``{file_id, name, size, mime}`` of files already uploaded)."""
         item = MessageItem(key=f"c{client_msg_id}", msg_id=None, seq=None, sender=self.me,
                            ts=ts, body=body, client_msg_id=client_msg_id,
-                           reply_to=reply_to, state=PENDING)
+                           reply_to=reply_to, attachments=_attachments(attachments),
+                           state=PENDING)
         self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows))
         self._rows.append(item)
         self._pending[client_msg_id] = item
@@ -380,7 +409,8 @@ class TimelineModel(QAbstractListModel):
             return
         self.add_message({"msg_id": msg_id, "seq": seq, "ts": ts, "sender": item.sender,
                           "body": item.body, "client_msg_id": client_msg_id,
-                          "reply_to": item.reply_to, "room_id": self.room_id})
+                          "reply_to": item.reply_to, "room_id": self.room_id,
+                          "attachments": item.attachments})
 
     def apply_edit(self, msg_id: int, body: str, edited_ts: int) -> None:
         """``msg.edited``."""

@@ -6,7 +6,9 @@ import contextlib
 from typing import Any
 
 from qtclient.i18n import _
+from qtclient.models.thumbnails import ThumbnailCache
 from qtclient.models.timeline import SENT, TimelineModel
+from qtclient.models.transfers import DOWNLOAD, TransfersModel
 from qtclient.qt import (
     ID,
     QAbstractItemModel,
@@ -20,7 +22,9 @@ from qtclient.qt import (
     QMenu,
     QModelIndex,
     QPlainTextEdit,
+    QRect,
     QResizeEvent,
+    QStyleOptionViewItem,
     Qt,
     QTimer,
     QWidget,
@@ -35,6 +39,9 @@ QUICK_REACTIONS = ("👍", "❤️", "😂", "🎉", "😮", "😢")
 PREFETCH_PX = 400
 #: Milliseconds a resize must pause before the rows are laid out for the new width.
 RELAYOUT_DELAY_MS = 150
+#: At most one repaint per this many milliseconds for download progress and
+#: arriving previews (a download reports every 256 KiB chunk).
+FILES_REPAINT_MS = 50
 
 
 class TimelineView(QListView):
@@ -49,6 +56,9 @@ class TimelineView(QListView):
         reply_requested(msg_id), edit_requested(msg_id), delete_requested(msg_id):
             chosen from a message's menu.
         react_requested(msg_id, emoji, on): from the menu or a reaction chip.
+        file_clicked(action, file_id, name, mime, size): an attached file's
+            button or preview was clicked (see :class:`MessageDelegate`).
+        thumbnail_wanted(file_id, mime, size): an image on screen has no preview yet.
     """
 
     older_requested = pyqtSignal()
@@ -56,6 +66,8 @@ class TimelineView(QListView):
     edit_requested = pyqtSignal(ID)
     delete_requested = pyqtSignal(ID)
     react_requested = pyqtSignal(ID, str, bool)
+    file_clicked = pyqtSignal(str, str, str, str, ID)
+    thumbnail_wanted = pyqtSignal(str, str, ID)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -85,9 +97,55 @@ class TimelineView(QListView):
         self.setFrameShape(QListView.Shape.NoFrame)
         self.verticalScrollBar().setSingleStep(24)  # type: ignore[union-attr]
         self.message_delegate.reaction_clicked.connect(self.react_requested)
+        self.message_delegate.file_clicked.connect(self.file_clicked)
+        self.message_delegate.thumbnail_wanted.connect(self.thumbnail_wanted)
+        self._files_repaint = QTimer(self)
+        self._files_repaint.setSingleShot(True)
+        self._files_repaint.setInterval(FILES_REPAINT_MS)
+        self._files_repaint.timeout.connect(self._repaint_files)
         bar = self.verticalScrollBar()
         assert bar is not None
         bar.valueChanged.connect(self._scrolled)
+
+    def show_files(self, transfers: TransfersModel, thumbnails: ThumbnailCache) -> None:
+        """Read downloads and previews from these (the controller's) to draw
+        attached files, and repaint when they change."""
+        self.message_delegate.transfers = transfers
+        self.message_delegate.thumbnails = thumbnails
+        transfers.dataChanged.connect(self._transfer_changed)
+        for signal in (transfers.rowsInserted, transfers.rowsRemoved, transfers.modelReset):
+            signal.connect(self._files_changed)
+        thumbnails.ready.connect(self._files_changed)
+
+    def _transfer_changed(self, top_left: QModelIndex, *_args: Any) -> None:
+        if top_left.data(TransfersModel.Roles.Kind) == DOWNLOAD:
+            self._files_changed()
+
+    def _files_changed(self, *_args: Any) -> None:
+        """Repaint soon (attached files never change a row's height)."""
+        if not self._files_repaint.isActive():
+            self._files_repaint.start()
+
+    def _repaint_files(self) -> None:
+        viewport = self.viewport()
+        if viewport is not None:
+            viewport.update()
+
+    def file_spots(self, row: int) -> list[tuple[str, QRect, QRect | None]]:
+        """Where the files attached to the message at ``row`` are, in viewport
+        coordinates: (file id, its button, its preview or None)."""
+        model = self.model()
+        if model is None:
+            return []
+        index = model.index(row, 0)
+        option = QStyleOptionViewItem()
+        self.initViewItemOption(option)
+        option.rect = self.visualRect(index)
+        layout = self.message_delegate.layout_for(option, index)
+        origin = option.rect.topLeft()
+        return [(spot.file.file_id, spot.button.translated(origin),
+                 spot.thumb.translated(origin) if spot.thumb is not None else None)
+                for spot in layout.files]
 
     def timeline(self) -> TimelineModel | None:
         """The model shown, if any."""

@@ -9,6 +9,14 @@ the few messages longer than a line, which are wrapped with QTextLayout.
 Heights are cached under the row's ``LayoutKey`` (which changes whenever the
 message does) for the current width; full layouts (every rectangle, for
 painting and clicks) only for the few hundred rows recently painted.
+
+Attached files have a fixed height whatever their state (an image's preview
+box is reserved before the image arrives; a download's progress bar is drawn
+inside the file's card), so a preview arriving or a download progressing only
+repaints, never lays the list out again. Previews come from
+:class:`~qtclient.models.thumbnails.ThumbnailCache` (a dictionary lookup per
+paint); what is missing is asked for once, after the paint, through
+``thumbnail_wanted``.
 """
 
 from __future__ import annotations
@@ -23,7 +31,15 @@ from qtclient.i18n import _
 from qtclient.models.members import MemberListModel
 from qtclient.models.presence import STATE_COLOURS, STATE_NAMES
 from qtclient.models.rooms import RoomListModel
+from qtclient.models.thumbnails import THUMBNAIL_HEIGHT, THUMBNAIL_WIDTH, ThumbnailCache, is_image
 from qtclient.models.timeline import FAILED, PENDING, TimelineModel
+from qtclient.models.transfers import (
+    ACTIVE_STATES,
+    DONE,
+    RETRY_STATES,
+    TransferItem,
+    TransfersModel,
+)
 from qtclient.qt import (
     ID,
     QAbstractItemModel,
@@ -37,6 +53,7 @@ from qtclient.qt import (
     QMouseEvent,
     QObject,
     QPainter,
+    QPainterPath,
     QPen,
     QPersistentModelIndex,
     QPointF,
@@ -49,8 +66,11 @@ from qtclient.qt import (
     Qt,
     QTextLayout,
     QTextOption,
+    QTimer,
     pyqtSignal,
 )
+from qtclient.transfers import human_size
+from qtclient.views.attachments import transfer_status
 
 _Index = QModelIndex | QPersistentModelIndex
 _TR = TimelineModel.Roles
@@ -65,6 +85,10 @@ DAY_HEIGHT = 30        # the day separator
 MARKER_HEIGHT = 24     # the "new messages" line
 CHIP_HEIGHT = 24       # a reaction chip
 CHIP_GAP = 4
+FILE_GAP = 6           # above each attached file
+CARD_WIDTH = 300       # an attached file's card, at most
+THUMB_GAP = 4          # between an image's preview and its card
+PROGRESS_HEIGHT = 3    # a download's progress bar, at the card's bottom
 
 _NAME_COLOURS = ("#1a73e8", "#d93025", "#188038", "#a142f4", "#e37400", "#007b83",
                  "#c5221f", "#5f6368")
@@ -154,6 +178,21 @@ def _natural_lines(text: str, font: QFont) -> list[tuple[int, int]]:
 
 
 @dataclass(slots=True)
+class AttachedFile:
+    """A file attached to a message, as a bubble shows it (PROTOCOL.md 7)."""
+
+    file_id: str
+    name: str
+    size: int
+    mime: str
+
+    @property
+    def image(self) -> bool:
+        """Whether it gets a preview."""
+        return is_image(self.mime)
+
+
+@dataclass(slots=True)
 class _Measure:
     """The width-independent part of a message's layout (cached per message revision)."""
 
@@ -166,6 +205,28 @@ class _Measure:
     text: str
     lines: list[tuple[int, int]]
     chips: list[tuple[int, str, int, bool]]
+    files: list[AttachedFile] = field(default_factory=list)
+    card_h: int = 0
+    button_w: int = 0
+
+    @property
+    def files_h(self) -> int:
+        """Height of the attached files (fixed whatever their state)."""
+        return sum(FILE_GAP + (THUMBNAIL_HEIGHT + THUMB_GAP if f.image else 0) + self.card_h
+                   for f in self.files)
+
+
+@dataclass
+class FileSpot:
+    """Where an attached file is drawn, relative to the item's top-left corner."""
+
+    file: AttachedFile
+    card: QRect
+    icon: QRect
+    name: QRect
+    info: QRect
+    button: QRect
+    thumb: QRect | None = None
 
 
 @dataclass
@@ -181,18 +242,33 @@ class MessageLayout:
     chips: list[tuple[QRect, str, int, bool]] = field(default_factory=list)
     day: QRect | None = None
     marker: QRect | None = None
+    files: list[FileSpot] = field(default_factory=list)
 
 
 class MessageDelegate(QStyledItemDelegate):
     """Paints a message bubble: sender, time, edited mark, reply quote, body,
-    reactions; with a day separator and a "new messages" line above it when due.
+    attached files (an image's preview; icon, name, size, a Download / Cancel /
+    Open / Retry button and a progress bar), reactions; with a day separator
+    and a "new messages" line above it when due.
+
+    Attributes:
+        transfers: the downloads, read to show each file's state (set by the
+            main window; None shows every file as not downloaded).
+        thumbnails: image previews, read when painting (None: no previews).
 
     Signals:
         reaction_clicked(msg_id, emoji, on): a reaction chip was clicked
             (``on`` is the new state for the user).
+        file_clicked(action, file_id, name, mime, size): a file's button or
+            preview was clicked; ``action`` is ``download``, ``cancel``,
+            ``open``, ``retry`` or ``preview``.
+        thumbnail_wanted(file_id, mime, size): an image is on screen without
+            its preview (asked once per file, after the paint).
     """
 
     reaction_clicked = pyqtSignal(ID, str, bool)
+    file_clicked = pyqtSignal(str, str, str, str, ID)
+    thumbnail_wanted = pyqtSignal(str, str, ID)
 
     #: Full layouts kept for painting and clicks (the visible rows and a margin).
     LAYOUT_CACHE = 400
@@ -206,6 +282,9 @@ class MessageDelegate(QStyledItemDelegate):
         self._sizes: dict[Any, int] = {}
         self._sizes_width = 0
         self._layouts: OrderedDict[tuple[Any, int], MessageLayout] = OrderedDict()
+        self.transfers: TransfersModel | None = None
+        self.thumbnails: ThumbnailCache | None = None
+        self._wanted: dict[str, AttachedFile] = {}
 
     def clear_cache(self) -> None:
         """Forget cached sizes (the font or the language changed)."""
@@ -257,10 +336,18 @@ class MessageDelegate(QStyledItemDelegate):
         fm = QFontMetrics(body_font)
         chips = [(fm.horizontalAdvance(f"{emoji} {count}") + 16, emoji, count, mine)
                  for emoji, count, mine in index.data(_TR.Reactions) or []]
-        return _Measure(own=bool(index.data(_TR.IsOwn)), day=bool(index.data(_TR.DayBreak)),
-                        marker=bool(index.data(_TR.NewMarker)), header_w=header_w,
-                        header_h=header_h, reply_h=reply_h, text=text,
-                        lines=_natural_lines(text, body_font), chips=chips)
+        files = [AttachedFile(*a) for a in index.data(_TR.Attachments) or []]
+        measure = _Measure(own=bool(index.data(_TR.IsOwn)), day=bool(index.data(_TR.DayBreak)),
+                           marker=bool(index.data(_TR.NewMarker)), header_w=header_w,
+                           header_h=header_h, reply_h=reply_h, text=text,
+                           lines=_natural_lines(text, body_font) if text or not files else [],
+                           chips=chips, files=files)
+        if files:
+            # Room for the name, then the size or state, then the progress bar.
+            measure.card_h = fm.height() + QFontMetrics(small).height() + 12 + PROGRESS_HEIGHT
+            measure.button_w = max(QFontMetrics(small).horizontalAdvance(t) for t in (
+                _("Download"), _("Open"), _("Cancel"), _("Retry"))) + 20
+        return measure
 
     @staticmethod
     def _body_size(m: _Measure, inner: int, font: QFont) -> tuple[int, int]:
@@ -277,12 +364,18 @@ class MessageDelegate(QStyledItemDelegate):
         max_bubble = max(160, min(width - left - MARGIN, int(width * 0.78)))
         return top, left, max_bubble
 
+    @staticmethod
+    def _content_width(m: _Measure, inner: int, body_w: int) -> int:
+        files_w = CARD_WIDTH if m.files else 0
+        return min(inner, max(m.header_w, body_w, 120 if m.reply_h else 0, files_w))
+
     def _height(self, m: _Measure, width: int, font: QFont) -> int:
         """The row height only (what QListView needs for every row, on every layout)."""
         top, _left, max_bubble = self._geometry(m, width)
         body_h, body_w = self._body_size(m, max_bubble - 2 * PAD, font)
-        content_w = min(max_bubble - 2 * PAD, max(m.header_w, body_w, 120 if m.reply_h else 0))
-        bubble_h = PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h + PAD
+        content_w = self._content_width(m, max_bubble - 2 * PAD, body_w)
+        bubble_h = (PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h
+                    + m.files_h + PAD)
         y = top + bubble_h
         if m.chips:
             bubble_w = content_w + 2 * PAD
@@ -309,8 +402,9 @@ class MessageDelegate(QStyledItemDelegate):
             layout.marker = QRect(0, y, width, MARKER_HEIGHT)
         inner = max_bubble - 2 * PAD
         body_h, body_w = self._body_size(m, inner, font)
-        content_w = min(inner, max(m.header_w, body_w, 120 if m.reply_h else 0))
-        bubble_h = PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h + PAD
+        content_w = self._content_width(m, inner, body_w)
+        bubble_h = (PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h
+                    + m.files_h + PAD)
         bubble_w = content_w + 2 * PAD
         bubble_x = width - MARGIN - bubble_w if m.own else left
         layout.bubble = QRect(bubble_x, top, bubble_w, bubble_h)
@@ -323,6 +417,24 @@ class MessageDelegate(QStyledItemDelegate):
             layout.reply = QRect(inner_x, cy, content_w, m.reply_h)
             cy += m.reply_h + 4
         layout.body = QRect(inner_x, cy, content_w, body_h)
+        cy += body_h
+        for file in m.files:
+            cy += FILE_GAP
+            thumb = None
+            if file.image:
+                thumb = QRect(inner_x, cy, min(content_w, THUMBNAIL_WIDTH), THUMBNAIL_HEIGHT)
+                cy += THUMBNAIL_HEIGHT + THUMB_GAP
+            card = QRect(inner_x, cy, content_w, m.card_h)
+            icon = QRect(card.left() + 8, card.top() + (m.card_h - 34) // 2, 26, 34)
+            button = QRect(card.right() - 6 - m.button_w + 1, card.center().y() - 12,
+                           m.button_w, 24)
+            text_x = icon.right() + 9
+            text_w = max(10, button.left() - 8 - text_x)
+            half = (m.card_h - PROGRESS_HEIGHT) // 2
+            name = QRect(text_x, card.top() + 5, text_w, half - 4)
+            info = QRect(text_x, card.top() + half + 1, text_w, half - 5)
+            layout.files.append(FileSpot(file, card, icon, name, info, button, thumb))
+            cy += m.card_h
         y = top + bubble_h
         if m.chips:
             y += CHIP_GAP
@@ -437,6 +549,8 @@ class MessageDelegate(QStyledItemDelegate):
         text_option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         painter.drawText(QRectF(layout.body), _display_text(str(index.data(_TR.Body))),
                          text_option)
+        for spot in layout.files:
+            self._paint_file(painter, spot, body_font, small)
         # Reactions.
         for rect, emoji, count, mine in layout.chips:
             painter.setPen(QPen(QColor("#1a73e8") if mine else QColor("#dadce0"), 1))
@@ -445,6 +559,112 @@ class MessageDelegate(QStyledItemDelegate):
             painter.setPen(_TEXT)
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{emoji} {count}")
         painter.restore()
+
+    # -- attached files ----------------------------------------------------------------------
+
+    def download_of(self, file_id: str) -> TransferItem | None:
+        """The download of ``file_id`` the bubble reflects, if any."""
+        return self.transfers.download_for(file_id) if self.transfers is not None else None
+
+    def file_action(self, file_id: str) -> str:
+        """What the file's button does now: ``download``, ``cancel``, ``open`` or ``retry``."""
+        download = self.download_of(file_id)
+        if download is None:
+            return "download"
+        if download.state in ACTIVE_STATES:
+            return "cancel"
+        if download.state == DONE:
+            return "open"
+        return "retry" if download.state in RETRY_STATES else "download"
+
+    def _paint_file(self, painter: QPainter, spot: FileSpot, font: QFont, small: QFont) -> None:
+        file = spot.file
+        if spot.thumb is not None:
+            self._paint_thumb(painter, spot.thumb, file, small)
+        card = spot.card
+        painter.setPen(QPen(QColor("#dadce0"), 1))
+        painter.setBrush(QColor("white"))
+        painter.drawRoundedRect(QRectF(card).adjusted(0.5, 0.5, -0.5, -0.5), 8, 8)
+        _paint_file_icon(painter, spot.icon, file.name, small)
+        painter.setFont(font)
+        painter.setPen(_TEXT)
+        painter.drawText(spot.name, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         QFontMetrics(font).elidedText(file.name, Qt.TextElideMode.ElideMiddle,
+                                                       spot.name.width()))
+        download = self.download_of(file.file_id)
+        info = human_size(file.size)
+        if download is not None:
+            total = download.total or file.size
+            info = transfer_status(download.state, download.done, total, download.error,
+                                   upload=False)
+        painter.setFont(small)
+        failed = download is not None and download.state in RETRY_STATES
+        painter.setPen(_MARKER if failed else _MUTED)
+        painter.drawText(spot.info, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         QFontMetrics(small).elidedText(info, Qt.TextElideMode.ElideRight,
+                                                        spot.info.width()))
+        action = self.file_action(file.file_id)
+        texts = {"download": _("Download"), "cancel": _("Cancel"), "open": _("Open"),
+                 "retry": _("Retry")}
+        primary = action in ("download", "open")
+        painter.setPen(QPen(QColor("#1a73e8"), 1))
+        painter.setBrush(QColor("#1a73e8") if primary else QColor("white"))
+        painter.drawRoundedRect(QRectF(spot.button), 12, 12)
+        painter.setPen(QColor("white") if primary else QColor("#1a73e8"))
+        painter.drawText(spot.button, Qt.AlignmentFlag.AlignCenter, texts[action])
+        if download is not None and download.state in ACTIVE_STATES:
+            bar = QRect(card.left() + 8, card.bottom() - PROGRESS_HEIGHT - 3,
+                        card.width() - 16, PROGRESS_HEIGHT)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor("#e8eaed"))
+            painter.drawRect(bar)
+            painter.setBrush(QColor("#1a73e8"))
+            painter.drawRect(QRect(bar.left(), bar.top(), int(bar.width() * download.fraction),
+                                   bar.height()))
+
+    def _paint_thumb(self, painter: QPainter, rect: QRect, file: AttachedFile,
+                     small: QFont) -> None:
+        thumbnails = self.thumbnails
+        pixmap = thumbnails.pixmap(file.file_id) if thumbnails is not None else None
+        if pixmap is not None:
+            size = pixmap.deviceIndependentSize()
+            target = QRectF(rect.left(), rect.top(), min(size.width(), rect.width()),
+                            min(size.height(), rect.height()))
+            painter.drawPixmap(target, pixmap, QRectF(pixmap.rect()))
+            return
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor("#e8eaed"))
+        painter.drawRoundedRect(QRectF(rect), 8, 8)
+        state = thumbnails.state(file.file_id) if thumbnails is not None else "failed"
+        painter.setFont(small)
+        painter.setPen(_MUTED)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter,
+                         _("No preview") if state == "failed" else _("Loading preview…"))
+        if state is None and file.file_id not in self._wanted:
+            if not self._wanted:
+                QTimer.singleShot(0, self._ask_for_thumbnails)
+            self._wanted[file.file_id] = file
+
+    def _ask_for_thumbnails(self) -> None:
+        """After the paint: ask for the previews that were missing (once each)."""
+        wanted, self._wanted = self._wanted, {}
+        for file in wanted.values():
+            if self.thumbnails is not None and self.thumbnails.state(file.file_id) is None:
+                self.thumbnail_wanted.emit(file.file_id, file.mime, file.size)
+
+    def file_at(self, option: QStyleOptionViewItem, index: _Index,
+                pos: Any) -> tuple[str, AttachedFile] | None:
+        """The attached file under ``pos`` (view coordinates) and what clicking does
+        there: (``download`` / ``cancel`` / ``open`` / ``retry`` on its button,
+        ``preview`` on an image's preview), or None."""
+        layout = self.layout_for(option, index)
+        local = pos - option.rect.topLeft()
+        for spot in layout.files:
+            if spot.button.contains(local):
+                return self.file_action(spot.file.file_id), spot.file
+            if spot.thumb is not None and spot.thumb.contains(local):
+                return "preview", spot.file
+        return None
 
     @staticmethod
     def _paint_rule(painter: QPainter, rect: QRect, text: str, colour: QColor,
@@ -478,6 +698,11 @@ class MessageDelegate(QStyledItemDelegate):
         """A click on a reaction chip toggles the user's reaction."""
         if (isinstance(event, QMouseEvent) and event.type() == QEvent.Type.MouseButtonRelease
                 and event.button() == Qt.MouseButton.LeftButton):
+            spot = self.file_at(option, index, event.position().toPoint())
+            if spot is not None:
+                action, file = spot
+                self.file_clicked.emit(action, file.file_id, file.name, file.mime, file.size)
+                return True
             hit = self.chip_at(option, index, event.position().toPoint())
             msg_id = index.data(_TR.MsgId)
             if hit is not None and msg_id is not None:
@@ -485,6 +710,33 @@ class MessageDelegate(QStyledItemDelegate):
                 self.reaction_clicked.emit(int(msg_id), emoji, not mine)
                 return True
         return False
+
+
+def _paint_file_icon(painter: QPainter, rect: QRect, name: str, font: QFont) -> None:
+    """A page with a folded corner and the file's extension on it."""
+    fold = 8
+    page = QPainterPath()
+    x, y, w, h = rect.left(), rect.top(), rect.width(), rect.height()
+    page.moveTo(x, y)
+    page.lineTo(x + w - fold, y)
+    page.lineTo(x + w, y + fold)
+    page.lineTo(x + w, y + h)
+    page.lineTo(x, y + h)
+    page.closeSubpath()
+    painter.setPen(QPen(QColor("#1a73e8"), 1))
+    painter.setBrush(QColor("#e8f0fe"))
+    painter.drawPath(page)
+    painter.drawLine(x + w - fold, y, x + w - fold, y + fold)
+    painter.drawLine(x + w - fold, y + fold, x + w, y + fold)
+    extension = name.rsplit(".", 1)[1][:4].upper() if "." in name.strip(".") else ""
+    if extension:
+        tiny = QFont(font)
+        tiny.setBold(True)
+        tiny.setPixelSize(8)
+        painter.setFont(tiny)
+        painter.setPen(QColor("#1a73e8"))
+        painter.drawText(QRect(x, y + h // 2 - 2, w, h // 2), Qt.AlignmentFlag.AlignCenter,
+                         extension)
 
 
 def _paint_dot(painter: QPainter, centre_x: int, centre_y: int, state: str) -> None:

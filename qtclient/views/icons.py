@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from qtclient.qt import QColor, QFont, QIcon, QPainter, QPainterPath, QPixmap, QRectF, Qt
+from qtclient.qt import QColor, QFont, QIcon, QPainter, QPainterPath, QPen, QPixmap, QRectF, Qt
 
 
 def app_icon(unread: int = 0, size: int = 64) -> QIcon:
@@ -36,3 +36,38 @@ def app_icon(unread: int = 0, size: int = 64) -> QIcon:
     painter.end()
     return QIcon(pixmap)
 
+
+
+def paperclip_icon(size: int = 20, colour: str = "#5f6368") -> QIcon:
+    """A paperclip (the attach button, the rows of the uploads strip)."""
+    return QIcon(paperclip_pixmap(size, colour))
+
+
+def paperclip_pixmap(size: int = 20, colour: str = "#5f6368", ratio: float = 2.0) -> QPixmap:
+    """A paperclip drawn at ``size`` device-independent pixels (``ratio`` for HiDPI)."""
+    pixmap = QPixmap(int(size * ratio), int(size * ratio))
+    pixmap.setDevicePixelRatio(ratio)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    clip = QPainterPath()  # in a 24 x 24 box, upright; turned 45° below
+    clip.moveTo(9, 8)
+    clip.lineTo(9, 16)
+    clip.arcTo(QRectF(9, 13.5, 5, 5), 180, 180)
+    clip.lineTo(14, 5)
+    clip.arcTo(QRectF(6, 1, 8, 8), 0, 180)
+    clip.lineTo(6, 18)
+    clip.arcTo(QRectF(6, 13, 11, 10), 180, 180)
+    clip.lineTo(17, 8)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.scale(size / 24, size / 24)
+    painter.translate(12, 12)
+    painter.rotate(45)
+    painter.scale(0.78, 0.78)
+    painter.translate(-11.5, -12)
+    pen = QPen(QColor(colour), 2.0)
+    pen.setCapStyle(Qt.PenCapStyle.RoundCap)
+    painter.setPen(pen)
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawPath(clip)
+    painter.end()
+    return pixmap

@@ -8,18 +8,21 @@ Layout (left to right)::
     | # general 3 | connection banner (when reconnecting)  |  ● bob      |
     | ● bob       |   day separator / bubbles / reactions  |             |
     |             |   "alice is typing…"                   |             |
-    | [+][⌕][@]   | (attachments strip: reserved, hidden)  |             |
-    |             | [ composer                    ][Send]  |             |
+    | [+][⌕][@]   | uploads: name ▓▓▓░░ [Cancel] (if any)  |             |
+    |             | [ composer                 ][📎][Send] |             |
     +-------------+----------------------------------------+-------------+
     | ● Connected                                      presence [Online] |
 
-The call bar and the attachment strip are empty, hidden slots where the
-voice-call and file features (their own issues) will go; no control is shown
-for them until they work.
+Files dropped on the message list or the composer, or chosen with 📎, are
+uploaded and sent to the open room; the attachments strip lists those
+uploads. The call bar is an empty, hidden slot where the voice-call feature
+(its own issue) will go.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtclient.i18n import _, ngettext
@@ -27,6 +30,7 @@ from qtclient.models.members import MemberListModel
 from qtclient.models.presence import OWN_STATES, STATE_COLOURS, STATE_NAMES
 from qtclient.models.rooms import RoomListModel
 from qtclient.models.timeline import TimelineModel
+from qtclient.models.transfers import RoomUploadsProxy
 from qtclient.qt import (
     ID,
     QAbstractItemView,
@@ -34,7 +38,9 @@ from qtclient.qt import (
     QCloseEvent,
     QComboBox,
     QContextMenuEvent,
+    QDesktopServices,
     QEvent,
+    QFileDialog,
     QFont,
     QHBoxLayout,
     QItemSelectionModel,
@@ -46,23 +52,50 @@ from qtclient.qt import (
     QMenu,
     QModelIndex,
     QPushButton,
+    QSize,
     QSplitter,
     QStackedWidget,
+    QStandardPaths,
     Qt,
     QToolButton,
+    QUrl,
     QVBoxLayout,
     QWidget,
     pyqtSignal,
 )
+from qtclient.views.attachments import AttachmentsStrip, FileDropFilter
 from qtclient.views.conversation import Composer, TimelineView
 from qtclient.views.delegates import MemberDelegate, RoomDelegate
-from qtclient.views.icons import app_icon
+from qtclient.views.icons import app_icon, paperclip_icon
 
 if TYPE_CHECKING:
     from qtclient.controller import ChatController
 
 _RR = RoomListModel.Roles
 _MR = MemberListModel.Roles
+
+
+def downloads_folder() -> Path:
+    """The user's Downloads folder (their home folder if the system names none)."""
+    folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DownloadLocation)
+    return Path(folder) if folder else Path.home()
+
+
+def ask_files_to_send(parent: QWidget) -> list[str]:
+    """The attach button's file dialog: the files chosen (empty if cancelled)."""
+    paths, _filter = QFileDialog.getOpenFileNames(parent, _("Send files"), str(Path.home()))
+    return list(paths)
+
+
+def ask_where_to_save(parent: QWidget, suggested: str) -> str:
+    """The Download button's save dialog, starting at ``suggested``; "" if cancelled."""
+    path, _filter = QFileDialog.getSaveFileName(parent, _("Save file"), suggested)
+    return str(path)
+
+
+def open_with_system(path: str) -> None:
+    """Open a file with the program the desktop associates with it."""
+    QDesktopServices.openUrl(QUrl.fromLocalFile(path))
 
 
 class MembersView(QListView):
@@ -132,6 +165,14 @@ class MainWindow(QMainWindow):
 
     Args:
         state: the controller, read only (models, current room, connection).
+
+    Attributes:
+        choose_files: asks which files to send (the attach button); returns
+            paths. Tests replace it (and the two below) instead of driving a
+            native dialog.
+        choose_save_path: asks where to save a download, given the suggested
+            path (in the Downloads folder); returns "" if the user cancels.
+        open_file: opens a downloaded file (the system's default program).
     """
 
     room_selected = pyqtSignal(ID)
@@ -156,10 +197,23 @@ class MainWindow(QMainWindow):
     quit_requested = pyqtSignal()
     active_changed = pyqtSignal(bool)
     user_input = pyqtSignal()
+    #: room id, local paths (files or folders) to send there
+    attach_requested = pyqtSignal(ID, list)
+    #: file id, name, destination path, mime, size
+    download_requested = pyqtSignal(str, str, str, str, ID)
+    #: transfer ids
+    transfer_cancel_requested = pyqtSignal(int)
+    transfer_retry_requested = pyqtSignal(int)
+    transfer_remove_requested = pyqtSignal(int)
+    #: file id, mime, size: an image on screen needs its preview
+    thumbnail_wanted = pyqtSignal(str, str, ID)
 
     def __init__(self, state: ChatController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self.choose_files: Callable[[QWidget], list[str]] = ask_files_to_send
+        self.choose_save_path: Callable[[QWidget, str], str] = ask_where_to_save
+        self.open_file: Callable[[str], None] = open_with_system
         self.room_id: int | None = None
         #: ("reply" | "edit", msg_id) while the composer replies to or edits a message.
         self.compose_mode: tuple[str, int] | None = None
@@ -324,18 +378,40 @@ class MainWindow(QMainWindow):
         bar.addWidget(self.compose_cancel)
         self.compose_bar.setStyleSheet("background: #e8f0fe; border-radius: 4px;")
         self.compose_bar.hide()
-        # Reserved for the file issue: attachments waiting to be sent. Hidden.
-        self.attachments_strip = QWidget()
-        self.attachments_strip.setObjectName("attachments_strip")
-        self.attachments_strip.hide()
+        self.timeline.show_files(self.state.files.transfers, self.state.files.thumbnails)
+        self.timeline.file_clicked.connect(self._file_clicked)
+        self.timeline.thumbnail_wanted.connect(self.thumbnail_wanted)
+        # The open room's uploads (hidden while there are none).
+        self.uploads = RoomUploadsProxy(self)
+        self.uploads.setSourceModel(self.state.files.transfers)
+        self.attachments_strip = AttachmentsStrip()
+        self.attachments_strip.set_model(self.uploads)
+        self.attachments_strip.cancel_requested.connect(self.transfer_cancel_requested)
+        self.attachments_strip.retry_requested.connect(self.transfer_retry_requested)
+        self.attachments_strip.remove_requested.connect(self.transfer_remove_requested)
         self.composer = Composer()
         self.composer.submitted.connect(self.submit)
         self.composer.cancelled.connect(self.cancel_compose)
         self.composer.textChanged.connect(self._composer_changed)
+        self.attach_button = QToolButton()
+        self.attach_button.setIcon(paperclip_icon(20))
+        self.attach_button.setIconSize(QSize(20, 20))
+        self.attach_button.setObjectName("attach_button")
+        self.attach_button.clicked.connect(self._attach_clicked)
         self.send_button = QPushButton()
         self.send_button.clicked.connect(self.submit)
+        self.attach_button.setFixedSize(self.send_button.sizeHint().height() + 6,
+                                        self.send_button.sizeHint().height())
+        # Files dropped on the conversation (the message list or the composer).
+        self.drops = FileDropFilter(self)
+        for target in (self.timeline.viewport(), self.composer.viewport(),
+                       self.attachments_strip):
+            if target is not None:
+                self.drops.watch(target)
+        self.drops.files_dropped.connect(self._files_given)
         composer_row = QHBoxLayout()
         composer_row.addWidget(self.composer, 1)
+        composer_row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         layout = QVBoxLayout(page)
         layout.setContentsMargins(4, 8, 4, 8)
@@ -405,6 +481,7 @@ class MainWindow(QMainWindow):
         self.composer.setPlaceholderText(
             _("Write a message — Enter sends, Shift+Enter starts a new line"))
         self.send_button.setText(_("Send"))
+        self.attach_button.setToolTip(_("Send files… (or drop them on the conversation)"))
         self.compose_cancel.setToolTip(_("Cancel"))
         for i in range(self.presence_box.count()):
             state = str(self.presence_box.itemData(i))
@@ -494,6 +571,7 @@ class MainWindow(QMainWindow):
             self.cancel_compose()
         self.room_id = room_id
         entry = self.state.rooms.room(room_id) if room_id is not None else None
+        self.uploads.set_room(room_id if entry is not None else None)
         if room_id is None or entry is None:
             self.room_id = None
             self.timeline.setModel(None)
@@ -598,6 +676,36 @@ class MainWindow(QMainWindow):
         if self.room_id is not None:
             self.kick_requested.emit(self.room_id, username)
 
+    # -- files ---------------------------------------------------------------------------------
+
+    def _attach_clicked(self) -> None:
+        if self.room_id is not None:
+            self._files_given(self.choose_files(self))
+
+    def _files_given(self, paths: list[str]) -> None:
+        """Files dropped or chosen: send them to the open room."""
+        if self.room_id is not None and paths:
+            self.attach_requested.emit(self.room_id, list(paths))
+
+    def _file_clicked(self, action: str, file_id: str, name: str, mime: str, size: int) -> None:
+        """A file's button (or preview) in a bubble was clicked."""
+        download = self.state.files.transfers.download_for(file_id)
+        if action == "download":
+            dest = self.choose_save_path(self, str(downloads_folder() / name))
+            if dest:
+                self.download_requested.emit(file_id, name, dest, mime, size)
+        elif action == "cancel" and download is not None:
+            self.transfer_cancel_requested.emit(download.transfer_id)
+        elif action == "retry" and download is not None:
+            self.transfer_retry_requested.emit(download.transfer_id)
+        elif action == "open" and download is not None:
+            self.open_file(download.path)
+        elif action == "preview":
+            local = (download.path if download is not None and download.state == "done"
+                     else self.state.files.thumbnails.path(file_id))
+            if local:
+                self.open_file(local)
+
     # -- composing -----------------------------------------------------------------------------
 
     def start_compose(self, mode: str, msg_id: int) -> None:
@@ -629,7 +737,7 @@ class MainWindow(QMainWindow):
         model = self.timeline.timeline()
         row = model.row_of_msg(msg_id) if model is not None else -1
         sender = model.item(row).sender if model is not None and row >= 0 else ""
-        excerpt = " ".join(model.item(row).body.split())[:80] if model and row >= 0 else ""
+        excerpt = " ".join(model.item(row).summary.split())[:80] if model and row >= 0 else ""
         if mode == "edit":
             text = _("Editing your message")
         else:

@@ -25,9 +25,11 @@ from typing import Any
 
 import pytest
 
-from qtclient.qt import QApplication, QSettings
+from qtclient.qt import QApplication, QSettings, QStandardPaths
 
 _app = QApplication.instance() or QApplication([])  # before qreactor; keep the reference
+# Standard locations (Downloads, cache) under ~/.qttest: tests never touch the user's own.
+QStandardPaths.setTestModeEnabled(True)
 _app.setStyle("Fusion")  # type: ignore[union-attr]
 
 import qreactor  # noqa: E402
@@ -47,6 +49,13 @@ reactor.runReturn()  # type: ignore[attr-defined]
 
 #: Reconnect quickly in tests (the defaults back off up to 15 s plus 2 s of jitter).
 FAST_RECONNECT = {"retry_initial": 0.1, "retry_max": 0.5, "retry_jitter": 0.1}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The marker that changes the test server's configuration."""
+    config.addinivalue_line(
+        "markers", "server_config(**overrides): ServerConfig fields for the test's server "
+        "(e.g. max_file_size=1000)")
 
 
 @pytest.fixture(scope="session")
@@ -116,10 +125,11 @@ def wait(qtbot: Any) -> Callable[..., Any]:
 class ServerHandle:
     """The running server of a test, restartable on the same data and port."""
 
-    def __init__(self, data_dir: Path, wait: Callable[..., Any]) -> None:
+    def __init__(self, data_dir: Path, wait: Callable[..., Any], **overrides: Any) -> None:
         self.data_dir = data_dir
         self.wait = wait
-        self.running: RunningServer = wait(start_server(test_config(data_dir)))
+        self.overrides = overrides
+        self.running: RunningServer = wait(start_server(test_config(data_dir, **overrides)))
         self.port = self.running.port
         self.ca = self.running.ca
         self.connections: list[ChatConnection] = []
@@ -142,7 +152,8 @@ class ServerHandle:
 
     def start(self) -> None:
         """Start it again on the same data directory and port."""
-        self.running = self.wait(start_server(test_config(self.data_dir, port=self.port)))
+        self.running = self.wait(start_server(test_config(self.data_dir, port=self.port,
+                                                          **self.overrides)))
 
     def close(self) -> None:
         for conn in self.connections:
@@ -152,9 +163,12 @@ class ServerHandle:
 
 
 @pytest.fixture
-def server(tmp_path: Path, wait: Callable[..., Any]) -> Iterator[ServerHandle]:
-    """A real chatnet server on loopback: TLS, SQLite in ``tmp_path``, open registration."""
-    handle = ServerHandle(tmp_path / "data", wait)
+def server(request: pytest.FixtureRequest, tmp_path: Path,
+           wait: Callable[..., Any]) -> Iterator[ServerHandle]:
+    """A real chatnet server on loopback: TLS, SQLite in ``tmp_path``, open
+    registration (and the test's ``server_config`` marker, if any)."""
+    marker = request.node.get_closest_marker("server_config")
+    handle = ServerHandle(tmp_path / "data", wait, **(marker.kwargs if marker else {}))
     yield handle
     handle.close()
 
@@ -166,6 +180,8 @@ def make_client(server: ServerHandle, tmp_path: Path, qtbot: Any,
 
     ``make_client("alice")`` registers alice and returns her :class:`ChatApp`
     with the main window shown; ``login=False`` stops at the login window.
+    Each client keeps image previews in its own folder under ``tmp_path``
+    (``app.controller.cache_root``).
     """
     apps: list[ChatApp] = []
 
@@ -178,7 +194,8 @@ def make_client(server: ServerHandle, tmp_path: Path, qtbot: Any,
         settings.language = language
         quits: list[bool] = []
         app = ChatApp(reactor, settings, session_options=session_options or FAST_RECONNECT,
-                      on_quit=lambda: quits.append(True))
+                      on_quit=lambda: quits.append(True),
+                      cache_dir=tmp_path / f"cache-{username}-{len(apps)}")
         app.quits = quits  # type: ignore[attr-defined]
         apps.append(app)
         app.start()

@@ -63,3 +63,69 @@ def shared_room(server: Any, owner: Any, *members: str, name: str = "general",
     room = server.request(owner, "room.create", {"name": name, "visibility": visibility,
                                                  "members": list(members)})
     return int(room["room_id"])
+
+
+def drop_files(widget: Any, paths: list[Any]) -> bool:
+    """Drag ``paths`` over ``widget`` and drop them, as a file manager would:
+    a QDragEnterEvent, a QDragMoveEvent, then a QDropEvent carrying their URLs.
+
+    Returns:
+        whether the widget accepted the drop.
+    """
+    from qtclient.qt import (
+        QApplication,
+        QDragEnterEvent,
+        QDragMoveEvent,
+        QDropEvent,
+        QMimeData,
+        QPointF,
+        QUrl,
+    )
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    centre = widget.rect().center()
+    action, buttons = Qt.DropAction.CopyAction, Qt.MouseButton.LeftButton
+    modifiers = Qt.KeyboardModifier.NoModifier
+    enter = QDragEnterEvent(centre, action, mime, buttons, modifiers)
+    QApplication.sendEvent(widget, enter)
+    if not enter.isAccepted():
+        return False
+    move = QDragMoveEvent(centre, action, mime, buttons, modifiers)
+    QApplication.sendEvent(widget, move)
+    drop = QDropEvent(QPointF(centre), action, mime, buttons, modifiers)
+    QApplication.sendEvent(widget, drop)
+    return drop.isAccepted()
+
+
+def upload(server: Any, conn: Any, name: str, data: bytes,
+           mime: str | None = None) -> dict[str, Any]:
+    """Upload ``data`` from a library connection (PROTOCOL.md 7, raw ops); returns
+    ``file.upload.finish``'s ``{file_id, name, size, sha256, mime}``."""
+    import hashlib
+
+    args: dict[str, Any] = {"name": name, "size": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()}
+    if mime:
+        args["mime"] = mime
+    begin = server.request(conn, "file.upload.begin", args)
+    offset, chunk = int(begin["offset"]), int(begin["chunk_size"])
+    while offset < len(data):
+        piece = data[offset:offset + chunk]
+        server.request(conn, "file.upload.chunk", {"upload_id": begin["upload_id"],
+                                                   "offset": offset, "data": piece})
+        offset += len(piece)
+    result: dict[str, Any] = server.request(conn, "file.upload.finish",
+                                            {"upload_id": begin["upload_id"]})
+    return result
+
+
+def fetch(server: Any, conn: Any, file_id: str) -> bytes:
+    """Download a whole file on a library connection (``file.download``, raw)."""
+    out = bytearray()
+    while True:
+        piece = server.request(conn, "file.download", {"file_id": file_id, "offset": len(out),
+                                                       "length": 256 * 1024})
+        out += piece["data"]
+        if piece["eof"] or not piece["data"]:
+            return bytes(out)

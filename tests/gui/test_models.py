@@ -71,3 +71,65 @@ def test_unread_is_last_seq_minus_read_seq_and_never_goes_back() -> None:
     assert rooms.room(7).unread == 0
     rooms.note_message(7, 13, ts=3, unread=False)  # seen arriving
     assert rooms.room(7).unread == 0 and rooms.room(7).read_seq == 13
+
+
+def test_a_sent_file_keeps_its_attachment_from_pending_to_stored() -> None:
+    """A file message shows its attachment while pending and after the
+    acknowledgement; a reply to it quotes the file's name (it has no text)."""
+    timeline = TimelineModel(1, "alice")
+    timeline.load_latest([], has_more=False, read_seq=0)
+    file = {"file_id": "ab12", "name": "plan.pdf", "size": 2048, "mime": "application/pdf"}
+    timeline.add_pending("c1", "", ts=1_700_000_000_500, attachments=[file])
+    roles = TimelineModel.Roles
+    assert timeline.index(0).data(roles.Attachments) == [("ab12", "plan.pdf", 2048,
+                                                          "application/pdf")]
+    timeline.acknowledge("c1", msg_id=1001, seq=1, ts=1_700_000_000_600)
+    assert timeline.item(0).state == SENT and timeline.item(0).attachments == [file]
+    timeline.add_message(_msg(2, "nice", reply_to=1001))
+    assert timeline.index(1).data(roles.ReplyPreview) == ("alice", "📎 plan.pdf")
+
+
+def test_transfers_by_room_and_by_file() -> None:
+    """The strip's proxy lists only the open room's uploads; downloads are found
+    by file id, the latest one replacing a finished earlier one."""
+    from qtclient.models.transfers import DONE, RUNNING, RoomUploadsProxy, TransfersModel
+
+    model = TransfersModel()
+    proxy = RoomUploadsProxy()
+    proxy.setSourceModel(model)
+    first = model.add_upload(1, "/tmp/a", "a", "text/plain", 10)
+    model.add_upload(2, "/tmp/b", "b", "text/plain", 10)
+    model.add_download("f1", "c", "/tmp/c", "", 0)
+    assert proxy.rowCount() == 0
+    proxy.set_room(1)
+    assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["a"]
+    proxy.set_room(2)
+    assert [proxy.index(r, 0).data() for r in range(proxy.rowCount())] == ["b"]
+    model.set_progress(first, 5, 10)
+    assert model.item(first) is not None and model.item(first).fraction == 0.5  # type: ignore[union-attr]
+    download = model.download_for("f1")
+    assert download is not None
+    model.set_state(download.transfer_id, DONE)
+    again = model.add_download("f1", "c", "/tmp/elsewhere/c", "", 0)
+    assert model.download_for("f1") is model.item(again)
+    assert model.rowCount() == 3  # the finished one was replaced
+    model.set_state(again, RUNNING)
+    assert model.item(again).state == RUNNING  # type: ignore[union-attr]
+
+
+def test_previews_are_bounded_and_reloadable() -> None:
+    """The preview cache keeps the most recently used pixmaps; one dropped is
+    asked for again (its state is forgotten), as is one no longer queued."""
+    from qtclient.models.thumbnails import LOADING, READY, ThumbnailCache
+    from qtclient.qt import QPixmap
+
+    cache = ThumbnailCache(limit=2)
+    for name in ("a", "b", "c"):
+        cache.mark_loading(name)
+        cache.store(name, QPixmap(4, 4), f"/cache/{name}")
+    assert cache.pixmap("a") is None and cache.state("a") is None
+    assert cache.state("c") == READY and cache.path("a") == "/cache/a"
+    cache.mark_loading("d")
+    assert cache.state("d") == LOADING
+    cache.forget("d")
+    assert cache.state("d") is None

@@ -80,6 +80,8 @@ def test_owner_removes_a_member_from_the_members_panel(make_client: Any, server:
     alice.main_window.members_button.click()
     members = alice.controller.members
     qtbot.waitUntil(lambda: set(members.usernames()) == {"alice", "carol", "olga"})
+    qtbot.waitUntil(lambda: set(carol.controller.members.usernames()) == {"alice", "carol",
+                                                                          "olga"})
 
     menus: list[QMenu] = []  # the actions live as long as their menu
 
