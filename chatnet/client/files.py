@@ -25,15 +25,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from twisted.internet.defer import CancelledError, Deferred, DeferredList
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, DeferredLock
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatnet.client.core import ConnectionClosed
 from chatnet.client.session import ChatSession
 from chatnet.errors import ChatError, ErrorCode
 
 Progress = Callable[[int, int], None]
+#: Times an upload begins again after the server reports a moved offset.
+_STALE_RETRIES = 5
+#: One lock per partial download file: a cancelled download's last write must
+#: finish before a retry reads how much is there.
+_PARTIAL_LOCKS: dict[Path, DeferredLock] = {}
 #: Chunk requests kept in flight by default (8 x 256 KiB = 2 MiB).
 DEFAULT_WINDOW = 8
 
@@ -114,14 +120,16 @@ class Upload(_Transfer):
         mime: the media type (default: guessed from the name).
         room_id: if given, send a message with the file attached once uploaded.
         body: the text of that message.
+        client_msg_id: that message's ``client_msg_id`` (default: a random one),
+            so a caller can show it as pending and match the ``msg`` event.
         progress: ``progress(bytes_acknowledged, total_bytes)``.
         window: chunks kept in flight.
     """
 
     def __init__(self, session: ChatSession, source: str | Path | BinaryIO, *,
                  name: str | None = None, mime: str | None = None, room_id: int | None = None,
-                 body: str = "", progress: Progress | None = None,
-                 window: int = DEFAULT_WINDOW) -> None:
+                 body: str = "", client_msg_id: str | None = None,
+                 progress: Progress | None = None, window: int = DEFAULT_WINDOW) -> None:
         super().__init__(session, progress, window)
         self.source: Path | BinaryIO = Path(source) if isinstance(source, str | Path) else source
         if name is None:
@@ -133,6 +141,7 @@ class Upload(_Transfer):
         self.mime = mime or mimetypes.guess_type(name)[0] or "application/octet-stream"
         self.room_id = room_id
         self.body = body
+        self.client_msg_id = client_msg_id
         self.sha256 = ""
 
     def start(self) -> Deferred[dict[str, Any]]:
@@ -151,10 +160,21 @@ class Upload(_Transfer):
             raise ChatError(ErrorCode.BAD_REQUEST, f"{self.source} is a folder, not a file")
         self.sha256, self.total = await self._in_thread(_hash_file, self.source)
         self._report()
-        info = await self._resilient(self._attempt)
+        for attempt in range(_STALE_RETRIES):
+            try:
+                info = await self._resilient(self._attempt)
+                break
+            except ChatError as exc:
+                # Chunks of an abandoned attempt (cancel, lost connection) may still
+                # reach the server after a new begin: start over from its offset.
+                if not (exc.code is ErrorCode.BAD_REQUEST and exc.message.startswith(
+                        "offset must be")) or attempt == _STALE_RETRIES - 1:
+                    raise
+                self.log.info("upload offset moved under us; beginning again")
         if self.room_id is not None:
             info["message"] = await self.session.send_message(
-                self.room_id, self.body, attachments=[info["file_id"]])
+                self.room_id, self.body, attachments=[info["file_id"]],
+                client_msg_id=self.client_msg_id)
         return info
 
     async def _attempt(self) -> dict[str, Any]:
@@ -217,6 +237,7 @@ class Download(_Transfer):
         self.file_id = file_id
         self.dest = Path(dest)
         self.partial = self.dest.with_name(self.dest.name + ".part")
+        self._writing: Deferred[Any] | None = None
 
     def start(self) -> Deferred[dict[str, Any]]:
         """Begin; the Deferred fires with the ``file.info`` map once ``dest`` holds
@@ -243,6 +264,19 @@ class Download(_Transfer):
         return info
 
     async def _attempt(self) -> dict[str, Any]:
+        lock = _PARTIAL_LOCKS.setdefault(self.partial, DeferredLock())
+        await lock.acquire()
+        try:
+            return await self._attempt_locked()
+        finally:
+            writing, self._writing = self._writing, None
+            if writing is not None and not writing.called:
+                await _shielded(writing)
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                _PARTIAL_LOCKS.pop(self.partial, None)
+
+    async def _attempt_locked(self) -> dict[str, Any]:
         have = await self._in_thread(_size_or_zero, self.partial)
         if have > self.total:
             have = 0
@@ -268,7 +302,10 @@ class Download(_Transfer):
                 data = piece["data"]
                 if int(piece["offset"]) != self.done:
                     raise ChatError(ErrorCode.INTERNAL, "download chunks out of order")
-                await self._in_thread(_write_at, self.partial, self.done, data)
+                # The thread finishes its write even if we are cancelled meanwhile;
+                # the lock is held until it has (see _attempt).
+                self._writing = self._in_thread(_write_at, self.partial, self.done, data)
+                await _shielded(self._writing)
                 self.done += len(data)
                 self._report()
                 if piece.get("eof") or self.done >= self.total:
@@ -281,6 +318,22 @@ class Download(_Transfer):
             _abandon(in_flight)
             raise
         return {}
+
+
+def _shielded(work: Deferred[Any]) -> Deferred[Any]:
+    """A Deferred with ``work``'s result whose cancellation leaves ``work`` running."""
+    result: Deferred[Any] = Deferred()
+
+    def forward(outcome: Any) -> None:
+        if result.called:
+            return
+        if isinstance(outcome, Failure):
+            result.errback(outcome)
+        else:
+            result.callback(outcome)
+
+    work.addBoth(forward)
+    return result
 
 
 def _abandon(requests: list[Deferred[Any]]) -> None:

@@ -205,19 +205,26 @@ class FilePerspective:
                                 {"quota": service.quota, "used": used})
         record, resumed = await service.store.begin_upload(
             new_id, self.actor.user_id, sha256, name, size, mime, ms(service.clock))
-        path = service.partial_path(record.upload_id)
-        offset = await service.in_thread(_size_of, path) if resumed else 0
-        if offset > size:
-            offset = 0
-        if not resumed or offset == 0:
-            await service.in_thread(_truncate, path)
         state = service._uploads.get(record.upload_id)
-        if state is None or state.record != record:
-            state = _Upload(record, offset)
-            service._uploads[record.upload_id] = state
-        state.received = offset
-        if offset == 0:
-            state.hasher, state.hashed = hashlib.sha256(), 0
+        if state is None:
+            state = service._uploads[record.upload_id] = _Upload(record, 0)
+        # Under the upload's lock: chunks of an earlier attempt that are still
+        # being written finish first, so the offset read here is whole.
+        await state.lock.acquire()
+        try:
+            path = service.partial_path(record.upload_id)
+            offset = await service.in_thread(_size_of, path) if resumed else 0
+            if offset > size or state.record.size != size:
+                offset = 0
+            if offset == 0:
+                await service.in_thread(_truncate, path)
+                state.hasher, state.hashed = hashlib.sha256(), 0
+            elif state.hashed != offset:
+                state.hasher = None  # hashed again from the file at finish
+            state.record = record
+            state.received = offset
+        finally:
+            state.lock.release()
         return {"upload_id": record.upload_id, "chunk_size": service.chunk_size,
                 "offset": offset}
 

@@ -371,3 +371,73 @@ async def test_slow_downloader_is_not_buffered_for(server):
     await reader.request("session.ping")
     await reader.close()
     await uploader.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_begin_again_waits_for_chunks_still_being_written(server):
+    """Chunks pipelined by an abandoned attempt are written before a new begin reads
+    the offset: the offset is a whole number of chunks and the upload completes."""
+    data = os.urandom(12 * CHUNK_SIZE)
+    alice = await server.user("alice")
+    args = {"name": "race.bin", "size": len(data), "sha256": sha(data)}
+    begin = await alice.request("file.upload.begin", args)
+    sent = [alice.request("file.upload.chunk", {
+        "upload_id": begin["upload_id"], "offset": i * CHUNK_SIZE,
+        "data": data[i * CHUNK_SIZE:(i + 1) * CHUNK_SIZE]}) for i in range(8)]
+    for d in sent:
+        d.addErrback(lambda _f: None)
+    again = await alice.request("file.upload.begin", args)
+    assert again["upload_id"] == begin["upload_id"]
+    assert again["offset"] % CHUNK_SIZE == 0 and again["offset"] <= 8 * CHUNK_SIZE
+    for d in sent:
+        await d
+    # Start from wherever the server says now (the stale chunks may have landed).
+    latest = await alice.request("file.upload.begin", args)
+    offset = latest["offset"]
+    while offset < len(data):
+        await alice.request("file.upload.chunk", {"upload_id": latest["upload_id"],
+                                                  "offset": offset,
+                                                  "data": data[offset:offset + CHUNK_SIZE]})
+        offset += CHUNK_SIZE
+    done = await alice.request("file.upload.finish", {"upload_id": latest["upload_id"]})
+    assert done["sha256"] == sha(data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cancelled_upload_retried_at_once_completes(server, tmp_path):
+    """Cancel an upload with chunks in flight and start it again immediately: the new
+    attempt resumes and the stored file is intact (stale chunks cannot break it)."""
+    data = os.urandom(30 * CHUNK_SIZE)
+    source = tmp_path / "again.bin"
+    source.write_bytes(data)
+    alice = session_for(server, "alice")
+    await alice.start(register=True)
+    for _ in range(3):
+        first = Upload(alice, source, window=8)
+        first.progress = lambda done, total, up=first: up.cancel() if done >= 4 * CHUNK_SIZE \
+            else None
+        with pytest.raises(CancelledError):
+            await first.start()
+    info = await Upload(alice, source, window=8).start()
+    assert info["sha256"] == sha(data)
+    dest = tmp_path / "check.bin"
+    await Download(alice, info["file_id"], dest).start()
+    assert dest.read_bytes() == data
+    await alice.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_to_a_room_uses_the_given_client_msg_id(server, tmp_path):
+    """Upload(room_id=..., client_msg_id=...) sends the message with that id, so a
+    client can match its pending message with the msg event."""
+    source = tmp_path / "note.txt"
+    source.write_bytes(b"hello")
+    alice = session_for(server, "alice")
+    await alice.start(register=True)
+    room = await alice.call("room.create", {"name": "r", "visibility": "private"})
+    info = await Upload(alice, source, room_id=room["room_id"], client_msg_id="mine-1").start()
+    page = await alice.call("msg.history", {"room_id": room["room_id"]})
+    [message] = page["messages"]
+    assert message["client_msg_id"] == "mine-1"
+    assert message["msg_id"] == info["message"]["msg_id"]
+    await alice.close()
