@@ -789,6 +789,12 @@ class ChatController(QObject):
             timeline.apply_edit(int(data["msg_id"]), str(data.get("body", "")),
                                 int(data.get("edited_ts") or 0))
 
+    def _on_updated(self, data: dict[str, Any]) -> None:
+        message = data.get("message") or {}
+        timeline = self.timelines.get(int(message.get("room_id", 0)))
+        if timeline is not None:
+            timeline.apply_update(message)
+
     def _on_deleted(self, data: dict[str, Any]) -> None:
         timeline = self.timelines.get(int(data["room_id"]))
         if timeline is not None:
@@ -876,6 +882,7 @@ class ChatController(QObject):
     _handlers: dict[str, Callable[[ChatController, dict[str, Any]], None]] = {
         "msg": _on_msg,
         "msg.edited": _on_edited,
+        "msg.updated": _on_updated,
         "msg.deleted": _on_deleted,
         "msg.expired": _on_deleted,
         "msg.reaction": _on_reaction,

@@ -49,6 +49,9 @@ from chatnet.client.connection import (
 from chatnet.client.core import ConnectionClosed, Event
 from chatnet.errors import ChatError, ErrorCode
 
+#: Milliseconds subtracted from the last sync time when asking for changes: the
+#: server stamps a change when its transaction runs, a little before the event.
+_CHANGES_MARGIN_MS = 5000
 #: Ops whose result is a room the session may not have known before.
 _ROOM_ENTRY_OPS = frozenset({"room.create", "room.join", "dm.open"})
 #: ``session.ended`` reasons after which the session must not reconnect by itself.
@@ -149,6 +152,8 @@ class ChatSession:
         self._ping: LoopingCall | None = None
         self._first = True
         self._connected_waiters: list[Deferred[None]] = []
+        self._synced_ts: int | None = None
+        self._known_before: dict[int, int] = {}
 
     # -- observing ---------------------------------------------------------------------------
 
@@ -345,7 +350,13 @@ class ChatSession:
             self._transmit(client_msg_id)
         if self.presence is not None and self.presence != "online":
             await connection.request("presence.set", {"state": self.presence})
+        # The server's clock now: everything changed before it is covered by this
+        # catch-up, everything after reaches us live (or by the next catch-up).
+        synced = int((await connection.request("session.ping"))["ts"])
         await self._catch_up(connection, baseline=self._first)
+        if not self._first and self._synced_ts is not None:
+            await self._catch_up_changes(connection, self._synced_ts - _CHANGES_MARGIN_MS)
+        self._synced_ts = synced
         held, self._held = self._held or [], None
         for event in held:
             self._dispatch(event)
@@ -383,6 +394,7 @@ class ChatSession:
                 return
             d = connection.request("session.ping")
             d.addTimeout(self.ping_timeout, self.reactor)
+            d.addCallback(self._pinged, connection)
 
             def dead(failure: Failure) -> None:
                 if connection is self._connection:
@@ -397,6 +409,13 @@ class ChatSession:
         self._ping.clock = self.reactor
         self._ping.start(self.ping_interval, now=False)
 
+    def _pinged(self, result: dict[str, Any], connection: ChatConnection) -> dict[str, Any]:
+        # Events are delivered in order with answers: the ping's time is a point
+        # up to which this connection has seen every change.
+        if connection is self._connection and isinstance(result.get("ts"), int):
+            self._synced_ts = result["ts"]
+        return result
+
     async def _catch_up(self, connection: ChatConnection, baseline: bool) -> None:
         """``room.list``, then the history each room gained since last seen."""
         rooms = (await connection.request("room.list"))["rooms"]
@@ -404,6 +423,7 @@ class ChatSession:
         for room_id in list(self._known_seq):
             if room_id not in self.rooms:
                 del self._known_seq[room_id]
+        self._known_before = dict(self._known_seq)
         for room in rooms:
             room_id, last_seq = room["room_id"], room.get("last_seq", 0)
             if baseline:
@@ -427,6 +447,32 @@ class ChatSession:
                 if not page.get("has_more") or not page["messages"]:
                     break
             self._known_seq[room_id] = max(since, self._known_seq.get(room_id, 0))
+
+    async def _catch_up_changes(self, connection: ChatConnection, since_ts: int) -> None:
+        """``msg.changes`` for each room seen before the drop: edits, reactions,
+        deletions and expiries of messages already delivered are passed on as
+        ``msg.updated {message}`` (the whole current message) and ``msg.deleted``,
+        both marked ``catch_up``."""
+        for room_id, known in self._known_before.items():
+            if room_id not in self.rooms:
+                continue
+            cursor_ts, cursor_id = since_ts, 0
+            while True:
+                page = await connection.request("msg.changes", {
+                    "room_id": room_id, "since_ts": cursor_ts, "since_msg_id": cursor_id,
+                    "limit": 100})
+                for change in page["changes"]:
+                    cursor_ts, cursor_id = int(change["changed_ts"]), int(change["msg_id"])
+                    if int(change["seq"]) > known:
+                        continue  # arrived with the history catch-up, current already
+                    if change.get("deleted"):
+                        self._emit(Event("msg.deleted", {"room_id": room_id,
+                                                         "msg_id": change["msg_id"],
+                                                         "catch_up": True}))
+                    else:
+                        self._emit(Event("msg.updated", {"message": change, "catch_up": True}))
+                if not page.get("has_more") or not page["changes"]:
+                    break
 
     # -- events ---------------------------------------------------------------------------------
 

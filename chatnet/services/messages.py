@@ -198,6 +198,21 @@ class MessagePerspective:
                                 "seq": moved}))
         return {}
 
+    async def perspective_changes(self, room_id: int, since_ts: int, since_msg_id: int,
+                                  limit: int) -> dict[str, Any]:
+        """``msg.changes`` (extension, docs/protocol.md) → ``{changes, has_more}``:
+        messages edited, reacted to, deleted or expired after ``since_ts`` (ms;
+        ties broken by ``since_msg_id``), in that order, for a client that was away.
+
+        Raises:
+            ChatError: ``not_found`` if not a member.
+        """
+        service = self.service
+        await service.require_role(room_id, self.actor.user_id)
+        changes, has_more = await service.store.changes(room_id, since_ts, since_msg_id, limit,
+                                                        ms(service.clock))
+        return {"changes": changes, "has_more": has_more}
+
     def perspective_typing(self, room_id: int, typing: bool) -> None:
         """``msg.typing`` (notification): other sessions of the room's members get
         ``typing {room_id, username, typing}``. Ignored for non-members."""

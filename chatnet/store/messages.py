@@ -196,8 +196,8 @@ class MessageStore:
                 raise not_found("no such message")
             if int(sender) != editor_id:
                 raise forbidden("only the sender can edit a message")
-            t.execute("UPDATE messages SET body = ?, edited_ts = ? WHERE msg_id = ?",
-                      (body, edited_ts, msg_id))
+            t.execute("UPDATE messages SET body = ?, edited_ts = ?, changed_ts = ? "
+                      "WHERE msg_id = ?", (body, edited_ts, edited_ts, msg_id))
 
         await self.db.run_interaction("edit_message", txn)
 
@@ -217,8 +217,8 @@ class MessageStore:
                 raise not_found("no such message")
             if int(sender) != user_id and not moderator:
                 raise forbidden("only the sender or a moderator can delete a message")
-            t.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL "
-                      "WHERE msg_id = ?", (msg_id,))
+            t.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL, "
+                      "changed_ts = ? WHERE msg_id = ?", (now, msg_id))
             t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
             t.execute("DELETE FROM message_attachments WHERE msg_id = ?", (msg_id,))
 
@@ -240,15 +240,16 @@ class MessageStore:
                 raise not_found("no such message")
             exists = t.scalar("SELECT 1 FROM reactions WHERE msg_id = ? AND user_id = ? AND "
                               "emoji = ?", (msg_id, user_id, emoji)) is not None
-            if on and not exists:
+            if on == exists:
+                return False
+            if on:
                 t.execute("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES "
                           "(?, ?, ?, ?)", (msg_id, user_id, emoji, ts))
-                return True
-            if not on and exists:
+            else:
                 t.execute("DELETE FROM reactions WHERE msg_id = ? AND user_id = ? AND "
                           "emoji = ?", (msg_id, user_id, emoji))
-                return True
-            return False
+            t.execute("UPDATE messages SET changed_ts = ? WHERE msg_id = ?", (ts, msg_id))
+            return True
 
         return await self.db.run_interaction("react", txn)
 
@@ -319,6 +320,41 @@ class MessageStore:
 
         return await self.db.run_interaction("search", txn)
 
+    async def changes(self, room_id: int, since_ts: int, since_msg_id: int, limit: int,
+                      now: int) -> tuple[list[dict[str, Any]], bool]:
+        """Messages of a room changed after ``(since_ts, since_msg_id)`` by an edit,
+        a reaction, a deletion or an expiry, in change order (extension
+        ``msg.changes``, docs/protocol.md).
+
+        Returns:
+            ``(changes, has_more)``: a change is the current message map plus
+            ``changed_ts``, or ``{room_id, msg_id, seq, deleted: True, changed_ts}``
+            for a message that is gone.
+        """
+        def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
+            rows = t.execute(
+                f"SELECT {_MESSAGE_COLUMNS}, m.deleted, m.expires_ts, m.changed_ts"
+                f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
+                "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id LIMIT ?",
+                (room_id, since_ts, since_ts, since_msg_id, limit + 1)).fetchall()
+            changes: list[dict[str, Any]] = []
+            visible: list[dict[str, Any]] = []
+            for row in rows[:limit]:
+                deleted, expires_ts, changed_ts = row[-3], row[-2], int(row[-1])
+                if deleted or (expires_ts is not None and expires_ts <= now):
+                    changes.append({"room_id": int(row[0]), "msg_id": int(row[1]),
+                                    "seq": int(row[2]), "deleted": True,
+                                    "changed_ts": changed_ts})
+                    continue
+                message = message_from_row(row[:-3])
+                message["changed_ts"] = changed_ts
+                changes.append(message)
+                visible.append(message)
+            _attach_extras(t, visible)
+            return changes, len(rows) > limit
+
+        return await self.db.run_interaction("changes", txn)
+
     async def expire_due(self, now: int, batch: int = 500) -> list[tuple[int, int]]:
         """Erase messages whose ``ttl`` has run out (PROTOCOL.md 6, ``ttl``).
 
@@ -330,8 +366,8 @@ class MessageStore:
                              "AND deleted = 0 ORDER BY expires_ts LIMIT ?",
                              (now, batch)).fetchall()
             for _room_id, msg_id in rows:
-                t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL "
-                          "WHERE msg_id = ?", (msg_id,))
+                t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL, "
+                          "changed_ts = ? WHERE msg_id = ?", (now, msg_id))
                 t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
                 t.execute("DELETE FROM message_attachments WHERE msg_id = ?", (msg_id,))
             return [(int(r[0]), int(r[1])) for r in rows]

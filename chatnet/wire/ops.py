@@ -306,6 +306,11 @@ OPS: dict[str, Op] = _ops(
         Int("after_seq", minimum=0, required=False),
         Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=50))),
     Op("msg.read", "messages", "read", (Int("room_id"), Int("seq", minimum=0))),
+    # Extension (docs/protocol.md): what changed in a room while a client was away.
+    Op("msg.changes", "messages", "changes",
+       (Int("room_id"), Int("since_ts", minimum=0),
+        Int("since_msg_id", minimum=0, required=False, default=0),
+        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=100))),
     Op("msg.typing", "messages", "typing", (Int("room_id"), Bool("typing")), notification=True,
        cost=0.5),
     # -- 7. Files ----------------------------------------------------------------------------

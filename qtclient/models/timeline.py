@@ -421,6 +421,20 @@ class TimelineModel(QAbstractListModel):
             self._changed(self.row_of_msg(msg_id))
             self._touch_replies_to(msg_id)
 
+    def apply_update(self, message: dict[str, Any]) -> None:
+        """``msg.updated`` (the library's catch-up after a reconnect): the message's
+        current body, edited mark and reactions replace what is shown."""
+        msg_id = int(message["msg_id"])
+        item = self._by_id.get(msg_id)
+        if item is None:
+            return
+        updated = MessageItem.from_message(message)
+        item.body, item.edited_ts = updated.body, updated.edited_ts
+        item.reactions = updated.reactions
+        item.revision += 1
+        self._changed(self.row_of_msg(msg_id))
+        self._touch_replies_to(msg_id)
+
     def remove_message(self, msg_id: int) -> None:
         """``msg.deleted`` / ``msg.expired``: the message is gone."""
         row = self.row_of_msg(msg_id)

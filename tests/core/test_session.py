@@ -329,3 +329,70 @@ async def test_chosen_presence_and_hello_survive_a_reconnect(server):
     assert "busy" in states
     await alice.close()
     await watcher.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_edits_deletions_and_reactions_while_away_are_caught_up(server):
+    """While the connection is down, a message is edited, another deleted and a
+    third reacted to: after the reconnect the session passes on msg.updated (the
+    whole current message) and msg.deleted, marked catch_up."""
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    room_id = await room_with(server, bob, "alice")
+    last = recorder.wait_for(msg_with("m2"))
+    sent = []
+    for i in range(3):
+        sent.append(await bob.request("msg.send", {"room_id": room_id, "body": f"m{i}",
+                                                   "client_msg_id": f"c{i}"}))
+    await last
+    await alice.call("session.ping")  # a sync point after the messages
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.abort()
+    await reconnecting
+    await bob.request("msg.edit", {"room_id": room_id, "msg_id": sent[0]["msg_id"],
+                                   "body": "m0, edited"})
+    await bob.request("msg.delete", {"room_id": room_id, "msg_id": sent[1]["msg_id"]})
+    await bob.request("msg.react", {"room_id": room_id, "msg_id": sent[2]["msg_id"],
+                                    "emoji": "👍", "on": True})
+    await recorder.wait_for(lambda s: s is SessionState.AUTHENTICATED)
+    updated = {e.data["message"]["msg_id"]: e.data["message"] for e in recorder.events
+               if e.name == "msg.updated"}
+    deleted = [e.data["msg_id"] for e in recorder.events if e.name == "msg.deleted"]
+    assert updated[sent[0]["msg_id"]]["body"] == "m0, edited"
+    assert updated[sent[0]["msg_id"]]["edited_ts"] > 0
+    assert updated[sent[2]["msg_id"]]["reactions"] == {"👍": ["bob"]}
+    assert deleted == [sent[1]["msg_id"]]
+    assert all(e.data.get("catch_up") for e in recorder.events
+               if e.name in ("msg.updated", "msg.deleted"))
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_msg_changes_pages_in_change_order_and_needs_membership(server):
+    """msg.changes lists changes after a point in (changed_ts, msg_id) order, pages
+    with has_more, and answers not_found to non-members."""
+    alice, eve = await server.user("alice"), await server.user("eve")
+    room = await alice.request("room.create", {"name": "c", "visibility": "private"})
+    rid = room["room_id"]
+    ids = []
+    for i in range(5):
+        ids.append((await alice.request("msg.send", {"room_id": rid, "body": f"b{i}",
+                                                     "client_msg_id": f"x{i}"}))["msg_id"])
+    start = (await alice.request("session.ping"))["ts"] - 1
+    for msg_id in ids:
+        await alice.request("msg.edit", {"room_id": rid, "msg_id": msg_id, "body": "new"})
+    seen, cursor = [], {"since_ts": start, "since_msg_id": 0}
+    while True:
+        page = await alice.request("msg.changes", {"room_id": rid, "limit": 2, **cursor})
+        seen += [c["msg_id"] for c in page["changes"]]
+        if not page["has_more"]:
+            break
+        last = page["changes"][-1]
+        cursor = {"since_ts": last["changed_ts"], "since_msg_id": last["msg_id"]}
+    assert sorted(seen) == sorted(ids) and len(seen) == len(set(seen))
+    with pytest.raises(ChatError) as caught:
+        await eve.request("msg.changes", {"room_id": rid, "since_ts": 0})
+    assert caught.value.code is ErrorCode.NOT_FOUND

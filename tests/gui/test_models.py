@@ -55,6 +55,18 @@ def test_merge_latest_applies_offline_edits_deletions_and_reactions() -> None:
     assert timeline.index(1).data(TimelineModel.Roles.Reactions) == [("👍", 1, False)]
 
 
+def test_caught_up_update_replaces_body_and_reactions() -> None:
+    """``msg.updated`` from the library's catch-up replaces what an older loaded
+    page shows; an update for a message not loaded changes nothing."""
+    timeline = TimelineModel(1, "alice")
+    timeline.load_latest([_msg(1), _msg(2)], has_more=False, read_seq=2)
+    timeline.apply_update(_msg(1, "fixed typo", edited_ts=7, reactions={"🎉": ["bob", "eve"]}))
+    timeline.apply_update(_msg(99, "not here"))
+    assert timeline.bodies() == ["fixed typo", "m2"]
+    assert timeline.item(0).edited_ts == 7
+    assert timeline.index(0).data(TimelineModel.Roles.Reactions) == [("🎉", 2, False)]
+
+
 def test_unread_is_last_seq_minus_read_seq_and_never_goes_back() -> None:
     """The room list counts like the server; an older room.list (taken before
     catch-up messages arrived) does not undo what was counted since."""
