@@ -122,6 +122,31 @@ class WriteCoalescer:
             outbox.flush()
 
 
+#: Hand gathered bytes to the socket at once instead of on the next reactor turn.
+EAGER_SEND = True
+
+
+def _send_now(transport: Any) -> None:
+    """Try to send what the TCP transport under ``transport`` (TLS) buffered, now.
+
+    Twisted's TCP transport only buffers in ``write`` and sends when the reactor
+    next reports the socket writable. For a fan-out that is one epoll round and
+    one event dispatch per recipient before the first byte leaves; sending in
+    the flush loop instead lowered p99 at 1,000 recipients by about half and
+    cost less CPU (docs/benchmarks.md). ``doWrite`` is the transport's own
+    IWriteDescriptor method: it sends what the socket takes, keeps the rest for
+    the reactor, and resumes or pauses producers as usual. It is not called on
+    a connection that is closing (its return value, which the reactor acts on,
+    would be lost); an error it returns is met again, and handled, when the
+    reactor calls it. Transports without these attributes are left alone.
+    """
+    tcp = getattr(transport, "transport", None)
+    if (tcp is not None and getattr(tcp, "connected", False)
+            and not getattr(tcp, "disconnecting", True)
+            and (getattr(tcp, "_tempDataLen", 0) or getattr(tcp, "dataBuffer", b""))):
+        tcp.doWrite()
+
+
 #: Bytes an outbox gathers before writing without waiting for the turn's end.
 _GATHER_LIMIT = 64 * 1024
 
@@ -211,6 +236,8 @@ class Outbox:
             self._gathered_bytes = 0
             if not self.dead:
                 self.transport.write(data)
+                if EAGER_SEND:
+                    _send_now(self.transport)
 
     def pauseProducing(self) -> None:
         """The transport's buffer is full: queue from now on."""
