@@ -6,12 +6,11 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
+from qtclient.models.base import RowsModel
 from qtclient.models.presence import normalise
 from qtclient.qt import (
     USER_ROLE,
     ItemRole,
-    QAbstractListModel,
-    QByteArray,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -45,7 +44,7 @@ class Member:
                 (self.display_name or self.username).lower())
 
 
-class MemberListModel(QAbstractListModel):
+class MemberListModel(RowsModel):
     """Members of one room (the members panel); changed only by domain methods.
 
     Attributes:
@@ -65,19 +64,13 @@ class MemberListModel(QAbstractListModel):
         self.room_id: int | None = None
         self._rows: list[Member] = []
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        """Number of members."""
-        return 0 if parent.isValid() else len(self._rows)
 
-    def roleNames(self) -> dict[int, QByteArray]:
-        """Role names, for debugging tools and QML."""
-        return {role.value: QByteArray(role.name.encode()) for role in self.Roles}
 
     def data(self, index: _Index, role: int = ItemRole.DisplayRole.value) -> Any:
         """The value of ``role`` for the member at ``index`` (None if unknown)."""
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+        member = self.row_item(index)
+        if member is None:
             return None
-        member = self._rows[index.row()]
         if role == ItemRole.DisplayRole.value or role == self.Roles.DisplayName:
             return member.display_name or member.username
         if role == self.Roles.Username:

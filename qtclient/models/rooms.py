@@ -6,12 +6,11 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any
 
+from qtclient.models.base import RowsModel
 from qtclient.models.presence import normalise
 from qtclient.qt import (
     USER_ROLE,
     ItemRole,
-    QAbstractListModel,
-    QByteArray,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -94,7 +93,7 @@ def _entry_from_map(room: dict[str, Any], old: RoomEntry | None) -> RoomEntry:
         last_ts=max(base.last_ts, int(room.get("created_ts", 0) or 0)))
 
 
-class RoomListModel(QAbstractListModel):
+class RoomListModel(RowsModel):
     """The user's rooms with unread counts and, for direct rooms, the peer's presence.
 
     Changed only through its domain methods; rows are in arrival order (sort
@@ -122,19 +121,13 @@ class RoomListModel(QAbstractListModel):
 
     # -- Qt model interface ------------------------------------------------------------------
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        """Number of rooms (a flat list: children of the root only)."""
-        return 0 if parent.isValid() else len(self._rows)
 
-    def roleNames(self) -> dict[int, QByteArray]:
-        """Role names, for debugging tools and QML."""
-        return {role.value: QByteArray(role.name.encode()) for role in self.Roles}
 
     def data(self, index: _Index, role: int = ItemRole.DisplayRole.value) -> Any:
         """The value of ``role`` for the room at ``index`` (None if unknown)."""
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
+        entry = self.row_item(index)
+        if entry is None:
             return None
-        entry = self._rows[index.row()]
         roles = self.Roles
         if role in (ItemRole.DisplayRole, ItemRole.DisplayRole.value):
             return entry.label

@@ -9,11 +9,10 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+from qtclient.models.base import RowsModel
 from qtclient.qt import (
     USER_ROLE,
     ItemRole,
-    QAbstractListModel,
-    QByteArray,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -108,7 +107,7 @@ def _day(ts: int) -> int:
     return datetime.fromtimestamp(ts / 1000).toordinal()
 
 
-class TimelineModel(QAbstractListModel):
+class TimelineModel(RowsModel):
     """The messages of one room, oldest first, with pending sends at the end.
 
     Only a window of history is loaded: the newest page when the room is first
@@ -171,20 +170,14 @@ class TimelineModel(QAbstractListModel):
 
     # -- Qt model interface ------------------------------------------------------------------
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        """Number of rows (stored messages, then pending sends)."""
-        return 0 if parent.isValid() else len(self._rows)
 
-    def roleNames(self) -> dict[int, QByteArray]:
-        """Role names, for debugging tools and QML."""
-        return {role.value: QByteArray(role.name.encode()) for role in self.Roles}
 
     def data(self, index: _Index, role: int = ItemRole.DisplayRole.value) -> Any:
         """The value of ``role`` for the row at ``index`` (None if unknown)."""
-        row = index.row()
-        if not index.isValid() or not 0 <= row < len(self._rows):
+        item = self.row_item(index)
+        if item is None:
             return None
-        item = self._rows[row]
+        row = index.row()
         roles = self.Roles
         # The delegate asks LayoutKey for every row on every layout: answer it first.
         if role == roles.LayoutKey:

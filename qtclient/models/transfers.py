@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
+from qtclient.models.base import RowsModel
 from qtclient.qt import (
     USER_ROLE,
     ItemRole,
-    QAbstractListModel,
-    QByteArray,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -80,7 +79,7 @@ class TransferItem:
         return min(1.0, self.done / self.total) if self.total > 0 else 0.0
 
 
-class TransfersModel(QAbstractListModel):
+class TransfersModel(RowsModel):
     """Every transfer of the session, oldest first.
 
     Args:
@@ -110,20 +109,13 @@ class TransfersModel(QAbstractListModel):
 
     # -- Qt model interface ------------------------------------------------------------------
 
-    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
-        """Number of transfers."""
-        return 0 if parent.isValid() else len(self._rows)
 
-    def roleNames(self) -> dict[int, QByteArray]:
-        """Role names, for debugging tools and QML."""
-        return {role.value: QByteArray(role.name.encode()) for role in self.Roles}
 
     def data(self, index: _Index, role: int = ItemRole.DisplayRole.value) -> Any:
         """The value of ``role`` for the transfer at ``index`` (None if unknown)."""
-        row = index.row()
-        if not index.isValid() or not 0 <= row < len(self._rows):
+        item = self.row_item(index)
+        if item is None:
             return None
-        item = self._rows[row]
         roles = self.Roles
         values: dict[int, Any] = {
             roles.TransferId: item.transfer_id, roles.Kind: item.kind, roles.Name: item.name,
