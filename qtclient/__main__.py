@@ -24,9 +24,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _has_display() -> bool:
+    """Whether Qt can open windows here: an X or Wayland display, or a platform
+    chosen explicitly (Qt would otherwise abort the process with a core dump)."""
+    import os
+
+    return any(os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY",
+                                                 "QT_QPA_PLATFORM"))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the client until the user quits; returns the exit status."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not _has_display():
+        sys.stderr.write("chatnet-qt: no display found (neither DISPLAY nor WAYLAND_DISPLAY "
+                         "is set). Run it in a desktop session, or set QT_QPA_PLATFORM "
+                         "(e.g. offscreen) to run without one.\n")
+        return 2
     from qtclient.qt import QApplication, QSettings
 
     app = QApplication(sys.argv[:1])

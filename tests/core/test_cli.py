@@ -219,3 +219,14 @@ def test_send_file_and_get_it_back(twistd: TwistdServer, tmp_path: Path):
     for child in (alice, bob):
         child.sendline("/quit")
         child.expect(pexpect.EOF)
+
+
+def test_desktop_client_without_a_display_explains_instead_of_crashing():
+    """chatnet-qt on a machine with no display exits 2 with a hint (Qt alone would
+    abort the process)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    result = subprocess.run([command("chatnet-qt")], capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "no display found" in result.stderr
