@@ -16,6 +16,14 @@ from typing import Any
 DEFAULT_MAX_FRAME = 1024 * 1024
 #: PROTOCOL.md 3.7: the default idle timeout, in seconds.
 DEFAULT_IDLE_TIMEOUT = 90
+#: PROTOCOL.md 1: the largest frame accepted before login, in bytes (hello,
+#: login, register and resume all fit in far less).
+PRE_LOGIN_MAX_FRAME = 8 * 1024
+#: PROTOCOL.md 1: seconds a connection has to complete TLS, hello and login.
+DEFAULT_LOGIN_TIMEOUT = 10
+#: Unauthenticated connections allowed at once from one address, and in all.
+DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 256
+DEFAULT_MAX_UNAUTHENTICATED = 5000
 
 
 class ConfigError(ValueError):
@@ -51,6 +59,13 @@ class ServerConfig:
         user_quota: bytes one user's files may take, None for unlimited.
         upload_expiry: seconds an unfinished upload is kept before it is removed.
         server_name: the server name sent in ``session.hello``.
+        login_timeout: seconds a connection has to finish TLS, ``session.hello``
+            and a login before it is closed.
+        max_unauthenticated_per_address: connections from one address that
+            may be not yet logged in at once; more are closed at once.
+        max_unauthenticated: the same, for all addresses together.
+        credentials_poll: seconds between checks for password changes made
+            elsewhere (another node, ``chatnet-admin``) whose sessions must end.
     """
 
     port: int = 5443
@@ -76,6 +91,10 @@ class ServerConfig:
     max_file_size: int = 100 * 1024 * 1024
     user_quota: int | None = None
     upload_expiry: int = 24 * 3600
+    login_timeout: float = DEFAULT_LOGIN_TIMEOUT
+    max_unauthenticated_per_address: int = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
+    max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
+    credentials_poll: float = 5.0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -149,4 +168,8 @@ class ServerConfig:
             max_file_size=integer("max-file-size", 0, 2**53),
             user_quota=None if quota in (None, "") else integer("user-quota", 0, 2**53),
             upload_expiry=integer("upload-expiry", 60, 365 * 24 * 3600),
+            login_timeout=integer("login-timeout", 1, 3600),
+            max_unauthenticated_per_address=integer("max-unauthenticated-per-address", 1,
+                                                    1_000_000),
+            max_unauthenticated=integer("max-unauthenticated", 1, 10_000_000),
         )

@@ -26,6 +26,8 @@ class ISessionMind(Interface):
     client = Attribute("str: the client name sent in session.hello")
     peer = Attribute("str: the peer address, host:port")
     since = Attribute("int: when the session logged in, ms since epoch")
+    authenticated_ts = Attribute("int: when the session last proved its credentials (login, "
+                                 "resume, password change), ms since epoch; 0 before login")
 
     def bind(avatar: IChatAvatar) -> None:
         """Called by the realm once, when this connection logs in as ``avatar``;
@@ -47,8 +49,13 @@ class ISessionMind(Interface):
         """Send ``session.ended {reason}`` and close the connection (PROTOCOL.md 3.8).
 
         Args:
-            reason: ``replaced``, ``banned``, ``logout`` or ``shutdown``.
+            reason: ``replaced``, ``banned``, ``logout``, ``password_changed`` or
+                ``shutdown``.
         """
+
+    def reauthenticated(ts: int) -> None:
+        """The session proved its credentials again at ``ts`` (ms since epoch), e.g.
+        by changing its password; sessions older than a credentials change end."""
 
 
 class IChatAvatar(Interface):

@@ -6,7 +6,8 @@ everything below receives what it needs through its constructor.
 Start-up (``startService``): migrate the database, load the membership map,
 start listening over TLS. Shutdown (``stopService``) runs in order: stop
 accepting, send ``session.ended {shutdown}`` and close every connection
-(aborting stragglers after a grace period), stop the expiry loop, close the
+(aborting stragglers after a grace period), stop the periodic services (expiry,
+upload clean-up, the password-change watch, the token sweep), close the
 database pool.
 """
 
@@ -22,11 +23,11 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
 from chatnet.config import ServerConfig
-from chatnet.cred.checkers import PasswordChecker, PasswordHasher, TokenChecker
+from chatnet.cred.checkers import LoginGuard, PasswordChecker, PasswordHasher, TokenChecker
 from chatnet.cred.realm import ChatRealm
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
-from chatnet.services.accounts import AccountService
+from chatnet.services.accounts import AccountService, CredentialWatch, TokenSweeper
 from chatnet.services.files import FileService, UploadJanitor
 from chatnet.services.messages import ExpiryService, MessageService
 from chatnet.services.rooms import RoomService
@@ -88,7 +89,7 @@ class ChatnetService(service.MultiService):
                                  config.max_file_size, config.user_quota)
         self.chat_services = Services(
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
-                                    config.token_lifetime),
+                                    config.token_lifetime, self.fanout),
             users=users,
             rooms=RoomService(self.store, self.fanout, users, reactor),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
@@ -96,8 +97,12 @@ class ChatnetService(service.MultiService):
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)
+        self.credential_watch = CredentialWatch(self.store, self.fanout, reactor,
+                                                config.credentials_poll)
+        self.token_sweeper = TokenSweeper(self.store, reactor)
         realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session)
-        portal = Portal(realm, [PasswordChecker(self.store, hasher),
+        self.login_guard = LoginGuard(self.store, reactor)
+        portal = Portal(realm, [PasswordChecker(self.store, hasher, self.login_guard),
                                 TokenChecker(self.store, reactor), AllowAnonymousAccess()])
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
 
@@ -111,14 +116,18 @@ class ChatnetService(service.MultiService):
     async def _start(self) -> IListeningPort:
         await self.store.db.migrate()
         self.fanout.load_memberships(await self.store.all_memberships())
-        self.expiry.startService()
-        self.janitor.startService()
+        for timer in self._timers():
+            timer.startService()
         endpoint = listening_endpoint(self.reactor, self.config.port, self.config.interface)
         self.port = await endpoint.listen(DirectTLSFactory(self.tls_options, False, self.factory))
         self.log.info("chatnet listening on {interface}:{port} (TLS)",
                       interface=self.config.interface,
                       port=getattr(self.port.getHost(), "port", self.config.port))
         return self.port
+
+    def _timers(self) -> tuple[service.Service, ...]:
+        """The periodic services, started after migration and stopped after the sessions."""
+        return (self.expiry, self.janitor, self.credential_watch, self.token_sweeper)
 
     def _start_failed(self, failure: Any) -> None:
         self.log.failure("chatnet could not start", failure)
@@ -137,7 +146,7 @@ class ChatnetService(service.MultiService):
                 await stopped
             self.port = None
         await self.factory.end_all_sessions("shutdown", self.config.shutdown_grace)
-        for timer in (self.expiry, self.janitor):
+        for timer in self._timers():
             if timer.running:
                 await timer.stopService()
         self.store.db.close()

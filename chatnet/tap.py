@@ -11,7 +11,16 @@ from typing import Any
 
 from twisted.python import usage
 
-from chatnet.config import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ConfigError, ServerConfig
+from chatnet.config import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_LOGIN_TIMEOUT,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+    PRE_LOGIN_MAX_FRAME,
+    ConfigError,
+    ServerConfig,
+)
 
 
 class Options(usage.Options):
@@ -43,7 +52,14 @@ class Options(usage.Options):
         ["tls-client-ca", None, None,
          "PEM CA file: require client certificates signed by it (mutual TLS)"],
         ["max-frame", None, str(DEFAULT_MAX_FRAME),
-         "largest frame accepted, in bytes; larger ones get too_large and a close"],
+         "largest frame accepted after login, in bytes; larger ones get too_large and a "
+         f"close (before login the limit is {PRE_LOGIN_MAX_FRAME})"],
+        ["login-timeout", None, str(DEFAULT_LOGIN_TIMEOUT),
+         "seconds a new connection has to finish TLS, session.hello and a login"],
+        ["max-unauthenticated-per-address", None, str(DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS),
+         "connections from one address that may be not yet logged in at once"],
+        ["max-unauthenticated", None, str(DEFAULT_MAX_UNAUTHENTICATED),
+         "connections that may be not yet logged in at once, in all"],
         ["idle-timeout", None, str(DEFAULT_IDLE_TIMEOUT),
          "seconds a connection may stay silent before the server closes it"],
         ["max-output", None, str(8 * 1024 * 1024),

@@ -26,6 +26,7 @@ from twisted.internet.task import react
 from chatnet.config import ServerConfig
 from chatnet.cred.checkers import PasswordHasher
 from chatnet.errors import ChatError
+from chatnet.fanout import LocalFanout
 from chatnet.services.accounts import AccountService, check_new_password
 from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
 
@@ -69,7 +70,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--display-name", help="the shown name (default: the username)")
     commands.add_parser("list-users", help="list accounts")
     reset = commands.add_parser("reset-password",
-                                help="set a new password (ends the user's resume tokens)")
+                                help="set a new password (ends the user's sessions and "
+                                "resume tokens)")
     reset.add_argument("name")
     reset.add_argument("--password", help="the new password (default: $CHATNET_PASSWORD, "
                        "or asked for)")
@@ -91,7 +93,10 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
         store = ChatStore(db, IdGenerator())
         defaults = ServerConfig()
         hasher = PasswordHasher(reactor, defaults.argon2_time_cost, defaults.argon2_memory_kib)
-        accounts = AccountService(store, hasher, reactor, False, defaults.token_lifetime)
+        # No sessions live in this process: a running server sees the password
+        # change in the database and ends the user's sessions itself.
+        accounts = AccountService(store, hasher, reactor, False, defaults.token_lifetime,
+                                  LocalFanout())
         command = args.command
         if command == "create-user":
             roles = [args.role] if args.role else []
@@ -113,9 +118,9 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
                 return 1
             password = password_from(args)
             check_new_password(password)
-            await store.set_password_hash(found.user_id, await hasher.hash(password),
-                                          revoke_tokens=True)
-            out.write(f"password of {found.username} changed; their sessions must log in again\n")
+            await accounts.set_password(found, password, by="admin")
+            out.write(f"password of {found.username} changed; their sessions are ended and "
+                      "must log in again\n")
         return 0
     finally:
         db.close()

@@ -12,7 +12,6 @@ Wire format: PROTOCOL.md sections 1 (frames) and 2 (payloads).
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,8 @@ import msgpack
 import txaio
 
 from chatnet.errors import ChatError, ErrorCode
+from chatnet.wire.framing import FrameDecoder, FrameError, encode_frame
 
-_PREFIX = struct.Struct("!I")
 #: PROTOCOL.md 1: the default maximum frame (the server may announce another in hello).
 DEFAULT_MAX_FRAME = 1024 * 1024
 
@@ -62,12 +61,20 @@ class ClientCore:
     """
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self.max_frame = max_frame
-        self._inbound = bytearray()
+        self._decoder = FrameDecoder(max_frame)
         self._outbound: list[bytes] = []
         self._next_id = 1
         self._pending: dict[int, tuple[str, Any]] = {}
         self.closed = False
+
+    @property
+    def max_frame(self) -> int:
+        """The largest frame accepted from the server or sent to it, in bytes."""
+        return self._decoder.max_length
+
+    @max_frame.setter
+    def max_frame(self, value: int) -> None:
+        self._decoder.max_length = value
 
     @property
     def pending(self) -> int:
@@ -81,7 +88,7 @@ class ClientCore:
         if len(data) > self.max_frame:
             raise ChatError(ErrorCode.TOO_LARGE,
                             f"request of {len(data)} bytes is over max_frame ({self.max_frame})")
-        self._outbound.append(_PREFIX.pack(len(data)) + data)
+        self._outbound.append(encode_frame(data))
 
     def request(self, op: str, args: dict[str, Any] | None = None) -> Any:
         """Queue a request (PROTOCOL.md 2) and return a future of its result.
@@ -134,23 +141,19 @@ class ClientCore:
             ProtocolError: a frame is over ``max_frame``, empty, or not a
                 msgpack map; the caller must close the connection.
         """
-        buffer = self._inbound
-        buffer += data
+        decoder = self._decoder
+        decoder.feed(data)
         events: list[Event] = []
-        offset = 0
-        while len(buffer) - offset >= 4:
-            (length,) = _PREFIX.unpack_from(buffer, offset)
-            if length == 0 or length > self.max_frame:
-                raise ProtocolError(f"server sent a frame of {length} bytes")
-            end = offset + 4 + length
-            if len(buffer) < end:
+        while True:
+            try:
+                payload = decoder.next_frame()
+            except FrameError as exc:
+                raise ProtocolError(f"server sent a frame of {exc.length} bytes") from None
+            if payload is None:
                 break
-            payload = bytes(buffer[offset + 4:end])
-            offset = end
             event = self._handle(payload)
             if event is not None:
                 events.append(event)
-        del buffer[:offset]
         return events
 
     def _handle(self, payload: bytes) -> Event | None:

@@ -535,7 +535,18 @@ class ChatSession:
             d.addCallback(self._entered_room)
         elif op == "presence.set" and args is not None:
             d.addCallback(self._chose_presence, args.get("state"))
+        elif op == "auth.change_password" and args is not None:
+            d.addCallback(self._changed_password, args.get("new_password"))
         return d
+
+    def _changed_password(self, result: dict[str, Any], password: Any) -> dict[str, Any]:
+        """After auth.change_password: every token was revoked; log in again with the
+        new password and the fresh token the server returned."""
+        if isinstance(password, str):
+            self.password = password
+        if isinstance(result.get("token"), str):
+            self.token = result["token"]
+        return result
 
     def _chose_presence(self, result: dict[str, Any], state: Any) -> dict[str, Any]:
         self.presence = str(state)

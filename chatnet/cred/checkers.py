@@ -4,6 +4,13 @@ Both produce the avatar id ``str(user_id).encode()``; the realm turns it into
 an avatar. Wrong credentials fail with ``UnauthorizedLogin`` whose message is
 the same whether the user exists or not, and an unknown user still costs one
 hash verification so that timing does not tell either.
+
+Guessing is throttled (:class:`LoginGuard`): failed logins back off
+exponentially per username and per peer address, a locked key is refused with
+``rate_limited`` before any hash is computed, and lock-outs go to the audit
+log. Hashing itself runs in a small pool whose queue is bounded: when it is
+full a login is refused at once with ``unavailable`` instead of waiting behind
+a flood.
 """
 
 from __future__ import annotations
@@ -17,14 +24,30 @@ from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from chatnet.cred import credentials as _credentials
+from chatnet.errors import ChatError, ErrorCode
+from chatnet.services import Clock, ms
 from chatnet.store import ChatStore, now_ms
+from chatnet.wire.limits import LoginThrottle
 from chatnet.wire.ops import USERNAME_RE
 
 WRONG_CREDENTIALS = "wrong username or password"
+#: Failed logins of one username before back-off starts.
+FREE_FAILURES_PER_USER = 5
+#: Failed logins (and resumes) from one address before back-off starts: higher,
+#: because a whole office may sit behind one NAT address.
+FREE_FAILURES_PER_ADDRESS = 20
+#: The first lock-out and the longest one, seconds; each failure past the free
+#: ones doubles it.
+LOCKOUT_BASE = 1.0
+LOCKOUT_CEILING = 15 * 60.0
+#: Password checks that may wait for a hashing thread before logins are refused
+#: with ``unavailable``.
+MAX_QUEUED_HASHES = 32
 
 
 def token_hash(token: str) -> str:
@@ -48,12 +71,16 @@ class PasswordHasher:
     """
 
     def __init__(self, reactor: Any, time_cost: int = 2, memory_kib: int = 19456,
-                 threads: int = 2) -> None:
+                 threads: int = 2, max_queued: int = MAX_QUEUED_HASHES) -> None:
         self._reactor = reactor
         self._hasher = argon2.PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
                                              parallelism=1, type=argon2.Type.ID)
         self._dummy: str | None = None
         self._threads = ThreadPool(minthreads=0, maxthreads=threads, name="argon2")
+        self.threads = threads
+        self.max_queued = max_queued
+        #: Hashes running or waiting for a thread.
+        self.pending = 0
 
     def _pool(self) -> ThreadPool:
         if not self._threads.started:
@@ -69,32 +96,62 @@ class PasswordHasher:
         """Hash synchronously (for the admin command line, not the reactor thread)."""
         return self._hasher.hash(password)
 
+    def _run(self, fn: Any, *args: Any) -> Deferred[Any]:
+        """Run ``fn`` in the hashing pool unless too many wait already.
+
+        Raises:
+            ChatError: ``unavailable`` when ``threads + max_queued`` hashes are
+                running or waiting (a login flood must not delay everyone).
+        """
+        if self.pending >= self.threads + self.max_queued:
+            raise ChatError(ErrorCode.UNAVAILABLE, "the server is busy checking passwords; "
+                            "try again in a moment", {"retry_after_ms": 1000})
+        self.pending += 1
+
+        def done(result: Any) -> Any:
+            self.pending -= 1
+            return result
+
+        d = deferToThreadPool(self._reactor, self._pool(), fn, *args)
+        d.addBoth(done)
+        return d
+
     def hash(self, password: str) -> Deferred[str]:
-        """Hash a password in a worker thread; fires with the PHC string."""
-        return deferToThreadPool(self._reactor, self._pool(), self._hasher.hash, password)
+        """Hash a password in a worker thread; fires with the PHC string.
+
+        Raises:
+            ChatError: ``unavailable`` when the hashing queue is full.
+        """
+        return self._run(self._hasher.hash, password)
 
     def verify(self, password_hash: str | None, password: str) -> Deferred[bool]:
         """Check a password in a worker thread.
 
         Args:
             password_hash: the stored hash, or None for an unknown user (a dummy
-                hash is verified instead, to spend the same time).
+                hash is verified instead, to spend the same time; it is made
+                once, in the worker thread too).
 
         Returns:
             a Deferred firing True only if the password matches a real hash.
+
+        Raises:
+            ChatError: ``unavailable`` when the hashing queue is full.
         """
-        if self._dummy is None:
-            self._dummy = self._hasher.hash("chatnet-dummy-password")
-        target = password_hash or self._dummy
         real = password_hash is not None
 
         def check() -> bool:
+            target = password_hash
+            if target is None:
+                if self._dummy is None:
+                    self._dummy = self._hasher.hash("chatnet-dummy-password")
+                target = self._dummy
             try:
                 return self._hasher.verify(target, password) and real
             except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
                 return False
 
-        return deferToThreadPool(self._reactor, self._pool(), check)
+        return self._run(check)
 
     def needs_rehash(self, password_hash: str) -> bool:
         """Whether a stored hash uses weaker parameters than the current ones."""
@@ -104,6 +161,70 @@ class PasswordHasher:
             return True
 
 
+class LoginGuard:
+    """Back-off after failed logins, per username and per peer address (PROTOCOL.md 3.4).
+
+    A username (whether or not it exists, so that lock-outs reveal nothing)
+    and an address each get :data:`FREE_FAILURES_PER_USER` /
+    :data:`FREE_FAILURES_PER_ADDRESS` free failures; each one after that locks
+    the key out for twice as long as the last, from :data:`LOCKOUT_BASE` up to
+    :data:`LOCKOUT_CEILING` seconds. A correct password clears the username's
+    failures but not the address's (else one valid account would let an
+    address guess at others forever). Resume tokens are not throttled by
+    username: a user whose name is under attack keeps the sessions they have.
+
+    Args:
+        store: where lock-outs are written to the audit log.
+        clock: time source.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.users = LoginThrottle(clock, FREE_FAILURES_PER_USER, LOCKOUT_BASE, LOCKOUT_CEILING)
+        self.addresses = LoginThrottle(clock, FREE_FAILURES_PER_ADDRESS, LOCKOUT_BASE,
+                                       LOCKOUT_CEILING)
+
+    def check(self, username: str | None, address: str) -> None:
+        """Refuse an attempt while its username or address is locked out.
+
+        Raises:
+            ChatError: ``rate_limited`` with ``retry_after_ms``.
+        """
+        wait = self.addresses.wait(address) if address else 0.0
+        if username is not None:
+            wait = max(wait, self.users.wait(username))
+        if wait > 0:
+            raise ChatError(ErrorCode.RATE_LIMITED,
+                            "too many failed logins; wait before trying again",
+                            {"retry_after_ms": max(1, int(wait * 1000 + 0.999))})
+
+    async def failed(self, username: str | None, address: str) -> None:
+        """Count a failed attempt; a lock-out it starts is logged and audited."""
+        lockouts = []
+        if username is not None:
+            seconds = self.users.failed(username)
+            if seconds:
+                lockouts.append(("username", seconds))
+        if address:
+            seconds = self.addresses.failed(address)
+            if seconds:
+                lockouts.append(("address", seconds))
+        for scope, seconds in lockouts:
+            self.log.warn("login back-off: {scope} locked for {seconds:.0f} s "
+                          "(user {user}, from {peer})", scope=scope, seconds=seconds,
+                          user=username or "-", peer=address or "-")
+            await self.store.audit(self.store.ids.next_id(), ms(self.clock), "login.locked_out",
+                                   username=username, peer=address or None,
+                                   details={"scope": scope, "seconds": seconds})
+
+    def succeeded(self, username: str) -> None:
+        """A correct password: forget the username's failures."""
+        self.users.succeeded(username)
+
+
 @implementer(ICredentialsChecker)
 class PasswordChecker:
     """Checks ``IUsernamePassword`` against the Argon2id hashes in the store.
@@ -111,16 +232,21 @@ class PasswordChecker:
     Args:
         store: the chat store.
         hasher: the password hasher.
+        guard: throttles failed logins; None checks every attempt (tools).
     """
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, store: ChatStore, hasher: PasswordHasher) -> None:
+    def __init__(self, store: ChatStore, hasher: PasswordHasher,
+                 guard: LoginGuard | None = None) -> None:
         self.store = store
         self.hasher = hasher
+        self.guard = guard
 
     def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
-        """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``."""
+        """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``
+        (or ``ChatError``: ``rate_limited`` while locked out, ``unavailable``
+        when the hashing queue is full)."""
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: Any) -> bytes | tuple[()]:
@@ -130,10 +256,19 @@ class PasswordChecker:
         password = credentials.password
         if isinstance(password, bytes):
             password = password.decode("utf-8", "replace")
-        user = await self.store.user_by_name(username) if USERNAME_RE.fullmatch(username) else None
+        address = getattr(credentials, "peer_host", "")
+        valid_name = USERNAME_RE.fullmatch(username) is not None
+        guard = self.guard
+        if guard is not None:
+            guard.check(username if valid_name else None, address)
+        user = await self.store.user_by_name(username) if valid_name else None
         ok = await self.hasher.verify(user.password_hash if user else None, password)
         if not ok or user is None:
+            if guard is not None:
+                await guard.failed(username if valid_name else None, address)
             raise UnauthorizedLogin(WRONG_CREDENTIALS)
+        if guard is not None:
+            guard.succeeded(username)
         if self.hasher.needs_rehash(user.password_hash):
             await self.store.set_password_hash(user.user_id, await self.hasher.hash(password),
                                                revoke_tokens=False)
@@ -156,7 +291,13 @@ class TokenChecker:
         self.clock = clock
 
     def requestAvatarId(self, credentials: Any) -> Deferred[bytes | tuple[()]]:
-        """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``."""
+        """Fire with ``str(user_id).encode()``, or fail with ``UnauthorizedLogin``.
+
+        Failed resumes are not throttled like passwords: a token is 256 random
+        bits, so guessing is hopeless, and a crowd of clients with expired
+        tokens behind one address must not lock that address out of logging
+        in. The per-connection rate limit bounds the lookups.
+        """
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: Any) -> bytes | tuple[()]:

@@ -1,4 +1,12 @@
-"""Accounts: registration, password change and resume tokens (PROTOCOL.md 3)."""
+"""Accounts: registration, password change and resume tokens (PROTOCOL.md 3).
+
+A password change or reset ends every other session of the user with
+``session.ended {reason: password_changed}`` (PROTOCOL.md 3.8) and revokes
+their resume tokens. The change is stamped in the store (``credentials_ts``),
+and :class:`CredentialWatch` polls for stamps made elsewhere — another node,
+or ``chatnet-admin reset-password`` run against the database — so those
+sessions end too. :class:`TokenSweeper` deletes expired tokens.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,13 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatnet.cred.checkers import PasswordHasher, token_hash
 from chatnet.errors import ChatError, ErrorCode, bad_request
+from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
 from chatnet.wire.ops import USERNAME_RE
@@ -39,12 +50,14 @@ class AccountService:
         clock: time source.
         open_registration: whether ``auth.register`` is allowed.
         token_lifetime: seconds a resume token lives.
+        fanout: the sessions of this node (a password change ends the others).
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, hasher: PasswordHasher, clock: Clock,
-                 open_registration: bool, token_lifetime: int) -> None:
+                 open_registration: bool, token_lifetime: int, fanout: LocalFanout) -> None:
+        self.fanout = fanout
         self.store = store
         self.hasher = hasher
         self.clock = clock
@@ -101,6 +114,33 @@ class AccountService:
         """Revoke one resume token (logout)."""
         await self.store.revoke_token(token_hash(token))
 
+    async def set_password(self, user: UserRecord, password: str, *, by: str,
+                           peer: str | None = None) -> int:
+        """Give a user a new password: revoke their tokens and stamp the change, so
+        that every session that authenticated before it is ended (here at once
+        by the caller, on other nodes by :class:`CredentialWatch`).
+
+        Args:
+            user: the account.
+            password: the new password (already checked).
+            by: ``"user"`` (a change) or ``"admin"`` (a reset), for the audit log.
+            peer: where the request came from.
+
+        Returns:
+            the change's time stamp, ms.
+
+        Raises:
+            ChatError: ``unavailable`` when the hashing queue is full.
+        """
+        password_hash = await self.hasher.hash(password)
+        now = ms(self.clock)
+        await self.store.set_password_hash(user.user_id, password_hash, revoke_tokens=True,
+                                           credentials_ts=now)
+        await self.store.audit(self.store.ids.next_id(), now,
+                               "password.changed" if by == "user" else "password.reset",
+                               user_id=user.user_id, username=user.username, peer=peer)
+        return now
+
 
 class AccountPerspective:
     """``auth.register`` and ``auth.change_password`` for one session."""
@@ -126,18 +166,108 @@ class AccountPerspective:
 
     async def perspective_change_password(self, old_password: str,
                                           new_password: str) -> dict[str, Any]:
-        """``auth.change_password`` (PROTOCOL.md 3.6) → ``{}``; revokes all resume tokens.
+        """``auth.change_password`` (PROTOCOL.md 3.6) → ``{token}``: revokes every
+        resume token and ends the user's other sessions with ``session.ended
+        {password_changed}`` (PROTOCOL.md 3.8); this session stays, and ``token``
+        (an extension) is its new resume token.
 
         Raises:
             ChatError: ``unauthenticated`` if the old password is wrong,
-                ``bad_request`` if the new one is too short.
+                ``bad_request`` if the new one is too short, ``unavailable``
+                when the password checks are saturated.
         """
         service = self.service
         user = await service.store.user_by_id(self.actor.user_id)
         if user is None or not await service.hasher.verify(user.password_hash, old_password):
             raise ChatError(ErrorCode.UNAUTHENTICATED, "old_password is wrong")
         check_new_password(new_password, "new_password")
-        await service.store.set_password_hash(user.user_id,
-                                              await service.hasher.hash(new_password),
-                                              revoke_tokens=True)
-        return {}
+        mind = self.actor.mind
+        changed_ts = await service.set_password(user, new_password, by="user",
+                                                peer=getattr(mind, "peer", None))
+        # This session proved the old password: it stays, with a new token
+        # (every token was revoked); the others end now.
+        if mind is not None:
+            mind.reauthenticated(changed_ts)
+        for other in service.fanout.sessions_of(user.user_id):
+            if other is not mind:
+                other.end_session("password_changed")
+        service.log.info("{user} changed their password", user=user.username)
+        return {"token": await service.issue_token(user.user_id)}
+
+
+class CredentialWatch(TimerService):
+    """Ends sessions whose user's credentials changed elsewhere (PROTOCOL.md 3.8).
+
+    Every ``interval`` seconds it asks the store which users' ``credentials_ts``
+    moved since the last look, and ends each of their sessions on this node
+    that authenticated before the change with ``session.ended
+    {password_changed}``. That covers a reset by ``chatnet-admin`` (which
+    writes the database directly) and changes made through another node.
+
+    Args:
+        store: the chat store.
+        fanout: this node's sessions.
+        clock: time source (drives the loop).
+        interval: seconds between looks.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
+                 interval: float = 5.0) -> None:
+        super().__init__(interval, self._tick)
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+        self.time_source: Clock = clock
+        self._seen = ms(clock)
+
+    async def check_now(self) -> int:
+        """Look once; returns how many sessions were ended."""
+        ended = 0
+        for user_id, changed_ts in await self.store.credentials_changed_since(self._seen):
+            self._seen = max(self._seen, changed_ts)
+            for session in self.fanout.sessions_of(user_id):
+                if getattr(session, "authenticated_ts", 0) < changed_ts:
+                    session.end_session("password_changed")
+                    ended += 1
+        if ended:
+            self.log.info("ended {count} session(s) after password changes", count=ended)
+        return ended
+
+    def _tick(self) -> Deferred[Any]:
+        d = Deferred.fromCoroutine(self.check_now())
+        d.addErrback(lambda f: self.log.failure("checking for password changes failed", f))
+        return d
+
+
+class TokenSweeper(TimerService):
+    """Deletes expired resume tokens every ``interval`` seconds (a ``TimerService``).
+
+    Args:
+        store: the chat store.
+        clock: time source (drives the loop).
+        interval: seconds between sweeps.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, clock: Clock, interval: float = 3600.0) -> None:
+        super().__init__(interval, self._tick)
+        self.store = store
+        self.clock = clock
+        self.time_source: Clock = clock
+
+    async def sweep_now(self) -> int:
+        """Delete every expired token now; returns how many."""
+        total = 0
+        while True:
+            deleted = await self.store.sweep_tokens(ms(self.time_source))
+            total += deleted
+            if deleted < 1000:
+                return total
+
+    def _tick(self) -> Deferred[Any]:
+        d = Deferred.fromCoroutine(self.sweep_now())
+        d.addErrback(lambda f: self.log.failure("sweeping expired tokens failed", f))
+        return d

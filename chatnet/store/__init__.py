@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 
+from chatnet.store.audit import AuditStore
 from chatnet.store.database import Database, PostgresEngine, SqliteEngine, engine_from_url
 from chatnet.store.files import FileRecord, FileStore, UploadRecord
 from chatnet.store.messages import MessageStore, SendResult
@@ -61,7 +62,7 @@ class IdGenerator:
             return (ms << 22) | (self.node << 12) | self._counter
 
 
-class ChatStore(UserStore, RoomStore, MessageStore, FileStore):
+class ChatStore(UserStore, RoomStore, MessageStore, FileStore, AuditStore):
     """All data access of the server, over one :class:`Database`.
 
     Args:

@@ -105,15 +105,47 @@ class UserStore:
         return await self.db.run_interaction("search_users", txn)
 
     async def set_password_hash(self, user_id: int, password_hash: str,
-                                revoke_tokens: bool) -> None:
-        """Replace a user's password hash, revoking their tokens if asked (PROTOCOL.md 3.5)."""
+                                revoke_tokens: bool, credentials_ts: int | None = None) -> None:
+        """Replace a user's password hash (PROTOCOL.md 3.5, 3.8).
+
+        Args:
+            revoke_tokens: delete every resume token of the user.
+            credentials_ts: when the credentials changed (ms); sessions that
+                authenticated before it are ended by every node
+                (:meth:`credentials_changed_since`). None for a re-hash of the
+                same password, which changes nothing for sessions.
+        """
         def txn(t: Txn) -> None:
             t.execute("UPDATE users SET password_hash = ? WHERE user_id = ?",
                       (password_hash, user_id))
+            if credentials_ts is not None:
+                t.execute("UPDATE users SET credentials_ts = ? WHERE user_id = ?",
+                          (credentials_ts, user_id))
             if revoke_tokens:
                 t.execute("DELETE FROM auth_tokens WHERE user_id = ?", (user_id,))
 
         await self.db.run_interaction("set_password_hash", txn)
+
+    async def credentials_changed_since(self, ts: int) -> list[tuple[int, int]]:
+        """Users whose credentials changed after ``ts`` (ms).
+
+        Returns:
+            ``[(user_id, credentials_ts)]``, oldest change first.
+        """
+        def txn(t: Txn) -> list[tuple[int, int]]:
+            return [(int(r[0]), int(r[1])) for r in t.execute(
+                "SELECT user_id, credentials_ts FROM users WHERE credentials_ts > ? "
+                "ORDER BY credentials_ts", (ts,)).fetchall()]
+
+        return await self.db.run_interaction("credentials_changed_since", txn)
+
+    async def credentials_ts(self, user_id: int) -> int:
+        """When the user's credentials last changed (ms; 0 if never)."""
+        def txn(t: Txn) -> int:
+            return int(t.scalar("SELECT credentials_ts FROM users WHERE user_id = ?",
+                                (user_id,)) or 0)
+
+        return await self.db.run_interaction("credentials_ts", txn)
 
     async def set_roles(self, user_id: int, roles: Iterable[str]) -> None:
         """Replace a user's server roles."""
@@ -184,6 +216,19 @@ class UserStore:
             t.execute("DELETE FROM auth_tokens WHERE token_hash = ?", (token_hash,))
 
         await self.db.run_interaction("revoke_token", txn)
+
+    async def sweep_tokens(self, now: int, batch: int = 1000) -> int:
+        """Delete up to ``batch`` expired tokens.
+
+        Returns:
+            how many were deleted.
+        """
+        def txn(t: Txn) -> int:
+            t.execute("DELETE FROM auth_tokens WHERE token_hash IN (SELECT token_hash FROM "
+                      "auth_tokens WHERE expires_ts <= ? LIMIT ?)", (now, batch))
+            return max(0, t.rowcount)
+
+        return await self.db.run_interaction("sweep_tokens", txn)
 
     # -- contacts ------------------------------------------------------------------------
 

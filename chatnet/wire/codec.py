@@ -6,12 +6,11 @@ fan-out writes the same bytes to every recipient without re-encoding.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import msgpack
 
-_PREFIX = struct.Struct("!I")
+from chatnet.wire.framing import encode_frame
 
 
 def pack(payload: dict[str, Any]) -> bytes:
@@ -35,8 +34,7 @@ def unpack(data: bytes) -> Any:
 
 def frame(payload: dict[str, Any]) -> bytes:
     """Encode a payload as a complete frame: 4-byte big-endian length, then msgpack."""
-    data = pack(payload)
-    return _PREFIX.pack(len(data)) + data
+    return encode_frame(pack(payload))
 
 
 def event_frame(event: str, data: dict[str, Any]) -> bytes:

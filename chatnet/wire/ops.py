@@ -20,7 +20,7 @@ Perspective names:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,26 @@ MAX_HISTORY_LIMIT = 200
 PRESENCE_STATES = frozenset({"online", "away", "busy", "invisible"})
 #: Member roles (PROTOCOL.md 5).
 ROOM_ROLES = frozenset({"owner", "moderator", "member"})
+
+#: Characters refused in one-line text (names, titles, status): every control
+#: character, the Unicode line separators, and the bidirectional overrides,
+#: embeddings, isolates and marks that can make one name look like another or
+#: reorder what follows it ("Trojan Source"). Joiners (U+200C/U+200D) stay:
+#: scripts and emoji sequences need them.
+_REFUSED_IN_LINE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+#: The same for multi-line text (topics): newlines and tabs are allowed.
+_REFUSED_IN_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u061c\u202a-\u202e"
+    "\u2066-\u2069]")
+#: Message bodies: control characters other than tab, newline and carriage
+#: return are refused; bidirectional marks are legitimate in mixed-script text.
+_REFUSED_IN_BODY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: How a ``str`` field's characters are checked (``Field.text``).
+TEXT_RULES: dict[str, re.Pattern[str] | None] = {
+    "line": _REFUSED_IN_LINE, "lines": _REFUSED_IN_LINES, "body": _REFUSED_IN_BODY,
+    "any": None,
+}
 
 _MISSING = object()
 
@@ -58,6 +78,10 @@ class Field:
         pattern: a regular expression the whole (case-folded) value must match.
         item: for ``list``, the schema of each item (its ``name`` is unused).
         fold: case-fold and strip a str before checking (usernames).
+        text: which characters a str may hold (:data:`TEXT_RULES`): ``"line"``
+            (one line of text, stripped of surrounding white space; the default
+            for :func:`Str`), ``"lines"`` (newlines allowed, stripped),
+            ``"body"`` (message text, kept as sent) or ``"any"`` (passwords, tokens).
         default: value used when an optional field is absent (``None`` if unset).
     """
 
@@ -72,6 +96,7 @@ class Field:
     pattern: re.Pattern[str] | None = None
     item: Field | None = None
     fold: bool = False
+    text: str = "any"
     default: Any = None
 
     def check(self, value: Any, label: str | None = None) -> Any:
@@ -94,6 +119,14 @@ class Field:
                 raise bad_request(f"{label} must be a string")
             if self.fold:
                 value = value.strip().casefold()
+            elif self.text in ("line", "lines"):
+                value = value.strip()
+            refused = TEXT_RULES[self.text]
+            if refused is not None:
+                found = refused.search(value)
+                if found is not None:
+                    raise bad_request(f"{label} must not contain the character "
+                                      f"U+{ord(found.group()):04X}")
             if len(value) < self.min_len:
                 raise bad_request(
                     f"{label} must not be empty"
@@ -142,9 +175,13 @@ class Field:
         raise AssertionError(f"unknown field kind {kind!r}")  # pragma: no cover
 
 
-def Str(name: str, max_len: int, *, min_len: int = 1, required: bool = True, **kw: Any) -> Field:
-    """A string field of 1..``max_len`` characters (``min_len`` to allow empty)."""
-    return Field(name, "str", required=required, min_len=min_len, max_len=max_len, **kw)
+def Str(name: str, max_len: int, *, min_len: int = 1, required: bool = True,
+        text: str = "line", **kw: Any) -> Field:
+    """A string field of 1..``max_len`` characters (``min_len`` to allow empty).
+
+    By default it is one line of text (``text="line"``, see :class:`Field`)."""
+    return Field(name, "str", required=required, min_len=min_len, max_len=max_len, text=text,
+                 **kw)
 
 
 def Int(name: str, *, minimum: int = 1, maximum: int = MAX_ID, required: bool = True,
@@ -176,8 +213,13 @@ class Op:
         args: the argument schema.
         before_login: allowed before ``auth.login``/``auth.resume``.
         after_login: allowed after login.
-        notification: sent without ``id`` and never answered (``msg.typing``).
+        notification: sent without ``id`` and never answered (``msg.typing``);
+            only these ops may be sent without ``id`` (PROTOCOL.md 1).
         cost: tokens taken from the session's rate-limit bucket.
+        budget: the per-user budget the op also draws on
+            (:data:`chatnet.wire.limits.BUDGETS`), or None.
+        budget_cost: units taken from that budget: a number, or a function of
+            the validated arguments (e.g. only a download's first chunk counts).
     """
 
     name: str
@@ -188,7 +230,14 @@ class Op:
     after_login: bool = True
     notification: bool = False
     cost: float = 1.0
+    budget: str | None = None
+    budget_cost: float | Callable[[dict[str, Any]], float] = 1.0
     _by_name: Mapping[str, Field] = field(default_factory=dict, compare=False, repr=False)
+
+    def budget_units(self, args: dict[str, Any]) -> float:
+        """The units of :attr:`budget` a request with these (validated) arguments takes."""
+        cost = self.budget_cost
+        return cost(args) if callable(cost) else cost
 
     def validate(self, args: Any) -> dict[str, Any]:
         """Check ``args`` against the schema.
@@ -235,6 +284,12 @@ _STATUS_TEXT = 140
 _DISPLAY_NAME = 64
 _FILE_ID = 64
 
+
+def _download_start(args: dict[str, Any]) -> float:
+    """A download counts against the ``downloads`` budget once, at its first chunk."""
+    return 1.0 if args["offset"] == 0 else 0.0
+
+
 #: Every op of the wire, by name (PROTOCOL.md sections 3-6).
 OPS: dict[str, Op] = _ops(
     # -- 3. Session ------------------------------------------------------------------------
@@ -243,17 +298,18 @@ OPS: dict[str, Op] = _ops(
        before_login=True),
     Op("session.ping", "mind", "ping", before_login=True),
     Op("auth.login", "mind", "login",
-       (Str("username", 64), Str("password", _PASSWORD)), before_login=True, after_login=False,
-       cost=5),
+       (Str("username", 64), Str("password", _PASSWORD, text="any")), before_login=True,
+       after_login=False, cost=5),
     Op("auth.resume", "mind", "resume", (Str("token", 256),), before_login=True,
        after_login=False, cost=2),
     Op("auth.logout", "mind", "logout"),
     Op("auth.register", "accounts", "register",
-       (Username(), Str("password", _PASSWORD),
+       (Username(), Str("password", _PASSWORD, text="any"),
         Str("display_name", _DISPLAY_NAME, required=False)),
        before_login=True, after_login=False, cost=5),
     Op("auth.change_password", "accounts", "change_password",
-       (Str("old_password", _PASSWORD), Str("new_password", _PASSWORD)), cost=5),
+       (Str("old_password", _PASSWORD, text="any"), Str("new_password", _PASSWORD, text="any")),
+       cost=5, budget="passwords"),
     # -- 4. Users, presence, contacts -----------------------------------------------------
     Op("user.get", "users", "get", (Username(),)),
     Op("user.update", "users", "update",
@@ -261,62 +317,70 @@ OPS: dict[str, Op] = _ops(
         Str("status_text", _STATUS_TEXT, min_len=0, required=False),
         Str("avatar_file_id", _FILE_ID, min_len=0, required=False))),
     Op("user.search", "users", "search",
-       (Str("query", 64, min_len=0), Int("limit", maximum=100, required=False, default=20))),
+       (Str("query", 64, min_len=0), Int("limit", maximum=100, required=False, default=20)),
+       budget="expensive"),
     Op("presence.set", "users", "set_presence",
        (Field("state", "str", choices=PRESENCE_STATES),)),
     Op("contact.request", "users", "contact_request",
-       (Username(), Str("message", 500, min_len=0, required=False))),
+       (Username(), Str("message", 500, min_len=0, required=False, text="lines"))),
     Op("contact.respond", "users", "contact_respond", (Username(), Bool("accept"))),
     Op("contact.remove", "users", "contact_remove", (Username(),)),
-    Op("contact.list", "users", "contact_list"),
+    Op("contact.list", "users", "contact_list", budget="expensive"),
     # -- 5. Rooms --------------------------------------------------------------------------
     Op("room.create", "rooms", "create",
-       (Str("name", _ROOM_NAME), Str("topic", _TOPIC, min_len=0, required=False, default=""),
+       (Str("name", _ROOM_NAME),
+        Str("topic", _TOPIC, min_len=0, required=False, default="", text="lines"),
         Field("visibility", "str", choices=frozenset({"public", "private"})),
         Field("members", "list", required=False, max_len=500, item=Username()))),
     Op("dm.open", "rooms", "open_direct", (Username(),)),
-    Op("room.directory", "rooms", "directory", (Str("query", 80, min_len=0, required=False),)),
-    Op("room.list", "rooms", "list"),
+    Op("room.directory", "rooms", "directory", (Str("query", 80, min_len=0, required=False),),
+       budget="expensive"),
+    Op("room.list", "rooms", "list", budget="expensive"),
     Op("room.join", "rooms", "join", (Int("room_id"),)),
     Op("room.leave", "rooms", "leave", (Int("room_id"),)),
     Op("room.invite", "rooms", "invite", (Int("room_id"), Username())),
     Op("room.kick", "rooms", "kick",
        (Int("room_id"), Username(), Str("reason", 500, min_len=0, required=False))),
-    Op("room.members", "rooms", "members", (Int("room_id"),)),
+    Op("room.members", "rooms", "members", (Int("room_id"),), budget="expensive"),
     Op("room.update", "rooms", "update",
        (Int("room_id"), Str("name", _ROOM_NAME, required=False),
-        Str("topic", _TOPIC, min_len=0, required=False))),
+        Str("topic", _TOPIC, min_len=0, required=False, text="lines"))),
     Op("room.set_role", "rooms", "set_role",
        (Int("room_id"), Username(), Field("role", "str", choices=ROOM_ROLES))),
     Op("room.delete", "rooms", "delete", (Int("room_id"),)),
     # -- 6. Messages -----------------------------------------------------------------------
     Op("msg.send", "messages", "send",
-       (Int("room_id"), Str("body", MAX_BODY, min_len=0), Str("client_msg_id", _CLIENT_MSG_ID),
+       (Int("room_id"), Str("body", MAX_BODY, min_len=0, text="body"),
+        Str("client_msg_id", _CLIENT_MSG_ID),
         Int("reply_to", required=False),
         Field("mentions", "list", required=False, max_len=100, item=Username()),
         Int("ttl", minimum=1, maximum=86400, required=False),
         Field("attachments", "list", required=False, max_len=20,
               item=Str("attachment", _FILE_ID)))),
-    Op("msg.edit", "messages", "edit", (Int("room_id"), Int("msg_id"), Str("body", MAX_BODY))),
+    Op("msg.edit", "messages", "edit",
+       (Int("room_id"), Int("msg_id"), Str("body", MAX_BODY, text="body"))),
     Op("msg.delete", "messages", "delete", (Int("room_id"), Int("msg_id"))),
     Op("msg.react", "messages", "react",
        (Int("room_id"), Int("msg_id"), Str("emoji", 32), Bool("on"))),
     Op("msg.history", "messages", "history",
        (Int("room_id"), Int("before_seq", minimum=1, required=False),
         Int("after_seq", minimum=0, required=False),
-        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=50))),
+        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=50)),
+       budget="expensive"),
     Op("msg.read", "messages", "read", (Int("room_id"), Int("seq", minimum=0))),
     # Extension (docs/protocol.md): what changed in a room while a client was away.
     Op("msg.changes", "messages", "changes",
        (Int("room_id"), Int("since_ts", minimum=0),
         Int("since_msg_id", minimum=0, required=False, default=0),
-        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=100))),
+        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=100)),
+       budget="expensive"),
     Op("msg.typing", "messages", "typing", (Int("room_id"), Bool("typing")), notification=True,
        cost=0.5),
     # -- 7. Files ----------------------------------------------------------------------------
     Op("file.upload.begin", "files", "upload_begin",
        (Str("name", 1024), Int("size", minimum=0, maximum=2**53),
-        Str("sha256", 64, min_len=64), Str("mime", 127, required=False)), cost=2),
+        Str("sha256", 64, min_len=64), Str("mime", 127, required=False)), cost=2,
+       budget="uploads"),
     Op("file.upload.chunk", "files", "upload_chunk",
        (Str("upload_id", 64), Int("offset", minimum=0, maximum=2**53),
         Field("data", "bin", max_len=4 * 1024 * 1024)), cost=0.1),
@@ -324,9 +388,11 @@ OPS: dict[str, Op] = _ops(
     Op("file.info", "files", "info", (Str("file_id", _FILE_ID),)),
     Op("file.download", "files", "download",
        (Str("file_id", _FILE_ID), Int("offset", minimum=0, maximum=2**53),
-        Int("length", minimum=1, maximum=4 * 1024 * 1024)), cost=0.1),
+        Int("length", minimum=1, maximum=4 * 1024 * 1024)), cost=0.1,
+       budget="downloads", budget_cost=_download_start),
     Op("msg.search", "messages", "search",
        (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
         Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),
-        Int("limit", minimum=1, maximum=200, required=False, default=50)), cost=3),
+        Int("limit", minimum=1, maximum=200, required=False, default=50)), cost=3,
+       budget="expensive", budget_cost=5),
 )

@@ -3,50 +3,60 @@
 The protocol is the twisted.cred *mind*. It turns frames into calls and
 results into frames, and knows nothing of chat:
 
-1. **Handshake.** The first request must be ``session.hello`` with protocol 1,
+1. **Admission.** A connection counts as *unauthenticated* until it logs in;
+   each address may hold only so many of those at once (and all addresses
+   together so many), and each has ``login_timeout`` seconds to finish TLS,
+   ``session.hello`` and a login. Until then frames are limited to
+   :data:`~chatnet.config.PRE_LOGIN_MAX_FRAME` bytes (PROTOCOL.md 1).
+2. **Handshake.** The first request must be ``session.hello`` with protocol 1,
    else ``protocol_version`` and close (PROTOCOL.md 3.1).
-2. **State gate.** Until ``auth.login``/``auth.resume`` succeed, only the ops
+3. **State gate.** Until ``auth.login``/``auth.resume`` succeed, only the ops
    the registry marks ``before_login`` pass; the rest get ``unauthenticated``.
-3. **Dispatch.** Each op is looked up in :data:`chatnet.wire.ops.OPS`, its
-   arguments validated, a token taken from the connection's rate-limit
-   bucket, and the ``perspective_*`` method of the avatar's perspective that
-   the registry names is called. A :class:`~chatnet.errors.ChatError` becomes
-   an error response; anything else is logged and answered ``internal``.
+4. **Dispatch.** Each op is looked up in :data:`chatnet.wire.ops.OPS`; only
+   ops declared as notifications may come without ``id``. A token is taken
+   from the connection's rate-limit bucket, the arguments are validated, the
+   op's per-user budget (if it has one) is drawn on, and the ``perspective_*``
+   method of the avatar's perspective that the registry names is called. A
+   :class:`~chatnet.errors.ChatError` becomes an error response; anything else
+   is logged and answered ``internal``.
 
-Input is bounded (frame size, requests in flight, rate); output goes through
-an :class:`Outbox` that bounds what one connection may queue. A malformed or
-oversized frame gets an ``error`` event and closes that connection only.
+Input is bounded (frame size, requests in flight, rate, budgets; frames are
+reassembled in linear time by :class:`~chatnet.wire.framing.FrameDecoder`);
+output goes through an :class:`~chatnet.wire.outbox.Outbox` that bounds what
+one connection may queue. A malformed or oversized frame gets an ``error``
+event and closes that connection only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-from collections import deque
 from typing import Any
 
-from twisted.cred.credentials import Anonymous, UsernamePassword
+from twisted.cred.credentials import Anonymous
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.basic import Int32StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chatnet import PROTOCOL_VERSION, __version__
-from chatnet.config import ServerConfig
-from chatnet.cred.credentials import Token
+from chatnet.config import PRE_LOGIN_MAX_FRAME, ServerConfig
+from chatnet.cred.credentials import PeerUsernamePassword, Token
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.interfaces import IChatAvatar, ISessionMind
 from chatnet.services import Clock, Services, ms
 from chatnet.wire.codec import error_frame, event_frame, result_frame, unpack
+from chatnet.wire.framing import FrameDecoder, FrameError
+from chatnet.wire.limits import EXPENSIVE_UNIT_BYTES, ConnectionGate, TokenBucket, UserBudgets
 from chatnet.wire.ops import OPS, Op
+from chatnet.wire.outbox import Outbox, WriteCoalescer
 
-#: Requests one connection may have in flight before the server stops reading from it.
+#: Requests (and notifications still being handled) one connection may have in
+#: flight before the server stops reading from it.
 MAX_IN_FLIGHT = 64
 #: Seconds a closing connection gets to flush before it is aborted.
 CLOSE_GRACE = 5.0
@@ -55,241 +65,19 @@ FEATURES = ("resume", "presence", "contacts", "typing", "receipts", "reactions",
             "delete", "reply", "ttl", "search")
 
 
-class TokenBucket:
-    """A token-bucket rate limiter on an injected clock.
-
-    Args:
-        rate: tokens added per second.
-        burst: bucket size (the most that can be spent at once).
-        clock: provides ``seconds()``.
-    """
-
-    __slots__ = ("burst", "clock", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, burst: float, clock: Clock) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.tokens = burst
-        self.stamp = clock.seconds()
-
-    def take(self, cost: float) -> float:
-        """Spend ``cost`` tokens if there are enough.
-
-        Returns:
-            0.0 if spent; otherwise the seconds until there would be enough
-            (nothing is spent).
-        """
-        now = self.clock.seconds()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= cost:
-            self.tokens -= cost
-            return 0.0
-        return (cost - self.tokens) / self.rate
-
-
-class WriteCoalescer:
-    """Gathers every connection's frames of one reactor turn and writes them at the
-    start of the next, one TLS write per connection.
-
-    A fan-out to N connections then costs N TLS records and one scheduled call,
-    instead of a record per frame and a scheduled flush per connection (what
-    Twisted's buffering TLS transport would do). See docs/benchmarks.md.
-
-    Args:
-        clock: schedules the flush (``callLater(0, ...)``).
-    """
-
-    __slots__ = ("_clock", "_dirty", "_scheduled")
-
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
-        self._dirty: list[Outbox] = []
-        self._scheduled: Any = None
-
-    def mark(self, outbox: Outbox) -> None:
-        """``outbox`` has frames to write at the next flush."""
-        self._dirty.append(outbox)
-        if self._scheduled is None:
-            self._scheduled = self._clock.callLater(0, self.flush)
-
-    def flush(self) -> None:
-        """Write out every marked outbox's pending frames."""
-        self._scheduled = None
-        dirty, self._dirty = self._dirty, []
-        for outbox in dirty:
-            outbox.flush()
-
-
-#: Hand gathered bytes to the socket at once instead of on the next reactor turn.
-EAGER_SEND = True
-
-
-def _send_now(transport: Any) -> None:
-    """Try to send what the TCP transport under ``transport`` (TLS) buffered, now.
-
-    Twisted's TCP transport only buffers in ``write`` and sends when the reactor
-    next reports the socket writable. For a fan-out that is one epoll round and
-    one event dispatch per recipient before the first byte leaves; sending in
-    the flush loop instead lowered p99 at 1,000 recipients by about half and
-    cost less CPU (docs/benchmarks.md). ``doWrite`` is the transport's own
-    IWriteDescriptor method: it sends what the socket takes, keeps the rest for
-    the reactor, and resumes or pauses producers as usual. It is not called on
-    a connection that is closing (its return value, which the reactor acts on,
-    would be lost); an error it returns is met again, and handled, when the
-    reactor calls it. Transports without these attributes are left alone.
-    """
-    tcp = getattr(transport, "transport", None)
-    if (tcp is not None and getattr(tcp, "connected", False)
-            and not getattr(tcp, "disconnecting", True)
-            and (getattr(tcp, "_tempDataLen", 0) or getattr(tcp, "dataBuffer", b""))):
-        tcp.doWrite()
-
-
-#: Bytes an outbox gathers before writing without waiting for the turn's end.
-_GATHER_LIMIT = 64 * 1024
-
-
-@implementer(IPushProducer)
-class Outbox:
-    """The one producer of a connection: every frame to the peer goes through it.
-
-    While the transport takes writes, frames are written (with a
-    :class:`WriteCoalescer`: gathered and written once per reactor turn). When
-    the transport pauses us, frames queue here; once more than ``max_queued``
-    bytes wait, the peer is not reading fast enough and the connection is
-    aborted (``on_overflow`` is called first).
-
-    Args:
-        transport: the connection's transport.
-        max_queued: bytes that may wait in the queue.
-        on_overflow: called once when the bound is passed.
-        coalescer: gathers writes per reactor turn; None writes each frame at once.
-    """
-
-    def __init__(self, transport: Any, max_queued: int, on_overflow: Any,
-                 coalescer: WriteCoalescer | None = None) -> None:
-        self.transport = transport
-        self.max_queued = max_queued
-        self.on_overflow = on_overflow
-        self.coalescer = coalescer
-        self.paused = False
-        self.dead = False
-        self.queue: deque[bytes] = deque()
-        self.queued = 0
-        self.peak = 0
-        self._writable: list[Deferred[None]] = []
-        self._gathered: list[bytes] = []
-        self._gathered_bytes = 0
-
-    def when_writable(self) -> Deferred[None]:
-        """A Deferred that fires once nothing waits here and the transport takes
-        writes (at once if so now). Bulk senders (downloads) await it before
-        producing the next frame, so they never fill the queue."""
-        d: Deferred[None] = Deferred()
-        if self.dead or (not self.paused and not self.queue):
-            d.callback(None)
-        else:
-            self._writable.append(d)
-        return d
-
-    def _wake_writers(self) -> None:
-        waiters, self._writable = self._writable, []
-        for waiter in waiters:
-            waiter.callback(None)
-
-    def send(self, frame: bytes) -> None:
-        """Write (or gather) or queue one complete frame; never raises."""
-        if self.dead:
-            return
-        if not self.paused and not self.queue:
-            if self.coalescer is None:
-                self.transport.write(frame)
-                return
-            gathered = self._gathered
-            if not gathered:
-                self.coalescer.mark(self)
-            gathered.append(frame)
-            self._gathered_bytes += len(frame)
-            if self._gathered_bytes >= _GATHER_LIMIT:
-                self.flush()
-            return
-        self.queue.append(frame)
-        self.queued += len(frame)
-        if self.queued > self.peak:
-            self.peak = self.queued
-        if self.queued > self.max_queued:
-            self.dead = True
-            self.queue.clear()
-            self.queued = 0
-            self._gathered.clear()
-            self._wake_writers()
-            self.on_overflow()
-
-    def flush(self) -> None:
-        """Write what was gathered this turn (one write, hence one TLS record)."""
-        gathered = self._gathered
-        if gathered:
-            data = gathered[0] if len(gathered) == 1 else b"".join(gathered)
-            gathered.clear()
-            self._gathered_bytes = 0
-            if not self.dead:
-                self.transport.write(data)
-                if EAGER_SEND:
-                    _send_now(self.transport)
-
-    def pauseProducing(self) -> None:
-        """The transport's buffer is full: queue from now on."""
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        """The transport drained: write what waits, until paused again."""
-        self.paused = False
-        queue = self.queue
-        while queue and not self.paused and not self.dead:
-            frame = queue.popleft()
-            self.queued -= len(frame)
-            self.transport.write(frame)
-        if not queue and not self.paused and self._writable:
-            self._wake_writers()
-
-    def close(self) -> None:
-        """The connection is closing: write what waits (at most ``max_queued`` bytes)
-        and stop being the transport's producer.
-
-        A TLS transport holds back its close (close_notify, then the TCP close)
-        for as long as a producer is registered, so a connection that keeps its
-        producer is only ever closed by the abort timer.
-        """
-        self.flush()
-        queue = self.queue
-        while queue and not self.dead:
-            frame = queue.popleft()
-            self.queued -= len(frame)
-            self.transport.write(frame)
-        self.queue.clear()
-        self.queued = 0
-        self.dead = True
-        self._wake_writers()
-        self.transport.unregisterProducer()
-
-    def stopProducing(self) -> None:
-        """The connection is going away: drop everything."""
-        self.dead = True
-        self.queue.clear()
-        self.queued = 0
-        self._gathered.clear()
-        self._wake_writers()
+def _retry_after(seconds: float) -> dict[str, Any]:
+    return {"retry_after_ms": max(1, int(seconds * 1000 + 0.999))}
 
 
 @implementer(ISessionMind)
-class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
-    """One client connection: handshake, state gate, dispatch (module docstring).
+class ChatServerProtocol(Protocol, TimeoutMixin):
+    """One client connection: admission, handshake, state gate, dispatch (module docstring).
 
     Attributes:
         avatar: the avatar from the portal (anonymous after hello, the user's
             after login), or None before hello.
+        authenticated_ts: when this session last proved its credentials (login,
+            resume or a password change), ms since the epoch; 0 before login.
     """
 
     log = Logger()
@@ -302,15 +90,22 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         self.username = ""
         self.client = ""
         self.peer = ""
+        self.peer_host = ""
         self.since = 0
+        self.authenticated_ts = 0
+        self._decoder = FrameDecoder(PRE_LOGIN_MAX_FRAME)
         self._logout: Any = None
         self._token = ""
         self._logged_in = False
         self._authenticating = False
         self._closing = False
         self._kill: Any = None
+        self._deadline: Any = None
+        self._admitted = False
         self._in_flight: set[int] = set()
+        self._notifications = 0
         self._reading_paused = False
+        self._reading = False
         self._outbox: Outbox | None = None
         self._bucket: TokenBucket | None = None
         self._lost: Deferred[None] = Deferred()
@@ -318,13 +113,26 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
     # -- connection lifecycle --------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        """Set limits, TCP_NODELAY, the outbox and the idle timeout."""
+        """Admit (or refuse) the connection; set limits, TCP_NODELAY, the outbox, the
+        login deadline and the idle timeout."""
         factory = self.factory
         config = factory.config
-        self.MAX_LENGTH = config.max_frame
         self.callLater = factory.clock.callLater  # type: ignore[method-assign, assignment]
         peer = self.transport.getPeer()  # type: ignore[union-attr]
-        self.peer = f"{getattr(peer, 'host', peer)}:{getattr(peer, 'port', '')}"
+        self.peer_host = str(getattr(peer, "host", peer))
+        self.peer = f"{self.peer_host}:{getattr(peer, 'port', '')}"
+        factory.protocols.add(self)
+        if not factory.gate.admit(self.peer_host):
+            # Before TLS even starts: a refused connection costs next to nothing.
+            factory.refused += 1
+            if factory.refused % 100 == 1:
+                self.log.warn("refusing connections from {peer}: too many not logged in "
+                              "({refused} refused so far)", peer=self.peer_host,
+                              refused=factory.refused)
+            self._closing = True
+            self.transport.abortConnection()  # type: ignore[union-attr]
+            return
+        self._admitted = True
         with contextlib.suppress(AttributeError, OSError):
             # Nagle's algorithm alone puts ~35 ms on the latency tail.
             self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
@@ -335,16 +143,19 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         self.send_frame = self._outbox.send  # type: ignore[method-assign]
         self.transport.registerProducer(self._outbox, True)  # type: ignore[union-attr]
         self._bucket = TokenBucket(config.rate, config.burst, factory.clock)
+        self._deadline = factory.clock.callLater(config.login_timeout, self._login_too_slow)
         self.setTimeout(config.idle_timeout)
-        factory.protocols.add(self)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         """Log out (once), cancel timers, forget the connection."""
         self.connected = False
         self._closing = True
         self.setTimeout(None)
-        if self._kill is not None and self._kill.active():
-            self._kill.cancel()
+        self._decoder.clear()
+        for timer in (self._kill, self._deadline):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._unadmit()
         if self._outbox is not None:
             self._outbox.stopProducing()
         if self._logout is not None:
@@ -354,10 +165,24 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         lost, self._lost = self._lost, Deferred()
         lost.callback(None)
 
+    def _unadmit(self) -> None:
+        """Stop counting this connection as unauthenticated."""
+        if self._admitted:
+            self._admitted = False
+            self.factory.gate.release(self.peer_host)
+
     def timeoutConnection(self) -> None:
         """Idle timeout (PROTOCOL.md 3.7): close without a word."""
         self.log.info("closing idle connection {peer}", peer=self.peer)
         self._close()
+
+    def _login_too_slow(self) -> None:
+        """The login deadline passed (PROTOCOL.md 1): ``error {unauthenticated}`` and close."""
+        self._deadline = None
+        if not self._logged_in and not self._closing:
+            self._protocol_error(ErrorCode.UNAUTHENTICATED,
+                                 f"log in within {self.factory.config.login_timeout:g} s "
+                                 "of connecting")
 
     def _overflow(self) -> None:
         self.log.warn("{peer} ({user}) is not reading; disconnecting", peer=self.peer,
@@ -372,6 +197,7 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         after a refused hello, may run after the peer has gone)."""
         if self._kill is None and self.connected:
             self._closing = True
+            self._decoder.clear()
             self._kill = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
             if self._outbox is not None and not self._outbox.dead:
                 self._outbox.close()
@@ -408,34 +234,65 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         self.send_frame(event_frame("session.ended", {"reason": reason}))
         self._close()
 
+    def reauthenticated(self, ts: int) -> None:
+        """This session proved its credentials again at ``ts`` (ms), e.g. by
+        changing the password: it is not ended with the other sessions."""
+        self.authenticated_ts = ts
+
     # -- input --------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        """Any bytes count as activity for the idle timeout."""
+        """Buffer the bytes and handle every complete frame (unless reading is paused)."""
         if self._closing:
             return
-        self.resetTimeout()
-        super().dataReceived(data)
+        self._decoder.feed(data)
+        self._read_frames()
 
-    def lengthLimitExceeded(self, length: int) -> None:
-        """A frame over ``max_frame``: ``error {too_large}`` and close (PROTOCOL.md 1)."""
-        if self._closing:
-            return
-        self._unprocessed = b""
-        self._protocol_error(ErrorCode.TOO_LARGE,
-                             f"frame of {length} bytes is over the limit of {self.MAX_LENGTH}")
+    def _read_frames(self) -> None:
+        if self._reading:
+            return  # a resume from inside a frame's handling: the outer loop goes on
+        self._reading = True
+        try:
+            decoder = self._decoder
+            while not self._reading_paused and not self._closing:
+                try:
+                    payload = decoder.next_frame()
+                except FrameError as exc:
+                    code = ErrorCode.TOO_LARGE if exc.too_large else ErrorCode.BAD_REQUEST
+                    self._protocol_error(code, str(exc))
+                    return
+                if payload is None:
+                    return
+                self.frameReceived(payload)
+        finally:
+            self._reading = False
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            if not self._closing:
+                self.transport.resumeProducing()  # type: ignore[union-attr]
+                self._read_frames()
 
     def _protocol_error(self, code: ErrorCode, message: str) -> None:
         self.log.info("protocol error from {peer}: {message}", peer=self.peer, message=message)
         self.send_frame(event_frame("error", {"code": code.value, "message": message}))
         self._close()
 
-    def stringReceived(self, payload: bytes) -> None:
-        """One frame: decode, gate, validate, dispatch."""
+    def _error_event(self, code: ErrorCode, message: str) -> None:
+        self.send_frame(event_frame("error", {"code": code.value, "message": message}))
+
+    def frameReceived(self, payload: bytes) -> None:
+        """One frame: decode, gate, validate, dispatch. A complete frame (not any
+        byte) counts as activity for the idle timeout."""
         if self._closing:
             return
-        if not payload:
-            return self._protocol_error(ErrorCode.BAD_REQUEST, "frame length 0 is invalid")
+        self.resetTimeout()
         try:
             message = unpack(payload)
         except ValueError as exc:
@@ -446,8 +303,7 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         if request_id is not None and (not isinstance(request_id, int)
                                        or isinstance(request_id, bool)
                                        or not 1 <= request_id < 2**63):
-            self.send_frame(event_frame("error", {
-                "code": ErrorCode.BAD_REQUEST.value, "message": "id must be an integer >= 1"}))
+            self._error_event(ErrorCode.BAD_REQUEST, "id must be an integer >= 1")
             return
         name = message.get("op")
         if not isinstance(name, str):
@@ -467,17 +323,32 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
                 self._answer_error(request_id, ChatError(ErrorCode.UNKNOWN_OP,
                                                          f"unknown op {name!r}"))
             return
+        assert self._bucket is not None
+        if request_id is None and not op.notification:
+            # PROTOCOL.md 1: only notifications may omit the id. Refused requests
+            # still spend the rate limit, and past it they are dropped unanswered.
+            if not self._bucket.take(op.cost):
+                self._error_event(ErrorCode.BAD_REQUEST,
+                                  f"{name} is a request and needs an id; only notifications "
+                                  "may be sent without one")
+            return
         if request_id is not None and request_id in self._in_flight:
             self._answer_error(request_id, bad_request("id is already in flight"))
             return
         try:
             self._check_state(op)
-            assert self._bucket is not None
             wait = self._bucket.take(op.cost)
             if wait:
                 raise ChatError(ErrorCode.RATE_LIMITED, "too many requests; slow down",
-                                {"retry_after_ms": max(1, int(wait * 1000 + 0.999))})
+                                _retry_after(wait))
             args = op.validate(message.get("args"))
+            if op.budget is not None and self._logged_in:
+                units = op.budget_units(args)
+                wait = self.factory.budgets.take(op.budget, self.user_id, units) if units else 0
+                if wait:
+                    raise ChatError(ErrorCode.RATE_LIMITED,
+                                    f"too many {op.budget} requests; slow down",
+                                    {**_retry_after(wait), "budget": op.budget})
             handler = self._handler(op)
             result = handler(**args)
         except ChatError as error:
@@ -492,9 +363,9 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         if inspect.iscoroutine(result):
             result = Deferred.fromCoroutine(result)
         if isinstance(result, Deferred):
-            self._track(request_id, name, result)
+            self._track(request_id, op, result)
         elif request_id is not None:
-            self._answer(request_id, result if result is not None else {})
+            self._answer(request_id, result if result is not None else {}, op)
 
     def _check_state(self, op: Op) -> None:
         if self._logged_in:
@@ -511,48 +382,56 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
             raise ChatError(ErrorCode.UNAUTHENTICATED, "log in first")
         return getattr(perspective, "perspective_" + op.method)
 
-    def _track(self, request_id: int | None, name: str, d: Deferred[Any]) -> None:
+    def _busy(self) -> int:
+        return len(self._in_flight) + self._notifications
+
+    def _track(self, request_id: int | None, op: Op, d: Deferred[Any]) -> None:
         if request_id is None:
-            d.addErrback(self._notification_failed, name)
-            return
-        self._in_flight.add(request_id)
-        if len(self._in_flight) >= MAX_IN_FLIGHT and not self._reading_paused:
+            self._notifications += 1
+            d.addBoth(self._notification_done, op.name)
+        else:
+            self._in_flight.add(request_id)
+            d.addCallbacks(self._succeeded, self._failed, callbackArgs=(request_id, op),
+                           errbackArgs=(request_id, op.name))
+        if self._busy() >= MAX_IN_FLIGHT and not self._closing:
             # Stop reading until answers go out: a pipelining client cannot make
             # the server hold an unbounded number of requests.
-            self._reading_paused = True
-            self.pauseProducing()
-        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(request_id,),
-                       errbackArgs=(request_id, name))
+            self._pause_reading()
 
-    def _done(self, request_id: int) -> None:
+    def _done(self) -> None:
+        if self._reading_paused and self._busy() < MAX_IN_FLIGHT // 2:
+            self._resume_reading()
+
+    def _succeeded(self, result: Any, request_id: int, op: Op) -> None:
         self._in_flight.discard(request_id)
-        if self._reading_paused and len(self._in_flight) < MAX_IN_FLIGHT // 2:
-            self._reading_paused = False
-            if not self._closing:
-                self.resumeProducing()
-
-    def _succeeded(self, result: Any, request_id: int) -> None:
-        self._done(request_id)
-        self._answer(request_id, result if result is not None else {})
+        self._answer(request_id, result if result is not None else {}, op)
+        self._done()
 
     def _failed(self, failure: Failure, request_id: int, name: str) -> None:
-        self._done(request_id)
+        self._in_flight.discard(request_id)
         if failure.check(ChatError):
             self._answer_error(request_id, failure.value)  # type: ignore[arg-type]
         else:
             self.log.failure("op {op} failed", failure, op=name)
             self._answer_error(request_id, ChatError(ErrorCode.INTERNAL, "internal error"))
+        self._done()
 
-    def _notification_failed(self, failure: Failure, name: str) -> None:
-        if not failure.check(ChatError):
-            self.log.failure("notification {op} failed", failure, op=name)
+    def _notification_done(self, result: Any, name: str) -> None:
+        self._notifications -= 1
+        if isinstance(result, Failure) and not result.check(ChatError):
+            self.log.failure("notification {op} failed", result, op=name)
+        self._done()
 
-    def _answer(self, request_id: int, result: dict[str, Any]) -> None:
+    def _answer(self, request_id: int, result: dict[str, Any], op: Op) -> None:
         frame = result_frame(request_id, result)
-        if len(frame) - 4 > self.MAX_LENGTH:
+        if op.budget == "expensive" and self._logged_in:
+            # Post-paid: the work is done; a big result makes the next ones wait.
+            self.factory.budgets.charge("expensive", self.user_id,
+                                        len(frame) // EXPENSIVE_UNIT_BYTES)
+        if len(frame) - 4 > self.factory.config.max_frame:
             self._answer_error(request_id, ChatError(
-                ErrorCode.TOO_LARGE, f"the result is over max_frame ({self.MAX_LENGTH} bytes); "
-                "ask for less (a smaller limit)"))
+                ErrorCode.TOO_LARGE, "the result is over max_frame "
+                f"({self.factory.config.max_frame} bytes); ask for less (a smaller limit)"))
             return
         self.send_frame(frame)
 
@@ -562,7 +441,9 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
     # -- the mind's own ops (PROTOCOL.md 3) ---------------------------------------------------
 
     async def mind_hello(self, protocol: int, client: str) -> dict[str, Any]:
-        """``session.hello`` → ``{protocol, server, max_frame, features, registration}``."""
+        """``session.hello`` → ``{protocol, server, max_frame, features, registration}``.
+
+        ``max_frame`` is the limit after login (PROTOCOL.md 1)."""
         if self.avatar is not None:
             raise ChatError(ErrorCode.CONFLICT, "session.hello was already sent")
         if protocol != PROTOCOL_VERSION:
@@ -587,9 +468,12 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
 
         Raises:
             ChatError: ``unauthenticated`` (same message whether the user exists
-                or not), ``banned``, ``conflict`` (a login is already under way).
+                or not), ``banned``, ``conflict`` (a login is already under way),
+                ``rate_limited`` (too many failed logins for this name or from
+                this address), ``unavailable`` (the password checks are saturated).
         """
-        credentials = UsernamePassword(username.encode("utf-8"), password.encode("utf-8"))
+        credentials = PeerUsernamePassword(username.encode("utf-8"), password.encode("utf-8"),
+                                           self.peer_host)
         avatar = await self._portal_login(credentials)
         token = await self.factory.services.accounts.issue_token(avatar.user_id)
         return self._logged_in_as(avatar, token)
@@ -600,7 +484,7 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         Raises:
             ChatError: ``unauthenticated`` (expired or revoked token), ``banned``.
         """
-        avatar = await self._portal_login(Token(token))
+        avatar = await self._portal_login(Token(token, self.peer_host))
         return self._logged_in_as(avatar, token)
 
     async def _portal_login(self, credentials: Any) -> Any:
@@ -621,6 +505,12 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         self.avatar = avatar
         self._logout = logout
         self._logged_in = True
+        self.authenticated_ts = ms(self.factory.clock)
+        self._decoder.max_length = self.factory.config.max_frame
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+        self._unadmit()
         return avatar
 
     def _logged_in_as(self, avatar: Any, token: str) -> dict[str, Any]:
@@ -656,6 +546,13 @@ class ChatServerFactory(Factory):
         self.services = services
         self.clock = clock
         self.protocols: set[ChatServerProtocol] = set()
+        #: Unauthenticated connections, per address and in all.
+        self.gate = ConnectionGate(config.max_unauthenticated_per_address,
+                                   config.max_unauthenticated)
+        #: Connections refused by the gate since start.
+        self.refused = 0
+        #: Per-user budgets of expensive ops, uploads, downloads (docs/protocol.md).
+        self.budgets = UserBudgets(clock)
         # None writes every frame at once (tests that read a StringTransport
         # synchronously use that).
         self.coalescer: WriteCoalescer | None = WriteCoalescer(clock)

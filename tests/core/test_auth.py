@@ -3,9 +3,13 @@ end to end over TLS against a real server."""
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 
+from chatnet.cli import admin
 from chatnet.errors import ErrorCode
 from tests.support.chat import expect_error
 from tests.support.events import EventLog, barrier, wait_lost, within
@@ -125,7 +129,8 @@ async def test_logout_ends_the_session_and_revokes_only_its_token(server):
 @pytest_twisted.ensureDeferred
 async def test_change_password_revokes_every_token(server):
     """auth.change_password checks the old password, refuses a short new one, then
-    switches passwords and revokes all the user's resume tokens."""
+    switches passwords and revokes all the user's resume tokens; the session that
+    changed it gets a fresh token (an extension) that resumes."""
     conn = await server.user("hank")
     spare = await server.connect()
     spare_token = (await spare.login("hank", PASSWORD))["token"]
@@ -134,13 +139,56 @@ async def test_change_password_revokes_every_token(server):
     short = await expect_error(conn.request("auth.change_password", {
         "old_password": PASSWORD, "new_password": "short"}), ErrorCode.BAD_REQUEST)
     assert "new_password" in short.message
-    assert await conn.request("auth.change_password", {
-        "old_password": PASSWORD, "new_password": NEW_PASSWORD}) == {}
+    changed = await conn.request("auth.change_password", {
+        "old_password": PASSWORD, "new_password": NEW_PASSWORD})
+    assert set(changed) == {"token"}
     probe = await server.connect()
     for token in (conn.login_result["token"], spare_token):
         await expect_error(probe.resume(token), ErrorCode.UNAUTHENTICATED)
     await expect_error(probe.login("hank", PASSWORD), ErrorCode.UNAUTHENTICATED)
     assert (await probe.login("hank", NEW_PASSWORD))["username"] == "hank"
+    fresh = await server.connect()
+    assert (await fresh.resume(changed["token"]))["username"] == "hank"
+
+
+@pytest_twisted.ensureDeferred
+async def test_change_password_ends_the_users_other_sessions(server):
+    """Every other live session of the user gets session.ended {password_changed} and
+    is closed (PROTOCOL.md 3.8); the session that changed it, and other users, carry on."""
+    conn = await server.user("hilda")
+    other = await server.user("hilda", register=False)
+    other_events = EventLog(other, "hilda#2")
+    bystander = await server.user("hugo")
+    await conn.request("auth.change_password",
+                       {"old_password": PASSWORD, "new_password": NEW_PASSWORD})
+    assert (await other_events.next("session.ended")).data == {"reason": "password_changed"}
+    await wait_lost(other)
+    await barrier(conn)
+    assert not conn.lost.called
+    assert (await conn.request("session.ping"))["ts"] > 0
+    await barrier(bystander)
+    assert not bystander.lost.called
+
+
+@pytest_twisted.ensureDeferred
+async def test_admin_reset_password_ends_live_sessions(server):
+    """``chatnet-admin reset-password`` writes the database directly; the running server
+    notices the change and ends the user's live sessions with password_changed, and
+    the new password works."""
+    conn = await server.user("hector")
+    events = EventLog(conn, "hector")
+    data_dir = server.service.config.data_dir
+    args = admin.parser().parse_args(["--data-dir", str(data_dir), "reset-password", "hector",
+                                      "--password", NEW_PASSWORD])
+    out = io.StringIO()
+    assert await admin.run(reactor, args, out) == 0
+    assert "sessions are ended" in out.getvalue()
+    assert (await events.next("session.ended")).data == {"reason": "password_changed"}
+    await wait_lost(conn)
+    probe = await server.connect()
+    assert (await probe.login("hector", NEW_PASSWORD))["username"] == "hector"
+    entries = await server.service.store.audit_entries("password.reset")
+    assert [e["username"] for e in entries] == ["hector"]
 
 
 @pytest_twisted.ensureDeferred

@@ -6,7 +6,7 @@ from __future__ import annotations
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from chatnet.fanout import LocalFanout
-from chatnet.wire.server import Outbox, WriteCoalescer
+from chatnet.wire.outbox import Outbox, WriteCoalescer
 
 
 def test_frames_of_one_turn_go_out_in_one_write_per_connection():

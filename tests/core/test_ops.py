@@ -291,3 +291,75 @@ def test_protocol_sections_3_to_6_are_all_registered():
         "msg.typing", "msg.search",
     }
     assert expected <= set(OPS)
+
+
+# -- text rules (finding 12: names accepted NUL and U+202E) ---------------------------------
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x07", "\n", "\u202e", "\u2066", "\u200f",
+                                  "\u2028", "\x85"])
+def test_one_line_text_refuses_control_and_bidi_characters(char):
+    """Room names, display names and other one-line text refuse control characters,
+    line separators and the bidirectional overrides that let one name pose as
+    another, naming the field and the character."""
+    message = bad(OPS["room.create"].validate,
+                  {"name": f"pay{char}roll", "visibility": "public"})
+    assert message == f"name must not contain the character U+{ord(char):04X}"
+    assert bad(OPS["user.update"].validate, {"display_name": f"ad{char}min"}).startswith(
+        "display_name must not contain")
+
+
+def test_one_line_text_keeps_joiners_and_is_stripped():
+    """Zero-width joiners stay (emoji sequences, Indic and Persian scripts need them);
+    surrounding white space is stripped, so a blank name is empty."""
+    args = OPS["room.create"].validate({"name": "  family 👨\u200d👩\u200d👧 ",
+                                        "visibility": "public"})
+    assert args["name"] == "family 👨\u200d👩\u200d👧"
+    assert bad(OPS["room.create"].validate, {"name": "   ", "visibility": "public"}) == (
+        "name must not be empty")
+
+
+def test_topics_may_span_lines_but_refuse_other_controls():
+    """A topic may hold newlines and tabs, nothing else of the kind."""
+    args = OPS["room.update"].validate({"room_id": 1, "topic": "line one\n\tline two"})
+    assert args["topic"] == "line one\n\tline two"
+    assert bad(OPS["room.update"].validate, {"room_id": 1, "topic": "a\u202eb"}).startswith(
+        "topic must not contain")
+
+
+def test_message_bodies_refuse_nul_but_keep_text_as_sent():
+    """A body keeps newlines, tabs, surrounding spaces and right-to-left marks
+    (legitimate in mixed-script text) but refuses NUL and other controls."""
+    args = OPS["msg.send"].validate({"room_id": 1, "client_msg_id": "c1",
+                                     "body": "  שלום\u200f world\r\n\t"})
+    assert args["body"] == "  שלום\u200f world\r\n\t"
+    assert bad(OPS["msg.send"].validate, {"room_id": 1, "client_msg_id": "c1",
+                                          "body": "a\x00b"}) == (
+        "body must not contain the character U+0000")
+
+
+def test_passwords_may_hold_any_character():
+    """Passwords are not text for people to read: every character is allowed."""
+    args = OPS["auth.login"].validate({"username": "alice", "password": " \x00\u202e "})
+    assert args["password"] == " \x00\u202e "
+
+
+def test_only_notifications_may_omit_the_id():
+    """The registry marks which ops are notifications; msg.typing is one, msg.send not."""
+    assert OPS["msg.typing"].notification
+    assert not OPS["msg.send"].notification and not OPS["file.download"].notification
+
+
+def test_budgeted_ops_name_a_known_budget():
+    """Every op's budget exists in chatnet.wire.limits.BUDGETS; expensive reads and
+    bulk starts have one."""
+    from chatnet.wire.limits import BUDGETS
+
+    for op in OPS.values():
+        assert op.budget is None or op.budget in BUDGETS, op.name
+    for name in ("msg.history", "msg.changes", "msg.search", "room.list", "room.members"):
+        assert OPS[name].budget == "expensive", name
+    assert OPS["file.upload.begin"].budget == "uploads"
+    download = OPS["file.download"]
+    assert download.budget_units({"offset": 0}) == 1
+    assert download.budget_units({"offset": 262144}) == 0

@@ -13,6 +13,7 @@ import pytest
 import pytest_twisted
 from zope.interface.verify import verifyObject
 
+from chatnet.config import PRE_LOGIN_MAX_FRAME
 from chatnet.interfaces import ISessionMind
 from chatnet.wire.codec import frame
 from chatnet.wire.server import MAX_IN_FLIGHT
@@ -204,28 +205,122 @@ async def test_a_partial_frame_waits_for_the_rest(harness):
 
 @pytest_twisted.ensureDeferred
 async def test_idle_timeout_closes_after_the_configured_time(harness):
-    """A connection that sends nothing for idle_timeout seconds is closed, silently."""
-    proto, transport = harness.connect()
-    hello(proto, transport)
+    """A logged-in connection that sends nothing for idle_timeout seconds is closed,
+    silently."""
+    _proto, transport = await logged_in(harness)
     harness.clock.advance(harness.config.idle_timeout - 1)
     assert transport.connected
     harness.clock.advance(1)
     assert not transport.connected
-    assert len(transport.frames) == 1  # no farewell frame for an idle close
+    assert transport.new_frames() == []  # no farewell frame for an idle close
 
 
 @pytest_twisted.ensureDeferred
-async def test_any_bytes_reset_the_idle_timeout(harness):
-    """Activity (even a partial frame) restarts the idle timer."""
-    proto, transport = harness.connect()
-    hello(proto, transport)
+async def test_frames_reset_the_idle_timeout_but_dribbled_bytes_do_not(harness):
+    """Only a complete frame counts as activity: a peer that sends one byte now and
+    then, never finishing a frame, is still closed after idle_timeout."""
+    proto, transport = await logged_in(harness)
     timeout = harness.config.idle_timeout
     harness.clock.advance(timeout - 1)
-    proto.dataReceived(b"\x00")
+    send(proto, {"id": 9, "op": "session.ping", "args": {}})
     harness.clock.advance(timeout - 1)
+    assert transport.connected
+    for piece in (b"\x00", b"\x00", b"\x00"):  # a length prefix, never finished
+        proto.dataReceived(piece)
+        harness.clock.advance(0.3)
+    harness.clock.advance(1)
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_deadline_closes_a_connection_that_does_not_log_in(harness):
+    """A connection has login_timeout seconds to send hello and log in; then it gets
+    error {unauthenticated} and is closed, even while it keeps pinging."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    deadline = harness.config.login_timeout
+    for request_id in range(2, 2 + int(deadline)):
+        send(proto, {"id": request_id, "op": "session.ping", "args": {}})
+        harness.clock.advance(0.99)
     assert transport.connected
     harness.clock.advance(1)
     assert not transport.connected
+    last = transport.frames[-1]
+    assert last["event"] == "error" and last["data"]["code"] == "unauthenticated"
+    assert "log in within" in last["data"]["message"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_login_deadline_does_not_apply_after_login(harness):
+    """After a login, only the idle timeout closes the connection."""
+    proto, transport = await logged_in(harness)
+    for request_id in range(10, 40):
+        send(proto, {"id": request_id, "op": "session.ping", "args": {}})
+        harness.clock.advance(1)
+    assert transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_before_login_are_limited_to_8_kib(harness):
+    """Before login the frame limit is PRE_LOGIN_MAX_FRAME (8 KiB): a larger length
+    prefix gets too_large and a close, although max_frame is 1 MiB."""
+    proto, transport = harness.connect()
+    hello(proto, transport)
+    assert transport.frames[-1]["result"]["max_frame"] == harness.config.max_frame
+    proto.dataReceived((PRE_LOGIN_MAX_FRAME + 1).to_bytes(4, "big"))
+    assert transport.frames[-1]["event"] == "error"
+    assert transport.frames[-1]["data"]["code"] == "too_large"
+    assert not transport.connected
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_login_frames_up_to_max_frame_are_accepted(harness):
+    """Once logged in, a frame of 100 KiB (over the pre-login limit) is read."""
+    proto, transport = await logged_in(harness)
+    send(proto, {"id": 5, "op": "session.ping", "args": {"pad": "x" * 100_000}})
+    assert "result" in await transport.answer(5)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unauthenticated_connections_per_address_are_capped(tmp_path):
+    """More than max_unauthenticated_per_address connections from one address that
+    have not logged in are refused at once; a login frees a place."""
+    harness = await build_harness(tmp_path, max_unauthenticated_per_address=3)
+    try:
+        await harness.services.accounts.create_user("alice", PASSWORD)
+        held = [harness.connect() for _ in range(3)]
+        assert all(t.connected for _p, t in held)
+        _proto, refused = harness.connect()
+        assert not refused.connected and refused.frames == []
+        proto, transport = held[0]
+        hello(proto, transport)
+        send(proto, {"id": 2, "op": "auth.login",
+                     "args": {"username": "alice", "password": PASSWORD}})
+        assert "result" in await transport.answer(2)
+        _proto, admitted = harness.connect()
+        assert admitted.connected
+        held[1][1].loseConnection()
+        _proto, again = harness.connect()
+        assert again.connected
+        assert harness.factory.gate.count == 3
+    finally:
+        harness.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_without_id_gets_an_error_event_and_is_not_run(harness):
+    """Only notifications may omit the id (PROTOCOL.md 1): an id-less file.download is
+    refused with an error event naming the op, and nothing is left in flight."""
+    proto, transport = await logged_in(harness)
+    for _ in range(2500):  # 0.1 token each: past the burst of 200
+        send(proto, {"op": "file.download",
+                     "args": {"file_id": "x" * 24, "offset": 0, "length": 10}})
+    events = [f for f in transport.new_frames() if f.get("event") == "error"]
+    assert events and all(e["data"]["code"] == "bad_request" for e in events)
+    assert "file.download is a request and needs an id" in events[0]["data"]["message"]
+    assert len(events) < 2500  # past the rate limit they are dropped unanswered
+    assert proto._in_flight == set() and proto._notifications == 0
+    assert transport.connected
 
 
 @pytest_twisted.ensureDeferred
@@ -420,3 +515,16 @@ async def test_a_banned_account_cannot_log_in(harness):
                                                         "password": PASSWORD}})
     assert error_of(await transport.answer(2)) == "banned"
     assert not harness.fanout.sessions_of(user.user_id)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_server_reads_a_dribbled_frame_in_linear_work(harness):
+    """A 256 KiB request dribbled one byte at a time after login is answered, and the
+    protocol's decoder copied each byte a small constant number of times (Twisted's
+    Int32StringReceiver copied the whole buffer per read: quadratic)."""
+    proto, transport = await logged_in(harness)
+    data = frame({"id": 7, "op": "session.ping", "args": {"pad": "p" * 256 * 1024}})
+    for i in range(len(data)):
+        proto.dataReceived(data[i:i + 1])
+    assert "result" in await transport.answer(7)
+    assert proto._decoder.copied <= 4 * len(data)

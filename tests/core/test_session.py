@@ -256,21 +256,39 @@ async def test_single_session_replaced_does_not_reconnect(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_revoked_token_falls_back_to_password(server):
-    """If the resume token was revoked (password change elsewhere), the session
-    logs in with the password it still knows."""
+    """A password change elsewhere ends the session (password_changed) and revokes
+    its token; it reconnects and logs in with the password it still knows (here the
+    password was "changed" to itself)."""
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
     other = await server.user("alice", register=False)
+    old_token = alice.token
     await other.request("auth.change_password", {"old_password": PASSWORD,
                                                   "new_password": PASSWORD})
-    old_token = alice.token
-    alice._connection.transport.abortConnection()
     await recorder.wait_for(lambda s: s is SessionState.AUTHENTICATED and
                             recorder.states.count(SessionState.AUTHENTICATED) >= 2)
     assert alice.token != old_token
     await alice.close()
     await other.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_session_that_changes_its_password_keeps_going_with_the_new_token(server):
+    """ChatSession.call("auth.change_password") adopts the fresh token and the new
+    password: the session stays up, and after a network drop it resumes."""
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    old_token = alice.token
+    result = await alice.call("auth.change_password", {"old_password": PASSWORD,
+                                                        "new_password": "another passphrase"})
+    assert alice.token == result["token"] != old_token
+    assert alice.password == "another passphrase"
+    alice._connection.transport.abortConnection()
+    await recorder.wait_for(lambda s: s is SessionState.AUTHENTICATED and
+                            recorder.states.count(SessionState.AUTHENTICATED) >= 2)
+    await alice.close()
 
 
 @pytest_twisted.ensureDeferred

@@ -1,4 +1,4 @@
-"""TokenBucket and Outbox (chatnet/wire/server.py), without a network."""
+"""TokenBucket (chatnet/wire/limits.py) and Outbox (chatnet/wire/outbox.py), without a network."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from zope.interface.verify import verifyObject
 from chatnet.fanout import LocalFanout
 from chatnet.interfaces import IFanout
 from chatnet.wire.codec import event_frame, frame, unpack
-from chatnet.wire.server import Outbox, TokenBucket
+from chatnet.wire.limits import TokenBucket
+from chatnet.wire.outbox import Outbox
 
 # -- TokenBucket -------------------------------------------------------------------------------
 

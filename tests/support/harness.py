@@ -29,7 +29,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 
 from chatnet.config import ServerConfig
-from chatnet.cred.checkers import PasswordChecker, PasswordHasher, TokenChecker
+from chatnet.cred.checkers import LoginGuard, PasswordChecker, PasswordHasher, TokenChecker
 from chatnet.cred.realm import ChatRealm
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
@@ -161,15 +161,15 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
     users = UserService(store, fanout, clock)
     services = Services(
         accounts=AccountService(store, hasher, clock, config.open_registration,
-                                config.token_lifetime),
+                                config.token_lifetime, fanout),
         users=users,
         rooms=RoomService(store, fanout, users, clock),
         messages=MessageService(store, fanout, clock),
         files=FileService(store, clock, reactor, tmp_path / "files"),
     )
     realm = ChatRealm(services, fanout, clock, config.single_session)
-    portal = Portal(realm, [PasswordChecker(store, hasher), TokenChecker(store, clock),
-                            AllowAnonymousAccess()])
+    portal = Portal(realm, [PasswordChecker(store, hasher, LoginGuard(store, clock)),
+                            TokenChecker(store, clock), AllowAnonymousAccess()])
     factory = ChatServerFactory(config, portal, services, clock)
     factory.coalescer = None  # frames appear on the transport as they are sent
     return Harness(config, clock, store, services, fanout, factory)

@@ -1,0 +1,68 @@
+"""The audit log: an append-only table of security-relevant events.
+
+Rows are written by the server as things happen (a lock-out after failed
+logins, a password change or reset, ...) and never changed afterwards.
+``details`` is a JSON object of whatever else the event needs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chatnet.store.database import Database, Txn
+
+
+class AuditStore:
+    """Data access for the audit log. Mixed into :class:`ChatStore`."""
+
+    db: Database
+
+    async def audit(self, entry_id: int, ts: int, action: str, *, user_id: int | None = None,
+                    username: str | None = None, peer: str | None = None,
+                    details: dict[str, Any] | None = None) -> None:
+        """Append one entry.
+
+        Args:
+            entry_id: a new id (``ids.next_id()``).
+            ts: when it happened, ms since the epoch.
+            action: what happened, dotted (``login.locked_out``, ``password.changed``).
+            user_id: the account concerned, if known.
+            username: the name given or concerned (also for unknown accounts).
+            peer: the peer address, if it came over the network.
+            details: more facts, stored as JSON.
+        """
+        text = json.dumps(details, ensure_ascii=False, sort_keys=True) if details else None
+
+        def txn(t: Txn) -> None:
+            t.execute("INSERT INTO audit_log (entry_id, ts, action, user_id, username, peer, "
+                      "details) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (entry_id, ts, action, user_id, username, peer, text))
+
+        await self.db.run_interaction("audit", txn)
+
+    async def audit_entries(self, action: str | None = None,
+                            limit: int = 100) -> list[dict[str, Any]]:
+        """The newest entries first, optionally of one action.
+
+        Returns:
+            ``[{entry_id, ts, action, user_id?, username?, peer?, details?}]``.
+        """
+        def txn(t: Txn) -> list[dict[str, Any]]:
+            where, args = ("WHERE action = ?", [action]) if action else ("", [])
+            rows = t.execute("SELECT entry_id, ts, action, user_id, username, peer, details "
+                             f"FROM audit_log {where} ORDER BY ts DESC, entry_id DESC LIMIT ?",
+                             [*args, limit]).fetchall()
+            entries = []
+            for row in rows:
+                entry: dict[str, Any] = {"entry_id": int(row[0]), "ts": int(row[1]),
+                                         "action": row[2]}
+                for key, value in zip(("user_id", "username", "peer"), row[3:6], strict=True):
+                    if value is not None:
+                        entry[key] = value
+                if row[6]:
+                    entry["details"] = json.loads(row[6])
+                entries.append(entry)
+            return entries
+
+        return await self.db.run_interaction("audit_entries", txn)
