@@ -122,7 +122,8 @@ def start_server(kind: str, data_dir: Path, port: int,
             twistd = Path(found)
         cmd = [str(twistd), "-n", "--pidfile=", "chatnet", "--port", str(port),
                "--interface", HOST, "--data-dir", str(data_dir), "--open-registration",
-               "--rate-limit", "1000000", "--rate-burst", "1000000"]
+               "--rate-limit", "1000000", "--rate-burst", "1000000",
+               "--registrations-per-hour", "10000000"]
     else:
         cmd = [sys.executable, str(REPO / "bench" / "bare_fanout_server.py"),
                "--port", str(port), "--interface", HOST, "--data-dir", str(data_dir),

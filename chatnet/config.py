@@ -64,6 +64,8 @@ class ServerConfig:
         max_unauthenticated_per_address: connections from one address that
             may be not yet logged in at once; more are closed at once.
         max_unauthenticated: the same, for all addresses together.
+        registrations_per_hour: accounts one address may create with
+            ``auth.register`` per hour (a burst of that many, refilled evenly).
         credentials_poll: seconds between checks for password changes made
             elsewhere (another node, ``chatnet-admin``) whose sessions must end.
     """
@@ -94,6 +96,7 @@ class ServerConfig:
     login_timeout: float = DEFAULT_LOGIN_TIMEOUT
     max_unauthenticated_per_address: int = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
+    registrations_per_hour: int = 60
     credentials_poll: float = 5.0
 
     @classmethod
@@ -172,4 +175,5 @@ class ServerConfig:
             max_unauthenticated_per_address=integer("max-unauthenticated-per-address", 1,
                                                     1_000_000),
             max_unauthenticated=integer("max-unauthenticated", 1, 10_000_000),
+            registrations_per_hour=integer("registrations-per-hour", 1, 10_000_000),
         )

@@ -89,7 +89,8 @@ class ChatnetService(service.MultiService):
                                  config.max_file_size, config.user_quota)
         self.chat_services = Services(
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
-                                    config.token_lifetime, self.fanout),
+                                    config.token_lifetime, self.fanout,
+                                    config.registrations_per_hour),
             users=users,
             rooms=RoomService(self.store, self.fanout, users, reactor),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),

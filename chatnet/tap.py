@@ -60,6 +60,8 @@ class Options(usage.Options):
          "connections from one address that may be not yet logged in at once"],
         ["max-unauthenticated", None, str(DEFAULT_MAX_UNAUTHENTICATED),
          "connections that may be not yet logged in at once, in all"],
+        ["registrations-per-hour", None, "60",
+         "accounts one address may create per hour with --open-registration"],
         ["idle-timeout", None, str(DEFAULT_IDLE_TIMEOUT),
          "seconds a connection may stay silent before the server closes it"],
         ["max-output", None, str(8 * 1024 * 1024),

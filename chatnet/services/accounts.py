@@ -23,6 +23,7 @@ from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
+from chatnet.wire.limits import KeyedBuckets
 from chatnet.wire.ops import USERNAME_RE
 
 #: Shortest password accepted for new passwords, in characters.
@@ -51,13 +52,19 @@ class AccountService:
         open_registration: whether ``auth.register`` is allowed.
         token_lifetime: seconds a resume token lives.
         fanout: the sessions of this node (a password change ends the others).
+        registrations_per_hour: accounts one peer address may create per hour.
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, hasher: PasswordHasher, clock: Clock,
-                 open_registration: bool, token_lifetime: int, fanout: LocalFanout) -> None:
+                 open_registration: bool, token_lifetime: int, fanout: LocalFanout,
+                 registrations_per_hour: int = 60) -> None:
         self.fanout = fanout
+        # A burst of an hour's worth, refilled evenly: one address cannot fill
+        # the user table however fast it asks.
+        self.registrations = KeyedBuckets(registrations_per_hour / 3600.0,
+                                          float(registrations_per_hour), clock)
         self.store = store
         self.hasher = hasher
         self.clock = clock
@@ -157,10 +164,17 @@ class AccountPerspective:
 
         Raises:
             ChatError: ``forbidden`` when registration is closed, ``conflict``
-                when the name is taken, ``bad_request`` for a short password.
+                when the name is taken, ``bad_request`` for a short password,
+                ``rate_limited`` when the address created too many accounts lately.
         """
         if not self.service.open_registration:
             raise ChatError(ErrorCode.FORBIDDEN, "registration is closed on this server")
+        address = getattr(self.actor.mind, "peer_host", "")
+        wait = self.service.registrations.take(address, 1)
+        if wait:
+            raise ChatError(ErrorCode.RATE_LIMITED, "too many accounts created from this "
+                            "address; try again later",
+                            {"retry_after_ms": max(1, int(wait * 1000 + 0.999))})
         user = await self.service.create_user(username, password, (), display_name)
         return {"user_id": user.user_id, "username": user.username}
 

@@ -269,3 +269,23 @@ def test_hasher_refusal_is_a_chat_error():
     with pytest.raises(ChatError) as caught:
         hasher.hash("x" * 10)
     assert caught.value.code is ErrorCode.UNAVAILABLE
+
+
+@pytest_twisted.ensureDeferred
+async def test_registrations_are_limited_per_address(tmp_path):
+    """With open registration, one address may create registrations_per_hour accounts
+    at once and then one more per hour/N: the next gets rate_limited."""
+    harness = await build_harness(tmp_path, registrations_per_hour=2)
+    try:
+        answers = []
+        for i in range(3):
+            proto, transport = harness.connect()
+            hello(proto, transport)
+            send(proto, {"id": 2, "op": "auth.register",
+                         "args": {"username": f"new{i}", "password": PASSWORD}})
+            answers.append(await transport.answer(2))
+        assert ["result" in a for a in answers] == [True, True, False]
+        assert code(answers[2]) == "rate_limited"
+        assert answers[2]["error"]["details"]["retry_after_ms"] == 1800 * 1000
+    finally:
+        harness.close()

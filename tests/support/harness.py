@@ -161,7 +161,7 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
     users = UserService(store, fanout, clock)
     services = Services(
         accounts=AccountService(store, hasher, clock, config.open_registration,
-                                config.token_lifetime, fanout),
+                                config.token_lifetime, fanout, config.registrations_per_hour),
         users=users,
         rooms=RoomService(store, fanout, users, clock),
         messages=MessageService(store, fanout, clock),
