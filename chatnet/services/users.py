@@ -9,7 +9,7 @@ user's own sessions, so their other devices follow).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
@@ -19,6 +19,9 @@ from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
 from chatnet.wire.codec import event_frame
 
+if TYPE_CHECKING:
+    from chatnet.services.files import FileService
+
 
 class UserService:
     """Profiles, presence and contacts.
@@ -27,14 +30,18 @@ class UserService:
         store: the chat store.
         fanout: delivery to sessions and the membership map.
         clock: time source.
+        files: the file service, which deletes the blobs of replaced profile
+            pictures (without it they stay on disk).
     """
 
     log = Logger()
 
-    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock) -> None:
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
+                 files: FileService | None = None) -> None:
         self.store = store
         self.fanout = fanout
         self.clock = clock
+        self.files = files
         self._chosen: dict[int, str] = {}
 
     def perspective(self, actor: Actor) -> UserPerspective:
@@ -123,9 +130,13 @@ class UserPerspective:
                                  avatar_file_id: str | None) -> dict[str, Any]:
         """``user.update`` → profile; tells the audience with ``user.updated {profile}``.
 
+        ``avatar_file_id`` must be a profile picture this user uploaded with
+        ``file.upload.begin {purpose: "avatar"}`` (``""`` clears it); the user's
+        previous picture is deleted.
+
         Raises:
-            ChatError: ``not_found`` for an ``avatar_file_id`` the user may not see
-                (an empty string clears it).
+            ChatError: ``not_found`` for any other ``avatar_file_id`` (someone else's
+                file, an attachment, a file that does not exist).
         """
         changes: dict[str, Any] = {}
         if display_name is not None:
@@ -134,10 +145,9 @@ class UserPerspective:
             changes["status_text"] = status_text
         service = self.service
         if avatar_file_id is not None:
-            if avatar_file_id and await service.store.file_for(
-                    avatar_file_id, self.actor.user_id) is None:
-                raise not_found("no such file")
-            changes["avatar_file_id"] = avatar_file_id or None
+            retired = await service.store.set_avatar(self.actor.user_id, avatar_file_id or None)
+            if service.files is not None:
+                await service.files.release_blobs(retired)
         user = await service.store.update_profile(self.actor.user_id, changes)
         profile = service.profile(user)
         service.fanout.deliver_users(await service.audience(user.user_id),

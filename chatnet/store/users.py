@@ -17,6 +17,22 @@ def _like_prefix(query: str) -> str:
     return f"%{escaped}%"
 
 
+def lock_users(t: Txn, *user_ids: int) -> None:
+    """Take the row locks of these users until the transaction ends, so that
+    per-user checks followed by writes (limits, quotas) run one at a time.
+
+    PostgreSQL runs transactions in parallel at READ COMMITTED, where two
+    transactions could both count the same rows and both pass a limit; the
+    second now waits and then counts what the first wrote. Locks are taken in
+    id order, so two transactions locking the same pair cannot deadlock.
+    SQLite needs nothing: its single connection runs one transaction at a time.
+    """
+    if t.engine.name != "postgresql":
+        return
+    for user_id in sorted(set(user_ids)):
+        t.execute("SELECT 1 FROM users WHERE user_id = ? FOR UPDATE", (user_id,))
+
+
 class UserStore:
     """Data access for users, tokens and contacts. Mixed into :class:`ChatStore`."""
 
@@ -124,15 +140,16 @@ class UserStore:
         await self.db.run_interaction("set_roles", txn)
 
     async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
-        """Change ``display_name``, ``status_text`` and/or ``avatar_file_id``.
+        """Change ``display_name`` and/or ``status_text`` (the profile picture changes
+        only through :meth:`~chatnet.store.files.FileStore.set_avatar`, which checks it).
 
         Args:
-            changes: column name to new value; only those three keys are used.
+            changes: column name to new value; only those two keys are used.
 
         Returns:
             the updated user.
         """
-        allowed = [k for k in ("display_name", "status_text", "avatar_file_id") if k in changes]
+        allowed = [k for k in ("display_name", "status_text") if k in changes]
 
         def txn(t: Txn) -> UserRecord:
             if allowed:
