@@ -5,10 +5,17 @@ the state they chose (``online`` by default); ``invisible`` is shown to others
 as ``offline``. A change of the *shown* state is sent as a ``presence`` event
 to everyone who shares a room with the user and to their contacts (and to the
 user's own sessions, so their other devices follow).
+
+The same people, and only they, see a user's presence and ``last_seen`` in
+profiles (``user.get``, ``user.search``): to anyone else every user is
+``offline`` with no ``last_seen``, so a stranger cannot watch when someone is
+at their desk.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
@@ -98,8 +105,31 @@ class UserService:
         self.fanout.deliver_users(await self.audience(user_id), event_frame("presence", data))
 
     def profile(self, user: UserRecord) -> dict[str, Any]:
-        """A user's profile map with their current presence (PROTOCOL.md 4)."""
+        """A user's profile map with their current presence (PROTOCOL.md 4), for
+        someone in the user's audience (see :meth:`profiles_for` for anyone else)."""
         return user.profile(self.presence_of(user.user_id))
+
+    async def presence_visible(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
+        """Which of ``user_ids`` the viewer may see the presence of: themselves,
+        people they share a room with, and their contacts."""
+        ids = set(user_ids)
+        shown = ids & {viewer_id}
+        rooms = self.fanout.rooms_of(viewer_id)
+        for user_id in ids - shown:
+            if not rooms.isdisjoint(self.fanout.rooms_of(user_id)):
+                shown.add(user_id)
+        if ids - shown:
+            shown |= (ids - shown) & await self.store.contact_ids(viewer_id)
+        return shown
+
+    async def profiles_for(self, viewer_id: int,
+                           users: list[UserRecord]) -> list[dict[str, Any]]:
+        """Profiles as ``viewer_id`` may see them: presence and ``last_seen`` only for
+        the people in :meth:`presence_visible`, ``offline`` without ``last_seen``
+        for everyone else."""
+        shown = await self.presence_visible(viewer_id, (u.user_id for u in users))
+        return [self.profile(u) if u.user_id in shown
+                else dataclasses.replace(u, last_seen=None).profile("offline") for u in users]
 
     async def user_named(self, username: str) -> UserRecord:
         """Look up a user by name.
@@ -123,8 +153,11 @@ class UserPerspective:
         self.actor = actor
 
     async def perspective_get(self, username: str) -> dict[str, Any]:
-        """``user.get`` → profile. Raises ``not_found``."""
-        return self.service.profile(await self.service.user_named(username))
+        """``user.get`` → profile (presence and ``last_seen`` only for the user, their
+        contacts and co-members). Raises ``not_found``."""
+        user = await self.service.user_named(username)
+        [profile] = await self.service.profiles_for(self.actor.user_id, [user])
+        return profile
 
     async def perspective_update(self, display_name: str | None, status_text: str | None,
                                  avatar_file_id: str | None) -> dict[str, Any]:
@@ -155,9 +188,10 @@ class UserPerspective:
         return profile
 
     async def perspective_search(self, query: str, limit: int) -> dict[str, Any]:
-        """``user.search`` → ``{users: [profile]}`` (name or display name contains query)."""
+        """``user.search`` → ``{users: [profile]}`` (name or display name contains query;
+        presence as in ``user.get``)."""
         users = await self.service.store.search_users(query, limit)
-        return {"users": [self.service.profile(u) for u in users]}
+        return {"users": await self.service.profiles_for(self.actor.user_id, users)}
 
     async def perspective_set_presence(self, state: str) -> dict[str, Any]:
         """``presence.set`` → ``{}``."""

@@ -178,3 +178,31 @@ async def test_logout_announces_offline(server):
     await bob.request("auth.logout")
     await wait_lost(bob)
     await alice_events.next("presence", username="bob", state="offline")
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_in_profiles_is_for_contacts_and_co_members_only(server):
+    """user.get and user.search show presence and last_seen to the user, their contacts
+    and people who share a room with them; a stranger sees offline and no last_seen,
+    whether the user is online or gone."""
+    alice, bob, carol, eve = [await server.user(n) for n in ("alice", "bob", "carol", "eve")]
+    await create_room(alice, bob)
+    await carol.request("contact.request", {"username": "bob"})
+    await bob.request("contact.respond", {"username": "carol", "accept": True})
+
+    async def seen_by(conn):
+        got = await conn.request("user.get", {"username": "bob"})
+        [found] = (await conn.request("user.search", {"query": "bob"}))["users"]
+        assert found == got
+        return got["presence"], got.get("last_seen")
+
+    await bob.request("presence.set", {"state": "busy"})
+    for conn in (alice, bob, carol):
+        assert await seen_by(conn) == ("busy", None)
+    assert await seen_by(eve) == ("offline", None)
+    alice_events = EventLog(alice, "alice")
+    await bob.close()
+    offline = await alice_events.next("presence", username="bob", state="offline")
+    for conn in (alice, carol):
+        assert await seen_by(conn) == ("offline", offline.data["last_seen"])
+    assert await seen_by(eve) == ("offline", None)
