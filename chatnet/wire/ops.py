@@ -38,6 +38,9 @@ MAX_HISTORY_LIMIT = 200
 PRESENCE_STATES = frozenset({"online", "away", "busy", "invisible"})
 #: Member roles (PROTOCOL.md 5).
 ROOM_ROLES = frozenset({"owner", "moderator", "member"})
+#: Largest page of ``contact.list`` (docs/protocol.md 4); pages also stop before
+#: they would outgrow the frame.
+MAX_CONTACT_PAGE = 200
 #: What an upload is for (``file.upload.begin {purpose}``, docs/protocol.md 7).
 FILE_PURPOSES = frozenset({"attachment", "avatar"})
 
@@ -270,7 +273,10 @@ OPS: dict[str, Op] = _ops(
        (Username(), Str("message", 500, min_len=0, required=False))),
     Op("contact.respond", "users", "contact_respond", (Username(), Bool("accept"))),
     Op("contact.remove", "users", "contact_remove", (Username(),)),
-    Op("contact.list", "users", "contact_list"),
+    # Extension (docs/protocol.md 4): pages with cursor/limit, answers next_cursor.
+    Op("contact.list", "users", "contact_list",
+       (Str("cursor", 100, required=False),
+        Int("limit", maximum=MAX_CONTACT_PAGE, required=False, default=100))),
     # -- 5. Rooms --------------------------------------------------------------------------
     Op("room.create", "rooms", "create",
        (Str("name", _ROOM_NAME), Str("topic", _TOPIC, min_len=0, required=False, default=""),

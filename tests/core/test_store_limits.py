@@ -15,6 +15,7 @@ from chatnet.errors import ChatError, ErrorCode
 from chatnet.store import ChatStore, Database, PostgresEngine, SqliteEngine
 from chatnet.store.database import _statements, migrations
 from chatnet.store.files import ATTACHMENT, AVATAR, UploadRecord
+from chatnet.store.users import ContactLimits
 from tests.core.test_store import T0, expect_error, new_user
 
 
@@ -220,3 +221,110 @@ async def test_a_download_is_recorded_once_per_period(store):
     assert await download(alice.id, T0 + 1 + 3_600_000) is True
     events = await store.file_events()
     assert [e["action"] for e in events] == ["upload", "download", "download", "download"]
+
+
+# -- contacts ----------------------------------------------------------------------------------
+
+
+def limits(contacts: int = 1000, outgoing: int = 100, ttl_ms: int = 10**12) -> ContactLimits:
+    return ContactLimits(max_contacts=contacts, max_outgoing=outgoing, request_ttl_ms=ttl_ms)
+
+
+async def users(store: ChatStore, *names: str) -> list:
+    return [await new_user(store, name) for name in names]
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_waiting_are_bounded_per_requester(store):
+    """A requester's max_outgoing-th waiting request is conflict {limit}; asking the
+    same person again is not a new one; withdrawing one frees a place."""
+    alice, b, c, d = await users(store, "alice", "b", "c", "d")
+    rules = limits(outgoing=2)
+    assert await store.contact_request(alice.id, b.id, None, T0, rules) == "pending"
+    assert await store.contact_request(alice.id, c.id, None, T0, rules) == "pending"
+    assert await store.contact_request(alice.id, c.id, None, T0, rules) == "repeated"
+    error = await expect_error(ErrorCode.CONFLICT,
+                               store.contact_request(alice.id, d.id, None, T0, rules))
+    assert error.details == {"limit": 2}
+    assert await store.contact_remove(alice.id, b.id)
+    assert await store.contact_request(alice.id, d.id, None, T0, rules) == "pending"
+
+
+@pytest_twisted.ensureDeferred
+async def test_contacts_are_bounded_on_both_sides(store):
+    """With max_contacts reached, a user can neither ask, accept, nor be accepted
+    (conflict {limit}, naming whose limit it is); the requests stay for later."""
+    alice, b, c, carol, erin = await users(store, "alice", "b", "c", "carol", "erin")
+    rules = limits(contacts=2)
+    await store.contact_request(alice.id, erin.id, None, T0, rules)
+    for other in (b, c):
+        await store.contact_request(alice.id, other.id, None, T0, rules)
+        assert await store.contact_respond(other.id, alice.id, True, T0, rules)
+    asking = await expect_error(ErrorCode.CONFLICT,
+                                store.contact_request(alice.id, carol.id, None, T0, rules))
+    assert asking.details == {"limit": 2} and "you already have 2 contacts" in asking.message
+    assert await store.contact_request(carol.id, alice.id, None, T0, rules) == "pending"
+    accepting = await expect_error(ErrorCode.CONFLICT,
+                                   store.contact_respond(alice.id, carol.id, True, T0, rules))
+    assert "you already have" in accepting.message
+    crossed = await expect_error(ErrorCode.CONFLICT,
+                                 store.contact_request(alice.id, carol.id, None, T0, rules))
+    assert crossed.details == {"limit": 2}
+    accepted = await expect_error(ErrorCode.CONFLICT,
+                                  store.contact_respond(erin.id, alice.id, True, T0, rules))
+    assert "the other user" in accepted.message
+    entries = await store.contact_entries(alice.id, None, 10, 0)
+    assert [(e.section, e.username) for e in entries] == [
+        ("contacts", "b"), ("contacts", "c"), ("incoming", "carol"), ("outgoing", "erin")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_expire(store):
+    """A request older than request_ttl is gone from the lists, cannot be accepted,
+    and no longer takes one of the requester's places."""
+    alice, bob, carol = await users(store, "alice", "bob", "carol")
+    rules = limits(outgoing=1, ttl_ms=1000)
+    await store.contact_request(alice.id, bob.id, None, T0, rules)
+    await expect_error(ErrorCode.CONFLICT,
+                       store.contact_request(alice.id, carol.id, None, T0 + 1000, rules))
+    assert await store.contact_entries(bob.id, None, 10, T0 + 1001 - 1000) == []
+    assert await store.contact_respond(bob.id, alice.id, True, T0 + 1001, rules) is False
+    assert await store.contact_request(alice.id, carol.id, None, T0 + 1001, rules) == "pending"
+
+
+@pytest_twisted.ensureDeferred
+async def test_concurrent_requests_cannot_pass_the_limit(store):
+    """Ten requests by one user at once against a limit of three: exactly three wait."""
+    alice, *others = await users(store, "alice", *[f"u{i}" for i in range(10)])
+    rules = limits(outgoing=3)
+    passed, errors = await _outcomes([
+        Deferred.fromCoroutine(store.contact_request(alice.id, other.id, None, T0, rules))
+        for other in others])
+    assert passed == 3 and errors == [ErrorCode.CONFLICT] * 7
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_entries_page_through_the_sections_in_order(store):
+    """contact_entries continues after (section, username) across the three
+    sections, so pages of any size cover the list exactly once."""
+    me, *others = await users(store, "me", "a", "b", "c", "d", "e", "f")
+    rules = limits()
+    a, b, c, d, e, f = others
+    for contact in (c, a):
+        await store.contact_request(me.id, contact.id, None, T0, rules)
+        await store.contact_respond(contact.id, me.id, True, T0, rules)
+    for asker in (e, b):
+        await store.contact_request(asker.id, me.id, None, T0, rules)
+    for asked in (f, d):
+        await store.contact_request(me.id, asked.id, None, T0, rules)
+    whole = [("contacts", "a"), ("contacts", "c"), ("incoming", "b"), ("incoming", "e"),
+             ("outgoing", "d"), ("outgoing", "f")]
+    for size in (1, 2, 4, 6):
+        seen, after = [], None
+        while True:
+            page = await store.contact_entries(me.id, after, size, 0)
+            seen += [(x.section, x.username) for x in page]
+            if len(page) < size:
+                break
+            after = (page[-1].section, page[-1].username)
+        assert seen == whole
