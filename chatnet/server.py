@@ -84,9 +84,10 @@ class ChatnetService(service.MultiService):
         self.fanout = LocalFanout()
         self.hasher = hasher = PasswordHasher(reactor, config.argon2_time_cost,
                                               config.argon2_memory_kib)
-        users = UserService(self.store, self.fanout, reactor)
         self.files = FileService(self.store, reactor, reactor, config.data_dir / "files",
                                  config.max_file_size, config.user_quota)
+        users = UserService(self.store, self.fanout, reactor, files=self.files,
+                            max_frame=config.max_frame)
         self.chat_services = Services(
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
                                     config.token_lifetime, self.fanout,

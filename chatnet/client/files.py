@@ -12,6 +12,10 @@
 * ``progress(done_bytes, total_bytes)`` is called as chunks are acknowledged;
   ``cancel()`` stops the transfer (the result fails with ``CancelledError``).
 
+:func:`upload_avatar` makes a picture the user's profile picture: it uploads
+it with ``purpose: "avatar"`` (the server stores a re-encoded 256 x 256 PNG)
+and then sets it with ``user.update``.
+
 File reads, writes and hashing run in the reactor's thread pool, so a GUI on
 the Qt reactor never waits on the disk.
 """
@@ -124,12 +128,15 @@ class Upload(_Transfer):
             so a caller can show it as pending and match the ``msg`` event.
         progress: ``progress(bytes_acknowledged, total_bytes)``.
         window: chunks kept in flight.
+        purpose: ``"attachment"`` (default), or ``"avatar"`` for a profile picture
+            (docs/protocol.md 7; the server answers with the re-encoded picture).
     """
 
     def __init__(self, session: ChatSession, source: str | Path | BinaryIO, *,
                  name: str | None = None, mime: str | None = None, room_id: int | None = None,
                  body: str = "", client_msg_id: str | None = None,
-                 progress: Progress | None = None, window: int = DEFAULT_WINDOW) -> None:
+                 progress: Progress | None = None, window: int = DEFAULT_WINDOW,
+                 purpose: str = "attachment") -> None:
         super().__init__(session, progress, window)
         self.source: Path | BinaryIO = Path(source) if isinstance(source, str | Path) else source
         if name is None:
@@ -142,6 +149,7 @@ class Upload(_Transfer):
         self.room_id = room_id
         self.body = body
         self.client_msg_id = client_msg_id
+        self.purpose = purpose
         self.sha256 = ""
 
     def start(self) -> Deferred[dict[str, Any]]:
@@ -178,8 +186,11 @@ class Upload(_Transfer):
         return info
 
     async def _attempt(self) -> dict[str, Any]:
-        begin = await self.session.call("file.upload.begin", {
-            "name": self.name, "size": self.total, "sha256": self.sha256, "mime": self.mime})
+        args: dict[str, Any] = {"name": self.name, "size": self.total, "sha256": self.sha256,
+                                "mime": self.mime}
+        if self.purpose != "attachment":
+            args["purpose"] = self.purpose
+        begin = await self.session.call("file.upload.begin", args)
         upload_id, chunk_size = begin["upload_id"], int(begin["chunk_size"])
         offset = int(begin["offset"])
         self.done = offset
@@ -218,6 +229,33 @@ class Upload(_Transfer):
                 return f.read(length)
         self.source.seek(offset)
         return self.source.read(length)
+
+
+def upload_avatar(session: ChatSession, source: str | Path | BinaryIO, *,
+                  progress: Progress | None = None) -> Deferred[dict[str, Any]]:
+    """Make a picture the user's profile picture (docs/protocol.md 4 and 7).
+
+    Uploads ``source`` with ``purpose: "avatar"`` (resuming across reconnects
+    like any :class:`Upload`), then ``user.update {avatar_file_id}``. The server
+    keeps only a re-encoded 256 x 256 PNG, and deletes the previous picture.
+
+    Args:
+        session: a started session.
+        source: a path, or a binary file object opened for reading (seekable):
+            a PNG, JPEG, WebP or GIF image of at most 10 MiB and 24 megapixels.
+        progress: ``progress(bytes_acknowledged, total_bytes)`` of the upload.
+
+    Returns:
+        a Deferred firing with the user's new profile (its ``avatar_file_id`` is
+        the stored picture); failing with :class:`~chatnet.errors.ChatError`
+        (``bad_request`` for what is not such an image, ``too_large`` for too many
+        bytes or pixels), ``CancelledError`` or ``OSError``.
+    """
+    async def run() -> dict[str, Any]:
+        picture = await Upload(session, source, progress=progress, purpose="avatar").start()
+        return await session.call("user.update", {"avatar_file_id": picture["file_id"]})
+
+    return Deferred.fromCoroutine(run())
 
 
 class Download(_Transfer):

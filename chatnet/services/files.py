@@ -14,40 +14,65 @@ by the same user returns the offset already received, also after a server
 restart. Unfinished uploads older than ``upload_expiry`` are removed by
 :class:`UploadJanitor`.
 
-Disk work runs in the reactor's thread pool; downloads wait until the
-connection has drained before reading the next chunk, so a slow downloader
-never makes the server hold a file in memory.
+An upload begun with ``purpose: "avatar"`` never becomes a file as it is: at
+finish the server decodes it, checks it and stores a re-encoded 256 x 256 PNG
+instead (:mod:`chatnet.services.avatars`), which every logged-in user may read;
+the uploaded bytes are deleted. Replaced profile pictures are deleted, and a
+blob goes from disk when no file refers to it any more.
+
+Disk work (appending, hashing, decoding pictures) runs in the reactor's thread
+pool; downloads wait until the connection has drained before reading the next
+chunk, so a slow downloader never makes the server hold a file in memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import mimetypes
 import os
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.services import Actor, Clock, ms
+from chatnet.services.avatars import (
+    AVATAR_MIME,
+    AVATAR_NAME,
+    MAX_AVATAR_UPLOAD,
+    AvatarRefused,
+    make_avatar,
+)
 from chatnet.store import ChatStore
-from chatnet.store.files import FileRecord, UploadRecord
+from chatnet.store.files import AVATAR, FileRecord, UploadRecord
 
 #: Bytes per chunk offered to clients (well below the 1 MiB default frame).
 CHUNK_SIZE = 256 * 1024
 #: Default largest file, bytes (``--max-file-size``).
 DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-#: Seconds a granted download permission is trusted before it is checked again.
+#: Seconds a granted download permission is trusted, for the chunks after the
+#: first, before it is checked again (``file.info`` and offset 0 always check).
 _ACCESS_TTL = 60.0
+#: Unfinished uploads one user may have at once (``conflict`` with ``details.limit``).
+MAX_OPEN_UPLOADS = 20
+#: A download is written to the audit trail once per (user, file) per this many
+#: seconds, however many times it is fetched: the trail grows with what people
+#: read, not with how often they ask.
+DOWNLOAD_AUDIT_PERIOD = 3600
+#: Pictures decoded at once (each may take ~100 MB while it is decoded).
+_AVATAR_DECODERS = 1
 
 
 def clean_name(name: str) -> str:
@@ -69,6 +94,8 @@ class _Upload:
 
     record: UploadRecord
     received: int
+    #: Held by whatever works on the upload (begin, a chunk, finish): one at a time,
+    #: which is also what lets worker threads use ``hasher`` without more locking.
     lock: DeferredLock = field(default_factory=DeferredLock)
     hasher: Any = None
     hashed: int = 0
@@ -85,13 +112,15 @@ class FileService:
         max_file_size: largest file accepted, bytes.
         quota: bytes one user's files may take in all, or None for no limit.
         chunk_size: bytes per chunk (upload and download).
+        max_open_uploads: unfinished uploads one user may have.
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, clock: Clock, reactor: Any, root: Path,
                  max_file_size: int = DEFAULT_MAX_FILE_SIZE, quota: int | None = None,
-                 chunk_size: int = CHUNK_SIZE) -> None:
+                 chunk_size: int = CHUNK_SIZE,
+                 max_open_uploads: int = MAX_OPEN_UPLOADS) -> None:
         self.store = store
         self.clock = clock
         self.reactor = reactor
@@ -103,7 +132,10 @@ class FileService:
         self.max_file_size = max_file_size
         self.quota = quota
         self.chunk_size = chunk_size
+        self.max_open_uploads = max_open_uploads
         self._uploads: dict[str, _Upload] = {}
+        self._blob_locks: dict[str, DeferredLock] = {}
+        self._decoders = DeferredSemaphore(_AVATAR_DECODERS)
 
     def perspective(self, actor: Actor) -> FilePerspective:
         """The files perspective of one session."""
@@ -137,6 +169,28 @@ class FileService:
         if state.record.user_id != user_id:
             raise not_found("no such upload")
         return state
+
+    @asynccontextmanager
+    async def blob_guard(self, sha256: str) -> AsyncIterator[None]:
+        """Hold the content ``sha256``: publishing a blob and recording its file, or
+        removing an unused blob, happen one at a time for the same content, so a
+        blob is never removed under a file that was just recorded for it."""
+        lock = self._blob_locks.setdefault(sha256, DeferredLock())
+        await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._blob_locks.pop(sha256, None)
+
+    async def release_blobs(self, hashes: Iterable[str]) -> None:
+        """Delete the blobs of these contents that no file refers to any more
+        (called after files were deleted, e.g. a replaced profile picture)."""
+        for sha256 in set(hashes):
+            async with self.blob_guard(sha256):
+                if not await self.store.blob_in_use(sha256):
+                    await self.in_thread(_unlink, self.blob_path(sha256))
 
     async def discard(self, upload_id: str) -> None:
         """Forget an upload and delete its bytes."""
@@ -179,13 +233,19 @@ class FilePerspective:
         self._download_lock = DeferredLock()
 
     async def perspective_upload_begin(self, name: str, size: int, sha256: str,
-                                       mime: str | None) -> dict[str, Any]:
+                                       mime: str | None,
+                                       purpose: str = "attachment") -> dict[str, Any]:
         """``file.upload.begin`` → ``{upload_id, chunk_size, offset}``; ``offset`` > 0
         resumes an unfinished upload of the same content by this user.
 
+        Args:
+            purpose: ``attachment`` (default) or ``avatar`` (an extension,
+                docs/protocol.md 7): the bytes become a profile picture at finish.
+
         Raises:
-            ChatError: ``too_large`` (over ``--max-file-size`` or the user's
-                quota), ``bad_request`` (name, sha256).
+            ChatError: ``too_large`` (over ``--max-file-size``, the avatar upload
+                limit, or the user's quota), ``conflict`` (``details.limit``: too many
+                unfinished uploads), ``bad_request`` (name, sha256).
         """
         service = self.service
         name = clean_name(name)
@@ -195,16 +255,14 @@ class FilePerspective:
         if size > service.max_file_size:
             raise ChatError(ErrorCode.TOO_LARGE, f"files may be at most {service.max_file_size} "
                             "bytes on this server", {"max_file_size": service.max_file_size})
+        if purpose == AVATAR and size > MAX_AVATAR_UPLOAD:
+            raise ChatError(ErrorCode.TOO_LARGE, "a profile picture may be at most "
+                            f"{MAX_AVATAR_UPLOAD} bytes", {"max_file_size": MAX_AVATAR_UPLOAD})
         mime = (mime or mimetypes.guess_type(name)[0] or "application/octet-stream")[:127]
-        new_id = secrets.token_hex(12)
-        if service.quota is not None:
-            used = await service.store.bytes_used(self.actor.user_id)
-            if used + size > service.quota:
-                raise ChatError(ErrorCode.TOO_LARGE, "this upload would exceed your storage "
-                                f"quota ({used} of {service.quota} bytes used)",
-                                {"quota": service.quota, "used": used})
-        record, resumed = await service.store.begin_upload(
-            new_id, self.actor.user_id, sha256, name, size, mime, ms(service.clock))
+        wanted = UploadRecord(secrets.token_hex(12), self.actor.user_id, sha256, name, size,
+                              mime, ms(service.clock), purpose)
+        record, resumed = await service.store.begin_upload(wanted, service.quota,
+                                                           service.max_open_uploads)
         state = service._uploads.get(record.upload_id)
         if state is None:
             state = service._uploads[record.upload_id] = _Upload(record, 0)
@@ -253,9 +311,12 @@ class FilePerspective:
                 await service.discard(upload_id)
                 raise bad_request(f"more bytes than the declared size ({state.record.size}); "
                                   "the upload is discarded")
-            await service.in_thread(_append, service.partial_path(upload_id), data)
-            if state.hasher is not None and state.hashed == offset:
-                state.hasher.update(data)
+            # The hash is updated in the worker thread that writes the chunk (SHA-256
+            # of 256 KiB is not for the reactor); the upload's lock keeps any other
+            # thread away from the hasher meanwhile.
+            hasher = state.hasher if state.hashed == offset else None
+            await service.in_thread(_append, service.partial_path(upload_id), data, hasher)
+            if hasher is not None:
                 state.hashed += len(data)
             state.received += len(data)
             return {"received": state.received}
@@ -263,11 +324,15 @@ class FilePerspective:
             state.lock.release()
 
     async def perspective_upload_finish(self, upload_id: str) -> dict[str, Any]:
-        """``file.upload.finish`` → ``{file_id, name, size, sha256, mime}``.
+        """``file.upload.finish`` → ``{file_id, name, size, sha256, mime}``, plus
+        ``purpose: "avatar"`` for a profile picture, whose ``size`` and ``sha256``
+        are those of the re-encoded PNG the server stored.
 
         Raises:
             ChatError: ``not_found``; ``bad_request`` when the size or SHA-256 do
-                not match (the upload is discarded).
+                not match, or an avatar upload is not a PNG/JPEG/WebP/GIF image;
+                ``too_large`` for a picture with too many pixels (in each case the
+                upload is discarded).
         """
         service = self.service
         state = await service.active_upload(upload_id, self.actor.user_id)
@@ -287,23 +352,76 @@ class FilePerspective:
                 await service.discard(upload_id)
                 raise bad_request("sha256 does not match the bytes received; the upload is "
                                   "discarded")
-            await service.in_thread(_store_blob, path, service.blob_path(record.sha256))
-            now = ms(service.clock)
-            stored = await service.store.finish_upload(record, secrets.token_hex(12), now,
-                                                       service.store.ids.next_id())
+            if record.purpose == AVATAR:
+                record, path = await self._reencode(record, path)
+            async with service.blob_guard(record.sha256):
+                await service.in_thread(_store_blob, path, service.blob_path(record.sha256))
+                finished = await service.store.finish_upload(
+                    record, secrets.token_hex(12), ms(service.clock),
+                    service.store.ids.next_id())
             service._uploads.pop(upload_id, None)
+            stored = finished.file
             service.log.info("{user} uploaded {name} ({size} bytes, {file_id})",
                              user=self.actor.username, name=stored.name, size=stored.size,
                              file_id=stored.file_id)
-            return {"file_id": stored.file_id, "name": stored.name, "size": stored.size,
-                    "sha256": stored.sha256, "mime": stored.mime}
+            await service.release_blobs(finished.retired)
+            result = {"file_id": stored.file_id, "name": stored.name, "size": stored.size,
+                      "sha256": stored.sha256, "mime": stored.mime}
+            if stored.purpose == AVATAR:
+                result["purpose"] = AVATAR
+            return result
         finally:
             state.lock.release()
 
-    async def _visible(self, file_id: str) -> FileRecord:
+    async def _reencode(self, record: UploadRecord, path: Path) -> tuple[UploadRecord, Path]:
+        """Turn a verified avatar upload into the picture the server will store.
+
+        Returns:
+            the upload described by the new content (PNG name, mime, size and
+            SHA-256) and the path of that PNG; the uploaded bytes are deleted.
+
+        Raises:
+            ChatError: ``bad_request`` / ``too_large`` from :class:`AvatarRefused`
+                (the upload is discarded).
+        """
+        service = self.service
+        picture = path.with_name(path.name + ".avatar")
+        try:
+            async with service._decoders:
+                avatar = await service.in_thread(make_avatar, path, picture)
+        except AvatarRefused as refused:
+            await service.in_thread(_unlink, picture)
+            await service.discard(record.upload_id)
+            code = ErrorCode.TOO_LARGE if refused.too_large else ErrorCode.BAD_REQUEST
+            raise ChatError(code, f"{refused.message}; the upload is discarded") from None
+        # The original never leaves the server: only the re-encoded picture is kept.
+        await service.in_thread(_unlink, path)
+        return dataclasses.replace(record, sha256=avatar.sha256, size=avatar.size,
+                                   name=AVATAR_NAME, mime=AVATAR_MIME), picture
+
+    async def perspective_upload_cancel(self, upload_id: str) -> dict[str, Any]:
+        """``file.upload.cancel`` → ``{}`` (an extension, docs/protocol.md 7): forget an
+        unfinished upload of this user and delete its bytes, freeing its place
+        among the user's unfinished uploads and in their quota.
+
+        Raises:
+            ChatError: ``not_found`` (no such upload of this user).
+        """
+        service = self.service
+        state = await service.active_upload(upload_id, self.actor.user_id)
+        await state.lock.acquire()
+        try:
+            if service._uploads.get(upload_id) is not state:
+                raise not_found("no such upload")
+            await service.discard(upload_id)
+        finally:
+            state.lock.release()
+        return {}
+
+    async def _visible(self, file_id: str, cached: bool = False) -> FileRecord:
         granted = self._granted.get(file_id)
         now = self.service.clock.seconds()
-        if granted is not None and now - granted[1] < _ACCESS_TTL:
+        if cached and granted is not None and now - granted[1] < _ACCESS_TTL:
             return granted[0]
         record = await self.service.store.file_for(file_id, self.actor.user_id)
         if record is None:
@@ -334,7 +452,9 @@ class FilePerspective:
         service = self.service
         if length > service.chunk_size:
             raise bad_request(f"length must be at most chunk_size ({service.chunk_size})")
-        record = await self._visible(file_id)
+        # A download in progress keeps its permission for a while; starting one
+        # (offset 0) asks again, so a kicked member is refused at once.
+        record = await self._visible(file_id, cached=offset > 0)
         if offset > record.size:
             raise bad_request(f"offset is past the end of the file ({record.size} bytes)")
         mind = self.actor.mind
@@ -344,12 +464,17 @@ class FilePerspective:
                 await mind.when_writable()
             data = await service.in_thread(_read, service.blob_path(record.sha256), offset,
                                            length)
+        except FileNotFoundError:
+            # Deleted since access was granted (a replaced profile picture).
+            self._granted.pop(file_id, None)
+            raise not_found("no such file") from None
         finally:
             self._download_lock.release()
         if offset == 0:
-            await service.store.record_file_event(service.store.ids.next_id(),
-                                                  ms(service.clock), self.actor.user_id,
-                                                  file_id, "download", record.size)
+            now = ms(service.clock)
+            await service.store.record_file_event(
+                service.store.ids.next_id(), now, self.actor.user_id, file_id, "download",
+                record.size, once_since=now - DOWNLOAD_AUDIT_PERIOD * 1000)
         return {"data": data, "offset": offset, "eof": offset + len(data) >= record.size}
 
 
@@ -393,9 +518,11 @@ def _truncate(path: Path) -> None:
         pass
 
 
-def _append(path: Path, data: bytes) -> None:
+def _append(path: Path, data: bytes, hasher: Any) -> None:
     with open(path, "ab") as f:
         f.write(data)
+    if hasher is not None:
+        hasher.update(data)
 
 
 def _unlink(path: Path) -> None:

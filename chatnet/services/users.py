@@ -5,19 +5,50 @@ the state they chose (``online`` by default); ``invisible`` is shown to others
 as ``offline``. A change of the *shown* state is sent as a ``presence`` event
 to everyone who shares a room with the user and to their contacts (and to the
 user's own sessions, so their other devices follow).
+
+The same people, and only they, see a user's presence and ``last_seen`` in
+profiles (``user.get``, ``user.search``): to anyone else every user is
+``offline`` with no ``last_seen``, so a stranger cannot watch when someone is
+at their desk.
+
+Contacts are bounded per user (:data:`MAX_CONTACTS` accepted, and
+:data:`MAX_OUTGOING_REQUESTS` requests waiting, which also bounds what lands in
+anyone's incoming list: each requester can add one line to it, so strangers
+cannot crowd real requests out); requests expire after
+:data:`CONTACT_REQUEST_TTL`. ``contact.list`` pages, and every page and every
+``user.search`` answer stops before it would outgrow the frame.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
+from chatnet.config import DEFAULT_MAX_FRAME
 from chatnet.errors import bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
-from chatnet.wire.codec import event_frame
+from chatnet.store.users import CONTACT_SECTIONS, ContactLimits
+from chatnet.wire.codec import event_frame, pack
+from chatnet.wire.ops import USERNAME_RE
+
+if TYPE_CHECKING:
+    from chatnet.services.files import FileService
+
+
+#: Accepted contacts one user may have (``conflict`` with ``details.limit``).
+MAX_CONTACTS = 1000
+#: Contact requests one user may have waiting for an answer.
+MAX_OUTGOING_REQUESTS = 100
+#: Seconds a contact request waits for an answer before it expires (30 days).
+CONTACT_REQUEST_TTL = 30 * 24 * 3600
+#: Bytes of a result frame kept for everything but the listed items (request id,
+#: keys, ``next_cursor``): the items of one answer fit in ``max_frame`` minus this.
+_RESULT_OVERHEAD = 512
 
 
 class UserService:
@@ -27,14 +58,23 @@ class UserService:
         store: the chat store.
         fanout: delivery to sessions and the membership map.
         clock: time source.
+        files: the file service, which deletes the blobs of replaced profile
+            pictures (without it they stay on disk).
+        max_frame: the largest frame (``--max-frame``), bytes: lists are cut to fit.
     """
 
     log = Logger()
 
-    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock) -> None:
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
+                 files: FileService | None = None,
+                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.store = store
         self.fanout = fanout
         self.clock = clock
+        self.files = files
+        self.max_frame = max_frame
+        self.contact_limits = ContactLimits(MAX_CONTACTS, MAX_OUTGOING_REQUESTS,
+                                            CONTACT_REQUEST_TTL * 1000)
         self._chosen: dict[int, str] = {}
 
     def perspective(self, actor: Actor) -> UserPerspective:
@@ -91,8 +131,41 @@ class UserService:
         self.fanout.deliver_users(await self.audience(user_id), event_frame("presence", data))
 
     def profile(self, user: UserRecord) -> dict[str, Any]:
-        """A user's profile map with their current presence (PROTOCOL.md 4)."""
+        """A user's profile map with their current presence (PROTOCOL.md 4), for
+        someone in the user's audience (see :meth:`profiles_for` for anyone else)."""
         return user.profile(self.presence_of(user.user_id))
+
+    async def presence_visible(self, viewer_id: int, user_ids: Iterable[int]) -> set[int]:
+        """Which of ``user_ids`` the viewer may see the presence of: themselves,
+        people they share a room with, and their contacts."""
+        ids = set(user_ids)
+        shown = ids & {viewer_id}
+        rooms = self.fanout.rooms_of(viewer_id)
+        for user_id in ids - shown:
+            if not rooms.isdisjoint(self.fanout.rooms_of(user_id)):
+                shown.add(user_id)
+        if ids - shown:
+            shown |= (ids - shown) & await self.store.contact_ids(viewer_id)
+        return shown
+
+    async def profiles_for(self, viewer_id: int,
+                           users: list[UserRecord]) -> list[dict[str, Any]]:
+        """Profiles as ``viewer_id`` may see them: presence and ``last_seen`` only for
+        the people in :meth:`presence_visible`, ``offline`` without ``last_seen``
+        for everyone else."""
+        shown = await self.presence_visible(viewer_id, (u.user_id for u in users))
+        return [self.profile(u) if u.user_id in shown
+                else dataclasses.replace(u, last_seen=None).profile("offline") for u in users]
+
+    def fitting(self, items: list[Any]) -> int:
+        """How many of ``items``, from the first, fit in one result frame."""
+        budget = self.max_frame - _RESULT_OVERHEAD
+        used = 0
+        for count, item in enumerate(items):
+            used += len(pack({"": item}))
+            if used > budget:
+                return max(count, 1)
+        return len(items)
 
     async def user_named(self, username: str) -> UserRecord:
         """Look up a user by name.
@@ -116,16 +189,23 @@ class UserPerspective:
         self.actor = actor
 
     async def perspective_get(self, username: str) -> dict[str, Any]:
-        """``user.get`` → profile. Raises ``not_found``."""
-        return self.service.profile(await self.service.user_named(username))
+        """``user.get`` → profile (presence and ``last_seen`` only for the user, their
+        contacts and co-members). Raises ``not_found``."""
+        user = await self.service.user_named(username)
+        [profile] = await self.service.profiles_for(self.actor.user_id, [user])
+        return profile
 
     async def perspective_update(self, display_name: str | None, status_text: str | None,
                                  avatar_file_id: str | None) -> dict[str, Any]:
         """``user.update`` → profile; tells the audience with ``user.updated {profile}``.
 
+        ``avatar_file_id`` must be a profile picture this user uploaded with
+        ``file.upload.begin {purpose: "avatar"}`` (``""`` clears it); the user's
+        previous picture is deleted.
+
         Raises:
-            ChatError: ``not_found`` for an ``avatar_file_id`` the user may not see
-                (an empty string clears it).
+            ChatError: ``not_found`` for any other ``avatar_file_id`` (someone else's
+                file, an attachment, a file that does not exist).
         """
         changes: dict[str, Any] = {}
         if display_name is not None:
@@ -134,10 +214,9 @@ class UserPerspective:
             changes["status_text"] = status_text
         service = self.service
         if avatar_file_id is not None:
-            if avatar_file_id and await service.store.file_for(
-                    avatar_file_id, self.actor.user_id) is None:
-                raise not_found("no such file")
-            changes["avatar_file_id"] = avatar_file_id or None
+            retired = await service.store.set_avatar(self.actor.user_id, avatar_file_id or None)
+            if service.files is not None:
+                await service.files.release_blobs(retired)
         user = await service.store.update_profile(self.actor.user_id, changes)
         profile = service.profile(user)
         service.fanout.deliver_users(await service.audience(user.user_id),
@@ -145,9 +224,11 @@ class UserPerspective:
         return profile
 
     async def perspective_search(self, query: str, limit: int) -> dict[str, Any]:
-        """``user.search`` → ``{users: [profile]}`` (name or display name contains query)."""
+        """``user.search`` → ``{users: [profile]}`` (name or display name contains query;
+        presence as in ``user.get``)."""
         users = await self.service.store.search_users(query, limit)
-        return {"users": [self.service.profile(u) for u in users]}
+        profiles = await self.service.profiles_for(self.actor.user_id, users)
+        return {"users": profiles[:self.service.fitting(profiles)]}
 
     async def perspective_set_presence(self, state: str) -> dict[str, Any]:
         """``presence.set`` → ``{}``."""
@@ -157,17 +238,21 @@ class UserPerspective:
     async def perspective_contact_request(self, username: str,
                                           message: str | None) -> dict[str, Any]:
         """``contact.request`` → ``{}``. The other side gets ``contact.request {from,
-        message?}``; if they had asked already, both get ``contact.added``.
+        message?}`` (once: asking again while the request waits sends nothing); if
+        they had asked already, both get ``contact.added``.
 
         Raises:
-            ChatError: ``not_found`` (no such user), ``bad_request`` (oneself).
+            ChatError: ``not_found`` (no such user), ``bad_request`` (oneself),
+                ``conflict`` with ``details.limit`` (too many requests waiting, or
+                too many contacts on either side).
         """
         service = self.service
         other = await service.user_named(username)
         if other.user_id == self.actor.user_id:
             raise bad_request("username must be someone else")
         outcome = await service.store.contact_request(self.actor.user_id, other.user_id,
-                                                      message or None, ms(service.clock))
+                                                      message or None, ms(service.clock),
+                                                      service.contact_limits)
         if outcome == "pending":
             data: dict[str, Any] = {"from": self.actor.username}
             if message:
@@ -181,12 +266,14 @@ class UserPerspective:
         """``contact.respond`` → ``{}``; on accept both sides get ``contact.added {profile}``.
 
         Raises:
-            ChatError: ``not_found`` if that user has no pending request to us.
+            ChatError: ``not_found`` if that user has no pending request to us (or it
+                expired); ``conflict`` with ``details.limit`` if accepting would take
+                either side over :data:`MAX_CONTACTS`.
         """
         service = self.service
         other = await service.user_named(username)
         found = await service.store.contact_respond(self.actor.user_id, other.user_id, accept,
-                                                    ms(service.clock))
+                                                    ms(service.clock), service.contact_limits)
         if not found:
             raise not_found(f"no contact request from {username!r}")
         if accept:
@@ -219,10 +306,43 @@ class UserPerspective:
                                                  {"username": self.actor.username}))
         return {}
 
-    async def perspective_contact_list(self) -> dict[str, Any]:
+    async def perspective_contact_list(self, cursor: str | None,
+                                       limit: int) -> dict[str, Any]:
         """``contact.list`` → ``{contacts: [profile], incoming: [username],
-        outgoing: [username]}``."""
-        contacts, incoming, outgoing = await self.service.store.contacts_of(self.actor.user_id)
-        return {"contacts": [self.service.profile(u) for u in contacts],
-                "incoming": incoming, "outgoing": outgoing}
+        outgoing: [username], next_cursor?}``, one page.
 
+        The list runs through contacts, then incoming, then outgoing requests,
+        each by username; a page holds up to ``limit`` entries and never more than
+        fits in a frame. ``next_cursor`` is present only when more follow.
+
+        Raises:
+            ChatError: ``bad_request`` for a cursor that is not a ``next_cursor``.
+        """
+        service = self.service
+        after = _parse_cursor(cursor) if cursor is not None else None
+        now = ms(service.clock)
+        entries = await service.store.contact_entries(
+            self.actor.user_id, after, limit + 1,
+            now - service.contact_limits.request_ttl_ms)
+        items = [service.profile(e.user) if e.user is not None else e.username
+                 for e in entries[:limit]]
+        count = service.fitting(items)
+        page: dict[str, Any] = {section: [] for section in CONTACT_SECTIONS}
+        for entry, item in zip(entries[:count], items, strict=False):
+            page[entry.section].append(item)
+        if count < len(entries):
+            last = entries[count - 1]
+            page["next_cursor"] = f"{last.section}:{last.username}"
+        return page
+
+
+def _parse_cursor(cursor: str) -> tuple[str, str]:
+    """``"section:username"`` → ``(section, username)``.
+
+    Raises:
+        ChatError: ``bad_request`` naming ``cursor``.
+    """
+    section, _, username = cursor.partition(":")
+    if section not in CONTACT_SECTIONS or not USERNAME_RE.fullmatch(username):
+        raise bad_request("cursor must be a next_cursor from an earlier contact.list page")
+    return section, username

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from chatnet.errors import ChatError, ErrorCode
@@ -15,6 +16,50 @@ def _like_prefix(query: str) -> str:
     """A LIKE pattern matching values that contain ``query`` literally."""
     escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+#: The sections of a contact list, in the order ``contact.list`` pages through them.
+CONTACT_SECTIONS = ("contacts", "incoming", "outgoing")
+
+
+@dataclass(frozen=True, slots=True)
+class ContactLimits:
+    """Per-user bounds on contacts (docs/protocol.md 4).
+
+    Attributes:
+        max_contacts: accepted contacts a user may have.
+        max_outgoing: requests a user may have waiting for an answer.
+        request_ttl_ms: how long a request waits before it expires, ms.
+    """
+
+    max_contacts: int
+    max_outgoing: int
+    request_ttl_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEntry:
+    """One line of a contact list: a contact (with ``user``) or a request."""
+
+    section: str
+    username: str
+    user: UserRecord | None
+
+
+def lock_users(t: Txn, *user_ids: int) -> None:
+    """Take the row locks of these users until the transaction ends, so that
+    per-user checks followed by writes (limits, quotas) run one at a time.
+
+    PostgreSQL runs transactions in parallel at READ COMMITTED, where two
+    transactions could both count the same rows and both pass a limit; the
+    second now waits and then counts what the first wrote. Locks are taken in
+    id order, so two transactions locking the same pair cannot deadlock.
+    SQLite needs nothing: its single connection runs one transaction at a time.
+    """
+    if t.engine.name != "postgresql":
+        return
+    for user_id in sorted(set(user_ids)):
+        t.execute("SELECT 1 FROM users WHERE user_id = ? FOR UPDATE", (user_id,))
 
 
 class UserStore:
@@ -156,15 +201,16 @@ class UserStore:
         await self.db.run_interaction("set_roles", txn)
 
     async def update_profile(self, user_id: int, changes: dict[str, Any]) -> UserRecord:
-        """Change ``display_name``, ``status_text`` and/or ``avatar_file_id``.
+        """Change ``display_name`` and/or ``status_text`` (the profile picture changes
+        only through :meth:`~chatnet.store.files.FileStore.set_avatar`, which checks it).
 
         Args:
-            changes: column name to new value; only those three keys are used.
+            changes: column name to new value; only those two keys are used.
 
         Returns:
             the updated user.
         """
-        allowed = [k for k in ("display_name", "status_text", "avatar_file_id") if k in changes]
+        allowed = [k for k in ("display_name", "status_text") if k in changes]
 
         def txn(t: Txn) -> UserRecord:
             if allowed:
@@ -233,45 +279,74 @@ class UserStore:
     # -- contacts ------------------------------------------------------------------------
 
     async def contact_request(self, user_id: int, contact_id: int, message: str | None,
-                              ts: int) -> str:
+                              ts: int, limits: ContactLimits) -> str:
         """Ask ``contact_id`` to become a contact of ``user_id``.
 
+        Args:
+            ts: now, ms; pending requests older than ``limits.request_ttl_ms`` are
+                gone (the requester's own expired ones are deleted here).
+            limits: the per-user bounds.
+
         Returns:
-            ``"pending"`` if a request now waits, ``"accepted"`` if the other
-            side had already asked (both become contacts at once), or
-            ``"already"`` if they are contacts already.
+            ``"pending"`` if a new request now waits, ``"repeated"`` if the same
+            request was waiting already, ``"accepted"`` if the other side had
+            already asked (both become contacts at once), or ``"already"`` if they
+            are contacts already.
+
+        Raises:
+            ChatError: ``conflict`` with ``details.limit`` when the requester has
+                ``limits.max_outgoing`` requests waiting, or either side has
+                ``limits.max_contacts`` contacts.
         """
         def txn(t: Txn) -> str:
+            lock_users(t, user_id, contact_id)
+            since = ts - limits.request_ttl_ms
+            t.execute("DELETE FROM contacts WHERE user_id = ? AND state = 'pending' AND ts < ?",
+                      (user_id, since))
             mine = t.scalar("SELECT state FROM contacts WHERE user_id = ? AND contact_id = ?",
                             (user_id, contact_id))
             if mine == "accepted":
                 return "already"
-            theirs = t.scalar("SELECT state FROM contacts WHERE user_id = ? AND contact_id = ?",
-                              (contact_id, user_id))
-            if theirs == "pending":
-                _accept(t, contact_id, user_id, ts)
+            theirs = t.execute("SELECT state, ts FROM contacts WHERE user_id = ? AND "
+                               "contact_id = ?", (contact_id, user_id)).fetchone()
+            if theirs is not None and theirs[0] == "pending" and int(theirs[1]) >= since:
+                _accept(t, contact_id, user_id, ts, limits.max_contacts)
                 return "accepted"
-            if mine is None:
-                t.execute("INSERT INTO contacts (user_id, contact_id, state, message, ts) "
-                          "VALUES (?, ?, 'pending', ?, ?)", (user_id, contact_id, message, ts))
+            if mine == "pending":
+                return "repeated"
+            _check_contacts(t, user_id, limits.max_contacts, acting=user_id)
+            waiting = int(t.scalar("SELECT COUNT(*) FROM contacts WHERE user_id = ? AND "
+                                   "state = 'pending'", (user_id,)))
+            if waiting >= limits.max_outgoing:
+                raise ChatError(ErrorCode.CONFLICT, f"you already have {limits.max_outgoing} "
+                                "contact requests waiting for an answer; withdraw one "
+                                "(contact.remove) or wait for answers",
+                                {"limit": limits.max_outgoing})
+            t.execute("INSERT INTO contacts (user_id, contact_id, state, message, ts) "
+                      "VALUES (?, ?, 'pending', ?, ?)", (user_id, contact_id, message, ts))
             return "pending"
 
         return await self.db.run_interaction("contact_request", txn)
 
     async def contact_respond(self, user_id: int, requester_id: int, accept: bool,
-                              ts: int) -> bool:
+                              ts: int, limits: ContactLimits) -> bool:
         """Accept or decline a pending request from ``requester_id`` to ``user_id``.
 
         Returns:
-            whether there was such a request.
+            whether there was such a request (an expired one is not).
+
+        Raises:
+            ChatError: ``conflict`` with ``details.limit`` when accepting would
+                take either side over ``limits.max_contacts`` (the request stays).
         """
         def txn(t: Txn) -> bool:
-            state = t.scalar("SELECT state FROM contacts WHERE user_id = ? AND contact_id = ?",
-                             (requester_id, user_id))
-            if state != "pending":
+            lock_users(t, user_id, requester_id)
+            row = t.execute("SELECT state, ts FROM contacts WHERE user_id = ? AND "
+                            "contact_id = ?", (requester_id, user_id)).fetchone()
+            if row is None or row[0] != "pending" or int(row[1]) < ts - limits.request_ttl_ms:
                 return False
             if accept:
-                _accept(t, requester_id, user_id, ts)
+                _accept(t, requester_id, user_id, ts, limits.max_contacts)
             else:
                 t.execute("DELETE FROM contacts WHERE user_id = ? AND contact_id = ?",
                           (requester_id, user_id))
@@ -293,32 +368,58 @@ class UserStore:
 
         return await self.db.run_interaction("contact_remove", txn)
 
-    async def contacts_of(self, user_id: int) -> tuple[list[UserRecord], list[str], list[str]]:
-        """A user's contacts and pending requests.
+    async def contact_entries(self, user_id: int, after: tuple[str, str] | None, limit: int,
+                              requests_since: int) -> list[ContactEntry]:
+        """One stretch of a user's contact list, in its order: accepted contacts,
+        then incoming requests, then outgoing requests, each by username.
+
+        Args:
+            after: ``(section, username)`` of the last entry already seen, or None
+                to start from the beginning.
+            limit: at most this many entries.
+            requests_since: requests made before this time (ms) have expired and
+                are left out.
 
         Returns:
-            ``(contacts, incoming usernames, outgoing usernames)``.
+            the entries; ``user`` is set for contacts, None for requests.
         """
-        def txn(t: Txn) -> tuple[list[UserRecord], list[str], list[str]]:
-            cols = ", ".join("u." + c.strip() for c in USER_COLUMNS.split(","))
-            contacts = [user_from_row(r) for r in t.execute(
-                f"SELECT {cols} FROM contacts c JOIN users u ON u.user_id = c.contact_id "
-                "WHERE c.user_id = ? AND c.state = 'accepted' ORDER BY u.username",
-                (user_id,)).fetchall()]
-            incoming = [r[0] for r in t.execute(
-                "SELECT u.username FROM contacts c JOIN users u ON u.user_id = c.user_id "
-                "WHERE c.contact_id = ? AND c.state = 'pending' ORDER BY u.username",
-                (user_id,)).fetchall()]
-            outgoing = [r[0] for r in t.execute(
-                "SELECT u.username FROM contacts c JOIN users u ON u.user_id = c.contact_id "
-                "WHERE c.user_id = ? AND c.state = 'pending' ORDER BY u.username",
-                (user_id,)).fetchall()]
-            return contacts, incoming, outgoing
+        start = CONTACT_SECTIONS.index(after[0]) if after else 0
+        cols = ", ".join("u." + c.strip() for c in USER_COLUMNS.split(","))
+        queries = {
+            "contacts": (f"SELECT {cols} FROM contacts c JOIN users u ON u.user_id = "
+                         "c.contact_id WHERE c.user_id = ? AND c.state = 'accepted' AND "
+                         "u.username > ? ORDER BY u.username LIMIT ?", False),
+            "incoming": ("SELECT u.username FROM contacts c JOIN users u ON u.user_id = "
+                         "c.user_id WHERE c.contact_id = ? AND c.state = 'pending' AND "
+                         "c.ts >= ? AND u.username > ? ORDER BY u.username LIMIT ?", True),
+            "outgoing": ("SELECT u.username FROM contacts c JOIN users u ON u.user_id = "
+                         "c.contact_id WHERE c.user_id = ? AND c.state = 'pending' AND "
+                         "c.ts >= ? AND u.username > ? ORDER BY u.username LIMIT ?", True),
+        }
 
-        return await self.db.run_interaction("contacts_of", txn)
+        def txn(t: Txn) -> list[ContactEntry]:
+            entries: list[ContactEntry] = []
+            for index in range(start, len(CONTACT_SECTIONS)):
+                section = CONTACT_SECTIONS[index]
+                if len(entries) >= limit:
+                    break
+                floor = after[1] if after and index == start else ""
+                sql, is_request = queries[section]
+                args: tuple[Any, ...] = (
+                    (user_id, requests_since, floor, limit - len(entries)) if is_request
+                    else (user_id, floor, limit - len(entries)))
+                for row in t.execute(sql, args).fetchall():
+                    if is_request:
+                        entries.append(ContactEntry(section, row[0], None))
+                    else:
+                        user = user_from_row(row)
+                        entries.append(ContactEntry(section, user.username, user))
+            return entries
+
+        return await self.db.run_interaction("contact_entries", txn)
 
     async def contact_ids(self, user_id: int) -> set[int]:
-        """Ids of a user's accepted contacts."""
+        """Ids of a user's accepted contacts (at most ``max_contacts``)."""
         def txn(t: Txn) -> set[int]:
             return {int(r[0]) for r in t.execute(
                 "SELECT contact_id FROM contacts WHERE user_id = ? AND state = 'accepted'",
@@ -327,7 +428,24 @@ class UserStore:
         return await self.db.run_interaction("contact_ids", txn)
 
 
-def _accept(t: Txn, requester_id: int, user_id: int, ts: int) -> None:
+def _check_contacts(t: Txn, user_id: int, max_contacts: int, acting: int) -> None:
+    """Raise ``conflict`` if ``user_id`` already has ``max_contacts`` contacts."""
+    count = int(t.scalar("SELECT COUNT(*) FROM contacts WHERE user_id = ? AND "
+                         "state = 'accepted'", (user_id,)))
+    if count < max_contacts:
+        return
+    if user_id == acting:
+        message = (f"you already have {max_contacts} contacts; remove one "
+                   "(contact.remove) first")
+    else:
+        message = f"the other user already has the most contacts allowed ({max_contacts})"
+    raise ChatError(ErrorCode.CONFLICT, message, {"limit": max_contacts})
+
+
+def _accept(t: Txn, requester_id: int, user_id: int, ts: int, max_contacts: int) -> None:
+    """``user_id`` accepts ``requester_id``'s request: contacts both ways."""
+    _check_contacts(t, user_id, max_contacts, acting=user_id)
+    _check_contacts(t, requester_id, max_contacts, acting=user_id)
     t.execute("UPDATE contacts SET state = 'accepted', ts = ? WHERE user_id = ? "
               "AND contact_id = ?", (ts, requester_id, user_id))
     t.execute("DELETE FROM contacts WHERE user_id = ? AND contact_id = ?", (user_id, requester_id))

@@ -38,6 +38,11 @@ MAX_HISTORY_LIMIT = 200
 PRESENCE_STATES = frozenset({"online", "away", "busy", "invisible"})
 #: Member roles (PROTOCOL.md 5).
 ROOM_ROLES = frozenset({"owner", "moderator", "member"})
+#: Largest page of ``contact.list`` (docs/protocol.md 4); pages also stop before
+#: they would outgrow the frame.
+MAX_CONTACT_PAGE = 200
+#: What an upload is for (``file.upload.begin {purpose}``, docs/protocol.md 7).
+FILE_PURPOSES = frozenset({"attachment", "avatar"})
 
 #: Characters refused in one-line text (names, titles, status): every control
 #: character, the Unicode line separators, and the bidirectional overrides,
@@ -325,7 +330,11 @@ OPS: dict[str, Op] = _ops(
        (Username(), Str("message", 500, min_len=0, required=False, text="lines"))),
     Op("contact.respond", "users", "contact_respond", (Username(), Bool("accept"))),
     Op("contact.remove", "users", "contact_remove", (Username(),)),
-    Op("contact.list", "users", "contact_list", budget="expensive"),
+    # Extension (docs/protocol.md 4): pages with cursor/limit, answers next_cursor.
+    Op("contact.list", "users", "contact_list",
+       (Str("cursor", 100, required=False),
+        Int("limit", maximum=MAX_CONTACT_PAGE, required=False, default=100)),
+       budget="expensive"),
     # -- 5. Rooms --------------------------------------------------------------------------
     Op("room.create", "rooms", "create",
        (Str("name", _ROOM_NAME),
@@ -379,12 +388,16 @@ OPS: dict[str, Op] = _ops(
     # -- 7. Files ----------------------------------------------------------------------------
     Op("file.upload.begin", "files", "upload_begin",
        (Str("name", 1024), Int("size", minimum=0, maximum=2**53),
-        Str("sha256", 64, min_len=64), Str("mime", 127, required=False)), cost=2,
-       budget="uploads"),
+        Str("sha256", 64, min_len=64), Str("mime", 127, required=False),
+        # Extension (docs/protocol.md 7): "avatar" makes the upload a profile picture.
+        Field("purpose", "str", required=False, choices=FILE_PURPOSES,
+              default="attachment")), cost=2, budget="uploads"),
     Op("file.upload.chunk", "files", "upload_chunk",
        (Str("upload_id", 64), Int("offset", minimum=0, maximum=2**53),
         Field("data", "bin", max_len=4 * 1024 * 1024)), cost=0.1),
     Op("file.upload.finish", "files", "upload_finish", (Str("upload_id", 64),), cost=2),
+    # Extension (docs/protocol.md 7): give up an unfinished upload.
+    Op("file.upload.cancel", "files", "upload_cancel", (Str("upload_id", 64),)),
     Op("file.info", "files", "info", (Str("file_id", _FILE_ID),)),
     Op("file.download", "files", "download",
        (Str("file_id", _FILE_ID), Int("offset", minimum=0, maximum=2**53),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from chatnet.client.files import Download, Upload
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
-from chatnet.services.files import CHUNK_SIZE
+from chatnet.services.files import CHUNK_SIZE, MAX_OPEN_UPLOADS
 from tests.support.server import PASSWORD, RunningServer, start_server, test_config
 
 
@@ -441,3 +442,102 @@ async def test_upload_to_a_room_uses_the_given_client_msg_id(server, tmp_path):
     assert message["client_msg_id"] == "mine-1"
     assert message["msg_id"] == info["message"]["msg_id"]
     await alice.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_open_uploads_are_bounded_and_cancel_frees_one(server):
+    """The 21st unfinished upload of a user is conflict with details.limit; resuming
+    one of the 20 still works; file.upload.cancel frees a place (and is not_found for
+    someone else's upload)."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    begun = [await alice.request("file.upload.begin", {"name": f"f{i}", "size": 10,
+                                                       "sha256": sha(b"%d" % i)})
+             for i in range(MAX_OPEN_UPLOADS)]
+    with pytest.raises(ChatError) as caught:
+        await alice.request("file.upload.begin", {"name": "one more", "size": 10,
+                                                  "sha256": sha(b"more")})
+    assert caught.value.code is ErrorCode.CONFLICT
+    assert caught.value.details == {"limit": MAX_OPEN_UPLOADS}
+    again = await alice.request("file.upload.begin", {"name": "f0", "size": 10,
+                                                      "sha256": sha(b"0")})
+    assert again["upload_id"] == begun[0]["upload_id"]
+    with pytest.raises(ChatError) as foreign:
+        await bob.request("file.upload.cancel", {"upload_id": begun[0]["upload_id"]})
+    assert foreign.value.code is ErrorCode.NOT_FOUND
+    assert await alice.request("file.upload.cancel", {"upload_id": begun[0]["upload_id"]}) == {}
+    with pytest.raises(ChatError) as gone:
+        await alice.request("file.upload.chunk", {"upload_id": begun[0]["upload_id"],
+                                                  "offset": 0, "data": b"x"})
+    assert gone.value.code is ErrorCode.NOT_FOUND
+    await alice.request("file.upload.begin", {"name": "one more", "size": 10,
+                                              "sha256": sha(b"more")})
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resumed_upload_counts_once_against_the_quota(tmp_path):
+    """Beginning the same upload again (a resume) is not counted twice: with a
+    1500-byte quota a 1000-byte upload can be begun, resumed and finished."""
+    server = await start_server(test_config(tmp_path / "data", user_quota=1500))
+    try:
+        alice = await server.user("alice")
+        data = os.urandom(1000)
+        args = {"name": "r.bin", "size": len(data), "sha256": sha(data)}
+        begin = await alice.request("file.upload.begin", args)
+        await alice.request("file.upload.chunk", {"upload_id": begin["upload_id"],
+                                                  "offset": 0, "data": data[:400]})
+        again = await alice.request("file.upload.begin", args)
+        assert (again["upload_id"], again["offset"]) == (begin["upload_id"], 400)
+        await alice.request("file.upload.chunk", {"upload_id": begin["upload_id"],
+                                                  "offset": 400, "data": data[400:]})
+        done = await alice.request("file.upload.finish", {"upload_id": begin["upload_id"]})
+        assert done["size"] == 1000
+    finally:
+        await server.stop()
+
+
+class _ThreadRecordingHash:
+    """A SHA-256 that notes which thread fed it."""
+
+    def __init__(self) -> None:
+        self.inner = hashlib.sha256()
+        self.threads: list[int] = []
+
+    def update(self, data: bytes) -> None:
+        self.threads.append(threading.get_ident())
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_hashing_runs_in_worker_threads(server):
+    """Chunks are hashed by the worker thread that writes them, never on the reactor
+    thread, and the hash still verifies the upload."""
+    alice = await server.user("alice")
+    data = os.urandom(3 * CHUNK_SIZE + 5)
+    begin = await alice.request("file.upload.begin", {"name": "h.bin", "size": len(data),
+                                                      "sha256": sha(data)})
+    recorder = _ThreadRecordingHash()
+    server.service.files._uploads[begin["upload_id"]].hasher = recorder
+    for offset in range(0, len(data), CHUNK_SIZE):
+        await alice.request("file.upload.chunk", {"upload_id": begin["upload_id"],
+                                                  "offset": offset,
+                                                  "data": data[offset:offset + CHUNK_SIZE]})
+    done = await alice.request("file.upload.finish", {"upload_id": begin["upload_id"]})
+    assert done["sha256"] == sha(data)
+    assert len(recorder.threads) == 4
+    assert threading.main_thread().ident not in recorder.threads
+
+
+@pytest_twisted.ensureDeferred
+async def test_repeated_downloads_are_audited_once(server):
+    """Fetching a file from offset 0 over and over writes one audit row, not one per
+    request (the trail cannot be used to write rows without bound)."""
+    alice = await server.user("alice")
+    info = await raw_upload(alice, b"read me often")
+    for _ in range(10):
+        await alice.request("file.download", {"file_id": info["file_id"], "offset": 0,
+                                              "length": 4})
+    events = await server.service.store.file_events()
+    assert [e["action"] for e in events] == ["upload", "download"]

@@ -178,3 +178,103 @@ async def test_logout_announces_offline(server):
     await bob.request("auth.logout")
     await wait_lost(bob)
     await alice_events.next("presence", username="bob", state="offline")
+
+
+@pytest_twisted.ensureDeferred
+async def test_presence_in_profiles_is_for_contacts_and_co_members_only(server):
+    """user.get and user.search show presence and last_seen to the user, their contacts
+    and people who share a room with them; a stranger sees offline and no last_seen,
+    whether the user is online or gone."""
+    alice, bob, carol, eve = [await server.user(n) for n in ("alice", "bob", "carol", "eve")]
+    await create_room(alice, bob)
+    await carol.request("contact.request", {"username": "bob"})
+    await bob.request("contact.respond", {"username": "carol", "accept": True})
+
+    async def seen_by(conn):
+        got = await conn.request("user.get", {"username": "bob"})
+        [found] = (await conn.request("user.search", {"query": "bob"}))["users"]
+        assert found == got
+        return got["presence"], got.get("last_seen")
+
+    await bob.request("presence.set", {"state": "busy"})
+    for conn in (alice, bob, carol):
+        assert await seen_by(conn) == ("busy", None)
+    assert await seen_by(eve) == ("offline", None)
+    alice_events = EventLog(alice, "alice")
+    await bob.close()
+    offline = await alice_events.next("presence", username="bob", state="offline")
+    for conn in (alice, carol):
+        assert await seen_by(conn) == ("offline", offline.data["last_seen"])
+    assert await seen_by(eve) == ("offline", None)
+
+
+async def all_pages(conn, **args):
+    """Every page of contact.list, following next_cursor."""
+    pages, cursor = [], None
+    while True:
+        page = await conn.request("contact.list", {**args, **({"cursor": cursor} if cursor
+                                                              else {})})
+        pages.append(page)
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            return pages
+
+
+@pytest_twisted.ensureDeferred
+async def test_contact_list_pages_and_each_page_fits_the_frame(make_server):
+    """With long profiles and a small --max-frame, contact.list answers in pages that
+    each fit (no too_large), in order contacts → incoming → outgoing, each entry once;
+    user.search stops early rather than fail; limit bounds a page; a made-up cursor
+    is bad_request."""
+    server = await make_server(max_frame=8192)
+    me = await server.user("me")
+    names = [f"friend{i:02d}" for i in range(14)]
+    for name in names:
+        friend = await server.user(name)
+        await friend.request("user.update", {"display_name": "名" * 64,
+                                             "status_text": "状" * 140})
+        await friend.request("contact.request", {"username": "me"})
+        await me.request("contact.respond", {"username": name, "accept": True})
+        await friend.close()
+    for name in ("asker1", "asker2"):
+        asker = await server.user(name)
+        await asker.request("contact.request", {"username": "me"})
+        await asker.close()
+    await server.user("asked", register=True)
+    await me.request("contact.request", {"username": "asked"})
+    pages = await all_pages(me)
+    assert len(pages) >= 2 and all("next_cursor" in p for p in pages[:-1])
+    assert [c["username"] for p in pages for c in p["contacts"]] == names
+    assert [u for p in pages for u in p["incoming"]] == ["asker1", "asker2"]
+    assert [u for p in pages for u in p["outgoing"]] == ["asked"]
+    found = (await me.request("user.search", {"query": "friend", "limit": 100}))["users"]
+    assert 0 < len(found) < len(names)
+    assert [u["username"] for u in found] == names[:len(found)]
+    small = await all_pages(me, limit=5)
+    assert [len(p["contacts"]) + len(p["incoming"]) + len(p["outgoing"]) for p in small] == \
+        [5, 5, 5, 2]
+    error = await expect_error(me.request("contact.list", {"cursor": "friends:../x"}),
+                               ErrorCode.BAD_REQUEST)
+    assert "cursor" in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_asking_again_does_not_notify_again_and_requests_are_capped(server):
+    """A second contact.request to the same person while the first waits sends no
+    second event; the limit on waiting requests answers conflict with details.limit."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    bob_events = EventLog(bob, "bob")
+    await alice.request("contact.request", {"username": "bob"})
+    await alice.request("contact.request", {"username": "bob", "message": "hello??"})
+    await bob_events.next("contact.request")
+    await barrier(bob)
+    assert bob_events.pending("contact.request") == []
+    limit = server.service.chat_services.users.contact_limits.max_outgoing
+    for i in range(limit - 1):
+        await server.service.store.create_user(server.service.store.ids.next_id(), f"u{i}",
+                                               f"U{i}", "x", (), 0)
+        await alice.request("contact.request", {"username": f"u{i}"})
+    await server.user("carol")
+    error = await expect_error(alice.request("contact.request", {"username": "carol"}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": limit} and str(limit) in error.message

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.store import ChatStore, Database, PostgresEngine, SqliteEngine
 from chatnet.store.database import migrations
+from chatnet.store.users import ContactLimits
 
 T0 = 1_700_000_000_000
 _cmids = itertools.count(1)
@@ -208,31 +209,42 @@ async def test_revoke_one_token_and_password_change_revokes_all(store):
 
 # -- contacts --------------------------------------------------------------------------------
 
+#: Contact limits for these tests: generous, and requests that never expire.
+LIMITS = ContactLimits(max_contacts=1000, max_outgoing=100, request_ttl_ms=10**12)
+
+
+async def contacts_of(store: ChatStore, user_id: int) -> tuple[list, list, list]:
+    """The whole contact list as (contacts, incoming usernames, outgoing usernames)."""
+    entries = await store.contact_entries(user_id, None, 10_000, 0)
+    return ([e.user for e in entries if e.section == "contacts"],
+            [e.username for e in entries if e.section == "incoming"],
+            [e.username for e in entries if e.section == "outgoing"])
+
 
 @pytest_twisted.ensureDeferred
 async def test_contact_request_accept(store):
     """request → pending on both sides' lists; accept → contacts both ways."""
     alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
-    assert await store.contact_request(alice.id, bob.id, "hi", T0) == "pending"
-    assert await store.contact_request(alice.id, bob.id, "again", T0) == "pending"
-    assert await store.contacts_of(alice.id) == ([], [], ["bob"])
-    assert await store.contacts_of(bob.id) == ([], ["alice"], [])
-    assert await store.contact_respond(bob.id, alice.id, True, T0) is True
-    a_contacts, a_in, a_out = await store.contacts_of(alice.id)
-    b_contacts, b_in, b_out = await store.contacts_of(bob.id)
+    assert await store.contact_request(alice.id, bob.id, "hi", T0, LIMITS) == "pending"
+    assert await store.contact_request(alice.id, bob.id, "again", T0, LIMITS) == "repeated"
+    assert await contacts_of(store, alice.id) == ([], [], ["bob"])
+    assert await contacts_of(store, bob.id) == ([], ["alice"], [])
+    assert await store.contact_respond(bob.id, alice.id, True, T0, LIMITS) is True
+    a_contacts, a_in, a_out = await contacts_of(store, alice.id)
+    b_contacts, b_in, b_out = await contacts_of(store, bob.id)
     assert [u.username for u in a_contacts] == ["bob"] and a_in == a_out == []
     assert [u.username for u in b_contacts] == ["alice"] and b_in == b_out == []
     assert await store.contact_ids(alice.id) == {bob.id}
     assert await store.contact_ids(bob.id) == {alice.id}
-    assert await store.contact_request(alice.id, bob.id, None, T0) == "already"
+    assert await store.contact_request(alice.id, bob.id, None, T0, LIMITS) == "already"
 
 
 @pytest_twisted.ensureDeferred
 async def test_crossed_requests_become_contacts(store):
     """If the other side had asked already, a request accepts at once."""
     alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
-    await store.contact_request(alice.id, bob.id, None, T0)
-    assert await store.contact_request(bob.id, alice.id, None, T0) == "accepted"
+    await store.contact_request(alice.id, bob.id, None, T0, LIMITS)
+    assert await store.contact_request(bob.id, alice.id, None, T0, LIMITS) == "accepted"
     assert await store.contact_ids(alice.id) == {bob.id}
     assert await store.contact_ids(bob.id) == {alice.id}
 
@@ -242,12 +254,12 @@ async def test_contact_decline_and_respond_without_request(store):
     """Declining removes the request; responding to no request returns False;
     a requester cannot accept their own request."""
     alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
-    assert await store.contact_respond(bob.id, alice.id, True, T0) is False
-    await store.contact_request(alice.id, bob.id, None, T0)
-    assert await store.contact_respond(alice.id, bob.id, True, T0) is False
-    assert await store.contact_respond(bob.id, alice.id, False, T0) is True
-    assert await store.contacts_of(alice.id) == ([], [], [])
-    assert await store.contacts_of(bob.id) == ([], [], [])
+    assert await store.contact_respond(bob.id, alice.id, True, T0, LIMITS) is False
+    await store.contact_request(alice.id, bob.id, None, T0, LIMITS)
+    assert await store.contact_respond(alice.id, bob.id, True, T0, LIMITS) is False
+    assert await store.contact_respond(bob.id, alice.id, False, T0, LIMITS) is True
+    assert await contacts_of(store, alice.id) == ([], [], [])
+    assert await contacts_of(store, bob.id) == ([], [], [])
 
 
 @pytest_twisted.ensureDeferred
@@ -255,14 +267,14 @@ async def test_contact_remove_both_directions_and_withdraw(store):
     """contact_remove ends a contact for both sides, or withdraws a request."""
     alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
                          await new_user(store, "carol"))
-    await store.contact_request(alice.id, bob.id, None, T0)
-    await store.contact_respond(bob.id, alice.id, True, T0)
-    await store.contact_request(alice.id, carol.id, None, T0)
+    await store.contact_request(alice.id, bob.id, None, T0, LIMITS)
+    await store.contact_respond(bob.id, alice.id, True, T0, LIMITS)
+    await store.contact_request(alice.id, carol.id, None, T0, LIMITS)
     assert await store.contact_remove(bob.id, alice.id) is True
     assert await store.contact_ids(alice.id) == set()
     assert await store.contact_ids(bob.id) == set()
     assert await store.contact_remove(alice.id, carol.id) is True
-    assert await store.contacts_of(carol.id) == ([], [], [])
+    assert await contacts_of(store, carol.id) == ([], [], [])
     assert await store.contact_remove(alice.id, bob.id) is False
 
 

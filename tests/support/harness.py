@@ -158,14 +158,15 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
     fanout = LocalFanout()
     fanout.load_memberships(await store.all_memberships())
     hasher = PasswordHasher(reactor, config.argon2_time_cost, config.argon2_memory_kib)
-    users = UserService(store, fanout, clock)
+    files = FileService(store, clock, reactor, tmp_path / "files")
+    users = UserService(store, fanout, clock, files=files)
     services = Services(
         accounts=AccountService(store, hasher, clock, config.open_registration,
                                 config.token_lifetime, fanout, config.registrations_per_hour),
         users=users,
         rooms=RoomService(store, fanout, users, clock),
         messages=MessageService(store, fanout, clock),
-        files=FileService(store, clock, reactor, tmp_path / "files"),
+        files=files,
     )
     realm = ChatRealm(services, fanout, clock, config.single_session)
     portal = Portal(realm, [PasswordChecker(store, hasher, LoginGuard(store, clock)),
