@@ -3,6 +3,8 @@
 Nothing else in chatnet imports the global reactor or builds these objects;
 everything below receives what it needs through its constructor.
 
+Construction makes the data directory private (umask 077, directory 0700,
+files 0600; see :mod:`chatnet.datadir`) before anything is written to it.
 Start-up (``startService``): migrate the database, load the membership map,
 start listening over TLS. Shutdown (``stopService``) runs in order: stop
 accepting, send ``session.ended {shutdown}`` and close every connection
@@ -12,6 +14,7 @@ database pool.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from twisted.application import service
@@ -24,6 +27,7 @@ from twisted.logger import Logger
 from chatnet.config import ServerConfig
 from chatnet.cred.checkers import PasswordChecker, PasswordHasher, TokenChecker
 from chatnet.cred.realm import ChatRealm
+from chatnet.datadir import prepare_data_dir, private_umask
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService
@@ -39,7 +43,7 @@ from chatnet.wire.tls import DirectTLSFactory, listening_endpoint, server_tls_op
 
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
     """The store for a configuration (SQLite in the data dir unless ``--database``)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = engine_from_url(config.database, config.data_dir)
     return ChatStore(Database(engine, reactor), IdGenerator(config.node_id))
 
@@ -57,6 +61,10 @@ class ChatnetService(service.MultiService):
         ready: fires with the listening port when start-up has finished, or
             fails with the start-up error.
         ca_path: the CA file clients should trust, when the development CA is used.
+
+    Raises:
+        ConfigError: the data directory is writable by group or others, or
+            belongs to another user (:func:`chatnet.datadir.check_data_dir`).
     """
 
     log = Logger()
@@ -68,6 +76,19 @@ class ChatnetService(service.MultiService):
         self.port: IListeningPort | None = None
         self.ready: Deferred[IListeningPort] = Deferred()
         self.ca_path = None
+        # Private before anything is created: the development CA's keys below,
+        # the database, blobs.
+        private_umask()
+        database = config.database
+        sqlite_file = [Path(database.removeprefix("sqlite:"))] if database.startswith(
+            "sqlite:") else []
+        tightened = prepare_data_dir(config.data_dir, sqlite_file)
+        if tightened:
+            self.log.warn(
+                "took group and other access away from {count} path(s) they could read: "
+                "{paths}", count=len(tightened),
+                paths=", ".join(str(p) for p in tightened[:10])
+                + (" …" if len(tightened) > 10 else ""))
         if config.tls_cert is not None and config.tls_key is not None:
             cert, key = config.tls_cert, config.tls_key
         else:
@@ -102,7 +123,15 @@ class ChatnetService(service.MultiService):
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
 
     def startService(self) -> None:
-        """Begin the asynchronous start-up; a failure is logged and stops the reactor."""
+        """Begin the asynchronous start-up; a failure is logged and stops the reactor.
+
+        The umask is made private again here: twistd applies its own ``--umask``
+        between ``makeService`` and ``startService``; a looser one is overridden.
+        """
+        previous = private_umask()
+        if previous & 0o077 != 0o077:
+            self.log.info("umask {previous} widened to {now}: chatnet's data stays private",
+                          previous=f"{previous:04o}", now=f"{previous | 0o077:04o}")
         super().startService()
         d = Deferred.fromCoroutine(self._start())
         d.chainDeferred(self.ready)

@@ -70,9 +70,17 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> Any:
-    """Build the chatnet service from parsed options (called by twistd)."""
+    """Build the chatnet service from parsed options (called by twistd).
+
+    Raises:
+        SystemExit: the data directory is refused (writable by others, owned by
+            another user); the message names the path and the fix.
+    """
     from twisted.internet import reactor
 
     from chatnet.server import ChatnetService
 
-    return ChatnetService(options.config, reactor)
+    try:
+        return ChatnetService(options.config, reactor)
+    except ConfigError as exc:
+        raise SystemExit(f"twistd chatnet: {exc}") from None
