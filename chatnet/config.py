@@ -16,6 +16,13 @@ from typing import Any
 DEFAULT_MAX_FRAME = 1024 * 1024
 #: PROTOCOL.md 3.7: the default idle timeout, in seconds.
 DEFAULT_IDLE_TIMEOUT = 90
+#: ``--durability`` values: what an acknowledged ``msg.send`` survives.
+#: ``process``: a crash of the server process (SQLite ``synchronous=NORMAL`` in
+#: WAL mode); ``power``: also a power loss or an OS crash (``synchronous=FULL``).
+DURABILITY_LEVELS = ("process", "power")
+#: Default seconds a transaction waits for a lock held by another connection
+#: before it fails with ``unavailable`` (``--db-busy-timeout``).
+DEFAULT_DB_BUSY_TIMEOUT = 5.0
 
 
 class ConfigError(ValueError):
@@ -51,6 +58,9 @@ class ServerConfig:
         user_quota: bytes one user's files may take, None for unlimited.
         upload_expiry: seconds an unfinished upload is kept before it is removed.
         server_name: the server name sent in ``session.hello``.
+        durability: ``process`` or ``power`` (:data:`DURABILITY_LEVELS`).
+        db_busy_timeout: seconds a transaction waits for a database lock (SQLite
+            ``busy_timeout``, PostgreSQL ``lock_timeout``) before it fails.
     """
 
     port: int = 5443
@@ -76,6 +86,8 @@ class ServerConfig:
     max_file_size: int = 100 * 1024 * 1024
     user_quota: int | None = None
     upload_expiry: int = 24 * 3600
+    durability: str = "process"
+    db_busy_timeout: float = DEFAULT_DB_BUSY_TIMEOUT
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -127,6 +139,10 @@ class ServerConfig:
         if database and not database.startswith(("sqlite:", "postgresql://", "postgres://")):
             raise ConfigError("--database must be sqlite:PATH or a postgresql:// URL, "
                               f"not {database!r}")
+        durability = str(options.get("durability") or "process")
+        if durability not in DURABILITY_LEVELS:
+            raise ConfigError(f"--durability must be one of {', '.join(DURABILITY_LEVELS)}, "
+                              f"not {durability!r}")
         node = options.get("node-id")
         quota = options.get("user-quota")
         return cls(
@@ -149,4 +165,6 @@ class ServerConfig:
             max_file_size=integer("max-file-size", 0, 2**53),
             user_quota=None if quota in (None, "") else integer("user-quota", 0, 2**53),
             upload_expiry=integer("upload-expiry", 60, 365 * 24 * 3600),
+            durability=durability,
+            db_busy_timeout=number("db-busy-timeout", 0.001, 3600),
         )

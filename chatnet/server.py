@@ -44,7 +44,8 @@ from chatnet.wire.tls import DirectTLSFactory, listening_endpoint, server_tls_op
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
     """The store for a configuration (SQLite in the data dir unless ``--database``)."""
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    engine = engine_from_url(config.database, config.data_dir)
+    engine = engine_from_url(config.database, config.data_dir, config.durability,
+                             config.db_busy_timeout)
     return ChatStore(Database(engine, reactor), IdGenerator(config.node_id))
 
 
@@ -139,6 +140,14 @@ class ChatnetService(service.MultiService):
 
     async def _start(self) -> IListeningPort:
         await self.store.db.migrate()
+        self.log.info("durability: {durability} (an acknowledged message survives {what})",
+                      durability=self.config.durability,
+                      what="a crash of this process, not a power loss or OS crash"
+                      if self.config.durability == "process"
+                      else "a crash of this process, a power loss or an OS crash")
+        for warning in await self.store.db.durability_warnings(self.config.durability):
+            self.log.warn("--durability {durability}: {warning}",
+                          durability=self.config.durability, warning=warning)
         self.fanout.load_memberships(await self.store.all_memberships())
         self.expiry.startService()
         self.janitor.startService()

@@ -11,7 +11,13 @@ from typing import Any
 
 from twisted.python import usage
 
-from chatnet.config import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ConfigError, ServerConfig
+from chatnet.config import (
+    DEFAULT_DB_BUSY_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_FRAME,
+    ConfigError,
+    ServerConfig,
+)
 
 
 class Options(usage.Options):
@@ -59,6 +65,13 @@ class Options(usage.Options):
          "bytes one user's uploaded files may take in all (default: no limit)"],
         ["upload-expiry", None, str(24 * 3600),
          "seconds an unfinished upload is kept before it is removed"],
+        ["durability", None, "process",
+         "what an acknowledged message survives: 'process' (a crash of the server "
+         "process; SQLite synchronous=NORMAL) or 'power' (also power loss and OS "
+         "crashes; synchronous=FULL, slower commits)"],
+        ["db-busy-timeout", None, str(DEFAULT_DB_BUSY_TIMEOUT),
+         "seconds a transaction waits for a database lock held elsewhere before the "
+         "request fails with 'unavailable'"],
     ]
 
     def postOptions(self) -> None:
