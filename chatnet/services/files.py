@@ -21,6 +21,7 @@ never makes the server hold a file in memory.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import mimetypes
 import os
@@ -35,10 +36,12 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore
+from chatnet.store.faults import log_background_failure
 from chatnet.store.files import FileRecord, UploadRecord
 
 #: Bytes per chunk offered to clients (well below the 1 MiB default frame).
@@ -48,6 +51,9 @@ DEFAULT_MAX_FILE_SIZE = 100 * 1024 * 1024
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 #: Seconds a granted download permission is trusted before it is checked again.
 _ACCESS_TTL = 60.0
+#: OS errors that mean the disk, not the request, is at fault: full, over quota,
+#: read-only, failing.
+_DISK_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 def clean_name(name: str) -> str:
@@ -110,8 +116,31 @@ class FileService:
         return FilePerspective(self, actor)
 
     def in_thread(self, fn: Any, *args: Any) -> Deferred[Any]:
-        """Run blocking disk work in the reactor's thread pool."""
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+        """Run blocking disk work in the reactor's thread pool.
+
+        Returns:
+            a Deferred of ``fn``'s result. A full disk (or quota), a read-only
+            file system or an I/O error fails it with
+            :class:`~chatnet.errors.StorageUnavailable` (``unavailable``): the
+            upload can go on once there is room again.
+        """
+        faults = self.store.db.faults
+        what = "files: " + fn.__name__.strip("_")
+
+        def done(result: Any) -> Any:
+            if faults.failing:
+                faults.succeeded(what)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            if isinstance(error, OSError) and error.errno in _DISK_FAULTS:
+                raise faults.failed(what, error) from error
+            return failure
+
+        d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+        d.addCallbacks(done, failed)
+        return d
 
     def blob_path(self, sha256: str) -> Path:
         """Where the content with this SHA-256 lives."""
@@ -237,7 +266,8 @@ class FilePerspective:
         Raises:
             ChatError: ``not_found`` (no such upload of this user), ``bad_request``
                 (wrong offset; more bytes than declared, which discards the upload;
-                a chunk over ``chunk_size``).
+                a chunk over ``chunk_size``), ``unavailable`` (the disk is full:
+                nothing of the chunk is kept; send it again, or resume, later).
         """
         service = self.service
         if len(data) > service.chunk_size:
@@ -253,7 +283,7 @@ class FilePerspective:
                 await service.discard(upload_id)
                 raise bad_request(f"more bytes than the declared size ({state.record.size}); "
                                   "the upload is discarded")
-            await service.in_thread(_append, service.partial_path(upload_id), data)
+            await service.in_thread(_append, service.partial_path(upload_id), offset, data)
             if state.hasher is not None and state.hashed == offset:
                 state.hasher.update(data)
                 state.hashed += len(data)
@@ -375,7 +405,7 @@ class UploadJanitor(TimerService):
 
     def _sweep(self) -> Deferred[Any]:
         d = Deferred.fromCoroutine(self.files.clean_stale(self.max_age))
-        d.addErrback(lambda f: self.log.failure("upload clean-up failed", f))
+        d.addErrback(log_background_failure(self.log, "upload clean-up failed"))
         return d
 
 
@@ -393,9 +423,20 @@ def _truncate(path: Path) -> None:
         pass
 
 
-def _append(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
+def _append(path: Path, offset: int, data: bytes) -> None:
+    """Write ``data`` at ``offset`` (the end); on failure (disk full) cut the file
+    back to ``offset``, so the chunk can be sent again or the upload resumed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.ftruncate(fd, offset)
+        raise
+    finally:
+        os.close(fd)
 
 
 def _unlink(path: Path) -> None:
