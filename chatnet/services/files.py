@@ -456,15 +456,22 @@ def _store_blob(partial: Path, blob: Path) -> None:
     if blob.exists():
         partial.unlink(missing_ok=True)  # same content already stored
         return
+    new_folder = not blob.parent.exists()
     blob.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(partial, blob)
-    directory = os.open(blob.parent, os.O_RDONLY)
+    # The rename, and a new blobs/<xx>/ folder's own entry, must be on disk too.
+    for directory in (blob.parent, blob.parent.parent) if new_folder else (blob.parent,):
+        _fsync_dir(directory)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest_twisted
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 
 from tests.support.crash import crash_run
 
@@ -21,8 +22,11 @@ async def test_every_acknowledged_message_survives_kill_9_exactly_once(tmp_path)
     the sends that were in flight at a kill were re-sent by the sessions and are
     stored once (no duplicates, every send acknowledged in the end); seqs have no
     gap; the SQLite file passes integrity_check."""
-    report = await crash_run(reactor, tmp_path / "data", cycles=3, clients=4, window=4,
-                             acks_per_cycle=60)
+    run = Deferred.fromCoroutine(crash_run(reactor, tmp_path / "data", cycles=3, clients=4,
+                                           window=4, acks_per_cycle=60))
+    # A stall (a session that never comes back) fails the test instead of hanging it;
+    # cancelling stops the senders, the sessions and the server.
+    report = await run.addTimeout(120, reactor)
     assert report.cycles == 3
     assert report.failed == []
     assert report.unacknowledged_at_kill > 0, "no send was caught in flight by a kill"

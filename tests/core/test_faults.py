@@ -209,6 +209,8 @@ async def test_read_only_connection_answers_unavailable_and_recovers(make_server
 @contextlib.contextmanager
 def immutable(*paths: Path) -> Iterator[None]:
     """``chattr +i`` on ``paths`` (even root cannot write them), undone afterwards."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed (Debian package e2fsprogs)")
     done = subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.skip(f"chattr +i is not possible here: {done.stderr.strip()}")
