@@ -7,14 +7,13 @@ readable by the user the server runs as and by nobody else:
 * :func:`private_umask` sets the process umask to at least ``0o077`` (a
   stricter one, e.g. from ``twistd --umask 0277``, is kept), so every file and
   directory created afterwards is private whoever creates it;
-* :func:`check_data_dir` refuses a data directory that group or others may
-  write to, or that belongs to another user: the files in it could have been
-  replaced, so the server must not trust them (it raises
-  :class:`~chatnet.config.ConfigError` with the path and the command that fixes it);
-* :func:`prepare_data_dir` creates the directory (0700), checks it, and takes
-  read access away from group and others on what an older version, a copy or
-  an operator left readable; it returns what it changed so that the caller can
-  log it.
+* :func:`prepare_data_dir` creates the directory (0700) and refuses it when a
+  folder in it is writable by group or others, or an entry belongs to another
+  user: the files could have been replaced, so the server must not trust them
+  (it raises :class:`~chatnet.config.ConfigError` with the path and the command
+  that fixes it, before changing anything). Then it takes read access away
+  from group and others on what an older version, a copy or an operator left
+  readable, and returns what it changed so that the caller can log it.
 
 Symbolic links are neither followed nor changed.
 """
@@ -32,9 +31,6 @@ from chatnet.config import ConfigError
 #: The bits the umask always clears: nothing created is readable, writable or
 #: searchable by group or others.
 PRIVATE_UMASK = 0o077
-#: Subdirectories of the data directory checked before start (the rest of the
-#: tree is checked by :func:`prepare_data_dir`).
-IMPORTANT_SUBDIRS = ("tls", "files", "files/partial", "files/blobs")
 
 
 def private_umask() -> int:
@@ -66,29 +62,6 @@ def _check_entry(path: Path, st: os.stat_result, data_dir: Path, uid: int) -> No
             f"--data-dir: {path} is writable by group or others (mode "
             f"{stat.S_IMODE(st.st_mode):04o}), so its files cannot be trusted; check them "
             f"and make it private: chmod go-w {path} (or chmod -R go-rwx {data_dir})")
-
-
-def check_data_dir(data_dir: Path, uid: int | None = None) -> None:
-    """Refuse a data directory (or one of :data:`IMPORTANT_SUBDIRS`) that group or
-    others may write to, or that another user owns. Missing ones pass: they will
-    be created private. Reads only; changes nothing.
-
-    Args:
-        data_dir: the server's ``--data-dir``.
-        uid: the user that must own it; the effective user by default.
-
-    Raises:
-        ConfigError: naming the path and the command that fixes it.
-    """
-    uid = os.geteuid() if uid is None else uid
-    for path in (data_dir, *(data_dir / sub for sub in IMPORTANT_SUBDIRS)):
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise ConfigError(f"--data-dir: {path} must be a directory")
-        _check_entry(path, st, data_dir, uid)
 
 
 def prepare_data_dir(data_dir: Path, extra_files: Iterable[Path] = ()) -> list[Path]:

@@ -65,7 +65,7 @@ class ChatnetService(service.MultiService):
 
     Raises:
         ConfigError: the data directory is writable by group or others, or
-            belongs to another user (:func:`chatnet.datadir.check_data_dir`).
+            belongs to another user (:func:`chatnet.datadir.prepare_data_dir`).
     """
 
     log = Logger()
