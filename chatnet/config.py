@@ -24,6 +24,13 @@ DEFAULT_LOGIN_TIMEOUT = 10
 #: Unauthenticated connections allowed at once from one address, and in all.
 DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 256
 DEFAULT_MAX_UNAUTHENTICATED = 5000
+#: ``--durability`` values: what an acknowledged ``msg.send`` survives.
+#: ``process``: a crash of the server process (SQLite ``synchronous=NORMAL`` in
+#: WAL mode); ``power``: also a power loss or an OS crash (``synchronous=FULL``).
+DURABILITY_LEVELS = ("process", "power")
+#: Default seconds a transaction waits for a lock held by another connection
+#: before it fails with ``unavailable`` (``--db-busy-timeout``).
+DEFAULT_DB_BUSY_TIMEOUT = 5.0
 
 
 class ConfigError(ValueError):
@@ -68,6 +75,9 @@ class ServerConfig:
             ``auth.register`` per hour (a burst of that many, refilled evenly).
         credentials_poll: seconds between checks for password changes made
             elsewhere (another node, ``chatnet-admin``) whose sessions must end.
+        durability: ``process`` or ``power`` (:data:`DURABILITY_LEVELS`).
+        db_busy_timeout: seconds a transaction waits for a database lock (SQLite
+            ``busy_timeout``, PostgreSQL ``lock_timeout``) before it fails.
     """
 
     port: int = 5443
@@ -98,6 +108,8 @@ class ServerConfig:
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
     registrations_per_hour: int = 60
     credentials_poll: float = 5.0
+    durability: str = "process"
+    db_busy_timeout: float = DEFAULT_DB_BUSY_TIMEOUT
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -149,6 +161,10 @@ class ServerConfig:
         if database and not database.startswith(("sqlite:", "postgresql://", "postgres://")):
             raise ConfigError("--database must be sqlite:PATH or a postgresql:// URL, "
                               f"not {database!r}")
+        durability = str(options.get("durability") or "process")
+        if durability not in DURABILITY_LEVELS:
+            raise ConfigError(f"--durability must be one of {', '.join(DURABILITY_LEVELS)}, "
+                              f"not {durability!r}")
         node = options.get("node-id")
         quota = options.get("user-quota")
         return cls(
@@ -176,4 +192,6 @@ class ServerConfig:
                                                     1_000_000),
             max_unauthenticated=integer("max-unauthenticated", 1, 10_000_000),
             registrations_per_hour=integer("registrations-per-hour", 1, 10_000_000),
+            durability=durability,
+            db_busy_timeout=number("db-busy-timeout", 0.001, 3600),
         )

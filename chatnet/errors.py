@@ -83,6 +83,19 @@ class ChatError(Exception):
         return cls(code, message, details if isinstance(details, dict) else None)
 
 
+class StorageUnavailable(ChatError):
+    """The server's storage failed for a reason that passes (disk full, database
+    locked or read-only, connection to the database lost): code ``unavailable``,
+    the request may be sent again later (PROTOCOL.md 2, "Error codes").
+
+    Args:
+        message: what the peer is told.
+    """
+
+    def __init__(self, message: str = "the server's storage is unavailable; try again") -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, message)
+
+
 def bad_request(message: str) -> ChatError:
     """Shorthand for a ``bad_request`` error whose message names the field."""
     return ChatError(ErrorCode.BAD_REQUEST, message)

@@ -3,6 +3,8 @@
 Nothing else in chatnet imports the global reactor or builds these objects;
 everything below receives what it needs through its constructor.
 
+Construction makes the data directory private (umask 077, directory 0700,
+files 0600; see :mod:`chatnet.datadir`) before anything is written to it.
 Start-up (``startService``): migrate the database, load the membership map,
 start listening over TLS. Shutdown (``stopService``) runs in order: stop
 accepting, send ``session.ended {shutdown}`` and close every connection
@@ -13,6 +15,7 @@ database pool.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from twisted.application import service
@@ -25,6 +28,7 @@ from twisted.logger import Logger
 from chatnet.config import ServerConfig
 from chatnet.cred.checkers import LoginGuard, PasswordChecker, PasswordHasher, TokenChecker
 from chatnet.cred.realm import ChatRealm
+from chatnet.datadir import prepare_data_dir, private_umask
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService, CredentialWatch, TokenSweeper
@@ -40,8 +44,9 @@ from chatnet.wire.tls import DirectTLSFactory, listening_endpoint, server_tls_op
 
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
     """The store for a configuration (SQLite in the data dir unless ``--database``)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = engine_from_url(config.database, config.data_dir)
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    engine = engine_from_url(config.database, config.data_dir, config.durability,
+                             config.db_busy_timeout)
     return ChatStore(Database(engine, reactor), IdGenerator(config.node_id))
 
 
@@ -58,6 +63,10 @@ class ChatnetService(service.MultiService):
         ready: fires with the listening port when start-up has finished, or
             fails with the start-up error.
         ca_path: the CA file clients should trust, when the development CA is used.
+
+    Raises:
+        ConfigError: the data directory is writable by group or others, or
+            belongs to another user (:func:`chatnet.datadir.prepare_data_dir`).
     """
 
     log = Logger()
@@ -69,6 +78,19 @@ class ChatnetService(service.MultiService):
         self.port: IListeningPort | None = None
         self.ready: Deferred[IListeningPort] = Deferred()
         self.ca_path = None
+        # Private before anything is created: the development CA's keys below,
+        # the database, blobs.
+        private_umask()
+        database = config.database
+        sqlite_file = [Path(database.removeprefix("sqlite:"))] if database.startswith(
+            "sqlite:") else []
+        tightened = prepare_data_dir(config.data_dir, sqlite_file)
+        if tightened:
+            self.log.warn(
+                "took group and other access away from {count} path(s) they could read: "
+                "{paths}", count=len(tightened),
+                paths=", ".join(str(p) for p in tightened[:10])
+                + (" …" if len(tightened) > 10 else ""))
         if config.tls_cert is not None and config.tls_key is not None:
             cert, key = config.tls_cert, config.tls_key
         else:
@@ -109,7 +131,15 @@ class ChatnetService(service.MultiService):
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
 
     def startService(self) -> None:
-        """Begin the asynchronous start-up; a failure is logged and stops the reactor."""
+        """Begin the asynchronous start-up; a failure is logged and stops the reactor.
+
+        The umask is made private again here: twistd applies its own ``--umask``
+        between ``makeService`` and ``startService``; a looser one is overridden.
+        """
+        previous = private_umask()
+        if previous & 0o077 != 0o077:
+            self.log.info("umask {previous} widened to {now}: chatnet's data stays private",
+                          previous=f"{previous:04o}", now=f"{previous | 0o077:04o}")
         super().startService()
         d = Deferred.fromCoroutine(self._start())
         d.chainDeferred(self.ready)
@@ -117,6 +147,14 @@ class ChatnetService(service.MultiService):
 
     async def _start(self) -> IListeningPort:
         await self.store.db.migrate()
+        self.log.info("durability: {durability} (an acknowledged message survives {what})",
+                      durability=self.config.durability,
+                      what="a crash of this process, not a power loss or OS crash"
+                      if self.config.durability == "process"
+                      else "a crash of this process, a power loss or an OS crash")
+        for warning in await self.store.db.durability_warnings(self.config.durability):
+            self.log.warn("--durability {durability}: {warning}",
+                          durability=self.config.durability, warning=warning)
         self.fanout.load_memberships(await self.store.all_memberships())
         for timer in self._timers():
             timer.startService()

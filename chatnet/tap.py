@@ -12,6 +12,7 @@ from typing import Any
 from twisted.python import usage
 
 from chatnet.config import (
+    DEFAULT_DB_BUSY_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
     DEFAULT_MAX_FRAME,
@@ -77,6 +78,13 @@ class Options(usage.Options):
          "bytes one user's uploaded files may take in all (default: no limit)"],
         ["upload-expiry", None, str(24 * 3600),
          "seconds an unfinished upload is kept before it is removed"],
+        ["durability", None, "process",
+         "what an acknowledged message survives: 'process' (a crash of the server "
+         "process; SQLite synchronous=NORMAL) or 'power' (also power loss and OS "
+         "crashes; synchronous=FULL, slower commits)"],
+        ["db-busy-timeout", None, str(DEFAULT_DB_BUSY_TIMEOUT),
+         "seconds a transaction waits for a database lock held elsewhere before the "
+         "request fails with 'unavailable'"],
     ]
 
     def postOptions(self) -> None:
@@ -88,9 +96,17 @@ class Options(usage.Options):
 
 
 def makeService(options: Options) -> Any:
-    """Build the chatnet service from parsed options (called by twistd)."""
+    """Build the chatnet service from parsed options (called by twistd).
+
+    Raises:
+        SystemExit: the data directory is refused (writable by others, owned by
+            another user); the message names the path and the fix.
+    """
     from twisted.internet import reactor
 
     from chatnet.server import ChatnetService
 
-    return ChatnetService(options.config, reactor)
+    try:
+        return ChatnetService(options.config, reactor)
+    except ConfigError as exc:
+        raise SystemExit(f"twistd chatnet: {exc}") from None

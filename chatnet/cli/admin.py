@@ -23,8 +23,9 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 
-from chatnet.config import ServerConfig
+from chatnet.config import ConfigError, ServerConfig
 from chatnet.cred.checkers import PasswordHasher
+from chatnet.datadir import prepare_data_dir, private_umask
 from chatnet.errors import ChatError
 from chatnet.fanout import LocalFanout
 from chatnet.services.accounts import AccountService, check_new_password
@@ -83,9 +84,19 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
 
     Raises:
         ChatError: the command was refused (name taken, bad password …).
+        UsageError: the data directory is refused (writable by others, owned by
+            another user).
     """
     data_dir = Path(args.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Same rules as the server: what this command creates (a new database,
+    # its -wal/-shm) is private, and a data dir others could tamper with is refused.
+    private_umask()
+    database = str(args.database or "")
+    try:
+        prepare_data_dir(data_dir, [Path(database.removeprefix("sqlite:"))]
+                         if database.startswith("sqlite:") else [])
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     db = Database(engine_from_url(args.database, data_dir), reactor)
     hasher: PasswordHasher | None = None
     try:

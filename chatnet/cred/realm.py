@@ -27,6 +27,7 @@ from chatnet.fanout import LocalFanout
 from chatnet.interfaces import IChatAvatar, ISessionMind
 from chatnet.services import Clock, Services, ms
 from chatnet.store import UserRecord
+from chatnet.store.faults import log_background_failure
 
 AvatarTuple = tuple[Any, Any, Callable[[], None]]
 
@@ -145,7 +146,7 @@ class ChatRealm:
             done = True
             self.fanout.detach(avatar.mind)
             d = Deferred.fromCoroutine(self.services.users.session_ended(avatar))
-            d.addErrback(lambda f: self.log.failure("presence update at logout failed", f))
+            d.addErrback(log_background_failure(self.log, "presence update at logout failed"))
             self.log.info("{user} logged out (session {session})", user=avatar.username,
                           session=avatar.session_id)
 

@@ -28,6 +28,7 @@ chunk, so a slow downloader never makes the server hold a file in memory.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import mimetypes
 import os
@@ -44,6 +45,7 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.services import Actor, Clock, ms
@@ -55,6 +57,7 @@ from chatnet.services.avatars import (
     make_avatar,
 )
 from chatnet.store import ChatStore
+from chatnet.store.faults import log_background_failure
 from chatnet.store.files import AVATAR, FileRecord, UploadRecord
 
 #: Bytes per chunk offered to clients (well below the 1 MiB default frame).
@@ -73,6 +76,9 @@ MAX_OPEN_UPLOADS = 20
 DOWNLOAD_AUDIT_PERIOD = 3600
 #: Pictures decoded at once (each may take ~100 MB while it is decoded).
 _AVATAR_DECODERS = 1
+#: OS errors that mean the disk, not the request, is at fault: full, over quota,
+#: read-only, failing.
+_DISK_FAULTS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})
 
 
 def clean_name(name: str) -> str:
@@ -142,8 +148,31 @@ class FileService:
         return FilePerspective(self, actor)
 
     def in_thread(self, fn: Any, *args: Any) -> Deferred[Any]:
-        """Run blocking disk work in the reactor's thread pool."""
-        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+        """Run blocking disk work in the reactor's thread pool.
+
+        Returns:
+            a Deferred of ``fn``'s result. A full disk (or quota), a read-only
+            file system or an I/O error fails it with
+            :class:`~chatnet.errors.StorageUnavailable` (``unavailable``): the
+            upload can go on once there is room again.
+        """
+        faults = self.store.db.faults
+        what = "files: " + fn.__name__.strip("_")
+
+        def done(result: Any) -> Any:
+            if faults.failing:
+                faults.succeeded(what)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            if isinstance(error, OSError) and error.errno in _DISK_FAULTS:
+                raise faults.failed(what, error) from error
+            return failure
+
+        d = deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+        d.addCallbacks(done, failed)
+        return d
 
     def blob_path(self, sha256: str) -> Path:
         """Where the content with this SHA-256 lives."""
@@ -295,7 +324,8 @@ class FilePerspective:
         Raises:
             ChatError: ``not_found`` (no such upload of this user), ``bad_request``
                 (wrong offset; more bytes than declared, which discards the upload;
-                a chunk over ``chunk_size``).
+                a chunk over ``chunk_size``), ``unavailable`` (the disk is full:
+                nothing of the chunk is kept; send it again, or resume, later).
         """
         service = self.service
         if len(data) > service.chunk_size:
@@ -315,7 +345,8 @@ class FilePerspective:
             # of 256 KiB is not for the reactor); the upload's lock keeps any other
             # thread away from the hasher meanwhile.
             hasher = state.hasher if state.hashed == offset else None
-            await service.in_thread(_append, service.partial_path(upload_id), data, hasher)
+            await service.in_thread(_append, service.partial_path(upload_id), offset, data,
+                                    hasher)
             if hasher is not None:
                 state.hashed += len(data)
             state.received += len(data)
@@ -500,7 +531,7 @@ class UploadJanitor(TimerService):
 
     def _sweep(self) -> Deferred[Any]:
         d = Deferred.fromCoroutine(self.files.clean_stale(self.max_age))
-        d.addErrback(lambda f: self.log.failure("upload clean-up failed", f))
+        d.addErrback(log_background_failure(self.log, "upload clean-up failed"))
         return d
 
 
@@ -518,9 +549,21 @@ def _truncate(path: Path) -> None:
         pass
 
 
-def _append(path: Path, data: bytes, hasher: Any) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
+def _append(path: Path, offset: int, data: bytes, hasher: Any) -> None:
+    """Write ``data`` at ``offset`` (the end) and feed it to ``hasher`` (if any); on
+    failure (disk full) cut the file back to ``offset``, so the chunk can be sent
+    again or the upload resumed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.ftruncate(fd, offset)
+        raise
+    finally:
+        os.close(fd)
     if hasher is not None:
         hasher.update(data)
 
@@ -542,15 +585,22 @@ def _store_blob(partial: Path, blob: Path) -> None:
     if blob.exists():
         partial.unlink(missing_ok=True)  # same content already stored
         return
+    new_folder = not blob.parent.exists()
     blob.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(partial, blob)
-    directory = os.open(blob.parent, os.O_RDONLY)
+    # The rename, and a new blobs/<xx>/ folder's own entry, must be on disk too.
+    for directory in (blob.parent, blob.parent.parent) if new_folder else (blob.parent,):
+        _fsync_dir(directory)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(directory)
+        os.fsync(fd)
     finally:
-        os.close(directory)
+        os.close(fd)
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:

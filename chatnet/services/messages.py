@@ -23,6 +23,7 @@ from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore
+from chatnet.store.faults import log_background_failure
 from chatnet.wire.codec import event_frame, pack
 
 _MODERATORS = frozenset({"owner", "moderator"})
@@ -275,5 +276,5 @@ class ExpiryService(TimerService):
 
     def _tick(self) -> Deferred[Any]:
         d = Deferred.fromCoroutine(self.expire_now())
-        d.addErrback(lambda f: self.log.failure("message expiry failed", f))
+        d.addErrback(log_background_failure(self.log, "message expiry failed"))
         return d

@@ -11,6 +11,18 @@ serialised, which is what makes read-modify-write sequences safe on it.
 PostgreSQL runs with several, so every transaction written here uses atomic
 SQL (``UPDATE ... SET last_seq = last_seq + 1 RETURNING last_seq``) rather
 than read-then-write.
+
+Storage faults (disk full, database locked or read-only, connection lost;
+each engine's :meth:`Engine.is_unavailable` says which errors are such) become
+:class:`~chatnet.errors.StorageUnavailable` in :meth:`Database.run_interaction`,
+so every caller gets ``unavailable`` and the log gets one warning per burst
+(:mod:`chatnet.store.faults`).
+
+Durability (``--durability``): ``process`` runs SQLite with
+``synchronous=NORMAL`` in WAL mode (a commit survives a crash of the server
+process, not a power loss); ``power`` runs it with ``synchronous=FULL``. On
+PostgreSQL the server's own ``synchronous_commit`` and ``fsync`` decide; they
+are checked at start (:meth:`Database.durability_warnings`).
 """
 
 from __future__ import annotations
@@ -26,11 +38,19 @@ from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorThreads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from chatnet.store.faults import StorageFaults
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
+#: SQLite primary result codes that mean "the storage is unavailable for now":
+#: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
+#: ``PRAGMA synchronous`` per ``--durability`` level.
+SQLITE_SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
 
 
 class IntegrityError(Exception):
@@ -51,8 +71,15 @@ class Engine(Protocol):
     def is_integrity_error(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a constraint violation."""
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a storage fault that passes (full, locked, read-only,
+        connection lost) rather than a bug."""
+
     def begin(self, cursor: Any) -> None:
         """Open a transaction explicitly (needed on SQLite for DDL)."""
+
+    def durability_warnings(self, txn: Txn, durability: str) -> list[str]:
+        """What in the database's settings contradicts ``--durability``."""
 
 
 class SqliteEngine:
@@ -62,13 +89,17 @@ class SqliteEngine:
         path: the database file; created if missing.
         synchronous: the ``PRAGMA synchronous`` level. ``NORMAL`` (default) in WAL
             mode survives a crash of the process; ``FULL`` also survives power loss.
+        busy_timeout: seconds a statement waits for a lock held by another
+            connection (another process) before it fails with "database is locked".
     """
 
     name = "sqlite"
 
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL",
+                 busy_timeout: float = 5.0) -> None:
         self.path = str(path)
         self.synchronous = synchronous
+        self.busy_timeout_ms = max(1, round(busy_timeout * 1000))
 
     def make_pool(self, reactor: Any) -> adbapi.ConnectionPool:
         """Create a one-connection pool (serialised transactions)."""
@@ -78,8 +109,9 @@ class SqliteEngine:
         )
 
     def _on_connect(self, conn: sqlite3.Connection) -> None:
-        for pragma in ("journal_mode=WAL", f"synchronous={self.synchronous}",
-                       "foreign_keys=ON", "busy_timeout=5000"):
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        for pragma in (f"busy_timeout={self.busy_timeout_ms}", "journal_mode=WAL",
+                       f"synchronous={self.synchronous}", "foreign_keys=ON"):
             conn.execute("PRAGMA " + pragma)
 
     def convert(self, sql: str) -> str:
@@ -90,9 +122,29 @@ class SqliteEngine:
         """Whether ``exc`` is an ``sqlite3.IntegrityError``."""
         return isinstance(exc, sqlite3.IntegrityError)
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """"database is locked", "database or disk is full", "attempt to write a
+        readonly database", "disk I/O error", "unable to open database file"."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (isinstance(exc, sqlite3.Error) and isinstance(code, int)
+                and code & 0xFF in _SQLITE_UNAVAILABLE)
+
     def begin(self, cursor: Any) -> None:
         """Python's sqlite3 autocommits DDL unless a transaction is opened by hand."""
         cursor.execute("BEGIN")
+
+    def durability_warnings(self, txn: Txn, durability: str) -> list[str]:
+        """Checks that the connection runs in WAL mode at the ``synchronous`` level
+        asked for (``PRAGMA synchronous``: 1 = NORMAL, 2 = FULL)."""
+        levels = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+        warnings = []
+        mode = str(txn.scalar("PRAGMA journal_mode")).lower()
+        if mode != "wal":
+            warnings.append(f"SQLite journal_mode is {mode}, not wal")
+        level = txn.scalar("PRAGMA synchronous")
+        if level != levels[self.synchronous.upper()]:
+            warnings.append(f"SQLite synchronous is {level}, not {self.synchronous}")
+        return warnings
 
 
 class PostgresEngine:
@@ -102,20 +154,33 @@ class PostgresEngine:
         conninfo: a libpq connection string or URL, e.g.
             ``postgresql://127.0.0.1:5432/test``.
         pool_size: the number of pooled connections.
+        lock_timeout: seconds a statement waits for a lock held by another
+            session before it fails (``lock_timeout``; PostgreSQL's default is to
+            wait for ever, which would let one stuck session stall every pooled
+            connection); None keeps the server's setting.
     """
 
     name = "postgresql"
 
-    def __init__(self, conninfo: str, pool_size: int = 8) -> None:
+    def __init__(self, conninfo: str, pool_size: int = 8,
+                 lock_timeout: float | None = 5.0) -> None:
         self.conninfo = conninfo
         self.pool_size = pool_size
+        self.lock_timeout = lock_timeout
 
     def make_pool(self, reactor: Any) -> adbapi.ConnectionPool:
         """Create a pool of ``pool_size`` psycopg connections that reconnects."""
         return adbapi.ConnectionPool(
             "psycopg", self.conninfo, cp_min=1, cp_max=self.pool_size, cp_reconnect=True,
             cp_good_sql="SELECT 1", cp_reactor=reactor, cp_noisy=False,
+            cp_openfun=self._on_connect,
         )
+
+    def _on_connect(self, conn: Any) -> None:
+        if self.lock_timeout is not None:
+            # SET cannot take a bind parameter; the value is a number we made.
+            conn.execute(f"SET lock_timeout = {max(1, round(self.lock_timeout * 1000))}")
+            conn.commit()
 
     def convert(self, sql: str) -> str:
         """Rewrite ``?`` placeholders to psycopg's ``%s`` (escaping literal ``%``)."""
@@ -127,17 +192,48 @@ class PostgresEngine:
 
         return isinstance(exc, psycopg.IntegrityError)
 
+    def is_unavailable(self, exc: BaseException) -> bool:
+        """psycopg's ``OperationalError`` (connection lost, server shutting down,
+        disk full, lock timeout …), a read-only transaction (SQLSTATE 25006, e.g.
+        a standby or ``default_transaction_read_only``), and adbapi's
+        ``ConnectionLost``."""
+        import psycopg
+
+        return (isinstance(exc, psycopg.OperationalError | adbapi.ConnectionLost)
+                or getattr(exc, "sqlstate", None) == "25006")
+
     def begin(self, cursor: Any) -> None:
         """psycopg opens the transaction by itself."""
 
+    def durability_warnings(self, txn: Txn, durability: str) -> list[str]:
+        """With ``power``, PostgreSQL must flush each commit to disk itself:
+        ``fsync`` on and ``synchronous_commit`` not ``off``. (With ``process``
+        every commit is in PostgreSQL anyway, so a crash of chatnet loses nothing.)"""
+        if durability != "power":
+            return []
+        warnings = []
+        fsync = str(txn.scalar("SHOW fsync"))
+        if fsync != "on":
+            warnings.append(f"PostgreSQL runs with fsync={fsync}: a power loss or OS crash "
+                            "can lose or corrupt committed messages")
+        synchronous_commit = str(txn.scalar("SHOW synchronous_commit"))
+        if synchronous_commit == "off":
+            warnings.append("PostgreSQL runs with synchronous_commit=off: a power loss or OS "
+                            "crash can lose the last acknowledged messages; set it to 'on' "
+                            "for this database or role")
+        return warnings
 
-def engine_from_url(database: str, data_dir: Path) -> SqliteEngine | PostgresEngine:
+
+def engine_from_url(database: str, data_dir: Path, durability: str = "process",
+                    busy_timeout: float = 5.0) -> SqliteEngine | PostgresEngine:
     """Pick the engine for a ``--database`` value.
 
     Args:
         database: ``""`` (SQLite file ``chatnet.db`` in the data dir),
             ``sqlite:PATH``, or a ``postgresql://`` / ``postgres://`` URL.
         data_dir: the server's data directory.
+        durability: ``process`` or ``power`` (``--durability``).
+        busy_timeout: seconds to wait for a lock (``--db-busy-timeout``).
 
     Returns:
         the engine.
@@ -145,12 +241,13 @@ def engine_from_url(database: str, data_dir: Path) -> SqliteEngine | PostgresEng
     Raises:
         ValueError: the value is none of the above.
     """
+    synchronous = SQLITE_SYNCHRONOUS[durability]
     if not database:
-        return SqliteEngine(data_dir / "chatnet.db")
+        return SqliteEngine(data_dir / "chatnet.db", synchronous, busy_timeout)
     if database.startswith("sqlite:"):
-        return SqliteEngine(database.removeprefix("sqlite:"))
+        return SqliteEngine(database.removeprefix("sqlite:"), synchronous, busy_timeout)
     if database.startswith(("postgresql://", "postgres://")):
-        return PostgresEngine(database)
+        return PostgresEngine(database, lock_timeout=busy_timeout)
     raise ValueError(
         f"--database must be empty, sqlite:PATH or a postgresql:// URL, not {database!r}"
     )
@@ -250,6 +347,7 @@ class Database:
             reactor = global_reactor
         self.engine = engine
         self.pool = engine.make_pool(reactor)
+        self.faults = StorageFaults(reactor)
 
     def run_interaction(
         self, name: str, fn: Callable[Concatenate[Txn, P], R], *args: P.args, **kwargs: P.kwargs
@@ -262,14 +360,28 @@ class Database:
                 returns and rolls back when it raises.
 
         Returns:
-            a Deferred firing with ``fn``'s result, or failing with its exception.
+            a Deferred firing with ``fn``'s result, or failing with its exception;
+            a storage fault (:meth:`Engine.is_unavailable`) fails it with
+            :class:`~chatnet.errors.StorageUnavailable` instead.
         """
         engine = self.engine
 
         def interaction(cursor: Any) -> R:
             return fn(Txn(cursor, engine), *args, **kwargs)
 
+        def done(result: R) -> R:
+            if self.faults.failing:
+                self.faults.succeeded(name)
+            return result
+
+        def failed(failure: Failure) -> Failure:
+            error = failure.value
+            if error is not None and engine.is_unavailable(error):
+                raise self.faults.failed(name, error) from error
+            return failure
+
         d: Deferred[R] = self.pool.runInteraction(interaction)
+        d.addCallbacks(done, failed)
         return d
 
     async def migrate(self) -> int:
@@ -309,6 +421,12 @@ class Database:
         self.log.info("database schema at version {version} ({engine})", version=version,
                       engine=self.engine.name)
         return version
+
+    async def durability_warnings(self, durability: str) -> list[str]:
+        """What in the engine's settings contradicts ``--durability`` (``process``
+        or ``power``), in plain language; empty when all is as asked."""
+        return await self.run_interaction(
+            "durability", lambda txn: self.engine.durability_warnings(txn, durability))
 
     def close(self) -> None:
         """Close the pool's connections (waits for running transactions)."""

@@ -29,12 +29,18 @@ class TwistdServer:
     Args:
         data_dir: the server's data directory.
         extra: more ``twistd chatnet`` options.
+
+    Attributes:
+        port: the port it listens on once started; set it before :meth:`start`
+            to listen on that port (a restart on the same port), else a free one.
+        twistd_options: options for ``twistd`` itself (before ``chatnet``).
     """
 
     def __init__(self, data_dir: Path, *extra: str) -> None:
         self.data_dir = data_dir
         self.extra = extra
         self.port = 0
+        self.twistd_options: tuple[str, ...] = ()
         self.log = data_dir.parent / f"{data_dir.name}-twistd.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -47,9 +53,10 @@ class TwistdServer:
         """Start and wait until it listens (reads the port from its log)."""
         self.log.write_bytes(b"")
         self.process = subprocess.Popen(
-            [command("twistd"), "--nodaemon", "--pidfile=", f"--logfile={self.log}", "chatnet",
-             "--port", "0", "--interface", "127.0.0.1", "--data-dir", str(self.data_dir),
-             *self.extra], cwd=self.data_dir.parent)
+            [command("twistd"), "--nodaemon", "--pidfile=", f"--logfile={self.log}",
+             *self.twistd_options, "chatnet", "--port", str(self.port),
+             "--interface", "127.0.0.1", "--data-dir", str(self.data_dir), *self.extra],
+            cwd=self.data_dir.parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             match = _LISTENING.search(self.log.read_text(errors="replace"))
@@ -72,6 +79,15 @@ class TwistdServer:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         status = self.process.wait(timeout)
+        self.process = None
+        return status
+
+    def kill(self) -> int:
+        """SIGKILL (no shutdown at all, as in a crash) and reap; returns the status."""
+        if self.process is None:
+            return 0
+        self.process.kill()
+        status = self.process.wait()
         self.process = None
         return status
 
