@@ -73,6 +73,13 @@ class _PendingSend:
     args: dict[str, Any]
     result: Deferred[dict[str, Any]] = field(default_factory=Deferred)
     generation: int = -1
+    #: Refusals with ``unavailable`` in a row (the server's storage is failing).
+    unavailable: int = 0
+
+
+#: Longest wait between re-sends of a message the server refused with
+#: ``unavailable``, seconds (the wait doubles from 0.5 s).
+_UNAVAILABLE_RETRY_CEILING = 30.0
 
 
 class ChatSession:
@@ -604,6 +611,7 @@ class ChatSession:
         generation = self._generation
 
         def acknowledged(result: dict[str, Any]) -> None:
+            entry.unavailable = 0
             if self._outbox.get(client_msg_id) is entry:
                 del self._outbox[client_msg_id]
             if not entry.result.called:
@@ -616,6 +624,17 @@ class ChatSession:
                 return
             if isinstance(error, ChatError) and error.code is ErrorCode.RATE_LIMITED:
                 delay = (error.details or {}).get("retry_after_ms", 1000) / 1000.0
+                entry.generation = -1
+                self.reactor.callLater(delay, self._retransmit, client_msg_id, generation)
+                return
+            if isinstance(error, ChatError) and error.code is ErrorCode.UNAVAILABLE:
+                # The server could not store it now (disk full, database locked):
+                # nothing was stored, so the same send is safe to repeat later.
+                entry.unavailable += 1
+                delay = min(_UNAVAILABLE_RETRY_CEILING, 0.5 * 2 ** (entry.unavailable - 1))
+                suggested = (error.details or {}).get("retry_after_ms")
+                if isinstance(suggested, int):
+                    delay = max(delay, suggested / 1000.0)
                 entry.generation = -1
                 self.reactor.callLater(delay, self._retransmit, client_msg_id, generation)
                 return

@@ -414,3 +414,36 @@ async def test_msg_changes_pages_in_change_order_and_needs_membership(server):
     with pytest.raises(ChatError) as caught:
         await eve.request("msg.changes", {"room_id": rid, "since_ts": 0})
     assert caught.value.code is ErrorCode.NOT_FOUND
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_send_refused_as_unavailable_is_retried_until_the_storage_is_back(server):
+    """While the server's storage refuses writes (``unavailable``), send_message keeps
+    the message and retries with back-off instead of failing; once the storage is
+    back it is acknowledged, and stored exactly once."""
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    alice = make_session(server, "alice")
+    await alice.start(register=True)
+    room = await alice.call("room.create", {"name": "r", "visibility": "private"})
+    store = server.service.store
+    refused: Deferred[None] = Deferred()
+
+    def observe(event: dict[str, Any]) -> None:
+        if (event.get("log_level") is LogLevel.warn and not refused.called
+                and str(event.get("log_format", "")).startswith("storage unavailable")):
+            refused.callback(None)
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        await store.db.run_interaction("test", lambda t: t.scalar("PRAGMA query_only = 1"))
+        sent = alice.send_message(room["room_id"], "kept", client_msg_id="kept-1")
+        await refused
+        assert not sent.called and alice.unacknowledged == 1
+        await store.db.run_interaction("test", lambda t: t.scalar("PRAGMA query_only = 0"))
+        ack = await sent
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    history = await alice.call("msg.history", {"room_id": room["room_id"], "after_seq": 0})
+    assert [(m["seq"], m["body"]) for m in history["messages"]] == [(ack["seq"], "kept")]
+    await alice.close()
