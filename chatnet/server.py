@@ -3,15 +3,18 @@
 Nothing else in chatnet imports the global reactor or builds these objects;
 everything below receives what it needs through its constructor.
 
-Start-up (``startService``): migrate the database, load the membership map,
-start listening over TLS. Shutdown (``stopService``) runs in order: stop
-accepting, send ``session.ended {shutdown}`` and close every connection
-(aborting stragglers after a grace period), stop the expiry loop, close the
-database pool.
+Construction creates or renews the development certificates (without
+``--tls-cert``). Start-up (``startService``): migrate the database, load the
+membership map, start the expiry, upload-cleaning and certificate-renewal
+loops, start listening over TLS. Shutdown (``stopService``) runs in order:
+stop accepting, send ``session.ended {shutdown}`` and close every connection
+(aborting stragglers after a grace period), stop the loops, close the database
+pool.
 """
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from twisted.application import service
@@ -34,7 +37,13 @@ from chatnet.services.users import UserService
 from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
 from chatnet.wire.certs import ensure_dev_pki
 from chatnet.wire.server import ChatServerFactory
-from chatnet.wire.tls import DirectTLSFactory, listening_endpoint, server_tls_options
+from chatnet.wire.tls import (
+    DevCertificateRenewal,
+    DirectTLSFactory,
+    ServerTLS,
+    listening_endpoint,
+    log_dev_pki,
+)
 
 
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
@@ -57,6 +66,9 @@ class ChatnetService(service.MultiService):
         ready: fires with the listening port when start-up has finished, or
             fails with the start-up error.
         ca_path: the CA file clients should trust, when the development CA is used.
+        tls: the listener's TLS settings (:class:`~chatnet.wire.tls.ServerTLS`).
+        cert_renewal: the daily development-certificate check, or None with
+            ``--tls-cert``.
     """
 
     log = Logger()
@@ -68,17 +80,17 @@ class ChatnetService(service.MultiService):
         self.port: IListeningPort | None = None
         self.ready: Deferred[IListeningPort] = Deferred()
         self.ca_path = None
+        self.cert_renewal: DevCertificateRenewal | None = None
         if config.tls_cert is not None and config.tls_key is not None:
-            cert, key = config.tls_cert, config.tls_key
+            self.tls = ServerTLS(config.tls_cert, config.tls_key, config.tls_client_ca)
         else:
-            pki = ensure_dev_pki(config.data_dir / "tls")
-            cert, key, self.ca_path = pki.server_cert, pki.server_key, pki.ca_cert
-            self.log.info(
-                "{what} development CA: clients should trust {ca} "
-                "(SHA-256 fingerprint {fingerprint})",
-                what="created" if pki.created else "using", ca=str(pki.ca_cert.resolve()),
-                fingerprint=pki.ca_fingerprint)
-        self.tls_options = server_tls_options(cert, key, config.tls_client_ca)
+            tls_dir = config.data_dir / "tls"
+            pki = ensure_dev_pki(
+                tls_dir, datetime.datetime.fromtimestamp(reactor.seconds(), datetime.UTC))
+            log_dev_pki(self.log, pki)
+            self.ca_path = pki.ca_cert
+            self.tls = ServerTLS(pki.server_cert, pki.server_key, config.tls_client_ca)
+            self.cert_renewal = DevCertificateRenewal(tls_dir, self.tls, reactor)
         self.store = build_store(config, reactor)
         self.fanout = LocalFanout()
         self.hasher = hasher = PasswordHasher(reactor, config.argon2_time_cost,
@@ -113,8 +125,10 @@ class ChatnetService(service.MultiService):
         self.fanout.load_memberships(await self.store.all_memberships())
         self.expiry.startService()
         self.janitor.startService()
+        if self.cert_renewal is not None:
+            self.cert_renewal.startService()
         endpoint = listening_endpoint(self.reactor, self.config.port, self.config.interface)
-        self.port = await endpoint.listen(DirectTLSFactory(self.tls_options, False, self.factory))
+        self.port = await endpoint.listen(DirectTLSFactory(self.tls, False, self.factory))
         self.log.info("chatnet listening on {interface}:{port} (TLS)",
                       interface=self.config.interface,
                       port=getattr(self.port.getHost(), "port", self.config.port))
@@ -137,8 +151,8 @@ class ChatnetService(service.MultiService):
                 await stopped
             self.port = None
         await self.factory.end_all_sessions("shutdown", self.config.shutdown_grace)
-        for timer in (self.expiry, self.janitor):
-            if timer.running:
+        for timer in (self.expiry, self.janitor, self.cert_renewal):
+            if timer is not None and timer.running:
                 await timer.stopService()
         self.store.db.close()
         self.hasher.stop()
