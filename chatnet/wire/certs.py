@@ -65,7 +65,36 @@ class CertPair:
 
     def fingerprint(self) -> str:
         """SHA-256 fingerprint of the certificate, as colon-separated hex."""
-        return self.cert.fingerprint(hashes.SHA256()).hex(":").upper()
+        return fingerprint_text(self.cert.fingerprint(hashes.SHA256()))
+
+
+def parse_pin(pin: str) -> bytes:
+    """A SHA-256 certificate fingerprint from text.
+
+    Args:
+        pin: 64 hex digits, in any case, with or without colons (or spaces)
+            between the bytes, e.g. as the server logs it.
+
+    Returns:
+        the 32-byte digest.
+
+    Raises:
+        ValueError: ``pin`` is not such a fingerprint (the message says so).
+    """
+    digits = pin.strip().replace(":", "").replace(" ", "")
+    try:
+        digest = bytes.fromhex(digits)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise ValueError(f"pin must be a SHA-256 fingerprint: 64 hex digits, colons "
+                         f"optional (e.g. as the server logs it), not {pin!r}")
+    return digest
+
+
+def fingerprint_text(digest: bytes) -> str:
+    """A fingerprint as the server logs it: colon-separated upper-case hex."""
+    return digest.hex(":").upper()
 
 
 def _name(common_name: str) -> x509.Name:

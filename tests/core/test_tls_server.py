@@ -16,24 +16,17 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import formatEvent, globalLogPublisher
 
 from chatnet.client.connection import ChatConnection
-from chatnet.wire.certs import (
-    SERVER_ADDRESSES,
-    CertPair,
-    ensure_dev_pki,
-    make_ca,
-    make_leaf,
-    server_hostnames,
-)
+from chatnet.wire.certs import ensure_dev_pki, make_ca, make_leaf
 from chatnet.wire.tls import DevCertificateRenewal
 from tests.core.conftest import require_services
+from tests.support.pki import dev_server_leaf, fingerprint, load_dev_ca, write_dev_leaf
 from tests.support.server import RunningServer, start_server, test_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,26 +85,6 @@ def _leaf_of(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificates(path.read_bytes())[0]
 
 
-def _fingerprint(cert: x509.Certificate) -> str:
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
-
-
-def _write_leaf(tls_dir: Path, leaf: CertPair, ca: CertPair) -> None:
-    (tls_dir / "server.key").write_bytes(leaf.key_pem())
-    (tls_dir / "server.pem").write_bytes(leaf.cert_pem() + ca.cert_pem())
-
-
-def _load_ca(tls_dir: Path) -> CertPair:
-    key = serialization.load_pem_private_key((tls_dir / "ca.key").read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return CertPair(x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes()), key)
-
-
-def _server_leaf(ca: CertPair, **kwargs: object) -> CertPair:
-    return make_leaf(ca, "chatnet server", hostnames=server_hostnames(),
-                     addresses=list(SERVER_ADDRESSES), **kwargs)  # type: ignore[arg-type]
-
-
 def test_dev_pki_is_made_once_with_a_leaf_of_at_most_365_days(tmp_path):
     """The first call makes the CA and a server certificate of at most 365 days
     (chained to the CA); a second call keeps both."""
@@ -121,7 +94,7 @@ def test_dev_pki_is_made_once_with_a_leaf_of_at_most_365_days(tmp_path):
     leaf = _leaf_of(first.server_cert)
     assert leaf.not_valid_after_utc - leaf.not_valid_before_utc <= datetime.timedelta(days=365)
     chain = x509.load_pem_x509_certificates(first.server_cert.read_bytes())
-    assert [c.subject for c in chain] == [leaf.subject, _load_ca(tmp_path).cert.subject]
+    assert [c.subject for c in chain] == [leaf.subject, load_dev_ca(tmp_path).cert.subject]
     again = ensure_dev_pki(tmp_path, now + datetime.timedelta(days=1))
     assert not again.created and again.renewed is None
     assert again.server_fingerprint == first.server_fingerprint
@@ -140,22 +113,22 @@ def test_dev_leaf_is_renewed_30_days_before_it_expires_and_the_ca_stays(tmp_path
     assert late.server_fingerprint != first.server_fingerprint
     assert late.server_not_after > expiry
     assert late.ca_fingerprint == first.ca_fingerprint and not late.created
-    _leaf_of(late.server_cert).verify_directly_issued_by(_load_ca(tmp_path).cert)
+    _leaf_of(late.server_cert).verify_directly_issued_by(load_dev_ca(tmp_path).cert)
 
 
 @pytest.mark.parametrize(("make", "reason"), [
-    (lambda ca: _server_leaf(ca, days=730), "lifetime of 730 days is over 365"),
+    (lambda ca: dev_server_leaf(ca, days=730), "lifetime of 730 days is over 365"),
     (lambda ca: make_leaf(ca, "chatnet server", hostnames=["old-name"],
                           addresses=["127.0.0.1"]), "names 127.0.0.1, old-name"),
-    (lambda ca: _server_leaf(ca, not_before=_utc(days=-400)), "expired on"),
-    (lambda ca: _server_leaf(make_ca("another CA")), "not issued by the current CA"),
+    (lambda ca: dev_server_leaf(ca, not_before=_utc(days=-400)), "expired on"),
+    (lambda ca: dev_server_leaf(make_ca("another CA")), "not issued by the current CA"),
 ])
 def test_unfit_dev_leaf_is_reissued(tmp_path, make, reason):
     """A leaf made with the old two-year lifetime, for other names, expired, or from
     another CA is replaced at once; the reason says which."""
     ensure_dev_pki(tmp_path, _utc())
-    ca = _load_ca(tmp_path)
-    _write_leaf(tmp_path, make(ca), ca)
+    ca = load_dev_ca(tmp_path)
+    write_dev_leaf(tmp_path, make(ca), ca)
     pki = ensure_dev_pki(tmp_path, _utc())
     assert pki.renewed is not None and reason in pki.renewed, pki.renewed
     assert not pki.created
@@ -168,8 +141,8 @@ def test_dev_leaf_whose_key_file_does_not_match_is_reissued(tmp_path):
     """A server.key that does not belong to server.pem (a crash between the two
     writes) gets a new pair."""
     ensure_dev_pki(tmp_path, _utc())
-    ca = _load_ca(tmp_path)
-    (tmp_path / "server.key").write_bytes(_server_leaf(ca).key_pem())
+    ca = load_dev_ca(tmp_path)
+    (tmp_path / "server.key").write_bytes(dev_server_leaf(ca).key_pem())
     pki = ensure_dev_pki(tmp_path, _utc())
     assert pki.renewed == "its key file does not match it"
 
@@ -203,9 +176,9 @@ async def test_start_replaces_an_old_two_year_dev_leaf_and_logs_it(tmp_path):
     what clients trust, stays; the log says why, with the new fingerprint."""
     tls_dir = tmp_path / "data" / "tls"
     ensure_dev_pki(tls_dir, _utc())
-    ca = _load_ca(tls_dir)
-    old = _server_leaf(ca, days=730)
-    _write_leaf(tls_dir, old, ca)
+    ca = load_dev_ca(tls_dir)
+    old = dev_server_leaf(ca, days=730)
+    write_dev_leaf(tls_dir, old, ca)
     with _LogLines() as log:
         server = await start_server(test_config(tmp_path / "data"))
     try:
@@ -215,7 +188,7 @@ async def test_start_replaces_an_old_two_year_dev_leaf_and_logs_it(tmp_path):
         assert lifetime <= datetime.timedelta(days=365)
         said = "\n".join(log.lines)
         assert "because its lifetime of 730 days is over 365" in said
-        assert _fingerprint(served) in said
+        assert fingerprint(served) in said
         assert f"using development CA: clients should trust {server.ca.resolve()}" in said
         await conn.close()
     finally:
@@ -231,9 +204,9 @@ async def test_daily_check_renews_the_leaf_and_new_connections_get_it(server):
     tls_dir = server.ca.parent
     first, before = await _served_leaf(server)
     # Time passes: the certificate on disk now has 31.5 days left at clock start.
-    ca = _load_ca(tls_dir)
-    aging = _server_leaf(ca, not_before=_utc(days=-335.5))
-    _write_leaf(tls_dir, aging, ca)
+    ca = load_dev_ca(tls_dir)
+    aging = dev_server_leaf(ca, not_before=_utc(days=-335.5))
+    write_dev_leaf(tls_dir, aging, ca)
     clock = Clock()
     clock.advance((_utc(days=-2) - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC))
                   .total_seconds())
@@ -244,15 +217,15 @@ async def test_daily_check_renews_the_leaf_and_new_connections_get_it(server):
             assert renewal.last is not None and renewal.last.renewed is None
             clock.advance(24 * 3600)
             assert renewal.last.renewed is None  # 30.5 days left
-            assert _fingerprint(_leaf_of(tls_dir / "server.pem")) == _fingerprint(aging.cert)
+            assert fingerprint(_leaf_of(tls_dir / "server.pem")) == fingerprint(aging.cert)
             clock.advance(24 * 3600)
             renewed = renewal.last
             assert renewed.renewed is not None and "expires on" in renewed.renewed
         finally:
             await renewal.stopService()
     served, after = await _served_leaf(server)
-    assert _fingerprint(served) == renewed.server_fingerprint
-    assert renewed.server_fingerprint not in (_fingerprint(first), _fingerprint(aging.cert))
+    assert fingerprint(served) == renewed.server_fingerprint
+    assert renewed.server_fingerprint not in (fingerprint(first), fingerprint(aging.cert))
     said = "\n".join(log.lines)
     assert renewed.server_fingerprint in said and "new connections use" in said
     assert "ts" in await before.request("session.ping")
