@@ -100,7 +100,7 @@ class ChatnetService(service.MultiService):
                                  config.max_file_size, config.user_quota)
         self.chat_services = Services(
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
-                                    config.token_lifetime),
+                                    config.token_lifetime, config.tls_client_cert_login),
             users=users,
             rooms=RoomService(self.store, self.fanout, users, reactor),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
@@ -108,7 +108,8 @@ class ChatnetService(service.MultiService):
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)
-        realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session)
+        realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session,
+                          config.tls_client_cert_login)
         portal = Portal(realm, [PasswordChecker(self.store, hasher),
                                 TokenChecker(self.store, reactor), AllowAnonymousAccess()])
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)

@@ -28,6 +28,10 @@ class Options(usage.Options):
         ["open-registration", None, "let anyone create an account with auth.register"],
         ["single-session", None,
          "a new login ends the user's other sessions (session.ended: replaced)"],
+        ["tls-client-cert-login", None,
+         "a client certificate's common name must be the username that logs in "
+         "(needs --tls-client-ca; the password is still checked). Without it, any "
+         "certificate from --tls-client-ca may log in as anyone"],
     ]
     optParameters = [
         ["port", "p", "5443", "TCP port to listen on (0 picks a free one)"],
@@ -41,7 +45,8 @@ class Options(usage.Options):
          "PEM certificate chain of the server (default: generated development CA)"],
         ["tls-key", None, None, "PEM private key of --tls-cert"],
         ["tls-client-ca", None, None,
-         "PEM CA file: require client certificates signed by it (mutual TLS)"],
+         "PEM CA file: require client certificates signed by it (mutual TLS; a "
+         "network gate only, unless --tls-client-cert-login)"],
         ["max-frame", None, str(DEFAULT_MAX_FRAME),
          "largest frame accepted, in bytes; larger ones get too_large and a close"],
         ["idle-timeout", None, str(DEFAULT_IDLE_TIMEOUT),

@@ -107,9 +107,12 @@ class ChatConnection(Protocol):
         if not self.close_reason:
             self.close_reason = reason.getErrorMessage()
         error: type[ConnectionClosed] = ConnectionClosed
-        if not self.handshake.called and reason.check(SSL.Error, VerificationError,
-                                                      CertificateRejected):
-            # Lost before the handshake finished, by a TLS error: verification.
+        # Lost by a TLS error before the handshake finished (our verdict on the
+        # server), or before the server said hello (in TLS 1.3 the server refuses a
+        # missing or unknown client certificate only after our side is done).
+        if (not self.handshake.called and reason.check(SSL.Error, VerificationError,
+                                                       CertificateRejected)) or (
+                self.hello_result is None and reason.check(SSL.Error)):
             error = TLSVerificationError
             self.close_reason = _ssl_reason(reason.value or SSL.Error())
         self.core.closed = True

@@ -8,7 +8,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from chatnet.cred.checkers import PasswordHasher, token_hash
+from chatnet.cred.checkers import PasswordHasher, check_certificate_user, token_hash
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
@@ -39,17 +39,21 @@ class AccountService:
         clock: time source.
         open_registration: whether ``auth.register`` is allowed.
         token_lifetime: seconds a resume token lives.
+        certificate_login: ``auth.register`` only creates the account that the
+            connection's client certificate names (``--tls-client-cert-login``).
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, hasher: PasswordHasher, clock: Clock,
-                 open_registration: bool, token_lifetime: int) -> None:
+                 open_registration: bool, token_lifetime: int,
+                 certificate_login: bool = False) -> None:
         self.store = store
         self.hasher = hasher
         self.clock = clock
         self.open_registration = open_registration
         self.token_lifetime = token_lifetime
+        self.certificate_login = certificate_login
 
     def perspective(self, actor: Actor) -> AccountPerspective:
         """The account perspective of one session (anonymous or logged in)."""
@@ -117,10 +121,15 @@ class AccountPerspective:
 
         Raises:
             ChatError: ``forbidden`` when registration is closed, ``conflict``
-                when the name is taken, ``bad_request`` for a short password.
+                when the name is taken, ``bad_request`` for a short password,
+                ``unauthenticated`` when the client certificate names another
+                user (``--tls-client-cert-login``).
         """
         if not self.service.open_registration:
             raise ChatError(ErrorCode.FORBIDDEN, "registration is closed on this server")
+        if self.service.certificate_login:
+            mind = getattr(self.actor, "mind", None)
+            check_certificate_user(getattr(mind, "certificate_user", None), username)
         user = await self.service.create_user(username, password, (), display_name)
         return {"user_id": user.user_id, "username": user.username}
 

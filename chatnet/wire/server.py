@@ -29,7 +29,7 @@ from twisted.cred.credentials import Anonymous, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
@@ -39,12 +39,14 @@ from zope.interface import implementer
 
 from chatnet import PROTOCOL_VERSION, __version__
 from chatnet.config import ServerConfig
+from chatnet.cred.checkers import check_certificate_user
 from chatnet.cred.credentials import Token
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.interfaces import IChatAvatar, ISessionMind
 from chatnet.services import Clock, Services, ms
 from chatnet.wire.codec import error_frame, event_frame, result_frame, unpack
 from chatnet.wire.ops import OPS, Op
+from chatnet.wire.tls import peer_certificate_user
 
 #: Requests one connection may have in flight before the server stops reading from it.
 MAX_IN_FLIGHT = 64
@@ -283,7 +285,7 @@ class Outbox:
         self._wake_writers()
 
 
-@implementer(ISessionMind)
+@implementer(ISessionMind, IHandshakeListener)
 class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
     """One client connection: handshake, state gate, dispatch (module docstring).
 
@@ -314,6 +316,11 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
         self._outbox: Outbox | None = None
         self._bucket: TokenBucket | None = None
         self._lost: Deferred[None] = Deferred()
+        self.certificate_user: str | None = None
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up: note whom the client certificate (mutual TLS) names."""
+        self.certificate_user = peer_certificate_user(self.transport)
 
     # -- connection lifecycle --------------------------------------------------------------
 
@@ -589,6 +596,9 @@ class ChatServerProtocol(Int32StringReceiver, TimeoutMixin):
             ChatError: ``unauthenticated`` (same message whether the user exists
                 or not), ``banned``, ``conflict`` (a login is already under way).
         """
+        if self.factory.config.tls_client_cert_login:
+            # Before the password is checked: a certificate holder learns nothing of it.
+            check_certificate_user(self.certificate_user, username)
         credentials = UsernamePassword(username.encode("utf-8"), password.encode("utf-8"))
         avatar = await self._portal_login(credentials)
         token = await self.factory.services.accounts.issue_token(avatar.user_id)

@@ -288,6 +288,24 @@ def listening_endpoint(reactor: Any, port: int, interface: str) -> Any:
     return endpoints.TCP4ServerEndpoint(reactor, port, interface=interface)
 
 
+def peer_certificate_user(transport: Any) -> str | None:
+    """The case-folded subject common name of the client certificate on a server-side
+    TLS transport (mutual TLS), or None without a certificate or a CN.
+
+    Call it once the handshake has completed (``IHandshakeListener``).
+    """
+    handle = transport.getHandle() if hasattr(transport, "getHandle") else None
+    if not isinstance(handle, SSL.Connection):
+        return None
+    # pyOpenSSL >= 24.3 API; the installed types-pyOpenSSL stubs predate as_cryptography.
+    connection: Any = handle
+    cert: x509.Certificate | None = connection.get_peer_certificate(as_cryptography=True)
+    if cert is None:
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value).strip().casefold() if names else None
+
+
 # -- client side -------------------------------------------------------------------------
 
 #: OpenSSL verification errors that mean "the chain does not end at a CA this

@@ -67,7 +67,8 @@ def test_twistd_lists_the_chatnet_plugin():
     options = subprocess.run([command("twistd"), "chatnet", "--help"], capture_output=True,
                              text=True, timeout=60)
     for option in ("--port", "--interface", "--data-dir", "--database", "--tls-cert",
-                   "--tls-key", "--tls-client-ca", "--open-registration", "--max-frame",
+                   "--tls-key", "--tls-client-ca", "--tls-client-cert-login",
+                   "--open-registration", "--max-frame",
                    "--idle-timeout", "--single-session"):
         assert option in options.stdout, option
 
