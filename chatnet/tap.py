@@ -21,7 +21,9 @@ class Options(usage.Options):
     longdesc = (
         "Runs the chatnet chat server over TLS. With no --tls-cert, the first start "
         "creates a development CA and a server certificate in <data-dir>/tls/ and logs "
-        "where the CA file is (clients trust it with --ca). Data lives in --data-dir: "
+        "where the CA file is (clients trust it with --ca, or pin its fingerprint with "
+        "--pin); the server certificate lives 365 days and is renewed by itself 30 days "
+        "before it expires. Data lives in --data-dir: "
         "the SQLite database chatnet.db unless --database names another."
     )
     optFlags = [

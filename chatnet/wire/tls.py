@@ -169,24 +169,31 @@ class ServerTLS:
 
     Raises:
         ValueError: as :func:`server_tls_options`.
+        OpenSSL.SSL.Error: the key does not belong to the certificate.
     """
-
-    log = Logger()
 
     def __init__(self, cert_path: Path, key_path: Path,
                  client_ca_path: Path | None = None) -> None:
         self.cert_path = cert_path
         self.key_path = key_path
         self.client_ca_path = client_ca_path
-        self.options = server_tls_options(cert_path, key_path, client_ca_path)
+        self.options = self._load()
+
+    def _load(self) -> HardenedCertificateOptions:
+        options = server_tls_options(self.cert_path, self.key_path, self.client_ca_path)
+        # Make the OpenSSL context now: it checks that key and certificate belong
+        # together here rather than at the next client's handshake.
+        options.getContext()
+        return options
 
     def reload(self) -> None:
         """Read the certificate, key and client CA files again.
 
         Raises:
-            ValueError: a file is unreadable; the old settings stay in use.
+            ValueError, OpenSSL.SSL.Error: a file is unreadable, or the key does
+                not match; the old settings stay in use.
         """
-        self.options = server_tls_options(self.cert_path, self.key_path, self.client_ca_path)
+        self.options = self._load()
 
     def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """A server-side OpenSSL connection with the current settings."""

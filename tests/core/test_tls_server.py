@@ -231,3 +231,20 @@ async def test_daily_check_renews_the_leaf_and_new_connections_get_it(server):
     assert "ts" in await before.request("session.ping")
     await before.close()
     await after.close()
+
+
+def test_reload_with_a_mismatched_key_keeps_the_old_settings(tmp_path):
+    """ServerTLS.reload checks the new key against the new certificate at once; on
+    failure it raises and the listener keeps the settings it had."""
+    from OpenSSL import SSL
+
+    from chatnet.wire.tls import ServerTLS
+
+    pki = ensure_dev_pki(tmp_path, _utc())
+    tls = ServerTLS(pki.server_cert, pki.server_key)
+    before = tls.options
+    ca = load_dev_ca(tmp_path)
+    (tmp_path / "server.key").write_bytes(dev_server_leaf(ca).key_pem())
+    with pytest.raises(SSL.Error):
+        tls.reload()
+    assert tls.options is before
