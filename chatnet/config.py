@@ -50,6 +50,9 @@ class ServerConfig:
         tls_cert: PEM certificate chain, or None to use/generate the development CA.
         tls_key: PEM private key of ``tls_cert``.
         tls_client_ca: PEM CA; when set, clients must present a certificate it signed.
+        tls_client_cert_login: the client certificate's subject common name must be
+            the username that logs in (needs ``tls_client_ca``); without it the
+            client CA only gates the network.
         open_registration: whether ``auth.register`` is allowed.
         max_frame: largest frame accepted or sent, in bytes.
         idle_timeout: seconds without a frame before the server closes a connection.
@@ -87,6 +90,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    tls_client_cert_login: bool = False
     open_registration: bool = False
     max_frame: int = DEFAULT_MAX_FRAME
     idle_timeout: int = DEFAULT_IDLE_TIMEOUT
@@ -157,6 +161,10 @@ class ServerConfig:
         tls_cert, tls_key = existing_file("tls-cert"), existing_file("tls-key")
         if (tls_cert is None) != (tls_key is None):
             raise ConfigError("--tls-cert and --tls-key must be given together")
+        tls_client_ca = existing_file("tls-client-ca")
+        if options.get("tls-client-cert-login") and tls_client_ca is None:
+            raise ConfigError("--tls-client-cert-login needs --tls-client-ca (the CA whose "
+                              "client certificates name the users)")
         database = str(options.get("database") or "")
         if database and not database.startswith(("sqlite:", "postgresql://", "postgres://")):
             raise ConfigError("--database must be sqlite:PATH or a postgresql:// URL, "
@@ -174,7 +182,8 @@ class ServerConfig:
             database=database,
             tls_cert=tls_cert,
             tls_key=tls_key,
-            tls_client_ca=existing_file("tls-client-ca"),
+            tls_client_ca=tls_client_ca,
+            tls_client_cert_login=bool(options.get("tls-client-cert-login")),
             open_registration=bool(options.get("open-registration")),
             max_frame=integer("max-frame", 4096, 64 * 1024 * 1024),
             idle_timeout=integer("idle-timeout", 5, 24 * 3600),

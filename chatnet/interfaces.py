@@ -25,6 +25,9 @@ class ISessionMind(Interface):
     username = Attribute("str: the logged-in user's name; '' before login")
     client = Attribute("str: the client name sent in session.hello")
     peer = Attribute("str: the peer address, host:port")
+    certificate_user = Attribute(
+        "str | None: the subject common name of the client's TLS certificate (mutual "
+        "TLS, --tls-client-ca), case-folded; None without one (or before the handshake)")
     since = Attribute("int: when the session logged in, ms since epoch")
     authenticated_ts = Attribute("int: when the session last proved its credentials (login, "
                                  "resume, password change), ms since epoch; 0 before login")

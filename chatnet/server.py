@@ -4,17 +4,19 @@ Nothing else in chatnet imports the global reactor or builds these objects;
 everything below receives what it needs through its constructor.
 
 Construction makes the data directory private (umask 077, directory 0700,
-files 0600; see :mod:`chatnet.datadir`) before anything is written to it.
+files 0600; see :mod:`chatnet.datadir`) before anything is written to it, and
+creates or renews the development certificates (without ``--tls-cert``).
 Start-up (``startService``): migrate the database, load the membership map,
-start listening over TLS. Shutdown (``stopService``) runs in order: stop
-accepting, send ``session.ended {shutdown}`` and close every connection
-(aborting stragglers after a grace period), stop the periodic services (expiry,
-upload clean-up, the password-change watch, the token sweep), close the
-database pool.
+start the periodic services (expiry, upload clean-up, the password-change
+watch, the token sweep, certificate renewal), start listening over TLS.
+Shutdown (``stopService``) runs in order: stop accepting, send
+``session.ended {shutdown}`` and close every connection (aborting stragglers
+after a grace period), stop the periodic services, close the database pool.
 """
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,13 @@ from chatnet.services.users import UserService
 from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
 from chatnet.wire.certs import ensure_dev_pki
 from chatnet.wire.server import ChatServerFactory
-from chatnet.wire.tls import DirectTLSFactory, listening_endpoint, server_tls_options
+from chatnet.wire.tls import (
+    DevCertificateRenewal,
+    DirectTLSFactory,
+    ServerTLS,
+    listening_endpoint,
+    log_dev_pki,
+)
 
 
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
@@ -63,6 +71,9 @@ class ChatnetService(service.MultiService):
         ready: fires with the listening port when start-up has finished, or
             fails with the start-up error.
         ca_path: the CA file clients should trust, when the development CA is used.
+        tls: the listener's TLS settings (:class:`~chatnet.wire.tls.ServerTLS`).
+        cert_renewal: the daily development-certificate check, or None with
+            ``--tls-cert``.
 
     Raises:
         ConfigError: the data directory is writable by group or others, or
@@ -91,17 +102,17 @@ class ChatnetService(service.MultiService):
                 "{paths}", count=len(tightened),
                 paths=", ".join(str(p) for p in tightened[:10])
                 + (" …" if len(tightened) > 10 else ""))
+        self.cert_renewal: DevCertificateRenewal | None = None
         if config.tls_cert is not None and config.tls_key is not None:
-            cert, key = config.tls_cert, config.tls_key
+            self.tls = ServerTLS(config.tls_cert, config.tls_key, config.tls_client_ca)
         else:
-            pki = ensure_dev_pki(config.data_dir / "tls")
-            cert, key, self.ca_path = pki.server_cert, pki.server_key, pki.ca_cert
-            self.log.info(
-                "{what} development CA: clients should trust {ca} "
-                "(SHA-256 fingerprint {fingerprint})",
-                what="created" if pki.created else "using", ca=str(pki.ca_cert.resolve()),
-                fingerprint=pki.ca_fingerprint)
-        self.tls_options = server_tls_options(cert, key, config.tls_client_ca)
+            tls_dir = config.data_dir / "tls"
+            pki = ensure_dev_pki(
+                tls_dir, datetime.datetime.fromtimestamp(reactor.seconds(), datetime.UTC))
+            log_dev_pki(self.log, pki)
+            self.ca_path = pki.ca_cert
+            self.tls = ServerTLS(pki.server_cert, pki.server_key, config.tls_client_ca)
+            self.cert_renewal = DevCertificateRenewal(tls_dir, self.tls, reactor)
         self.store = build_store(config, reactor)
         self.fanout = LocalFanout()
         self.hasher = hasher = PasswordHasher(reactor, config.argon2_time_cost,
@@ -113,7 +124,8 @@ class ChatnetService(service.MultiService):
         self.chat_services = Services(
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
                                     config.token_lifetime, self.fanout,
-                                    config.registrations_per_hour),
+                                    config.registrations_per_hour,
+                                    config.tls_client_cert_login),
             users=users,
             rooms=RoomService(self.store, self.fanout, users, reactor),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
@@ -124,7 +136,8 @@ class ChatnetService(service.MultiService):
         self.credential_watch = CredentialWatch(self.store, self.fanout, reactor,
                                                 config.credentials_poll)
         self.token_sweeper = TokenSweeper(self.store, reactor)
-        realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session)
+        realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session,
+                          config.tls_client_cert_login)
         self.login_guard = LoginGuard(self.store, reactor)
         portal = Portal(realm, [PasswordChecker(self.store, hasher, self.login_guard),
                                 TokenChecker(self.store, reactor), AllowAnonymousAccess()])
@@ -159,7 +172,7 @@ class ChatnetService(service.MultiService):
         for timer in self._timers():
             timer.startService()
         endpoint = listening_endpoint(self.reactor, self.config.port, self.config.interface)
-        self.port = await endpoint.listen(DirectTLSFactory(self.tls_options, False, self.factory))
+        self.port = await endpoint.listen(DirectTLSFactory(self.tls, False, self.factory))
         self.log.info("chatnet listening on {interface}:{port} (TLS)",
                       interface=self.config.interface,
                       port=getattr(self.port.getHost(), "port", self.config.port))
@@ -167,7 +180,11 @@ class ChatnetService(service.MultiService):
 
     def _timers(self) -> tuple[service.Service, ...]:
         """The periodic services, started after migration and stopped after the sessions."""
-        return (self.expiry, self.janitor, self.credential_watch, self.token_sweeper)
+        timers: tuple[service.Service, ...] = (self.expiry, self.janitor, self.credential_watch,
+                                               self.token_sweeper)
+        if self.cert_renewal is not None:
+            timers += (self.cert_renewal,)
+        return timers
 
     def _start_failed(self, failure: Any) -> None:
         self.log.failure("chatnet could not start", failure)

@@ -31,13 +31,19 @@ class Options(usage.Options):
     longdesc = (
         "Runs the chatnet chat server over TLS. With no --tls-cert, the first start "
         "creates a development CA and a server certificate in <data-dir>/tls/ and logs "
-        "where the CA file is (clients trust it with --ca). Data lives in --data-dir: "
+        "where the CA file is (clients trust it with --ca, or pin its fingerprint with "
+        "--pin); the server certificate lives 365 days and is renewed by itself 30 days "
+        "before it expires. Data lives in --data-dir: "
         "the SQLite database chatnet.db unless --database names another."
     )
     optFlags = [
         ["open-registration", None, "let anyone create an account with auth.register"],
         ["single-session", None,
          "a new login ends the user's other sessions (session.ended: replaced)"],
+        ["tls-client-cert-login", None,
+         "a client certificate's common name must be the username that logs in "
+         "(needs --tls-client-ca; the password is still checked). Without it, any "
+         "certificate from --tls-client-ca may log in as anyone"],
     ]
     optParameters = [
         ["port", "p", "5443", "TCP port to listen on (0 picks a free one)"],
@@ -51,7 +57,8 @@ class Options(usage.Options):
          "PEM certificate chain of the server (default: generated development CA)"],
         ["tls-key", None, None, "PEM private key of --tls-cert"],
         ["tls-client-ca", None, None,
-         "PEM CA file: require client certificates signed by it (mutual TLS)"],
+         "PEM CA file: require client certificates signed by it (mutual TLS; a "
+         "network gate only, unless --tls-client-cert-login)"],
         ["max-frame", None, str(DEFAULT_MAX_FRAME),
          "largest frame accepted after login, in bytes; larger ones get too_large and a "
          f"close (before login the limit is {PRE_LOGIN_MAX_FRAME})"],

@@ -3,6 +3,7 @@
 Interactive::
 
     chatnet --host chat.example.com --ca ca.pem --user alice
+    chatnet --host chat.example.com --pin 3F:A2:...:9C --user alice   # no CA file
 
 asks for the password (or takes ``$CHATNET_PASSWORD``), logs in, prints what
 was missed while offline, and gives a prompt. Lines starting with ``/`` are
@@ -40,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=5443, help="server port (default: 5443)")
     parser.add_argument("--ca", help="PEM CA file to trust (the server's <data-dir>/tls/ca.pem "
                         "for its development CA); default: the system's CAs")
+    parser.add_argument("--pin", type=_pin, metavar="SHA256",
+                        help="accept the server only if its certificate or its CA has this "
+                        "SHA-256 fingerprint (hex, colons optional; the server logs its CA's "
+                        "at start). With --ca, checked in addition; without --ca, the pinned "
+                        "certificate is the only CA trusted")
     parser.add_argument("--cert", help="PEM client certificate (servers with mutual TLS)")
     parser.add_argument("--key", help="PEM key of --cert")
     parser.add_argument("--user", required=True, help="your username")
@@ -51,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--to", help="a username: send as a direct message")
     send.add_argument("text", nargs="+", help="the message")
     return parser
+
+
+def _pin(text: str) -> str:
+    """argparse type of ``--pin``: the text, once it is known to be a fingerprint."""
+    from chatnet.wire.certs import parse_pin  # cryptography only: no reactor is chosen
+
+    try:
+        parse_pin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def read_password(prompt: str = "Password: ") -> str:

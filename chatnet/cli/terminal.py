@@ -81,7 +81,7 @@ class TerminalClient:
 
     Args:
         reactor: the (asyncio) reactor.
-        args: parsed command-line options (host, port, ca, cert, key, user).
+        args: parsed command-line options (host, port, ca, pin, cert, key, user).
         password: the password typed at start.
         output: ``print_formatted_text``-like callable (replaceable in tests).
     """
@@ -169,7 +169,8 @@ class TerminalClient:
         """A session for the configured user (not started)."""
         session = ChatSession(self.reactor, self.args.host, self.args.port, self.args.user,
                               self.password, ca=self.args.ca, client_cert=self.args.cert,
-                              client_key=self.args.key, client_name="chatnet-terminal")
+                              client_key=self.args.key, client_name="chatnet-terminal",
+                              pin=self.args.pin)
         session.add_listener(self.on_event)
         session.add_state_listener(self.on_state)
         return session
@@ -631,7 +632,7 @@ async def run_send(reactor: Any, args: argparse.Namespace, password: str) -> int
     text = " ".join(args.text)
     try:
         conn = await connect(reactor, args.host, args.port, args.ca, args.cert, args.key,
-                             client="chatnet-send")
+                             client="chatnet-send", pin=args.pin)
     except Exception as exc:
         sys.stderr.write(f"chatnet: cannot connect to {args.host}:{args.port}: {_err(exc)}\n")
         return 1

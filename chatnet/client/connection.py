@@ -37,7 +37,7 @@ from chatnet.client.core import (  # noqa: E402
     ProtocolError,
     TLSVerificationError,
 )
-from chatnet.wire.tls import client_tls_options  # noqa: E402
+from chatnet.wire.tls import CertificateRejected, client_tls_options  # noqa: E402
 
 EventListener = Callable[[Event], None]
 #: The client name sent in ``session.hello`` unless another is given.
@@ -107,8 +107,12 @@ class ChatConnection(Protocol):
         if not self.close_reason:
             self.close_reason = reason.getErrorMessage()
         error: type[ConnectionClosed] = ConnectionClosed
-        if not self.handshake.called and reason.check(SSL.Error, VerificationError):
-            # Lost before the handshake finished, by a TLS error: verification.
+        # Lost by a TLS error before the handshake finished (our verdict on the
+        # server), or before the server said hello (in TLS 1.3 the server refuses a
+        # missing or unknown client certificate only after our side is done).
+        if (not self.handshake.called and reason.check(SSL.Error, VerificationError,
+                                                       CertificateRejected)) or (
+                self.hello_result is None and reason.check(SSL.Error)):
             error = TLSVerificationError
             self.close_reason = _ssl_reason(reason.value or SSL.Error())
         self.core.closed = True
@@ -219,18 +223,29 @@ class ChatConnection(Protocol):
 
 
 def _ssl_reason(error: BaseException) -> str:
-    """OpenSSL's error list, or service_identity's mismatch, as one readable phrase."""
+    """Why the TLS handshake failed, as one readable phrase: our own verdict on the
+    server's certificate, service_identity's mismatch, or OpenSSL's errors (with a
+    hint for the alerts a server sends when it wants a client certificate)."""
+    if isinstance(error, CertificateRejected):
+        return str(error)
     if isinstance(error, VerificationError):
         names = [getattr(getattr(e, "mismatched_id", None), "hostname", None) or
                  getattr(getattr(e, "mismatched_id", None), "ip", None) for e in error.errors]
         shown = ", ".join(n.decode() if isinstance(n, bytes) else str(n) for n in names if n)
-        return f"it is not valid for {shown or 'this host'}"
+        return f"the server's certificate is not valid for {shown or 'this host'}"
     details = error.args[0] if error.args else []
+    text = str(error) or error.__class__.__name__
     if isinstance(details, list):
         texts = [str(item[-1]) for item in details if isinstance(item, tuple) and item]
         if texts:
-            return "; ".join(texts)
-    return str(error) or error.__class__.__name__
+            text = "; ".join(texts)
+    hint = ""
+    if "certificate required" in text or "handshake failure" in text:
+        hint = (" (a server with --tls-client-ca wants a client certificate from its CA: "
+                "client_cert= / --cert)")
+    elif "unknown ca" in text or "bad certificate" in text:
+        hint = " (the server does not accept this client certificate)"
+    return f"the TLS handshake with the server failed: {text}{hint}"
 
 
 class ChatConnectionFactory(Factory):
@@ -243,39 +258,53 @@ class ChatConnectionFactory(Factory):
 def client_endpoint(reactor: Any, host: str, port: int, ca: str | Path | None = None,
                     client_cert: str | Path | None = None,
                     client_key: str | Path | None = None,
-                    timeout: float = 10.0) -> Any:
+                    timeout: float = 10.0, pin: str | None = None) -> Any:
     """A TLS client endpoint that verifies the server (PROTOCOL.md 1).
 
     Args:
         host: server hostname or IP address; the certificate must match it.
         port: server port (5443 by default on servers).
         ca: PEM CA file to trust (the server's ``<data-dir>/tls/ca.pem`` for the
-            development CA); None trusts the system store.
+            development CA); None trusts the system store (or only ``pin``).
         client_cert: PEM client certificate, for servers with ``--tls-client-ca``.
         client_key: its PEM key.
         timeout: TCP connect timeout, in seconds.
+        pin: SHA-256 fingerprint (hex, colons optional, any case) that the
+            server's certificate or its CA's must have, e.g. the CA fingerprint
+            the server logs at start (it survives certificate renewals). With
+            ``ca``, in addition to the usual checks; without, the pinned
+            certificate is the only trust anchor (see
+            :class:`chatnet.wire.tls.ClientTLS`).
+
+    Raises:
+        ValueError: ``pin`` is not a SHA-256 fingerprint, or a file is unreadable.
     """
     return endpoints.wrapClientTLS(
-        client_tls_options(host, ca, client_cert, client_key),
+        client_tls_options(host, ca, client_cert, client_key, pin),
         endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout))
 
 
 async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = None,
                   client_cert: str | Path | None = None,
                   client_key: str | Path | None = None,
-                  hello: bool = True, client: str = DEFAULT_CLIENT) -> ChatConnection:
+                  hello: bool = True, client: str = DEFAULT_CLIENT,
+                  pin: str | None = None) -> ChatConnection:
     """Open a verified TLS connection and (by default) say hello.
+
+    Arguments as :func:`client_endpoint`.
 
     Returns:
         the connected :class:`ChatConnection`.
 
     Raises:
+        ValueError: ``pin`` is not a SHA-256 fingerprint.
         twisted.internet.error.ConnectError: the server cannot be reached.
-        TLSVerificationError: the server's certificate is not trusted or does not
-            match ``host`` (a ``ChatError`` with code ``unavailable``).
+        TLSVerificationError: the server's certificate is not trusted, has
+            expired, does not match ``host`` or ``pin`` (a ``ChatError`` with
+            code ``unavailable`` whose message says which).
         ChatError: ``protocol_version``.
     """
-    endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key)
+    endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key, pin=pin)
     connection: ChatConnection = await endpoints.connectProtocol(endpoint, ChatConnection())
     if hello:
         try:

@@ -38,11 +38,14 @@ class ConnectionClosed(ChatError):
 
 
 class TLSVerificationError(ConnectionClosed):
-    """The TLS handshake failed: the server's certificate is not trusted (wrong
-    CA file, expired) or does not match the host name (code ``unavailable``)."""
+    """The TLS handshake failed (code ``unavailable``): the server's certificate is
+    not trusted (unknown CA), has expired, does not match the host name or the
+    pin, or the server refused us (e.g. no client certificate). The message says
+    what is wrong and what to do, e.g. "the server's certificate has expired (not
+    valid after 2026-01-01 00:00 UTC); ..."."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(f"the server's certificate could not be verified: {message}")
+        super().__init__(message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,12 @@ class ChatSession:
         ping_interval: seconds between ``session.ping`` (PROTOCOL.md 3.7: 30).
         ping_timeout: seconds without an answer to a ping before the connection
             is considered dead and dropped.
+        pin: SHA-256 fingerprint that the server's certificate or its CA's must
+            have (see :func:`chatnet.client.connection.client_endpoint`).
+
+    Raises:
+        ValueError: no password and no token, or ``pin`` is not a SHA-256
+            fingerprint.
 
     Attributes:
         state: the current :class:`SessionState`.
@@ -125,7 +131,7 @@ class ChatSession:
                  client_key: str | Path | None = None, client_name: str = DEFAULT_CLIENT,
                  retry_initial: float = 0.5, retry_max: float = 15.0,
                  retry_jitter: float = 2.0, ping_interval: float = 30.0,
-                 ping_timeout: float = 20.0) -> None:
+                 ping_timeout: float = 20.0, pin: str | None = None) -> None:
         if password is None and token is None:
             raise ValueError("a password or a token is needed")
         self.reactor = reactor
@@ -143,7 +149,8 @@ class ChatSession:
         self.ended_reason: str | None = None
         self.hello_result: dict[str, Any] | None = None
         self.presence: str | None = None
-        self._endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key)
+        self._endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key,
+                                         pin=pin)
         self._retry = backoffPolicy(retry_initial, retry_max, 2.0,
                                     lambda: random.uniform(0, retry_jitter))
         self._service: ClientService | None = None

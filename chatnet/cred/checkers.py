@@ -50,6 +50,33 @@ LOCKOUT_CEILING = 15 * 60.0
 MAX_QUEUED_HASHES = 32
 
 
+def check_certificate_user(certificate_user: str | None, username: str) -> None:
+    """With ``--tls-client-cert-login``: the client certificate must be the user's own.
+
+    A client certificate from the ``--tls-client-ca`` CA only lets its holder log
+    in (or resume, or register) as the user named by its subject common name;
+    the password is still checked.
+
+    Args:
+        certificate_user: the certificate's CN, case-folded (None: no certificate
+            or no CN).
+        username: the user logging in (case-folded here like usernames are).
+
+    Raises:
+        ChatError: ``unauthenticated``, saying the certificate is for another user.
+    """
+    wanted = username.strip().casefold()
+    if certificate_user is None:
+        raise ChatError(ErrorCode.UNAUTHENTICATED,
+                        "this server requires the client certificate of the user who logs "
+                        "in, and this connection's certificate names no user")
+    if certificate_user != wanted:
+        raise ChatError(ErrorCode.UNAUTHENTICATED,
+                        f"this client certificate is for another user ({certificate_user!r}, "
+                        f"not {wanted!r}): log in as {certificate_user!r}, or connect with "
+                        f"{wanted!r}'s own certificate")
+
+
 def token_hash(token: str) -> str:
     """The stored form of a resume token: hex SHA-256 (tokens are random, no salt needed)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -3,7 +3,8 @@
 ``portal.login(credentials, mind, IChatAvatar)`` fires with ``(IChatAvatar,
 avatar, logout)``. For the anonymous id the avatar has only the ``accounts``
 perspective (registration). For a user the realm loads the account, refuses
-banned ones, applies the single-session policy, binds the mind (the
+banned ones (and, with ``--tls-client-cert-login``, a client certificate made
+out to someone else), applies the single-session policy, binds the mind (the
 connection) to the avatar, attaches it to the fan-out and announces presence.
 ``logout`` undoes that exactly once, whether the client logs out or the
 connection drops.
@@ -22,6 +23,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from chatnet.cred.checkers import check_certificate_user
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.fanout import LocalFanout
 from chatnet.interfaces import IChatAvatar, ISessionMind
@@ -96,16 +98,20 @@ class ChatRealm:
         fanout: the session registry.
         clock: time source.
         single_session: end a user's other sessions (``replaced``) at each login.
+        certificate_login: a session's client certificate must name the user it
+            logs in as (``--tls-client-cert-login``; see
+            :func:`~chatnet.cred.checkers.check_certificate_user`).
     """
 
     log = Logger()
 
     def __init__(self, services: Services, fanout: LocalFanout, clock: Clock,
-                 single_session: bool = False) -> None:
+                 single_session: bool = False, certificate_login: bool = False) -> None:
         self.services = services
         self.fanout = fanout
         self.clock = clock
         self.single_session = single_session
+        self.certificate_login = certificate_login
 
     def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
         """Return (or fire with) ``(IChatAvatar, avatar, logout)``.
@@ -123,6 +129,9 @@ class ChatRealm:
         user = await self.services.users.store.user_by_id(user_id)
         if user is None:
             raise UnauthorizedLogin("wrong username or password")
+        if self.certificate_login:
+            # Before anything happens for the user (single-session, presence).
+            check_certificate_user(mind.certificate_user, user.username)
         if user.banned:
             raise ChatError(ErrorCode.BANNED, "this account is banned")
         avatar = ChatAvatar(user, mind, self.services, secrets.token_hex(8), ms(self.clock))

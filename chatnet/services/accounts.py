@@ -18,7 +18,7 @@ from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from chatnet.cred.checkers import PasswordHasher, token_hash
+from chatnet.cred.checkers import PasswordHasher, check_certificate_user, token_hash
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
@@ -53,13 +53,15 @@ class AccountService:
         token_lifetime: seconds a resume token lives.
         fanout: the sessions of this node (a password change ends the others).
         registrations_per_hour: accounts one peer address may create per hour.
+        certificate_login: ``auth.register`` only creates the account that the
+            connection's client certificate names (``--tls-client-cert-login``).
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, hasher: PasswordHasher, clock: Clock,
                  open_registration: bool, token_lifetime: int, fanout: LocalFanout,
-                 registrations_per_hour: int = 60) -> None:
+                 registrations_per_hour: int = 60, certificate_login: bool = False) -> None:
         self.fanout = fanout
         # A burst of an hour's worth, refilled evenly: one address cannot fill
         # the user table however fast it asks.
@@ -70,6 +72,7 @@ class AccountService:
         self.clock = clock
         self.open_registration = open_registration
         self.token_lifetime = token_lifetime
+        self.certificate_login = certificate_login
 
     def perspective(self, actor: Actor) -> AccountPerspective:
         """The account perspective of one session (anonymous or logged in)."""
@@ -165,10 +168,15 @@ class AccountPerspective:
         Raises:
             ChatError: ``forbidden`` when registration is closed, ``conflict``
                 when the name is taken, ``bad_request`` for a short password,
-                ``rate_limited`` when the address created too many accounts lately.
+                ``rate_limited`` when the address created too many accounts lately,
+                ``unauthenticated`` when the client certificate names another
+                user (``--tls-client-cert-login``).
         """
         if not self.service.open_registration:
             raise ChatError(ErrorCode.FORBIDDEN, "registration is closed on this server")
+        if self.service.certificate_login:
+            mind = getattr(self.actor, "mind", None)
+            check_certificate_user(getattr(mind, "certificate_user", None), username)
         address = getattr(self.actor.mind, "peer_host", "")
         wait = self.service.registrations.take(address, 1)
         if wait:

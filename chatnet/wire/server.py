@@ -37,6 +37,7 @@ from twisted.cred.credentials import Anonymous
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -45,6 +46,7 @@ from zope.interface import implementer
 
 from chatnet import PROTOCOL_VERSION, __version__
 from chatnet.config import PRE_LOGIN_MAX_FRAME, ServerConfig
+from chatnet.cred.checkers import check_certificate_user
 from chatnet.cred.credentials import PeerUsernamePassword, Token
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.interfaces import IChatAvatar, ISessionMind
@@ -54,6 +56,7 @@ from chatnet.wire.framing import FrameDecoder, FrameError
 from chatnet.wire.limits import EXPENSIVE_UNIT_BYTES, ConnectionGate, TokenBucket, UserBudgets
 from chatnet.wire.ops import OPS, Op
 from chatnet.wire.outbox import Outbox, WriteCoalescer
+from chatnet.wire.tls import peer_certificate_user
 
 #: Requests (and notifications still being handled) one connection may have in
 #: flight before the server stops reading from it.
@@ -69,7 +72,7 @@ def _retry_after(seconds: float) -> dict[str, Any]:
     return {"retry_after_ms": max(1, int(seconds * 1000 + 0.999))}
 
 
-@implementer(ISessionMind)
+@implementer(ISessionMind, IHandshakeListener)
 class ChatServerProtocol(Protocol, TimeoutMixin):
     """One client connection: admission, handshake, state gate, dispatch (module docstring).
 
@@ -109,6 +112,11 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self._outbox: Outbox | None = None
         self._bucket: TokenBucket | None = None
         self._lost: Deferred[None] = Deferred()
+        self.certificate_user: str | None = None
+
+    def handshakeCompleted(self) -> None:
+        """TLS is up: note whom the client certificate (mutual TLS) names."""
+        self.certificate_user = peer_certificate_user(self.transport)
 
     # -- connection lifecycle --------------------------------------------------------------
 
@@ -472,6 +480,9 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
                 ``rate_limited`` (too many failed logins for this name or from
                 this address), ``unavailable`` (the password checks are saturated).
         """
+        if self.factory.config.tls_client_cert_login:
+            # Before the password is checked: a certificate holder learns nothing of it.
+            check_certificate_user(self.certificate_user, username)
         credentials = PeerUsernamePassword(username.encode("utf-8"), password.encode("utf-8"),
                                            self.peer_host)
         avatar = await self._portal_login(credentials)

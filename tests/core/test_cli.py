@@ -43,15 +43,18 @@ def terminal(server: TwistdServer, user: str, password: str = PASSWORD) -> pexpe
     return child
 
 
-def send_cmd(server: TwistdServer, user: str, *args: str,
-             password: str | None = PASSWORD) -> subprocess.CompletedProcess[str]:
-    """``chatnet ... send ARGS`` with the password in the environment."""
+def send_cmd(server: TwistdServer, user: str, *args: str, password: str | None = PASSWORD,
+             trust: tuple[str, ...] | None = None) -> subprocess.CompletedProcess[str]:
+    """``chatnet ... send ARGS`` with the password in the environment; ``trust`` replaces
+    ``--ca <the server's CA>`` (e.g. with ``--pin ...``)."""
     env = dict(os.environ)
     env.pop("CHATNET_PASSWORD", None)
     if password is not None:
         env["CHATNET_PASSWORD"] = password
+    if trust is None:
+        trust = ("--ca", str(server.ca))
     return subprocess.run([command("chatnet"), "--host", "localhost", "--port", str(server.port),
-                           "--ca", str(server.ca), "--user", user, "send", *args],
+                           *trust, "--user", user, "send", *args],
                           capture_output=True, text=True, env=env, timeout=60,
                           stdin=subprocess.DEVNULL)
 
@@ -64,7 +67,8 @@ def test_twistd_lists_the_chatnet_plugin():
     options = subprocess.run([command("twistd"), "chatnet", "--help"], capture_output=True,
                              text=True, timeout=60)
     for option in ("--port", "--interface", "--data-dir", "--database", "--tls-cert",
-                   "--tls-key", "--tls-client-ca", "--open-registration", "--max-frame",
+                   "--tls-key", "--tls-client-ca", "--tls-client-cert-login",
+                   "--open-registration", "--max-frame",
                    "--idle-timeout", "--single-session"):
         assert option in options.stdout, option
 
@@ -133,6 +137,23 @@ def test_send_one_shot_reaches_an_interactive_user(twistd: TwistdServer):
     assert missing.returncode == 2 and "CHATNET_PASSWORD" in missing.stderr
     alice.sendline("/quit")
     alice.expect(pexpect.EOF)
+
+
+def test_send_with_a_pin_instead_of_the_ca_file(twistd: TwistdServer):
+    """`chatnet --pin` with the CA fingerprint the server logged needs no CA file; a
+    wrong pin exits 1 saying the pin did not match; a malformed one is a usage error."""
+    logged = twistd.text().split("SHA-256 fingerprint ")[1].split(")")[0]
+    sent = send_cmd(twistd, "bob", "--to", "alice", "pinned", trust=("--pin", logged))
+    assert sent.returncode == 0, sent.stderr
+    lower = logged.replace(":", "").lower()
+    sent = send_cmd(twistd, "bob", "--to", "alice", "again",
+                    trust=("--ca", str(twistd.ca), "--pin", lower))
+    assert sent.returncode == 0, sent.stderr
+    wrong = send_cmd(twistd, "bob", "--to", "alice", "x", trust=("--pin", "AB" * 32))
+    assert wrong.returncode == 1
+    assert "do not match the pinned SHA-256 fingerprint " + "AB:" * 31 + "AB" in wrong.stderr
+    bad = send_cmd(twistd, "bob", "--to", "alice", "x", trust=("--pin", "not-hex"))
+    assert bad.returncode == 2 and "--pin: pin must be a SHA-256 fingerprint" in bad.stderr
 
 
 def test_two_people_chat_and_incoming_text_keeps_the_typed_line(twistd: TwistdServer):

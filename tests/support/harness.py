@@ -162,13 +162,15 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
     users = UserService(store, fanout, clock, files=files)
     services = Services(
         accounts=AccountService(store, hasher, clock, config.open_registration,
-                                config.token_lifetime, fanout, config.registrations_per_hour),
+                                config.token_lifetime, fanout, config.registrations_per_hour,
+                                config.tls_client_cert_login),
         users=users,
         rooms=RoomService(store, fanout, users, clock),
         messages=MessageService(store, fanout, clock),
         files=files,
     )
-    realm = ChatRealm(services, fanout, clock, config.single_session)
+    realm = ChatRealm(services, fanout, clock, config.single_session,
+                      config.tls_client_cert_login)
     portal = Portal(realm, [PasswordChecker(store, hasher, LoginGuard(store, clock)),
                             TokenChecker(store, clock), AllowAnonymousAccess()])
     factory = ChatServerFactory(config, portal, services, clock)
