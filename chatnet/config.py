@@ -16,6 +16,10 @@ from typing import Any
 DEFAULT_MAX_FRAME = 1024 * 1024
 #: PROTOCOL.md 3.7: the default idle timeout, in seconds.
 DEFAULT_IDLE_TIMEOUT = 90
+#: docs/protocol.md 5: the default number of rooms (group and direct) one user may be in.
+DEFAULT_MAX_ROOMS = 1000
+#: docs/protocol.md 5: the default number of pending invitations one user may have sent.
+DEFAULT_MAX_INVITES = 1000
 
 
 class ConfigError(ValueError):
@@ -51,6 +55,9 @@ class ServerConfig:
         user_quota: bytes one user's files may take, None for unlimited.
         upload_expiry: seconds an unfinished upload is kept before it is removed.
         server_name: the server name sent in ``session.hello``.
+        max_rooms: rooms (group and direct) one user may be a member of.
+        max_invites: pending invitations one user may have sent (each expires
+            after ``chatnet.services.rooms.INVITE_LIFETIME``).
     """
 
     port: int = 5443
@@ -76,6 +83,8 @@ class ServerConfig:
     max_file_size: int = 100 * 1024 * 1024
     user_quota: int | None = None
     upload_expiry: int = 24 * 3600
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    max_invites: int = DEFAULT_MAX_INVITES
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -149,4 +158,6 @@ class ServerConfig:
             max_file_size=integer("max-file-size", 0, 2**53),
             user_quota=None if quota in (None, "") else integer("user-quota", 0, 2**53),
             upload_expiry=integer("upload-expiry", 60, 365 * 24 * 3600),
+            max_rooms=integer("max-rooms", 1, 1_000_000),
+            max_invites=integer("max-invites", 1, 1_000_000),
         )

@@ -90,7 +90,8 @@ class ChatnetService(service.MultiService):
             accounts=AccountService(self.store, hasher, reactor, config.open_registration,
                                     config.token_lifetime),
             users=users,
-            rooms=RoomService(self.store, self.fanout, users, reactor),
+            rooms=RoomService(self.store, self.fanout, users, reactor, config.max_frame,
+                              config.max_rooms, config.max_invites),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
             files=self.files,
         )

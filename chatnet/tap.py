@@ -11,7 +11,14 @@ from typing import Any
 
 from twisted.python import usage
 
-from chatnet.config import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_FRAME, ConfigError, ServerConfig
+from chatnet.config import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_INVITES,
+    DEFAULT_MAX_ROOMS,
+    ConfigError,
+    ServerConfig,
+)
 
 
 class Options(usage.Options):
@@ -59,6 +66,10 @@ class Options(usage.Options):
          "bytes one user's uploaded files may take in all (default: no limit)"],
         ["upload-expiry", None, str(24 * 3600),
          "seconds an unfinished upload is kept before it is removed"],
+        ["max-rooms", None, str(DEFAULT_MAX_ROOMS),
+         "rooms (group and direct) one user may be a member of"],
+        ["max-invites", None, str(DEFAULT_MAX_INVITES),
+         "pending room invitations one user may have sent (they expire after 14 days)"],
     ]
 
     def postOptions(self) -> None:

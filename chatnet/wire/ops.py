@@ -38,6 +38,14 @@ MAX_HISTORY_LIMIT = 200
 PRESENCE_STATES = frozenset({"online", "away", "busy", "invisible"})
 #: Member roles (PROTOCOL.md 5).
 ROOM_ROLES = frozenset({"owner", "moderator", "member"})
+#: Items per page of the room lists (``room.list``, ``room.members``,
+#: ``room.invites``) when ``limit`` is not given, and the largest ``limit``.
+ROOM_PAGE = 100
+MAX_ROOM_PAGE = 500
+#: ``room.directory``'s default page (its size before it paged).
+DIRECTORY_PAGE = 200
+#: Longest ``cursor`` of a paged op, in characters (``chatnet.services.paging``).
+MAX_CURSOR = 512
 
 _MISSING = object()
 
@@ -235,6 +243,13 @@ _STATUS_TEXT = 140
 _DISPLAY_NAME = 64
 _FILE_ID = 64
 
+
+def _page(default: int = ROOM_PAGE) -> tuple[Field, Field]:
+    """``cursor?, limit?`` of a paged list op (docs/protocol.md, Paging)."""
+    return (Str("cursor", MAX_CURSOR, required=False),
+            Int("limit", maximum=MAX_ROOM_PAGE, required=False, default=default))
+
+
 #: Every op of the wire, by name (PROTOCOL.md sections 3-6).
 OPS: dict[str, Op] = _ops(
     # -- 3. Session ------------------------------------------------------------------------
@@ -275,14 +290,18 @@ OPS: dict[str, Op] = _ops(
         Field("visibility", "str", choices=frozenset({"public", "private"})),
         Field("members", "list", required=False, max_len=500, item=Username()))),
     Op("dm.open", "rooms", "open_direct", (Username(),)),
-    Op("room.directory", "rooms", "directory", (Str("query", 80, min_len=0, required=False),)),
-    Op("room.list", "rooms", "list"),
+    Op("room.directory", "rooms", "directory",
+       (Str("query", 80, min_len=0, required=False), *_page(DIRECTORY_PAGE))),
+    Op("room.list", "rooms", "list", _page()),
     Op("room.join", "rooms", "join", (Int("room_id"),)),
+    # Extensions (docs/protocol.md 5): pending invitations, and refusing one.
+    Op("room.invites", "rooms", "invites", _page()),
+    Op("room.decline", "rooms", "decline", (Int("room_id"),)),
     Op("room.leave", "rooms", "leave", (Int("room_id"),)),
     Op("room.invite", "rooms", "invite", (Int("room_id"), Username())),
     Op("room.kick", "rooms", "kick",
        (Int("room_id"), Username(), Str("reason", 500, min_len=0, required=False))),
-    Op("room.members", "rooms", "members", (Int("room_id"),)),
+    Op("room.members", "rooms", "members", (Int("room_id"), *_page())),
     Op("room.update", "rooms", "update",
        (Int("room_id"), Str("name", _ROOM_NAME, required=False),
         Str("topic", _TOPIC, min_len=0, required=False))),

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from chatnet.client.core import Event
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
+from tests.support.chat import room_with_members
 from tests.support.server import PASSWORD, RunningServer, start_server, test_config
 
 
@@ -78,10 +79,10 @@ def msg_with(body: str) -> Any:
                          and item.data["message"]["body"] == body)
 
 
-async def room_with(server: RunningServer, owner: Any, *members: str) -> int:
-    room = await owner.request("room.create", {"name": "team", "visibility": "public",
-                                               "members": list(members)})
-    return int(room["room_id"])
+async def room_with(server: RunningServer, owner: Any, *members: Any) -> int:
+    """A room of ``owner`` that ``members`` (sessions or connections) were invited to
+    and joined."""
+    return await room_with_members(owner, *members, name="team", visibility="public")
 
 
 @pytest_twisted.ensureDeferred
@@ -129,7 +130,7 @@ async def test_reconnect_catches_up_missed_messages_in_order(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     await alice.call("room.list")
     first = recorder.wait_for(msg_with("before"))
     await bob.request("msg.send", {"room_id": room_id, "body": "before", "client_msg_id": "b0"})
@@ -164,7 +165,7 @@ async def test_send_whose_ack_was_lost_is_resent_and_stored_once(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     # Stop reading on alice's side so the answer stays unread in the socket.
     alice._connection.transport.pauseProducing()
     seen_by_bob: Deferred[None] = Deferred()
@@ -193,7 +194,7 @@ async def test_sends_while_disconnected_are_delivered_after_reconnect(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
     alice._connection.transport.abortConnection()
     await reconnecting
@@ -317,7 +318,7 @@ async def test_chosen_presence_and_hello_survive_a_reconnect(server):
     recorder = Recorder(alice)
     await alice.start(register=True)
     assert alice.hello_result is not None and alice.hello_result["registration"] is True
-    await room_with(server, watcher, "alice")
+    await room_with(server, watcher, alice)
     await alice.call("presence.set", {"state": "busy"})
     assert alice.presence == "busy"
     states: list[str] = []
@@ -340,7 +341,7 @@ async def test_edits_deletions_and_reactions_while_away_are_caught_up(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     last = recorder.wait_for(msg_with("m2"))
     sent = []
     for i in range(3):

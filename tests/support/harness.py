@@ -163,7 +163,8 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
         accounts=AccountService(store, hasher, clock, config.open_registration,
                                 config.token_lifetime),
         users=users,
-        rooms=RoomService(store, fanout, users, clock),
+        rooms=RoomService(store, fanout, users, clock, config.max_frame, config.max_rooms,
+                          config.max_invites),
         messages=MessageService(store, fanout, clock),
         files=FileService(store, clock, reactor, tmp_path / "files"),
     )
