@@ -397,3 +397,74 @@ async def test_msg_changes_pages_in_change_order_and_needs_membership(server):
     with pytest.raises(ChatError) as caught:
         await eve.request("msg.changes", {"room_id": rid, "since_ts": 0})
     assert caught.value.code is ErrorCode.NOT_FOUND
+
+
+@pytest_twisted.ensureDeferred
+async def test_catch_up_pages_through_room_list(make_server):
+    """A user in more rooms than one room.list page holds (here: than fit in the
+    frame) gets every room in session.rooms, and messages missed in a room of the
+    last page are caught up after a reconnect."""
+    server = await make_server(max_frame=4096)
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    rooms = []
+    for n in range(9):
+        room = await bob.request("room.create", {"name": f"r{n}", "topic": "t" * 500,
+                                                 "visibility": "public"})
+        await alice.call("room.join", {"room_id": room["room_id"]})
+        rooms.append(room["room_id"])
+    last = max(rooms)
+    first_page = await alice.call("room.list")
+    assert "next_cursor" in first_page and last not in {r["room_id"]
+                                                       for r in first_page["rooms"]}
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.transport.abortConnection()
+    await reconnecting
+    await bob.request("msg.send", {"room_id": last, "body": "on the last page",
+                                   "client_msg_id": "p1"})
+    await recorder.until_authenticated(alice)
+    assert set(alice.rooms) == set(rooms)
+    assert recorder.bodies(last) == ["on the last page"]
+    assert [r["room_id"] for r in await alice.call_all("room.list", "rooms",
+                                                       {"limit": 2})] == sorted(rooms)
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_keeps_invitations(server):
+    """session.invites holds pending invitations to group rooms: those made while
+    offline (room.invites at start) and those arriving live (room.invited); joining
+    (here or on another device) turns one into a room, declining removes it; a
+    direct room someone opens is a room, not an invitation."""
+    bob = await server.user("bob")
+    await (await server.user("alice")).close()
+    early = await bob.request("room.create", {"name": "early", "visibility": "private",
+                                              "members": ["alice"]})
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start()
+    assert set(alice.invites) == {early["room_id"]}
+    assert alice.invites[early["room_id"]]["by"] == "bob"
+    assert alice.rooms == {}
+    live = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "room.invited")
+    later = await bob.request("room.create", {"name": "later", "visibility": "private",
+                                              "members": ["alice"]})
+    await live
+    assert set(alice.invites) == {early["room_id"], later["room_id"]}
+    await alice.call("room.decline", {"room_id": early["room_id"]})
+    assert set(alice.invites) == {later["room_id"]}
+    elsewhere = await server.user("alice", register=False)
+    joined = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "room.member")
+    await elsewhere.request("room.join", {"room_id": later["room_id"]})
+    await joined
+    assert alice.invites == {} and set(alice.rooms) == {later["room_id"]}
+    opened = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "room.invited")
+    direct = await bob.request("dm.open", {"username": "alice"})
+    await opened
+    assert alice.invites == {} and set(alice.rooms) == {later["room_id"], direct["room_id"]}
+    await elsewhere.close()
+    await alice.close()
+    await bob.close()
