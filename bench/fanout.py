@@ -7,8 +7,8 @@ This is a benchmark, not a test (DESIGN.md "Targets"). It
    the bare Twisted fan-out server ``bench/bare_fanout_server.py`` (the floor);
 2. sets up, in a helper process, over the protocol (not measured): registers N
    users, logs each in once (``auth.login``) to get a resume token, and makes
-   one public room with all N as members (``room.create`` with the first 500 as
-   ``members``, ``room.join`` for the rest);
+   one public room with all N as members (``room.create``, then ``room.join``
+   by each: ``members`` of ``room.create`` are only invited);
 3. starts ``--procs`` load-generator processes, each with its own Twisted
    reactor and N/procs of the clients, connected with the chatnet client
    library (TLS verified against the server's CA) and logged in with
@@ -57,8 +57,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 PASSWORD = "bench password 1"
-#: room.create accepts at most this many ``members``.
-CREATE_MEMBERS = 499
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -212,23 +210,18 @@ async def _setup(reactor: Any, pipe: Any, port: int, ca: str, usernames: list[st
     await _bounded(reactor, concurrency, [lane for lane in lanes if lane], register_lane)
     log(f"setup: registered {len(usernames)} users in {time.time() - started:.1f} s")
 
-    # 2. The owner makes the room with the first members.
+    # 2. The owner makes the room.
     owner = await connect(reactor, HOST, port, ca)
     tokens = {usernames[0]: (await owner.login(usernames[0], PASSWORD))["token"]}
-    room = await owner.request("room.create", {
-        "name": "bench", "visibility": "public",
-        "members": usernames[1:1 + CREATE_MEMBERS]})
+    room = await owner.request("room.create", {"name": "bench", "visibility": "public"})
     room_id = room["room_id"]
     await owner.close()
 
-    # 3. Everyone else logs in once (for a resume token); the rest join.
-    first_members = set(usernames[1:1 + CREATE_MEMBERS])
-
+    # 3. Everyone else logs in once (for a resume token) and joins.
     async def login(name: str) -> None:
         conn = await connect(reactor, HOST, port, ca)
         tokens[name] = (await conn.login(name, PASSWORD))["token"]
-        if name not in first_members:
-            await conn.request("room.join", {"room_id": room_id})
+        await conn.request("room.join", {"room_id": room_id})
         await conn.close()
 
     await _bounded(reactor, concurrency, usernames[1:], login)

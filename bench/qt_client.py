@@ -194,15 +194,16 @@ async def parent(reactor: Any, args: argparse.Namespace) -> None:
         port = (await service.ready).getHost().port
         ca = str(service.ca_path or Path(tmp) / "data" / "tls" / "ca.pem")
         demo = DemoServer(reactor, service, port, Path(ca))
-        alice = await connect(reactor, "localhost", port, ca)
-        await alice.register("alice", PASSWORD)
-        await alice.close()
         bob = await connect(reactor, "localhost", port, ca)
         await bob.register("bob", PASSWORD)
         await bob.login("bob", PASSWORD)
         demo.people["bob"] = bob
-        room = await bob.request("room.create", {"name": "big", "visibility": "public",
-                                                 "members": ["alice"]})
+        room = await bob.request("room.create", {"name": "big", "visibility": "public"})
+        alice = await connect(reactor, "localhost", port, ca)
+        await alice.register("alice", PASSWORD)
+        await alice.login("alice", PASSWORD)
+        await alice.request("room.join", {"room_id": room["room_id"]})
+        await alice.close()
         start = time.perf_counter()
         await demo.fill("bob", room["room_id"], args.messages, batch=500, rate=None)
         print(f"filled {args.messages} messages in {time.perf_counter() - start:.1f} s",

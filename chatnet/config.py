@@ -31,6 +31,10 @@ DURABILITY_LEVELS = ("process", "power")
 #: Default seconds a transaction waits for a lock held by another connection
 #: before it fails with ``unavailable`` (``--db-busy-timeout``).
 DEFAULT_DB_BUSY_TIMEOUT = 5.0
+#: docs/protocol.md 5: the default number of rooms (group and direct) one user may be in.
+DEFAULT_MAX_ROOMS = 1000
+#: docs/protocol.md 5: the default number of pending invitations one user may have sent.
+DEFAULT_MAX_INVITES = 1000
 
 
 class ConfigError(ValueError):
@@ -81,6 +85,9 @@ class ServerConfig:
         durability: ``process`` or ``power`` (:data:`DURABILITY_LEVELS`).
         db_busy_timeout: seconds a transaction waits for a database lock (SQLite
             ``busy_timeout``, PostgreSQL ``lock_timeout``) before it fails.
+        max_rooms: rooms (group and direct) one user may be a member of.
+        max_invites: pending invitations one user may have sent (each expires
+            after ``chatnet.services.rooms.INVITE_LIFETIME``).
     """
 
     port: int = 5443
@@ -114,6 +121,8 @@ class ServerConfig:
     credentials_poll: float = 5.0
     durability: str = "process"
     db_busy_timeout: float = DEFAULT_DB_BUSY_TIMEOUT
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    max_invites: int = DEFAULT_MAX_INVITES
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -203,4 +212,6 @@ class ServerConfig:
             registrations_per_hour=integer("registrations-per-hour", 1, 10_000_000),
             durability=durability,
             db_busy_timeout=number("db-busy-timeout", 0.001, 3600),
+            max_rooms=integer("max-rooms", 1, 1_000_000),
+            max_invites=integer("max-invites", 1, 1_000_000),
         )

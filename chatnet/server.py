@@ -127,7 +127,8 @@ class ChatnetService(service.MultiService):
                                     config.registrations_per_hour,
                                     config.tls_client_cert_login),
             users=users,
-            rooms=RoomService(self.store, self.fanout, users, reactor),
+            rooms=RoomService(self.store, self.fanout, users, reactor, config.max_frame,
+                              config.max_rooms, config.max_invites),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
             files=self.files,
         )

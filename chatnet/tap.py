@@ -16,6 +16,8 @@ from chatnet.config import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
     DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_INVITES,
+    DEFAULT_MAX_ROOMS,
     DEFAULT_MAX_UNAUTHENTICATED,
     DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
     PRE_LOGIN_MAX_FRAME,
@@ -92,6 +94,10 @@ class Options(usage.Options):
         ["db-busy-timeout", None, str(DEFAULT_DB_BUSY_TIMEOUT),
          "seconds a transaction waits for a database lock held elsewhere before the "
          "request fails with 'unavailable'"],
+        ["max-rooms", None, str(DEFAULT_MAX_ROOMS),
+         "rooms (group and direct) one user may be a member of"],
+        ["max-invites", None, str(DEFAULT_MAX_INVITES),
+         "pending room invitations one user may have sent (they expire after 14 days)"],
     ]
 
     def postOptions(self) -> None:

@@ -107,6 +107,8 @@ class ChatApp(QObject):
         main.directory_requested.connect(self.open_directory)
         main.message_someone_requested.connect(lambda: self.open_user_search("message"))
         main.invite_dialog_requested.connect(lambda room: self.open_user_search("invite", room))
+        main.invite_accepted.connect(c.accept_invite)
+        main.invite_declined.connect(c.decline_invite)
         main.direct_requested.connect(c.open_direct)
         main.leave_requested.connect(c.leave_room)
         main.kick_requested.connect(c.kick)

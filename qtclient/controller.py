@@ -28,6 +28,7 @@ from chatnet.client.core import ConnectionClosed, Event
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from qtclient.i18n import _
+from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
 from qtclient.models.presence import normalise
 from qtclient.models.rooms import RoomListModel, RoomSortProxy
@@ -94,8 +95,10 @@ def describe_error(error: BaseException) -> str:
             ErrorCode.UNAVAILABLE: _("The server is unavailable."),
         }
         text = messages.get(error.code)
-        if error.code is ErrorCode.BAD_REQUEST:
-            # The server's message names the field; it is the most useful text.
+        if error.code is ErrorCode.BAD_REQUEST or (
+                error.code is ErrorCode.CONFLICT and "limit" in (error.details or {})):
+            # A bad field, or a limit of the server (rooms, invitations): the
+            # server's message names it, and says what to do.
             return _("The server refused it: {reason}").format(reason=error.message)
         return text or _("Something went wrong on the server.")
     if isinstance(error, DNSLookupError):
@@ -119,6 +122,7 @@ class ChatController(QObject):
 
     Attributes:
         rooms: the room list model; ``room_proxy`` sorts it for the view.
+        invites: invitations to group rooms waiting for an answer.
         members: members of the current room.
         timelines: room id -> its timeline model (created when first opened).
         current_room: the room shown in the centre, or None.
@@ -177,6 +181,7 @@ class ChatController(QObject):
         self.rooms = RoomListModel(self)
         self.room_proxy = RoomSortProxy(self)
         self.room_proxy.setSourceModel(self.rooms)
+        self.invites = InviteListModel(self)
         self.members = MemberListModel(self)
         self.timelines: dict[int, TimelineModel] = {}
         self.current_room: int | None = None
@@ -189,6 +194,7 @@ class ChatController(QObject):
         self.window_active = True
         self._typing: dict[int, dict[str, float]] = {}
         self._typing_sent: dict[int, float] = {}
+        self._joining: set[int] = set()
         self._was_authenticated = False
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
@@ -233,6 +239,17 @@ class ChatController(QObject):
                             on_failure)
         return self.run(self.session.call(op, args), on_success, on_failure)
 
+    def _call_all(self, op: str, key: str, args: dict[str, Any] | None = None,
+                  on_success: Callable[[Any], None] | None = None,
+                  on_failure: Callable[[BaseException], None] | None = None) -> Deferred[Any]:
+        """Every page of a paged list op (``ChatSession.call_all``): ``on_success``
+        gets the items of all pages."""
+        if self.session is None:
+            return self.run(Deferred.fromCoroutine(_fail(ConnectionClosed())), on_success,
+                            on_failure)
+        return self.run(Deferred.fromCoroutine(self.session.call_all(op, key, args)),
+                        on_success, on_failure)
+
     # -- session lifecycle -------------------------------------------------------------------
 
     def login(self, request: LoginRequest) -> Deferred[Any]:
@@ -258,6 +275,7 @@ class ChatController(QObject):
             self.display_names[self.me] = str(result.get("display_name") or self.me)
             self.own_presence, self.auto_away = "online", False
             self.rooms.reset_rooms(list(session.rooms.values()))
+            self.invites.reset_invites(list(session.invites.values()))
             for entry in self.rooms.rooms():
                 if entry.is_direct:
                     self._learn_peer(entry.room_id)
@@ -319,6 +337,7 @@ class ChatController(QObject):
         self._typing.clear()
         self.presence.clear()
         self.rooms.reset_rooms([])
+        self.invites.reset_invites([])
         self.members.reset_members(None, [])
         self._was_authenticated = False
         self._set_connection(ConnectionView.OFFLINE)
@@ -363,6 +382,7 @@ class ChatController(QObject):
             self.rooms.upsert_room(room)
             if room_id not in known and room.get("kind") == "direct":
                 self._learn_peer(room_id)
+        self.invites.reset_invites(list(session.invites.values()))
         for room_id, timeline in self.timelines.items():
             if timeline.loaded:
                 self._call("msg.history", {"room_id": room_id, "limit": PAGE_SIZE},
@@ -454,10 +474,9 @@ class ChatController(QObject):
                                    "limit": OLDER_PAGE_SIZE}, loaded, failed)
 
     def _load_members(self, room_id: int) -> None:
-        def loaded(result: dict[str, Any]) -> None:
+        def loaded(members: list[dict[str, Any]]) -> None:
             if self.current_room != room_id:
                 return
-            members = result.get("members", [])
             for member in members:
                 username = str(member["username"])
                 self.presence[username] = normalise(member.get("presence"))
@@ -465,7 +484,8 @@ class ChatController(QObject):
             self.members.reset_members(room_id, members)
             self._names_changed()
 
-        self._call("room.members", {"room_id": room_id}, loaded, lambda _e: None)
+        self._call_all("room.members", "members", {"room_id": room_id, "limit": 500}, loaded,
+                       lambda _e: None)
 
     def set_window_active(self, active: bool) -> None:
         """The main window gained or lost focus (read marks and notifications depend on it)."""
@@ -493,7 +513,7 @@ class ChatController(QObject):
 
     def join_room(self, room_id: int) -> None:
         """``room.join`` (a public room from the directory); opens it."""
-        self._call("room.join", {"room_id": room_id}, self._entered)
+        self._join(room_id)
 
     def open_direct(self, username: str) -> None:
         """``dm.open``: the direct conversation with ``username``; opens it."""
@@ -503,14 +523,52 @@ class ChatController(QObject):
             return
         self._call("dm.open", {"username": username}, self._entered)
 
+    def accept_invite(self, room_id: int) -> None:
+        """Accept an invitation (``room.join``); opens the room. An invitation that
+        has expired meanwhile is taken off the list, with a word why."""
+        def failed(error: BaseException) -> None:
+            if isinstance(error, ChatError) and error.code is ErrorCode.NOT_FOUND:
+                self.invites.remove_invite(room_id)
+                self.error.emit(_("That invitation has expired, or its room is gone."))
+            else:
+                self.error.emit(describe_error(error))
+
+        self._join(room_id, failed)
+
+    def decline_invite(self, room_id: int) -> None:
+        """Decline an invitation (``room.decline``); the inviter is not told."""
+        def failed(error: BaseException) -> None:
+            if isinstance(error, ChatError) and error.code is ErrorCode.NOT_FOUND:
+                self.invites.remove_invite(room_id)  # expired: gone either way
+            else:
+                self.error.emit(describe_error(error))
+
+        self._call("room.decline", {"room_id": room_id},
+                   lambda _r: self.invites.remove_invite(room_id), failed)
+
+    def _join(self, room_id: int, on_failure: Callable[[BaseException], None] | None = None
+              ) -> None:
+        """``room.join``, then open the room. While it runs, the ``room.member
+        {joined}`` event of our own join is not taken for a join elsewhere."""
+        self._joining.add(room_id)
+
+        def done(result: Any) -> Any:
+            self._joining.discard(room_id)
+            return result
+
+        self._call("room.join", {"room_id": room_id}, self._entered,
+                   on_failure).addBoth(done)
+
     def _entered(self, room: dict[str, Any]) -> None:
         room_id = int(room["room_id"])
-        if self.rooms.room(room_id) is None:
-            room = dict(room)
+        self.invites.remove_invite(room_id)
+        room = dict(room)
+        new = self.rooms.room(room_id) is None
+        if new:
             room.setdefault("role", "owner" if room.get("owner") == self.me else "member")
-            self.rooms.upsert_room(room)
-            if room.get("kind") == "direct":
-                self._learn_peer(room_id)
+        self.rooms.upsert_room(room)
+        if new and room.get("kind") == "direct":
+            self._learn_peer(room_id)
         self.open_room(room_id)
 
     def leave_room(self, room_id: int) -> None:
@@ -774,14 +832,16 @@ class ChatController(QObject):
             timeline.names_changed()
 
     def _refresh_rooms(self) -> None:
-        def listed(result: dict[str, Any]) -> None:
-            for room in result.get("rooms", []):
+        """Add the rooms the list lacks (every page of ``room.list``)."""
+        def listed(rooms: list[dict[str, Any]]) -> None:
+            for room in rooms:
                 if self.rooms.room(int(room["room_id"])) is None:
                     self.rooms.upsert_room(room)
+                    self.invites.remove_invite(int(room["room_id"]))
                     if room.get("kind") == "direct":
                         self._learn_peer(int(room["room_id"]))
 
-        self._call("room.list", None, listed, lambda _e: None)
+        self._call_all("room.list", "rooms", None, listed, lambda _e: None)
 
     def _on_edited(self, data: dict[str, Any]) -> None:
         timeline = self.timelines.get(int(data["room_id"]))
@@ -832,18 +892,36 @@ class ChatController(QObject):
 
     def _on_invited(self, data: dict[str, Any]) -> None:
         room = data.get("room") or {}
-        if self.rooms.room(int(room["room_id"])) is not None:
+        room_id = int(room["room_id"])
+        if self.rooms.room(room_id) is not None:
             return
-        self.rooms.upsert_room(room)
         if room.get("kind") == "direct":
-            self._learn_peer(int(room["room_id"]))
-        else:
-            self.info.emit(_("{user} added you to {room}.").format(
-                user=data.get("by", "?"), room=room.get("name", "")))
+            # Someone opened a direct conversation: the user is in it already.
+            self.rooms.upsert_room(room)
+            self._learn_peer(room_id)
+            return
+        self.invites.add_invite({"room": room, "by": data.get("by", ""),
+                                 "ts": int(self.reactor.seconds() * 1000)})
+        self.info.emit(_("{user} invited you to {room}.").format(
+            user=f"@{data.get('by', '?')}", room=room.get("name", "")))
+
+    def _on_declined(self, data: dict[str, Any]) -> None:
+        self.invites.remove_invite(int(data["room_id"]))
 
     def _on_member(self, data: dict[str, Any]) -> None:
         room_id, username = int(data["room_id"]), str(data["username"])
         change = data.get("change")
+        if username == self.me and change == "joined" and self.rooms.room(room_id) is None:
+            self.invites.remove_invite(room_id)
+            if room_id not in self._joining:
+                # Joined on another device: the session turned a known invitation
+                # into a room; for any other room, ask the list.
+                room = self.session.rooms.get(room_id) if self.session is not None else None
+                if room is not None:
+                    self.rooms.upsert_room(room)
+                else:
+                    self._refresh_rooms()
+            return
         if username == self.me and change in ("left", "kicked"):
             entry = self.rooms.room(room_id)
             self._room_gone(room_id)
@@ -872,6 +950,7 @@ class ChatController(QObject):
             self.rooms.upsert_room(room)
 
     def _on_room_deleted(self, data: dict[str, Any]) -> None:
+        self.invites.remove_invite(int(data["room_id"]))
         self._room_gone(int(data["room_id"]))
 
     def _on_system(self, data: dict[str, Any]) -> None:
@@ -890,6 +969,7 @@ class ChatController(QObject):
         "presence": _on_presence,
         "user.updated": _on_user_updated,
         "room.invited": _on_invited,
+        "room.declined": _on_declined,
         "room.member": _on_member,
         "room.updated": _on_room_updated,
         "room.deleted": _on_room_deleted,

@@ -129,12 +129,14 @@ async def start_demo_server(reactor: Any, data_dir: Path) -> DemoServer:
 
 async def populate_office(demo: DemoServer) -> dict[str, int]:
     """A small team's day: a busy design room, two more rooms with unread
-    messages, direct conversations with people online, busy, away and offline.
+    messages, direct conversations with people online, busy, away and offline,
+    and an invitation waiting for alice's answer.
 
     ``alice`` is the person looking; her account is made but left logged out.
 
     Returns:
-        room name -> room id (``design``, ``general``, ``lunch``, ``dm:bob`` …).
+        room name -> room id (``design``, ``general``, ``lunch``, ``dm:bob`` …, and
+        ``invite:offsite``: the room alice is invited to).
     """
     people = {"alice": "Alice Chen", "bob": "Bob Martin", "carol": "Carol Diaz",
               "dave": "Dave Kim", "erin": "Erin Walsh", "lei": "李雷"}
@@ -142,9 +144,17 @@ async def populate_office(demo: DemoServer) -> dict[str, int]:
         await demo.person(username, name)
     bob = demo.people["bob"]
     rooms: dict[str, int] = {}
-    design = await bob.request("room.create", {
-        "name": "design", "topic": "Q3 redesign: screens, icons and copy",
-        "visibility": "public", "members": ["alice", "carol", "dave", "erin", "lei"]})
+
+    async def room_with(owner: str, members: list[str], **args: Any) -> dict[str, Any]:
+        # room.create only invites the members; each accepts.
+        room: dict[str, Any] = await demo.people[owner].request(
+            "room.create", {"visibility": "public", **args, "members": members})
+        for username in members:
+            await demo.people[username].request("room.join", {"room_id": room["room_id"]})
+        return room
+
+    design = await room_with("bob", ["alice", "carol", "dave", "erin", "lei"], name="design",
+                             topic="Q3 redesign: screens, icons and copy")
     rooms["design"] = design["room_id"]
     await bob.request("room.set_role", {"room_id": design["room_id"], "username": "carol",
                                         "role": "moderator"})
@@ -175,15 +185,13 @@ async def populate_office(demo: DemoServer) -> dict[str, int]:
     await demo.people["lei"].request("msg.react", {
         "room_id": d, "msg_id": sent["Reminder: co"]["msg_id"], "emoji": "❤️", "on": True})
 
-    general = await demo.people["erin"].request("room.create", {
-        "name": "general", "visibility": "public", "members": ["alice", "bob", "carol"]})
+    general = await room_with("erin", ["alice", "bob", "carol"], name="general")
     rooms["general"] = general["room_id"]
     for text in ("The office is closed on Friday.", "Coffee machine fixed ☕",
                  "New starters this week: say hi to Lei!", "Parking permits renewed.",
                  "Fire drill at 11:00 tomorrow."):
         await demo.say("erin", general["room_id"], text)
-    lunch = await demo.people["dave"].request("room.create", {
-        "name": "lunch", "visibility": "public", "members": ["alice", "bob"]})
+    lunch = await room_with("dave", ["alice", "bob"], name="lunch")
     rooms["lunch"] = lunch["room_id"]
     await demo.say("dave", lunch["room_id"], "Noodles at 12:30?")
     await demo.say("bob", lunch["room_id"], "In!")
@@ -193,6 +201,11 @@ async def populate_office(demo: DemoServer) -> dict[str, int]:
         room = await demo.people[username].request("dm.open", {"username": "alice"})
         rooms[f"dm:{username}"] = room["room_id"]
         await demo.say(username, room["room_id"], text)
+    offsite = await demo.people["erin"].request("room.create", {
+        "name": "offsite", "topic": "Planning the October offsite", "visibility": "private",
+        "members": ["alice", "bob"]})
+    rooms["invite:offsite"] = offsite["room_id"]
+    await bob.request("room.join", {"room_id": offsite["room_id"]})
     await bob.request("presence.set", {"state": "busy"})
     await demo.people["carol"].request("presence.set", {"state": "away"})
     await demo.leave("dave")

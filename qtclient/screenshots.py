@@ -101,7 +101,10 @@ async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
     await _until(reactor, window.isVisible, "the main window")
     window.resize(*WINDOW_SIZE)
     controller = client.controller
-    await _until(reactor, lambda: controller.rooms.rowCount() == len(rooms), "the room list")
+    joined = [name for name in rooms if not name.startswith("invite:")]
+    await _until(reactor, lambda: controller.rooms.rowCount() == len(joined), "the room list")
+    await _until(reactor, lambda: controller.invites.rowCount() == len(rooms) - len(joined),
+                 "the invitations")
     await _until(reactor, lambda: all(e.peer for e in controller.rooms.rooms() if e.is_direct),
                  "direct rooms")
     controller.open_room(rooms["design"])

@@ -41,10 +41,13 @@ Commands:
   /create NAME [private] create a room (public unless 'private') and switch to it
   /leave [ROOM]          leave the current room (or ROOM)
   /dm USER               open the direct conversation with USER
-  /who [ROOM]            members of the current room (or ROOM) and their presence
+  /who [ROOM]            members of the current room (or ROOM): username, name, presence
   /history [N]           the last N messages of the current room (default 20)
   /directory [QUERY]     public rooms
   /invite USER           invite USER to the current room
+  /invites               invitations waiting for your answer
+  /accept ROOM           accept an invitation (room name or id) and switch to the room
+  /decline ROOM          decline an invitation (room name or id)
   /kick USER [REASON]    remove USER from the current room
   /send-file PATH        upload a file and send it to the current room
   /get FILE_ID [DEST]    download a file (to DEST, a folder or a name; default: here)
@@ -68,6 +71,12 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
     fraction = done / total if total else 1.0
     filled = int(fraction * width)
     return f"[{'#' * filled}{'-' * (width - filled)}] {fraction:4.0%}"
+
+
+def _printable(text: str) -> str:
+    """``text`` without control characters (a display name must not move the cursor
+    or recolour the terminal)."""
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _err(error: BaseException) -> str:
@@ -106,6 +115,8 @@ class TerminalClient:
             "create": self.cmd_create, "leave": self.cmd_leave, "dm": self.cmd_dm,
             "who": self.cmd_who, "history": self.cmd_history, "directory": self.cmd_directory,
             "invite": self.cmd_invite, "kick": self.cmd_kick, "register": self.cmd_register,
+            "invites": self.cmd_invites, "accept": self.cmd_accept,
+            "decline": self.cmd_decline,
             "quit": self.cmd_quit, "send-file": self.cmd_send_file, "get": self.cmd_get,
         }
 
@@ -197,9 +208,9 @@ class TerminalClient:
         return True
 
     async def refresh_rooms(self) -> None:
-        """Reload the room list (and the names behind direct rooms)."""
+        """Reload the room list, every page (and the names behind direct rooms)."""
         assert self.session is not None
-        rooms = (await self.session.call("room.list"))["rooms"]
+        rooms = await self.session.call_all("room.list", "rooms")
         self.rooms = {r["room_id"]: r for r in rooms}
         for room in rooms:
             if room["kind"] == "direct" and room["room_id"] not in self.direct_names:
@@ -237,6 +248,9 @@ class TerminalClient:
             self.info(f"{total} message(s) arrived while you were away")
         summary = ", ".join(self.label(r) for r in self.rooms)
         self.info(f"your rooms: {summary or 'none yet — /directory, /join or /create'}")
+        invites = len(self.session.invites)
+        if invites:
+            self.info(f"{invites} invitation(s) waiting for your answer: /invites")
         if self.current is not None:
             self.info(f"talking in {self.label(self.current)}")
 
@@ -271,9 +285,14 @@ class TerminalClient:
                 per_room.pop(data["username"], None)
         elif name == "room.invited":
             room = data["room"]
-            self.info(f"{data.get('by')} added you to {room.get('name') or 'a conversation'} "
-                      f"(/join {room['room_id']})")
-            self._spawn(self.refresh_rooms())
+            if room.get("kind") == "direct":
+                self.info(f"{data.get('by')} started a conversation with you "
+                          f"(/dm {data.get('by')})")
+                self._spawn(self.refresh_rooms())
+            else:
+                label = self.invite_label(room)
+                self.info(f"{data.get('by')} invited you to #{room.get('name')} "
+                          f"(/accept {label} or /decline {label})")
         elif name == "room.member":
             change = data.get("change")
             who = data.get("username")
@@ -285,6 +304,8 @@ class TerminalClient:
                 self.info(f"{who} is now {data.get('role')} of {where}")
             elif who != (self.session.username if self.session else None):
                 self.info(f"{who} {change} {where}")
+            elif change == "joined" and data["room_id"] not in self.rooms:
+                self._spawn(self.refresh_rooms())  # joined on another device
             if who == (self.session.username if self.session else None) and change in (
                     "kicked", "left"):
                 self._spawn(self.refresh_rooms())
@@ -486,11 +507,15 @@ class TerminalClient:
         if room_id is None:
             self.error("no such room of yours")
             return
-        members = (await self.session.call("room.members", {"room_id": room_id}))["members"]
+        members = await self.session.call_all("room.members", "members",
+                                              {"room_id": room_id, "limit": 500})
         self.info(f"{len(members)} in {self.label(room_id)}:")
         for member in members:
+            # The username first: display names are free text, anyone can take
+            # someone else's; the username is unique.
             role = "" if member["role"] == "member" else f" ({member['role']})"
-            self.say(f"   {member['username']:<24} {member['presence']:<8}{role}")
+            name = _printable(str(member.get("display_name") or ""))
+            self.say(f"   @{member['username']:<24} {name:<24} {member['presence']:<8}{role}")
 
     async def cmd_history(self, words: list[str]) -> None:
         """/history [N]"""
@@ -531,6 +556,68 @@ class TerminalClient:
         await self.session.call("room.invite", {"room_id": self.current,
                                                 "username": words[0].removeprefix("@")})
         self.info(f"invited {words[0]} to {self.label(self.current)}")
+
+    def invite_label(self, room: dict[str, Any]) -> str:
+        """How to name an invitation's room in /accept: its name, or its id when
+        the name has spaces or another invitation has the same name."""
+        name = str(room.get("name", ""))
+        assert self.session is not None
+        same = [i for i in self.session.invites.values()
+                if i["room"].get("name") == name and i["room"]["room_id"] != room["room_id"]]
+        return name if name and " " not in name and not same else str(room["room_id"])
+
+    def find_invite(self, name: str) -> int | None:
+        """A pending invitation's room id by id, ``#name`` or name."""
+        assert self.session is not None
+        invites = self.session.invites
+        if name.isdigit() and int(name) in invites:
+            return int(name)
+        wanted = name.removeprefix("#")
+        found = [room_id for room_id, invite in invites.items()
+                 if invite["room"].get("name") == wanted]
+        return found[0] if len(found) == 1 else None
+
+    async def cmd_invites(self, words: list[str]) -> None:
+        """/invites"""
+        assert self.session is not None
+        invites = await self.session.call_all("room.invites", "invites")
+        if not invites:
+            self.info("no invitations waiting")
+        for invite in invites:
+            room = invite["room"]
+            self.session.invites.setdefault(room["room_id"], invite)
+            self.say(f"   #{room['name']:<24} id {room['room_id']}  from {invite['by']}  "
+                     f"{room['members_count']} members  {room.get('topic', '')}")
+
+    async def cmd_accept(self, words: list[str]) -> None:
+        """/accept ROOM"""
+        if not words:
+            self.error("usage: /accept ROOM (see /invites)")
+            return
+        assert self.session is not None
+        room_id = self.find_invite(" ".join(words))
+        if room_id is None:
+            self.error("no such invitation (see /invites; use the id if names repeat)")
+            return
+        room = await self.session.call("room.join", {"room_id": room_id})
+        await self.refresh_rooms()
+        self.current = room["room_id"]
+        self.info(f"joined {self.label(room['room_id'])}")
+        await self.cmd_history(["10"])
+
+    async def cmd_decline(self, words: list[str]) -> None:
+        """/decline ROOM"""
+        if not words:
+            self.error("usage: /decline ROOM (see /invites)")
+            return
+        assert self.session is not None
+        room_id = self.find_invite(" ".join(words))
+        if room_id is None:
+            self.error("no such invitation (see /invites; use the id if names repeat)")
+            return
+        name = self.session.invites[room_id]["room"].get("name")
+        await self.session.call("room.decline", {"room_id": room_id})
+        self.info(f"declined the invitation to #{name}")
 
     async def cmd_kick(self, words: list[str]) -> None:
         """/kick USER [REASON]"""
@@ -645,7 +732,7 @@ async def run_send(reactor: Any, args: argparse.Namespace, password: str) -> int
             room_id = int(args.room)
         else:
             wanted = args.room.removeprefix("#")
-            mine = [r for r in (await conn.request("room.list"))["rooms"]
+            mine = [r for r in await conn.request_all("room.list", "rooms")
                     if r["name"] == wanted and r["kind"] == "group"]
             if mine:
                 room_id = mine[0]["room_id"]

@@ -42,6 +42,40 @@ from chatnet.wire.tls import CertificateRejected, client_tls_options  # noqa: E4
 EventListener = Callable[[Event], None]
 #: The client name sent in ``session.hello`` unless another is given.
 DEFAULT_CLIENT = f"chatnet-lib/{__version__} python/{platform.python_version()}"
+#: A request function: ``request(op, args)`` → Deferred of the result map.
+Requester = Callable[[str, "dict[str, Any] | None"], "Deferred[dict[str, Any]]"]
+
+
+async def all_pages(request: Requester, op: str, key: str,
+                    args: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every item of a paged list op (docs/protocol.md 2, Paging): ask for pages
+    with each answer's ``next_cursor`` until there is none.
+
+    Args:
+        request: sends one request (``ChatConnection.request``, ``ChatSession.call``).
+        op: the op, e.g. ``"room.list"``.
+        key: the list's key in the result, e.g. ``"rooms"``.
+        args: the op's other arguments (``limit`` included, if wanted).
+
+    Returns:
+        the items of all pages, in order.
+
+    Raises:
+        ChatError: the server's error for any page; :class:`ProtocolError` if
+            the server hands back a cursor it already gave (it would never end).
+    """
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    cursor: str | None = None
+    while True:
+        page = await request(op, {**(args or {}), **({"cursor": cursor} if cursor else {})})
+        items.extend(page.get(key) or [])
+        cursor = page.get("next_cursor")
+        if not isinstance(cursor, str) or not cursor:
+            return items
+        if cursor in seen:
+            raise ProtocolError(f"{op} handed out the same cursor twice")
+        seen.add(cursor)
 
 
 @implementer(IHandshakeListener)
@@ -151,6 +185,12 @@ class ChatConnection(Protocol):
         d: Deferred[dict[str, Any]] = self.core.request(op, args)
         self._flush()
         return d
+
+    async def request_all(self, op: str, key: str,
+                          args: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paged list op, e.g. ``request_all("room.list", "rooms")``
+        (see :func:`all_pages`)."""
+        return await all_pages(self.request, op, key, args)
 
     def notify(self, op: str, args: dict[str, Any] | None = None) -> None:
         """Send a notification (never answered), e.g. ``msg.typing``."""

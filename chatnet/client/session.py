@@ -14,10 +14,14 @@ as it runs. Its states (observe them with :meth:`ChatSession.add_state_listener`
   if the token is no longer valid and the password is still known, log in.
 * **Re-send** every ``msg.send`` not yet acknowledged, with the same
   ``client_msg_id``: the server stores it once and answers with the first result.
-* **Catch up**: ``room.list``, then ``msg.history {after_seq}`` for each room
-  that moved while the connection was down; the messages are delivered to
-  listeners as ``msg`` events marked ``catch_up: True``, in order, without
-  duplicates (events that arrive during catch-up are held back until it ends).
+* **Catch up**: ``room.list`` (every page) and ``room.invites``, then
+  ``msg.history {after_seq}`` for each room that moved while the connection
+  was down; the messages are delivered to listeners as ``msg`` events marked
+  ``catch_up: True``, in order, without duplicates (events that arrive during
+  catch-up are held back until it ends).
+* **Rooms and invitations** stay current in :attr:`ChatSession.rooms` and
+  :attr:`ChatSession.invites` from the session's own requests and the
+  server's events (``room.invited``, ``room.declined``, ``room.member``...).
 * After ``session.ended`` with reason ``replaced``, ``banned`` or ``logout``
   it stops and does **not** reconnect by itself; after ``shutdown`` it does.
 """
@@ -44,6 +48,7 @@ from chatnet.client.connection import (
     DEFAULT_CLIENT,
     ChatConnection,
     ChatConnectionFactory,
+    all_pages,
     client_endpoint,
 )
 from chatnet.client.core import ConnectionClosed, Event
@@ -115,7 +120,13 @@ class ChatSession:
         login_result: the last ``auth.login``/``auth.resume`` result.
         rooms: room id -> room map (PROTOCOL.md 5): the last ``room.list``, plus
             rooms entered since through :meth:`call` (create, join, ``dm.open``),
-            kept current by ``room.updated``/``room.deleted`` and own leaves/kicks.
+            direct rooms others opened, and invitations accepted on another
+            device; kept current by ``room.updated``/``room.deleted`` and own
+            leaves/kicks.
+        invites: room id -> pending invitation ``{room, by, ts?}`` to a group room
+            (docs/protocol.md 5): the last ``room.invites``, plus ``room.invited``
+            events since; gone when joined (here or on another device), declined,
+            or the room is deleted.
         ended_reason: the ``session.ended`` reason that stopped the session, if any.
         hello_result: the server's ``session.hello`` answer (``registration``,
             ``max_frame``, ``features`` …) once connected.
@@ -146,6 +157,7 @@ class ChatSession:
         self.state = SessionState.DISCONNECTED
         self.login_result: dict[str, Any] | None = None
         self.rooms: dict[int, dict[str, Any]] = {}
+        self.invites: dict[int, dict[str, Any]] = {}
         self.ended_reason: str | None = None
         self.hello_result: dict[str, Any] | None = None
         self.presence: str | None = None
@@ -431,9 +443,18 @@ class ChatSession:
         return result
 
     async def _catch_up(self, connection: ChatConnection, baseline: bool) -> None:
-        """``room.list``, then the history each room gained since last seen."""
-        rooms = (await connection.request("room.list"))["rooms"]
+        """``room.list`` (every page) and ``room.invites``, then the history each room
+        gained since last seen."""
+        rooms = await connection.request_all("room.list", "rooms")
         self.rooms = {r["room_id"]: r for r in rooms}
+        try:
+            invites = await connection.request_all("room.invites", "invites")
+        except ChatError as exc:
+            if exc.code is not ErrorCode.UNKNOWN_OP:
+                raise
+            invites = []  # a server without invitations to list
+        self.invites = {int(i["room"]["room_id"]): i for i in invites
+                        if isinstance(i.get("room"), dict) and "room_id" in i["room"]}
         for room_id in list(self._known_seq):
             if room_id not in self.rooms:
                 del self._known_seq[room_id]
@@ -506,11 +527,21 @@ class ChatSession:
                     return  # already delivered (catch-up overlap)
                 self._known_seq[room_id] = seq
         elif name == "room.invited":
-            # A room new to this session: what is in it now is history, what
-            # comes later must be caught up if the connection drops.
             room = data.get("room") or {}
             if isinstance(room.get("room_id"), int):
-                self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
+                if room.get("kind") == "direct":
+                    # Someone opened a direct room with us: we are in it.
+                    self._track_room(room)
+                else:
+                    self.invites[room["room_id"]] = {"room": room, "by": data.get("by")}
+        elif name == "room.declined":
+            self.invites.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+        elif (name == "room.member" and data.get("username") == self.username
+              and data.get("change") == "joined"):
+            # Joined, maybe on another device: an invitation we held becomes a room.
+            invite = self.invites.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+            if invite is not None and isinstance(invite.get("room"), dict):
+                self._track_room(dict(invite["room"], role="member"))
         elif name == "room.updated":
             room = data.get("room") or {}
             if room.get("room_id") in self.rooms:
@@ -520,6 +551,8 @@ class ChatSession:
                 and data.get("change") in ("left", "kicked")):
             self._known_seq.pop(data.get("room_id"), None)  # type: ignore[arg-type]
             self.rooms.pop(data.get("room_id"), None)  # type: ignore[arg-type]
+            if name == "room.deleted":
+                self.invites.pop(data.get("room_id"), None)  # type: ignore[arg-type]
         elif name == "session.ended":
             reason = str(data.get("reason", ""))
             if reason in FINAL_REASONS:
@@ -547,6 +580,8 @@ class ChatSession:
         d = connection.request(op, args)
         if op in _ROOM_ENTRY_OPS:
             d.addCallback(self._entered_room)
+        elif op == "room.decline" and args is not None:
+            d.addCallback(self._declined, args.get("room_id"))
         elif op == "presence.set" and args is not None:
             d.addCallback(self._chose_presence, args.get("state"))
         elif op == "auth.change_password" and args is not None:
@@ -566,12 +601,32 @@ class ChatSession:
         self.presence = str(state)
         return result
 
+    async def call_all(self, op: str, key: str,
+                       args: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every item of a paged list op (docs/protocol.md 2), page after page, e.g.
+        ``await session.call_all("room.members", "members", {"room_id": 7})``.
+
+        Raises:
+            ChatError: as :meth:`call`, for any page.
+        """
+        return await all_pages(self.call, op, key, args)
+
     def _entered_room(self, room: dict[str, Any]) -> dict[str, Any]:
         """After room.create/join or dm.open: start tracking the room at its present."""
         if isinstance(room.get("room_id"), int):
-            self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
-            self.rooms.setdefault(room["room_id"], dict(room))
+            self.invites.pop(room["room_id"], None)
+            self._track_room(room)
         return room
+
+    def _track_room(self, room: dict[str, Any]) -> None:
+        """A room this user is now in: what is in it now is history, what comes
+        later must be caught up if the connection drops."""
+        self._known_seq.setdefault(room["room_id"], int(room.get("last_seq", 0)))
+        self.rooms.setdefault(room["room_id"], dict(room))
+
+    def _declined(self, result: dict[str, Any], room_id: Any) -> dict[str, Any]:
+        self.invites.pop(room_id, None)
+        return result
 
     def notify(self, op: str, args: dict[str, Any] | None = None) -> None:
         """Send a notification if connected (dropped otherwise), e.g. ``msg.typing``."""

@@ -7,7 +7,16 @@ Rules kept here, next to the data:
 * direct rooms have exactly two members: no join, leave, invite, kick, role
   change or rename;
 * an owner who leaves hands the room to the longest-standing moderator (or
-  member); the room is deleted when its last member leaves.
+  member); the room is deleted when its last member leaves;
+* nobody is put in a group room by someone else: ``room.create {members}``
+  and ``room.invite`` make *invitations*, which the invitee accepts with
+  ``room.join`` or declines with ``room.decline``;
+* every per-user count is bounded: rooms a user is in (``max_rooms``, group
+  and direct, checked for both sides of a new direct room) and invitations a
+  user has pending (``max_invites``; they expire after
+  :data:`INVITE_LIFETIME`). Invitations *to* a user are not capped, so that
+  nobody can use up someone's invitations; they page instead;
+* every list answer pages and fits in a frame (:mod:`chatnet.services.paging`).
 
 Every change is committed first, then the membership map of the fan-out is
 updated, then events go out.
@@ -19,14 +28,18 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from chatnet.config import DEFAULT_MAX_FRAME, DEFAULT_MAX_INVITES, DEFAULT_MAX_ROOMS
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
+from chatnet.services.paging import decode_cursor, encode_cursor, fit_page
 from chatnet.services.users import UserService
-from chatnet.store import ChatStore, RoomRecord
+from chatnet.store import ChatStore, LimitReached, RoomRecord
 from chatnet.wire.codec import event_frame
 
 _MANAGERS = frozenset({"owner", "moderator"})
+#: Seconds an invitation stays valid (docs/protocol.md 5); repeating it starts again.
+INVITE_LIFETIME = 14 * 24 * 3600
 
 
 class RoomService:
@@ -37,16 +50,59 @@ class RoomService:
         fanout: delivery and the membership map.
         users: for user lookups and presence.
         clock: time source.
+        max_frame: the largest frame clients accept (``--max-frame``), bytes: list
+            answers stop early rather than exceed it.
+        max_rooms: rooms (group and direct) one user may be in (``--max-rooms``).
+        max_invites: invitations one user may have pending (``--max-invites``).
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, fanout: LocalFanout, users: UserService,
-                 clock: Clock) -> None:
+                 clock: Clock, max_frame: int = DEFAULT_MAX_FRAME,
+                 max_rooms: int = DEFAULT_MAX_ROOMS,
+                 max_invites: int = DEFAULT_MAX_INVITES) -> None:
         self.store = store
         self.fanout = fanout
         self.users = users
         self.clock = clock
+        self.max_frame = max_frame
+        self.max_rooms = max_rooms
+        self.max_invites = max_invites
+
+    def invites_since(self) -> int:
+        """Invitations made before this time (ms since epoch) have expired."""
+        return ms(self.clock) - INVITE_LIFETIME * 1000
+
+    async def over_limit(self, error: LimitReached, actor: Actor,
+                         inviting: int = 0) -> ChatError:
+        """The ``conflict`` error (``details.limit``) for a limit the store refused.
+
+        Args:
+            error: what the store raised.
+            actor: who asked.
+            inviting: how many invitations the request would have made.
+        """
+        details = {"limit": error.limit}
+        if error.what == "invites":
+            more = f"inviting {inviting} more people would pass" if inviting > 1 else \
+                "you already have"
+            return ChatError(
+                ErrorCode.CONFLICT,
+                f"{more} {error.limit} pending invitations, the most this server allows; "
+                "an invitation ends when it is accepted or declined, or after "
+                f"{INVITE_LIFETIME // 86400} days", details)
+        if error.user_id == actor.user_id:
+            return ChatError(
+                ErrorCode.CONFLICT,
+                f"you are already in {error.limit} rooms, the most this server allows; "
+                "leave one first", details)
+        other = await self.store.user_by_id(error.user_id)
+        name = other.username if other is not None else "the other user"
+        return ChatError(
+            ErrorCode.CONFLICT,
+            f"{name} is already in {error.limit} rooms, the most this server allows",
+            details)
 
     def perspective(self, actor: Actor) -> RoomPerspective:
         """The rooms perspective of one session."""
@@ -84,44 +140,57 @@ class RoomPerspective:
 
     async def perspective_create(self, name: str, topic: str, visibility: str,
                                  members: list[str] | None) -> dict[str, Any]:
-        """``room.create`` → room. The creator is the owner; ``members`` are added at once
-        and each gets ``room.invited {room, by}``.
+        """``room.create`` → room. The creator is the owner and only member; the users
+        in ``members`` are *invited* (each gets ``room.invited {room, by}`` and
+        accepts with ``room.join``).
 
         Raises:
-            ChatError: ``not_found`` naming a member that does not exist.
+            ChatError: ``not_found`` naming a member that does not exist,
+                ``conflict`` (``details.limit``) if the creator is in ``max_rooms``
+                rooms or the invitations would pass ``max_invites``.
         """
         service = self.service
-        member_ids: list[int] = []
+        invitee_ids: list[int] = []
         for username in dict.fromkeys(members or ()):
             user = await service.users.user_named(username)
             if user.user_id != self.actor.user_id:
-                member_ids.append(user.user_id)
-        room = await service.store.create_room(
-            service.store.ids.next_id(), "group", name, topic, visibility, self.actor.user_id,
-            member_ids, ms(service.clock))
+                invitee_ids.append(user.user_id)
+        try:
+            room = await service.store.create_room(
+                service.store.ids.next_id(), "group", name, topic, visibility,
+                self.actor.user_id, ms(service.clock), invitee_ids=invitee_ids,
+                max_rooms=service.max_rooms, max_invites=service.max_invites,
+                invites_since=service.invites_since())
+        except LimitReached as error:
+            raise await service.over_limit(error, self.actor, len(invitee_ids)) from None
         service.fanout.member_added(room.room_id, self.actor.user_id)
-        for user_id in member_ids:
-            service.fanout.member_added(room.room_id, user_id)
         wire = room.to_wire()
         invited = event_frame("room.invited", {"room": wire, "by": self.actor.username})
-        service.fanout.deliver_users(member_ids, invited)
+        service.fanout.deliver_users(invitee_ids, invited)
         service.log.info("{user} created room {room_id} ({name})", user=self.actor.username,
                          room_id=room.room_id, name=name)
         return wire
 
     async def perspective_open_direct(self, username: str) -> dict[str, Any]:
         """``dm.open`` → the direct room with that user (the same room every time).
-        When it is created, the other user gets ``room.invited {room, by}``.
+        When it is created, the other user gets ``room.invited {room, by}`` (for a
+        direct room that means "you are in it": direct rooms have no invitations).
 
         Raises:
-            ChatError: ``not_found`` (no such user), ``bad_request`` (oneself).
+            ChatError: ``not_found`` (no such user), ``bad_request`` (oneself),
+                ``conflict`` (``details.limit``) if creating it would put either
+                user in more than ``max_rooms`` rooms.
         """
         service = self.service
         other = await service.users.user_named(username)
         if other.user_id == self.actor.user_id:
             raise bad_request("username must be someone else")
-        room, created = await service.store.open_direct(
-            service.store.ids.next_id(), self.actor.user_id, other.user_id, ms(service.clock))
+        try:
+            room, created = await service.store.open_direct(
+                service.store.ids.next_id(), self.actor.user_id, other.user_id,
+                ms(service.clock), service.max_rooms)
+        except LimitReached as error:
+            raise await service.over_limit(error, self.actor) from None
         wire = room.to_wire()
         if created:
             service.fanout.member_added(room.room_id, self.actor.user_id)
@@ -130,28 +199,85 @@ class RoomPerspective:
                               {"room": wire, "by": self.actor.username})
         return wire
 
-    async def perspective_directory(self, query: str | None) -> dict[str, Any]:
-        """``room.directory`` → ``{rooms: [room]}``: public group rooms matching ``query``."""
-        rooms = await self.service.store.directory(query or "")
-        return {"rooms": [r.to_wire() for r in rooms]}
+    async def perspective_directory(self, query: str | None, cursor: str | None,
+                                    limit: int) -> dict[str, Any]:
+        """``room.directory`` → ``{rooms: [room], next_cursor?}``: public group rooms
+        matching ``query``, by name, a page at a time (never over a frame).
 
-    async def perspective_list(self) -> dict[str, Any]:
-        """``room.list`` → ``{rooms: [room + {role, last_seq, read_seq, unread}]}``."""
+        Raises:
+            ChatError: ``bad_request`` (a cursor this op did not hand out).
+        """
+        service = self.service
+        after = decode_cursor(cursor, str, int) if cursor else None
+        rooms = await service.store.directory(
+            query or "", limit + 1, (str(after[0]), int(after[1])) if after else None)
+        page, cut = fit_page([r.to_wire() for r in rooms[:limit]], "rooms", service.max_frame)
+        result: dict[str, Any] = {"rooms": page}
+        if cut or len(rooms) > limit:
+            result["next_cursor"] = encode_cursor(page[-1]["name"], page[-1]["room_id"])
+        return result
+
+    async def perspective_list(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        """``room.list`` → ``{rooms: [room + {role, last_seq, read_seq, unread}],
+        next_cursor?}``, by room id, a page at a time (never over a frame).
+
+        Raises:
+            ChatError: ``bad_request`` (a cursor this op did not hand out).
+        """
+        service = self.service
+        after = int(decode_cursor(cursor, int)[0]) if cursor else 0
+        rows = await service.store.rooms_of(self.actor.user_id, after, limit + 1)
         rooms = []
-        for room, role, read_seq in await self.service.store.rooms_of(self.actor.user_id):
+        for room, role, read_seq in rows[:limit]:
             wire = room.to_wire()
             wire.update(role=role, last_seq=room.last_seq, read_seq=read_seq,
                         unread=max(0, room.last_seq - read_seq))
             rooms.append(wire)
-        return {"rooms": rooms}
+        page, cut = fit_page(rooms, "rooms", service.max_frame)
+        result: dict[str, Any] = {"rooms": page}
+        if cut or len(rows) > limit:
+            result["next_cursor"] = encode_cursor(page[-1]["room_id"])
+        return result
+
+    async def perspective_invites(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        """``room.invites`` (extension) → ``{invites: [{room, by, ts}], next_cursor?}``:
+        the user's pending invitations, by room id, a page at a time.
+
+        Raises:
+            ChatError: ``bad_request`` (a cursor this op did not hand out).
+        """
+        service = self.service
+        after = int(decode_cursor(cursor, int)[0]) if cursor else 0
+        rows = await service.store.invites_of(self.actor.user_id, service.invites_since(),
+                                              after, limit + 1)
+        page, cut = fit_page([r.to_wire() for r in rows[:limit]], "invites", service.max_frame)
+        result: dict[str, Any] = {"invites": page}
+        if cut or len(rows) > limit:
+            result["next_cursor"] = encode_cursor(page[-1]["room"]["room_id"])
+        return result
+
+    async def perspective_decline(self, room_id: int) -> dict[str, Any]:
+        """``room.decline`` (extension) → ``{}``: refuse an invitation. The user's
+        sessions get ``room.declined {room_id}``; the inviter is not told.
+
+        Raises:
+            ChatError: ``not_found`` if there is no pending invitation to the room.
+        """
+        service = self.service
+        if not await service.store.remove_invite(room_id, self.actor.user_id,
+                                                 service.invites_since()):
+            raise not_found("no invitation to that room")
+        service.tell_user(self.actor.user_id, "room.declined", {"room_id": room_id})
+        return {}
 
     async def perspective_join(self, room_id: int) -> dict[str, Any]:
         """``room.join`` → room. Public rooms, or private ones with an invitation;
         members get ``room.member {room_id, username, change: joined}``.
 
         Raises:
-            ChatError: ``not_found`` (no such room, or private without invitation),
-                ``forbidden`` (a direct room).
+            ChatError: ``not_found`` (no such room, a direct room, or private
+                without a pending invitation), ``conflict`` (``details.limit``) if
+                the user is in ``max_rooms`` rooms.
         """
         service = self.service
         room = await service.store.room(room_id)
@@ -162,10 +288,14 @@ class RoomPerspective:
         if room.kind == "direct":
             raise not_found("no such room")
         if room.visibility != "public" and not await service.store.has_invite(
-                room_id, self.actor.user_id):
+                room_id, self.actor.user_id, service.invites_since()):
             raise not_found("no such room")
-        if await service.store.add_member(room_id, self.actor.user_id, "member",
-                                          ms(service.clock)):
+        try:
+            added = await service.store.add_member(room_id, self.actor.user_id, "member",
+                                                   ms(service.clock), service.max_rooms)
+        except LimitReached as error:
+            raise await service.over_limit(error, self.actor) from None
+        if added:
             service.fanout.member_added(room_id, self.actor.user_id)
             service.tell_room(room_id, "room.member",
                               {"room_id": room_id, "username": self.actor.username,
@@ -199,10 +329,12 @@ class RoomPerspective:
 
     async def perspective_invite(self, room_id: int, username: str) -> dict[str, Any]:
         """``room.invite`` → ``{}``; the invitee gets ``room.invited {room, by}``.
+        Inviting again renews the invitation.
 
         Raises:
             ChatError: ``not_found`` (room or user), ``forbidden`` (not owner or
-                moderator, or a direct room), ``conflict`` (already a member).
+                moderator, or a direct room), ``conflict`` (already a member, or
+                ``details.limit``: the inviter has ``max_invites`` pending).
         """
         service = self.service
         room, role = await service.room_as_member(room_id, self.actor.user_id)
@@ -211,8 +343,12 @@ class RoomPerspective:
         user = await service.users.user_named(username)
         if await service.store.role_of(room_id, user.user_id) is not None:
             raise ChatError(ErrorCode.CONFLICT, f"{username!r} is already a member")
-        await service.store.add_invite(room_id, user.user_id, self.actor.user_id,
-                                       ms(service.clock))
+        try:
+            await service.store.add_invite(room_id, user.user_id, self.actor.user_id,
+                                           ms(service.clock), service.max_invites,
+                                           service.invites_since())
+        except LimitReached as error:
+            raise await service.over_limit(error, self.actor, 1) from None
         service.tell_user(user.user_id, "room.invited",
                           {"room": room.to_wire(), "by": self.actor.username})
         return {}
@@ -247,18 +383,26 @@ class RoomPerspective:
         service.fanout.member_removed(room_id, user.user_id)
         return {}
 
-    async def perspective_members(self, room_id: int) -> dict[str, Any]:
-        """``room.members`` → ``{members: [{username, display_name, role, presence}]}``.
+    async def perspective_members(self, room_id: int, cursor: str | None,
+                                  limit: int) -> dict[str, Any]:
+        """``room.members`` → ``{members: [{username, display_name, role, presence}],
+        next_cursor?}``, by username, a page at a time (never over a frame).
 
         Raises:
-            ChatError: ``not_found`` if not a member.
+            ChatError: ``not_found`` if not a member, ``bad_request`` (a cursor
+                this op did not hand out).
         """
         service = self.service
+        after = str(decode_cursor(cursor, str)[0]) if cursor else ""
         await service.room_as_member(room_id, self.actor.user_id)
-        return {"members": [
-            {"username": m.username, "display_name": m.display_name, "role": m.role,
-             "presence": service.users.presence_of(m.user_id)}
-            for m in await service.store.members(room_id)]}
+        rows = await service.store.members(room_id, after, limit + 1)
+        members = [{"username": m.username, "display_name": m.display_name, "role": m.role,
+                    "presence": service.users.presence_of(m.user_id)} for m in rows[:limit]]
+        page, cut = fit_page(members, "members", service.max_frame)
+        result: dict[str, Any] = {"members": page}
+        if cut or len(rows) > limit:
+            result["next_cursor"] = encode_cursor(page[-1]["username"])
+        return result
 
     async def perspective_update(self, room_id: int, name: str | None,
                                  topic: str | None) -> dict[str, Any]:

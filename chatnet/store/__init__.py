@@ -14,12 +14,13 @@ from chatnet.store.audit import AuditStore
 from chatnet.store.database import Database, PostgresEngine, SqliteEngine, engine_from_url
 from chatnet.store.files import FileRecord, FileStore, UploadRecord
 from chatnet.store.messages import MessageStore, SendResult
-from chatnet.store.records import MemberRecord, RoomRecord, UserRecord, now_ms
-from chatnet.store.rooms import RoomStore
+from chatnet.store.records import InviteRecord, MemberRecord, RoomRecord, UserRecord, now_ms
+from chatnet.store.rooms import LimitReached, RoomStore
 from chatnet.store.users import UserStore
 
 __all__ = [
-    "ChatStore", "Database", "FileRecord", "IdGenerator", "MemberRecord", "PostgresEngine",
+    "ChatStore", "Database", "FileRecord", "IdGenerator", "InviteRecord", "LimitReached",
+    "MemberRecord", "PostgresEngine",
     "RoomRecord", "SendResult", "SqliteEngine", "UploadRecord", "UserRecord",
     "engine_from_url", "now_ms",
 ]

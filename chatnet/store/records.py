@@ -144,3 +144,22 @@ class MemberRecord:
     username: str
     display_name: str
     role: str
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRecord:
+    """A pending invitation (table ``room_invites``), as ``room.invites`` lists it.
+
+    Attributes:
+        room: the room invited to.
+        by: the inviter's username.
+        ts: when the invitation was made (or last repeated), ms since epoch.
+    """
+
+    room: RoomRecord
+    by: str
+    ts: int
+
+    def to_wire(self) -> dict[str, Any]:
+        """``{room, by, ts}`` (docs/protocol.md 5, ``room.invites``)."""
+        return {"room": self.room.to_wire(), "by": self.by, "ts": self.ts}

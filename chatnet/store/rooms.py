@@ -1,19 +1,90 @@
 """Rooms, members and invitations: named transactions over ``rooms``,
-``room_members`` and ``room_invites`` (PROTOCOL.md section 5)."""
+``room_members`` and ``room_invites`` (PROTOCOL.md section 5).
+
+Count limits (rooms per member, pending invitations per inviter) are checked
+in the same transaction that would pass them, after taking the user's row
+lock (:func:`_lock_users`): PostgreSQL runs transactions side by side, and a
+count read without the lock could let two of them both take the last place.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from chatnet.store.database import Database, IntegrityError, Txn
-from chatnet.store.records import ROOM_SELECT, MemberRecord, RoomRecord, room_from_row
+from chatnet.store.records import (
+    ROOM_SELECT,
+    InviteRecord,
+    MemberRecord,
+    RoomRecord,
+    room_from_row,
+)
 from chatnet.store.users import _like_prefix
+
+
+class LimitReached(Exception):
+    """A per-user count limit would be passed; nothing was changed.
+
+    Attributes:
+        what: ``"rooms"`` (memberships of ``user_id``) or ``"invites"``
+            (pending invitations sent by ``user_id``).
+        user_id: whose limit it is.
+        limit: the limit.
+    """
+
+    def __init__(self, what: str, user_id: int, limit: int) -> None:
+        super().__init__(f"{what} limit {limit} reached for user {user_id}")
+        self.what = what
+        self.user_id = user_id
+        self.limit = limit
 
 
 def _room(t: Txn, room_id: int) -> RoomRecord | None:
     row = t.execute(ROOM_SELECT + " WHERE r.room_id = ? AND r.deleted = 0",
                     (room_id,)).fetchone()
     return room_from_row(row) if row else None
+
+
+def _lock_users(t: Txn, user_ids: Iterable[int]) -> None:
+    """Take the row locks of users (in id order, so two transactions never wait
+    on each other crosswise) until the transaction ends. A no-op update is the
+    portable way: PostgreSQL locks the row, SQLite serialises writers anyway."""
+    for user_id in sorted(set(user_ids)):
+        t.execute("UPDATE users SET banned = banned WHERE user_id = ?", (user_id,))
+
+
+def _check_rooms(t: Txn, user_id: int, max_rooms: int | None) -> None:
+    """Raise :class:`LimitReached` if the user is in ``max_rooms`` rooms already
+    (call with the user's lock held)."""
+    if max_rooms is None:
+        return
+    count = t.scalar("SELECT COUNT(*) FROM room_members WHERE user_id = ?", (user_id,))
+    if int(count or 0) >= max_rooms:
+        raise LimitReached("rooms", user_id, max_rooms)
+
+
+def _check_invites(t: Txn, invited_by: int, adding: int, max_invites: int | None,
+                   since: int, excluding: tuple[int, int] | None = None) -> None:
+    """Drop the inviter's expired invitations, then raise :class:`LimitReached` if
+    ``adding`` more would pass ``max_invites`` (call with the inviter's lock held).
+
+    Args:
+        since: invitations made before this time (ms) have expired.
+        excluding: a ``(room_id, user_id)`` invitation about to be refreshed,
+            which does not count.
+    """
+    t.execute("DELETE FROM room_invites WHERE invited_by = ? AND ts < ?", (invited_by, since))
+    if max_invites is None:
+        return
+    count = int(t.scalar("SELECT COUNT(*) FROM room_invites WHERE invited_by = ?",
+                         (invited_by,)) or 0)
+    if excluding is not None and t.scalar(
+            "SELECT 1 FROM room_invites WHERE room_id = ? AND user_id = ? AND invited_by = ?",
+            (*excluding, invited_by)) is not None:
+        count -= 1
+    if count + adding > max_invites:
+        raise LimitReached("invites", invited_by, max_invites)
 
 
 def direct_key(a: int, b: int) -> str:
@@ -28,40 +99,61 @@ class RoomStore:
     db: Database
 
     async def create_room(self, room_id: int, kind: str, name: str, topic: str, visibility: str,
-                          owner_id: int, member_ids: list[int], ts: int) -> RoomRecord:
-        """Create a group room with its owner and initial members.
+                          owner_id: int, ts: int, *, invitee_ids: Iterable[int] = (),
+                          max_rooms: int | None = None, max_invites: int | None = None,
+                          invites_since: int = 0) -> RoomRecord:
+        """Create a group room with its owner as only member, and invite users to it.
 
         Args:
-            member_ids: other users to add as ``member`` (the owner is added as ``owner``).
-            ts: creation time, ms since epoch.
+            ts: creation time, ms since epoch (also the invitations' time).
+            invitee_ids: users invited to the room (the owner is skipped).
+            max_rooms: the owner may be in at most this many rooms (None: no limit).
+            max_invites: the owner may have at most this many invitations pending,
+                these included (None: no limit).
+            invites_since: invitations made before this time (ms) have expired.
 
         Returns:
             the new room.
+
+        Raises:
+            LimitReached: ``rooms`` or ``invites`` of the owner; nothing is created.
         """
+        invitees = [uid for uid in dict.fromkeys(invitee_ids) if uid != owner_id]
+
         def txn(t: Txn) -> RoomRecord:
+            _lock_users(t, [owner_id])
+            _check_rooms(t, owner_id, max_rooms)
+            if invitees:
+                _check_invites(t, owner_id, len(invitees), max_invites, invites_since)
             t.execute("INSERT INTO rooms (room_id, kind, name, topic, visibility, owner_id, "
                       "created_ts) VALUES (?, ?, ?, ?, ?, ?, ?)",
                       (room_id, kind, name, topic, visibility, owner_id, ts))
             t.execute("INSERT INTO room_members (room_id, user_id, role, joined_ts) "
                       "VALUES (?, ?, 'owner', ?)", (room_id, owner_id, ts))
-            t.executemany("INSERT INTO room_members (room_id, user_id, role, joined_ts) "
-                          "VALUES (?, ?, 'member', ?)",
-                          [(room_id, uid, ts) for uid in member_ids if uid != owner_id])
+            t.executemany("INSERT INTO room_invites (room_id, user_id, invited_by, ts) "
+                          "VALUES (?, ?, ?, ?)",
+                          [(room_id, uid, owner_id, ts) for uid in invitees])
             room = _room(t, room_id)
             assert room is not None
             return room
 
         return await self.db.run_interaction("create_room", txn)
 
-    async def open_direct(self, room_id: int, user_id: int, other_id: int,
-                          ts: int) -> tuple[RoomRecord, bool]:
+    async def open_direct(self, room_id: int, user_id: int, other_id: int, ts: int,
+                          max_rooms: int | None = None) -> tuple[RoomRecord, bool]:
         """Find or create the direct room of two users.
 
         Args:
             room_id: the id to use if the room has to be created.
+            max_rooms: creating it must not put either user in more rooms than
+                this (None: no limit); an existing room is always returned.
 
         Returns:
             ``(room, created)``.
+
+        Raises:
+            LimitReached: ``rooms`` of ``user_id`` or ``other_id`` (checked in that
+                order); nothing is created.
         """
         key = direct_key(user_id, other_id)
 
@@ -73,6 +165,9 @@ class RoomStore:
             existing = find(t)
             if existing is not None:
                 return existing, False
+            _lock_users(t, [user_id, other_id])
+            _check_rooms(t, user_id, max_rooms)
+            _check_rooms(t, other_id, max_rooms)
             t.execute("INSERT INTO rooms (room_id, kind, name, topic, visibility, owner_id, "
                       "created_ts, direct_key) VALUES (?, 'direct', '', '', 'private', ?, ?, ?)",
                       (room_id, user_id, ts, key))
@@ -95,21 +190,41 @@ class RoomStore:
         """A room that exists and is not deleted, or None."""
         return await self.db.run_interaction("room", _room, room_id)
 
-    async def directory(self, query: str, limit: int = 200) -> list[RoomRecord]:
-        """Public group rooms whose name or topic contains ``query`` (case-insensitive)."""
+    async def directory(self, query: str, limit: int = 200,
+                        after: tuple[str, int] | None = None) -> list[RoomRecord]:
+        """Public group rooms whose name or topic contains ``query`` (case-insensitive).
+
+        Args:
+            limit: at most this many.
+            after: ``(name, room_id)`` of the last room of the previous page.
+
+        Returns:
+            rooms ordered by name, then room id.
+        """
         pattern = _like_prefix(query.casefold())
+        where = ""
+        args: list[Any] = [pattern, pattern]
+        if after is not None:
+            where = " AND (r.name > ? OR (r.name = ? AND r.room_id > ?))"
+            args += [after[0], after[0], after[1]]
 
         def txn(t: Txn) -> list[RoomRecord]:
             rows = t.execute(
                 ROOM_SELECT + " WHERE r.deleted = 0 AND r.visibility = 'public' AND "
                 "r.kind = 'group' AND (LOWER(r.name) LIKE ? ESCAPE '\\' OR LOWER(r.topic) "
-                "LIKE ? ESCAPE '\\') ORDER BY r.name LIMIT ?", (pattern, pattern, limit)).fetchall()
+                "LIKE ? ESCAPE '\\')" + where + " ORDER BY r.name, r.room_id LIMIT ?",
+                (*args, limit)).fetchall()
             return [room_from_row(r) for r in rows]
 
         return await self.db.run_interaction("directory", txn)
 
-    async def rooms_of(self, user_id: int) -> list[tuple[RoomRecord, str, int]]:
-        """The rooms a user is a member of.
+    async def rooms_of(self, user_id: int, after: int = 0,
+                       limit: int | None = None) -> list[tuple[RoomRecord, str, int]]:
+        """The rooms a user is a member of, a page at a time.
+
+        Args:
+            after: only rooms with a greater id (the last id of the previous page).
+            limit: at most this many (None: all).
 
         Returns:
             ``[(room, role, read_seq)]`` ordered by room id.
@@ -118,10 +233,20 @@ class RoomStore:
             rows = t.execute(
                 ROOM_SELECT.replace(" FROM rooms r ", ", m2.role, m2.read_seq FROM rooms r ")
                 + " JOIN room_members m2 ON m2.room_id = r.room_id AND m2.user_id = ? "
-                "WHERE r.deleted = 0 ORDER BY r.room_id", (user_id,)).fetchall()
+                "WHERE r.deleted = 0 AND r.room_id > ? ORDER BY r.room_id"
+                + (" LIMIT ?" if limit is not None else ""),
+                (user_id, after) + ((limit,) if limit is not None else ())).fetchall()
             return [(room_from_row(r[:10]), r[10], int(r[11])) for r in rows]
 
         return await self.db.run_interaction("rooms_of", txn)
+
+    async def room_count(self, user_id: int) -> int:
+        """How many rooms (group and direct) the user is a member of."""
+        def txn(t: Txn) -> int:
+            return int(t.scalar("SELECT COUNT(*) FROM room_members WHERE user_id = ?",
+                                (user_id,)) or 0)
+
+        return await self.db.run_interaction("room_count", txn)
 
     async def role_of(self, room_id: int, user_id: int) -> str | None:
         """The member's role in the room, or None if not a member."""
@@ -133,13 +258,20 @@ class RoomStore:
 
         return await self.db.run_interaction("role_of", txn)
 
-    async def members(self, room_id: int) -> list[MemberRecord]:
-        """Members of a room ordered by username."""
+    async def members(self, room_id: int, after: str = "",
+                      limit: int | None = None) -> list[MemberRecord]:
+        """Members of a room ordered by username, a page at a time.
+
+        Args:
+            after: only usernames after this one (the last of the previous page).
+            limit: at most this many (None: all).
+        """
         def txn(t: Txn) -> list[MemberRecord]:
             return [MemberRecord(int(r[0]), r[1], r[2], r[3]) for r in t.execute(
                 "SELECT u.user_id, u.username, u.display_name, m.role FROM room_members m "
-                "JOIN users u ON u.user_id = m.user_id WHERE m.room_id = ? ORDER BY u.username",
-                (room_id,)).fetchall()]
+                "JOIN users u ON u.user_id = m.user_id WHERE m.room_id = ? AND u.username > ? "
+                "ORDER BY u.username" + (" LIMIT ?" if limit is not None else ""),
+                (room_id, after) + ((limit,) if limit is not None else ())).fetchall()]
 
         return await self.db.run_interaction("members", txn)
 
@@ -152,17 +284,31 @@ class RoomStore:
 
         return await self.db.run_interaction("all_memberships", txn)
 
-    async def has_invite(self, room_id: int, user_id: int) -> bool:
-        """Whether the user holds an invitation to the room."""
+    async def has_invite(self, room_id: int, user_id: int, since: int = 0) -> bool:
+        """Whether the user holds an invitation to the room made at or after ``since`` (ms)."""
         def txn(t: Txn) -> bool:
-            return t.scalar("SELECT 1 FROM room_invites WHERE room_id = ? AND user_id = ?",
-                            (room_id, user_id)) is not None
+            return t.scalar("SELECT 1 FROM room_invites WHERE room_id = ? AND user_id = ? "
+                            "AND ts >= ?", (room_id, user_id, since)) is not None
 
         return await self.db.run_interaction("has_invite", txn)
 
-    async def add_invite(self, room_id: int, user_id: int, invited_by: int, ts: int) -> None:
-        """Record an invitation (repeating one refreshes it)."""
+    async def add_invite(self, room_id: int, user_id: int, invited_by: int, ts: int,
+                         max_invites: int | None = None, since: int = 0) -> None:
+        """Record an invitation (repeating one refreshes its time and inviter).
+
+        Args:
+            ts: now, ms since epoch.
+            max_invites: ``invited_by`` may have at most this many pending (None: no
+                limit); refreshing one of their own does not count twice.
+            since: invitations made before this time (ms) have expired; the
+                inviter's expired ones are removed.
+
+        Raises:
+            LimitReached: ``invites`` of ``invited_by``; nothing is changed.
+        """
         def txn(t: Txn) -> None:
+            _lock_users(t, [invited_by])
+            _check_invites(t, invited_by, 1, max_invites, since, (room_id, user_id))
             t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ?",
                       (room_id, user_id))
             t.execute("INSERT INTO room_invites (room_id, user_id, invited_by, ts) "
@@ -170,18 +316,70 @@ class RoomStore:
 
         await self.db.run_interaction("add_invite", txn)
 
-    async def add_member(self, room_id: int, user_id: int, role: str, ts: int) -> bool:
+    async def remove_invite(self, room_id: int, user_id: int, since: int = 0) -> bool:
+        """Withdraw or decline an invitation.
+
+        Returns:
+            whether an invitation made at or after ``since`` (ms) was there.
+        """
+        def txn(t: Txn) -> bool:
+            t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ? AND ts >= ?",
+                      (room_id, user_id, since))
+            live = t.rowcount > 0
+            t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ?",
+                      (room_id, user_id))
+            return live
+
+        return await self.db.run_interaction("remove_invite", txn)
+
+    async def invites_of(self, user_id: int, since: int, after: int = 0,
+                         limit: int | None = None) -> list[InviteRecord]:
+        """The user's pending invitations to live rooms, a page at a time; expired
+        ones (made before ``since``, ms) are removed.
+
+        Args:
+            after: only rooms with a greater id (the last id of the previous page).
+            limit: at most this many (None: all).
+
+        Returns:
+            invitations ordered by room id.
+        """
+        def txn(t: Txn) -> list[InviteRecord]:
+            t.execute("DELETE FROM room_invites WHERE user_id = ? AND ts < ?", (user_id, since))
+            rows = t.execute(
+                ROOM_SELECT.replace(" FROM rooms r ", ", i.ts, b.username FROM rooms r ")
+                + " JOIN room_invites i ON i.room_id = r.room_id AND i.user_id = ? "
+                "JOIN users b ON b.user_id = i.invited_by "
+                "WHERE r.deleted = 0 AND r.room_id > ? ORDER BY r.room_id"
+                + (" LIMIT ?" if limit is not None else ""),
+                (user_id, after) + ((limit,) if limit is not None else ())).fetchall()
+            return [InviteRecord(room_from_row(r[:10]), str(r[11]), int(r[10])) for r in rows]
+
+        return await self.db.run_interaction("invites_of", txn)
+
+    async def add_member(self, room_id: int, user_id: int, role: str, ts: int,
+                         max_rooms: int | None = None) -> bool:
         """Add a member and consume any invitation.
+
+        Args:
+            max_rooms: the user may be in at most this many rooms (None: no limit).
 
         Returns:
             False if the user was a member already.
+
+        Raises:
+            LimitReached: ``rooms`` of the user; nothing is changed.
         """
         def txn(t: Txn) -> bool:
-            t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ?",
-                      (room_id, user_id))
+            _lock_users(t, [user_id])
             if t.scalar("SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?",
                         (room_id, user_id)) is not None:
+                t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ?",
+                          (room_id, user_id))
                 return False
+            _check_rooms(t, user_id, max_rooms)
+            t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ?",
+                      (room_id, user_id))
             # Start the new member's read position at the present: the past is
             # history to scroll, not unread messages.
             last_seq = t.scalar("SELECT last_seq FROM rooms WHERE room_id = ?", (room_id,))

@@ -63,6 +63,14 @@ TEXT_RULES: dict[str, re.Pattern[str] | None] = {
     "line": _REFUSED_IN_LINE, "lines": _REFUSED_IN_LINES, "body": _REFUSED_IN_BODY,
     "any": None,
 }
+#: Items per page of the room lists (``room.list``, ``room.members``,
+#: ``room.invites``) when ``limit`` is not given, and the largest ``limit``.
+ROOM_PAGE = 100
+MAX_ROOM_PAGE = 500
+#: ``room.directory``'s default page (its size before it paged).
+DIRECTORY_PAGE = 200
+#: Longest ``cursor`` of a paged op, in characters (``chatnet.services.paging``).
+MAX_CURSOR = 512
 
 _MISSING = object()
 
@@ -295,6 +303,12 @@ def _download_start(args: dict[str, Any]) -> float:
     return 1.0 if args["offset"] == 0 else 0.0
 
 
+def _page(default: int = ROOM_PAGE) -> tuple[Field, Field]:
+    """``cursor?, limit?`` of a paged list op (docs/protocol.md, Paging)."""
+    return (Str("cursor", MAX_CURSOR, required=False),
+            Int("limit", maximum=MAX_ROOM_PAGE, required=False, default=default))
+
+
 #: Every op of the wire, by name (PROTOCOL.md sections 3-6).
 OPS: dict[str, Op] = _ops(
     # -- 3. Session ------------------------------------------------------------------------
@@ -342,15 +356,19 @@ OPS: dict[str, Op] = _ops(
         Field("visibility", "str", choices=frozenset({"public", "private"})),
         Field("members", "list", required=False, max_len=500, item=Username()))),
     Op("dm.open", "rooms", "open_direct", (Username(),)),
-    Op("room.directory", "rooms", "directory", (Str("query", 80, min_len=0, required=False),),
+    Op("room.directory", "rooms", "directory",
+       (Str("query", 80, min_len=0, required=False), *_page(DIRECTORY_PAGE)),
        budget="expensive"),
-    Op("room.list", "rooms", "list", budget="expensive"),
+    Op("room.list", "rooms", "list", _page(), budget="expensive"),
     Op("room.join", "rooms", "join", (Int("room_id"),)),
+    # Extensions (docs/protocol.md 5): pending invitations, and refusing one.
+    Op("room.invites", "rooms", "invites", _page(), budget="expensive"),
+    Op("room.decline", "rooms", "decline", (Int("room_id"),)),
     Op("room.leave", "rooms", "leave", (Int("room_id"),)),
     Op("room.invite", "rooms", "invite", (Int("room_id"), Username())),
     Op("room.kick", "rooms", "kick",
        (Int("room_id"), Username(), Str("reason", 500, min_len=0, required=False))),
-    Op("room.members", "rooms", "members", (Int("room_id"),), budget="expensive"),
+    Op("room.members", "rooms", "members", (Int("room_id"), *_page()), budget="expensive"),
     Op("room.update", "rooms", "update",
        (Int("room_id"), Str("name", _ROOM_NAME, required=False),
         Str("topic", _TOPIC, min_len=0, required=False, text="lines"))),

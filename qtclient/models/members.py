@@ -73,6 +73,9 @@ class MemberListModel(RowsModel):
             return None
         if role == ItemRole.DisplayRole.value or role == self.Roles.DisplayName:
             return member.display_name or member.username
+        if role == ItemRole.ToolTipRole.value:
+            # Who it really is: display names can be anything, usernames are unique.
+            return f"{member.display_name or member.username} (@{member.username})"
         if role == self.Roles.Username:
             return member.username
         if role == self.Roles.Role:

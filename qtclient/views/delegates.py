@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from qtclient.i18n import _
+from qtclient.i18n import _, ngettext
+from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
 from qtclient.models.presence import STATE_COLOURS, STATE_NAMES
 from qtclient.models.rooms import RoomListModel
@@ -97,6 +98,7 @@ _OTHER_BUBBLE = QColor("#f1f3f4")
 _MENTION_BUBBLE = QColor("#fff4cf")
 _TEXT = QColor("#202124")
 _MUTED = QColor("#5f6368")
+_INVITE_SELECTED = QColor("#e8f0fe")
 _MARKER = QColor("#d93025")
 
 
@@ -813,8 +815,21 @@ def role_text(role: str) -> str:
     return texts.get(role, role)
 
 
+def one_line(text: str) -> str:
+    """A name as one line: control characters dropped, runs of white space made one
+    space (so that padding cannot push what follows out of sight)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 class MemberDelegate(QStyledItemDelegate):
-    """A member row: presence dot, display name and username, role tag."""
+    """A member row: presence dot, display name *and* ``@username`` on the first
+    line, presence below, role tag.
+
+    Display names are free text and anyone may take someone else's; the
+    username is unique. So the ``@username`` is drawn first, in full (up to
+    two thirds of the row), and the display name gets the room that is left,
+    elided: no name, however long or padded, can hide whose row it is.
+    """
 
     MIN_HEIGHT = 40
 
@@ -826,11 +841,28 @@ class MemberDelegate(QStyledItemDelegate):
         return font, small
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
-        """Two lines of text (name, then username and presence) with padding;
+        """Two lines of text (name and username, then presence) with padding;
         measured, since CJK fallback fonts have taller lines."""
         font, small = self._fonts(option)
         height = QFontMetrics(font).height() + QFontMetrics(small).height() + 14
         return QSize(option.rect.width(), max(self.MIN_HEIGHT, height))
+
+    @staticmethod
+    def first_line(index: _Index, font: QFont, width: int) -> tuple[str, str]:
+        """The first line's two parts for ``width`` pixels: the display name (elided,
+        "" when it is the username) and ``@username`` (whole, unless the row is
+        narrower than that)."""
+        roles = MemberListModel.Roles
+        username = str(index.data(roles.Username) or "")
+        name = one_line(str(index.data(roles.DisplayName) or ""))
+        metrics = QFontMetrics(font)
+        handle = metrics.elidedText(f"@{username}", Qt.TextElideMode.ElideRight,
+                                    max(width * 2 // 3, width - metrics.averageCharWidth() * 8))
+        if not name or name == username:
+            return "", handle
+        room = width - metrics.horizontalAdvance(handle) - metrics.horizontalAdvance("  ")
+        shown = metrics.elidedText(name, Qt.TextElideMode.ElideRight, max(0, room))
+        return shown, handle
 
     def paint(self, painter: QPainter | None, option: QStyleOptionViewItem,
               index: _Index) -> None:
@@ -852,22 +884,28 @@ class MemberDelegate(QStyledItemDelegate):
         tag_w = QFontMetrics(small).horizontalAdvance(tag) + 12 if tag else 0
         text_colour = (option.palette.highlightedText().color() if selected
                        else option.palette.text().color())
+        muted = _MUTED if not selected else text_colour
         name_h, sub_h = QFontMetrics(font).height(), QFontMetrics(small).height()
         top = rect.top() + (rect.height() - name_h - sub_h - 2) // 2
-        name_rect = QRect(rect.left() + 30, top, rect.width() - 38 - tag_w, name_h)
+        line = QRect(rect.left() + 30, top, rect.width() - 38 - tag_w, name_h)
+        name, handle = self.first_line(index, font, line.width())
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         painter.setFont(font)
-        painter.setPen(text_colour)
-        painter.drawText(name_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         QFontMetrics(font).elidedText(str(index.data() or ""),
-                                                       Qt.TextElideMode.ElideRight,
-                                                       name_rect.width()))
-        sub_rect = QRect(name_rect.left(), top + name_h + 2, name_rect.width(), sub_h)
+        x = line.left()
+        if name:
+            painter.setPen(text_colour)
+            painter.drawText(QRect(x, line.top(), line.width(), name_h), left, name)
+            x += QFontMetrics(font).horizontalAdvance(name + "  ")
+            painter.setPen(muted)
+        else:
+            painter.setPen(text_colour)
+        painter.drawText(QRect(x, line.top(), line.right() - x + 1, name_h), left, handle)
+        sub_rect = QRect(line.left(), top + name_h + 2, line.width(), sub_h)
         painter.setFont(small)
-        painter.setPen(_MUTED if not selected else text_colour)
-        subtitle = f"@{index.data(roles.Username)} · {_(STATE_NAMES.get(presence, presence))}"
-        painter.drawText(sub_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         QFontMetrics(small).elidedText(subtitle, Qt.TextElideMode.ElideRight,
-                                                        sub_rect.width()))
+        painter.setPen(muted)
+        painter.drawText(sub_rect, left, QFontMetrics(small).elidedText(
+            _(STATE_NAMES.get(presence, presence)), Qt.TextElideMode.ElideRight,
+            sub_rect.width()))
         if tag:
             tag_rect = QRect(rect.right() - 6 - tag_w, rect.center().y() - 10, tag_w, 20)
             painter.setPen(QPen(QColor("#1a73e8"), 1))
@@ -875,4 +913,53 @@ class MemberDelegate(QStyledItemDelegate):
             painter.drawRoundedRect(QRectF(tag_rect), 6, 6)
             painter.setPen(QColor("#1a73e8"))
             painter.drawText(tag_rect, Qt.AlignmentFlag.AlignCenter, tag)
+        painter.restore()
+
+
+class InviteDelegate(QStyledItemDelegate):
+    """An invitation row: ``# room`` in bold, and who invited (by username, which
+    cannot be imitated) with the room's size below."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
+        """Two lines of text with padding."""
+        font = QFont(option.font)
+        small = QFont(font)
+        small.setPointSizeF(max(6.0, font.pointSizeF() * 0.85))
+        height = QFontMetrics(font).height() + QFontMetrics(small).height() + 12
+        return QSize(option.rect.width(), height)
+
+    def paint(self, painter: QPainter | None, option: QStyleOptionViewItem,
+              index: _Index) -> None:
+        """Draw the invitation at ``index``."""
+        if painter is None:
+            return
+        roles = InviteListModel.Roles
+        painter.save()
+        rect = option.rect
+        # The invitation Join and Decline answer: marked lightly, so that it does
+        # not look like the room that is open.
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(rect, _INVITE_SELECTED)
+        text_colour = option.palette.text().color()
+        font = QFont(option.font)
+        font.setBold(True)
+        small = QFont(option.font)
+        small.setPointSizeF(max(6.0, small.pointSizeF() * 0.85))
+        name_h, sub_h = QFontMetrics(font).height(), QFontMetrics(small).height()
+        top = rect.top() + (rect.height() - name_h - sub_h - 2) // 2
+        inner = QRect(rect.left() + 10, top, rect.width() - 16, name_h)
+        left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        painter.setFont(font)
+        painter.setPen(text_colour)
+        painter.drawText(inner, left, QFontMetrics(font).elidedText(
+            "# " + one_line(str(index.data() or "")), Qt.TextElideMode.ElideRight,
+            inner.width()))
+        members = int(index.data(roles.MembersCount) or 0)
+        detail = _("invited by @{user}").format(user=index.data(roles.By)) + " · " + \
+            ngettext("{n} member", "{n} members", members).format(n=members)
+        painter.setFont(small)
+        painter.setPen(_MUTED)
+        sub = QRect(inner.left(), top + name_h + 2, inner.width(), sub_h)
+        painter.drawText(sub, left, QFontMetrics(small).elidedText(
+            detail, Qt.TextElideMode.ElideRight, sub.width()))
         painter.restore()

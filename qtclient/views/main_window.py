@@ -4,14 +4,21 @@ Layout (left to right)::
 
     +-------------+----------------------------------------+-------------+
     | me, status  | room name · topic  [Invite][Leave][Mem]| Members (n) |
-    | [filter]    | (call bar: reserved, hidden)           |  ● alice    |
-    | # general 3 | connection banner (when reconnecting)  |  ● bob      |
+    | [filter]    | (call bar: reserved, hidden)           |  ● Alice    |
+    | Invitations | connection banner (when reconnecting)  |    @alice   |
+    | # plans     |                                        |             |
+    | [Join][Dec] |                                        |             |
+    | # general 3 |                                        |  ● bob      |
     | ● bob       |   day separator / bubbles / reactions  |             |
     |             |   "alice is typing…"                   |             |
     | [+][⌕][@]   | uploads: name ▓▓▓░░ [Cancel] (if any)  |             |
     |             | [ composer                 ][📎][Send] |             |
     +-------------+----------------------------------------+-------------+
     | ● Connected                                      presence [Online] |
+
+The invitations section (hidden while there are none) lists rooms the user
+was invited to; Join accepts the selected one (or double-click), Decline
+refuses it.
 
 Files dropped on the message list or the composer, or chosen with 📎, are
 uploaded and sent to the open room; the attachments strip lists those
@@ -26,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qtclient.i18n import _, ngettext
+from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
 from qtclient.models.presence import OWN_STATES, STATE_COLOURS, STATE_NAMES
 from qtclient.models.rooms import RoomListModel
@@ -65,7 +73,7 @@ from qtclient.qt import (
 )
 from qtclient.views.attachments import AttachmentsStrip, FileDropFilter
 from qtclient.views.conversation import Composer, TimelineView
-from qtclient.views.delegates import MemberDelegate, RoomDelegate
+from qtclient.views.delegates import InviteDelegate, MemberDelegate, RoomDelegate
 from qtclient.views.icons import app_icon, paperclip_icon
 
 if TYPE_CHECKING:
@@ -73,6 +81,9 @@ if TYPE_CHECKING:
 
 _RR = RoomListModel.Roles
 _MR = MemberListModel.Roles
+_IR = InviteListModel.Roles
+#: Invitation rows shown before the invitations list scrolls.
+INVITE_ROWS = 3
 
 
 def downloads_folder() -> Path:
@@ -187,6 +198,9 @@ class MainWindow(QMainWindow):
     directory_requested = pyqtSignal()
     message_someone_requested = pyqtSignal()
     invite_dialog_requested = pyqtSignal(ID)
+    #: room id of an invitation the user accepts / declines
+    invite_accepted = pyqtSignal(ID)
+    invite_declined = pyqtSignal(ID)
     direct_requested = pyqtSignal(str)
     leave_requested = pyqtSignal(ID)
     kick_requested = pyqtSignal(ID, str)
@@ -288,6 +302,7 @@ class MainWindow(QMainWindow):
         self.filter = QLineEdit()
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.state.room_proxy.setFilterFixedString)
+        self._build_invites()
         self.room_list = QListView()
         self.room_list.setModel(self.state.room_proxy)
         self.room_list.setItemDelegate(RoomDelegate(self.room_list))
@@ -313,8 +328,65 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.me_label)
         layout.addWidget(self.status_text)
         layout.addWidget(self.filter)
+        layout.addWidget(self.invites_panel)
         layout.addWidget(self.room_list, 1)
         layout.addLayout(buttons)
+
+    def _build_invites(self) -> None:
+        """The invitations section: title, list, Join and Decline (hidden when empty)."""
+        invites = self.state.invites
+        self.invites_panel = QWidget()
+        self.invites_title = QLabel()
+        font = QFont(self.invites_title.font())
+        font.setBold(True)
+        self.invites_title.setFont(font)
+        self.invite_list = QListView()
+        self.invite_list.setModel(invites)
+        self.invite_list.setItemDelegate(InviteDelegate(self.invite_list))
+        self.invite_list.setUniformItemSizes(True)
+        self.invite_list.setFrameShape(QListView.Shape.NoFrame)
+        self.invite_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.invite_list.doubleClicked.connect(
+            lambda index: self.invite_accepted.emit(int(index.data(_IR.RoomId))))
+        self.accept_invite_button = QPushButton()
+        self.accept_invite_button.clicked.connect(lambda: self._answer_invite(True))
+        self.decline_invite_button = QPushButton()
+        self.decline_invite_button.clicked.connect(lambda: self._answer_invite(False))
+        answers = QHBoxLayout()
+        answers.addWidget(self.accept_invite_button)
+        answers.addWidget(self.decline_invite_button)
+        layout = QVBoxLayout(self.invites_panel)
+        layout.setContentsMargins(0, 4, 0, 4)
+        layout.setSpacing(2)
+        layout.addWidget(self.invites_title)
+        layout.addWidget(self.invite_list)
+        layout.addLayout(answers)
+        for signal in (invites.modelReset, invites.rowsInserted, invites.rowsRemoved):
+            signal.connect(self._invites_changed)
+        self._invites_changed()
+
+    def _invites_changed(self, *_args: Any) -> None:
+        """Show the section only with invitations; keep one selected; fit its height."""
+        count = self.state.invites.rowCount()
+        self.invites_panel.setVisible(count > 0)
+        self.invites_title.setText(ngettext("Invitation ({n})", "Invitations ({n})",
+                                            count).format(n=count))
+        if count == 0:
+            return
+        selection = self.invite_list.selectionModel()
+        if selection is not None and not selection.currentIndex().isValid():
+            selection.setCurrentIndex(self.state.invites.index(0),
+                                      QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        row_h = self.invite_list.sizeHintForRow(0)
+        self.invite_list.setFixedHeight(max(1, row_h) * min(count, INVITE_ROWS) + 2)
+
+    def _answer_invite(self, accept: bool) -> None:
+        """Join or Decline: answer the selected invitation."""
+        index = self.invite_list.currentIndex()
+        if not index.isValid():
+            return
+        room_id = int(index.data(_IR.RoomId))
+        (self.invite_accepted if accept else self.invite_declined).emit(room_id)
 
     def _build_centre(self) -> None:
         self.centre = QStackedWidget()
@@ -474,6 +546,9 @@ class MainWindow(QMainWindow):
         self.new_room_button.setText(_("New room"))
         self.browse_button.setText(_("Browse rooms"))
         self.message_button.setText(_("Message someone"))
+        self.accept_invite_button.setText(_("Join"))
+        self.decline_invite_button.setText(_("Decline"))
+        self._invites_changed()
         self.empty_page.setText(_("Choose a conversation on the left, or start one."))
         self.invite_button.setText(_("Invite…"))
         self.leave_button.setText(_("Leave"))
@@ -494,7 +569,7 @@ class MainWindow(QMainWindow):
         self._update_compose_bar()
         if self.room_id is not None:
             self._typing_changed(self.room_id)
-        for view in (self.room_list, self.members_view):
+        for view in (self.room_list, self.members_view, self.invite_list):
             viewport = view.viewport()
             if viewport is not None:
                 viewport.update()

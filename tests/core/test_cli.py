@@ -251,3 +251,45 @@ def test_desktop_client_without_a_display_explains_instead_of_crashing():
                             timeout=60)
     assert result.returncode == 2
     assert "no display found" in result.stderr
+
+
+def test_invitations_in_the_terminal(twistd: TwistdServer):
+    """An invitation is printed (not a room joined); /invites lists it, /accept joins
+    and switches to the room, /decline refuses another; one waiting at login is
+    announced; /who shows usernames next to display names."""
+    alice = terminal(twistd, "alice")
+    alice.expect("logged in as alice")
+    bob = terminal(twistd, "bob")
+    bob.expect("logged in as bob")
+    alice.sendline("/create plans private")
+    alice.expect("created private room #plans")
+    alice.sendline("/invite bob")
+    bob.expect(r"alice invited you to #plans \(/accept plans or /decline plans\)")
+    bob.sendline("/rooms")
+    bob.expect("you are in no room yet")
+    bob.sendline("/invites")
+    bob.expect(r"#plans +id \d+  from alice")
+    bob.sendline("/accept plans")
+    bob.expect("joined #plans")
+    alice.expect("bob joined #plans")
+    bob.sendline("/who")
+    bob.expect(r"@alice +alice +online +\(owner\)")
+    alice.sendline("/create secrets private")
+    alice.expect("created private room #secrets")
+    alice.sendline("/invite bob")
+    bob.expect("alice invited you to #secrets")
+    bob.sendline("/decline secrets")
+    bob.expect("declined the invitation to #secrets")
+    bob.sendline("/invites")
+    bob.expect("no invitations waiting")
+    alice.sendline("/create later private")
+    alice.expect("created private room #later")
+    bob.sendline("/quit")
+    bob.expect(pexpect.EOF)
+    alice.sendline("/invite bob")
+    alice.expect("invited bob to #later")
+    bob = terminal(twistd, "bob")
+    bob.expect(r"1 invitation\(s\) waiting for your answer: /invites")
+    for child in (alice, bob):
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)

@@ -16,6 +16,7 @@ from chatnet.client.files import Download, Upload
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services.files import CHUNK_SIZE, MAX_OPEN_UPLOADS
+from tests.support.chat import room_with_members
 from tests.support.server import PASSWORD, RunningServer, start_server, test_config
 
 
@@ -28,10 +29,9 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def shared_room(owner: Any, *members: str) -> int:
-    room = await owner.request("room.create", {"name": "files", "visibility": "private",
-                                               "members": list(members)})
-    return int(room["room_id"])
+async def shared_room(owner: Any, *members: Any) -> int:
+    """A private room of ``owner`` that ``members`` (connections or sessions) are in."""
+    return await room_with_members(owner, *members, name="files")
 
 
 async def raw_upload(conn: Any, data: bytes, name: str = "f.bin") -> dict[str, Any]:
@@ -72,7 +72,7 @@ async def test_round_trip_to_a_room_member(server, tmp_path, size):
     bob_conn = await server.user("bob")
     alice = session_for(server, "alice")
     await alice.start(register=True)
-    room_id = await shared_room(bob_conn, "alice")
+    room_id = await shared_room(bob_conn, alice)
     progress: list[tuple[int, int]] = []
     info = await Upload(alice, source, room_id=room_id, body="the report",
                         progress=lambda done, total: progress.append((done, total))).start()
@@ -186,7 +186,7 @@ async def test_non_member_cannot_see_or_download(server):
     """Someone outside the room gets not_found for info and download, just as for a
     file that does not exist; attaching a file one cannot see is refused too."""
     alice, bob, eve = [await server.user(n) for n in ("alice", "bob", "eve")]
-    room_id = await shared_room(alice, "bob")
+    room_id = await shared_room(alice, bob)
     info = await raw_upload(alice, b"secret plans")
     await alice.request("msg.send", {"room_id": room_id, "body": "", "client_msg_id": "1",
                                      "attachments": [info["file_id"]]})

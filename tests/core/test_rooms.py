@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
 import pytest_twisted
 
-from chatnet.errors import ErrorCode
+from chatnet.errors import ChatError, ErrorCode
+from chatnet.services.rooms import INVITE_LIFETIME
+from chatnet.wire.codec import pack
 from tests.support.chat import create_room, expect_error, say
 from tests.support.events import EventLog, barrier
+from tests.support.harness import build_harness
+from tests.support.server import PASSWORD
 
 
 async def members_of(conn, room_id):
@@ -30,22 +38,208 @@ async def test_create_a_room(server):
 
 @pytest_twisted.ensureDeferred
 async def test_create_with_members_invites_them(server):
-    """Users listed in ``members`` are added at once and each gets room.invited {room, by}."""
+    """Users listed in ``members`` are invited, not added: each gets room.invited
+    {room, by}, is not a member until room.join accepts (even of a private room),
+    and sees the invitation in room.invites."""
     alice, bob, carol = (await server.user("alice"), await server.user("bob"),
                          await server.user("carol"))
     bob_events = EventLog(bob, "bob")
     room = await create_room(alice, visibility="private", members=["BOB", "alice"])
-    assert room["members_count"] == 2
+    rid = room["room_id"]
+    assert room["members_count"] == 1
     invited = await bob_events.next("room.invited")
     assert invited.data == {"room": room, "by": "alice"}
-    assert await members_of(bob, room["room_id"]) == {"alice": "owner", "bob": "member"}
-    await expect_error(carol.request("room.members", {"room_id": room["room_id"]}),
-                       ErrorCode.NOT_FOUND)
+    assert await members_of(alice, rid) == {"alice": "owner"}
+    await expect_error(bob.request("room.members", {"room_id": rid}), ErrorCode.NOT_FOUND)
+    await expect_error(bob.request("msg.history", {"room_id": rid}), ErrorCode.NOT_FOUND)
+    assert (await bob.request("room.list"))["rooms"] == []
+    [invite] = (await bob.request("room.invites"))["invites"]
+    assert (invite["room"]["room_id"], invite["by"]) == (rid, "alice")
+    assert isinstance(invite["ts"], int)
+    assert (await bob.request("room.join", {"room_id": rid}))["members_count"] == 2
+    assert await members_of(bob, rid) == {"alice": "owner", "bob": "member"}
+    assert (await bob.request("room.invites"))["invites"] == []
+    await expect_error(carol.request("room.members", {"room_id": rid}), ErrorCode.NOT_FOUND)
+    await expect_error(carol.request("room.join", {"room_id": rid}), ErrorCode.NOT_FOUND)
     error = await expect_error(alice.request("room.create", {
         "name": "x", "visibility": "public", "members": ["ghost"]}), ErrorCode.NOT_FOUND)
     assert "ghost" in error.message
 
 
+@pytest_twisted.ensureDeferred
+async def test_decline_removes_the_invitation(server):
+    """room.decline → {}: the invitation is gone (room.invites, and a private room's
+    join is not_found again), the invitee's other sessions get room.declined
+    {room_id}, the inviter is not told; declining again is not_found."""
+    alice, bob = await server.user("alice"), await server.user("bob")
+    bob_elsewhere = await server.user("bob", register=False)
+    other_session, alice_events = EventLog(bob_elsewhere, "bob2"), EventLog(alice, "alice")
+    room = await create_room(alice, visibility="private", members=["bob"])
+    rid = room["room_id"]
+    await other_session.next("room.invited")
+    assert await bob.request("room.decline", {"room_id": rid}) == {}
+    assert (await other_session.next("room.declined")).data == {"room_id": rid}
+    assert (await bob.request("room.invites"))["invites"] == []
+    await expect_error(bob.request("room.join", {"room_id": rid}), ErrorCode.NOT_FOUND)
+    await expect_error(bob.request("room.decline", {"room_id": rid}), ErrorCode.NOT_FOUND)
+    await barrier(alice)
+    assert alice_events.pending("room.declined") == []
+    assert await members_of(alice, rid) == {"alice": "owner"}
+    # Invited again, bob can accept.
+    await alice.request("room.invite", {"room_id": rid, "username": "bob"})
+    await bob.request("room.join", {"room_id": rid})
+
+
+@pytest_twisted.ensureDeferred
+async def test_many_rooms_naming_a_victim_do_not_stop_the_victim_syncing(make_server):
+    """The attack of the hardening issue: someone creates many rooms with bob in
+    ``members``. Bob is invited to each, member of none; his room.list still
+    answers (empty), and his invitations page, every page within max_frame."""
+    server = await make_server(max_frame=4096)
+    mallory, bob = await server.user("mallory"), await server.user("bob")
+    topic = "x" * 500
+    for n in range(12):
+        await mallory.request("room.create", {"name": f"spam {n}", "topic": topic,
+                                              "visibility": "private", "members": ["bob"]})
+    assert await bob.request("room.list") == {"rooms": []}
+    invites, cursor, pages = [], None, 0
+    while True:
+        page = await bob.request("room.invites", {"cursor": cursor} if cursor else {})
+        assert len(pack({"id": 2**63 - 1, "result": page})) <= 4096
+        invites += page["invites"]
+        pages += 1
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+    assert len(invites) == 12 and pages > 1
+    assert {i["room"]["name"] for i in invites} == {f"spam {n}" for n in range(12)}
+    assert all(i["by"] == "mallory" for i in invites)
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_list_pages_and_every_page_fits_the_frame(make_server):
+    """A member of more rooms than fit in a frame gets room.list in pages: each
+    within max_frame, ordered by room id, with next_cursor until the last; limit
+    caps a page; a cursor the server did not hand out is bad_request."""
+    server = await make_server(max_frame=4096)
+    alice = await server.user("alice")
+    made = [(await create_room(alice, name=f"r{n}", topic="t" * 500))["room_id"]
+            for n in range(9)]
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = await alice.request("room.list", {"cursor": cursor} if cursor else {})
+        assert len(pack({"id": 2**63 - 1, "result": page})) <= 4096
+        seen += [r["room_id"] for r in page["rooms"]]
+        pages += 1
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+    assert seen == sorted(made) and pages > 1
+    first = await alice.request("room.list", {"limit": 2})
+    assert [r["room_id"] for r in first["rooms"]] == sorted(made)[:2]
+    rest = await alice.request("room.list", {"limit": 500, "cursor": first["next_cursor"]})
+    assert rest["rooms"][0]["room_id"] == sorted(made)[2]
+    error = await expect_error(alice.request("room.list", {"cursor": "nonsense"}),
+                               ErrorCode.BAD_REQUEST)
+    assert "cursor" in error.message
+    await expect_error(alice.request("room.list", {"limit": 501}), ErrorCode.BAD_REQUEST)
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_members_and_directory_page(make_server):
+    """room.members pages by username and room.directory by name, with next_cursor,
+    every page within max_frame."""
+    server = await make_server(max_frame=4096)
+    alice = await server.user("alice")
+    room = await create_room(alice, name="big")
+    names = ["alice"] + [f"user{n:02d}" for n in range(40)]
+    for name in names[1:]:
+        conn = await server.user(name)
+        await conn.request("room.join", {"room_id": room["room_id"]})
+        await conn.close()
+    seen, cursor, pages = [], None, 0
+    while True:
+        args = {"room_id": room["room_id"], "limit": 15}
+        page = await alice.request("room.members", {**args, "cursor": cursor} if cursor
+                                   else args)
+        seen += [m["username"] for m in page["members"]]
+        pages += 1
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+    assert seen == names and pages == 3
+    for n in range(8):
+        await create_room(alice, name=f"lobby {n}", topic="y" * 500)
+    listed, cursor, pages = [], None, 0
+    while True:
+        page = await alice.request("room.directory", {"query": "lobby", "cursor": cursor}
+                                   if cursor else {"query": "lobby"})
+        assert len(pack({"id": 2**63 - 1, "result": page})) <= 4096
+        listed += [r["name"] for r in page["rooms"]]
+        pages += 1
+        cursor = page.get("next_cursor")
+        if cursor is None:
+            break
+    assert listed == [f"lobby {n}" for n in range(8)] and pages > 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_per_user_are_bounded(make_server):
+    """A user in max_rooms rooms (group and direct) gets conflict with details.limit
+    from room.create, room.join and dm.open; a stranger's dm.open cannot push them
+    over either; leaving a room frees a place."""
+    server = await make_server(max_rooms=3)
+    alice, carol = await server.user("alice"), await server.user("carol")
+    await server.user("bob")
+    one = await create_room(alice, name="one")
+    await create_room(alice, name="two")
+    await alice.request("dm.open", {"username": "bob"})
+    error = await expect_error(alice.request("room.create", {"name": "four",
+                                                             "visibility": "public"}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": 3} and "3 rooms" in error.message
+    public = await create_room(carol, name="carol's")
+    error = await expect_error(alice.request("room.join", {"room_id": public["room_id"]}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": 3}
+    await expect_error(alice.request("dm.open", {"username": "carol"}), ErrorCode.CONFLICT)
+    error = await expect_error(carol.request("dm.open", {"username": "alice"}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": 3} and "alice" in error.message
+    # The direct room that exists still opens; leaving frees a place.
+    assert (await alice.request("dm.open", {"username": "bob"}))["kind"] == "direct"
+    await alice.request("room.leave", {"room_id": one["room_id"]})
+    assert (await carol.request("dm.open", {"username": "alice"}))["members_count"] == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_pending_invitations_are_bounded_per_inviter(make_server):
+    """An inviter has at most max_invites invitations pending (conflict with
+    details.limit, from room.create and room.invite, nothing created); one that
+    ends (accepted or declined) frees a place; renewing one does not count twice.
+    Other people's invitations to the same user are unaffected."""
+    server = await make_server(max_invites=2)
+    alice, bob, carol, dave = (await server.user("alice"), await server.user("bob"),
+                               await server.user("carol"), await server.user("dave"))
+    room = await create_room(alice, visibility="private", members=["bob", "carol"])
+    rid = room["room_id"]
+    error = await expect_error(alice.request("room.invite", {"room_id": rid,
+                                                             "username": "dave"}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": 2} and "2 pending invitations" in error.message
+    await expect_error(alice.request("room.create", {"name": "more", "visibility": "public",
+                                                     "members": ["dave"]}),
+                       ErrorCode.CONFLICT)
+    assert [r["name"] for r in (await alice.request("room.list"))["rooms"]] == ["room"]
+    assert await alice.request("room.invite", {"room_id": rid, "username": "bob"}) == {}
+    # Dave invites bob too: alice's full budget does not limit him.
+    other = await create_room(dave, visibility="private", members=["bob"])
+    await bob.request("room.join", {"room_id": rid})
+    await carol.request("room.decline", {"room_id": rid})
+    await alice.request("room.create", {"name": "more", "visibility": "public",
+                                        "members": ["dave", "carol"]})
+    assert {i["room"]["room_id"] for i in (await bob.request("room.invites"))["invites"]} \
+        == {other["room_id"]}
 @pytest_twisted.ensureDeferred
 async def test_join_a_public_room_tells_the_members(server):
     """room.join of a public room → the room; members get room.member {joined}; joining
@@ -333,3 +527,44 @@ async def test_direct_rooms_are_closed_to_group_operations(server):
     await expect_error(alice.request("room.delete", {"room_id": rid}), ErrorCode.FORBIDDEN)
     await expect_error(alice.request("dm.open", {"username": "alice"}), ErrorCode.BAD_REQUEST)
     await expect_error(alice.request("dm.open", {"username": "ghost"}), ErrorCode.NOT_FOUND)
+
+
+@dataclass
+class _Actor:
+    """Who calls a perspective directly (the fields services read of an avatar)."""
+
+    user_id: int
+    username: str
+    roles: tuple[str, ...] = ()
+    mind: Any = None
+
+
+@pytest_twisted.ensureDeferred
+async def test_invitations_expire(tmp_path):
+    """An invitation older than INVITE_LIFETIME is not honoured by room.join, not
+    listed by room.invites, cannot be declined, and no longer counts against the
+    inviter's max_invites (fake clock, real store)."""
+    harness = await build_harness(tmp_path, max_invites=1)
+    try:
+        accounts, rooms = harness.services.accounts, harness.services.rooms
+        people = {name: await accounts.create_user(name, PASSWORD)
+                  for name in ("alice", "bob", "carol")}
+        alice, bob, carol = (rooms.perspective(_Actor(u.user_id, u.username))
+                             for u in people.values())
+        harness.clock.advance(1_000_000)
+        room = await alice.perspective_create("r", "", "private", ["bob"])
+        harness.clock.advance(INVITE_LIFETIME - 1)
+        assert len((await bob.perspective_invites(None, 100))["invites"]) == 1
+        with pytest.raises(ChatError) as full:
+            await alice.perspective_invite(room["room_id"], "carol")
+        assert full.value.code is ErrorCode.CONFLICT
+        harness.clock.advance(2)
+        assert (await bob.perspective_invites(None, 100))["invites"] == []
+        for attempt in (bob.perspective_join, bob.perspective_decline):
+            with pytest.raises(ChatError) as gone:
+                await attempt(room["room_id"])
+            assert gone.value.code is ErrorCode.NOT_FOUND
+        assert await alice.perspective_invite(room["room_id"], "carol") == {}
+        assert (await carol.perspective_join(room["room_id"]))["members_count"] == 2
+    finally:
+        harness.close()

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred
 from chatnet.client.core import Event
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
+from tests.support.chat import room_with_members
 from tests.support.server import PASSWORD, RunningServer, start_server, test_config
 
 
@@ -78,10 +79,10 @@ def msg_with(body: str) -> Any:
                          and item.data["message"]["body"] == body)
 
 
-async def room_with(server: RunningServer, owner: Any, *members: str) -> int:
-    room = await owner.request("room.create", {"name": "team", "visibility": "public",
-                                               "members": list(members)})
-    return int(room["room_id"])
+async def room_with(server: RunningServer, owner: Any, *members: Any) -> int:
+    """A room of ``owner`` that ``members`` (sessions or connections) were invited to
+    and joined."""
+    return await room_with_members(owner, *members, name="team", visibility="public")
 
 
 @pytest_twisted.ensureDeferred
@@ -129,7 +130,7 @@ async def test_reconnect_catches_up_missed_messages_in_order(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     await alice.call("room.list")
     first = recorder.wait_for(msg_with("before"))
     await bob.request("msg.send", {"room_id": room_id, "body": "before", "client_msg_id": "b0"})
@@ -164,7 +165,7 @@ async def test_send_whose_ack_was_lost_is_resent_and_stored_once(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     # Stop reading on alice's side so the answer stays unread in the socket.
     alice._connection.transport.pauseProducing()
     seen_by_bob: Deferred[None] = Deferred()
@@ -193,7 +194,7 @@ async def test_sends_while_disconnected_are_delivered_after_reconnect(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
     alice._connection.transport.abortConnection()
     await reconnecting
@@ -336,7 +337,7 @@ async def test_chosen_presence_and_hello_survive_a_reconnect(server):
     recorder = Recorder(alice)
     await alice.start(register=True)
     assert alice.hello_result is not None and alice.hello_result["registration"] is True
-    await room_with(server, watcher, "alice")
+    await room_with(server, watcher, alice)
     await alice.call("presence.set", {"state": "busy"})
     assert alice.presence == "busy"
     states: list[str] = []
@@ -359,7 +360,7 @@ async def test_edits_deletions_and_reactions_while_away_are_caught_up(server):
     alice = make_session(server, "alice")
     recorder = Recorder(alice)
     await alice.start(register=True)
-    room_id = await room_with(server, bob, "alice")
+    room_id = await room_with(server, bob, alice)
     last = recorder.wait_for(msg_with("m2"))
     sent = []
     for i in range(3):
@@ -448,3 +449,74 @@ async def test_a_send_refused_as_unavailable_is_retried_until_the_storage_is_bac
     history = await alice.call("msg.history", {"room_id": room["room_id"], "after_seq": 0})
     assert [(m["seq"], m["body"]) for m in history["messages"]] == [(ack["seq"], "kept")]
     await alice.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_catch_up_pages_through_room_list(make_server):
+    """A user in more rooms than one room.list page holds (here: than fit in the
+    frame) gets every room in session.rooms, and messages missed in a room of the
+    last page are caught up after a reconnect."""
+    server = await make_server(max_frame=4096)
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    rooms = []
+    for n in range(9):
+        room = await bob.request("room.create", {"name": f"r{n}", "topic": "t" * 500,
+                                                 "visibility": "public"})
+        await alice.call("room.join", {"room_id": room["room_id"]})
+        rooms.append(room["room_id"])
+    last = max(rooms)
+    first_page = await alice.call("room.list")
+    assert "next_cursor" in first_page and last not in {r["room_id"]
+                                                       for r in first_page["rooms"]}
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.transport.abortConnection()
+    await reconnecting
+    await bob.request("msg.send", {"room_id": last, "body": "on the last page",
+                                   "client_msg_id": "p1"})
+    await recorder.until_authenticated(alice)
+    assert set(alice.rooms) == set(rooms)
+    assert recorder.bodies(last) == ["on the last page"]
+    assert [r["room_id"] for r in await alice.call_all("room.list", "rooms",
+                                                       {"limit": 2})] == sorted(rooms)
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_session_keeps_invitations(server):
+    """session.invites holds pending invitations to group rooms: those made while
+    offline (room.invites at start) and those arriving live (room.invited); joining
+    (here or on another device) turns one into a room, declining removes it; a
+    direct room someone opens is a room, not an invitation."""
+    bob = await server.user("bob")
+    await (await server.user("alice")).close()
+    early = await bob.request("room.create", {"name": "early", "visibility": "private",
+                                              "members": ["alice"]})
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start()
+    assert set(alice.invites) == {early["room_id"]}
+    assert alice.invites[early["room_id"]]["by"] == "bob"
+    assert alice.rooms == {}
+    live = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "room.invited")
+    later = await bob.request("room.create", {"name": "later", "visibility": "private",
+                                              "members": ["alice"]})
+    await live
+    assert set(alice.invites) == {early["room_id"], later["room_id"]}
+    await alice.call("room.decline", {"room_id": early["room_id"]})
+    assert set(alice.invites) == {later["room_id"]}
+    elsewhere = await server.user("alice", register=False)
+    joined = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "room.member")
+    await elsewhere.request("room.join", {"room_id": later["room_id"]})
+    await joined
+    assert alice.invites == {} and set(alice.rooms) == {later["room_id"]}
+    opened = recorder.wait_for(lambda e: isinstance(e, Event) and e.name == "room.invited")
+    direct = await bob.request("dm.open", {"username": "alice"})
+    await opened
+    assert alice.invites == {} and set(alice.rooms) == {later["room_id"], direct["room_id"]}
+    await elsewhere.close()
+    await alice.close()
+    await bob.close()

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 
 from chatnet.errors import ChatError, ErrorCode
-from chatnet.store import ChatStore, Database, PostgresEngine, SqliteEngine
+from chatnet.store import ChatStore, Database, LimitReached, PostgresEngine, SqliteEngine
 from chatnet.store.database import migrations
 from chatnet.store.users import ContactLimits
 
@@ -58,8 +58,11 @@ async def new_user(store: ChatStore, name: str, ts: int = T0) -> U:
 
 async def new_room(store: ChatStore, owner: U, *members: U, visibility: str = "public",
                    name: str = "room", topic: str = "", ts: int = T0) -> int:
+    """A room of ``owner`` that ``members`` have joined."""
     room = await store.create_room(store.ids.next_id(), "group", name, topic, visibility,
-                                   owner.id, [m.id for m in members], ts)
+                                   owner.id, ts)
+    for member in members:
+        await store.add_member(room.room_id, member.id, "member", ts)
     return room.room_id
 
 
@@ -282,24 +285,30 @@ async def test_contact_remove_both_directions_and_withdraw(store):
 
 
 @pytest_twisted.ensureDeferred
-async def test_create_room_with_members(store):
-    """The creator is owner, the listed users members; the room reads back whole."""
+async def test_create_room_invites_the_listed_users(store):
+    """The creator is owner and only member; the listed users (not the creator) are
+    invited, by the creator, at the creation time; the room reads back whole."""
     alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
                          await new_user(store, "carol"))
     room = await store.create_room(store.ids.next_id(), "group", "General", "talk", "private",
-                                   alice.id, [bob.id, carol.id, alice.id], T0)
+                                   alice.id, T0, invitee_ids=[bob.id, carol.id, alice.id,
+                                                              bob.id])
     expected = {
         "room_id": room.room_id, "kind": "group", "name": "General", "topic": "talk",
-        "visibility": "private", "owner": "alice", "members_count": 3, "created_ts": T0}
+        "visibility": "private", "owner": "alice", "members_count": 1, "created_ts": T0}
     wire = room.to_wire()
     assert {k: wire.get(k) for k in expected} == expected
     assert room.last_seq == 0
     assert await store.role_of(room.room_id, alice.id) == "owner"
-    assert await store.role_of(room.room_id, bob.id) == "member"
-    assert [m.username for m in await store.members(room.room_id)] == ["alice", "bob", "carol"]
-    assert [(r.room_id, role) for r, role, _ in await store.rooms_of(bob.id)] == \
-        [(room.room_id, "member")]
-    assert (room.room_id, carol.id) in await store.all_memberships()
+    assert await store.role_of(room.room_id, bob.id) is None
+    assert [m.username for m in await store.members(room.room_id)] == ["alice"]
+    assert await store.rooms_of(bob.id) == []
+    assert await store.has_invite(room.room_id, bob.id)
+    assert not await store.has_invite(room.room_id, alice.id)
+    [invite] = await store.invites_of(carol.id, since=0)
+    assert (invite.room.room_id, invite.by, invite.ts) == (room.room_id, "alice", T0)
+    assert invite.to_wire() == {"room": room.to_wire(), "by": "alice", "ts": T0}
+    assert (room.room_id, carol.id) not in await store.all_memberships()
 
 
 @pytest_twisted.ensureDeferred
@@ -432,6 +441,121 @@ async def test_read_position_moves_forward_only_and_is_capped(store):
     assert await store.set_read(room_id, bob.id, 99) == 5
     [(_room, _role, read_seq)] = await store.rooms_of(bob.id)
     assert read_seq == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_members_and_directory_page_in_a_stable_order(store):
+    """rooms_of pages by room id, members by username, directory by name then id;
+    ``after`` continues where the previous page ended."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    rooms = [await new_room(store, alice, name=name) for name in ("b", "a", "c", "a")]
+    assert [r.room_id for r, _role, _read in await store.rooms_of(alice.id)] == sorted(rooms)
+    first = await store.rooms_of(alice.id, limit=2)
+    rest = await store.rooms_of(alice.id, after=first[-1][0].room_id, limit=10)
+    assert [r.room_id for r, _, _ in first + rest] == sorted(rooms)
+    await store.add_member(rooms[0], carol.id, "member", T0)
+    await store.add_member(rooms[0], bob.id, "member", T0)
+    page = await store.members(rooms[0], limit=2)
+    assert [m.username for m in page] == ["alice", "bob"]
+    assert [m.username for m in await store.members(rooms[0], after="bob")] == ["carol"]
+    directory = await store.directory("", limit=3)
+    assert [r.name for r in directory] == ["a", "a", "b"]
+    assert [directory[0].room_id, directory[1].room_id] == sorted([rooms[1], rooms[3]])
+    more = await store.directory("", limit=3, after=(directory[1].name, directory[1].room_id))
+    assert [r.name for r in more] == ["b", "c"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_per_user_limit_holds_under_concurrent_joins(store):
+    """With max_rooms=5, twenty joins of one user to twenty rooms at once leave them
+    in exactly 5 rooms; the others raise LimitReached and change nothing."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    rooms = [await new_room(store, alice) for _ in range(20)]
+    results = await DeferredList([
+        Deferred.fromCoroutine(store.add_member(room_id, bob.id, "member", T0, max_rooms=5))
+        for room_id in rooms], consumeErrors=True)
+    joined = [ok for ok, value in results if ok]
+    refused = [value.value for ok, value in results if not ok]
+    assert len(joined) == 5 and all(joined)
+    assert len(refused) == 15
+    assert all(isinstance(e, LimitReached) and (e.what, e.user_id, e.limit) ==
+               ("rooms", bob.id, 5) for e in refused)
+    assert await store.room_count(bob.id) == 5
+    # Already a member: no limit applies, nothing changes.
+    member_of = [r.room_id for r, _, _ in await store.rooms_of(bob.id)]
+    assert await store.add_member(member_of[0], bob.id, "member", T0, max_rooms=5) is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_room_and_open_direct_respect_max_rooms(store):
+    """create_room refuses an owner at the limit; open_direct refuses when either
+    side is at the limit (naming whom) but returns a room that exists."""
+    alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
+                         await new_user(store, "carol"))
+    await new_room(store, alice)
+    dm, _ = await store.open_direct(store.ids.next_id(), alice.id, bob.id, T0, max_rooms=2)
+    with pytest.raises(LimitReached) as full:
+        await store.create_room(store.ids.next_id(), "group", "x", "", "public", alice.id, T0,
+                                max_rooms=2)
+    assert (full.value.what, full.value.user_id) == ("rooms", alice.id)
+    with pytest.raises(LimitReached) as other_full:
+        await store.open_direct(store.ids.next_id(), carol.id, alice.id, T0, max_rooms=2)
+    assert other_full.value.user_id == alice.id
+    with pytest.raises(LimitReached) as self_full:
+        await store.open_direct(store.ids.next_id(), alice.id, carol.id, T0, max_rooms=2)
+    assert self_full.value.user_id == alice.id
+    again, created = await store.open_direct(store.ids.next_id(), bob.id, alice.id, T0,
+                                             max_rooms=2)
+    assert (again.room_id, created) == (dm.room_id, False)
+    assert await store.room_count(alice.id) == 2
+    assert await store.room_count(carol.id) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_pending_invites_per_inviter_are_bounded_and_expire(store):
+    """An inviter's pending invitations are capped (create_room and add_invite, all
+    or nothing; renewing one does not count twice); expired ones do not count,
+    are not honoured and are removed; remove_invite says whether one was live."""
+    alice, bob, carol, dave = [await new_user(store, n) for n in ("alice", "bob", "carol",
+                                                                   "dave")]
+    room = await store.create_room(store.ids.next_id(), "group", "r", "", "private", alice.id,
+                                   T0, invitee_ids=[bob.id, carol.id], max_invites=2)
+    with pytest.raises(LimitReached) as full:
+        await store.add_invite(room.room_id, dave.id, alice.id, T0 + 1, max_invites=2)
+    assert (full.value.what, full.value.user_id, full.value.limit) == ("invites", alice.id, 2)
+    await store.add_invite(room.room_id, bob.id, alice.id, T0 + 2, max_invites=2)
+    with pytest.raises(LimitReached):
+        await store.create_room(store.ids.next_id(), "group", "s", "", "public", alice.id, T0,
+                                invitee_ids=[dave.id], max_invites=2)
+    assert [r.name for r, _, _ in await store.rooms_of(alice.id)] == ["r"]
+    # Carol's invitation (T0) has expired at since=T0+1; bob's renewed one (T0+2) has not.
+    assert not await store.has_invite(room.room_id, carol.id, since=T0 + 1)
+    assert await store.has_invite(room.room_id, bob.id, since=T0 + 1)
+    await store.add_invite(room.room_id, dave.id, alice.id, T0 + 3, max_invites=2,
+                           since=T0 + 1)
+    assert await store.invites_of(carol.id, since=T0 + 1) == []
+    assert await store.remove_invite(room.room_id, dave.id, since=T0 + 1) is True
+    assert await store.remove_invite(room.room_id, dave.id, since=T0 + 1) is False
+    assert [i.room.room_id for i in await store.invites_of(bob.id, since=T0 + 1)] == \
+        [room.room_id]
+
+
+@pytest_twisted.ensureDeferred
+async def test_invites_of_pages_and_skips_deleted_rooms(store):
+    """invites_of lists a user's invitations by room id, a page at a time; those to
+    deleted rooms are gone."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    rooms = []
+    for n in range(5):
+        room = await store.create_room(store.ids.next_id(), "group", f"r{n}", "", "private",
+                                       alice.id, T0 + n, invitee_ids=[bob.id])
+        rooms.append(room.room_id)
+    await store.delete_room(rooms[2])
+    first = await store.invites_of(bob.id, since=0, limit=2)
+    rest = await store.invites_of(bob.id, since=0, after=first[-1].room.room_id)
+    assert [i.room.room_id for i in first + rest] == [r for r in rooms if r != rooms[2]]
+    assert [i.ts for i in first] == [T0, T0 + 1]
 
 
 # -- messages --------------------------------------------------------------------------------

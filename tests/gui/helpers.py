@@ -59,9 +59,18 @@ def say(server: Any, conn: Any, room_id: int, body: str, **extra: Any) -> dict[s
 
 def shared_room(server: Any, owner: Any, *members: str, name: str = "general",
                 visibility: str = "public") -> int:
-    """A room made by a library user with ``members`` added at once; its id."""
+    """A room made by a library user, with ``members`` in it; its id.
+
+    ``room.create`` only invites them; each accepts with ``room.join`` on a
+    connection of their own that closes at once (their desktop clients, if
+    logged in, see the room arrive as joined on another device).
+    """
     room = server.request(owner, "room.create", {"name": name, "visibility": visibility,
                                                  "members": list(members)})
+    for username in members:
+        conn = server.wait(server.running.user(username, register=False))
+        server.request(conn, "room.join", {"room_id": room["room_id"]})
+        server.wait(conn.close())
     return int(room["room_id"])
 
 

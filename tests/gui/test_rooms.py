@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
+from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
-from qtclient.qt import QMenu
+from qtclient.qt import ItemRole, QMenu
 from tests.gui.helpers import click_room, room_index, shared_room
 from tests.support.events import EventLog
 
@@ -99,3 +102,100 @@ def test_owner_removes_a_member_from_the_members_panel(make_client: Any, server:
     qtbot.waitUntil(lambda: "carol" not in members.usernames())
     assert room_index(alice, room_id).data() == "general"
     assert members.index(0).data(MemberListModel.Roles.Role) == "owner"
+
+
+def _invite_rows(app: Any) -> list[int]:
+    return app.controller.invites.room_ids()
+
+
+def test_an_invitation_is_shown_not_joined_and_join_accepts_it(make_client: Any, server: Any,
+                                                                qtbot: Any, wait: Any) -> None:
+    """An invitation (room.create {members}) shows in the invitations section, not
+    in the room list; Join accepts it: the room opens and bob sees alice join."""
+    alice = make_client("alice")
+    window = alice.main_window
+    assert not window.invites_panel.isVisibleTo(window)
+    bob = server.user("bob")
+    log = EventLog(bob, "bob")
+    room = server.request(bob, "room.create", {"name": "plans", "visibility": "private",
+                                               "members": ["alice"]})
+    room_id = room["room_id"]
+    qtbot.waitUntil(lambda: _invite_rows(alice) == [room_id])
+    assert window.invites_panel.isVisibleTo(window)
+    assert window.invites_title.text() == "Invitation (1)"
+    assert alice.controller.rooms.room(room_id) is None
+    index = alice.controller.invites.index(0)
+    assert index.data() == "plans"
+    assert index.data(InviteListModel.Roles.By) == "bob"
+    window.accept_invite_button.click()
+    qtbot.waitUntil(lambda: alice.controller.current_room == room_id)
+    assert window.room_title.text() == "# plans"
+    assert _invite_rows(alice) == []
+    assert not window.invites_panel.isVisibleTo(window)
+    wait(log.next("room.member", username="alice", change="joined"))
+
+
+def test_decline_and_invitations_waiting_at_login(make_client: Any, server: Any,
+                                                  qtbot: Any, wait: Any) -> None:
+    """Invitations made while alice was away are listed at login; Decline refuses
+    the selected one on the server; one accepted on another device becomes a room."""
+    server.user("alice")
+    bob = server.user("bob")
+    first = server.request(bob, "room.create", {"name": "one", "visibility": "private",
+                                                "members": ["alice"]})["room_id"]
+    second = server.request(bob, "room.create", {"name": "two", "visibility": "private",
+                                                 "members": ["alice"]})["room_id"]
+    alice = make_client("alice", register=False)
+    qtbot.waitUntil(lambda: set(_invite_rows(alice)) == {first, second})
+    window = alice.main_window
+    assert window.invites_title.text() == "Invitations (2)"
+    view = window.invite_list
+    row = _invite_rows(alice).index(first)
+    view.setCurrentIndex(alice.controller.invites.index(row))
+    window.decline_invite_button.click()
+    qtbot.waitUntil(lambda: _invite_rows(alice) == [second])
+    elsewhere = server.user("alice", register=False)
+    pending = server.request(elsewhere, "room.invites")["invites"]
+    assert [i["room"]["room_id"] for i in pending] == [second]
+    server.request(elsewhere, "room.join", {"room_id": second})
+    qtbot.waitUntil(lambda: alice.controller.rooms.room(second) is not None)
+    assert _invite_rows(alice) == []
+    assert alice.controller.rooms.room(second).name == "two"
+
+
+@pytest.mark.server_config(max_frame=4096)
+def test_the_room_list_has_every_page(make_client: Any, server: Any, qtbot: Any) -> None:
+    """A user in more rooms than one room.list answer can carry (here: than fit in a
+    4 KiB frame) sees all of them."""
+    server.user("alice")
+    bob = server.user("bob")
+    made = {shared_room(server, bob, "alice", name=f"room {n}") for n in range(9)}
+    for room_id in made:
+        server.request(bob, "room.update", {"room_id": room_id, "topic": "t" * 500})
+    alice = make_client("alice", register=False)
+    qtbot.waitUntil(lambda: {e.room_id for e in alice.controller.rooms.rooms()} == made)
+
+
+def test_members_panel_shows_the_username_next_to_the_name(make_client: Any, server: Any,
+                                                          qtbot: Any, wait: Any) -> None:
+    """Display names can imitate someone: the members panel draws each member's
+    @username whole on the name's line, even when the display name is long and
+    padded to push it away; the tooltip names both."""
+    alice = make_client("alice")
+    mallory = server.user("mallory")
+    server.request(mallory, "user.update",
+                   {"display_name": "Alice" + " " * 30 + "the real alice, trust me"})
+    room_id = shared_room(server, mallory, "alice")
+    click_room(qtbot, alice, room_id)
+    alice.main_window.members_button.click()
+    members = alice.controller.members
+    qtbot.waitUntil(lambda: set(members.usernames()) == {"alice", "mallory"})
+    view = alice.main_window.members_view
+    delegate = view.itemDelegate()
+    index = members.index(members.usernames().index("mallory"))
+    width = view.visualRect(index).width() - 38 - 30
+    name, handle = delegate.first_line(index, view.font(), width)
+    assert handle == "@mallory"
+    assert name.startswith("Alice ") and "  " not in name
+    assert view.fontMetrics().horizontalAdvance(f"{name}  {handle}") <= width
+    assert index.data(ItemRole.ToolTipRole.value).endswith("(@mallory)")

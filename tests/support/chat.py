@@ -51,6 +51,33 @@ async def create_room(owner: ChatConnection, *joiners: ChatConnection, name: str
     return room
 
 
+def _username(member: Any) -> str:
+    """The username of a logged-in ChatConnection or ChatSession."""
+    result = member.login_result or {}
+    return str(result.get("username") or member.username)
+
+
+async def room_with_members(owner: Any, *members: Any, name: str = "room",
+                            visibility: str = "private") -> int:
+    """``room.create`` by ``owner`` inviting ``members`` (logged-in ChatConnections or
+    ChatSessions), then each accepts with ``room.join``: a room they are all in.
+
+    Returns:
+        the room id.
+    """
+    create = {"name": name, "visibility": visibility,
+              "members": [_username(m) for m in members]}
+    room = await within(_request(owner, "room.create", create), "room.create")
+    for member in members:
+        await within(_request(member, "room.join", {"room_id": room["room_id"]}), "room.join")
+    return int(room["room_id"])
+
+
+def _request(who: Any, op: str, args: dict[str, Any]) -> Any:
+    """A request on a ChatSession (``call``) or a ChatConnection (``request``)."""
+    return who.call(op, args) if hasattr(who, "call") else who.request(op, args)
+
+
 async def say(conn: ChatConnection, room_id: int, body: str, **extra: Any) -> dict[str, Any]:
     """``msg.send`` with a fresh client_msg_id; returns ``{msg_id, seq, ts}``."""
     args = {"room_id": room_id, "body": body, "client_msg_id": unique("m"), **extra}

@@ -165,7 +165,8 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
                                 config.token_lifetime, fanout, config.registrations_per_hour,
                                 config.tls_client_cert_login),
         users=users,
-        rooms=RoomService(store, fanout, users, clock),
+        rooms=RoomService(store, fanout, users, clock, config.max_frame, config.max_rooms,
+                          config.max_invites),
         messages=MessageService(store, fanout, clock),
         files=files,
     )
