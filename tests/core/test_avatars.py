@@ -19,7 +19,7 @@ from chatnet.client.files import upload_avatar
 from chatnet.client.session import ChatSession
 from chatnet.errors import ErrorCode
 from chatnet.services.avatars import AVATAR_SIZE, MAX_AVATAR_PIXELS, MAX_AVATAR_UPLOAD
-from tests.support.chat import expect_error
+from tests.support.chat import expect_error, room_with_members
 from tests.support.server import PASSWORD, RunningServer
 
 #: EXIF tag numbers written into test JPEGs.
@@ -112,10 +112,9 @@ def png_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-async def private_room(owner: Any, *members: str) -> int:
-    room = await owner.request("room.create", {"name": "hr", "visibility": "private",
-                                               "members": list(members)})
-    return int(room["room_id"])
+async def private_room(owner: Any, *members: Any) -> int:
+    """A private room of ``owner`` that ``members`` (connections) were invited to and joined."""
+    return await room_with_members(owner, *members, name="hr")
 
 
 # -- the attack ------------------------------------------------------------------------------
@@ -127,7 +126,7 @@ async def test_a_members_private_attachment_cannot_become_a_public_avatar(server
     his own included) as his profile picture; once kicked, neither he nor a stranger
     can read it."""
     alice, bob, eve = [await server.user(n) for n in ("alice", "bob", "eve")]
-    room_id = await private_room(alice, "bob")
+    room_id = await private_room(alice, bob)
     salaries = await upload(alice, b"name,salary\nalice,100\n", "salaries.xlsx")
     await alice.request("msg.send", {"room_id": room_id, "body": "", "client_msg_id": "s",
                                      "attachments": [salaries["file_id"]]})
