@@ -31,7 +31,8 @@ DURABILITY_LEVELS = ("process", "power")
 #: Default seconds a transaction waits for a lock held by another connection
 #: before it fails with ``unavailable`` (``--db-busy-timeout``).
 DEFAULT_DB_BUSY_TIMEOUT = 5.0
-#: docs/protocol.md 5: the default number of rooms (group and direct) one user may be in.
+#: docs/protocol.md 5: the default number of rooms one user may be in (group rooms and
+#: the direct rooms they opened).
 DEFAULT_MAX_ROOMS = 1000
 #: docs/protocol.md 5: the default number of pending invitations one user may have sent.
 DEFAULT_MAX_INVITES = 1000
@@ -85,7 +86,7 @@ class ServerConfig:
         durability: ``process`` or ``power`` (:data:`DURABILITY_LEVELS`).
         db_busy_timeout: seconds a transaction waits for a database lock (SQLite
             ``busy_timeout``, PostgreSQL ``lock_timeout``) before it fails.
-        max_rooms: rooms (group and direct) one user may be a member of.
+        max_rooms: rooms one user may be in (group rooms, direct rooms they opened).
         max_invites: pending invitations one user may have sent (each expires
             after ``chatnet.services.rooms.INVITE_LIFETIME``).
     """

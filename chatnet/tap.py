@@ -95,7 +95,7 @@ class Options(usage.Options):
          "seconds a transaction waits for a database lock held elsewhere before the "
          "request fails with 'unavailable'"],
         ["max-rooms", None, str(DEFAULT_MAX_ROOMS),
-         "rooms (group and direct) one user may be a member of"],
+         "rooms one user may be in (group rooms and the direct rooms they opened)"],
         ["max-invites", None, str(DEFAULT_MAX_INVITES),
          "pending room invitations one user may have sent (they expire after 14 days)"],
     ]

@@ -11,8 +11,9 @@ Rules kept here, next to the data:
 * nobody is put in a group room by someone else: ``room.create {members}``
   and ``room.invite`` make *invitations*, which the invitee accepts with
   ``room.join`` or declines with ``room.decline``;
-* every per-user count is bounded: rooms a user is in (``max_rooms``, group
-  and direct, checked for both sides of a new direct room) and invitations a
+* every per-user count is bounded: rooms a user is in (``max_rooms``: group
+  rooms and the direct rooms they opened — one someone else opens with them
+  does not count, so nobody can fill another's limit) and invitations a
   user has pending (``max_invites``; they expire after
   :data:`INVITE_LIFETIME`). Invitations *to* a user are not capped, so that
   nobody can use up someone's invitations; they page instead;
@@ -52,7 +53,8 @@ class RoomService:
         clock: time source.
         max_frame: the largest frame clients accept (``--max-frame``), bytes: list
             answers stop early rather than exceed it.
-        max_rooms: rooms (group and direct) one user may be in (``--max-rooms``).
+        max_rooms: rooms one user may be in: group rooms and the direct rooms
+            they opened (``--max-rooms``).
         max_invites: invitations one user may have pending (``--max-invites``).
     """
 
@@ -178,8 +180,9 @@ class RoomPerspective:
 
         Raises:
             ChatError: ``not_found`` (no such user), ``bad_request`` (oneself),
-                ``conflict`` (``details.limit``) if creating it would put either
-                user in more than ``max_rooms`` rooms.
+                ``conflict`` (``details.limit``) if creating it would put the
+                opener in more than ``max_rooms`` rooms (it does not count for
+                the other user).
         """
         service = self.service
         other = await service.users.user_named(username)

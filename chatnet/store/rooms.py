@@ -54,12 +54,21 @@ def _lock_users(t: Txn, user_ids: Iterable[int]) -> None:
         t.execute("UPDATE users SET banned = banned WHERE user_id = ?", (user_id,))
 
 
+#: The rooms that count towards a user's ``max_rooms``: every group room they are
+#: in, and the direct rooms *they* opened. A direct room someone else opened with
+#: them does not count, so that nobody can fill another user's limit (each pair
+#: of users has one direct room, so those are bounded by the number of users).
+_COUNTED_ROOMS = ("SELECT COUNT(*) FROM room_members m JOIN rooms r ON r.room_id = m.room_id "
+                  "WHERE m.user_id = ? AND r.deleted = 0 AND (r.kind = 'group' OR "
+                  "r.owner_id = ?)")
+
+
 def _check_rooms(t: Txn, user_id: int, max_rooms: int | None) -> None:
-    """Raise :class:`LimitReached` if the user is in ``max_rooms`` rooms already
-    (call with the user's lock held)."""
+    """Raise :class:`LimitReached` if the user's counted rooms (:data:`_COUNTED_ROOMS`)
+    reached ``max_rooms`` already (call with the user's lock held)."""
     if max_rooms is None:
         return
-    count = t.scalar("SELECT COUNT(*) FROM room_members WHERE user_id = ?", (user_id,))
+    count = t.scalar(_COUNTED_ROOMS, (user_id, user_id))
     if int(count or 0) >= max_rooms:
         raise LimitReached("rooms", user_id, max_rooms)
 
@@ -145,15 +154,15 @@ class RoomStore:
 
         Args:
             room_id: the id to use if the room has to be created.
-            max_rooms: creating it must not put either user in more rooms than
-                this (None: no limit); an existing room is always returned.
+            max_rooms: creating it must not put ``user_id`` (who opens it, and
+                whose limit it counts against) in more rooms than this (None: no
+                limit); an existing room is always returned.
 
         Returns:
             ``(room, created)``.
 
         Raises:
-            LimitReached: ``rooms`` of ``user_id`` or ``other_id`` (checked in that
-                order); nothing is created.
+            LimitReached: ``rooms`` of ``user_id``; nothing is created.
         """
         key = direct_key(user_id, other_id)
 
@@ -167,7 +176,6 @@ class RoomStore:
                 return existing, False
             _lock_users(t, [user_id, other_id])
             _check_rooms(t, user_id, max_rooms)
-            _check_rooms(t, other_id, max_rooms)
             t.execute("INSERT INTO rooms (room_id, kind, name, topic, visibility, owner_id, "
                       "created_ts, direct_key) VALUES (?, 'direct', '', '', 'private', ?, ?, ?)",
                       (room_id, user_id, ts, key))
@@ -241,10 +249,10 @@ class RoomStore:
         return await self.db.run_interaction("rooms_of", txn)
 
     async def room_count(self, user_id: int) -> int:
-        """How many rooms (group and direct) the user is a member of."""
+        """How many rooms count towards the user's ``max_rooms``: group rooms they
+        are in and direct rooms they opened."""
         def txn(t: Txn) -> int:
-            return int(t.scalar("SELECT COUNT(*) FROM room_members WHERE user_id = ?",
-                                (user_id,)) or 0)
+            return int(t.scalar(_COUNTED_ROOMS, (user_id, user_id)) or 0)
 
         return await self.db.run_interaction("room_count", txn)
 

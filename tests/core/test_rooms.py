@@ -185,9 +185,10 @@ async def test_room_members_and_directory_page(make_server):
 
 @pytest_twisted.ensureDeferred
 async def test_rooms_per_user_are_bounded(make_server):
-    """A user in max_rooms rooms (group and direct) gets conflict with details.limit
-    from room.create, room.join and dm.open; a stranger's dm.open cannot push them
-    over either; leaving a room frees a place."""
+    """A user in max_rooms rooms (group rooms and direct rooms they opened) gets
+    conflict with details.limit from room.create, room.join and dm.open; a direct
+    room someone else opens with them does not count, so nobody can fill another
+    user's limit; leaving a room frees a place."""
     server = await make_server(max_rooms=3)
     alice, carol = await server.user("alice"), await server.user("carol")
     await server.user("bob")
@@ -203,13 +204,16 @@ async def test_rooms_per_user_are_bounded(make_server):
                                ErrorCode.CONFLICT)
     assert error.details == {"limit": 3}
     await expect_error(alice.request("dm.open", {"username": "carol"}), ErrorCode.CONFLICT)
-    error = await expect_error(carol.request("dm.open", {"username": "alice"}),
-                               ErrorCode.CONFLICT)
-    assert error.details == {"limit": 3} and "alice" in error.message
-    # The direct room that exists still opens; leaving frees a place.
-    assert (await alice.request("dm.open", {"username": "bob"}))["kind"] == "direct"
-    await alice.request("room.leave", {"room_id": one["room_id"]})
+    # carol opens one with alice: it counts for carol, not for alice.
     assert (await carol.request("dm.open", {"username": "alice"}))["members_count"] == 2
+    await expect_error(alice.request("room.join", {"room_id": public["room_id"]}),
+                       ErrorCode.CONFLICT)
+    # Direct rooms that exist still open; leaving frees a place.
+    assert (await alice.request("dm.open", {"username": "bob"}))["kind"] == "direct"
+    assert (await alice.request("dm.open", {"username": "carol"}))["kind"] == "direct"
+    await alice.request("room.leave", {"room_id": one["room_id"]})
+    assert (await alice.request("room.join", {"room_id": public["room_id"]}))["name"] == (
+        "carol's")
 
 
 @pytest_twisted.ensureDeferred

@@ -489,8 +489,9 @@ async def test_rooms_per_user_limit_holds_under_concurrent_joins(store):
 
 @pytest_twisted.ensureDeferred
 async def test_create_room_and_open_direct_respect_max_rooms(store):
-    """create_room refuses an owner at the limit; open_direct refuses when either
-    side is at the limit (naming whom) but returns a room that exists."""
+    """create_room refuses an owner at the limit; open_direct refuses an opener at the
+    limit but returns a room that exists; a direct room counts only for whoever
+    opened it, so opening one with a full user works and does not count for them."""
     alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
                          await new_user(store, "carol"))
     await new_room(store, alice)
@@ -499,17 +500,21 @@ async def test_create_room_and_open_direct_respect_max_rooms(store):
         await store.create_room(store.ids.next_id(), "group", "x", "", "public", alice.id, T0,
                                 max_rooms=2)
     assert (full.value.what, full.value.user_id) == ("rooms", alice.id)
-    with pytest.raises(LimitReached) as other_full:
-        await store.open_direct(store.ids.next_id(), carol.id, alice.id, T0, max_rooms=2)
-    assert other_full.value.user_id == alice.id
+    theirs, created = await store.open_direct(store.ids.next_id(), carol.id, alice.id, T0,
+                                              max_rooms=2)
+    assert created and theirs.kind == "direct"
+    dave = await new_user(store, "dave")
     with pytest.raises(LimitReached) as self_full:
-        await store.open_direct(store.ids.next_id(), alice.id, carol.id, T0, max_rooms=2)
+        await store.open_direct(store.ids.next_id(), alice.id, dave.id, T0, max_rooms=2)
     assert self_full.value.user_id == alice.id
+    mine, created = await store.open_direct(store.ids.next_id(), alice.id, carol.id, T0,
+                                            max_rooms=2)
+    assert (mine.room_id, created) == (theirs.room_id, False)
     again, created = await store.open_direct(store.ids.next_id(), bob.id, alice.id, T0,
                                              max_rooms=2)
     assert (again.room_id, created) == (dm.room_id, False)
     assert await store.room_count(alice.id) == 2
-    assert await store.room_count(carol.id) == 0
+    assert await store.room_count(carol.id) == 1
 
 
 @pytest_twisted.ensureDeferred
