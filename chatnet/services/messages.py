@@ -157,8 +157,13 @@ class MessagePerspective:
         """``msg.react`` → ``{}``; if it changed anything, members get
         ``msg.reaction {room_id, msg_id, emoji, username, on}``.
 
+        Args:
+            emoji: one emoji in its canonical form (checked by the op registry with
+                :func:`chatnet.reactions.canonical_emoji`).
+
         Raises:
-            ChatError: ``not_found``.
+            ChatError: ``not_found``; ``conflict`` with ``details {limit, per}`` past
+                the caps of :mod:`chatnet.reactions`.
         """
         service = self.service
         await service.require_role(room_id, self.actor.user_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
+from chatnet.reactions import MAX_EMOJI_PER_MESSAGE, MAX_REACTIONS_PER_USER
 from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.files import file_by_id, may_access
 from chatnet.store.users import _like_prefix
@@ -69,6 +70,33 @@ def _attach_extras(t: Txn, messages: list[dict[str, Any]]) -> None:
     """Add reactions and attachments to messages read from the database."""
     _attach_reactions(t, messages)
     _attach_files(t, messages)
+
+
+def _check_reaction_caps(t: Txn, msg_id: int, user_id: int, emoji: str) -> None:
+    """Refuse a new reaction past the caps (the message row is locked by the caller).
+
+    Raises:
+        ChatError: ``conflict`` with ``details {limit, per}``.
+    """
+    mine = t.scalar("SELECT COUNT(*) FROM reactions WHERE msg_id = ? AND user_id = ?",
+                    (msg_id, user_id))
+    if int(mine) >= MAX_REACTIONS_PER_USER:
+        raise ChatError(ErrorCode.CONFLICT,
+                        f"you already have {MAX_REACTIONS_PER_USER} different reactions on "
+                        "this message; remove one first",
+                        {"limit": MAX_REACTIONS_PER_USER, "per": "user"})
+    if t.scalar("SELECT 1 FROM reactions WHERE msg_id = ? AND emoji = ? LIMIT 1",
+                (msg_id, emoji)) is not None:
+        return
+    # Only a new emoji can reach the message's cap; the (msg_id, emoji) index
+    # makes this count read one index entry per reaction of the message at most.
+    distinct = t.scalar("SELECT COUNT(*) FROM (SELECT DISTINCT emoji FROM reactions "
+                        "WHERE msg_id = ?) d", (msg_id,))
+    if int(distinct) >= MAX_EMOJI_PER_MESSAGE:
+        raise ChatError(ErrorCode.CONFLICT,
+                        f"this message already has {MAX_EMOJI_PER_MESSAGE} different "
+                        "reactions; add one of those instead",
+                        {"limit": MAX_EMOJI_PER_MESSAGE, "per": "message"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,23 +254,37 @@ class MessageStore:
 
     async def react(self, room_id: int, msg_id: int, user_id: int, emoji: str, on: bool,
                     ts: int, now: int) -> bool:
-        """Add or remove a reaction.
+        """Add or remove a reaction, within the caps of :mod:`chatnet.reactions`.
+
+        The message's row is locked first (a no-op ``UPDATE``), so concurrent
+        reactions to one message run one after the other on every engine: the
+        counts checked below cannot be raced past by another connection.
+
+        Args:
+            emoji: one emoji, already in its canonical form
+                (:func:`chatnet.reactions.canonical_emoji`).
 
         Returns:
             whether anything changed (reacting twice changes nothing).
 
         Raises:
-            ChatError: ``not_found`` if the message is not visible in the room.
+            ChatError: ``not_found`` if the message is not visible in the room;
+                ``conflict`` with ``details {limit, per}`` when adding would give
+                the user more than ``MAX_REACTIONS_PER_USER`` distinct emoji on the
+                message (``per: "user"``) or the message more than
+                ``MAX_EMOJI_PER_MESSAGE`` (``per: "message"``). Removing always works.
         """
         def txn(t: Txn) -> bool:
-            if t.scalar(f"SELECT 1 FROM messages m WHERE m.msg_id = ? AND m.room_id = ? AND "
-                        f"{_VISIBLE}", (msg_id, room_id, now)) is None:
+            t.execute(f"UPDATE messages AS m SET changed_ts = m.changed_ts WHERE m.msg_id = ? "
+                      f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now))
+            if t.rowcount != 1:
                 raise not_found("no such message")
             exists = t.scalar("SELECT 1 FROM reactions WHERE msg_id = ? AND user_id = ? AND "
                               "emoji = ?", (msg_id, user_id, emoji)) is not None
             if on == exists:
                 return False
             if on:
+                _check_reaction_caps(t, msg_id, user_id, emoji)
                 t.execute("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES "
                           "(?, ?, ?, ?)", (msg_id, user_id, emoji, ts))
             else:

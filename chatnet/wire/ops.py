@@ -20,11 +20,12 @@ Perspective names:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from chatnet.errors import bad_request
+from chatnet.reactions import canonical_emoji
 
 #: Usernames: 1-32 chars of ``[a-z0-9._-]`` after case folding (PROTOCOL.md 3.3).
 USERNAME_RE = re.compile(r"[a-z0-9._-]{1,32}")
@@ -59,6 +60,9 @@ class Field:
         item: for ``list``, the schema of each item (its ``name`` is unused).
         fold: case-fold and strip a str before checking (usernames).
         default: value used when an optional field is absent (``None`` if unset).
+        convert: for ``str``, a last check that also gives the canonical value;
+            it raises ``ValueError`` whose text ends the sentence "<field> ..."
+            (emoji reactions).
     """
 
     name: str
@@ -73,6 +77,7 @@ class Field:
     item: Field | None = None
     fold: bool = False
     default: Any = None
+    convert: Callable[[str], str] | None = None
 
     def check(self, value: Any, label: str | None = None) -> Any:
         """Validate one value and return it in canonical form.
@@ -106,6 +111,11 @@ class Field:
                 raise bad_request(f"{label} must be one of {', '.join(sorted(self.choices))}")
             if self.pattern is not None and not self.pattern.fullmatch(value):
                 raise bad_request(f"{label} has characters that are not allowed")
+            if self.convert is not None:
+                try:
+                    value = self.convert(value)
+                except ValueError as exc:
+                    raise bad_request(f"{label} {exc}") from None
             return value
         if kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
@@ -300,7 +310,7 @@ OPS: dict[str, Op] = _ops(
     Op("msg.edit", "messages", "edit", (Int("room_id"), Int("msg_id"), Str("body", MAX_BODY))),
     Op("msg.delete", "messages", "delete", (Int("room_id"), Int("msg_id"))),
     Op("msg.react", "messages", "react",
-       (Int("room_id"), Int("msg_id"), Str("emoji", 32), Bool("on"))),
+       (Int("room_id"), Int("msg_id"), Str("emoji", 32, convert=canonical_emoji), Bool("on"))),
     Op("msg.history", "messages", "history",
        (Int("room_id"), Int("before_seq", minimum=1, required=False),
         Int("after_seq", minimum=0, required=False),

@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest_twisted
 
 from chatnet.errors import ErrorCode
+from chatnet.reactions import MAX_REACTIONS_PER_USER
 from tests.support.chat import create_room, expect_error, say, unique
 from tests.support.events import EventLog, barrier
+
+#: Distinct emoji for reaction tests.
+EMOJI = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆"]
 
 
 async def room_of(server, *names):
@@ -141,6 +145,29 @@ async def test_reactions(server):
     assert (await alice_events.next("msg.reaction")).data["on"] is False
     [message] = (await alice.request("msg.history", {"room_id": rid}))["messages"]
     assert message["reactions"] == {"👍": ["alice"]}
+
+
+@pytest_twisted.ensureDeferred
+async def test_react_refuses_non_emoji_and_caps_distinct_reactions(server):
+    """msg.react with text, several emoji or nothing → bad_request naming emoji; past
+    the per-user cap → conflict with details.limit, and no event; removing works."""
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    ack = await say(alice, rid, "vote")
+    react = {"room_id": rid, "msg_id": ack["msg_id"], "on": True}
+    for text in ("abc", "👍👍", "", "\x07"):
+        error = await expect_error(bob.request("msg.react", {**react, "emoji": text}),
+                                   ErrorCode.BAD_REQUEST)
+        assert error.message.startswith("emoji "), error.message
+    alice_events = EventLog(alice, "alice")
+    for emoji in EMOJI[:MAX_REACTIONS_PER_USER]:
+        await bob.request("msg.react", {**react, "emoji": emoji})
+    error = await expect_error(bob.request("msg.react", {**react, "emoji": "🎉"}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": MAX_REACTIONS_PER_USER, "per": "user"}
+    await bob.request("msg.react", {**react, "emoji": EMOJI[0], "on": False})
+    await barrier(alice)
+    assert [e.data["emoji"] for e in alice_events.pending("msg.reaction")] == [
+        *EMOJI[:MAX_REACTIONS_PER_USER], EMOJI[0]]
 
 
 @pytest_twisted.ensureDeferred
