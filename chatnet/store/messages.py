@@ -8,20 +8,36 @@ search and live delivery share one shape.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chatnet.config import DEFAULT_MAX_FRAME
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
-from chatnet.reactions import MAX_EMOJI_PER_MESSAGE, MAX_REACTIONS_PER_USER
+from chatnet.reactions import (
+    MAX_EMOJI_PER_MESSAGE,
+    MAX_LISTED_REACTIONS,
+    MAX_REACTIONS_PER_USER,
+)
 from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.files import file_by_id, may_access
 from chatnet.store.users import _like_prefix
+from chatnet.wire.codec import pack
 
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
                     "m.reply_to, m.mentions, m.ttl, m.edited_ts")
 _MESSAGE_FROM = " FROM messages m JOIN users u ON u.user_id = m.sender_id "
 #: Rows a member may see: not deleted, not expired at ``?`` (ms).
 _VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
+#: Bytes of a frame a page leaves around its items: the response envelope (``id``,
+#: ``result``, ``has_more``, ``next_cursor``, the list header). Pages are built
+#: to ``max_frame - PAGE_MARGIN`` bytes of items (docs/protocol.md 6).
+PAGE_MARGIN = 1024
+#: The items' budget of a page under the default ``--max-frame``.
+DEFAULT_PAGE_BUDGET = DEFAULT_MAX_FRAME - PAGE_MARGIN
+#: Rows read per query while a page fills: a page that ends early (its budget
+#: spent) has read at most this many rows it does not return.
+PAGE_BATCH = 20
 
 
 def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -41,16 +57,65 @@ def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return message
 
 
-def _attach_reactions(t: Txn, messages: list[dict[str, Any]]) -> None:
+def _attach_reactions(t: Txn, messages: list[dict[str, Any]],
+                      viewer_id: int | None) -> dict[int, dict[str, Any]]:
+    """Add each message's reactions, listed or summarised (docs/protocol.md 6).
+
+    Counts per (message, emoji) are read first, at most
+    ``MAX_EMOJI_PER_MESSAGE + 1`` emoji per message, most used first. A message
+    with at most ``MAX_LISTED_REACTIONS`` reactions and no more emoji than the cap
+    gets ``reactions: {emoji: [username]}`` (names read only for those); any other
+    is summarised at once (:func:`_summarise`).
+
+    Returns:
+        for each message given the names of, the summarised form of its
+        reactions (``reaction_counts``, ``my_reactions``,
+        ``reactions_summarised``), to use instead should the message not fit a
+        page with its names.
+    """
     if not messages:
-        return
+        return {}
     by_id = {m["msg_id"]: m for m in messages}
     marks = ",".join("?" * len(by_id))
+    counts: dict[int, dict[str, int]] = {}
+    mine: dict[int, list[str]] = {}
+    over: set[int] = set()
+    for msg_id, emoji, n, own, place in t.execute(
+            "SELECT msg_id, emoji, n, own, place FROM (SELECT r.msg_id, r.emoji, COUNT(*) AS n, "
+            "SUM(CASE WHEN r.user_id = ? THEN 1 ELSE 0 END) AS own, MIN(r.ts) AS first_ts, "
+            "ROW_NUMBER() OVER (PARTITION BY r.msg_id ORDER BY COUNT(*) DESC, MIN(r.ts), "
+            f"r.emoji) AS place FROM reactions r WHERE r.msg_id IN ({marks}) "
+            "GROUP BY r.msg_id, r.emoji) c WHERE place <= ? ORDER BY msg_id, first_ts, emoji",
+            [viewer_id or 0, *by_id, MAX_EMOJI_PER_MESSAGE + 1]).fetchall():
+        msg_id = int(msg_id)
+        if int(place) > MAX_EMOJI_PER_MESSAGE:
+            over.add(msg_id)  # stored before the cap existed: too many to list
+            continue
+        counts.setdefault(msg_id, {})[emoji] = int(n)
+        if own:
+            mine.setdefault(msg_id, []).append(emoji)
+    summaries = {msg_id: _summary(per_emoji, mine.get(msg_id, []))
+                 for msg_id, per_emoji in counts.items()}
+    listed = []
+    for msg_id, summary in summaries.items():
+        if msg_id in over or sum(counts[msg_id].values()) > MAX_LISTED_REACTIONS:
+            by_id[msg_id].update(summary)
+        else:
+            listed.append(msg_id)
+    if not listed:
+        return {}
+    marks = ",".join("?" * len(listed))
     for msg_id, emoji, username in t.execute(
             "SELECT r.msg_id, r.emoji, u.username FROM reactions r JOIN users u ON "
             f"u.user_id = r.user_id WHERE r.msg_id IN ({marks}) ORDER BY r.ts, u.username",
-            list(by_id)).fetchall():
+            listed).fetchall():
         by_id[int(msg_id)].setdefault("reactions", {}).setdefault(emoji, []).append(username)
+    return {msg_id: summaries[msg_id] for msg_id in listed}
+
+
+def _summary(counts: dict[str, int], mine: list[str]) -> dict[str, Any]:
+    """The summarised reactions of a message (docs/protocol.md 6)."""
+    return {"reaction_counts": counts, "my_reactions": mine, "reactions_summarised": True}
 
 
 def _attach_files(t: Txn, messages: list[dict[str, Any]]) -> None:
@@ -66,10 +131,79 @@ def _attach_files(t: Txn, messages: list[dict[str, Any]]) -> None:
             {"file_id": file_id, "name": name, "size": int(size), "mime": mime})
 
 
-def _attach_extras(t: Txn, messages: list[dict[str, Any]]) -> None:
-    """Add reactions and attachments to messages read from the database."""
-    _attach_reactions(t, messages)
+def _attach_extras(t: Txn, messages: list[dict[str, Any]],
+                   viewer_id: int | None) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Add reactions and attachments to messages read from the database.
+
+    Returns:
+        each message with its summarised form, if it has one that is smaller
+        (see :func:`_fill_page`).
+    """
+    summaries = _attach_reactions(t, messages, viewer_id)
     _attach_files(t, messages)
+    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    for message in messages:
+        summary = summaries.get(message["msg_id"])
+        if summary is None:
+            out.append((message, None))
+            continue
+        smaller = {k: v for k, v in message.items() if k != "reactions"}
+        smaller.update(summary)
+        out.append((message, smaller))
+    return out
+
+
+def _fill_page(fetch: Callable[[tuple[Any, ...] | None, int], list[tuple[Any, ...]]],
+               prepare: Callable[[list[tuple[Any, ...]]],
+                                 list[tuple[dict[str, Any], dict[str, Any] | None]]],
+               limit: int, budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """Build a page of at most ``limit`` items whose msgpack encodings add up to at
+    most ``budget`` bytes, reading rows ``PAGE_BATCH`` at a time.
+
+    Each item is measured as it is added; the page ends before the first one that
+    does not fit, so a page always fits its frame and never reads more than one
+    batch beyond what it returns. An item too large for even an empty page is sent
+    in its summarised form (reaction counts instead of names) when it has one.
+
+    Args:
+        fetch: ``fetch(last_row, n)`` → the next ``n`` rows in page order after
+            ``last_row`` (from the start when None); fewer only when no more exist.
+        prepare: rows → ``[(item, summarised item or None)]``, same order.
+        limit: the most items the caller asked for.
+        budget: bytes the items may take in all.
+
+    Returns:
+        ``(items, has_more)``: ``has_more`` is true when the page stopped at
+        ``limit`` or at ``budget`` before the rows ran out.
+
+    Raises:
+        ChatError: ``too_large`` when not even one item fits ``budget`` (only if
+            ``--max-frame`` was lowered below what was accepted when it was sent).
+    """
+    items: list[dict[str, Any]] = []
+    left = budget
+    last: tuple[Any, ...] | None = None
+    while True:
+        want = min(PAGE_BATCH, limit - len(items) + 1)  # one more: is there more?
+        rows = fetch(last, want)
+        take = rows[: limit - len(items)]
+        for item, summarised in prepare(take):
+            size = len(pack(item))
+            if size > left and not items and summarised is not None:
+                item, size = summarised, len(pack(summarised))
+            if size > left:
+                if items:
+                    return items, True
+                raise ChatError(ErrorCode.TOO_LARGE,
+                                f"message {item.get('msg_id')} is {size} bytes, more than "
+                                f"fits in this server's max_frame")
+            items.append(item)
+            left -= size
+        if len(rows) > len(take):
+            return items, True
+        if len(rows) < want:
+            return items, False
+        last = rows[-1]
 
 
 def _check_reaction_caps(t: Txn, msg_id: int, user_id: int, emoji: str) -> None:
@@ -196,15 +330,17 @@ class MessageStore:
             # with the message that won, as a duplicate.
             return await self.db.run_interaction("send_message_retry", txn)
 
-    async def message(self, room_id: int, msg_id: int, now: int) -> dict[str, Any] | None:
-        """One visible message of a room (with reactions), or None."""
+    async def message(self, room_id: int, msg_id: int, now: int,
+                      viewer_id: int | None = None) -> dict[str, Any] | None:
+        """One visible message of a room, with its reactions as a page would carry
+        them for ``viewer_id`` (listed, or summarised when there are many), or None."""
         def txn(t: Txn) -> dict[str, Any] | None:
             row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.msg_id = ? "
                             f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now)).fetchone()
             if row is None:
                 return None
             message = message_from_row(row)
-            _attach_extras(t, [message])
+            _attach_extras(t, [message], viewer_id)
             return message
 
         return await self.db.run_interaction("message", txn)
@@ -296,48 +432,84 @@ class MessageStore:
         return await self.db.run_interaction("react", txn)
 
     async def history(self, room_id: int, before_seq: int | None, after_seq: int | None,
-                      limit: int, now: int) -> tuple[list[dict[str, Any]], bool]:
+                      limit: int, now: int, *, viewer_id: int | None = None,
+                      budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
         """A page of visible messages, oldest first (PROTOCOL.md 6, ``msg.history``).
 
         With ``after_seq`` the page starts just after it and goes forward; otherwise
         it ends just before ``before_seq`` (or at the newest message) and goes back.
+        The page holds at most ``limit`` messages and at most ``budget`` bytes of
+        them (msgpack), so it always fits a frame: it ends early rather than
+        growing (:func:`_fill_page`).
+
+        Args:
+            viewer_id: who reads, for ``my_reactions`` of summarised messages.
+            budget: bytes the encoded messages may take.
 
         Returns:
             ``(messages, has_more)``: ``has_more`` says whether more messages lie
             beyond the page in the direction of travel.
+
+        Raises:
+            ChatError: ``too_large`` if not even one message fits ``budget``.
         """
+        forward = after_seq is not None
+        order = "ASC" if forward else "DESC"
+
         def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
-            where = f"m.room_id = ? AND {_VISIBLE}"
-            args: list[Any] = [room_id, now]
-            if before_seq is not None:
-                where += " AND m.seq < ?"
-                args.append(before_seq)
-            if after_seq is not None:
-                where += " AND m.seq > ?"
-                args.append(after_seq)
-            order = "ASC" if after_seq is not None else "DESC"
-            rows = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
-                             f"ORDER BY m.seq {order} LIMIT ?", [*args, limit + 1]).fetchall()
-            has_more = len(rows) > limit
-            messages = [message_from_row(r) for r in rows[:limit]]
-            if order == "DESC":
+            def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+                where = f"m.room_id = ? AND {_VISIBLE}"
+                args: list[Any] = [room_id, now]
+                lower, upper = after_seq, before_seq
+                if last is not None:
+                    lower, upper = (last[2], upper) if forward else (lower, last[2])
+                if upper is not None:
+                    where += " AND m.seq < ?"
+                    args.append(upper)
+                if lower is not None:
+                    where += " AND m.seq > ?"
+                    args.append(lower)
+                return t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
+                                 f"ORDER BY m.seq {order} LIMIT ?", [*args, n]).fetchall()
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[tuple[dict[str, Any],
+                                                                   dict[str, Any] | None]]:
+                return _attach_extras(t, [message_from_row(r) for r in rows], viewer_id)
+
+            messages, has_more = _fill_page(fetch, prepare, limit, budget)
+            if not forward:
                 messages.reverse()
-            _attach_extras(t, messages)
             return messages, has_more
 
         return await self.db.run_interaction("history", txn)
 
     async def search(self, user_id: int, query: str, room_id: int | None, sender: str | None,
-                     since: int | None, until: int | None, limit: int,
-                     now: int) -> list[dict[str, Any]]:
+                     since: int | None, until: int | None, limit: int, now: int, *,
+                     before: tuple[int, int] | None = None,
+                     budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
         """Visible messages containing ``query`` in rooms the user is a member of,
-        newest first (PROTOCOL.md 6, ``msg.search``).
+        newest first (PROTOCOL.md 6, ``msg.search``), in a page that fits ``budget``
+        bytes like :meth:`history`'s.
+
+        The matching ids (at most ``limit + 1``) are found with one query; the
+        messages themselves are then read ``PAGE_BATCH`` at a time until the page
+        is full.
 
         Args:
             since: only messages at or after this time (ms).
             until: only messages before this time (ms).
+            before: ``(ts, msg_id)`` of the last message of the previous page: only
+                messages after it in the order of the results.
+            budget: bytes the encoded messages may take.
+
+        Returns:
+            ``(messages, has_more)``; to continue, pass the last message's
+            ``(ts, msg_id)`` as ``before``.
+
+        Raises:
+            ChatError: ``too_large`` if not even one message fits ``budget``.
         """
-        def txn(t: Txn) -> list[dict[str, Any]]:
+        def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
             where = (f"{_VISIBLE} AND m.room_id IN (SELECT room_id FROM room_members WHERE "
                      "user_id = ?) AND LOWER(m.body) LIKE ? ESCAPE '\\'")
             args: list[Any] = [now, user_id, _like_prefix(query.casefold())]
@@ -353,47 +525,87 @@ class MessageStore:
             if until is not None:
                 where += " AND m.ts < ?"
                 args.append(until)
-            rows = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
-                             "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?",
-                             [*args, limit]).fetchall()
-            messages = [message_from_row(r) for r in rows]
-            _attach_extras(t, messages)
-            return messages
+            if before is not None:
+                where += " AND (m.ts < ? OR (m.ts = ? AND m.msg_id < ?))"
+                args.extend((before[0], before[0], before[1]))
+            ids = [int(r[0]) for r in t.execute(
+                f"SELECT m.msg_id{_MESSAGE_FROM} WHERE {where} "
+                "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?", [*args, limit + 1]).fetchall()]
+            position = 0
+
+            def fetch(_last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+                nonlocal position
+                found: list[tuple[Any, ...]] = []
+                # A message deleted since the ids were read (PostgreSQL: another
+                # connection) is skipped; the next ids take its place.
+                while len(found) < n and position < len(ids):
+                    chunk = ids[position:position + n - len(found)]
+                    position += len(chunk)
+                    marks = ",".join("?" * len(chunk))
+                    rows = {int(r[1]): r for r in t.execute(
+                        f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.msg_id IN ({marks}) "
+                        f"AND {_VISIBLE}", [*chunk, now]).fetchall()}
+                    found.extend(rows[i] for i in chunk if i in rows)
+                return found
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[tuple[dict[str, Any],
+                                                                   dict[str, Any] | None]]:
+                return _attach_extras(t, [message_from_row(r) for r in rows], user_id)
+
+            return _fill_page(fetch, prepare, limit, budget)
 
         return await self.db.run_interaction("search", txn)
 
     async def changes(self, room_id: int, since_ts: int, since_msg_id: int, limit: int,
-                      now: int) -> tuple[list[dict[str, Any]], bool]:
+                      now: int, *, viewer_id: int | None = None,
+                      budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
         """Messages of a room changed after ``(since_ts, since_msg_id)`` by an edit,
         a reaction, a deletion or an expiry, in change order (extension
-        ``msg.changes``, docs/protocol.md).
+        ``msg.changes``, docs/protocol.md), in a page that fits ``budget`` bytes
+        like :meth:`history`'s.
+
+        Args:
+            viewer_id: who reads, for ``my_reactions`` of summarised messages.
+            budget: bytes the encoded changes may take.
 
         Returns:
             ``(changes, has_more)``: a change is the current message map plus
             ``changed_ts``, or ``{room_id, msg_id, seq, deleted: True, changed_ts}``
             for a message that is gone.
+
+        Raises:
+            ChatError: ``too_large`` if not even one change fits ``budget``.
         """
         def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
-            rows = t.execute(
-                f"SELECT {_MESSAGE_COLUMNS}, m.deleted, m.expires_ts, m.changed_ts"
-                f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
-                "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id LIMIT ?",
-                (room_id, since_ts, since_ts, since_msg_id, limit + 1)).fetchall()
-            changes: list[dict[str, Any]] = []
-            visible: list[dict[str, Any]] = []
-            for row in rows[:limit]:
-                deleted, expires_ts, changed_ts = row[-3], row[-2], int(row[-1])
-                if deleted or (expires_ts is not None and expires_ts <= now):
-                    changes.append({"room_id": int(row[0]), "msg_id": int(row[1]),
-                                    "seq": int(row[2]), "deleted": True,
-                                    "changed_ts": changed_ts})
-                    continue
-                message = message_from_row(row[:-3])
-                message["changed_ts"] = changed_ts
-                changes.append(message)
-                visible.append(message)
-            _attach_extras(t, visible)
-            return changes, len(rows) > limit
+            def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+                after_ts, after_id = (since_ts, since_msg_id) if last is None else (
+                    int(last[-1]), int(last[1]))
+                return t.execute(
+                    f"SELECT {_MESSAGE_COLUMNS}, m.deleted, m.expires_ts, m.changed_ts"
+                    f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
+                    "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id "
+                    "LIMIT ?", (room_id, after_ts, after_ts, after_id, n)).fetchall()
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[tuple[dict[str, Any],
+                                                                   dict[str, Any] | None]]:
+                changes: list[dict[str, Any]] = []
+                visible: list[dict[str, Any]] = []
+                for row in rows:
+                    deleted, expires_ts, changed_ts = row[-3], row[-2], int(row[-1])
+                    if deleted or (expires_ts is not None and expires_ts <= now):
+                        changes.append({"room_id": int(row[0]), "msg_id": int(row[1]),
+                                        "seq": int(row[2]), "deleted": True,
+                                        "changed_ts": changed_ts})
+                        continue
+                    message = message_from_row(row[:-3])
+                    message["changed_ts"] = changed_ts
+                    changes.append(message)
+                    visible.append(message)
+                alternatives = {id(m): summarised for m, summarised
+                                in _attach_extras(t, visible, viewer_id)}
+                return [(c, alternatives.get(id(c))) for c in changes]
+
+            return _fill_page(fetch, prepare, limit, budget)
 
         return await self.db.run_interaction("changes", txn)
 

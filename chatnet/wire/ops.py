@@ -338,5 +338,6 @@ OPS: dict[str, Op] = _ops(
     Op("msg.search", "messages", "search",
        (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
         Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),
-        Int("limit", minimum=1, maximum=200, required=False, default=50)), cost=3),
+        Int("limit", minimum=1, maximum=200, required=False, default=50),
+        Str("cursor", 64, required=False)), cost=3),
 )
