@@ -27,6 +27,13 @@ from chatnet.wire.codec import pack
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
                     "m.reply_to, m.mentions, m.ttl, m.edited_ts")
 _MESSAGE_FROM = " FROM messages m JOIN users u ON u.user_id = m.sender_id "
+#: Two columns selected after ``_MESSAGE_COLUMNS`` for pages: the message's
+#: reactions counted up to ``MAX_LISTED_REACTIONS + 1`` (more means "summarise";
+#: the count stops there), and its attachments; the extra queries that read
+#: reactions and files then skip the (usual) messages that have none.
+_HINT_COLUMNS = (f", (SELECT COUNT(*) FROM (SELECT 1 FROM reactions r WHERE r.msg_id = m.msg_id "
+                 f"LIMIT {MAX_LISTED_REACTIONS + 1}) c), (SELECT COUNT(*) FROM "
+                 "message_attachments a WHERE a.msg_id = m.msg_id)")
 #: Rows a member may see: not deleted, not expired at ``?`` (ms).
 _VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
 #: Bytes of a frame a page leaves around its items: the response envelope (``id``,
@@ -35,9 +42,13 @@ _VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
 PAGE_MARGIN = 1024
 #: The items' budget of a page under the default ``--max-frame``.
 DEFAULT_PAGE_BUDGET = DEFAULT_MAX_FRAME - PAGE_MARGIN
-#: Rows read per query while a page fills: a page that ends early (its budget
-#: spent) has read at most this many rows it does not return.
+#: Rows read by a page's first query. While the page is under a quarter of its
+#: budget (small messages), each next query reads twice as many, up to
+#: ``MAX_PAGE_BATCH``; past that, ``PAGE_BATCH`` again. A page that ends early
+#: (its budget spent) has read at most one query's rows it does not return.
 PAGE_BATCH = 20
+#: The most rows one query of a page reads.
+MAX_PAGE_BATCH = 80
 
 
 def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -57,60 +68,69 @@ def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return message
 
 
-def _attach_reactions(t: Txn, messages: list[dict[str, Any]],
-                      viewer_id: int | None) -> dict[int, dict[str, Any]]:
+def _attach_reactions(t: Txn, messages: list[dict[str, Any]], viewer_id: int | None,
+                      reactions: dict[int, int], mine: dict[int, list[str]]) -> None:
     """Add each message's reactions, listed or summarised (docs/protocol.md 6).
 
-    Counts per (message, emoji) are read first, at most
-    ``MAX_EMOJI_PER_MESSAGE + 1`` emoji per message, most used first. A message
-    with at most ``MAX_LISTED_REACTIONS`` reactions and no more emoji than the cap
-    gets ``reactions: {emoji: [username]}`` (names read only for those); any other
-    is summarised at once (:func:`_summarise`).
+    A message with at most ``MAX_LISTED_REACTIONS`` reactions gets ``reactions:
+    {emoji: [username]}`` (names read only for those). One with more, or with
+    more distinct emoji than ``MAX_EMOJI_PER_MESSAGE`` (stored before the caps),
+    is summarised at once (:func:`_summary`); for those only counts per (message,
+    emoji) are read, at most ``MAX_EMOJI_PER_MESSAGE + 1`` emoji each.
 
-    Returns:
-        for each message given the names of, the summarised form of its
-        reactions (``reaction_counts``, ``my_reactions``,
-        ``reactions_summarised``), to use instead should the message not fit a
-        page with its names.
+    Args:
+        reactions: msg_id → its reactions counted up to ``MAX_LISTED_REACTIONS +
+            1`` (``_HINT_COLUMNS``); messages without any are not looked up.
+        mine: filled with msg_id → the viewer's emoji, for each message given with
+            names (for :func:`_summarised`, should it not fit a page with them).
     """
-    if not messages:
-        return {}
     by_id = {m["msg_id"]: m for m in messages}
-    marks = ",".join("?" * len(by_id))
-    counts: dict[int, dict[str, int]] = {}
-    mine: dict[int, list[str]] = {}
-    over: set[int] = set()
-    for msg_id, emoji, n, own, place in t.execute(
-            "SELECT msg_id, emoji, n, own, place FROM (SELECT r.msg_id, r.emoji, COUNT(*) AS n, "
-            "SUM(CASE WHEN r.user_id = ? THEN 1 ELSE 0 END) AS own, MIN(r.ts) AS first_ts, "
-            "ROW_NUMBER() OVER (PARTITION BY r.msg_id ORDER BY COUNT(*) DESC, MIN(r.ts), "
-            f"r.emoji) AS place FROM reactions r WHERE r.msg_id IN ({marks}) "
-            "GROUP BY r.msg_id, r.emoji) c WHERE place <= ? ORDER BY msg_id, first_ts, emoji",
-            [viewer_id or 0, *by_id, MAX_EMOJI_PER_MESSAGE + 1]).fetchall():
-        msg_id = int(msg_id)
-        if int(place) > MAX_EMOJI_PER_MESSAGE:
-            over.add(msg_id)  # stored before the cap existed: too many to list
-            continue
-        counts.setdefault(msg_id, {})[emoji] = int(n)
-        if own:
-            mine.setdefault(msg_id, []).append(emoji)
-    summaries = {msg_id: _summary(per_emoji, mine.get(msg_id, []))
-                 for msg_id, per_emoji in counts.items()}
-    listed = []
-    for msg_id, summary in summaries.items():
-        if msg_id in over or sum(counts[msg_id].values()) > MAX_LISTED_REACTIONS:
-            by_id[msg_id].update(summary)
-        else:
-            listed.append(msg_id)
-    if not listed:
-        return {}
-    marks = ",".join("?" * len(listed))
-    for msg_id, emoji, username in t.execute(
-            "SELECT r.msg_id, r.emoji, u.username FROM reactions r JOIN users u ON "
-            f"u.user_id = r.user_id WHERE r.msg_id IN ({marks}) ORDER BY r.ts, u.username",
-            listed).fetchall():
-        by_id[int(msg_id)].setdefault("reactions", {}).setdefault(emoji, []).append(username)
-    return {msg_id: summaries[msg_id] for msg_id in listed}
+    listed = [i for i in by_id if 0 < reactions.get(i, 0) <= MAX_LISTED_REACTIONS]
+    crowded = [i for i in by_id if reactions.get(i, 0) > MAX_LISTED_REACTIONS]
+    if listed:
+        names: dict[int, dict[str, list[str]]] = {}
+        own: dict[int, list[str]] = {}
+        marks = ",".join("?" * len(listed))
+        for msg_id, emoji, user_id, username in t.execute(
+                "SELECT r.msg_id, r.emoji, r.user_id, u.username FROM reactions r JOIN users u "
+                f"ON u.user_id = r.user_id WHERE r.msg_id IN ({marks}) ORDER BY r.ts, u.username",
+                listed).fetchall():
+            names.setdefault(int(msg_id), {}).setdefault(emoji, []).append(username)
+            if int(user_id) == viewer_id:
+                own.setdefault(int(msg_id), []).append(emoji)
+        for msg_id, lists in names.items():
+            if len(lists) > MAX_EMOJI_PER_MESSAGE:
+                # Stored before the caps: too many to list; the most used.
+                top = _most_used(lists)
+                by_id[msg_id].update(_summary(
+                    {e: len(u) for e, u in lists.items() if e in top},
+                    [e for e in own.get(msg_id, ()) if e in top]))
+            else:
+                by_id[msg_id]["reactions"] = lists
+                mine[msg_id] = own.get(msg_id, [])
+    if crowded:
+        counts: dict[int, dict[str, int]] = {i: {} for i in crowded}
+        theirs: dict[int, list[str]] = {}
+        marks = ",".join("?" * len(crowded))
+        for msg_id, emoji, n, by_viewer in t.execute(
+                "SELECT msg_id, emoji, n, own FROM (SELECT r.msg_id, r.emoji, COUNT(*) AS n, "
+                "SUM(CASE WHEN r.user_id = ? THEN 1 ELSE 0 END) AS own, MIN(r.ts) AS first_ts, "
+                "ROW_NUMBER() OVER (PARTITION BY r.msg_id ORDER BY COUNT(*) DESC, MIN(r.ts), "
+                f"r.emoji) AS place FROM reactions r WHERE r.msg_id IN ({marks}) "
+                "GROUP BY r.msg_id, r.emoji) c WHERE place <= ? ORDER BY msg_id, first_ts, emoji",
+                [viewer_id or 0, *crowded, MAX_EMOJI_PER_MESSAGE]).fetchall():
+            counts[int(msg_id)][emoji] = int(n)
+            if by_viewer:
+                theirs.setdefault(int(msg_id), []).append(emoji)
+        for msg_id in crowded:
+            by_id[msg_id].update(_summary(counts[msg_id], theirs.get(msg_id, [])))
+
+
+def _most_used(lists: dict[str, list[str]]) -> set[str]:
+    """The ``MAX_EMOJI_PER_MESSAGE`` emoji with the most users (ties: first used)."""
+    first_use = {emoji: place for place, emoji in enumerate(lists)}
+    ranked = sorted(lists, key=lambda emoji: (-len(lists[emoji]), first_use[emoji]))
+    return set(ranked[:MAX_EMOJI_PER_MESSAGE])
 
 
 def _summary(counts: dict[str, int], mine: list[str]) -> dict[str, Any]:
@@ -118,57 +138,73 @@ def _summary(counts: dict[str, int], mine: list[str]) -> dict[str, Any]:
     return {"reaction_counts": counts, "my_reactions": mine, "reactions_summarised": True}
 
 
-def _attach_files(t: Txn, messages: list[dict[str, Any]]) -> None:
-    if not messages:
+def _summarised(message: dict[str, Any], mine: dict[int, list[str]]) -> dict[str, Any] | None:
+    """The message with its listed reactions summarised, or None if it lists none.
+
+    Args:
+        mine: msg_id → the reader's emoji, as :func:`_attach_reactions` gave them.
+    """
+    lists = message.get("reactions")
+    if not lists:
+        return None
+    smaller = {k: v for k, v in message.items() if k != "reactions"}
+    smaller.update(_summary({e: len(users) for e, users in lists.items()},
+                            mine.get(message["msg_id"], [])))
+    return smaller
+
+
+def _attach_files(t: Txn, messages: list[dict[str, Any]],
+                  files: dict[int, int] | None = None) -> None:
+    """Add ``attachments`` to the messages (only to those ``files`` counts, if given)."""
+    ids = [m["msg_id"] for m in messages if files is None or files.get(m["msg_id"])]
+    if not ids:
         return
     by_id = {m["msg_id"]: m for m in messages}
-    marks = ",".join("?" * len(by_id))
+    marks = ",".join("?" * len(ids))
     for msg_id, file_id, name, size, mime in t.execute(
             "SELECT a.msg_id, f.file_id, f.name, f.size, f.mime FROM message_attachments a "
             f"JOIN files f ON f.file_id = a.file_id WHERE a.msg_id IN ({marks}) "
-            "ORDER BY a.msg_id, a.position", list(by_id)).fetchall():
+            "ORDER BY a.msg_id, a.position", ids).fetchall():
         by_id[int(msg_id)].setdefault("attachments", []).append(
             {"file_id": file_id, "name": name, "size": int(size), "mime": mime})
 
 
-def _attach_extras(t: Txn, messages: list[dict[str, Any]],
-                   viewer_id: int | None) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
-    """Add reactions and attachments to messages read from the database.
+def _messages_with_extras(t: Txn, rows: list[tuple[Any, ...]], viewer_id: int | None,
+                          mine: dict[int, list[str]]) -> list[dict[str, Any]]:
+    """Messages from rows selected with ``_MESSAGE_COLUMNS`` then ``_HINT_COLUMNS``,
+    with their reactions and attachments.
 
-    Returns:
-        each message with its summarised form, if it has one that is smaller
-        (see :func:`_fill_page`).
+    Args:
+        mine: filled as :func:`_attach_reactions` does, for :func:`_summarised`.
     """
-    summaries = _attach_reactions(t, messages, viewer_id)
-    _attach_files(t, messages)
-    out: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
-    for message in messages:
-        summary = summaries.get(message["msg_id"])
-        if summary is None:
-            out.append((message, None))
-            continue
-        smaller = {k: v for k, v in message.items() if k != "reactions"}
-        smaller.update(summary)
-        out.append((message, smaller))
-    return out
+    messages = [message_from_row(r) for r in rows]
+    hint = len(_MESSAGE_COLUMNS.split(","))
+    reactions = {m["msg_id"]: int(r[hint]) for m, r in zip(messages, rows, strict=True)}
+    files = {m["msg_id"]: int(r[hint + 1]) for m, r in zip(messages, rows, strict=True)}
+    _attach_reactions(t, messages, viewer_id, reactions, mine)
+    _attach_files(t, messages, files)
+    return messages
 
 
 def _fill_page(fetch: Callable[[tuple[Any, ...] | None, int], list[tuple[Any, ...]]],
-               prepare: Callable[[list[tuple[Any, ...]]],
-                                 list[tuple[dict[str, Any], dict[str, Any] | None]]],
-               limit: int, budget: int) -> tuple[list[dict[str, Any]], bool]:
+               prepare: Callable[[list[tuple[Any, ...]]], list[dict[str, Any]]],
+               mine: dict[int, list[str]], limit: int,
+               budget: int) -> tuple[list[dict[str, Any]], bool]:
     """Build a page of at most ``limit`` items whose msgpack encodings add up to at
     most ``budget`` bytes, reading rows ``PAGE_BATCH`` at a time.
 
     Each item is measured as it is added; the page ends before the first one that
     does not fit, so a page always fits its frame and never reads more than one
-    batch beyond what it returns. An item too large for even an empty page is sent
+    batch (``PAGE_BATCH``, growing to ``MAX_PAGE_BATCH`` only while the page is
+    under a quarter full) beyond what it returns. An item too large for even an empty page is sent
     in its summarised form (reaction counts instead of names) when it has one.
 
     Args:
         fetch: ``fetch(last_row, n)`` → the next ``n`` rows in page order after
             ``last_row`` (from the start when None); fewer only when no more exist.
-        prepare: rows → ``[(item, summarised item or None)]``, same order.
+        prepare: rows → items, same order.
+        mine: msg_id → the reader's emoji, filled by ``prepare`` (for
+            :func:`_summarised`).
         limit: the most items the caller asked for.
         budget: bytes the items may take in all.
 
@@ -183,14 +219,17 @@ def _fill_page(fetch: Callable[[tuple[Any, ...] | None, int], list[tuple[Any, ..
     items: list[dict[str, Any]] = []
     left = budget
     last: tuple[Any, ...] | None = None
+    batch = PAGE_BATCH
     while True:
-        want = min(PAGE_BATCH, limit - len(items) + 1)  # one more: is there more?
+        want = min(batch, limit - len(items) + 1)  # one more: is there more?
         rows = fetch(last, want)
         take = rows[: limit - len(items)]
-        for item, summarised in prepare(take):
+        for item in prepare(take):
             size = len(pack(item))
-            if size > left and not items and summarised is not None:
-                item, size = summarised, len(pack(summarised))
+            if size > left and not items:
+                summarised = _summarised(item, mine)
+                if summarised is not None:
+                    item, size = summarised, len(pack(summarised))
             if size > left:
                 if items:
                     return items, True
@@ -204,6 +243,7 @@ def _fill_page(fetch: Callable[[tuple[Any, ...] | None, int], list[tuple[Any, ..
         if len(rows) < want:
             return items, False
         last = rows[-1]
+        batch = min(batch * 2, MAX_PAGE_BATCH) if left > budget * 3 // 4 else PAGE_BATCH
 
 
 def _check_reaction_caps(t: Txn, msg_id: int, user_id: int, emoji: str) -> None:
@@ -335,12 +375,12 @@ class MessageStore:
         """One visible message of a room, with its reactions as a page would carry
         them for ``viewer_id`` (listed, or summarised when there are many), or None."""
         def txn(t: Txn) -> dict[str, Any] | None:
-            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.msg_id = ? "
-                            f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now)).fetchone()
+            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} WHERE "
+                            f"m.msg_id = ? AND m.room_id = ? AND {_VISIBLE}",
+                            (msg_id, room_id, now)).fetchone()
             if row is None:
                 return None
-            message = message_from_row(row)
-            _attach_extras(t, [message], viewer_id)
+            [message] = _messages_with_extras(t, [row], viewer_id, {})
             return message
 
         return await self.db.run_interaction("message", txn)
@@ -469,14 +509,16 @@ class MessageStore:
                 if lower is not None:
                     where += " AND m.seq > ?"
                     args.append(lower)
-                return t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
-                                 f"ORDER BY m.seq {order} LIMIT ?", [*args, n]).fetchall()
+                return t.execute(f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} "
+                                 f"WHERE {where} ORDER BY m.seq {order} LIMIT ?",
+                                 [*args, n]).fetchall()
 
-            def prepare(rows: list[tuple[Any, ...]]) -> list[tuple[dict[str, Any],
-                                                                   dict[str, Any] | None]]:
-                return _attach_extras(t, [message_from_row(r) for r in rows], viewer_id)
+            mine: dict[int, list[str]] = {}
 
-            messages, has_more = _fill_page(fetch, prepare, limit, budget)
+            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+                return _messages_with_extras(t, rows, viewer_id, mine)
+
+            messages, has_more = _fill_page(fetch, prepare, mine, limit, budget)
             if not forward:
                 messages.reverse()
             return messages, has_more
@@ -543,16 +585,17 @@ class MessageStore:
                     position += len(chunk)
                     marks = ",".join("?" * len(chunk))
                     rows = {int(r[1]): r for r in t.execute(
-                        f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.msg_id IN ({marks}) "
-                        f"AND {_VISIBLE}", [*chunk, now]).fetchall()}
+                        f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} WHERE "
+                        f"m.msg_id IN ({marks}) AND {_VISIBLE}", [*chunk, now]).fetchall()}
                     found.extend(rows[i] for i in chunk if i in rows)
                 return found
 
-            def prepare(rows: list[tuple[Any, ...]]) -> list[tuple[dict[str, Any],
-                                                                   dict[str, Any] | None]]:
-                return _attach_extras(t, [message_from_row(r) for r in rows], user_id)
+            mine: dict[int, list[str]] = {}
 
-            return _fill_page(fetch, prepare, limit, budget)
+            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+                return _messages_with_extras(t, rows, user_id, mine)
+
+            return _fill_page(fetch, prepare, mine, limit, budget)
 
         return await self.db.run_interaction("search", txn)
 
@@ -581,31 +624,34 @@ class MessageStore:
                 after_ts, after_id = (since_ts, since_msg_id) if last is None else (
                     int(last[-1]), int(last[1]))
                 return t.execute(
-                    f"SELECT {_MESSAGE_COLUMNS}, m.deleted, m.expires_ts, m.changed_ts"
+                    f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}, m.deleted, m.expires_ts, "
+                    "m.changed_ts"
                     f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
                     "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id "
                     "LIMIT ?", (room_id, after_ts, after_ts, after_id, n)).fetchall()
 
-            def prepare(rows: list[tuple[Any, ...]]) -> list[tuple[dict[str, Any],
-                                                                   dict[str, Any] | None]]:
+            def gone(row: tuple[Any, ...]) -> bool:
+                deleted, expires_ts = row[-3], row[-2]
+                return bool(deleted) or (expires_ts is not None and expires_ts <= now)
+
+            mine: dict[int, list[str]] = {}
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+                visible = iter(_messages_with_extras(t, [r[:-3] for r in rows if not gone(r)],
+                                                     viewer_id, mine))
                 changes: list[dict[str, Any]] = []
-                visible: list[dict[str, Any]] = []
                 for row in rows:
-                    deleted, expires_ts, changed_ts = row[-3], row[-2], int(row[-1])
-                    if deleted or (expires_ts is not None and expires_ts <= now):
+                    if gone(row):
                         changes.append({"room_id": int(row[0]), "msg_id": int(row[1]),
                                         "seq": int(row[2]), "deleted": True,
-                                        "changed_ts": changed_ts})
-                        continue
-                    message = message_from_row(row[:-3])
-                    message["changed_ts"] = changed_ts
-                    changes.append(message)
-                    visible.append(message)
-                alternatives = {id(m): summarised for m, summarised
-                                in _attach_extras(t, visible, viewer_id)}
-                return [(c, alternatives.get(id(c))) for c in changes]
+                                        "changed_ts": int(row[-1])})
+                    else:
+                        message = next(visible)
+                        message["changed_ts"] = int(row[-1])
+                        changes.append(message)
+                return changes
 
-            return _fill_page(fetch, prepare, limit, budget)
+            return _fill_page(fetch, prepare, mine, limit, budget)
 
         return await self.db.run_interaction("changes", txn)
 

@@ -211,6 +211,18 @@ async def test_a_message_with_many_reactors_is_summarised_with_the_readers_own(s
     assert summarised["my_reactions"] == [EMOJI[3]]
     assert by_id[quiet]["reactions"] == {"👍": ["bob"]}
     assert "reactions_summarised" not in by_id[quiet]
+    # Few reactions but more distinct emoji than the cap (stored before it): summarised,
+    # with the 20 first used.
+    legacy = (await send(store, room_id, alice, "legacy")).message["msg_id"]
+    await flood(store, legacy, 1, EMOJI)
+    await store.db.run_interaction("bob's", lambda t: t.execute(
+        "INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+        (legacy, bob.id, EMOJI[25], T0 + 99)))
+    [old] = [m for m in (await store.history(room_id, None, None, 10, T0, viewer_id=bob.id))[0]
+             if m["msg_id"] == legacy]
+    assert old["reactions_summarised"] is True and "reactions" not in old
+    assert list(old["reaction_counts"]) == [*EMOJI[:19], EMOJI[25]]
+    assert old["reaction_counts"][EMOJI[25]] == 2 and old["my_reactions"] == [EMOJI[25]]
     alone = await store.message(room_id, busy, T0, viewer_id=alice.id)
     assert alone["my_reactions"] == [] and alone["reactions_summarised"] is True
     # A listed message that would not fit a page alone goes out summarised.
@@ -284,3 +296,35 @@ async def test_pages_of_huge_messages_end_early_and_page_through_everything(stor
             break
         cursor = (found[-1]["ts"], found[-1]["msg_id"])
     assert seen == list(range(200, 0, -1))
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_messages_then_huge_ones_page_through_exactly_once(store):
+    """150 short messages then 50 of 48 KB: reading forward, pages take the short ones
+    in growing batches and stop within the budget at the huge ones; every message
+    comes exactly once, forward and back."""
+    alice = await new_user(store, "alice")
+    room_id = await new_room(store, alice)
+    for i in range(150):
+        await send(store, room_id, alice, f"short {i}")
+    for i in range(50):
+        await send(store, room_id, alice, f"{i:03d}" + "汉" * 15_997)
+    seen, after, sizes = [], 0, []
+    while True:
+        page, more = await store.history(room_id, None, after, 200, T0)
+        assert encoded(page) <= DEFAULT_PAGE_BUDGET
+        seen += [m["seq"] for m in page]
+        sizes.append(len(page))
+        if not more:
+            break
+        after = page[-1]["seq"]
+    assert seen == list(range(1, 201))
+    assert 150 < sizes[0] < 200
+    seen, before = [], None
+    while True:
+        page, more = await store.history(room_id, before, None, 200, T0)
+        seen[:0] = [m["seq"] for m in page]
+        if not more:
+            break
+        before = page[0]["seq"]
+    assert seen == list(range(1, 201))
