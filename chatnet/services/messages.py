@@ -30,7 +30,7 @@ from chatnet.wire.codec import event_frame, pack
 _MODERATORS = frozenset({"owner", "moderator"})
 #: Bytes a message map adds around body and mentions in an event or a page (ids,
 #: names, times, keys, a ``client_msg_id`` of 64 four-byte characters).
-_EVENT_OVERHEAD = 1024
+_EVENT_OVERHEAD = 768
 #: Bytes one attachment's metadata may take (name ≤ 255 and mime ≤ 127 characters).
 _ATTACHMENT_OVERHEAD = 2048
 #: Bytes summarised reactions may add to a message (20 emoji with counts, the

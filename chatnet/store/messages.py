@@ -39,7 +39,7 @@ _VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
 #: Bytes of a frame a page leaves around its items: the response envelope (``id``,
 #: ``result``, ``has_more``, ``next_cursor``, the list header). Pages are built
 #: to ``max_frame - PAGE_MARGIN`` bytes of items (docs/protocol.md 6).
-PAGE_MARGIN = 1024
+PAGE_MARGIN = 512
 #: The items' budget of a page under the default ``--max-frame``.
 DEFAULT_PAGE_BUDGET = DEFAULT_MAX_FRAME - PAGE_MARGIN
 #: Rows read by a page's first query. While the page is under a quarter of its

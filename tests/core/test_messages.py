@@ -362,3 +362,32 @@ async def test_pages_of_huge_messages_fit_the_frame_and_page_through(make_server
     error = await expect_error(bob.request("msg.search", {"query": "x", "cursor": "nope"}),
                                ErrorCode.BAD_REQUEST)
     assert error.message.startswith("cursor ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_message_accepted_fits_a_page_alone_even_summarised(make_server):
+    """With a small max_frame (8 KiB), msg.send and msg.edit refuse (too_large) a body
+    that would leave no room for summarised reactions in a page; one that is accepted
+    is still readable after thousands of reactions."""
+    server = await make_server(max_frame=8 * 1024)
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    await expect_error(say(alice, rid, "x" * 6500), ErrorCode.TOO_LARGE)
+    ack = await say(alice, rid, "y" * 4000)
+    await expect_error(alice.request("msg.edit", {"room_id": rid, "msg_id": ack["msg_id"],
+                                                  "body": "z" * 6500}), ErrorCode.TOO_LARGE)
+    await alice.request("msg.edit", {"room_id": rid, "msg_id": ack["msg_id"],
+                                     "body": "z" * 4500})
+    store = server.service.store
+    ids = [store.ids.next_id() for _ in range(200)]
+
+    def flood(t):
+        t.executemany("INSERT INTO users (user_id, username, display_name, password_hash, "
+                      "created_ts) VALUES (?, ?, 'F', 'x', 0)",
+                      [(uid, f"{uid:032d}") for uid in ids])
+        t.executemany("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+                      [(ack["msg_id"], uid, e, i) for uid in ids
+                       for i, e in enumerate(EMOJI[:5])])
+
+    await store.db.run_interaction("flood", flood)
+    [message] = (await bob.request("msg.history", {"room_id": rid}))["messages"]
+    assert message["body"] == "z" * 4500 and message["reactions_summarised"] is True
