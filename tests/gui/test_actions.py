@@ -184,6 +184,7 @@ def test_reactions_menu_offers_what_the_server_accepts(make_client: Any, server:
         _chip_click(qtbot, alice, _row_index(timeline, "crowded"), emoji)
         qtbot.waitUntil(lambda e=emoji: (e, 61 + (e == "😀"), True)
                         in _row_index(timeline, "crowded").data(_TR.Reactions))
+    # What the person sees, kept in tmp_path for whoever wants to look at it.
     alice.main_window.grab().save(str(tmp_path / "summarised.png"))
     # Hovering a chip says how many (names are unknown for a summarised message).
     view = alice.main_window.timeline
