@@ -109,6 +109,20 @@ def describe_error(error: BaseException) -> str:
     return _("Cannot connect securely: {reason}").format(reason=reason)
 
 
+def describe_reaction_error(error: BaseException) -> str:
+    """A translated sentence for a refused ``msg.react``: which cap was reached, or
+    :func:`describe_error`'s text for anything else."""
+    if isinstance(error, ChatError) and error.code is ErrorCode.CONFLICT and error.details:
+        limit = error.details.get("limit")
+        if error.details.get("per") == "user":
+            return _("You can put at most {n} different reactions on a message; remove one "
+                     "first.").format(n=limit)
+        if error.details.get("per") == "message":
+            return _("This message already has {n} different reactions; add one of those "
+                     "instead.").format(n=limit)
+    return describe_error(error)
+
+
 class ChatController(QObject):
     """Wires the user's intents to a :class:`ChatSession` and its events to the models.
 
@@ -724,8 +738,10 @@ class ChatController(QObject):
         self._call("msg.delete", {"room_id": room_id, "msg_id": msg_id})
 
     def react(self, room_id: int, msg_id: int, emoji: str, on: bool) -> None:
-        """``msg.react``: add (``on``) or remove a reaction."""
-        self._call("msg.react", {"room_id": room_id, "msg_id": msg_id, "emoji": emoji, "on": on})
+        """``msg.react``: add (``on``) or remove a reaction; a cap reached
+        (docs/protocol.md 6) is explained in words rather than as a conflict."""
+        self._call("msg.react", {"room_id": room_id, "msg_id": msg_id, "emoji": emoji, "on": on},
+                   None, lambda error: self.error.emit(describe_reaction_error(error)))
 
     def composer_changed(self, text: str) -> None:
         """The composer's text changed: tell the room the user is typing, at most

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,18 @@ from chatnet.cli.chat import clock_text
 from chatnet.client.connection import connect
 from chatnet.client.core import Event
 from chatnet.client.files import Download, Upload
+from chatnet.client.reactions import Reactions
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
+from chatnet.reactions import canonical_emoji
 
 #: How many missed messages per room are printed at start.
 MISSED_PER_ROOM = 50
 #: Seconds between repeated "typing" notifications while the user types.
 TYPING_EVERY = 3.0
+#: Messages whose reactions are remembered, so that a reaction to one of them
+#: can be shown with the new totals (the oldest are forgotten first).
+REMEMBERED_MESSAGES = 1000
 
 HELP = """\
 Commands:
@@ -43,6 +49,8 @@ Commands:
   /dm USER               open the direct conversation with USER
   /who [ROOM]            members of the current room (or ROOM): username, name, presence
   /history [N]           the last N messages of the current room (default 20)
+  /react EMOJI           react to the newest message of the current room
+  /unreact EMOJI         take that reaction back
   /directory [QUERY]     public rooms
   /invite USER           invite USER to the current room
   /invites               invitations waiting for your answer
@@ -110,6 +118,10 @@ class TerminalClient:
         self.running = True
         self.reconnecting = False
         self.transfers: dict[str, Upload | Download] = {}
+        #: msg_id -> (room_id, sender, body, reactions) of messages printed lately.
+        self.shown: OrderedDict[int, tuple[int, str, str, Reactions]] = OrderedDict()
+        #: room_id -> msg_id of the newest message printed there (for /react).
+        self.newest: dict[int, int] = {}
         self.commands: dict[str, Callable[[list[str]], Awaitable[None]]] = {
             "help": self.cmd_help, "rooms": self.cmd_rooms, "join": self.cmd_join,
             "create": self.cmd_create, "leave": self.cmd_leave, "dm": self.cmd_dm,
@@ -118,6 +130,7 @@ class TerminalClient:
             "invites": self.cmd_invites, "accept": self.cmd_accept,
             "decline": self.cmd_decline,
             "quit": self.cmd_quit, "send-file": self.cmd_send_file, "get": self.cmd_get,
+            "react": self.cmd_react, "unreact": self.cmd_unreact,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -158,6 +171,56 @@ class TerminalClient:
             parts.append(("ansigreen", f"\n    [file] {attachment['name']} "
                           f"({human_size(int(attachment['size']))})  "
                           f"/get {attachment['file_id']}"))
+        reactions = self.remember(message)
+        if reactions:
+            parts.append(("", "\n    "))
+            parts.extend(self.reaction_chips(reactions))
+        self.output(FormattedText(parts))
+
+    def remember(self, message: dict[str, Any]) -> Reactions:
+        """Keep a printed message's reactions (listed or summarised) for later events."""
+        msg_id, room_id = int(message["msg_id"]), int(message["room_id"])
+        me = self.session.username if self.session else self.args.user
+        reactions = Reactions.from_message(message, me)
+        self.shown[msg_id] = (room_id, str(message.get("sender", "?")),
+                              str(message.get("body", "")), reactions)
+        self.shown.move_to_end(msg_id)
+        while len(self.shown) > REMEMBERED_MESSAGES:
+            self.shown.popitem(last=False)
+        if msg_id >= self.newest.get(room_id, 0):
+            self.newest[room_id] = msg_id
+        return reactions
+
+    @staticmethod
+    def reaction_chips(reactions: Reactions) -> list[tuple[str, str]]:
+        """``👍 3  ❤️ 1`` as styled text; the user's own reactions stand out."""
+        parts: list[tuple[str, str]] = []
+        for emoji, count, mine in reactions.chips():
+            if parts:
+                parts.append(("", "  "))
+            parts.append(("ansigreen bold" if mine else "ansibrightblack",
+                          f"[{emoji} {count}]" if mine else f"{emoji} {count}"))
+        return parts
+
+    def show_reaction(self, data: dict[str, Any]) -> None:
+        """A live ``msg.reaction``: who reacted, and the message's new totals."""
+        who = str(data.get("username", "?"))
+        me = self.session.username if self.session else self.args.user
+        verb = "reacted" if data.get("on") else "took back"
+        msg_id = int(data["msg_id"])
+        known = self.shown.get(msg_id)
+        if known is None:
+            self.info(f"{who} {verb} {data['emoji']} on a message in "
+                      f"{self.label(int(data['room_id']))}")
+            return
+        room_id, sender, body, reactions = known
+        if not reactions.apply(str(data["emoji"]), who, bool(data.get("on")), me):
+            return
+        snippet = body if len(body) <= 40 else body[:39] + "…"
+        parts: list[tuple[str, str]] = [
+            ("ansicyan", f"*** {who} {verb} {data['emoji']} on <{sender}> {snippet!r} in "
+                         f"{self.label(room_id)}: ")]
+        parts.extend(self.reaction_chips(reactions) or [("ansibrightblack", "no reactions")])
         self.output(FormattedText(parts))
 
     def toolbar(self) -> Any:
@@ -312,9 +375,15 @@ class TerminalClient:
         elif name == "room.deleted":
             self.info(f"{self.label(data['room_id'])} was deleted")
             self._spawn(self.refresh_rooms())
+        elif name == "msg.reaction":
+            self.show_reaction(data)
+        elif name == "msg.updated":
+            if int(data["message"]["msg_id"]) in self.shown:
+                self.remember(data["message"])  # caught up after a reconnect
         elif name == "msg.edited":
             self.info(f"a message in {self.label(data['room_id'])} was edited: {data['body']}")
         elif name == "msg.deleted":
+            self.shown.pop(int(data["msg_id"]), None)
             self.info(f"a message in {self.label(data['room_id'])} was deleted")
         elif name == "presence":
             pass  # shown by /who; printing every change would drown the conversation
@@ -536,6 +605,35 @@ class TerminalClient:
         if page["messages"]:
             await self.session.call("msg.read", {"room_id": self.current,
                                                  "seq": page["messages"][-1]["seq"]})
+
+    async def cmd_react(self, words: list[str], on: bool = True) -> None:
+        """/react EMOJI: react to the newest message of the current room."""
+        assert self.session is not None
+        usage = "/react EMOJI" if on else "/unreact EMOJI"
+        if len(words) != 1:
+            self.error(f"usage: {usage}")
+            return
+        try:
+            emoji = canonical_emoji(words[0])
+        except ValueError as exc:
+            self.error(f"the reaction {exc}")
+            return
+        msg_id = self.newest.get(self.current) if self.current is not None else None
+        if msg_id is None:
+            self.error("no message to react to here yet (/history shows some)")
+            return
+        try:
+            await self.session.call("msg.react", {"room_id": self.current, "msg_id": msg_id,
+                                                  "emoji": emoji, "on": on})
+        except ChatError as exc:
+            if exc.code is ErrorCode.CONFLICT:
+                self.error(exc.message)  # names the limit
+                return
+            raise
+
+    async def cmd_unreact(self, words: list[str]) -> None:
+        """/unreact EMOJI: take back a reaction to the newest message of the current room."""
+        await self.cmd_react(words, on=False)
 
     async def cmd_directory(self, words: list[str]) -> None:
         """/directory [QUERY]"""

@@ -12,6 +12,7 @@ from nobody, afterwards from everybody.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -24,13 +25,23 @@ from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore
 from chatnet.store.faults import log_background_failure
+from chatnet.store.messages import PAGE_MARGIN
 from chatnet.wire.codec import event_frame, pack
 
 _MODERATORS = frozenset({"owner", "moderator"})
-#: Bytes a msg event adds around body and mentions (ids, names, times, keys).
-_EVENT_OVERHEAD = 512
-#: Bytes one attachment's metadata may take in an event (name ≤ 255, mime ≤ 127).
-_ATTACHMENT_OVERHEAD = 512
+#: Bytes a message map adds around body and mentions in an event or a page (ids,
+#: names, times, keys, a ``client_msg_id`` of 64 four-byte characters).
+_EVENT_OVERHEAD = 768
+#: Bytes one attachment's metadata may take (name ≤ 255 and mime ≤ 127 characters).
+_ATTACHMENT_OVERHEAD = 2048
+#: Bytes summarised reactions may add to a message (20 emoji with counts, the
+#: reader's own, the flag): what a page needs beyond the message itself.
+_SUMMARY_OVERHEAD = 2048
+#: The most mentions and attachments a message can have (chatnet.wire.ops).
+_MAX_MENTIONS, _MAX_ATTACHMENTS = 100, 20
+#: A ``msg.search`` cursor: ``<ts>.<msg_id>`` of the previous page's last message
+#: (opaque to clients, docs/protocol.md 6).
+_SEARCH_CURSOR = re.compile(r"(\d{1,19})\.(\d{1,19})")
 
 
 class MessageService:
@@ -41,7 +52,9 @@ class MessageService:
         fanout: delivery and the membership map.
         clock: time source.
         max_event: the largest frame clients accept (``--max-frame``), bytes: a
-            message whose event would not fit is refused with ``too_large``.
+            message whose event would not fit is refused with ``too_large``, and
+            pages of messages are built to fit it (``max_event - PAGE_MARGIN``
+            bytes of messages).
     """
 
     log = Logger()
@@ -52,23 +65,37 @@ class MessageService:
         self.fanout = fanout
         self.clock = clock
         self.max_event = max_event
+        self.page_budget = max_event - PAGE_MARGIN
+
+    def fits(self, body: str, mentions: list[str] | None, attachments: int) -> bool:
+        """Whether a message surely fits both its event and, summarised, a page alone.
+
+        The estimate is generous: the encoded body and mentions, plus room for the
+        other fields, each attachment's metadata and summarised reactions.
+
+        Args:
+            attachments: how many files the message attaches.
+        """
+        size = len(pack({"body": body, "mentions": mentions or []}))
+        size += _EVENT_OVERHEAD + _ATTACHMENT_OVERHEAD * attachments + _SUMMARY_OVERHEAD
+        return size <= min(self.max_event, self.page_budget)
+
+    def too_large(self) -> ChatError:
+        """The ``too_large`` error for a message that would not fit (:meth:`fits`)."""
+        return ChatError(ErrorCode.TOO_LARGE,
+                         f"the message would not fit in this server's max_frame "
+                         f"({self.max_event} bytes) with room for its reactions; make it "
+                         "shorter")
 
     def check_fits(self, body: str, mentions: list[str] | None,
                    attachments: list[str] | None) -> None:
-        """Refuse a message whose event could exceed ``max_event``.
-
-        The estimate is generous: the encoded body and mentions, plus room for
-        the other fields and each attachment's metadata (name, size, mime).
+        """Refuse a message that :meth:`fits` does not accept.
 
         Raises:
             ChatError: ``too_large``.
         """
-        size = len(pack({"body": body, "mentions": mentions or []}))
-        size += _EVENT_OVERHEAD + _ATTACHMENT_OVERHEAD * len(attachments or ())
-        if size > self.max_event:
-            raise ChatError(ErrorCode.TOO_LARGE,
-                            f"the message would be {size} bytes on the wire, over this "
-                            f"server's max_frame ({self.max_event}); make it shorter")
+        if not self.fits(body, mentions, len(attachments or ())):
+            raise self.too_large()
 
     def perspective(self, actor: Actor) -> MessagePerspective:
         """The messages perspective of one session."""
@@ -131,8 +158,13 @@ class MessagePerspective:
         await service.require_role(room_id, self.actor.user_id)
         if not body.strip():
             raise bad_request("body must not be empty")
-        service.check_fits(body, None, None)
         now = ms(service.clock)
+        if not service.fits(body, ["x" * 32] * _MAX_MENTIONS, _MAX_ATTACHMENTS):
+            # Near the limit (a small --max-frame): measure with what the message has.
+            current = await service.store.message(room_id, msg_id, now)
+            if current is not None and not service.fits(
+                    body, current.get("mentions"), len(current.get("attachments", ()))):
+                raise service.too_large()
         await service.store.edit_message(room_id, msg_id, self.actor.user_id, body, now, now)
         service.fanout.deliver_room(room_id, event_frame(
             "msg.edited", {"room_id": room_id, "msg_id": msg_id, "body": body, "edited_ts": now}))
@@ -158,8 +190,13 @@ class MessagePerspective:
         """``msg.react`` → ``{}``; if it changed anything, members get
         ``msg.reaction {room_id, msg_id, emoji, username, on}``.
 
+        Args:
+            emoji: one emoji in its canonical form (checked by the op registry with
+                :func:`chatnet.reactions.canonical_emoji`).
+
         Raises:
-            ChatError: ``not_found``.
+            ChatError: ``not_found``; ``conflict`` with ``details {limit, per}`` past
+                the caps of :mod:`chatnet.reactions`.
         """
         service = self.service
         await service.require_role(room_id, self.actor.user_id)
@@ -174,13 +211,18 @@ class MessagePerspective:
                                   after_seq: int | None, limit: int) -> dict[str, Any]:
         """``msg.history`` → ``{messages: [message], has_more}``, oldest first.
 
+        The page fits the frame by construction: it ends early (``has_more``) when
+        the next message would not fit, and a message with many reactions carries
+        them summarised (docs/protocol.md 6).
+
         Raises:
             ChatError: ``not_found`` if not a member.
         """
         service = self.service
         await service.require_role(room_id, self.actor.user_id)
-        messages, has_more = await service.store.history(room_id, before_seq, after_seq, limit,
-                                                         ms(service.clock))
+        messages, has_more = await service.store.history(
+            room_id, before_seq, after_seq, limit, ms(service.clock),
+            viewer_id=self.actor.user_id, budget=service.page_budget)
         return {"messages": messages, "has_more": has_more}
 
     async def perspective_read(self, room_id: int, seq: int) -> dict[str, Any]:
@@ -204,14 +246,16 @@ class MessagePerspective:
         """``msg.changes`` (extension, docs/protocol.md) → ``{changes, has_more}``:
         messages edited, reacted to, deleted or expired after ``since_ts`` (ms;
         ties broken by ``since_msg_id``), in that order, for a client that was away.
+        Pages fit the frame as ``msg.history``'s do.
 
         Raises:
             ChatError: ``not_found`` if not a member.
         """
         service = self.service
         await service.require_role(room_id, self.actor.user_id)
-        changes, has_more = await service.store.changes(room_id, since_ts, since_msg_id, limit,
-                                                        ms(service.clock))
+        changes, has_more = await service.store.changes(
+            room_id, since_ts, since_msg_id, limit, ms(service.clock),
+            viewer_id=self.actor.user_id, budget=service.page_budget)
         return {"changes": changes, "has_more": has_more}
 
     def perspective_typing(self, room_id: int, typing: bool) -> None:
@@ -224,20 +268,34 @@ class MessagePerspective:
                            "typing": typing}), exclude=self.actor.mind)
 
     async def perspective_search(self, query: str, room_id: int | None, sender: str | None,
-                                 since: int | None, until: int | None,
-                                 limit: int) -> dict[str, Any]:
-        """``msg.search`` → ``{messages: [message]}``, newest first, only in the
-        user's rooms (a plain substring match for now).
+                                 since: int | None, until: int | None, limit: int,
+                                 cursor: str | None) -> dict[str, Any]:
+        """``msg.search`` → ``{messages: [message], has_more, next_cursor?}``, newest
+        first, only in the user's rooms (a plain substring match for now). The page
+        fits the frame as ``msg.history``'s does; ``next_cursor`` (given when
+        ``has_more``) continues it.
 
         Raises:
-            ChatError: ``not_found`` if ``room_id`` is given and not the user's.
+            ChatError: ``not_found`` if ``room_id`` is given and not the user's;
+                ``bad_request`` for a ``cursor`` this server did not give.
         """
         service = self.service
+        before = None
+        if cursor is not None:
+            match = _SEARCH_CURSOR.fullmatch(cursor)
+            if match is None:
+                raise bad_request("cursor is not one this server gave")
+            before = (int(match.group(1)), int(match.group(2)))
         if room_id is not None:
             await service.require_role(room_id, self.actor.user_id)
-        messages = await service.store.search(self.actor.user_id, query, room_id, sender, since,
-                                              until, limit, ms(service.clock))
-        return {"messages": messages}
+        messages, has_more = await service.store.search(
+            self.actor.user_id, query, room_id, sender, since, until, limit, ms(service.clock),
+            before=before, budget=service.page_budget)
+        result: dict[str, Any] = {"messages": messages, "has_more": has_more}
+        if has_more and messages:
+            last = messages[-1]
+            result["next_cursor"] = f"{last['ts']}.{last['msg_id']}"
+        return result
 
 
 class ExpiryService(TimerService):

@@ -8,19 +8,47 @@ search and live delivery share one shape.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chatnet.config import DEFAULT_MAX_FRAME
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden, not_found
+from chatnet.reactions import (
+    MAX_EMOJI_PER_MESSAGE,
+    MAX_LISTED_REACTIONS,
+    MAX_REACTIONS_PER_USER,
+)
 from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.files import file_by_id, may_access
 from chatnet.store.users import _like_prefix
+from chatnet.wire.codec import pack
 
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
                     "m.reply_to, m.mentions, m.ttl, m.edited_ts")
 _MESSAGE_FROM = " FROM messages m JOIN users u ON u.user_id = m.sender_id "
+#: Two columns selected after ``_MESSAGE_COLUMNS`` for pages: the message's
+#: reactions counted up to ``MAX_LISTED_REACTIONS + 1`` (more means "summarise";
+#: the count stops there), and its attachments; the extra queries that read
+#: reactions and files then skip the (usual) messages that have none.
+_HINT_COLUMNS = (f", (SELECT COUNT(*) FROM (SELECT 1 FROM reactions r WHERE r.msg_id = m.msg_id "
+                 f"LIMIT {MAX_LISTED_REACTIONS + 1}) c), (SELECT COUNT(*) FROM "
+                 "message_attachments a WHERE a.msg_id = m.msg_id)")
 #: Rows a member may see: not deleted, not expired at ``?`` (ms).
 _VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
+#: Bytes of a frame a page leaves around its items: the response envelope (``id``,
+#: ``result``, ``has_more``, ``next_cursor``, the list header). Pages are built
+#: to ``max_frame - PAGE_MARGIN`` bytes of items (docs/protocol.md 6).
+PAGE_MARGIN = 512
+#: The items' budget of a page under the default ``--max-frame``.
+DEFAULT_PAGE_BUDGET = DEFAULT_MAX_FRAME - PAGE_MARGIN
+#: Rows read by a page's first query. While the page is under a quarter of its
+#: budget (small messages), each next query reads twice as many, up to
+#: ``MAX_PAGE_BATCH``; past that, ``PAGE_BATCH`` again. A page that ends early
+#: (its budget spent) has read at most one query's rows it does not return.
+PAGE_BATCH = 20
+#: The most rows one query of a page reads.
+MAX_PAGE_BATCH = 80
 
 
 def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -40,35 +68,209 @@ def message_from_row(row: tuple[Any, ...]) -> dict[str, Any]:
     return message
 
 
-def _attach_reactions(t: Txn, messages: list[dict[str, Any]]) -> None:
-    if not messages:
-        return
+def _attach_reactions(t: Txn, messages: list[dict[str, Any]], viewer_id: int | None,
+                      reactions: dict[int, int], mine: dict[int, list[str]]) -> None:
+    """Add each message's reactions, listed or summarised (docs/protocol.md 6).
+
+    A message with at most ``MAX_LISTED_REACTIONS`` reactions gets ``reactions:
+    {emoji: [username]}`` (names read only for those). One with more, or with
+    more distinct emoji than ``MAX_EMOJI_PER_MESSAGE`` (stored before the caps),
+    is summarised at once (:func:`_summary`); for those only counts per (message,
+    emoji) are read, at most ``MAX_EMOJI_PER_MESSAGE + 1`` emoji each.
+
+    Args:
+        reactions: msg_id → its reactions counted up to ``MAX_LISTED_REACTIONS +
+            1`` (``_HINT_COLUMNS``); messages without any are not looked up.
+        mine: filled with msg_id → the viewer's emoji, for each message given with
+            names (for :func:`_summarised`, should it not fit a page with them).
+    """
     by_id = {m["msg_id"]: m for m in messages}
-    marks = ",".join("?" * len(by_id))
-    for msg_id, emoji, username in t.execute(
-            "SELECT r.msg_id, r.emoji, u.username FROM reactions r JOIN users u ON "
-            f"u.user_id = r.user_id WHERE r.msg_id IN ({marks}) ORDER BY r.ts, u.username",
-            list(by_id)).fetchall():
-        by_id[int(msg_id)].setdefault("reactions", {}).setdefault(emoji, []).append(username)
+    listed = [i for i in by_id if 0 < reactions.get(i, 0) <= MAX_LISTED_REACTIONS]
+    crowded = [i for i in by_id if reactions.get(i, 0) > MAX_LISTED_REACTIONS]
+    if listed:
+        names: dict[int, dict[str, list[str]]] = {}
+        own: dict[int, list[str]] = {}
+        marks = ",".join("?" * len(listed))
+        for msg_id, emoji, user_id, username in t.execute(
+                "SELECT r.msg_id, r.emoji, r.user_id, u.username FROM reactions r JOIN users u "
+                f"ON u.user_id = r.user_id WHERE r.msg_id IN ({marks}) ORDER BY r.ts, u.username",
+                listed).fetchall():
+            names.setdefault(int(msg_id), {}).setdefault(emoji, []).append(username)
+            if int(user_id) == viewer_id:
+                own.setdefault(int(msg_id), []).append(emoji)
+        for msg_id, lists in names.items():
+            if len(lists) > MAX_EMOJI_PER_MESSAGE:
+                # Stored before the caps: too many to list; the most used.
+                top = _most_used(lists)
+                by_id[msg_id].update(_summary(
+                    {e: len(u) for e, u in lists.items() if e in top},
+                    [e for e in own.get(msg_id, ()) if e in top]))
+            else:
+                by_id[msg_id]["reactions"] = lists
+                mine[msg_id] = own.get(msg_id, [])
+    if crowded:
+        counts: dict[int, dict[str, int]] = {i: {} for i in crowded}
+        theirs: dict[int, list[str]] = {}
+        marks = ",".join("?" * len(crowded))
+        for msg_id, emoji, n, by_viewer in t.execute(
+                "SELECT msg_id, emoji, n, own FROM (SELECT r.msg_id, r.emoji, COUNT(*) AS n, "
+                "SUM(CASE WHEN r.user_id = ? THEN 1 ELSE 0 END) AS own, MIN(r.ts) AS first_ts, "
+                "ROW_NUMBER() OVER (PARTITION BY r.msg_id ORDER BY COUNT(*) DESC, MIN(r.ts), "
+                f"r.emoji) AS place FROM reactions r WHERE r.msg_id IN ({marks}) "
+                "GROUP BY r.msg_id, r.emoji) c WHERE place <= ? ORDER BY msg_id, first_ts, emoji",
+                [viewer_id or 0, *crowded, MAX_EMOJI_PER_MESSAGE]).fetchall():
+            counts[int(msg_id)][emoji] = int(n)
+            if by_viewer:
+                theirs.setdefault(int(msg_id), []).append(emoji)
+        for msg_id in crowded:
+            by_id[msg_id].update(_summary(counts[msg_id], theirs.get(msg_id, [])))
 
 
-def _attach_files(t: Txn, messages: list[dict[str, Any]]) -> None:
-    if not messages:
+def _most_used(lists: dict[str, list[str]]) -> set[str]:
+    """The ``MAX_EMOJI_PER_MESSAGE`` emoji with the most users (ties: first used)."""
+    first_use = {emoji: place for place, emoji in enumerate(lists)}
+    ranked = sorted(lists, key=lambda emoji: (-len(lists[emoji]), first_use[emoji]))
+    return set(ranked[:MAX_EMOJI_PER_MESSAGE])
+
+
+def _summary(counts: dict[str, int], mine: list[str]) -> dict[str, Any]:
+    """The summarised reactions of a message (docs/protocol.md 6)."""
+    return {"reaction_counts": counts, "my_reactions": mine, "reactions_summarised": True}
+
+
+def _summarised(message: dict[str, Any], mine: dict[int, list[str]]) -> dict[str, Any] | None:
+    """The message with its listed reactions summarised, or None if it lists none.
+
+    Args:
+        mine: msg_id → the reader's emoji, as :func:`_attach_reactions` gave them.
+    """
+    lists = message.get("reactions")
+    if not lists:
+        return None
+    smaller = {k: v for k, v in message.items() if k != "reactions"}
+    smaller.update(_summary({e: len(users) for e, users in lists.items()},
+                            mine.get(message["msg_id"], [])))
+    return smaller
+
+
+def _attach_files(t: Txn, messages: list[dict[str, Any]],
+                  files: dict[int, int] | None = None) -> None:
+    """Add ``attachments`` to the messages (only to those ``files`` counts, if given)."""
+    ids = [m["msg_id"] for m in messages if files is None or files.get(m["msg_id"])]
+    if not ids:
         return
     by_id = {m["msg_id"]: m for m in messages}
-    marks = ",".join("?" * len(by_id))
+    marks = ",".join("?" * len(ids))
     for msg_id, file_id, name, size, mime in t.execute(
             "SELECT a.msg_id, f.file_id, f.name, f.size, f.mime FROM message_attachments a "
             f"JOIN files f ON f.file_id = a.file_id WHERE a.msg_id IN ({marks}) "
-            "ORDER BY a.msg_id, a.position", list(by_id)).fetchall():
+            "ORDER BY a.msg_id, a.position", ids).fetchall():
         by_id[int(msg_id)].setdefault("attachments", []).append(
             {"file_id": file_id, "name": name, "size": int(size), "mime": mime})
 
 
-def _attach_extras(t: Txn, messages: list[dict[str, Any]]) -> None:
-    """Add reactions and attachments to messages read from the database."""
-    _attach_reactions(t, messages)
-    _attach_files(t, messages)
+def _messages_with_extras(t: Txn, rows: list[tuple[Any, ...]], viewer_id: int | None,
+                          mine: dict[int, list[str]]) -> list[dict[str, Any]]:
+    """Messages from rows selected with ``_MESSAGE_COLUMNS`` then ``_HINT_COLUMNS``,
+    with their reactions and attachments.
+
+    Args:
+        mine: filled as :func:`_attach_reactions` does, for :func:`_summarised`.
+    """
+    messages = [message_from_row(r) for r in rows]
+    hint = len(_MESSAGE_COLUMNS.split(","))
+    reactions = {m["msg_id"]: int(r[hint]) for m, r in zip(messages, rows, strict=True)}
+    files = {m["msg_id"]: int(r[hint + 1]) for m, r in zip(messages, rows, strict=True)}
+    _attach_reactions(t, messages, viewer_id, reactions, mine)
+    _attach_files(t, messages, files)
+    return messages
+
+
+def _fill_page(fetch: Callable[[tuple[Any, ...] | None, int], list[tuple[Any, ...]]],
+               prepare: Callable[[list[tuple[Any, ...]]], list[dict[str, Any]]],
+               mine: dict[int, list[str]], limit: int,
+               budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """Build a page of at most ``limit`` items whose msgpack encodings add up to at
+    most ``budget`` bytes, reading rows ``PAGE_BATCH`` at a time.
+
+    Each item is measured as it is added; the page ends before the first one that
+    does not fit, so a page always fits its frame and never reads more than one
+    batch (``PAGE_BATCH``, growing to ``MAX_PAGE_BATCH`` only while the page is
+    under a quarter full) beyond what it returns. An item too large for even an empty page is sent
+    in its summarised form (reaction counts instead of names) when it has one.
+
+    Args:
+        fetch: ``fetch(last_row, n)`` → the next ``n`` rows in page order after
+            ``last_row`` (from the start when None); fewer only when no more exist.
+        prepare: rows → items, same order.
+        mine: msg_id → the reader's emoji, filled by ``prepare`` (for
+            :func:`_summarised`).
+        limit: the most items the caller asked for.
+        budget: bytes the items may take in all.
+
+    Returns:
+        ``(items, has_more)``: ``has_more`` is true when the page stopped at
+        ``limit`` or at ``budget`` before the rows ran out.
+
+    Raises:
+        ChatError: ``too_large`` when not even one item fits ``budget`` (only if
+            ``--max-frame`` was lowered below what was accepted when it was sent).
+    """
+    items: list[dict[str, Any]] = []
+    left = budget
+    last: tuple[Any, ...] | None = None
+    batch = PAGE_BATCH
+    while True:
+        want = min(batch, limit - len(items) + 1)  # one more: is there more?
+        rows = fetch(last, want)
+        take = rows[: limit - len(items)]
+        for item in prepare(take):
+            size = len(pack(item))
+            if size > left and not items:
+                summarised = _summarised(item, mine)
+                if summarised is not None:
+                    item, size = summarised, len(pack(summarised))
+            if size > left:
+                if items:
+                    return items, True
+                raise ChatError(ErrorCode.TOO_LARGE,
+                                f"message {item.get('msg_id')} is {size} bytes, more than "
+                                f"fits in this server's max_frame")
+            items.append(item)
+            left -= size
+        if len(rows) > len(take):
+            return items, True
+        if len(rows) < want:
+            return items, False
+        last = rows[-1]
+        batch = min(batch * 2, MAX_PAGE_BATCH) if left > budget * 3 // 4 else PAGE_BATCH
+
+
+def _check_reaction_caps(t: Txn, msg_id: int, user_id: int, emoji: str) -> None:
+    """Refuse a new reaction past the caps (the message row is locked by the caller).
+
+    Raises:
+        ChatError: ``conflict`` with ``details {limit, per}``.
+    """
+    mine = t.scalar("SELECT COUNT(*) FROM reactions WHERE msg_id = ? AND user_id = ?",
+                    (msg_id, user_id))
+    if int(mine) >= MAX_REACTIONS_PER_USER:
+        raise ChatError(ErrorCode.CONFLICT,
+                        f"you already have {MAX_REACTIONS_PER_USER} different reactions on "
+                        "this message; remove one first",
+                        {"limit": MAX_REACTIONS_PER_USER, "per": "user"})
+    if t.scalar("SELECT 1 FROM reactions WHERE msg_id = ? AND emoji = ? LIMIT 1",
+                (msg_id, emoji)) is not None:
+        return
+    # Only a new emoji can reach the message's cap; the (msg_id, emoji) index
+    # makes this count read one index entry per reaction of the message at most.
+    distinct = t.scalar("SELECT COUNT(*) FROM (SELECT DISTINCT emoji FROM reactions "
+                        "WHERE msg_id = ?) d", (msg_id,))
+    if int(distinct) >= MAX_EMOJI_PER_MESSAGE:
+        raise ChatError(ErrorCode.CONFLICT,
+                        f"this message already has {MAX_EMOJI_PER_MESSAGE} different "
+                        "reactions; add one of those instead",
+                        {"limit": MAX_EMOJI_PER_MESSAGE, "per": "message"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,15 +370,17 @@ class MessageStore:
             # with the message that won, as a duplicate.
             return await self.db.run_interaction("send_message_retry", txn)
 
-    async def message(self, room_id: int, msg_id: int, now: int) -> dict[str, Any] | None:
-        """One visible message of a room (with reactions), or None."""
+    async def message(self, room_id: int, msg_id: int, now: int,
+                      viewer_id: int | None = None) -> dict[str, Any] | None:
+        """One visible message of a room, with its reactions as a page would carry
+        them for ``viewer_id`` (listed, or summarised when there are many), or None."""
         def txn(t: Txn) -> dict[str, Any] | None:
-            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.msg_id = ? "
-                            f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now)).fetchone()
+            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} WHERE "
+                            f"m.msg_id = ? AND m.room_id = ? AND {_VISIBLE}",
+                            (msg_id, room_id, now)).fetchone()
             if row is None:
                 return None
-            message = message_from_row(row)
-            _attach_extras(t, [message])
+            [message] = _messages_with_extras(t, [row], viewer_id, {})
             return message
 
         return await self.db.run_interaction("message", txn)
@@ -226,23 +430,37 @@ class MessageStore:
 
     async def react(self, room_id: int, msg_id: int, user_id: int, emoji: str, on: bool,
                     ts: int, now: int) -> bool:
-        """Add or remove a reaction.
+        """Add or remove a reaction, within the caps of :mod:`chatnet.reactions`.
+
+        The message's row is locked first (a no-op ``UPDATE``), so concurrent
+        reactions to one message run one after the other on every engine: the
+        counts checked below cannot be raced past by another connection.
+
+        Args:
+            emoji: one emoji, already in its canonical form
+                (:func:`chatnet.reactions.canonical_emoji`).
 
         Returns:
             whether anything changed (reacting twice changes nothing).
 
         Raises:
-            ChatError: ``not_found`` if the message is not visible in the room.
+            ChatError: ``not_found`` if the message is not visible in the room;
+                ``conflict`` with ``details {limit, per}`` when adding would give
+                the user more than ``MAX_REACTIONS_PER_USER`` distinct emoji on the
+                message (``per: "user"``) or the message more than
+                ``MAX_EMOJI_PER_MESSAGE`` (``per: "message"``). Removing always works.
         """
         def txn(t: Txn) -> bool:
-            if t.scalar(f"SELECT 1 FROM messages m WHERE m.msg_id = ? AND m.room_id = ? AND "
-                        f"{_VISIBLE}", (msg_id, room_id, now)) is None:
+            t.execute(f"UPDATE messages AS m SET changed_ts = m.changed_ts WHERE m.msg_id = ? "
+                      f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now))
+            if t.rowcount != 1:
                 raise not_found("no such message")
             exists = t.scalar("SELECT 1 FROM reactions WHERE msg_id = ? AND user_id = ? AND "
                               "emoji = ?", (msg_id, user_id, emoji)) is not None
             if on == exists:
                 return False
             if on:
+                _check_reaction_caps(t, msg_id, user_id, emoji)
                 t.execute("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES "
                           "(?, ?, ?, ?)", (msg_id, user_id, emoji, ts))
             else:
@@ -254,48 +472,86 @@ class MessageStore:
         return await self.db.run_interaction("react", txn)
 
     async def history(self, room_id: int, before_seq: int | None, after_seq: int | None,
-                      limit: int, now: int) -> tuple[list[dict[str, Any]], bool]:
+                      limit: int, now: int, *, viewer_id: int | None = None,
+                      budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
         """A page of visible messages, oldest first (PROTOCOL.md 6, ``msg.history``).
 
         With ``after_seq`` the page starts just after it and goes forward; otherwise
         it ends just before ``before_seq`` (or at the newest message) and goes back.
+        The page holds at most ``limit`` messages and at most ``budget`` bytes of
+        them (msgpack), so it always fits a frame: it ends early rather than
+        growing (:func:`_fill_page`).
+
+        Args:
+            viewer_id: who reads, for ``my_reactions`` of summarised messages.
+            budget: bytes the encoded messages may take.
 
         Returns:
             ``(messages, has_more)``: ``has_more`` says whether more messages lie
             beyond the page in the direction of travel.
+
+        Raises:
+            ChatError: ``too_large`` if not even one message fits ``budget``.
         """
+        forward = after_seq is not None
+        order = "ASC" if forward else "DESC"
+
         def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
-            where = f"m.room_id = ? AND {_VISIBLE}"
-            args: list[Any] = [room_id, now]
-            if before_seq is not None:
-                where += " AND m.seq < ?"
-                args.append(before_seq)
-            if after_seq is not None:
-                where += " AND m.seq > ?"
-                args.append(after_seq)
-            order = "ASC" if after_seq is not None else "DESC"
-            rows = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
-                             f"ORDER BY m.seq {order} LIMIT ?", [*args, limit + 1]).fetchall()
-            has_more = len(rows) > limit
-            messages = [message_from_row(r) for r in rows[:limit]]
-            if order == "DESC":
+            def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+                where = f"m.room_id = ? AND {_VISIBLE}"
+                args: list[Any] = [room_id, now]
+                lower, upper = after_seq, before_seq
+                if last is not None:
+                    lower, upper = (last[2], upper) if forward else (lower, last[2])
+                if upper is not None:
+                    where += " AND m.seq < ?"
+                    args.append(upper)
+                if lower is not None:
+                    where += " AND m.seq > ?"
+                    args.append(lower)
+                return t.execute(f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} "
+                                 f"WHERE {where} ORDER BY m.seq {order} LIMIT ?",
+                                 [*args, n]).fetchall()
+
+            mine: dict[int, list[str]] = {}
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+                return _messages_with_extras(t, rows, viewer_id, mine)
+
+            messages, has_more = _fill_page(fetch, prepare, mine, limit, budget)
+            if not forward:
                 messages.reverse()
-            _attach_extras(t, messages)
             return messages, has_more
 
         return await self.db.run_interaction("history", txn)
 
     async def search(self, user_id: int, query: str, room_id: int | None, sender: str | None,
-                     since: int | None, until: int | None, limit: int,
-                     now: int) -> list[dict[str, Any]]:
+                     since: int | None, until: int | None, limit: int, now: int, *,
+                     before: tuple[int, int] | None = None,
+                     budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
         """Visible messages containing ``query`` in rooms the user is a member of,
-        newest first (PROTOCOL.md 6, ``msg.search``).
+        newest first (PROTOCOL.md 6, ``msg.search``), in a page that fits ``budget``
+        bytes like :meth:`history`'s.
+
+        The matching ids (at most ``limit + 1``) are found with one query; the
+        messages themselves are then read ``PAGE_BATCH`` at a time until the page
+        is full.
 
         Args:
             since: only messages at or after this time (ms).
             until: only messages before this time (ms).
+            before: ``(ts, msg_id)`` of the last message of the previous page: only
+                messages after it in the order of the results.
+            budget: bytes the encoded messages may take.
+
+        Returns:
+            ``(messages, has_more)``; to continue, pass the last message's
+            ``(ts, msg_id)`` as ``before``.
+
+        Raises:
+            ChatError: ``too_large`` if not even one message fits ``budget``.
         """
-        def txn(t: Txn) -> list[dict[str, Any]]:
+        def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
             where = (f"{_VISIBLE} AND m.room_id IN (SELECT room_id FROM room_members WHERE "
                      "user_id = ?) AND LOWER(m.body) LIKE ? ESCAPE '\\'")
             args: list[Any] = [now, user_id, _like_prefix(query.casefold())]
@@ -311,47 +567,91 @@ class MessageStore:
             if until is not None:
                 where += " AND m.ts < ?"
                 args.append(until)
-            rows = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE {where} "
-                             "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?",
-                             [*args, limit]).fetchall()
-            messages = [message_from_row(r) for r in rows]
-            _attach_extras(t, messages)
-            return messages
+            if before is not None:
+                where += " AND (m.ts < ? OR (m.ts = ? AND m.msg_id < ?))"
+                args.extend((before[0], before[0], before[1]))
+            ids = [int(r[0]) for r in t.execute(
+                f"SELECT m.msg_id{_MESSAGE_FROM} WHERE {where} "
+                "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?", [*args, limit + 1]).fetchall()]
+            position = 0
+
+            def fetch(_last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+                nonlocal position
+                found: list[tuple[Any, ...]] = []
+                # A message deleted since the ids were read (PostgreSQL: another
+                # connection) is skipped; the next ids take its place.
+                while len(found) < n and position < len(ids):
+                    chunk = ids[position:position + n - len(found)]
+                    position += len(chunk)
+                    marks = ",".join("?" * len(chunk))
+                    rows = {int(r[1]): r for r in t.execute(
+                        f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} WHERE "
+                        f"m.msg_id IN ({marks}) AND {_VISIBLE}", [*chunk, now]).fetchall()}
+                    found.extend(rows[i] for i in chunk if i in rows)
+                return found
+
+            mine: dict[int, list[str]] = {}
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+                return _messages_with_extras(t, rows, user_id, mine)
+
+            return _fill_page(fetch, prepare, mine, limit, budget)
 
         return await self.db.run_interaction("search", txn)
 
     async def changes(self, room_id: int, since_ts: int, since_msg_id: int, limit: int,
-                      now: int) -> tuple[list[dict[str, Any]], bool]:
+                      now: int, *, viewer_id: int | None = None,
+                      budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
         """Messages of a room changed after ``(since_ts, since_msg_id)`` by an edit,
         a reaction, a deletion or an expiry, in change order (extension
-        ``msg.changes``, docs/protocol.md).
+        ``msg.changes``, docs/protocol.md), in a page that fits ``budget`` bytes
+        like :meth:`history`'s.
+
+        Args:
+            viewer_id: who reads, for ``my_reactions`` of summarised messages.
+            budget: bytes the encoded changes may take.
 
         Returns:
             ``(changes, has_more)``: a change is the current message map plus
             ``changed_ts``, or ``{room_id, msg_id, seq, deleted: True, changed_ts}``
             for a message that is gone.
+
+        Raises:
+            ChatError: ``too_large`` if not even one change fits ``budget``.
         """
         def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
-            rows = t.execute(
-                f"SELECT {_MESSAGE_COLUMNS}, m.deleted, m.expires_ts, m.changed_ts"
-                f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
-                "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id LIMIT ?",
-                (room_id, since_ts, since_ts, since_msg_id, limit + 1)).fetchall()
-            changes: list[dict[str, Any]] = []
-            visible: list[dict[str, Any]] = []
-            for row in rows[:limit]:
-                deleted, expires_ts, changed_ts = row[-3], row[-2], int(row[-1])
-                if deleted or (expires_ts is not None and expires_ts <= now):
-                    changes.append({"room_id": int(row[0]), "msg_id": int(row[1]),
-                                    "seq": int(row[2]), "deleted": True,
-                                    "changed_ts": changed_ts})
-                    continue
-                message = message_from_row(row[:-3])
-                message["changed_ts"] = changed_ts
-                changes.append(message)
-                visible.append(message)
-            _attach_extras(t, visible)
-            return changes, len(rows) > limit
+            def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+                after_ts, after_id = (since_ts, since_msg_id) if last is None else (
+                    int(last[-1]), int(last[1]))
+                return t.execute(
+                    f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}, m.deleted, m.expires_ts, "
+                    "m.changed_ts"
+                    f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
+                    "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id "
+                    "LIMIT ?", (room_id, after_ts, after_ts, after_id, n)).fetchall()
+
+            def gone(row: tuple[Any, ...]) -> bool:
+                deleted, expires_ts = row[-3], row[-2]
+                return bool(deleted) or (expires_ts is not None and expires_ts <= now)
+
+            mine: dict[int, list[str]] = {}
+
+            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+                visible = iter(_messages_with_extras(t, [r[:-3] for r in rows if not gone(r)],
+                                                     viewer_id, mine))
+                changes: list[dict[str, Any]] = []
+                for row in rows:
+                    if gone(row):
+                        changes.append({"room_id": int(row[0]), "msg_id": int(row[1]),
+                                        "seq": int(row[2]), "deleted": True,
+                                        "changed_ts": int(row[-1])})
+                    else:
+                        message = next(visible)
+                        message["changed_ts"] = int(row[-1])
+                        changes.append(message)
+                return changes
+
+            return _fill_page(fetch, prepare, mine, limit, budget)
 
         return await self.db.run_interaction("changes", txn)
 

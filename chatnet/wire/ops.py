@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatnet.errors import bad_request
+from chatnet.reactions import canonical_emoji
 
 #: Usernames: 1-32 chars of ``[a-z0-9._-]`` after case folding (PROTOCOL.md 3.3).
 USERNAME_RE = re.compile(r"[a-z0-9._-]{1,32}")
@@ -96,6 +97,9 @@ class Field:
             for :func:`Str`), ``"lines"`` (newlines allowed, stripped),
             ``"body"`` (message text, kept as sent) or ``"any"`` (passwords, tokens).
         default: value used when an optional field is absent (``None`` if unset).
+        convert: for ``str``, a last check that also gives the canonical value;
+            it raises ``ValueError`` whose text ends the sentence "<field> ..."
+            (emoji reactions).
     """
 
     name: str
@@ -111,6 +115,7 @@ class Field:
     fold: bool = False
     text: str = "any"
     default: Any = None
+    convert: Callable[[str], str] | None = None
 
     def check(self, value: Any, label: str | None = None) -> Any:
         """Validate one value and return it in canonical form.
@@ -152,6 +157,11 @@ class Field:
                 raise bad_request(f"{label} must be one of {', '.join(sorted(self.choices))}")
             if self.pattern is not None and not self.pattern.fullmatch(value):
                 raise bad_request(f"{label} has characters that are not allowed")
+            if self.convert is not None:
+                try:
+                    value = self.convert(value)
+                except ValueError as exc:
+                    raise bad_request(f"{label} {exc}") from None
             return value
         if kind == "int":
             if not isinstance(value, int) or isinstance(value, bool):
@@ -388,7 +398,7 @@ OPS: dict[str, Op] = _ops(
        (Int("room_id"), Int("msg_id"), Str("body", MAX_BODY, text="body"))),
     Op("msg.delete", "messages", "delete", (Int("room_id"), Int("msg_id"))),
     Op("msg.react", "messages", "react",
-       (Int("room_id"), Int("msg_id"), Str("emoji", 32), Bool("on"))),
+       (Int("room_id"), Int("msg_id"), Str("emoji", 32, convert=canonical_emoji), Bool("on"))),
     Op("msg.history", "messages", "history",
        (Int("room_id"), Int("before_seq", minimum=1, required=False),
         Int("after_seq", minimum=0, required=False),
@@ -424,6 +434,6 @@ OPS: dict[str, Op] = _ops(
     Op("msg.search", "messages", "search",
        (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
         Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),
-        Int("limit", minimum=1, maximum=200, required=False, default=50)), cost=3,
-       budget="expensive", budget_cost=5),
+        Int("limit", minimum=1, maximum=200, required=False, default=50),
+        Str("cursor", 64, required=False)), cost=3, budget="expensive", budget_cost=5),
 )

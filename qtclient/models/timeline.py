@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
+from chatnet.client.reactions import Reactions
 from qtclient.models.base import RowsModel
 from qtclient.qt import (
     USER_ROLE,
@@ -40,7 +41,8 @@ class MessageItem:
         reply_to: msg_id of the message this replies to.
         mentions: usernames mentioned.
         edited_ts: time of the last edit, or None.
-        reactions: emoji -> usernames who reacted with it.
+        reactions: who reacted with what (names, or only counts when the server
+            sent the message summarised), kept current by ``msg.reaction``.
         attachments: the files attached (PROTOCOL.md 7), each
             ``{file_id, name, size, mime}``.
         state: ``sent``, ``pending`` (waiting for the server) or ``failed``.
@@ -58,7 +60,7 @@ class MessageItem:
     reply_to: int | None = None
     mentions: list[str] = field(default_factory=list)
     edited_ts: int | None = None
-    reactions: dict[str, list[str]] = field(default_factory=dict)
+    reactions: Reactions = field(default_factory=Reactions)
     attachments: list[dict[str, Any]] = field(default_factory=list)
     state: str = SENT
     revision: int = 0
@@ -69,9 +71,9 @@ class MessageItem:
         self.day = _day(self.ts)
 
     @classmethod
-    def from_message(cls, message: dict[str, Any]) -> MessageItem:
-        """A row from a PROTOCOL.md 6 message map."""
-        reactions = message.get("reactions") or {}
+    def from_message(cls, message: dict[str, Any], me: str = "") -> MessageItem:
+        """A row from a PROTOCOL.md 6 message map (``me``: the user, whose own
+        reactions are marked)."""
         return cls(key=f"m{message['msg_id']}", msg_id=int(message["msg_id"]),
                    seq=int(message["seq"]), sender=str(message.get("sender", "")),
                    ts=int(message.get("ts", 0)), body=str(message.get("body", "")),
@@ -79,7 +81,7 @@ class MessageItem:
                    reply_to=message.get("reply_to"),
                    mentions=list(message.get("mentions") or []),
                    edited_ts=message.get("edited_ts"),
-                   reactions={str(k): list(v) for k, v in reactions.items() if v},
+                   reactions=Reactions.from_message(message, me),
                    attachments=_attachments(message.get("attachments")))
 
     @property
@@ -152,6 +154,7 @@ class TimelineModel(RowsModel):
         ClientMsgId = USER_ROLE + 17
         SenderName = USER_ROLE + 18
         Attachments = USER_ROLE + 19
+        ReactionUsers = USER_ROLE + 20
 
     def __init__(self, room_id: int, me: str, names: Mapping[str, str] | None = None,
                  parent: QObject | None = None) -> None:
@@ -205,8 +208,12 @@ class TimelineModel(RowsModel):
         if role == roles.ReplyPreview:
             return self._reply_preview(item)
         if role == roles.Reactions:
-            return [(emoji, len(users), self.me in users)
-                    for emoji, users in item.reactions.items() if users]
+            return item.reactions.chips()
+        if role == roles.ReactionUsers:
+            # emoji -> who, or None when the server sent only counts (summarised).
+            return {emoji: None if users is None else [self.names.get(u) or u for u in users]
+                    for emoji, users in ((e, item.reactions.users(e))
+                                         for e, _n, _m in item.reactions.chips())}
         if role == roles.State:
             return item.state
         if role == roles.IsOwn:
@@ -295,7 +302,7 @@ class TimelineModel(RowsModel):
                 gets the "new messages" marker.
         """
         pending = self._rows[len(self._seqs):]
-        items = [MessageItem.from_message(m) for m in messages]
+        items = [MessageItem.from_message(m, self.me) for m in messages]
         items.sort(key=lambda i: i.seq or 0)
         # Live messages that arrived while the page was on its way are newer than it.
         newest = items[-1].seq or 0 if items else 0
@@ -322,7 +329,7 @@ class TimelineModel(RowsModel):
         """
         self.has_more = has_more
         oldest = self.oldest_seq
-        items = sorted((MessageItem.from_message(m) for m in messages
+        items = sorted((MessageItem.from_message(m, self.me) for m in messages
                         if oldest is None or int(m["seq"]) < oldest),
                        key=lambda i: i.seq or 0)
         items = [i for i in items if i.msg_id not in self._by_id]
@@ -348,7 +355,7 @@ class TimelineModel(RowsModel):
         Returns:
             True if the message was new to the model.
         """
-        item = MessageItem.from_message(message)
+        item = MessageItem.from_message(message, self.me)
         if item.msg_id in self._by_id:
             return False
         pending = self._pending.pop(item.client_msg_id, None) if item.client_msg_id else None
@@ -421,7 +428,7 @@ class TimelineModel(RowsModel):
         item = self._by_id.get(msg_id)
         if item is None:
             return
-        updated = MessageItem.from_message(message)
+        updated = MessageItem.from_message(message, self.me)
         item.body, item.edited_ts = updated.body, updated.edited_ts
         item.reactions = updated.reactions
         item.revision += 1
@@ -447,15 +454,9 @@ class TimelineModel(RowsModel):
         item = self._by_id.get(msg_id)
         if item is None:
             return
-        users = item.reactions.setdefault(emoji, [])
-        if on and username not in users:
-            users.append(username)
-        elif not on and username in users:
-            users.remove(username)
-        if not users:
-            del item.reactions[emoji]
-        item.revision += 1
-        self._changed(self.row_of_msg(msg_id))
+        if item.reactions.apply(emoji, username, on, self.me):
+            item.revision += 1
+            self._changed(self.row_of_msg(msg_id))
 
     def merge_latest(self, messages: list[dict[str, Any]]) -> None:
         """Reconcile with a fresh newest page after a reconnect: edits, reactions
@@ -470,7 +471,7 @@ class TimelineModel(RowsModel):
             if message is None:
                 self.remove_message(item.msg_id)
                 continue
-            updated = MessageItem.from_message(message)
+            updated = MessageItem.from_message(message, self.me)
             if (updated.body, updated.edited_ts, updated.reactions) != (
                     item.body, item.edited_ts, item.reactions):
                 item.body, item.edited_ts = updated.body, updated.edited_ts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from chatnet.reactions import MAX_EMOJI_PER_MESSAGE, MAX_REACTIONS_PER_USER
 from qtclient.i18n import _
 from qtclient.models.thumbnails import ThumbnailCache
 from qtclient.models.timeline import SENT, TimelineModel
@@ -34,6 +35,8 @@ from qtclient.views.delegates import MessageDelegate
 
 _TR = TimelineModel.Roles
 #: Reactions offered in the message menu (any emoji arriving from others is shown).
+#: Each is one emoji in the fully qualified form the server stores
+#: (``chatnet.reactions.canonical_emoji``), so the menu's "mine" matches chips.
 QUICK_REACTIONS = ("👍", "❤️", "😂", "🎉", "😮", "😢")
 #: Distance from the top, in pixels, at which older history is fetched.
 PREFETCH_PX = 400
@@ -255,7 +258,8 @@ class TimelineView(QListView):
         """Fill ``menu`` with what can be done to the message at ``index``.
 
         Each action's ``objectName`` says what it does (``reply``, ``copy``,
-        ``edit``, ``delete``, ``react:<emoji>``).
+        ``edit``, ``delete``, ``react:<emoji>``; ``react-limit`` is the greyed-out
+        note saying which reaction cap keeps some emoji from being offered).
 
         Returns:
             the actions added (empty for an invalid index).
@@ -279,11 +283,35 @@ class TimelineView(QListView):
             add("reply", _("Reply"), lambda: self.reply_requested.emit(int(msg_id)))
             reactions = QMenu(_("React"), menu)
             menu.addMenu(reactions)
-            mine = {emoji for emoji, _count, me in (index.data(_TR.Reactions) or []) if me}
+            chips = index.data(_TR.Reactions) or []
+            mine = {emoji for emoji, _count, me in chips if me}
+            present = {emoji for emoji, _count, _me in chips}
             for emoji in QUICK_REACTIONS:
                 add(f"react:{emoji}", emoji,
                     lambda _c=False, e=emoji: self.react_requested.emit(
                         int(msg_id), e, e not in mine), reactions)
+            # Offer only what the server would accept (chatnet.reactions' caps),
+            # and say why the rest is greyed out.
+            if len(mine) >= MAX_REACTIONS_PER_USER:
+                full = _("You have {n} different reactions here; remove one to add another"
+                         ).format(n=MAX_REACTIONS_PER_USER)
+                blocked = set(QUICK_REACTIONS) - mine
+            elif len(present) >= MAX_EMOJI_PER_MESSAGE:
+                full = _("This message has {n} different reactions; add one of those"
+                         ).format(n=MAX_EMOJI_PER_MESSAGE)
+                blocked = set(QUICK_REACTIONS) - present
+            else:
+                full, blocked = "", set()
+            for action in actions:
+                name = action.objectName()
+                if name.startswith("react:") and name.removeprefix("react:") in blocked:
+                    action.setEnabled(False)
+            if full:
+                note = QAction(full, reactions)
+                note.setObjectName("react-limit")
+                note.setEnabled(False)
+                reactions.addAction(note)
+                actions.append(note)
         add("copy", _("Copy text"), lambda: _copy(body))
         if stored and own:
             add("edit", _("Edit"), lambda: self.edit_requested.emit(int(msg_id)))

@@ -44,11 +44,13 @@ from qtclient.models.transfers import (
 from qtclient.qt import (
     ID,
     QAbstractItemModel,
+    QAbstractItemView,
     QColor,
     QDateTime,
     QEvent,
     QFont,
     QFontMetrics,
+    QHelpEvent,
     QLocale,
     QModelIndex,
     QMouseEvent,
@@ -68,6 +70,7 @@ from qtclient.qt import (
     QTextLayout,
     QTextOption,
     QTimer,
+    QToolTip,
     pyqtSignal,
 )
 from qtclient.transfers import human_size
@@ -336,7 +339,7 @@ class MessageDelegate(QStyledItemDelegate):
         reply_h = QFontMetrics(small).height() + 6 if index.data(_TR.ReplyTo) is not None else 0
         text = str(index.data(_TR.Body))
         fm = QFontMetrics(body_font)
-        chips = [(fm.horizontalAdvance(f"{emoji} {count}") + 16, emoji, count, mine)
+        chips = [(fm.horizontalAdvance(chip_text(emoji, count)) + 16, emoji, count, mine)
                  for emoji, count, mine in index.data(_TR.Reactions) or []]
         files = [AttachedFile(*a) for a in index.data(_TR.Attachments) or []]
         measure = _Measure(own=bool(index.data(_TR.IsOwn)), day=bool(index.data(_TR.DayBreak)),
@@ -559,7 +562,7 @@ class MessageDelegate(QStyledItemDelegate):
             painter.setBrush(QColor("#e8f0fe") if mine else QColor("white"))
             painter.drawRoundedRect(QRectF(rect), CHIP_HEIGHT / 2, CHIP_HEIGHT / 2)
             painter.setPen(_TEXT)
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, f"{emoji} {count}")
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, chip_text(emoji, count))
         painter.restore()
 
     # -- attached files ----------------------------------------------------------------------
@@ -695,6 +698,22 @@ class MessageDelegate(QStyledItemDelegate):
                 return emoji, mine
         return None
 
+    def helpEvent(self, event: QHelpEvent | None, view: QAbstractItemView | None,
+                  option: QStyleOptionViewItem, index: QModelIndex) -> bool:
+        """Hovering a reaction chip tells who reacted (or how many, when the server
+        sent only counts)."""
+        if event is not None and event.type() == QEvent.Type.ToolTip:
+            hit = self.chip_at(option, index, event.pos())
+            if hit is not None:
+                emoji, mine = hit
+                counts = {e: n for e, n, _m in index.data(_TR.Reactions) or []}
+                users = (index.data(_TR.ReactionUsers) or {}).get(emoji)
+                QToolTip.showText(event.globalPos(),
+                                  reaction_tooltip(emoji, counts.get(emoji, 0), mine, users),
+                                  view)
+                return True
+        return super().helpEvent(event, view, option, index)
+
     def editorEvent(self, event: QEvent | None, model: QAbstractItemModel | None,
                     option: QStyleOptionViewItem, index: _Index) -> bool:
         """A click on a reaction chip toggles the user's reaction."""
@@ -712,6 +731,39 @@ class MessageDelegate(QStyledItemDelegate):
                 self.reaction_clicked.emit(int(msg_id), emoji, not mine)
                 return True
         return False
+
+
+def chip_text(emoji: str, count: int) -> str:
+    """A reaction chip's label: the emoji and a short count (``👍 3``, ``🎉 1.2k``, ``🎉 26k``)."""
+    if count < 1000:
+        return f"{emoji} {count}"
+    if count < 10_000:
+        return f"{emoji} {count / 1000:.1f}k"
+    return f"{emoji} {count // 1000}k"
+
+
+#: Names a reaction chip's tooltip lists before "and N more".
+TOOLTIP_NAMES = 10
+
+
+def reaction_tooltip(emoji: str, count: int, mine: bool, users: list[str] | None) -> str:
+    """Who reacted with ``emoji``: their names (display names, as the model gives
+    them), or only how many when the message came summarised (``users`` None)."""
+    if users is None:
+        if mine:
+            return ngettext("You and {n} other reacted with {emoji}",
+                            "You and {n} others reacted with {emoji}",
+                            count - 1).format(n=count - 1, emoji=emoji) if count > 1 else \
+                _("You reacted with {emoji}").format(emoji=emoji)
+        return ngettext("{n} person reacted with {emoji}", "{n} people reacted with {emoji}",
+                        count).format(n=count, emoji=emoji)
+    names = ", ".join(users[:TOOLTIP_NAMES])
+    more = len(users) - TOOLTIP_NAMES
+    if more > 0:
+        return ngettext("{names} and {n} other reacted with {emoji}",
+                        "{names} and {n} others reacted with {emoji}",
+                        more).format(names=names, n=more, emoji=emoji)
+    return _("{names} reacted with {emoji}").format(names=names, emoji=emoji)
 
 
 def _paint_file_icon(painter: QPainter, rect: QRect, name: str, font: QFont) -> None:

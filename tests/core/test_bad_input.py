@@ -105,19 +105,21 @@ async def test_a_huge_frame_sent_in_full_is_cut_off_early(server):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_result_over_max_frame_is_too_large_and_the_connection_stays(make_server):
-    """A result that would not fit in max_frame is answered too_large (asking for
-    less); the connection stays and a smaller page works."""
+async def test_a_history_page_over_max_frame_ends_early_and_the_connection_stays(make_server):
+    """A msg.history page that would not fit in max_frame ends early with has_more
+    (docs/protocol.md 6) instead of failing; the rest comes with before_seq."""
     server = await make_server(max_frame=64 * 1024)
     alice = await server.user("alice")
     rid = (await create_room(alice))["room_id"]
     for n in range(6):
         await say(alice, rid, f"{n}" + "x" * 15_000)
-    error = await expect_error(alice.request("msg.history", {"room_id": rid, "limit": 6}),
-                               ErrorCode.TOO_LARGE)
-    assert "limit" in error.message
-    page = await alice.request("msg.history", {"room_id": rid, "limit": 3})
-    assert [m["seq"] for m in page["messages"]] == [4, 5, 6]
+    page = await alice.request("msg.history", {"room_id": rid, "limit": 6})
+    assert page["has_more"] is True
+    newest = [m["seq"] for m in page["messages"]]
+    assert 1 <= len(newest) < 6 and newest[-1] == 6
+    rest = await alice.request("msg.history", {"room_id": rid, "before_seq": newest[0],
+                                               "limit": 6})
+    assert [m["seq"] for m in rest["messages"]][-1] == newest[0] - 1
 
 
 @pytest_twisted.ensureDeferred

@@ -7,7 +7,9 @@ a pseudo-terminal (pexpect) and is typed at like a person would.
 from __future__ import annotations
 
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +59,11 @@ def send_cmd(server: TwistdServer, user: str, *args: str, password: str | None =
                            *trust, "--user", user, "send", *args],
                           capture_output=True, text=True, env=env, timeout=60,
                           stdin=subprocess.DEVNULL)
+
+
+def styled(*parts: str) -> str:
+    """A pattern for ``parts`` printed in turn, with any terminal styling between."""
+    return "(?:\x1b\\[[0-9;?]*[A-Za-z])*".join(re.escape(p) for p in parts)
 
 
 def test_twistd_lists_the_chatnet_plugin():
@@ -290,6 +297,50 @@ def test_invitations_in_the_terminal(twistd: TwistdServer):
     alice.expect("invited bob to #later")
     bob = terminal(twistd, "bob")
     bob.expect(r"1 invitation\(s\) waiting for your answer: /invites")
+    for child in (alice, bob):
+        child.sendline("/quit")
+        child.expect(pexpect.EOF)
+
+
+def test_reactions_show_with_counts_and_stay_current(twistd: TwistdServer):
+    """/react puts an emoji on the newest message; the other side sees who reacted and
+    the new totals, its own reactions in brackets; text is refused as an emoji, the
+    per-user cap is explained, and a message with thousands of reactions (summarised
+    by the server) shows its counts."""
+    alice = terminal(twistd, "alice")
+    alice.expect("logged in as alice")
+    alice.sendline("/create general")
+    alice.expect("created public room #general")
+    bob = terminal(twistd, "bob")
+    bob.expect("logged in as bob")
+    bob.sendline("/join general")
+    bob.expect("talking in #general")
+    alice.sendline("lunch?")
+    bob.expect("lunch\\?")
+    bob.sendline("/react 👍")
+    alice.expect(styled("bob reacted 👍 on <alice> 'lunch?' in #general: ", "👍 1"))
+    alice.sendline("/react 👍")
+    bob.expect(styled("alice reacted 👍 on <alice> 'lunch?' in #general: ", "[👍 2]"))
+    bob.sendline("/react abc")
+    bob.expect("the reaction must be one emoji")
+    for emoji in ("😀", "😁", "😂", "🤣"):
+        bob.sendline(f"/react {emoji}")
+        alice.expect(f"bob reacted {emoji}")
+    bob.sendline("/react 🎉")
+    bob.expect("you already have 5 different reactions on this message")
+    bob.sendline("/unreact 😀")
+    alice.expect("bob took back 😀")
+    # Thousands of reactions, stored as they were before the caps existed.
+    with sqlite3.connect(twistd.data_dir / "chatnet.db", timeout=10) as db:
+        msg_id = db.execute("SELECT msg_id FROM messages WHERE body = 'lunch?'").fetchone()[0]
+        db.executemany("INSERT INTO users (user_id, username, display_name, password_hash, "
+                       "created_ts) VALUES (?, ?, 'F', 'x', 0)",
+                       [(10**12 + i, f"fan{i}") for i in range(2000)])
+        db.executemany("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, 0)",
+                       [(msg_id, 10**12 + i, "🎉") for i in range(2000)])
+    alice.sendline("/history 1")
+    alice.expect(styled("<alice> ", "lunch?"))
+    alice.expect(styled("🎉 2000", "  ", "[👍 2]", "  ", "😁 1", "  ", "😂 1", "  ", "🤣 1"))
     for child in (alice, bob):
         child.sendline("/quit")
         child.expect(pexpect.EOF)

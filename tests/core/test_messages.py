@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest_twisted
 
 from chatnet.errors import ErrorCode
+from chatnet.reactions import MAX_EMOJI_PER_MESSAGE, MAX_REACTIONS_PER_USER
 from tests.support.chat import create_room, expect_error, say, unique
 from tests.support.events import EventLog, barrier
+
+#: Distinct emoji for reaction tests.
+EMOJI = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆"]
 
 
 async def room_of(server, *names):
@@ -144,6 +148,29 @@ async def test_reactions(server):
 
 
 @pytest_twisted.ensureDeferred
+async def test_react_refuses_non_emoji_and_caps_distinct_reactions(server):
+    """msg.react with text, several emoji or nothing → bad_request naming emoji; past
+    the per-user cap → conflict with details.limit, and no event; removing works."""
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    ack = await say(alice, rid, "vote")
+    react = {"room_id": rid, "msg_id": ack["msg_id"], "on": True}
+    for text in ("abc", "👍👍", "", "\x07"):
+        error = await expect_error(bob.request("msg.react", {**react, "emoji": text}),
+                                   ErrorCode.BAD_REQUEST)
+        assert error.message.startswith("emoji "), error.message
+    alice_events = EventLog(alice, "alice")
+    for emoji in EMOJI[:MAX_REACTIONS_PER_USER]:
+        await bob.request("msg.react", {**react, "emoji": emoji})
+    error = await expect_error(bob.request("msg.react", {**react, "emoji": "🎉"}),
+                               ErrorCode.CONFLICT)
+    assert error.details == {"limit": MAX_REACTIONS_PER_USER, "per": "user"}
+    await bob.request("msg.react", {**react, "emoji": EMOJI[0], "on": False})
+    await barrier(alice)
+    assert [e.data["emoji"] for e in alice_events.pending("msg.reaction")] == [
+        *EMOJI[:MAX_REACTIONS_PER_USER], EMOJI[0]]
+
+
+@pytest_twisted.ensureDeferred
 async def test_read_receipts(server):
     """msg.read moves the reader's position: members get msg.receipt {room_id, username,
     seq}; reading backwards changes nothing and sends nothing."""
@@ -250,3 +277,117 @@ async def test_two_sessions_of_one_user_both_get_events(server):
     for log in logs:
         assert (await log.next("msg")).data["message"]["body"] == body
         assert (await log.next("room.updated")).data["room"]["topic"] == "t"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_flooded_message_leaves_history_and_changes_readable(server):
+    """26,000 reactions on one message (20 users x 1,300 distinct 32-character
+    "emoji", stored directly as the attack left them; 1.7 MB as lists of names):
+    msg.history {limit: 1} and msg.changes from before it answer, with the message
+    summarised (reaction_counts, my_reactions, reactions_summarised); live reactions
+    to it still arrive as msg.reaction."""
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    ack = await say(alice, rid, "target")
+    since = (await bob.request("session.ping"))["ts"] - 1
+    store = server.service.store
+    ids = [store.ids.next_id() for _ in range(20)]
+
+    def flood(t):
+        t.executemany("INSERT INTO users (user_id, username, display_name, password_hash, "
+                      "created_ts) VALUES (?, ?, ?, ?, ?)",
+                      [(uid, f"flooder-{uid}", "F", "x", 0) for uid in ids])
+        t.executemany("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+                      [(ack["msg_id"], uid, f"{u:02d}{i:04d}" + "x" * 26, i)
+                       for u, uid in enumerate(ids) for i in range(1300)])
+
+    await store.db.run_interaction("flood", flood)
+    bob_events = EventLog(bob, "bob")
+    [message] = (await bob.request("msg.history", {"room_id": rid, "limit": 1}))["messages"]
+    assert message["msg_id"] == ack["msg_id"] and message["reactions_summarised"] is True
+    assert len(message["reaction_counts"]) == MAX_EMOJI_PER_MESSAGE
+    assert message["my_reactions"] == [] and "reactions" not in message
+    await store.db.run_interaction("touch", lambda t: t.execute(
+        "UPDATE messages SET changed_ts = ? WHERE msg_id = ?", (since + 1, ack["msg_id"])))
+    changes = await bob.request("msg.changes", {"room_id": rid, "since_ts": since})
+    assert [c["msg_id"] for c in changes["changes"]] == [ack["msg_id"]]
+    assert changes["changes"][0]["reactions_summarised"] is True
+    error = await expect_error(alice.request("msg.react", {
+        "room_id": rid, "msg_id": ack["msg_id"], "emoji": "👍", "on": True}), ErrorCode.CONFLICT)
+    assert error.details == {"limit": MAX_EMOJI_PER_MESSAGE, "per": "message"}
+    await barrier(bob)
+    assert bob_events.pending("msg.reaction") == []
+    # Removing a reaction always works, and reaches members as usual.
+    await store.db.run_interaction("a flooder reacted", lambda t: t.execute(
+        "INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+        (ack["msg_id"], ids[0], "👍", 9)))
+    await alice.request("msg.react", {"room_id": rid, "msg_id": ack["msg_id"],
+                                      "emoji": "👍", "on": True})
+    assert (await bob_events.next("msg.reaction")).data["on"] is True
+    await alice.request("msg.react", {"room_id": rid, "msg_id": ack["msg_id"],
+                                      "emoji": "👍", "on": False})
+    assert (await bob_events.next("msg.reaction")).data["on"] is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_pages_of_huge_messages_fit_the_frame_and_page_through(make_server):
+    """With max_frame 256 KiB, a room of 30 messages of 16,000 Chinese characters
+    (48 KB each): msg.history {limit: 200} ends early with has_more instead of failing,
+    paging back returns every message once, and msg.search pages with next_cursor."""
+    server = await make_server(max_frame=256 * 1024)
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    body = "汉字测试" * 4000
+    for i in range(30):
+        await say(alice, rid, f"{i:03d}{body[3:]}")
+    first = await bob.request("msg.history", {"room_id": rid, "limit": 200})
+    assert first["has_more"] is True and 1 < len(first["messages"]) < 30
+    seen, before = [], None
+    while True:
+        args = {"room_id": rid, "limit": 200, **({"before_seq": before} if before else {})}
+        page = await bob.request("msg.history", args)
+        seen[:0] = [m["seq"] for m in page["messages"]]
+        if not page["has_more"]:
+            break
+        before = page["messages"][0]["seq"]
+    assert seen == list(range(1, 31))
+    found, cursor = [], None
+    while True:
+        args = {"query": "汉字", "limit": 200, **({"cursor": cursor} if cursor else {})}
+        page = await bob.request("msg.search", args)
+        found += [m["seq"] for m in page["messages"]]
+        assert ("next_cursor" in page) is page["has_more"]
+        if not page["has_more"]:
+            break
+        cursor = page["next_cursor"]
+    assert found == list(range(30, 0, -1))
+    error = await expect_error(bob.request("msg.search", {"query": "x", "cursor": "nope"}),
+                               ErrorCode.BAD_REQUEST)
+    assert error.message.startswith("cursor ")
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_message_accepted_fits_a_page_alone_even_summarised(make_server):
+    """With a small max_frame (8 KiB), msg.send and msg.edit refuse (too_large) a body
+    that would leave no room for summarised reactions in a page; one that is accepted
+    is still readable after thousands of reactions."""
+    server = await make_server(max_frame=8 * 1024)
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    await expect_error(say(alice, rid, "x" * 6500), ErrorCode.TOO_LARGE)
+    ack = await say(alice, rid, "y" * 4000)
+    await expect_error(alice.request("msg.edit", {"room_id": rid, "msg_id": ack["msg_id"],
+                                                  "body": "z" * 6500}), ErrorCode.TOO_LARGE)
+    await alice.request("msg.edit", {"room_id": rid, "msg_id": ack["msg_id"],
+                                     "body": "z" * 4500})
+    store = server.service.store
+    ids = [store.ids.next_id() for _ in range(200)]
+
+    def flood(t):
+        t.executemany("INSERT INTO users (user_id, username, display_name, password_hash, "
+                      "created_ts) VALUES (?, ?, 'F', 'x', 0)",
+                      [(uid, f"{uid:032d}") for uid in ids])
+        t.executemany("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+                      [(ack["msg_id"], uid, e, i) for uid in ids
+                       for i, e in enumerate(EMOJI[:5])])
+
+    await store.db.run_interaction("flood", flood)
+    [message] = (await bob.request("msg.history", {"room_id": rid}))["messages"]
+    assert message["body"] == "z" * 4500 and message["reactions_summarised"] is True

@@ -240,6 +240,31 @@ def test_ttl_bounds():
     assert "ttl" in bad(OPS["msg.send"].validate, {**base, "ttl": 86401})
 
 
+@pytest.mark.parametrize("emoji", ["👍", "👍🏽", "🇫🇷", "👨\u200d👩\u200d👧", "1️⃣", "❤️", "🏳️\u200d🌈",
+                                   "🧑🏽\u200d🤝\u200d🧑🏻", "🫠"])
+def test_react_accepts_one_emoji_of_any_kind(emoji):
+    """msg.react takes one emoji: plain, skin-toned, a flag, a ZWJ sequence, a keycap."""
+    args = {"room_id": 1, "msg_id": 2, "emoji": emoji, "on": True}
+    assert OPS["msg.react"].validate(args)["emoji"] == emoji
+
+
+def test_react_stores_the_fully_qualified_spelling():
+    """An unqualified emoji (no variation selector) becomes its fully qualified form,
+    so both spellings are one reaction."""
+    for typed, stored in (("❤", "❤️"), ("1⃣", "1️⃣"), ("☺", "☺️")):
+        args = {"room_id": 1, "msg_id": 2, "emoji": typed, "on": True}
+        assert OPS["msg.react"].validate(args)["emoji"] == stored
+
+
+@pytest.mark.parametrize("text", ["abc", "👍👍", "", "1", "#", "a", "\x00", "👍\n", "\u200d",
+                                  "🏽", "🇫", "👍 ", "x" * 32, "\u202e👍"])
+def test_react_refuses_anything_but_one_emoji(text):
+    """Text, several emoji, nothing, control characters, bare digits and lone emoji
+    components are bad_request naming emoji."""
+    args = {"room_id": 1, "msg_id": 2, "emoji": text, "on": True}
+    assert bad(OPS["msg.react"].validate, args).startswith("emoji ")
+
+
 # -- the registry ----------------------------------------------------------------------------
 
 _PERSPECTIVES = {

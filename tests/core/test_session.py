@@ -10,6 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
 from chatnet.client.core import Event
+from chatnet.client.reactions import Reactions
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from tests.support.chat import room_with_members
@@ -518,5 +519,47 @@ async def test_session_keeps_invitations(server):
     await opened
     assert alice.invites == {} and set(alice.rooms) == {later["room_id"], direct["room_id"]}
     await elsewhere.close()
+    await alice.close()
+    await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_flooded_while_away_is_caught_up_summarised(server):
+    """While the connection is down a message gets 26,000 reactions (stored directly,
+    as before the caps): the session still comes back, and passes the message on as
+    msg.updated with its reactions summarised, which the client library reads."""
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    room_id = await room_with(server, bob, alice)
+    seen = recorder.wait_for(msg_with("popular"))
+    sent = await bob.request("msg.send", {"room_id": room_id, "body": "popular",
+                                          "client_msg_id": "p"})
+    await seen
+    await alice.call("session.ping")  # a sync point after the message
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.abort()
+    await reconnecting
+    store = server.service.store
+    ids = [store.ids.next_id() for _ in range(20)]
+
+    def flood(t: Any) -> None:
+        t.executemany("INSERT INTO users (user_id, username, display_name, password_hash, "
+                      "created_ts) VALUES (?, ?, 'F', 'x', 0)",
+                      [(uid, f"flooder-{uid}") for uid in ids])
+        t.executemany("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+                      [(sent["msg_id"], uid, f"{u:02d}{i:04d}" + "x" * 26, i)
+                       for u, uid in enumerate(ids) for i in range(1300)])
+
+    await store.db.run_interaction("flood", flood)
+    await store.db.run_interaction("touch", lambda t: t.execute(
+        "UPDATE messages SET changed_ts = ? WHERE msg_id = ?",
+        (int(reactor.seconds() * 1000), sent["msg_id"])))
+    await recorder.wait_for(is_state(SessionState.AUTHENTICATED))
+    [updated] = [e.data["message"] for e in recorder.events if e.name == "msg.updated"]
+    assert updated["msg_id"] == sent["msg_id"] and updated["reactions_summarised"] is True
+    reactions = Reactions.from_message(updated, "alice")
+    assert reactions.summarised and len(reactions) == 20 and reactions.mine() == set()
     await alice.close()
     await bob.close()

@@ -758,12 +758,13 @@ async def test_ttl_messages_hide_at_expiry_and_expire_due_erases_them(store):
     before = expires - 1
     assert [m["msg_id"] for m in (await store.history(room_id, None, None, 10, before))[0]] \
         == [keep, burn["msg_id"]]
-    assert [m["msg_id"] for m in await store.search(alice.id, "burn", None, None, None, None,
-                                                    10, before)] == [burn["msg_id"]]
+    assert [m["msg_id"] for m in (await store.search(alice.id, "burn", None, None, None, None,
+                                                     10, before))[0]] == [burn["msg_id"]]
     assert await store.expire_due(before) == []
     assert [m["msg_id"] for m in (await store.history(room_id, None, None, 10, expires))[0]] \
         == [keep]
-    assert await store.search(alice.id, "burn", None, None, None, None, 10, expires) == []
+    assert await store.search(alice.id, "burn", None, None, None, None, 10, expires) == (
+        [], False)
     assert await store.message(room_id, burn["msg_id"], expires) is None
     await expect_error(ErrorCode.NOT_FOUND,
                        store.react(room_id, burn["msg_id"], alice.id, "x", True, T0, expires))
@@ -790,8 +791,8 @@ async def test_search_only_in_own_rooms_with_filters(store):
 
     async def ids(user, query, **kw):
         args = {"room_id": None, "sender": None, "since": None, "until": None, **kw}
-        found = await store.search(user.id, query, args["room_id"], args["sender"],
-                                   args["since"], args["until"], 50, T0)
+        found, _more = await store.search(user.id, query, args["room_id"], args["sender"],
+                                          args["since"], args["until"], 50, T0)
         return [m["msg_id"] for m in found]
 
     assert await ids(alice, "DEPLOY") == [m2, m1]

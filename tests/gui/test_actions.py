@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatnet.reactions import canonical_emoji
 from qtclient.models.members import MemberListModel
 from qtclient.models.rooms import RoomListModel
 from qtclient.models.timeline import TimelineModel
-from qtclient.qt import QApplication, QMenu, QModelIndex, QStyleOptionViewItem, Qt, QWidget
+from qtclient.qt import (
+    QApplication,
+    QEvent,
+    QHelpEvent,
+    QMenu,
+    QModelIndex,
+    QStyleOptionViewItem,
+    Qt,
+    QToolTip,
+    QWidget,
+)
+from qtclient.views.conversation import QUICK_REACTIONS
 from tests.gui.helpers import click_room, room_index, say, shared_room
 from tests.support.events import EventLog
 
@@ -107,6 +119,91 @@ def test_edit_react_reply_delete_from_the_message_menu(make_client: Any, server:
     _trigger(alice, _row_index(timeline, "final text"), "delete")
     wait(log.next("msg.deleted", msg_id=msg_id))
     qtbot.waitUntil(lambda: timeline.bodies() == ["bob's better question", "my answer"])
+
+
+#: Emoji for the crowded message below (real ones, so the chips render).
+CROWD = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘",
+         "🥰", "😗", "😙", "🥲", "😚", "🙂"]
+
+
+def _chip_click(qtbot: Any, app: Any, index: QModelIndex, emoji: str) -> None:
+    """Click the reaction chip of ``emoji`` on the message at ``index``."""
+    view = app.main_window.timeline
+    view.scrollTo(index)
+    option = QStyleOptionViewItem()
+    view.initViewItemOption(option)
+    option.rect = view.visualRect(index)
+    layout = view.message_delegate.layout_for(option, index)
+    [rect] = [r for r, e, _n, _m in layout.chips if e == emoji]
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton,
+                     pos=rect.translated(option.rect.topLeft()).center())
+
+
+def test_reactions_menu_offers_what_the_server_accepts(make_client: Any, server: Any,
+                                                       qtbot: Any, wait: Any,
+                                                       tmp_path: Any) -> None:
+    """The menu offers only single, fully qualified emoji. A crowded message (1,200
+    reactions: the server sends counts only) shows its counts, takes live reactions,
+    greys out new emoji past the message's cap, and a reaction past the user's own
+    cap is explained in the status bar."""
+    assert all(canonical_emoji(e) == e for e in QUICK_REACTIONS)
+    alice = make_client("alice")
+    bob = server.user("bob")
+    room_id = shared_room(server, bob, "alice")
+    crowded = say(server, bob, room_id, "crowded")["msg_id"]
+    store = server.running.service.store
+    ids = [store.ids.next_id() for _ in range(60)]
+
+    def flood(t: Any) -> None:
+        t.executemany("INSERT INTO users (user_id, username, display_name, password_hash, "
+                      "created_ts) VALUES (?, ?, 'F', 'x', 0)",
+                      [(uid, f"fan-{uid}") for uid in ids])
+        t.executemany("INSERT INTO reactions (msg_id, user_id, emoji, ts) VALUES (?, ?, ?, ?)",
+                      [(crowded, uid, e, i) for uid in ids for i, e in enumerate(CROWD)])
+
+    wait(store.db.run_interaction("flood", flood))
+    timeline = click_room(qtbot, alice, room_id)
+    index = _row_index(timeline, "crowded")
+    assert index.data(_TR.Reactions) == [(e, 60, False) for e in CROWD]
+    assert set(index.data(_TR.ReactionUsers).values()) == {None}
+
+    # Full message: the quick emoji not on it are greyed out, and the menu says why.
+    menu = QMenu()
+    actions = {a.objectName(): a for a in alice.main_window.timeline.message_actions(
+        index, menu)}
+    assert actions["react:😂"].isEnabled() and not actions["react:👍"].isEnabled()
+    assert not actions["react:🎉"].isEnabled()
+    assert "20 different reactions" in actions["react-limit"].text()
+
+    # Live reactions move the counts; alice's own click is highlighted.
+    server.request(bob, "msg.react", {"room_id": room_id, "msg_id": crowded, "emoji": "😀",
+                                      "on": True})
+    qtbot.waitUntil(lambda: _row_index(timeline, "crowded").data(_TR.Reactions)[0]
+                    == ("😀", 61, False))
+    for emoji in CROWD[:5]:
+        _chip_click(qtbot, alice, _row_index(timeline, "crowded"), emoji)
+        qtbot.waitUntil(lambda e=emoji: (e, 61 + (e == "😀"), True)
+                        in _row_index(timeline, "crowded").data(_TR.Reactions))
+    # What the person sees, kept in tmp_path for whoever wants to look at it.
+    alice.main_window.grab().save(str(tmp_path / "summarised.png"))
+    # Hovering a chip says how many (names are unknown for a summarised message).
+    view = alice.main_window.timeline
+    index = _row_index(timeline, "crowded")
+    option = QStyleOptionViewItem()
+    view.initViewItemOption(option)
+    option.rect = view.visualRect(index)
+    layout = view.message_delegate.layout_for(option, index)
+    for rect, emoji, _n, _m in layout.chips[:1] + layout.chips[-1:]:
+        spot = rect.translated(option.rect.topLeft()).center()
+        hover = QHelpEvent(QEvent.Type.ToolTip, spot, view.viewport().mapToGlobal(spot))
+        assert view.message_delegate.helpEvent(hover, view, option, index)
+        qtbot.waitUntil(lambda: QToolTip.isVisible())
+        assert QToolTip.text() == {
+            "😀": "You and 61 others reacted with 😀",
+            "🙂": "60 people reacted with 🙂"}[emoji]
+    _chip_click(qtbot, alice, _row_index(timeline, "crowded"), CROWD[5])
+    qtbot.waitUntil(lambda: "at most 5 different reactions" in alice.last_status)
+    assert (CROWD[5], 60, False) in _row_index(timeline, "crowded").data(_TR.Reactions)
 
 
 def test_only_own_messages_can_be_edited(make_client: Any, server: Any, qtbot: Any) -> None:

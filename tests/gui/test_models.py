@@ -9,6 +9,7 @@ import pytest
 
 from qtclient.models.rooms import RoomListModel
 from qtclient.models.timeline import PENDING, SENT, TimelineModel
+from qtclient.views.delegates import chip_text, reaction_tooltip
 
 
 def _msg(seq: int, body: str = "", sender: str = "bob", cid: str = "", **extra: Any
@@ -65,6 +66,44 @@ def test_caught_up_update_replaces_body_and_reactions() -> None:
     assert timeline.bodies() == ["fixed typo", "m2"]
     assert timeline.item(0).edited_ts == 7
     assert timeline.index(0).data(TimelineModel.Roles.Reactions) == [("🎉", 2, False)]
+
+
+def test_a_summarised_message_shows_counts_and_stays_current() -> None:
+    """A message the server sent summarised (counts, no names) shows its counts with
+    the user's own marked; live reactions move them; its tooltip data says the names
+    are unknown; a later listed version replaces it."""
+    timeline = TimelineModel(1, "alice")
+    summarised = _msg(1, reaction_counts={"🎉": 26000, "👍": 3}, my_reactions=["👍"],
+                      reactions_summarised=True)
+    timeline.load_latest([summarised, _msg(2, reactions={"👍": ["bob"]})], has_more=False,
+                         read_seq=2)
+    roles = TimelineModel.Roles
+    assert timeline.index(0).data(roles.Reactions) == [("🎉", 26000, False), ("👍", 3, True)]
+    assert timeline.index(0).data(roles.ReactionUsers) == {"🎉": None, "👍": None}
+    revision = timeline.item(0).revision
+    timeline.apply_reaction(1001, "🎉", "carol", True)
+    timeline.apply_reaction(1001, "👍", "alice", False)
+    timeline.apply_reaction(1001, "👍", "alice", False)  # a repeat of one's own: nothing
+    assert timeline.index(0).data(roles.Reactions) == [("🎉", 26001, False), ("👍", 2, False)]
+    assert timeline.item(0).revision == revision + 2
+    timeline.names = {"bob": "Bob B."}
+    assert timeline.index(1).data(roles.ReactionUsers) == {"👍": ["Bob B."]}
+    timeline.apply_update(_msg(1, reactions={"👍": ["bob"]}))
+    assert timeline.index(0).data(roles.Reactions) == [("👍", 1, False)]
+
+
+def test_reaction_chips_and_tooltips_read_well() -> None:
+    """Chips shorten big counts; tooltips list names (at most ten, then "and N
+    others") or, for a summarised message, say how many."""
+    assert [chip_text("🎉", n) for n in (7, 999, 1250, 26001)] == [
+        "🎉 7", "🎉 999", "🎉 1.2k", "🎉 26k"]
+    assert reaction_tooltip("👍", 2, False, ["Bob", "Eve"]) == "Bob, Eve reacted with 👍"
+    names = [f"u{i}" for i in range(12)]
+    assert reaction_tooltip("👍", 12, False, names) == (
+        "u0, u1, u2, u3, u4, u5, u6, u7, u8, u9 and 2 others reacted with 👍")
+    assert reaction_tooltip("👍", 1, True, None) == "You reacted with 👍"
+    assert reaction_tooltip("👍", 2, True, None) == "You and 1 other reacted with 👍"
+    assert reaction_tooltip("👍", 1, False, None) == "1 person reacted with 👍"
 
 
 def test_unread_is_last_seq_minus_read_seq_and_never_goes_back() -> None:
