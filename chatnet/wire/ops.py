@@ -398,7 +398,9 @@ OPS: dict[str, Op] = _ops(
        (Int("room_id"), Int("msg_id"), Str("body", MAX_BODY, text="body"))),
     Op("msg.delete", "messages", "delete", (Int("room_id"), Int("msg_id"))),
     Op("msg.react", "messages", "react",
-       (Int("room_id"), Int("msg_id"), Str("emoji", 32, convert=canonical_emoji), Bool("on"))),
+       # The emoji check is the converter's: white space is not stripped but refused.
+       (Int("room_id"), Int("msg_id"), Str("emoji", 32, text="any", convert=canonical_emoji),
+        Bool("on"))),
     Op("msg.history", "messages", "history",
        (Int("room_id"), Int("before_seq", minimum=1, required=False),
         Int("after_seq", minimum=0, required=False),
