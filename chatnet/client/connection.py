@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from twisted.internet import endpoints  # noqa: E402
 from twisted.internet.defer import Deferred, succeed  # noqa: E402
 from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
 from twisted.internet.protocol import Factory, Protocol  # noqa: E402
+from twisted.internet.task import deferLater  # noqa: E402
 from twisted.logger import Logger  # noqa: E402
 from twisted.python.failure import Failure  # noqa: E402
 from zope.interface import implementer  # noqa: E402
@@ -37,13 +38,59 @@ from chatnet.client.core import (  # noqa: E402
     ProtocolError,
     TLSVerificationError,
 )
+from chatnet.errors import ChatError, ErrorCode  # noqa: E402
 from chatnet.wire.tls import CertificateRejected, client_tls_options  # noqa: E402
 
 EventListener = Callable[[Event], None]
 #: The client name sent in ``session.hello`` unless another is given.
 DEFAULT_CLIENT = f"chatnet-lib/{__version__} python/{platform.python_version()}"
 #: A request function: ``request(op, args)`` → Deferred of the result map.
-Requester = Callable[[str, "dict[str, Any] | None"], "Deferred[dict[str, Any]]"]
+Requester = Callable[[str, "dict[str, Any] | None"], Awaitable["dict[str, Any]"]]
+
+
+#: The longest a :func:`patient` request waits out ``rate_limited`` answers in all,
+#: seconds, before it gives the error to its caller.
+PATIENCE = 300.0
+
+
+class Patient:
+    """A request function that waits out ``rate_limited`` answers and asks again.
+
+    A client catching up after a reconnect (every room's history and changes)
+    may run past the server's per-connection rate limit or per-user budgets;
+    those answer ``rate_limited`` with ``details.retry_after_ms``, and the
+    right thing is to wait that long and go on, not to fail and reconnect.
+
+    Args:
+        clock: provides ``callLater`` (the reactor).
+        request: sends one request (``ChatConnection.request``).
+        patience: seconds of waiting allowed in all before the error is raised.
+    """
+
+    def __init__(self, clock: Any, request: Requester, patience: float = PATIENCE) -> None:
+        self.clock = clock
+        self.request = request
+        self.patience = patience
+        #: Seconds waited so far.
+        self.waited = 0.0
+
+    async def __call__(self, op: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``request(op, args)``, again after each ``rate_limited`` answer.
+
+        Raises:
+            ChatError: any other error; ``rate_limited`` once ``patience`` is spent.
+        """
+        while True:
+            try:
+                return await self.request(op, args)
+            except ChatError as exc:
+                if exc.code is not ErrorCode.RATE_LIMITED or self.waited >= self.patience:
+                    raise
+                retry_after = (exc.details or {}).get("retry_after_ms")
+                delay = retry_after / 1000.0 if isinstance(retry_after, int) else 1.0
+                delay = min(60.0, max(0.01, delay))
+                self.waited += delay
+                await deferLater(self.clock, delay, lambda: None)
 
 
 async def all_pages(request: Requester, op: str, key: str,

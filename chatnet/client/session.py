@@ -48,6 +48,7 @@ from chatnet.client.connection import (
     DEFAULT_CLIENT,
     ChatConnection,
     ChatConnectionFactory,
+    Patient,
     all_pages,
     client_endpoint,
 )
@@ -379,9 +380,12 @@ class ChatSession:
         # The server's clock now: everything changed before it is covered by this
         # catch-up, everything after reaches us live (or by the next catch-up).
         synced = int((await connection.request("session.ping"))["ts"])
-        await self._catch_up(connection, baseline=self._first)
+        # Catching up may pass the server's rate limit or per-user budgets (a user
+        # in many rooms): wait those out rather than fail and start again.
+        ask = Patient(self.reactor, connection.request)
+        await self._catch_up(ask, baseline=self._first)
         if not self._first and self._synced_ts is not None:
-            await self._catch_up_changes(connection, self._synced_ts - _CHANGES_MARGIN_MS)
+            await self._catch_up_changes(ask, self._synced_ts - _CHANGES_MARGIN_MS)
         self._synced_ts = synced
         held, self._held = self._held or [], None
         for event in held:
@@ -442,13 +446,13 @@ class ChatSession:
             self._synced_ts = result["ts"]
         return result
 
-    async def _catch_up(self, connection: ChatConnection, baseline: bool) -> None:
+    async def _catch_up(self, ask: Patient, baseline: bool) -> None:
         """``room.list`` (every page) and ``room.invites``, then the history each room
         gained since last seen."""
-        rooms = await connection.request_all("room.list", "rooms")
+        rooms = await all_pages(ask, "room.list", "rooms")
         self.rooms = {r["room_id"]: r for r in rooms}
         try:
-            invites = await connection.request_all("room.invites", "invites")
+            invites = await all_pages(ask, "room.invites", "invites")
         except ChatError as exc:
             if exc.code is not ErrorCode.UNKNOWN_OP:
                 raise
@@ -468,7 +472,7 @@ class ChatSession:
             limit = 200
             while since < last_seq:
                 try:
-                    page = await connection.request(
+                    page = await ask(
                         "msg.history", {"room_id": room_id, "after_seq": since, "limit": limit})
                 except ChatError as exc:
                     if exc.code is ErrorCode.TOO_LARGE and limit > 1:
@@ -483,7 +487,7 @@ class ChatSession:
                     break
             self._known_seq[room_id] = max(since, self._known_seq.get(room_id, 0))
 
-    async def _catch_up_changes(self, connection: ChatConnection, since_ts: int) -> None:
+    async def _catch_up_changes(self, ask: Patient, since_ts: int) -> None:
         """``msg.changes`` for each room seen before the drop: edits, reactions,
         deletions and expiries of messages already delivered are passed on as
         ``msg.updated {message}`` (the whole current message) and ``msg.deleted``,
@@ -493,7 +497,7 @@ class ChatSession:
                 continue
             cursor_ts, cursor_id = since_ts, 0
             while True:
-                page = await connection.request("msg.changes", {
+                page = await ask("msg.changes", {
                     "room_id": room_id, "since_ts": cursor_ts, "since_msg_id": cursor_id,
                     "limit": 100})
                 for change in page["changes"]:

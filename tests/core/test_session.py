@@ -563,3 +563,32 @@ async def test_a_message_flooded_while_away_is_caught_up_summarised(server):
     assert reactions.summarised and len(reactions) == 20 and reactions.mine() == set()
     await alice.close()
     await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_catch_up_waits_out_rate_limits_instead_of_failing(server):
+    """A user in more rooms than the 'expensive' budget allows requests for at once
+    still catches up after a reconnect: rate_limited answers are waited out (each
+    retry_after_ms), not turned into a failed login and a reconnect loop."""
+    from chatnet.wire.limits import BUDGETS, Budget, UserBudgets
+
+    server.service.factory.budgets = UserBudgets(reactor, {
+        **BUDGETS, "expensive": Budget("expensive", rate=40.0, burst=4.0)})
+    bob = await server.user("bob")
+    alice = make_session(server, "alice")
+    recorder = Recorder(alice)
+    await alice.start(register=True)
+    rooms = [await room_with(server, bob, alice) for _ in range(12)]
+    await alice.call("session.ping")
+    reconnecting = recorder.wait_for(is_state(SessionState.CONNECTING))
+    alice._connection.transport.abortConnection()
+    await reconnecting
+    for n, room_id in enumerate(rooms):
+        await bob.request("msg.send", {"room_id": room_id, "body": f"missed {n}",
+                                       "client_msg_id": f"m{n}"})
+    await recorder.until_authenticated(alice)
+    assert [recorder.bodies(room_id) for room_id in rooms] == [[f"missed {n}"]
+                                                               for n in range(12)]
+    assert recorder.states.count(SessionState.AUTHENTICATED) == 2  # no failed attempt
+    await alice.close()
+    await bob.close()
