@@ -14,14 +14,13 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
-from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatnet.cred.checkers import PasswordHasher, check_certificate_user, token_hash
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
+from chatnet.services.periodic import PeriodicJob
 from chatnet.store import ChatStore, UserRecord
 from chatnet.wire.limits import KeyedBuckets
 from chatnet.wire.ops import USERNAME_RE
@@ -217,7 +216,7 @@ class AccountPerspective:
         return {"token": await service.issue_token(user.user_id)}
 
 
-class CredentialWatch(TimerService):
+class CredentialWatch(PeriodicJob):
     """Ends sessions whose user's credentials changed elsewhere (PROTOCOL.md 3.8).
 
     Every ``interval`` seconds it asks the store which users' ``credentials_ts``
@@ -234,15 +233,18 @@ class CredentialWatch(TimerService):
     """
 
     log = Logger()
+    failure_message = "checking for password changes failed"
 
     def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
                  interval: float = 5.0) -> None:
-        super().__init__(interval, self._tick)
+        super().__init__(interval, clock)
         self.store = store
         self.fanout = fanout
-        self.clock = clock
-        self.time_source: Clock = clock
         self._seen = ms(clock)
+
+    async def run_once(self) -> int:
+        """Look once (:meth:`check_now`)."""
+        return await self.check_now()
 
     async def check_now(self) -> int:
         """Look once; returns how many sessions were ended."""
@@ -257,14 +259,10 @@ class CredentialWatch(TimerService):
             self.log.info("ended {count} session(s) after password changes", count=ended)
         return ended
 
-    def _tick(self) -> Deferred[Any]:
-        d = Deferred.fromCoroutine(self.check_now())
-        d.addErrback(lambda f: self.log.failure("checking for password changes failed", f))
-        return d
 
-
-class TokenSweeper(TimerService):
-    """Deletes expired resume tokens every ``interval`` seconds (a ``TimerService``).
+class TokenSweeper(PeriodicJob):
+    """Deletes expired resume tokens every ``interval`` seconds (a
+    :class:`~chatnet.services.periodic.PeriodicJob`).
 
     Args:
         store: the chat store.
@@ -273,12 +271,15 @@ class TokenSweeper(TimerService):
     """
 
     log = Logger()
+    failure_message = "sweeping expired tokens failed"
 
     def __init__(self, store: ChatStore, clock: Clock, interval: float = 3600.0) -> None:
-        super().__init__(interval, self._tick)
+        super().__init__(interval, clock)
         self.store = store
-        self.clock = clock
-        self.time_source: Clock = clock
+
+    async def run_once(self) -> int:
+        """Sweep once (:meth:`sweep_now`)."""
+        return await self.sweep_now()
 
     async def sweep_now(self) -> int:
         """Delete every expired token now; returns how many."""
@@ -288,8 +289,3 @@ class TokenSweeper(TimerService):
             total += deleted
             if deleted < 1000:
                 return total
-
-    def _tick(self) -> Deferred[Any]:
-        d = Deferred.fromCoroutine(self.sweep_now())
-        d.addErrback(lambda f: self.log.failure("sweeping expired tokens failed", f))
-        return d

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, DeferredLock, DeferredSemaphore
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -56,8 +55,8 @@ from chatnet.services.avatars import (
     AvatarRefused,
     make_avatar,
 )
+from chatnet.services.periodic import PeriodicJob
 from chatnet.store import ChatStore
-from chatnet.store.faults import log_background_failure
 from chatnet.store.files import AVATAR, FileRecord, UploadRecord
 
 #: Bytes per chunk offered to clients (well below the 1 MiB default frame).
@@ -509,9 +508,9 @@ class FilePerspective:
         return {"data": data, "offset": offset, "eof": offset + len(data) >= record.size}
 
 
-class UploadJanitor(TimerService):
+class UploadJanitor(PeriodicJob):
     """Removes unfinished uploads older than ``max_age`` seconds, at start and then
-    every ``interval`` seconds (a ``TimerService``).
+    every ``interval`` seconds (a :class:`~chatnet.services.periodic.PeriodicJob`).
 
     Args:
         files: the file service.
@@ -524,15 +523,13 @@ class UploadJanitor(TimerService):
 
     def __init__(self, files: FileService, clock: Clock, max_age: float,
                  interval: float = 3600.0) -> None:
-        super().__init__(interval, self._sweep)
+        super().__init__(interval, clock)
         self.files = files
-        self.clock = clock
         self.max_age = max_age
 
-    def _sweep(self) -> Deferred[Any]:
-        d = Deferred.fromCoroutine(self.files.clean_stale(self.max_age))
-        d.addErrback(log_background_failure(self.log, "upload clean-up failed"))
-        return d
+    async def run_once(self) -> int:
+        """Remove the stale uploads now; returns how many."""
+        return await self.files.clean_stale(self.max_age)
 
 
 # -- blocking helpers (run in the thread pool) -------------------------------------------

@@ -15,16 +15,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatnet.config import DEFAULT_MAX_FRAME
 from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
+from chatnet.services.periodic import PeriodicJob
 from chatnet.store import ChatStore
-from chatnet.store.faults import log_background_failure
 from chatnet.store.messages import PAGE_MARGIN
 from chatnet.wire.codec import event_frame, pack
 
@@ -298,10 +296,11 @@ class MessagePerspective:
         return result
 
 
-class ExpiryService(TimerService):
+class ExpiryService(PeriodicJob):
     """Erases messages whose ``ttl`` ran out, once a second, and announces it.
 
-    A ``TimerService``: ``stopService`` waits for a check in progress.
+    A :class:`~chatnet.services.periodic.PeriodicJob`: ``stopService`` waits for
+    a check in progress.
 
     Args:
         store: the chat store.
@@ -311,14 +310,17 @@ class ExpiryService(TimerService):
     """
 
     log = Logger()
+    failure_message = "message expiry failed"
 
     def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
                  interval: float = 1.0) -> None:
-        super().__init__(interval, self._tick)
+        super().__init__(interval, clock)
         self.store = store
         self.fanout = fanout
-        self.clock = clock  # TimerService drives its loop with it
-        self.time_source: Clock = clock
+
+    async def run_once(self) -> int:
+        """Erase every message due now (:meth:`expire_now`)."""
+        return await self.expire_now()
 
     async def expire_now(self) -> int:
         """Erase every message due now; returns how many."""
@@ -331,8 +333,3 @@ class ExpiryService(TimerService):
             total += len(due)
             if len(due) < 500:
                 return total
-
-    def _tick(self) -> Deferred[Any]:
-        d = Deferred.fromCoroutine(self.expire_now())
-        d.addErrback(log_background_failure(self.log, "message expiry failed"))
-        return d
