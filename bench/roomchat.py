@@ -55,13 +55,11 @@ async def _setup(reactor: Any, pipe: Any, port: int, ca: str, users: list[str],
 
     async def register_and_login(names: list[str]) -> dict[str, str]:
         tokens = {}
-        conn = await connect(reactor, HOST, port, ca)
         for name in names:
-            await conn.register(name, PASSWORD)
-        await conn.close()
-        for name in names:
-            # One login per connection: a connection logs in once.
+            # One connection each: a connection must log in within the server's
+            # login deadline (10 s), and logs in once.
             conn = await connect(reactor, HOST, port, ca)
+            await conn.register(name, PASSWORD)
             tokens[name] = (await conn.login(name, PASSWORD))["token"]
             await conn.close()
         return tokens
