@@ -557,11 +557,14 @@ class Unauthenticated(Flood):
             try:
                 conn = await endpoints.connectProtocol(ctx.endpoint(), ChatConnection())
             except Exception as exc:
-                # A reset as soon as the server accepts is the gate's refusal too.
-                ctx.count("refused (closed before TLS)" if "reset" in str(exc)
+                # A reset as soon as the server accepts is the gate's refusal too; a
+                # timeout is a SYN never answered (the listen backlog was full).
+                ctx.count("refused (closed before TLS)" if "reset" in str(exc) else
+                          "TCP connect timed out (SYN not answered)" if "timeout" in str(exc)
                           else f"TCP connection failed: {exc}")
                 await ctx.sleep(0.2)
                 continue
+            opened = time.time()
             tls_up: list[bool] = []
             conn.handshake.addCallbacks(lambda _r, up=tls_up: up.append(True),
                                         lambda _f: None)
@@ -583,9 +586,12 @@ class Unauthenticated(Flood):
             await ctx.wait(conn.when_lost(), max(0.0, ctx.t_end - time.time()))
             self.held -= 1
             if conn.lost.called:
-                ctx.count("cut by the login deadline" if any("log in within" in m for m in
-                                                             messages)
-                          else "closed by the server")
+                if any("log in within" in m for m in messages):
+                    ctx.count("cut by the login deadline")
+                elif time.time() - opened >= self.p["login_timeout"] - 1:
+                    ctx.count("closed at the login deadline, no error event received")
+                else:
+                    ctx.count(f"closed by the server after {time.time() - opened:.0f} s")
             else:
                 ctx.count("still held at the end")
                 conn.abort()
@@ -802,7 +808,7 @@ def plan(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, list[str]
         elif name == "idless":
             p.update(user="idler", rate=args.idless_rate)
         elif name == "unauth":
-            p["conns"] = args.unauth_conns
+            p.update(conns=args.unauth_conns, login_timeout=args.login_timeout)
         elif name == "history":
             p.update(user="historian", rate=args.history_rate)
             rooms.append(("history-room", ["historian"]))
@@ -1024,6 +1030,9 @@ def main() -> None:
     parser.add_argument("--unauth-conns", type=int, default=300)
     parser.add_argument("--history-rate", type=float, default=20.0)
     parser.add_argument("--idless-rate", type=float, default=2000.0)
+    parser.add_argument("--login-timeout", type=float, default=10.0,
+                        help="the server's login deadline, to classify closes (pass "
+                             "--server-option=--login-timeout=N too if it is not the default)")
     parser.add_argument("--server-option", action="append", default=[],
                         help="extra twistd chatnet option (repeat; e.g. "
                              "--server-option=--max-unauthenticated-per-address=100)")
