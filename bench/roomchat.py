@@ -408,8 +408,10 @@ def _start_every(loop: Any, interval: float) -> None:
 
 
 def _ping(member: _Member) -> None:
+    # Stuck clients ping too: they still write, so the server's idle timeout never
+    # applies and only the output limit can drop them.
     conn = member.conn
-    if conn is not None and not conn.lost.called and not member.stuck:
+    if conn is not None and not conn.lost.called:
         conn.request("session.ping").addErrback(lambda _f: None)
 
 

@@ -193,8 +193,8 @@ def render(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    """Parse options, run, print (exit status 1 on a missed delivery or a stuck client
-    never dropped)."""
+    """Parse options, run, print (exit status 1 on a missed delivery, or a stuck client
+    never dropped or dropped for another reason than its output)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rooms", type=int, default=10)
@@ -218,6 +218,10 @@ def main() -> None:
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if result["server_log_overflows"] < len(result["dropped_after_s"]):
+        print("FAIL: some stuck clients were dropped for another reason than the output "
+              "limit (the server logged fewer 'not reading' disconnections)", file=sys.stderr)
+        sys.exit(1)
     if result["missed"] or result["never_dropped"] or not math.isfinite(
             result["latency"]["before"]["p99"]):
         print("FAIL: missed deliveries or stuck clients never dropped", file=sys.stderr)
