@@ -82,9 +82,10 @@ FLOODS = ("malformed", "reactions", "rooms", "guess", "uploads", "downloads", "u
           "dribble", "history", "idless")
 #: Each flood's source address (the normal clients use 127.0.0.1).
 ADDRESSES = {name: f"127.0.0.{10 + n}" for n, name in enumerate(FLOODS)}
-#: Emoji for the reactions flood: blocks whose every code point is an emoji.
+#: Emoji for the reactions flood: runs of code points that are each one emoji (not the
+#: hair components U+1F9B0-U+1F9B3, which only modify another).
 EMOJI = [chr(c) for r in ((0x1F600, 0x1F650), (0x1F680, 0x1F6C6), (0x1F910, 0x1F93B),
-                          (0x1F947, 0x1F9FF)) for c in range(*r)]
+                          (0x1F947, 0x1F9B0), (0x1F9B4, 0x1F9FF)) for c in range(*r)]
 #: A 64 KB message body: the longest body (16,000 characters) of 4-byte characters.
 BIG_BODY = "\U0001F600" * 16_000
 
