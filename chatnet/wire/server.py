@@ -63,6 +63,15 @@ from chatnet.wire.tls import peer_certificate_user
 MAX_IN_FLIGHT = 64
 #: Seconds a closing connection gets to flush before it is aborted.
 CLOSE_GRACE = 5.0
+#: A read of fewer bytes than this is a *small read*. Each read costs the server
+#: a TLS record and a call whatever its size, so a peer cutting its frames into
+#: one-byte records could keep a core busy; small reads draw on a per-connection
+#: bucket (:data:`SMALL_READS_PER_SECOND`, :data:`SMALL_READ_BURST`) and past it
+#: the server stops reading that connection for a while. Bulk data comes in
+#: large records and costs nothing.
+SMALL_READ_BYTES = 512
+SMALL_READS_PER_SECOND = 200.0
+SMALL_READ_BURST = 1000.0
 #: Feature names announced in ``session.hello`` (informative, PROTOCOL.md 3.1).
 FEATURES = ("resume", "presence", "contacts", "typing", "receipts", "reactions", "edit",
             "delete", "reply", "ttl", "search")
@@ -108,6 +117,7 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self._in_flight: set[int] = set()
         self._notifications = 0
         self._reading_paused = False
+        self._throttled: Any = None
         self._reading = False
         self._outbox: Outbox | None = None
         self._bucket: TokenBucket | None = None
@@ -151,6 +161,7 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self.send_frame = self._outbox.send  # type: ignore[method-assign]
         self.transport.registerProducer(self._outbox, True)  # type: ignore[union-attr]
         self._bucket = TokenBucket(config.rate, config.burst, factory.clock)
+        self._small_reads = TokenBucket(SMALL_READS_PER_SECOND, SMALL_READ_BURST, factory.clock)
         self._deadline = factory.clock.callLater(config.login_timeout, self._login_too_slow)
         self.setTimeout(config.idle_timeout)
 
@@ -160,7 +171,7 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self._closing = True
         self.setTimeout(None)
         self._decoder.clear()
-        for timer in (self._kill, self._deadline):
+        for timer in (self._kill, self._deadline, self._throttled):
             if timer is not None and timer.active():
                 timer.cancel()
         self._unadmit()
@@ -250,11 +261,22 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
     # -- input --------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        """Buffer the bytes and handle every complete frame (unless reading is paused)."""
+        """Buffer the bytes and handle every complete frame (unless reading is paused);
+        too many small reads pause reading from the socket (:data:`SMALL_READ_BYTES`)."""
         if self._closing:
             return
         self._decoder.feed(data)
+        if len(data) < SMALL_READ_BYTES:
+            wait = self._small_reads.take(1.0)
+            if wait and self._throttled is None:
+                self.transport.pauseProducing()  # type: ignore[union-attr]
+                self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
         self._read_frames()
+
+    def _unthrottle(self) -> None:
+        self._throttled = None
+        if not self._reading_paused and not self._closing:
+            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def _read_frames(self) -> None:
         if self._reading:
@@ -284,7 +306,8 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         if self._reading_paused:
             self._reading_paused = False
             if not self._closing:
-                self.transport.resumeProducing()  # type: ignore[union-attr]
+                if self._throttled is None:
+                    self.transport.resumeProducing()  # type: ignore[union-attr]
                 self._read_frames()
 
     def _protocol_error(self, code: ErrorCode, message: str) -> None:
@@ -308,12 +331,26 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         if not isinstance(message, dict):
             return self._protocol_error(ErrorCode.BAD_REQUEST, "payload must be a msgpack map")
         request_id = message.get("id")
-        if request_id is not None and (not isinstance(request_id, int)
-                                       or isinstance(request_id, bool)
-                                       or not 1 <= request_id < 2**63):
+        name = message.get("op")
+        op = OPS.get(name) if isinstance(name, str) else None
+        valid_id = (isinstance(request_id, int) and not isinstance(request_id, bool)
+                    and 1 <= request_id < 2**63)
+        # Every frame spends the rate limit, a malformed or unknown one too (its
+        # answer costs the server as much); a request refused for lacking an id
+        # costs at least one token.
+        assert self._bucket is not None
+        cost = op.cost if op is not None else 1.0
+        if op is not None and request_id is None and not op.notification:
+            cost = max(1.0, cost)
+        wait = self._bucket.take(cost)
+        if wait:
+            if valid_id:
+                self._answer_error(request_id, ChatError(  # type: ignore[arg-type]
+                    ErrorCode.RATE_LIMITED, "too many requests; slow down", _retry_after(wait)))
+            return  # anything else past the limit is dropped unanswered
+        if request_id is not None and not valid_id:
             self._error_event(ErrorCode.BAD_REQUEST, "id must be an integer >= 1")
             return
-        name = message.get("op")
         if not isinstance(name, str):
             if request_id is not None:
                 self._answer_error(request_id, bad_request("op must be a string"))
@@ -325,30 +362,22 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
                     ErrorCode.PROTOCOL_VERSION, "the first request must be session.hello"))
             self._close()
             return
-        op = OPS.get(name)
         if op is None:
             if request_id is not None:
                 self._answer_error(request_id, ChatError(ErrorCode.UNKNOWN_OP,
                                                          f"unknown op {name!r}"))
             return
-        assert self._bucket is not None
         if request_id is None and not op.notification:
-            # PROTOCOL.md 1: only notifications may omit the id. Refused requests
-            # still spend the rate limit, and past it they are dropped unanswered.
-            if not self._bucket.take(op.cost):
-                self._error_event(ErrorCode.BAD_REQUEST,
-                                  f"{name} is a request and needs an id; only notifications "
-                                  "may be sent without one")
+            # PROTOCOL.md 1: only notifications may omit the id.
+            self._error_event(ErrorCode.BAD_REQUEST,
+                              f"{name} is a request and needs an id; only notifications "
+                              "may be sent without one")
             return
         if request_id is not None and request_id in self._in_flight:
             self._answer_error(request_id, bad_request("id is already in flight"))
             return
         try:
             self._check_state(op)
-            wait = self._bucket.take(op.cost)
-            if wait:
-                raise ChatError(ErrorCode.RATE_LIMITED, "too many requests; slow down",
-                                _retry_after(wait))
             args = op.validate(message.get("args"))
             if op.budget is not None and self._logged_in:
                 units = op.budget_units(args)

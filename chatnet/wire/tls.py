@@ -287,12 +287,22 @@ class DirectTLSFactory(TLSMemoryBIOFactory):
     protocol = TLSMemoryBIOProtocol
 
 
+#: Connections the kernel may hold waiting for ``accept``. Twisted's default of
+#: 50 drops connection attempts when hundreds of clients come back at once
+#: (a reconnect storm, or unauthenticated connections cut by the login deadline
+#: reconnecting together); the kernel caps it at ``net.core.somaxconn``.
+LISTEN_BACKLOG = 1024
+
+
 def listening_endpoint(reactor: Any, port: int, interface: str) -> Any:
-    """A TCP server endpoint (IPv6 when ``interface`` contains ``:``); wrap the
-    factory in :class:`DirectTLSFactory` before listening."""
+    """A TCP server endpoint (IPv6 when ``interface`` contains ``:``) with a
+    backlog of :data:`LISTEN_BACKLOG`; wrap the factory in
+    :class:`DirectTLSFactory` before listening."""
     if ":" in interface:
-        return endpoints.TCP6ServerEndpoint(reactor, port, interface=interface)
-    return endpoints.TCP4ServerEndpoint(reactor, port, interface=interface)
+        return endpoints.TCP6ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG,
+                                            interface=interface)
+    return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG,
+                                        interface=interface)
 
 
 def peer_certificate_user(transport: Any) -> str | None:

@@ -318,7 +318,8 @@ async def test_a_request_without_id_gets_an_error_event_and_is_not_run(harness):
     events = [f for f in transport.new_frames() if f.get("event") == "error"]
     assert events and all(e["data"]["code"] == "bad_request" for e in events)
     assert "file.download is a request and needs an id" in events[0]["data"]["message"]
-    assert len(events) < 2500  # past the rate limit they are dropped unanswered
+    # Each refusal costs a whole token: no more error events than the burst allows.
+    assert len(events) <= harness.config.burst
     assert proto._in_flight == set() and proto._notifications == 0
     assert transport.connected
 
@@ -528,3 +529,46 @@ async def test_the_server_reads_a_dribbled_frame_in_linear_work(harness):
         proto.dataReceived(data[i:i + 1])
     assert "result" in await transport.answer(7)
     assert proto._decoder.copied <= 4 * len(data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_ops_and_bad_ids_spend_the_rate_limit(harness):
+    """Frames the server refuses cost a token like any other: past the burst, an
+    unknown op gets rate_limited instead of unknown_op, and a bad id nothing at all."""
+    proto, transport = await logged_in(harness)
+    burst = int(harness.config.burst)
+    for request_id in range(100, 100 + burst + 5):
+        send(proto, {"id": request_id, "op": "no.such.op", "args": {}})
+    codes = [error_of(f) for f in transport.new_frames()]
+    answered = codes.count("unknown_op")  # logging in spent a few tokens
+    assert burst - 10 <= answered < burst
+    assert codes == ["unknown_op"] * answered + ["rate_limited"] * (len(codes) - answered)
+    send(proto, {"id": "not a number", "op": "session.ping"})
+    assert transport.new_frames() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_too_many_small_reads_pause_reading_from_the_socket(harness):
+    """A peer that cuts its bytes into tiny pieces (one TLS record each) spends a
+    small-read budget; past it the server stops reading from the socket for a while,
+    so one dribbling connection cannot keep a core busy. Large reads cost nothing."""
+    from chatnet.wire.server import SMALL_READ_BURST, SMALL_READS_PER_SECOND
+
+    proto, transport = await logged_in(harness)
+    data = frame({"id": 7, "op": "session.ping", "args": {"pad": "p" * 4000}})
+    for request_id in range(1100, 1100 + int(SMALL_READ_BURST) + 10):
+        # Whole frames of 600 bytes, each in one read: large reads cost nothing.
+        proto.dataReceived(frame({"id": request_id, "op": "session.ping",
+                                  "args": {"pad": "p" * 550}}))
+        transport.clear()
+    assert transport.producerState == "producing"
+    harness.clock.advance(10)  # the rate limit refills; the small-read bucket is full
+    for i in range(int(SMALL_READ_BURST)):
+        proto.dataReceived(data[i:i + 1])
+    assert transport.producerState == "producing"
+    proto.dataReceived(data[int(SMALL_READ_BURST):int(SMALL_READ_BURST) + 1])
+    assert transport.producerState == "paused"
+    harness.clock.advance(1 / SMALL_READS_PER_SECOND)
+    assert transport.producerState == "producing"
+    proto.dataReceived(data[int(SMALL_READ_BURST) + 1:])
+    assert "result" in await transport.answer(7)
