@@ -15,26 +15,30 @@ The number of examples scales with the Hypothesis profile
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import txaio
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from twisted.logger import LogLevel, globalLogPublisher
 
-from chatnet.client.core import ClientCore, Event, ProtocolError
+from chatnet.client.core import ClientCore, ProtocolError
 from chatnet.config import PRE_LOGIN_MAX_FRAME
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.wire.codec import unpack
 from chatnet.wire.framing import PREFIX_SIZE, FrameDecoder, FrameError, encode_frame
 from chatnet.wire.ops import OPS, TEXT_RULES, Field, Op
-from tests.support.harness import FrameTransport, Harness, build_synchronous_harness, hello, send
-from tests.support.server import PASSWORD
-from tests.support.synchronous import run_now
+from tests.support.harness import send
+from tests.support.wire_checks import (
+    ANONYMOUS,
+    CODES,
+    FRESH,
+    LOGGED_IN,
+    STATES,
+    WireProbe,
+    client_exchange,
+)
 from tests.support.wire_strategies import (
     canonical_text,
     cut,
@@ -260,171 +264,25 @@ def test_the_validator_survives_a_msgpack_round_trip(name, value):
 
 # -- (c) the dispatcher ----------------------------------------------------------------------
 
-FRESH, ANONYMOUS, LOGGED_IN = "fresh", "anonymous", "logged in"
-
-
-@dataclass
-class Wire:
-    """A synchronous harness with an account to log in as, and what exists.
-
-    Attributes:
-        known: field name → values that exist on the server (for
-            :func:`~tests.support.wire_strategies.valid_args`).
-    """
-
-    harness: Harness
-    user_id: int
-    known: dict[str, list[Any]]
-
 
 @pytest.fixture(scope="module")
-def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
-    """One synchronous harness for the module's examples: ``alice`` (who the
-    examples log in as) owns a room with ``bob`` in it and one message."""
-    harness = build_synchronous_harness(tmp_path_factory.mktemp("dispatch"))
-    alice = run_now(harness.services.accounts.create_user("alice", PASSWORD))
-    run_now(harness.services.accounts.create_user("bob", PASSWORD))
-    w = Wire(harness, alice.user_id, {})
-    proto, transport = connect_as(w, LOGGED_IN)
-    send(proto, {"id": 3, "op": "room.create", "args": {
-        "name": "fuzz", "visibility": "public", "members": ["bob"]}})
-    room = transport.frames[-1]["result"]
-    send(proto, {"id": 4, "op": "msg.send", "args": {
-        "room_id": room["room_id"], "body": "hello", "client_msg_id": "fuzz-1"}})
-    message = transport.frames[-1]["result"]
-    transport.loseConnection()
-    w.known.update(room_id=[room["room_id"]], msg_id=[message["msg_id"]],
-                   reply_to=[message["msg_id"]], seq=[0, message["seq"]],
-                   before_seq=[message["seq"] + 1], after_seq=[0],
-                   username=["alice", "bob"], sender=["alice", "bob"],
-                   members=[["bob"]], mentions=[["bob"]])
-    yield w
-    harness.close()
+def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WireProbe]:
+    """One synchronous server for the module's examples (tests.support.wire_checks)."""
+    probe = WireProbe.build(tmp_path_factory.mktemp("dispatch"))
+    yield probe
+    probe.close()
 
 
-class ErrorLog:
-    """Error-level log events while it is installed (as a context manager)."""
-
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("log_level") in (LogLevel.error, LogLevel.critical) or \
-                "log_failure" in event:
-            self.events.append(event)
-
-    def __enter__(self) -> ErrorLog:
-        globalLogPublisher.addObserver(self)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        globalLogPublisher.removeObserver(self)
-
-
-def connect_as(wire: Wire, state: str) -> tuple[Any, FrameTransport]:
-    """A new connection in ``state`` (fresh, after hello, or logged in as alice)."""
-    harness = wire.harness
-    # Let rate limits, budgets and login lock-outs left by earlier examples refill.
-    harness.clock.advance(3600)
-    proto, transport = harness.connect()
-    if state != FRESH:
-        hello(proto, transport)
-    if state == LOGGED_IN:
-        token = run_now(harness.services.accounts.issue_token(wire.user_id))
-        send(proto, {"id": 2, "op": "auth.resume", "args": {"token": token}})
-        assert "result" in transport.frames[-1], transport.frames[-1]
-    transport.new_frames()
-    return proto, transport
-
-
-def valid_id(value: Any) -> bool:
-    """The server's rule for a request id (PROTOCOL.md 2)."""
-    return type(value) is int and 1 <= value < 2**63
-
-
-def requests_in(stream: bytes) -> Counter[int]:
-    """The ids of the requests in ``stream`` (counted), up to the first frame
-    that is a protocol error (bad length, not msgpack, not a map)."""
-    decoder = FrameDecoder(2**32)
-    decoder.feed(stream)
-    ids: Counter[int] = Counter()
-    while True:
-        try:
-            payload = decoder.next_frame()
-        except FrameError:
-            return ids
-        if payload is None:
-            return ids
-        try:
-            message = unpack(payload)
-        except ValueError:
-            return ids
-        if not isinstance(message, dict):
-            return ids
-        if valid_id(message.get("id")):
-            ids[message["id"]] += 1
-
-
-_CODES = {code.value for code in ErrorCode}
-
-
-def check_frame(frame_: dict[str, Any]) -> None:
-    """A frame the server wrote is a well-formed response or event (PROTOCOL.md 2)."""
-    if "event" in frame_:
-        assert isinstance(frame_["event"], str) and isinstance(frame_["data"], dict), frame_
-        if frame_["event"] == "error":
-            assert frame_["data"]["code"] in _CODES - {"internal"}, frame_
-        return
-    assert valid_id(frame_.get("id")), frame_
-    if "error" in frame_:
-        error = frame_["error"]
-        assert set(error) <= {"code", "message", "details"}, frame_
-        assert error["code"] in _CODES - {"internal"}, frame_
-        assert isinstance(error["message"], str) and error["message"], frame_
-        assert isinstance(error.get("details", {}), dict), frame_
-    else:
-        assert isinstance(frame_["result"], dict), frame_
-
-
-def is_closing_notice(frame_: dict[str, Any]) -> bool:
-    """What a connection must get before the server closes it: an ``error``
-    event, ``session.ended``, or a ``protocol_version`` answer (PROTOCOL.md 3.1)."""
-    if frame_.get("event") in ("error", "session.ended"):
-        return True
-    return frame_.get("error", {}).get("code") == "protocol_version"
-
-
-def exchange(wire: Wire, state: str, stream: bytes, cuts: list[int]) -> None:
-    """Feed ``stream`` (cut at ``cuts``) to a connection in ``state`` and check
-    the dispatcher's properties."""
-    proto, transport = connect_as(wire, state)
-    with ErrorLog() as errors:
-        for piece in cut(stream, cuts):
-            proto.dataReceived(piece)  # nothing may escape
-        wire.harness.clock.advance(0)  # closes scheduled "after this answer"
-        frames = transport.new_frames()
-        closed = not transport.connected
-        if not closed:
-            transport.loseConnection()
-    assert not errors.events, [e.get("log_format") for e in errors.events]
-    for frame_ in frames:
-        check_frame(frame_)
+def exchange(wire: WireProbe, state: str, stream: bytes, cuts: list[int]) -> None:
+    """Feed ``stream`` (cut at ``cuts``) to a connection in ``state``; the probe
+    checks the dispatcher's rules."""
+    for frame_ in wire.exchange(state, cut(stream, cuts)):
         # Shown by --hypothesis-show-statistics: how deep the examples got.
         event(f"answer {frame_['error']['code']}" if "error" in frame_ else
               f"event {frame_['event']}" if "event" in frame_ else "answer result")
-    answered = Counter(f["id"] for f in frames if "event" not in f)
-    asked = requests_in(stream)
-    if closed:
-        # A protocol error (or logout, or a refused hello) may cut the stream short:
-        # no request is answered twice, nothing unasked is answered, and the peer
-        # was told why.
-        assert all(answered[i] <= asked[i] for i in answered), (answered, asked)
-        assert any(is_closing_notice(f) for f in frames), frames
-    else:
-        assert answered == asked, (answered, asked)
 
 
-_states = st.sampled_from((FRESH, ANONYMOUS, LOGGED_IN))
+_states = st.sampled_from(STATES)
 
 
 @settings(max_examples=examples(100), deadline=None,
@@ -470,7 +328,7 @@ def test_logged_in_requests_with_schema_valid_args_are_answered(wire, data):
 @pytest.mark.parametrize("state", [FRESH, ANONYMOUS])
 def test_an_oversized_frame_before_login_is_refused_with_too_large(wire, state):
     """The pre-login limit applies before login (PROTOCOL.md 1)."""
-    proto, transport = connect_as(wire, state)
+    proto, transport = wire.connect(state)
     proto.dataReceived((PRE_LOGIN_MAX_FRAME + 1).to_bytes(4, "big"))
     frames = transport.new_frames()
     assert frames[-1]["event"] == "error" and frames[-1]["data"]["code"] == "too_large"
@@ -491,7 +349,7 @@ def server_frames(draw: st.DrawFn, requests: int) -> bytes:
     if kind == 1:
         error = draw(st.one_of(
             wire_values(8),
-            st.fixed_dictionaries({"code": st.one_of(st.sampled_from(sorted(_CODES)),
+            st.fixed_dictionaries({"code": st.one_of(st.sampled_from(sorted(CODES)),
                                                      wire_values(2)),
                                    "message": wire_values(2)},
                                   optional={"details": wire_values(4)})))
@@ -522,31 +380,7 @@ def test_the_client_core_survives_any_server(conversation, cuts):
     (a str name, a map of data), resolves futures with a map, rejects them
     with ChatError, or raises ProtocolError — nothing else."""
     requests, stream = conversation
-    core = ClientCore()
-    outcomes: list[list[Any]] = []
-    for _ in range(requests):
-        outcome: list[Any] = []
-        core.request("session.ping").addCallbacks(outcome.append, outcome.append)
-        outcomes.append(outcome)
-    for piece in cut(stream, cuts):
-        try:
-            events = core.receive_data(piece)
-        except ProtocolError:
-            break  # the caller closes the connection
-        for received in events:
-            assert isinstance(received, Event)
-            assert isinstance(received.name, str) and isinstance(received.data, dict)
-    for outcome in outcomes:
-        assert len(outcome) <= 1
-        if outcome:
-            result = outcome[0]
-            if isinstance(result, dict):
-                continue
-            assert result.check(ChatError), result
-            assert isinstance(result.value.message, str)
-    core.connection_lost()
-    for outcome in outcomes:
-        assert len(outcome) == 1
+    client_exchange(requests, cut(stream, cuts))
 
 
 def test_a_server_map_key_that_cannot_be_hashed_is_a_protocol_error():
@@ -564,7 +398,7 @@ def test_an_id_less_first_frame_other_than_hello_is_told_why_before_the_close(wi
     """PROTOCOL.md 3.1: a first request other than session.hello ends the
     connection; without an id there is nothing to answer, so the server says
     why in an ``error`` event (protocol_version) instead of closing silently."""
-    proto, transport = connect_as(wire, FRESH)
+    proto, transport = wire.connect(FRESH)
     send(proto, {"op": "auth.change_password"})
     frames = transport.new_frames()
     assert frames == [{"event": "error", "data": {
