@@ -23,6 +23,9 @@ their outcomes differ, by kind.
 
     PYTHONPATH=$PWD .venv/bin/python bench/validate.py [--repeat 7] [--differential 3000]
 
+Needs the ``bench`` extra (msgspec) and, for the differential run, the
+``test`` extra (Hypothesis): ``pip install -e '.[test,bench]'``.
+
 The prototype lives here on purpose: ops.py is not changed (docs/benchmarks.md,
 "Argument validation: msgspec or not", has the figures and the decision).
 """

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 with atheris.instrument_imports(include=["chatnet"]):
     import txaio
 
-    from fuzz.inputs import FRAMED_HERE, frames_of, pieces_of, split_input
+    from fuzz.inputs import FRAMED_HERE, frames_of, pieces_of, run, split_input
     from tests.support.wire_checks import client_exchange
 
 txaio.use_twisted()
@@ -39,11 +39,5 @@ def TestOneInput(data: bytes) -> None:
     client_exchange(mode % 6, pieces_of(body, size))
 
 
-def main() -> None:
-    """Run libFuzzer with ``sys.argv`` (corpus directories, ``-flags``, or crash files)."""
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    run(TestOneInput)  # libFuzzer's flags and corpus directories, or --replay FILES

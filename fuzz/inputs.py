@@ -11,6 +11,10 @@ it the body is the raw stream, framing included.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 from chatnet.wire.framing import encode_frame
 
 #: Mode bit: the body is separated payloads, framed by the target.
@@ -48,3 +52,24 @@ def make_input(mode: int, payloads: list[bytes], size: int = 0, framed_here: boo
     if framed_here:
         return bytes([mode | FRAMED_HERE, size]) + SEPARATOR.join(payloads)
     return bytes([mode & ~FRAMED_HERE, size]) + b"".join(encode_frame(p) for p in payloads)
+
+
+def run(test_one_input: Callable[[bytes], None]) -> None:
+    """A target's entry point: libFuzzer with ``sys.argv``, or, with
+    ``--replay PATH...``, each input file (or every file in each directory)
+    once, in plain Python, so that ``coverage run`` can measure a corpus
+    (libFuzzer exits without Python's clean-up, where coverage saves its data).
+    """
+    if sys.argv[1:2] == ["--replay"]:
+        files = []
+        for name in sys.argv[2:]:
+            path = Path(name)
+            files += sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+        for path in files:
+            test_one_input(path.read_bytes())
+        print(f"replayed {len(files)} inputs")
+        return
+    import atheris
+
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

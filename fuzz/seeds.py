@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from chatnet.errors import ErrorCode
 from chatnet.wire.ops import OPS, USERNAME_RE, Field, Op
 from fuzz.inputs import MSG_ID, ROOM_ID, make_input
+from tests.support.server import PASSWORD
 
 #: Connection states of the wire_server target (mode % 3).
 FRESH, ANONYMOUS, LOGGED_IN = 0, 1, 2
@@ -86,6 +87,10 @@ def server_seeds() -> dict[str, bytes]:
     seeds["pipelined"] = make_input(LOGGED_IN, [request(i + 5, op) for i, op in enumerate(ops)])
     seeds["pipelined-in-pieces"] = make_input(LOGGED_IN, [request(i + 5, op)
                                                           for i, op in enumerate(ops)], size=3)
+    # The target's account (tests/support/wire_checks.py): a login that succeeds.
+    login = msgpack.packb({"id": 2, "op": "auth.login",
+                           "args": {"username": "alice", "password": PASSWORD}})
+    seeds["login"] = make_input(FRESH, [HELLO, login, request(3, OPS["room.list"])])
     seeds["notification"] = make_input(LOGGED_IN, [request(None, OPS["msg.typing"])])
     seeds["duplicate-id"] = make_input(LOGGED_IN, [request(5, OPS["room.list"])] * 2)
     return seeds
@@ -122,6 +127,7 @@ def dictionary() -> list[bytes]:
         for f in op.args:
             names.update(f.choices or ())
     names.update(code.value for code in ErrorCode)
+    names.update(("alice", "bob", PASSWORD))
     tokens = [msgpack.packb(n) for n in sorted(names)]
     tokens += [msgpack.packb(n) for n in (2**31, 2**53, 2**63 - 1, 2**64 - 1, -1, ROOM_ID,
                                           MSG_ID)]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 with atheris.instrument_imports(include=["chatnet"]):
     from chatnet.wire.framing import encode_frame
-    from fuzz.inputs import FRAMED_HERE, MSG_ID, ROOM_ID, SEPARATOR, pieces_of, split_input
+    from fuzz.inputs import FRAMED_HERE, MSG_ID, ROOM_ID, SEPARATOR, pieces_of, run, split_input
     from tests.support.wire_checks import STATES, WireProbe
 
 _probe: WireProbe | None = None
@@ -74,11 +74,5 @@ def TestOneInput(data: bytes) -> None:
     server.exchange(STATES[mode % 3], pieces_of(body, size))
 
 
-def main() -> None:
-    """Run libFuzzer with ``sys.argv`` (corpus directories, ``-flags``, or crash files)."""
-    atheris.Setup(sys.argv, TestOneInput)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    run(TestOneInput)  # libFuzzer's flags and corpus directories, or --replay FILES
