@@ -357,9 +357,13 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             return
         if self.avatar is None and name != "session.hello":
             # PROTOCOL.md 3.1: the first request must be session.hello.
+            refusal = ChatError(ErrorCode.PROTOCOL_VERSION,
+                                "the first request must be session.hello")
             if request_id is not None:
-                self._answer_error(request_id, ChatError(
-                    ErrorCode.PROTOCOL_VERSION, "the first request must be session.hello"))
+                self._answer_error(request_id, refusal)
+            else:
+                # Nothing to answer: say why before closing rather than vanish.
+                self._error_event(refusal.code, refusal.message)
             self._close()
             return
         if op is None:

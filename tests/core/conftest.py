@@ -13,10 +13,19 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import settings
 from twisted.logger import LogLevel, globalLogPublisher
 
 from tests.support.databases import postgres_conninfo, postgres_schema
 from tests.support.server import RunningServer, start_server, test_config
+
+# Hypothesis profiles (tests/core/test_fuzz_properties.py): "dev" by default;
+# "ci" draws the same examples on every run (a CI failure reproduces, and CI is
+# not flaky); "long" draws 100 times as many, for a hunt on a quiet machine.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.register_profile("long", deadline=None, max_examples=10_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
 @pytest.fixture(autouse=True)

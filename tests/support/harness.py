@@ -8,7 +8,10 @@ time. :meth:`Harness.connect` attaches a new protocol to a
 :class:`FrameTransport`, which decodes what the server writes.
 
 The database and Argon2 still run in the real reactor's thread pool, so ops
-that touch them (``auth.login``) are awaited with :meth:`FrameTransport.next`.
+that touch them (``auth.login``) are awaited with :meth:`FrameTransport.next`;
+or, with ``synchronous=True`` (:func:`build_synchronous_harness`), in the
+caller's thread (:mod:`tests.support.synchronous`), so that every such request
+is answered before ``dataReceived`` returns.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from chatnet.wire.codec import frame
 from chatnet.wire.server import ChatServerFactory, ChatServerProtocol
 from tests.support.events import TIMEOUT, timeout_after
 from tests.support.server import test_config
+from tests.support.synchronous import SynchronousHasher, SynchronousReactor, run_now
 
 _PREFIX = struct.Struct("!I")
 
@@ -144,21 +148,38 @@ def hello(proto: ChatServerProtocol, transport: FrameTransport, request_id: int 
     return answers[-1]
 
 
-async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
+async def build_harness(tmp_path: Path, *, synchronous: bool = False,
+                        **overrides: Any) -> Harness:
     """Wire store → services → realm → portal → factory with a fake clock.
 
     Args:
         tmp_path: directory for the SQLite file.
+        synchronous: run the database, disk and Argon2 work in the caller's
+            thread (:class:`~tests.support.synchronous.SynchronousReactor`,
+            which is then also the clock) instead of the reactor's threads.
         overrides: :class:`ServerConfig` fields to change from the test defaults.
     """
     config = dataclasses.replace(test_config(tmp_path / "data"), **overrides)
-    clock = MemoryReactorClock()
-    store = ChatStore(Database(SqliteEngine(tmp_path / "harness.db"), reactor))
+    threads: Any
+    hasher: PasswordHasher
+    if synchronous:
+        clock = threads = SynchronousReactor()
+        database = Database(SqliteEngine(tmp_path / "harness.db"), threads)
+        # The pool starts "when the reactor runs", which a memory reactor never
+        # does: give it the synchronous pool and start it now.
+        database.pool.threadpool = threads.threadpool
+        database.pool.start()
+        hasher = SynchronousHasher(threads, config.argon2_time_cost, config.argon2_memory_kib)
+    else:
+        clock = MemoryReactorClock()
+        threads = reactor
+        database = Database(SqliteEngine(tmp_path / "harness.db"), reactor)
+        hasher = PasswordHasher(reactor, config.argon2_time_cost, config.argon2_memory_kib)
+    store = ChatStore(database)
     await store.db.migrate()
     fanout = LocalFanout()
     fanout.load_memberships(await store.all_memberships())
-    hasher = PasswordHasher(reactor, config.argon2_time_cost, config.argon2_memory_kib)
-    files = FileService(store, clock, reactor, tmp_path / "files")
+    files = FileService(store, clock, threads, tmp_path / "files")
     users = UserService(store, fanout, clock, files=files)
     services = Services(
         accounts=AccountService(store, hasher, clock, config.open_registration,
@@ -177,3 +198,9 @@ async def build_harness(tmp_path: Path, **overrides: Any) -> Harness:
     factory = ChatServerFactory(config, portal, services, clock)
     factory.coalescer = None  # frames appear on the transport as they are sent
     return Harness(config, clock, store, services, fanout, factory)
+
+
+def build_synchronous_harness(tmp_path: Path, **overrides: Any) -> Harness:
+    """:func:`build_harness` with ``synchronous=True``, built without a running
+    reactor (fuzz targets, Hypothesis tests)."""
+    return run_now(build_harness(tmp_path, synchronous=True, **overrides))

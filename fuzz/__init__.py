@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz targets (atheris); see README.md here."""
