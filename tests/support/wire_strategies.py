@@ -21,6 +21,7 @@ from typing import Any
 import msgpack
 from hypothesis import strategies as st
 
+from chatnet.reactions import canonical_emoji
 from chatnet.wire.framing import PREFIX_SIZE
 from chatnet.wire.ops import OPS, TEXT_RULES, USERNAME_RE, Field, Op
 
@@ -86,9 +87,11 @@ def _allowed_char(text: str) -> st.SearchStrategy[str]:
 def canonical_text(f: Field, value: str) -> str:
     """What :meth:`Field.check` makes of an accepted string (fold, strip)."""
     if f.fold:
-        return value.strip().casefold()
-    if f.text in ("line", "lines"):
-        return value.strip()
+        value = value.strip().casefold()
+    elif f.text in ("line", "lines"):
+        value = value.strip()
+    if f.convert is not None:
+        value = f.convert(value)
     return value
 
 
@@ -106,6 +109,10 @@ def valid_value(f: Field) -> st.SearchStrategy[Any]:
     if kind == "str":
         if f.choices is not None:
             return st.sampled_from(sorted(f.choices))
+        if f.convert is canonical_emoji:
+            # One emoji each: plain, unqualified, skin tone, flag, ZWJ family, keycap.
+            return st.sampled_from(("👍", "❤", "❤️", "👍🏽", "🇫🇷",
+                                    "👨\u200d👩\u200d👧", "1️⃣", "🎉"))
         if f.pattern is USERNAME_RE:
             # Accepted after folding: upper case and surrounding spaces are fine.
             return st.tuples(st.from_regex(USERNAME_RE, fullmatch=True), st.booleans(),
