@@ -81,6 +81,7 @@ class ServerConfig:
         max_unauthenticated: the same, for all addresses together.
         registrations_per_hour: accounts one address may create with
             ``auth.register`` per hour (a burst of that many, refilled evenly).
+        max_sessions_per_user: live sessions one user may have at once (on one node).
         credentials_poll: seconds between checks for password changes made
             elsewhere (another node, ``chatnet-admin``) whose sessions must end.
         durability: ``process`` or ``power`` (:data:`DURABILITY_LEVELS`).
@@ -120,6 +121,7 @@ class ServerConfig:
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
     registrations_per_hour: int = 60
     credentials_poll: float = 5.0
+    max_sessions_per_user: int = 32
     durability: str = "process"
     db_busy_timeout: float = DEFAULT_DB_BUSY_TIMEOUT
     max_rooms: int = DEFAULT_MAX_ROOMS
@@ -211,6 +213,7 @@ class ServerConfig:
                                                     1_000_000),
             max_unauthenticated=integer("max-unauthenticated", 1, 10_000_000),
             registrations_per_hour=integer("registrations-per-hour", 1, 10_000_000),
+            max_sessions_per_user=integer("max-sessions-per-user", 1, 1_000_000),
             durability=durability,
             db_busy_timeout=number("db-busy-timeout", 0.001, 3600),
             max_rooms=integer("max-rooms", 1, 1_000_000),

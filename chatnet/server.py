@@ -138,7 +138,7 @@ class ChatnetService(service.MultiService):
                                                 config.credentials_poll)
         self.token_sweeper = TokenSweeper(self.store, reactor)
         realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session,
-                          config.tls_client_cert_login)
+                          config.tls_client_cert_login, config.max_sessions_per_user)
         self.login_guard = LoginGuard(self.store, reactor)
         portal = Portal(realm, [PasswordChecker(self.store, hasher, self.login_guard),
                                 TokenChecker(self.store, reactor), AllowAnonymousAccess()])

@@ -72,6 +72,8 @@ class Options(usage.Options):
          "connections that may be not yet logged in at once, in all"],
         ["registrations-per-hour", None, "60",
          "accounts one address may create per hour with --open-registration"],
+        ["max-sessions-per-user", None, "32",
+         "live sessions (connections logged in) one user may have at once"],
         ["idle-timeout", None, str(DEFAULT_IDLE_TIMEOUT),
          "seconds a connection may stay silent before the server closes it"],
         ["max-output", None, str(8 * 1024 * 1024),

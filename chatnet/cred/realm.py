@@ -101,12 +101,16 @@ class ChatRealm:
         certificate_login: a session's client certificate must name the user it
             logs in as (``--tls-client-cert-login``; see
             :func:`~chatnet.cred.checkers.check_certificate_user`).
+        max_sessions: live sessions one user may have on this node (a login past
+            it gets ``conflict`` with ``details.limit``); None for no limit.
     """
 
     log = Logger()
 
     def __init__(self, services: Services, fanout: LocalFanout, clock: Clock,
-                 single_session: bool = False, certificate_login: bool = False) -> None:
+                 single_session: bool = False, certificate_login: bool = False,
+                 max_sessions: int | None = None) -> None:
+        self.max_sessions = max_sessions
         self.services = services
         self.fanout = fanout
         self.clock = clock
@@ -134,6 +138,11 @@ class ChatRealm:
             check_certificate_user(mind.certificate_user, user.username)
         if user.banned:
             raise ChatError(ErrorCode.BANNED, "this account is banned")
+        if (self.max_sessions is not None and not self.single_session
+                and len(self.fanout.sessions_of(user_id)) >= self.max_sessions):
+            # Each session has its own rate limit: more of them must not multiply it.
+            raise ChatError(ErrorCode.CONFLICT, f"you have {self.max_sessions} sessions "
+                            "already; log out of one first", {"limit": self.max_sessions})
         avatar = ChatAvatar(user, mind, self.services, secrets.token_hex(8), ms(self.clock))
         if self.single_session:
             for other in self.fanout.sessions_of(user_id):

@@ -46,12 +46,17 @@ class TokenBucket:
             return 0.0
         return (cost - self.tokens) / self.rate
 
-    def charge(self, cost: float) -> None:
+    def charge(self, cost: float) -> float:
         """Spend ``cost`` tokens even if there are not enough (post-paid work:
-        the bucket goes into debt and :meth:`take` refuses until it has refilled)."""
+        the bucket goes into debt and :meth:`take` refuses until it has refilled).
+
+        Returns:
+            the seconds until the bucket is out of debt (0.0 if it is not in debt).
+        """
         now = self.clock.seconds()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate) - cost
         self.stamp = now
+        return max(0.0, -self.tokens) / self.rate
 
     def full_at(self) -> float:
         """The clock time at which the bucket will be full again."""
@@ -111,9 +116,13 @@ class KeyedBuckets:
         """
         return self._bucket(key).take(cost)
 
-    def charge(self, key: object, cost: float) -> None:
-        """Spend ``cost`` from ``key``'s bucket even into debt (:meth:`TokenBucket.charge`)."""
-        self._bucket(key).charge(cost)
+    def charge(self, key: object, cost: float) -> float:
+        """Spend ``cost`` from ``key``'s bucket even into debt (:meth:`TokenBucket.charge`).
+
+        Returns:
+            the seconds until that bucket is out of debt.
+        """
+        return self._bucket(key).charge(cost)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,12 @@ class Budget:
 #: shared by all of a user's sessions on the node, so opening more connections
 #: buys nothing.
 BUDGETS: dict[str, Budget] = {b.name: b for b in (
+    # Every request after login, at its rate-limit cost: the per-connection rate
+    # limit multiplied by more connections buys nothing.
+    Budget("requests", rate=100.0, burst=500.0),
+    # Changes to existing messages (reactions, edits, deletions): each is a
+    # transaction and an event to every member; five a second is past any person.
+    Budget("changes", rate=5.0, burst=50.0),
     # Reads that scan or encode a lot: history, changes, search, lists. One unit
     # per request plus one per EXPENSIVE_UNIT_BYTES of result, charged after
     # the result is built.
@@ -155,11 +170,12 @@ class UserBudgets:
 
     Args:
         clock: provides ``seconds()``.
-        budgets: the budgets by name (default :data:`BUDGETS`).
+        budgets: budgets by name that replace those of :data:`BUDGETS` (the
+            others keep their defaults).
     """
 
     def __init__(self, clock: Clock, budgets: dict[str, Budget] | None = None) -> None:
-        self.budgets = budgets or BUDGETS
+        self.budgets = {**BUDGETS, **(budgets or {})}
         self._buckets = {name: KeyedBuckets(b.rate, b.burst, clock)
                          for name, b in self.budgets.items()}
 
@@ -171,9 +187,13 @@ class UserBudgets:
         """
         return self._buckets[name].take(user_id, cost)
 
-    def charge(self, name: str, user_id: int, cost: float) -> None:
-        """Spend ``cost`` units even into debt (work already done)."""
-        self._buckets[name].charge(user_id, cost)
+    def charge(self, name: str, user_id: int, cost: float) -> float:
+        """Spend ``cost`` units even into debt (work already done).
+
+        Returns:
+            the seconds until that budget is out of debt.
+        """
+        return self._buckets[name].charge(user_id, cost)
 
 
 @dataclass

@@ -267,13 +267,20 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             return
         self._decoder.feed(data)
         if len(data) < SMALL_READ_BYTES:
-            wait = self._small_reads.take(1.0)
+            # Charged into debt: one socket read can hold thousands of tiny TLS
+            # records, each delivered here, and the pause must cover all of them.
+            wait = self._small_reads.charge(1.0)
             if wait and self._throttled is None:
                 self.transport.pauseProducing()  # type: ignore[union-attr]
                 self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
         self._read_frames()
 
     def _unthrottle(self) -> None:
+        wait = self._small_reads.charge(0.0)
+        if wait:
+            # Small reads that arrived after the pause began added to the debt.
+            self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
+            return
         self._throttled = None
         if not self._reading_paused and not self._closing:
             self.transport.resumeProducing()  # type: ignore[union-attr]
@@ -383,13 +390,8 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         try:
             self._check_state(op)
             args = op.validate(message.get("args"))
-            if op.budget is not None and self._logged_in:
-                units = op.budget_units(args)
-                wait = self.factory.budgets.take(op.budget, self.user_id, units) if units else 0
-                if wait:
-                    raise ChatError(ErrorCode.RATE_LIMITED,
-                                    f"too many {op.budget} requests; slow down",
-                                    {**_retry_after(wait), "budget": op.budget})
+            if self._logged_in:
+                self._spend_budgets(op, args, cost)
             handler = self._handler(op)
             result = handler(**args)
         except ChatError as error:
@@ -407,6 +409,23 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             self._track(request_id, op, result)
         elif request_id is not None:
             self._answer(request_id, result if result is not None else {}, op)
+
+    def _spend_budgets(self, op: Op, args: dict[str, Any], cost: float) -> None:
+        """Draw on the user's budgets (shared by all the user's connections): every
+        request on ``requests``, and the op's own budget if it has one.
+
+        Raises:
+            ChatError: ``rate_limited`` with ``retry_after_ms`` and ``budget``.
+        """
+        budgets = self.factory.budgets
+        for name, units in (("requests", cost),
+                            (op.budget, op.budget_units(args) if op.budget else 0.0)):
+            if name is None or not units:
+                continue
+            wait = budgets.take(name, self.user_id, units)
+            if wait:
+                raise ChatError(ErrorCode.RATE_LIMITED, f"too many {name} requests; slow down",
+                                {**_retry_after(wait), "budget": name})
 
     def _check_state(self, op: Op) -> None:
         if self._logged_in:

@@ -385,6 +385,8 @@ def test_budgeted_ops_name_a_known_budget():
     for name in ("msg.history", "msg.changes", "msg.search", "room.list", "room.members"):
         assert OPS[name].budget == "expensive", name
     assert OPS["file.upload.begin"].budget == "uploads"
+    for name in ("msg.react", "msg.edit", "msg.delete"):
+        assert OPS[name].budget == "changes", name
     download = OPS["file.download"]
     assert download.budget_units({"offset": 0}) == 1
     assert download.budget_units({"offset": 262144}) == 0

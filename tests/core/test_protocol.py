@@ -563,12 +563,66 @@ async def test_too_many_small_reads_pause_reading_from_the_socket(harness):
         transport.clear()
     assert transport.producerState == "producing"
     harness.clock.advance(10)  # the rate limit refills; the small-read bucket is full
-    for i in range(int(SMALL_READ_BURST)):
+    # 1,500 one-byte pieces at once (a single socket read can hold that many tiny
+    # TLS records): all are read, and the pause covers every one past the burst.
+    over = 500
+    for i in range(int(SMALL_READ_BURST) + over):
         proto.dataReceived(data[i:i + 1])
-    assert transport.producerState == "producing"
-    proto.dataReceived(data[int(SMALL_READ_BURST):int(SMALL_READ_BURST) + 1])
     assert transport.producerState == "paused"
-    harness.clock.advance(1 / SMALL_READS_PER_SECOND)
+    harness.clock.advance(over / SMALL_READS_PER_SECOND - 0.5)
+    assert transport.producerState == "paused"
+    harness.clock.advance(1)
     assert transport.producerState == "producing"
-    proto.dataReceived(data[int(SMALL_READ_BURST) + 1:])
+    proto.dataReceived(data[int(SMALL_READ_BURST) + over:])
     assert "result" in await transport.answer(7)
+
+
+@pytest_twisted.ensureDeferred
+async def test_all_of_a_users_connections_share_one_request_budget(harness):
+    """The per-user 'requests' budget counts every request of every connection of the
+    user: opening more connections does not multiply the rate limit."""
+    from chatnet.wire.limits import BUDGETS, Budget, UserBudgets
+
+    harness.factory.budgets = UserBudgets(harness.clock, {
+        **BUDGETS, "requests": Budget("requests", rate=1.0, burst=20.0)})
+    first, first_t = await logged_in(harness)
+    second, second_t = harness.connect()
+    hello(second, second_t)
+    send(second, {"id": 2, "op": "auth.login",
+                  "args": {"username": "alice", "password": PASSWORD}})
+    assert "result" in await second_t.answer(2)
+    answers = []
+    for request_id in range(10, 25):
+        for proto, transport in ((first, first_t), (second, second_t)):
+            send(proto, {"id": request_id, "op": "session.ping", "args": {}})
+            answers.append(await transport.answer(request_id))
+    refused = [a for a in answers if "error" in a]
+    assert 8 <= len(refused) <= 12  # 30 asked, about 20 allowed in all
+    assert {a["error"]["details"]["budget"] for a in refused} == {"requests"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_user_may_have_only_so_many_sessions(tmp_path):
+    """A login past max_sessions_per_user gets conflict with details.limit; when a
+    session ends, a new one may log in."""
+    harness = await build_harness(tmp_path, max_sessions_per_user=2)
+    try:
+        _first, first_t = await logged_in(harness)
+        second = harness.connect()
+        hello(*second)
+        send(second[0], {"id": 2, "op": "auth.login",
+                         "args": {"username": "alice", "password": PASSWORD}})
+        assert "result" in await second[1].answer(2)
+        third = harness.connect()
+        hello(*third)
+        send(third[0], {"id": 2, "op": "auth.login",
+                        "args": {"username": "alice", "password": PASSWORD}})
+        refused = await third[1].answer(2)
+        assert error_of(refused) == "conflict"
+        assert refused["error"]["details"] == {"limit": 2}
+        first_t.loseConnection()
+        send(third[0], {"id": 3, "op": "auth.login",
+                        "args": {"username": "alice", "password": PASSWORD}})
+        assert "result" in await third[1].answer(3)
+    finally:
+        harness.close()

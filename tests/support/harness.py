@@ -192,7 +192,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
         files=files,
     )
     realm = ChatRealm(services, fanout, clock, config.single_session,
-                      config.tls_client_cert_login)
+                      config.tls_client_cert_login, config.max_sessions_per_user)
     portal = Portal(realm, [PasswordChecker(store, hasher, LoginGuard(store, clock)),
                             TokenChecker(store, clock), AllowAnonymousAccess()])
     factory = ChatServerFactory(config, portal, services, clock)
