@@ -58,6 +58,12 @@ class TokenBucket:
         self.stamp = now
         return max(0.0, -self.tokens) / self.rate
 
+    def wait_for(self, cost: float) -> float:
+        """Seconds until ``cost`` tokens are there (0.0 if they are now); spends nothing."""
+        now = self.clock.seconds()
+        tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        return max(0.0, cost - tokens) / self.rate
+
     def full_at(self) -> float:
         """The clock time at which the bucket will be full again."""
         return self.stamp + max(0.0, self.burst - self.tokens) / self.rate
@@ -148,8 +154,8 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
     # limit multiplied by more connections buys nothing.
     Budget("requests", rate=100.0, burst=500.0),
     # Changes to existing messages (reactions, edits, deletions): each is a
-    # transaction and an event to every member; five a second is past any person.
-    Budget("changes", rate=5.0, burst=50.0),
+    # transaction and an event to every member; two a second is past any person.
+    Budget("changes", rate=2.0, burst=20.0),
     # Reads that scan or encode a lot: history, changes, search, lists. One unit
     # per request plus one per EXPENSIVE_UNIT_BYTES of result, charged after
     # the result is built.

@@ -140,16 +140,8 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self.peer_host = str(getattr(peer, "host", peer))
         self.peer = f"{self.peer_host}:{getattr(peer, 'port', '')}"
         factory.protocols.add(self)
-        if not factory.gate.admit(self.peer_host):
-            # Before TLS even starts: a refused connection costs next to nothing.
-            factory.refused += 1
-            if factory.refused % 100 == 1:
-                self.log.warn("refusing connections from {peer}: too many not logged in "
-                              "({refused} refused so far)", peer=self.peer_host,
-                              refused=factory.refused)
-            self._closing = True
-            self.transport.abortConnection()  # type: ignore[union-attr]
-            return
+        # ChatServerFactory.buildProtocol admitted this connection (counted it
+        # as unauthenticated for its address) before the protocol was made.
         self._admitted = True
         with contextlib.suppress(AttributeError, OSError):
             # Nagle's algorithm alone puts ~35 ms on the latency tail.
@@ -220,11 +212,23 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             self._kill = self.factory.clock.callLater(CLOSE_GRACE, self._abort)
             if self._outbox is not None and not self._outbox.dead:
                 self._outbox.close()
+            # Read again if reading was paused: TLS closes by exchanging close_notify,
+            # which a paused transport never reads (the close would wait for the abort).
+            if self._throttled is not None and self._throttled.active():
+                self._throttled.cancel()
+            self._throttled = None
+            if self._reading_paused:
+                self._reading_paused = False
+                self.transport.resumeProducing()  # type: ignore[union-attr]
             self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _abort(self) -> None:
+        """Drop the connection now (the grace for a clean close is over, or shutdown)."""
+        if self._kill is not None and self._kill.active():
+            self._kill.cancel()  # called directly at shutdown: the timer must not fire later
         self._kill = None
-        self.transport.abortConnection()  # type: ignore[union-attr]
+        if self.connected:
+            self.transport.abortConnection()  # type: ignore[union-attr]
 
     # -- ISessionMind ------------------------------------------------------------------------
 
@@ -270,15 +274,22 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             # Charged into debt: one socket read can hold thousands of tiny TLS
             # records, each delivered here, and the pause must cover all of them.
             wait = self._small_reads.charge(1.0)
-            if wait and self._throttled is None:
-                self.transport.pauseProducing()  # type: ignore[union-attr]
-                self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
+            if wait:
+                self._throttle(wait)
         self._read_frames()
 
+    def _throttle(self, wait: float) -> None:
+        """Stop reading from the socket for ``wait`` seconds (or until the limits
+        that caused it allow again, whichever is later)."""
+        if self._throttled is None and not self._closing:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+            self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
+
     def _unthrottle(self) -> None:
-        wait = self._small_reads.charge(0.0)
+        assert self._bucket is not None
+        wait = max(self._small_reads.charge(0.0), self._bucket.wait_for(1.0))
         if wait:
-            # Small reads that arrived after the pause began added to the debt.
+            # More small reads, or more refused requests, came after the pause began.
             self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
             return
         self._throttled = None
@@ -354,7 +365,11 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             if valid_id:
                 self._answer_error(request_id, ChatError(  # type: ignore[arg-type]
                     ErrorCode.RATE_LIMITED, "too many requests; slow down", _retry_after(wait)))
-            return  # anything else past the limit is dropped unanswered
+            # Anything else past the limit is dropped unanswered; either way the
+            # server stops reading this connection until the limit allows again,
+            # so a peer ignoring retry_after_ms costs it no more than one that obeys.
+            self._throttle(wait)
+            return
         if request_id is not None and not valid_id:
             self._error_event(ErrorCode.BAD_REQUEST, "id must be an integer >= 1")
             return
@@ -424,6 +439,10 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
                 continue
             wait = budgets.take(name, self.user_id, units)
             if wait:
+                # Read no more from this connection for a moment (at most a second,
+                # well inside the client's ping timeout): refusing a flood one
+                # request at a time would cost nearly what serving it does.
+                self._throttle(min(wait, 1.0))
                 raise ChatError(ErrorCode.RATE_LIMITED, f"too many {name} requests; slow down",
                                 {**_retry_after(wait), "budget": name})
 
@@ -620,6 +639,20 @@ class ChatServerFactory(Factory):
         # synchronously use that).
         self.coalescer: WriteCoalescer | None = WriteCoalescer(clock)
         self.noisy = False
+
+    def buildProtocol(self, addr: Any) -> ChatServerProtocol | None:  # type: ignore[override]
+        """A protocol for a new connection, or None to refuse it (too many connections
+        from that address, or in all, are not logged in yet): the refusal comes
+        before any TLS state is made, so a flood of them costs next to nothing."""
+        host = str(getattr(addr, "host", addr))
+        if not self.gate.admit(host):
+            self.refused += 1
+            if self.refused % 100 == 1:
+                self.log.warn("refusing connections from {peer}: too many not logged in "
+                              "({refused} refused so far)", peer=host, refused=self.refused)
+            return None
+        protocol: ChatServerProtocol | None = super().buildProtocol(addr)  # type: ignore[assignment]
+        return protocol
 
     async def end_all_sessions(self, reason: str, grace: float) -> None:
         """Send ``session.ended {reason}`` to every connection, close them, wait up to

@@ -282,9 +282,20 @@ class DirectTLSFactory(TLSMemoryBIOFactory):
     flush per connection; chatnet's outbox already gathers a reactor turn's
     frames for all connections and flushes them with one scheduled call, so
     the per-connection gathering is skipped here.
+
+    A wrapped factory may refuse a connection by building no protocol (None):
+    then no TLS state is made for it at all, and Twisted closes the socket at
+    once, which is the cheapest a refusal can be.
     """
 
     protocol = TLSMemoryBIOProtocol
+
+    def buildProtocol(self, addr: Any) -> Any:
+        """The TLS protocol around the wrapped factory's, or None if it refused."""
+        wrapped = self.wrappedFactory.buildProtocol(addr)
+        if wrapped is None:
+            return None
+        return self.protocol(self, wrapped)
 
 
 #: Connections the kernel may hold waiting for ``accept``. Twisted's default of

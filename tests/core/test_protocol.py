@@ -556,8 +556,9 @@ async def test_too_many_small_reads_pause_reading_from_the_socket(harness):
 
     proto, transport = await logged_in(harness)
     data = frame({"id": 7, "op": "session.ping", "args": {"pad": "p" * 4000}})
-    for request_id in range(1100, 1100 + int(SMALL_READ_BURST) + 10):
-        # Whole frames of 600 bytes, each in one read: large reads cost nothing.
+    for request_id in range(1100, 1250):
+        # Whole frames of 600 bytes, each in one read: large reads cost nothing
+        # (150 of them: within the request rate limit, which pauses reading too).
         proto.dataReceived(frame({"id": request_id, "op": "session.ping",
                                   "args": {"pad": "p" * 550}}))
         transport.clear()
@@ -626,3 +627,19 @@ async def test_a_user_may_have_only_so_many_sessions(tmp_path):
         assert "result" in await third[1].answer(3)
     finally:
         harness.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_the_rate_limit_the_server_stops_reading_until_it_allows_again(harness):
+    """The first request past the rate limit gets rate_limited with retry_after_ms, and
+    the server stops reading the connection for that long: a client that ignores
+    retry_after_ms cannot make it refuse requests any faster than it would serve them."""
+    proto, transport = await logged_in(harness)
+    for request_id in range(100, 100 + int(harness.config.burst) + 1):
+        send(proto, {"id": request_id, "op": "session.ping", "args": {}})
+    refused = [f for f in transport.new_frames() if "error" in f]
+    # (Logging in spent a few tokens; frames fed here bypass the paused socket.)
+    assert refused and {error_of(f) for f in refused} == {"rate_limited"}
+    assert transport.producerState == "paused"
+    harness.clock.advance(max(f["error"]["details"]["retry_after_ms"] for f in refused) / 1000)
+    assert transport.producerState == "producing"

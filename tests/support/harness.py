@@ -120,10 +120,16 @@ class Harness:
     factory: ChatServerFactory
 
     def connect(self) -> tuple[ChatServerProtocol, FrameTransport]:
-        """A new server protocol on a :class:`FrameTransport` (``connectionMade`` done)."""
+        """A new server protocol on a :class:`FrameTransport` (``connectionMade`` done).
+
+        A connection the factory refuses (``buildProtocol`` gives None) comes back
+        as a protocol never connected, on a transport that is closed."""
         proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
-        assert isinstance(proto, ChatServerProtocol)
         transport = FrameTransport()
+        if proto is None:
+            transport.connected = False
+            return ChatServerProtocol(), transport
+        assert isinstance(proto, ChatServerProtocol)
         transport.protocol = proto
         proto.makeConnection(transport)
         return proto, transport
