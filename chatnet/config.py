@@ -24,6 +24,9 @@ DEFAULT_LOGIN_TIMEOUT = 10
 #: Unauthenticated connections allowed at once from one address, and in all.
 DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS = 256
 DEFAULT_MAX_UNAUTHENTICATED = 5000
+#: New connections one address may open per second (and at once): each costs a
+#: TLS handshake, the most expensive thing a peer can ask for without an account.
+DEFAULT_CONNECTS_PER_ADDRESS = 50
 #: ``--durability`` values: what an acknowledged ``msg.send`` survives.
 #: ``process``: a crash of the server process (SQLite ``synchronous=NORMAL`` in
 #: WAL mode); ``power``: also a power loss or an OS crash (``synchronous=FULL``).
@@ -79,6 +82,8 @@ class ServerConfig:
         max_unauthenticated_per_address: connections from one address that
             may be not yet logged in at once; more are closed at once.
         max_unauthenticated: the same, for all addresses together.
+        connects_per_address: new connections one address may open per second,
+            and twice that at once; more are closed before the TLS handshake.
         registrations_per_hour: accounts one address may create with
             ``auth.register`` per hour (a burst of that many, refilled evenly).
         max_sessions_per_user: live sessions one user may have at once (on one node).
@@ -119,6 +124,7 @@ class ServerConfig:
     login_timeout: float = DEFAULT_LOGIN_TIMEOUT
     max_unauthenticated_per_address: int = DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS
     max_unauthenticated: int = DEFAULT_MAX_UNAUTHENTICATED
+    connects_per_address: int = DEFAULT_CONNECTS_PER_ADDRESS
     registrations_per_hour: int = 60
     credentials_poll: float = 5.0
     max_sessions_per_user: int = 32
@@ -212,6 +218,7 @@ class ServerConfig:
             max_unauthenticated_per_address=integer("max-unauthenticated-per-address", 1,
                                                     1_000_000),
             max_unauthenticated=integer("max-unauthenticated", 1, 10_000_000),
+            connects_per_address=integer("connects-per-address", 1, 10_000_000),
             registrations_per_hour=integer("registrations-per-hour", 1, 10_000_000),
             max_sessions_per_user=integer("max-sessions-per-user", 1, 1_000_000),
             durability=durability,

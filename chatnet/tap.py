@@ -12,6 +12,7 @@ from typing import Any
 from twisted.python import usage
 
 from chatnet.config import (
+    DEFAULT_CONNECTS_PER_ADDRESS,
     DEFAULT_DB_BUSY_TIMEOUT,
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_LOGIN_TIMEOUT,
@@ -70,6 +71,8 @@ class Options(usage.Options):
          "connections from one address that may be not yet logged in at once"],
         ["max-unauthenticated", None, str(DEFAULT_MAX_UNAUTHENTICATED),
          "connections that may be not yet logged in at once, in all"],
+        ["connects-per-address", None, str(DEFAULT_CONNECTS_PER_ADDRESS),
+         "new connections one address may open per second (twice that at once)"],
         ["registrations-per-hour", None, "60",
          "accounts one address may create per hour with --open-registration"],
         ["max-sessions-per-user", None, "32",

@@ -154,8 +154,11 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
     # limit multiplied by more connections buys nothing.
     Budget("requests", rate=100.0, burst=500.0),
     # Changes to existing messages (reactions, edits, deletions): each is a
-    # transaction and an event to every member; two a second is past any person.
-    Budget("changes", rate=2.0, burst=20.0),
+    # transaction and an event to every member; one a second is past any person.
+    Budget("changes", rate=1.0, burst=10.0),
+    # Rooms created and invitations sent: each is a transaction and events to
+    # other people (two a minute, twenty at once).
+    Budget("rooms", rate=1 / 30, burst=20.0),
     # Reads that scan or encode a lot: history, changes, search, lists. One unit
     # per request plus one per EXPENSIVE_UNIT_BYTES of result, charged after
     # the result is built.

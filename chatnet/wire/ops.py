@@ -313,6 +313,12 @@ def _download_start(args: dict[str, Any]) -> float:
     return 1.0 if args["offset"] == 0 else 0.0
 
 
+def _room_creation(args: dict[str, Any]) -> float:
+    """A room costs one unit of the ``rooms`` budget, and one more per 50 people it
+    invites (inviting a whole team at creation stays cheaper than one by one)."""
+    return 1.0 + len(args.get("members") or ()) // 50
+
+
 def _page(default: int = ROOM_PAGE) -> tuple[Field, Field]:
     """``cursor?, limit?`` of a paged list op (docs/protocol.md, Paging)."""
     return (Str("cursor", MAX_CURSOR, required=False),
@@ -364,7 +370,8 @@ OPS: dict[str, Op] = _ops(
        (Str("name", _ROOM_NAME),
         Str("topic", _TOPIC, min_len=0, required=False, default="", text="lines"),
         Field("visibility", "str", choices=frozenset({"public", "private"})),
-        Field("members", "list", required=False, max_len=500, item=Username()))),
+        Field("members", "list", required=False, max_len=500, item=Username())),
+       budget="rooms", budget_cost=_room_creation),
     Op("dm.open", "rooms", "open_direct", (Username(),)),
     Op("room.directory", "rooms", "directory",
        (Str("query", 80, min_len=0, required=False), *_page(DIRECTORY_PAGE)),
@@ -375,7 +382,7 @@ OPS: dict[str, Op] = _ops(
     Op("room.invites", "rooms", "invites", _page(), budget="expensive"),
     Op("room.decline", "rooms", "decline", (Int("room_id"),)),
     Op("room.leave", "rooms", "leave", (Int("room_id"),)),
-    Op("room.invite", "rooms", "invite", (Int("room_id"), Username())),
+    Op("room.invite", "rooms", "invite", (Int("room_id"), Username()), budget="rooms"),
     Op("room.kick", "rooms", "kick",
        (Int("room_id"), Username(), Str("reason", 500, min_len=0, required=False))),
     Op("room.members", "rooms", "members", (Int("room_id"), *_page()), budget="expensive"),

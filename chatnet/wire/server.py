@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import random
+from collections.abc import Callable
 from typing import Any
 
 from twisted.cred.credentials import Anonymous
@@ -53,7 +55,13 @@ from chatnet.interfaces import IChatAvatar, ISessionMind
 from chatnet.services import Clock, Services, ms
 from chatnet.wire.codec import error_frame, event_frame, result_frame, unpack
 from chatnet.wire.framing import FrameDecoder, FrameError
-from chatnet.wire.limits import EXPENSIVE_UNIT_BYTES, ConnectionGate, TokenBucket, UserBudgets
+from chatnet.wire.limits import (
+    EXPENSIVE_UNIT_BYTES,
+    ConnectionGate,
+    KeyedBuckets,
+    TokenBucket,
+    UserBudgets,
+)
 from chatnet.wire.ops import OPS, Op
 from chatnet.wire.outbox import Outbox, WriteCoalescer
 from chatnet.wire.tls import peer_certificate_user
@@ -154,7 +162,10 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self.transport.registerProducer(self._outbox, True)  # type: ignore[union-attr]
         self._bucket = TokenBucket(config.rate, config.burst, factory.clock)
         self._small_reads = TokenBucket(SMALL_READS_PER_SECOND, SMALL_READ_BURST, factory.clock)
-        self._deadline = factory.clock.callLater(config.login_timeout, self._login_too_slow)
+        # Each connection's deadline is its own (80-120 % of login_timeout), so that
+        # connections opened together are not all cut, and reopened, together.
+        self._deadline = factory.clock.callLater(config.login_timeout * factory.jitter(),
+                                                 self._login_too_slow)
         self.setTimeout(config.idle_timeout)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
@@ -631,8 +642,13 @@ class ChatServerFactory(Factory):
         #: Unauthenticated connections, per address and in all.
         self.gate = ConnectionGate(config.max_unauthenticated_per_address,
                                    config.max_unauthenticated)
+        #: New connections per address per second (refused before TLS past it).
+        self.connects = KeyedBuckets(float(config.connects_per_address),
+                                     2.0 * config.connects_per_address, clock)
         #: Connections refused by the gate since start.
         self.refused = 0
+        #: A factor for each connection's login deadline (0.8 to 1.2).
+        self.jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2)
         #: Per-user budgets of expensive ops, uploads, downloads (docs/protocol.md).
         self.budgets = UserBudgets(clock)
         # None writes every frame at once (tests that read a StringTransport
@@ -645,11 +661,12 @@ class ChatServerFactory(Factory):
         from that address, or in all, are not logged in yet): the refusal comes
         before any TLS state is made, so a flood of them costs next to nothing."""
         host = str(getattr(addr, "host", addr))
-        if not self.gate.admit(host):
+        if self.connects.take(host, 1.0) or not self.gate.admit(host):
             self.refused += 1
             if self.refused % 100 == 1:
-                self.log.warn("refusing connections from {peer}: too many not logged in "
-                              "({refused} refused so far)", peer=host, refused=self.refused)
+                self.log.warn("refusing connections from {peer}: too many new or not yet "
+                              "logged in ({refused} refused so far)", peer=host,
+                              refused=self.refused)
             return None
         protocol: ChatServerProtocol | None = super().buildProtocol(addr)  # type: ignore[assignment]
         return protocol

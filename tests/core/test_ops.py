@@ -387,6 +387,10 @@ def test_budgeted_ops_name_a_known_budget():
     assert OPS["file.upload.begin"].budget == "uploads"
     for name in ("msg.react", "msg.edit", "msg.delete"):
         assert OPS[name].budget == "changes", name
+    create = OPS["room.create"]
+    assert create.budget == "rooms" and OPS["room.invite"].budget == "rooms"
+    assert create.budget_units({"members": []}) == 1
+    assert create.budget_units({"members": [f"u{i}" for i in range(500)]}) == 11
     download = OPS["file.download"]
     assert download.budget_units({"offset": 0}) == 1
     assert download.budget_units({"offset": 262144}) == 0

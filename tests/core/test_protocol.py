@@ -643,3 +643,39 @@ async def test_past_the_rate_limit_the_server_stops_reading_until_it_allows_agai
     assert transport.producerState == "paused"
     harness.clock.advance(max(f["error"]["details"]["retry_after_ms"] for f in refused) / 1000)
     assert transport.producerState == "producing"
+
+
+@pytest_twisted.ensureDeferred
+async def test_new_connections_per_address_are_rate_limited(tmp_path):
+    """An address may open connects_per_address new connections a second (twice that
+    at once): past it a connection is refused before any TLS handshake; time lets
+    it connect again."""
+    harness = await build_harness(tmp_path, connects_per_address=5)
+    try:
+        opened = [harness.connect() for _ in range(11)]
+        assert [t.connected for _p, t in opened] == [True] * 10 + [False]
+        for _proto, transport in opened[:10]:
+            transport.loseConnection()
+        assert not harness.connect()[1].connected  # closing frees no new-connection budget
+        harness.clock.advance(1)
+        assert harness.connect()[1].connected
+    finally:
+        harness.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_login_deadlines_are_spread_out(tmp_path):
+    """Each connection's login deadline is login_timeout times the factory's jitter
+    (80-120 %), so that connections opened together are not all cut at once."""
+    harness = await build_harness(tmp_path)
+    try:
+        factors = iter([0.8, 1.2])
+        harness.factory.jitter = lambda: next(factors)
+        (_a, early), (_b, late) = harness.connect(), harness.connect()
+        timeout = harness.config.login_timeout
+        harness.clock.advance(timeout * 0.8)
+        assert not early.connected and late.connected
+        harness.clock.advance(timeout * 0.4)
+        assert not late.connected
+    finally:
+        harness.close()

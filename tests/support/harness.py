@@ -203,6 +203,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
                             TokenChecker(store, clock), AllowAnonymousAccess()])
     factory = ChatServerFactory(config, portal, services, clock)
     factory.coalescer = None  # frames appear on the transport as they are sent
+    factory.jitter = lambda: 1.0  # login deadlines exactly login_timeout
     return Harness(config, clock, store, services, fanout, factory)
 
 

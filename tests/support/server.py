@@ -21,7 +21,7 @@ def test_config(data_dir: Path, **overrides: Any) -> ServerConfig:
     base = ServerConfig(port=0, interface="127.0.0.1", data_dir=data_dir,
                         open_registration=True, argon2_time_cost=1, argon2_memory_kib=8,
                         shutdown_grace=2.0, credentials_poll=0.1,
-                        registrations_per_hour=10_000)
+                        registrations_per_hour=10_000, connects_per_address=10_000)
     return dataclasses.replace(base, **overrides)
 
 
