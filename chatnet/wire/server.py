@@ -80,6 +80,13 @@ CLOSE_GRACE = 5.0
 SMALL_READ_BYTES = 512
 SMALL_READS_PER_SECOND = 200.0
 SMALL_READ_BURST = 1000.0
+
+#: After a rate-limit pause, reading resumes once this fraction of the
+#: connection's burst has refilled (seconds: ``burst * fraction / rate``).
+RESUME_FRACTION = 0.1
+
+#: Shortest pause, seconds (floating-point remainders of a wait are not waited).
+MIN_PAUSE = 0.005
 #: Feature names announced in ``session.hello`` (informative, PROTOCOL.md 3.1).
 FEATURES = ("resume", "presence", "contacts", "typing", "receipts", "reactions", "edit",
             "delete", "reply", "ttl", "search")
@@ -126,6 +133,7 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self._notifications = 0
         self._reading_paused = False
         self._throttled: Any = None
+        self._holding = False  # throttled by the rate limit: buffered frames wait too
         self._reading = False
         self._outbox: Outbox | None = None
         self._bucket: TokenBucket | None = None
@@ -289,23 +297,40 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
                 self._throttle(wait)
         self._read_frames()
 
-    def _throttle(self, wait: float) -> None:
+    def _throttle(self, wait: float, hold: bool = False) -> None:
         """Stop reading from the socket for ``wait`` seconds (or until the limits
-        that caused it allow again, whichever is later)."""
-        if self._throttled is None and not self._closing:
+        that caused it allow again, whichever is later).
+
+        Args:
+            wait: seconds.
+            hold: also leave the frames already buffered unread until then (past
+                the connection's rate limit: a pipelined flood is then served at
+                the rate, each request once, instead of refused at full speed).
+        """
+        if self._closing:
+            return
+        self._holding = self._holding or hold
+        if self._throttled is None:
             self.transport.pauseProducing()  # type: ignore[union-attr]
             self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
 
     def _unthrottle(self) -> None:
         assert self._bucket is not None
-        wait = max(self._small_reads.charge(0.0), self._bucket.wait_for(1.0))
+        # Resume only once a tenth of the burst is back, so a pipelined flood is
+        # served in runs with one refusal each, not one refusal per served request.
+        wait = max(self._small_reads.charge(0.0),
+                   self._bucket.wait_for(self._bucket.burst * RESUME_FRACTION))
         if wait:
             # More small reads, or more refused requests, came after the pause began.
-            self._throttled = self.factory.clock.callLater(wait, self._unthrottle)
+            # (At least MIN_PAUSE: a wait that rounds to nothing must not spin.)
+            self._throttled = self.factory.clock.callLater(max(wait, MIN_PAUSE),
+                                                           self._unthrottle)
             return
         self._throttled = None
+        self._holding = False
         if not self._reading_paused and not self._closing:
             self.transport.resumeProducing()  # type: ignore[union-attr]
+            self._read_frames()
 
     def _read_frames(self) -> None:
         if self._reading:
@@ -313,7 +338,7 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self._reading = True
         try:
             decoder = self._decoder
-            while not self._reading_paused and not self._closing:
+            while not self._reading_paused and not self._holding and not self._closing:
                 try:
                     payload = decoder.next_frame()
                 except FrameError as exc:
@@ -379,7 +404,7 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
             # Anything else past the limit is dropped unanswered; either way the
             # server stops reading this connection until the limit allows again,
             # so a peer ignoring retry_after_ms costs it no more than one that obeys.
-            self._throttle(wait)
+            self._throttle(wait, hold=True)
             return
         if request_id is not None and not valid_id:
             self._error_event(ErrorCode.BAD_REQUEST, "id must be an integer >= 1")

@@ -581,7 +581,8 @@ async def test_too_many_small_reads_pause_reading_from_the_socket(harness):
 @pytest_twisted.ensureDeferred
 async def test_all_of_a_users_connections_share_one_request_budget(harness):
     """The per-user 'requests' budget counts every request of every connection of the
-    user: opening more connections does not multiply the rate limit."""
+    user: opening more connections does not multiply the rate limit. Past it a
+    request is refused naming the budget."""
     from chatnet.wire.limits import BUDGETS, Budget, UserBudgets
 
     harness.factory.budgets = UserBudgets(harness.clock, {
@@ -593,13 +594,14 @@ async def test_all_of_a_users_connections_share_one_request_budget(harness):
                   "args": {"username": "alice", "password": PASSWORD}})
     assert "result" in await second_t.answer(2)
     answers = []
-    for request_id in range(10, 25):
+    for request_id in range(10, 21):  # 22 requests in all, over two connections
         for proto, transport in ((first, first_t), (second, second_t)):
             send(proto, {"id": request_id, "op": "session.ping", "args": {}})
-            answers.append(await transport.answer(request_id))
-    refused = [a for a in answers if "error" in a]
-    assert 8 <= len(refused) <= 12  # 30 asked, about 20 allowed in all
-    assert {a["error"]["details"]["budget"] for a in refused} == {"requests"}
+            answers.extend(f for f in transport.new_frames() if f.get("id") == request_id)
+    # The 21st request is refused (and its connection paused); so is the other
+    # connection's next one: the budget is the user's, not the connection's.
+    assert ["result" in a for a in answers] == [True] * 20 + [False] * 2
+    assert {a["error"]["details"]["budget"] for a in answers[20:]} == {"requests"}
 
 
 @pytest_twisted.ensureDeferred
@@ -631,18 +633,25 @@ async def test_a_user_may_have_only_so_many_sessions(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_past_the_rate_limit_the_server_stops_reading_until_it_allows_again(harness):
-    """The first request past the rate limit gets rate_limited with retry_after_ms, and
-    the server stops reading the connection for that long: a client that ignores
-    retry_after_ms cannot make it refuse requests any faster than it would serve them."""
+    """Past the rate limit one request gets rate_limited with retry_after_ms, and the
+    server reads nothing more of that connection (neither from the socket nor the
+    frames already buffered) until the limit allows again: a pipelined flood is
+    served at the rate, each request once, instead of being refused at full speed."""
     proto, transport = await logged_in(harness)
-    for request_id in range(100, 100 + int(harness.config.burst) + 1):
-        send(proto, {"id": request_id, "op": "session.ping", "args": {}})
-    refused = [f for f in transport.new_frames() if "error" in f]
-    # (Logging in spent a few tokens; frames fed here bypass the paused socket.)
-    assert refused and {error_of(f) for f in refused} == {"rate_limited"}
+    count = int(harness.config.burst) + 40
+    proto.dataReceived(b"".join(frame({"id": i, "op": "session.ping", "args": {}})
+                                for i in range(100, 100 + count)))
+    first = transport.new_frames()
+    assert [error_of(f) for f in first if "error" in f] == ["rate_limited"]
     assert transport.producerState == "paused"
-    harness.clock.advance(max(f["error"]["details"]["retry_after_ms"] for f in refused) / 1000)
+    answers = list(first)
+    for _ in range(400):
+        harness.clock.advance(0.02)
+        answers += transport.new_frames()
     assert transport.producerState == "producing"
+    assert sorted(f["id"] for f in answers) == list(range(100, 100 + count))
+    refused = [f for f in answers if "error" in f]
+    assert len(refused) <= 5  # one per pause, not one per frame
 
 
 @pytest_twisted.ensureDeferred
