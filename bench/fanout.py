@@ -112,7 +112,14 @@ def free_port() -> int:
 #: setup, rate limits and the login deadline out of the way (what is measured is the
 #: fan-out, not the limits; the setup registers many users per anonymous connection).
 BENCH_OPTIONS = ("--open-registration", "--rate-limit", "1000000", "--rate-burst", "1000000",
-                 "--registrations-per-hour", "10000000", "--login-timeout", "3600")
+                 "--registrations-per-hour", "10000000", "--login-timeout", "3600",
+                 "--connects-per-address", "10000000")
+
+
+def client_address(n: int) -> str:
+    """The ``n``-th loopback address normal clients connect from (127.1.0.1 and up):
+    like many people on many machines, so that per-address limits see each alone."""
+    return f"127.1.{n // 250 % 250}.{n % 250 + 1}"
 
 
 def start_server(kind: str, data_dir: Path, port: int, tls_writes: str = "buffered",

@@ -30,6 +30,7 @@ hostile, after); a message belongs to the phase in which it is *due*.
 from __future__ import annotations
 
 import array
+import itertools
 import math
 import os
 import threading
@@ -52,13 +53,14 @@ async def _setup(reactor: Any, pipe: Any, port: int, ca: str, users: list[str],
 
     started = time.time()
     lanes = [users[i::concurrency] for i in range(concurrency)]
+    addresses = (fanout.client_address(n) for n in itertools.count())
 
     async def register_and_login(names: list[str]) -> dict[str, str]:
         tokens = {}
         for name in names:
             # One connection each: a connection must log in within the server's
             # login deadline (10 s), and logs in once.
-            conn = await connect(reactor, HOST, port, ca)
+            conn = await connect(reactor, HOST, port, ca, source=next(addresses))
             await conn.register(name, PASSWORD)
             tokens[name] = (await conn.login(name, PASSWORD))["token"]
             await conn.close()
@@ -75,7 +77,7 @@ async def _setup(reactor: Any, pipe: Any, port: int, ca: str, users: list[str],
 
     async def make_room(spec: tuple[str, list[str]]) -> None:
         name, members = spec
-        owner = await connect(reactor, HOST, port, ca)
+        owner = await connect(reactor, HOST, port, ca, source=next(addresses))
         await owner.resume(tokens[members[0]])
         room = await owner.request("room.create", {"name": name, "visibility": "public"})
         room_ids[name] = room["room_id"]
@@ -89,7 +91,7 @@ async def _setup(reactor: Any, pipe: Any, port: int, ca: str, users: list[str],
         by_member.setdefault(member, []).append(room_id)
 
     async def join(member: str) -> None:
-        conn = await connect(reactor, HOST, port, ca)
+        conn = await connect(reactor, HOST, port, ca, source=next(addresses))
         await conn.resume(tokens[member])
         for room_id in by_member[member]:
             await conn.request("room.join", {"room_id": room_id})
@@ -236,7 +238,8 @@ async def _chat(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     async def open_client(user: tuple[int, str, str, int]) -> _Member:
         index, name, token, room_id = user
         member = _Member(index, name, room_id, bytearray(k_end), stuck=index in stuck_indices)
-        conn = await connect(reactor, HOST, p["port"], p["ca"])
+        conn = await connect(reactor, HOST, p["port"], p["ca"],
+                             source=fanout.client_address(index))
         await conn.resume(token)
         conn.add_listener(_listener(member, recorder, k_end))
 
@@ -283,7 +286,8 @@ async def _chat(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
             started = time.time()
             outcome = "ok"
             try:
-                conn = await connect(reactor, HOST, p["port"], p["ca"])
+                conn = await connect(reactor, HOST, p["port"], p["ca"],
+                                     source=fanout.client_address(probe_n[0]))
                 try:
                     await conn.resume(token)
                 finally:

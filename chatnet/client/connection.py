@@ -345,7 +345,8 @@ class ChatConnectionFactory(Factory):
 def client_endpoint(reactor: Any, host: str, port: int, ca: str | Path | None = None,
                     client_cert: str | Path | None = None,
                     client_key: str | Path | None = None,
-                    timeout: float = 10.0, pin: str | None = None) -> Any:
+                    timeout: float = 10.0, pin: str | None = None,
+                    source: str | None = None) -> Any:
     """A TLS client endpoint that verifies the server (PROTOCOL.md 1).
 
     Args:
@@ -362,20 +363,23 @@ def client_endpoint(reactor: Any, host: str, port: int, ca: str | Path | None = 
             ``ca``, in addition to the usual checks; without, the pinned
             certificate is the only trust anchor (see
             :class:`chatnet.wire.tls.ClientTLS`).
+        source: local IP address to connect from (a machine with several), or
+            None for the system's choice.
 
     Raises:
         ValueError: ``pin`` is not a SHA-256 fingerprint, or a file is unreadable.
     """
+    bind = (source, 0) if source is not None else None
     return endpoints.wrapClientTLS(
         client_tls_options(host, ca, client_cert, client_key, pin),
-        endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout))
+        endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout, bindAddress=bind))
 
 
 async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = None,
                   client_cert: str | Path | None = None,
                   client_key: str | Path | None = None,
                   hello: bool = True, client: str = DEFAULT_CLIENT,
-                  pin: str | None = None) -> ChatConnection:
+                  pin: str | None = None, source: str | None = None) -> ChatConnection:
     """Open a verified TLS connection and (by default) say hello.
 
     Arguments as :func:`client_endpoint`.
@@ -391,7 +395,8 @@ async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = No
             code ``unavailable`` whose message says which).
         ChatError: ``protocol_version``.
     """
-    endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key, pin=pin)
+    endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key, pin=pin,
+                               source=source)
     connection: ChatConnection = await endpoints.connectProtocol(endpoint, ChatConnection())
     if hello:
         try:
