@@ -420,7 +420,8 @@ async def test_normal_clients_chat_through_every_flood(make_server):
     assert m["seen"]["unknown_op"] + m["seen"]["bad_request"] + m["seen"]["rate_limited"] \
         == 4 * sent
     assert m["closed"] == m["expected"]
-    # Reactions: capped (conflict) and, past five a second per user, rate_limited.
+    # Reactions: capped (conflict) and, past the "changes" budget (1 a second per
+    # user, 10 at once), rate_limited.
     assert set(got["reactions"]) <= {"ok", "conflict", "rate_limited"}, got["reactions"]
     assert set(got["rooms"]["outcomes"]) <= {"ok", "rate_limited", "conflict"}
     assert got["rooms"]["listed"] >= 1  # the victim's room.list still answers
