@@ -166,11 +166,9 @@ class FloodContext:
 
     async def connect(self, hello: bool = True) -> Any:
         """A new :class:`ChatConnection` (after ``session.hello`` unless ``hello`` is False)."""
-        from twisted.internet import endpoints
+        from chatnet.client.connection import ChatConnectionFactory
 
-        from chatnet.client.connection import ChatConnection
-
-        conn = await endpoints.connectProtocol(self.endpoint(), ChatConnection())
+        conn = await self.endpoint().connect(ChatConnectionFactory())
         if hello:
             await conn.hello("hostile-bench")
         return conn
@@ -549,14 +547,12 @@ class Unauthenticated(Flood):
                              for _ in range(self.p["conns"])])
 
     async def _lane(self) -> None:
-        from twisted.internet import endpoints
-
-        from chatnet.client.connection import ChatConnection
+        from chatnet.client.connection import ChatConnectionFactory
 
         ctx = self.ctx
         while not ctx.over():
             try:
-                conn = await endpoints.connectProtocol(ctx.endpoint(), ChatConnection())
+                conn = await ctx.endpoint().connect(ChatConnectionFactory())
             except Exception as exc:
                 # A reset as soon as the server accepts is the gate's refusal too; a
                 # timeout is a SYN never answered (the listen backlog was full).

@@ -36,6 +36,7 @@ from chatnet.services import Services
 from chatnet.services.accounts import AccountService, CredentialWatch, TokenSweeper
 from chatnet.services.files import FileService, UploadJanitor
 from chatnet.services.messages import ExpiryService, MessageService
+from chatnet.services.periodic import HeapTrim
 from chatnet.services.rooms import RoomService
 from chatnet.services.users import UserService
 from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
@@ -48,6 +49,10 @@ from chatnet.wire.tls import (
     listening_endpoint,
     log_dev_pki,
 )
+
+#: Seconds between heap trims (:class:`HeapTrim`): memory a flood's burst used
+#: goes back to the operating system within this long after it ends.
+HEAP_TRIM_INTERVAL = 10.0
 
 
 def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
@@ -137,6 +142,7 @@ class ChatnetService(service.MultiService):
         self.credential_watch = CredentialWatch(self.store, self.fanout, reactor,
                                                 config.credentials_poll)
         self.token_sweeper = TokenSweeper(self.store, reactor)
+        self.heap_trim = HeapTrim(HEAP_TRIM_INTERVAL, reactor)
         realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session,
                           config.tls_client_cert_login, config.max_sessions_per_user)
         self.login_guard = LoginGuard(self.store, reactor)
@@ -182,7 +188,7 @@ class ChatnetService(service.MultiService):
     def _timers(self) -> tuple[service.Service, ...]:
         """The periodic services, started after migration and stopped after the sessions."""
         timers: tuple[service.Service, ...] = (self.expiry, self.janitor, self.credential_watch,
-                                               self.token_sweeper)
+                                               self.token_sweeper, self.heap_trim)
         if self.cert_renewal is not None:
             timers += (self.cert_renewal,)
         return timers

@@ -397,7 +397,9 @@ async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = No
     """
     endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key, pin=pin,
                                source=source)
-    connection: ChatConnection = await endpoints.connectProtocol(endpoint, ChatConnection())
+    # Not endpoints.connectProtocol: it makes a factory class per call, which
+    # zope.interface's adapter cache keeps for good, and the connection with it.
+    connection: ChatConnection = await endpoint.connect(ChatConnectionFactory())
     if hello:
         try:
             await connection.hello(client)

@@ -9,6 +9,9 @@ tries again) without stopping the loop.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -47,3 +50,41 @@ class PeriodicJob(TimerService):
         d = Deferred.fromCoroutine(self.run_once())
         d.addErrback(log_background_failure(self.log, self.failure_message))
         return d
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+class HeapTrim(PeriodicJob):
+    """Every ``interval`` seconds, give the operating system back the memory the
+    C allocator keeps after a burst (glibc ``malloc_trim``).
+
+    A flood of connections (TLS state) or large pages is freed when it ends, but
+    glibc keeps the freed pages in its heaps, so the server's RSS would stay at
+    its peak; trimming returns the whole free pages. Python's own small-object
+    arenas are returned by Python. Where the C library has no ``malloc_trim``
+    the job does nothing.
+
+    Args:
+        interval: seconds between trims.
+        clock: the reactor (or a test clock).
+    """
+
+    failure_message = "trimming the heap failed"
+
+    def __init__(self, interval: float, clock: Clock) -> None:
+        super().__init__(interval, clock)
+        self._trim = _malloc_trim()
+
+    async def run_once(self) -> bool:
+        """Trim once. Returns whether memory was given back (False without glibc)."""
+        return bool(self._trim(0)) if self._trim is not None else False

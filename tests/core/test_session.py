@@ -8,6 +8,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 
 from chatnet.client.core import Event
 from chatnet.client.reactions import Reactions
@@ -592,3 +593,22 @@ async def test_catch_up_waits_out_rate_limits_instead_of_failing(server):
     assert recorder.states.count(SessionState.AUTHENTICATED) == 2  # no failed attempt
     await alice.close()
     await bob.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_closed_connection_is_not_kept_in_memory(make_server):
+    """connect() then close: nothing keeps the ChatConnection alive afterwards.
+    (Twisted's endpoints.connectProtocol makes a factory class per call, which
+    zope.interface's adapter cache keeps for good, and the connection with it.)"""
+    import gc
+    import weakref
+
+    server = await make_server()
+    conn = await server.connect()
+    await conn.close()
+    await conn.when_lost()
+    gone = weakref.ref(conn)
+    del conn
+    await deferLater(reactor, 0.1, lambda: None)  # the transports' own clean-up
+    gc.collect()
+    assert gone() is None
