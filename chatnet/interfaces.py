@@ -48,6 +48,10 @@ class ISessionMind(Interface):
         """A Deferred firing once the connection's output has drained; bulk data
         (file downloads) waits for it before producing more."""
 
+    def backed_up() -> bool:
+        """Whether output is waiting for this connection (its transport pushed back):
+        real-time data (call audio) is dropped for it rather than queued."""
+
     def end_session(reason: str) -> None:
         """Send ``session.ended {reason}`` and close the connection (PROTOCOL.md 3.8).
 

@@ -34,6 +34,7 @@ from chatnet.datadir import prepare_data_dir, private_umask
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService, CredentialWatch, TokenSweeper
+from chatnet.services.calls import CallService
 from chatnet.services.files import FileService, UploadJanitor
 from chatnet.services.messages import ExpiryService, MessageService
 from chatnet.services.periodic import HeapTrim
@@ -136,6 +137,7 @@ class ChatnetService(service.MultiService):
                               config.max_rooms, config.max_invites),
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
             files=self.files,
+            calls=CallService(self.store, self.fanout, reactor),
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)

@@ -163,6 +163,7 @@ class ChatRealm:
                 return
             done = True
             self.fanout.detach(avatar.mind)
+            self.services.calls.session_ended(avatar.mind)
             d = Deferred.fromCoroutine(self.services.users.session_ended(avatar))
             d.addErrback(log_background_failure(self.log, "presence update at logout failed"))
             self.log.info("{user} logged out (session {session})", user=avatar.username,

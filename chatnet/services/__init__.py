@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from chatnet.services.accounts import AccountService
+    from chatnet.services.calls import CallService
     from chatnet.services.files import FileService
     from chatnet.services.messages import MessageService
     from chatnet.services.rooms import RoomService
@@ -50,6 +51,7 @@ class Services:
         rooms: rooms and memberships (PROTOCOL.md 5).
         messages: messages, receipts, typing (PROTOCOL.md 6).
         files: uploads and downloads (PROTOCOL.md 7).
+        calls: voice calls (PROTOCOL.md 8).
     """
 
     accounts: AccountService
@@ -57,6 +59,7 @@ class Services:
     rooms: RoomService
     messages: MessageService
     files: FileService
+    calls: CallService
 
     def perspectives(self, actor: Actor) -> dict[str, object]:
         """A logged-in session's perspectives, by the names the op registry uses."""
@@ -66,6 +69,7 @@ class Services:
             "rooms": self.rooms.perspective(actor),
             "messages": self.messages.perspective(actor),
             "files": self.files.perspective(actor),
+            "calls": self.calls.perspective(actor),
         }
 
 

@@ -11,6 +11,7 @@ import threading
 import time
 
 from chatnet.store.audit import AuditStore
+from chatnet.store.calls import CallRecord, CallStore
 from chatnet.store.database import Database, PostgresEngine, SqliteEngine, engine_from_url
 from chatnet.store.files import FileRecord, FileStore, UploadRecord
 from chatnet.store.messages import MessageStore, SendResult
@@ -19,8 +20,8 @@ from chatnet.store.rooms import LimitReached, RoomStore
 from chatnet.store.users import UserStore
 
 __all__ = [
-    "ChatStore", "Database", "FileRecord", "IdGenerator", "InviteRecord", "LimitReached",
-    "MemberRecord", "PostgresEngine",
+    "CallRecord", "ChatStore", "Database", "FileRecord", "IdGenerator", "InviteRecord",
+    "LimitReached", "MemberRecord", "PostgresEngine",
     "RoomRecord", "SendResult", "SqliteEngine", "UploadRecord", "UserRecord",
     "engine_from_url", "now_ms",
 ]
@@ -63,7 +64,7 @@ class IdGenerator:
             return (ms << 22) | (self.node << 12) | self._counter
 
 
-class ChatStore(UserStore, RoomStore, MessageStore, FileStore, AuditStore):
+class ChatStore(UserStore, RoomStore, MessageStore, FileStore, AuditStore, CallStore):
     """All data access of the server, over one :class:`Database`.
 
     Args:

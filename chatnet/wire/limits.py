@@ -169,6 +169,9 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
     Budget("downloads", rate=2.0, burst=120.0),
     # Account-changing requests that hash a password (change_password).
     Budget("passwords", rate=0.2, burst=5.0),
+    # Calls started: each rings every other member of a room (one a minute
+    # sustained, five at once).
+    Budget("calls", rate=1 / 60, burst=5.0),
 )}
 #: Result bytes that cost one more unit of the ``expensive`` budget.
 EXPENSIVE_UNIT_BYTES = 16 * 1024

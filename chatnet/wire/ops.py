@@ -26,6 +26,7 @@ from typing import Any
 
 from chatnet.errors import bad_request
 from chatnet.reactions import canonical_emoji
+from chatnet.services.calls import MAX_AUDIO_PACKET
 
 #: Usernames: 1-32 chars of ``[a-z0-9._-]`` after case folding (PROTOCOL.md 3.3).
 USERNAME_RE = re.compile(r"[a-z0-9._-]{1,32}")
@@ -440,6 +441,15 @@ OPS: dict[str, Op] = _ops(
        (Str("file_id", _FILE_ID), Int("offset", minimum=0, maximum=2**53),
         Int("length", minimum=1, maximum=4 * 1024 * 1024)), cost=0.1,
        budget="downloads", budget_cost=_download_start),
+    # -- 8. Voice calls ----------------------------------------------------------------------
+    Op("call.start", "calls", "start", (Int("room_id"),), budget="calls"),
+    Op("call.accept", "calls", "accept", (Int("call_id"),)),
+    Op("call.reject", "calls", "reject", (Int("call_id"),)),
+    Op("call.hangup", "calls", "hangup", (Int("call_id"),)),
+    # 50 packets a second: each costs a tenth of a token of the request rate.
+    Op("call.audio", "calls", "audio",
+       (Int("call_id"), Int("seq", minimum=0, maximum=2**32 - 1),
+        Field("data", "bin", max_len=MAX_AUDIO_PACKET)), notification=True, cost=0.1),
     Op("msg.search", "messages", "search",
        (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
         Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),

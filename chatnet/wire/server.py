@@ -30,8 +30,11 @@ event and closes that connection only.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import inspect
 import random
+import struct
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +90,13 @@ RESUME_FRACTION = 0.1
 
 #: Shortest pause, seconds (floating-point remainders of a wait are not waited).
 MIN_PAUSE = 0.005
+
+#: Bytes written but not yet sent (in the kernel's send queue) past which a
+#: connection counts as backed up for real-time data: call audio is then dropped
+#: for it (PROTOCOL.md 8). About 200 ms on a 320 kbit/s path; at Opus's 32
+#: kbit/s, ten times that much audio would fit, so only a link that truly
+#: cannot keep up (or a peer that stopped reading) loses packets.
+REAL_TIME_BACKLOG = 8 * 1024
 #: Feature names announced in ``session.hello`` (informative, PROTOCOL.md 3.1).
 FEATURES = ("resume", "presence", "contacts", "typing", "receipts", "reactions", "edit",
             "delete", "reply", "ttl", "search")
@@ -94,6 +104,18 @@ FEATURES = ("resume", "presence", "contacts", "typing", "receipts", "reactions",
 
 def _retry_after(seconds: float) -> dict[str, Any]:
     return {"retry_after_ms": max(1, int(seconds * 1000 + 0.999))}
+
+
+def _unsent_bytes(transport: Any) -> int:
+    """Bytes in the kernel's send queue of the socket under ``transport`` (a TLS
+    transport over TCP), or 0 where that cannot be read (no socket, not Linux)."""
+    tcp = getattr(transport, "transport", None)
+    try:
+        fd = tcp.getHandle().fileno()  # type: ignore[union-attr]
+        raw = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 @implementer(ISessionMind, IHandshakeListener)
@@ -268,6 +290,15 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         if self._outbox is None:
             return succeed(None)
         return self._outbox.when_writable()
+
+    def backed_up(self) -> bool:
+        """Whether output waits for this connection: in the outbox (the transport
+        pushed back) or more than :data:`REAL_TIME_BACKLOG` bytes unsent in the
+        kernel's send queue (Linux ``TIOCOUTQ``; elsewhere only the outbox counts)."""
+        outbox = self._outbox
+        if outbox is None or outbox.paused or outbox.queued > 0:
+            return True
+        return bool(_unsent_bytes(self.transport) > REAL_TIME_BACKLOG)
 
     def end_session(self, reason: str) -> None:
         """Send ``session.ended {reason}`` and close (PROTOCOL.md 3.8)."""

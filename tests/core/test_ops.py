@@ -9,6 +9,7 @@ import pytest
 
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services.accounts import AccountPerspective
+from chatnet.services.calls import CallPerspective
 from chatnet.services.files import FilePerspective
 from chatnet.services.messages import MessagePerspective
 from chatnet.services.rooms import RoomPerspective
@@ -273,6 +274,7 @@ _PERSPECTIVES = {
     "rooms": RoomPerspective,
     "messages": MessagePerspective,
     "files": FilePerspective,
+    "calls": CallPerspective,
 }
 
 
@@ -297,9 +299,10 @@ def test_only_session_and_auth_ops_are_allowed_before_login():
                       "auth.resume"}
 
 
-def test_the_only_notification_is_typing():
-    """msg.typing is the one notification of sections 3-6."""
-    assert [name for name, op in OPS.items() if op.notification] == ["msg.typing"]
+def test_the_only_notifications_are_typing_and_call_audio():
+    """msg.typing (section 6) and call.audio (section 8) are the notifications."""
+    assert sorted(name for name, op in OPS.items() if op.notification) == \
+        ["call.audio", "msg.typing"]
 
 
 def test_protocol_sections_3_to_6_are_all_registered():

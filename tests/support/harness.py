@@ -37,6 +37,7 @@ from chatnet.cred.realm import ChatRealm
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService
+from chatnet.services.calls import CallService
 from chatnet.services.files import FileService
 from chatnet.services.messages import MessageService
 from chatnet.services.rooms import RoomService
@@ -196,6 +197,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
                           config.max_invites),
         messages=MessageService(store, fanout, clock),
         files=files,
+        calls=CallService(store, fanout, clock),
     )
     realm = ChatRealm(services, fanout, clock, config.single_session,
                       config.tls_client_cert_login, config.max_sessions_per_user)

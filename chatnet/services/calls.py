@@ -1,0 +1,317 @@
+"""Voice calls: ring, accept, reject, hang up, and the audio relay (PROTOCOL.md section 8).
+
+A call lives in this service's memory while it rings and runs; when it ends a
+:class:`~chatnet.store.CallRecord` is written. Rules kept here:
+
+* only members of a room may start a call in it or answer one; a room has at
+  most one call at a time, and a session takes part in at most one call (so
+  what one user can hold is bounded by their sessions); starting calls also
+  draws on the per-user ``calls`` budget (ringing a room is not free);
+* ``call.start`` rings every session of every other member (``call.ring``); the
+  first ``call.accept`` stops the ring timer, later members may still join a
+  group call; after :data:`RING_TIMEOUT` without an answer the call ends with
+  ``no_answer``; when every callee has rejected it ends with ``rejected``;
+* a participant who hangs up or whose connection ends leaves (``call.left``);
+  an answered call ends when fewer than two participants remain, an unanswered
+  one when its caller leaves;
+* ``call.audio`` is relayed as it came (the server never decodes audio) to the
+  other participants, encoded once; a packet is dropped, never queued, for a
+  receiver whose connection has output waiting (real time: late audio is
+  useless), and audio from anyone who is not a participant is dropped. Both
+  are counted (:attr:`CallService.dropped`).
+
+Events (to every session of the users concerned): ``call.ring {call_id,
+room_id, from}``, ``call.accepted {call_id, username}``, ``call.rejected
+{call_id, username}``, ``call.left {call_id, username}``, ``call.ended
+{call_id, reason}``, and ``call.audio {call_id, from, seq, data}`` to the
+other participants.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from chatnet.errors import ChatError, ErrorCode, not_found
+from chatnet.fanout import LocalFanout
+from chatnet.services import Actor, Clock, ms
+from chatnet.store import CallRecord, ChatStore
+from chatnet.store.faults import log_background_failure
+from chatnet.wire.codec import event_frame
+
+#: Seconds a call rings before it ends with ``no_answer`` (PROTOCOL.md 8).
+RING_TIMEOUT = 45.0
+
+#: Largest ``call.audio`` packet, bytes: an Opus packet is at most 1,275 bytes per
+#: 20 ms frame; a little more leaves room for other codecs' framing.
+MAX_AUDIO_PACKET = 4000
+
+
+@dataclass(eq=False)
+class Call:
+    """One call, ringing or running.
+
+    Attributes:
+        call_id: its id.
+        room_id: the room it is in.
+        caller: user id of whoever started it.
+        started_ts: when it started ringing, ms.
+        callees: user ids rung (the room's other members at the start).
+        participants: session -> username of everyone in the call now.
+        answered_ts: when the first callee accepted (ms), None until then.
+        rejected: callees who rejected.
+        taken_part: user ids who were ever in the call, in order (caller first).
+        ring_timer: the pending ``no_answer`` (an ``IDelayedCall``), None once answered.
+    """
+
+    call_id: int
+    room_id: int
+    caller: int
+    started_ts: int
+    callees: frozenset[int]
+    participants: dict[Any, str] = field(default_factory=dict)
+    answered_ts: int | None = None
+    rejected: set[int] = field(default_factory=set)
+    taken_part: list[int] = field(default_factory=list)
+    ring_timer: Any = None
+
+    def concerned(self) -> set[int]:
+        """Users whose sessions hear about the call: the caller and the callees."""
+        return {self.caller, *self.callees}
+
+    def join(self, session: Any, user_id: int, username: str) -> None:
+        """Add a session to the call."""
+        self.participants[session] = username
+        if user_id not in self.taken_part:
+            self.taken_part.append(user_id)
+
+
+class CallService:
+    """The calls of this node.
+
+    Args:
+        store: the chat store (ids, call records).
+        fanout: sessions and room memberships.
+        clock: time source (ring timeouts).
+
+    Attributes:
+        dropped: packets not relayed, by why: ``not_participant`` (audio from a
+            session that is not in that call), ``backed_up`` (a receiver whose
+            output was waiting).
+        relayed: packets relayed, counted once per receiver.
+    """
+
+    log = Logger()
+
+    def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.clock = clock
+        self.calls: dict[int, Call] = {}
+        self._by_room: dict[int, Call] = {}
+        self._by_session: dict[Any, Call] = {}
+        self.dropped: Counter[str] = Counter()
+        self.relayed = 0
+
+    def perspective(self, actor: Actor) -> CallPerspective:
+        """The calls perspective of one session."""
+        return CallPerspective(self, actor)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, actor: Actor, room_id: int) -> Call:
+        """Start ringing the room's other members.
+
+        Raises:
+            ChatError: ``not_found`` (not a member), ``conflict`` (nobody else in
+                the room, a call already in it — ``details.call_id`` — or this
+                session already in a call).
+        """
+        members = self.fanout.members(room_id)
+        if actor.user_id not in members:
+            raise not_found("no such room")
+        if actor.mind in self._by_session:
+            raise ChatError(ErrorCode.CONFLICT, "this session is already in a call")
+        current = self._by_room.get(room_id)
+        if current is not None:
+            raise ChatError(ErrorCode.CONFLICT, "a call is already going on in this room",
+                            {"call_id": current.call_id})
+        callees = frozenset(members - {actor.user_id})
+        if not callees:
+            raise ChatError(ErrorCode.CONFLICT, "nobody else is in this room to call")
+        call = Call(self.store.ids.next_id(), room_id, actor.user_id, ms(self.clock), callees)
+        call.join(actor.mind, actor.user_id, actor.username)
+        self.calls[call.call_id] = call
+        self._by_room[room_id] = call
+        self._by_session[actor.mind] = call
+        call.ring_timer = self.clock.callLater(RING_TIMEOUT, self._no_answer, call)
+        self.fanout.deliver_users(callees, event_frame("call.ring", {
+            "call_id": call.call_id, "room_id": room_id, "from": actor.username}))
+        return call
+
+    def _call_for(self, actor: Actor, call_id: int) -> Call:
+        call = self.calls.get(call_id)
+        if call is None or actor.user_id not in call.concerned():
+            raise not_found("no such call")
+        return call
+
+    def accept(self, actor: Actor, call_id: int) -> None:
+        """Join a call one was rung for (or rejoin it).
+
+        Raises:
+            ChatError: ``not_found`` (no such call for this user), ``conflict``
+                (this session is in another call).
+        """
+        call = self._call_for(actor, call_id)
+        if actor.mind in call.participants:
+            return
+        if actor.mind in self._by_session:
+            raise ChatError(ErrorCode.CONFLICT, "this session is already in a call")
+        call.rejected.discard(actor.user_id)
+        call.join(actor.mind, actor.user_id, actor.username)
+        self._by_session[actor.mind] = call
+        if call.answered_ts is None:
+            call.answered_ts = ms(self.clock)
+            self._cancel_ring(call)
+        self.fanout.deliver_users(call.concerned(), event_frame("call.accepted", {
+            "call_id": call_id, "username": actor.username}), exclude=actor.mind)
+
+    def reject(self, actor: Actor, call_id: int) -> None:
+        """Decline a call one was rung for; the call ends (``rejected``) once every
+        callee has declined and nobody has answered.
+
+        Raises:
+            ChatError: ``not_found`` (no such call, or the caller), ``conflict``
+                (this session is in the call: hang up instead).
+        """
+        call = self._call_for(actor, call_id)
+        if actor.user_id == call.caller:
+            raise not_found("no such call to reject; hang up instead")
+        if actor.mind in call.participants:
+            raise ChatError(ErrorCode.CONFLICT, "you are in this call; hang up instead")
+        call.rejected.add(actor.user_id)
+        self.fanout.deliver_users(call.concerned(), event_frame("call.rejected", {
+            "call_id": call_id, "username": actor.username}), exclude=actor.mind)
+        if call.answered_ts is None and call.rejected >= call.callees:
+            self._end(call, "rejected")
+
+    def hangup(self, actor: Actor, call_id: int) -> None:
+        """Leave a call this session is in.
+
+        Raises:
+            ChatError: ``not_found`` (this session is not in that call).
+        """
+        call = self.calls.get(call_id)
+        if call is None or actor.mind not in call.participants:
+            raise not_found("no such call")
+        self._leave(call, actor.mind)
+
+    def session_ended(self, session: Any) -> None:
+        """A session's connection ended: it leaves its call, if any."""
+        call = self._by_session.get(session)
+        if call is not None:
+            self._leave(call, session)
+
+    def _leave(self, call: Call, session: Any) -> None:
+        username = call.participants.pop(session)
+        del self._by_session[session]
+        self.fanout.deliver_users(call.concerned(), event_frame("call.left", {
+            "call_id": call.call_id, "username": username}))
+        if call.answered_ts is None or len(call.participants) < 2:
+            self._end(call, "hangup")
+
+    def _no_answer(self, call: Call) -> None:
+        call.ring_timer = None
+        if call.call_id in self.calls and call.answered_ts is None:
+            self._end(call, "no_answer")
+
+    def _cancel_ring(self, call: Call) -> None:
+        if call.ring_timer is not None and call.ring_timer.active():
+            call.ring_timer.cancel()
+        call.ring_timer = None
+
+    def _end(self, call: Call, reason: str) -> None:
+        self._cancel_ring(call)
+        del self.calls[call.call_id]
+        del self._by_room[call.room_id]
+        for session in call.participants:
+            del self._by_session[session]
+        call.participants.clear()
+        self.fanout.deliver_users(call.concerned(), event_frame("call.ended", {
+            "call_id": call.call_id, "reason": reason}))
+        record = CallRecord(call.call_id, call.room_id, call.caller, call.started_ts,
+                            call.answered_ts, ms(self.clock), reason, tuple(call.taken_part))
+        d = Deferred.fromCoroutine(self.store.record_call(record))
+        d.addErrback(log_background_failure(self.log, "storing a call record failed"))
+
+    # -- audio -----------------------------------------------------------------------------
+
+    def audio(self, actor: Actor, call_id: int, seq: int, data: bytes) -> None:
+        """Relay one packet to the call's other participants (module docstring)."""
+        call = self.calls.get(call_id)
+        if call is None or actor.mind not in call.participants:
+            self.dropped["not_participant"] += 1
+            return
+        frame = event_frame("call.audio", {"call_id": call_id, "from": actor.username,
+                                           "seq": seq, "data": data})
+        for session in call.participants:
+            if session is actor.mind:
+                continue
+            if session.backed_up():
+                self.dropped["backed_up"] += 1
+                continue
+            session.send_frame(frame)
+            self.relayed += 1
+
+
+class CallPerspective:
+    """``call.*`` for one session (PROTOCOL.md 8)."""
+
+    __slots__ = ("actor", "service")
+
+    def __init__(self, service: CallService, actor: Actor) -> None:
+        self.service = service
+        self.actor = actor
+
+    def perspective_start(self, room_id: int) -> dict[str, Any]:
+        """``call.start`` → ``{call_id}``; the room's other members get ``call.ring``.
+
+        Raises:
+            ChatError: as :meth:`CallService.start`.
+        """
+        return {"call_id": self.service.start(self.actor, room_id).call_id}
+
+    def perspective_accept(self, call_id: int) -> dict[str, Any]:
+        """``call.accept`` → ``{}``; the others get ``call.accepted``.
+
+        Raises:
+            ChatError: as :meth:`CallService.accept`.
+        """
+        self.service.accept(self.actor, call_id)
+        return {}
+
+    def perspective_reject(self, call_id: int) -> dict[str, Any]:
+        """``call.reject`` → ``{}``; the others get ``call.rejected``.
+
+        Raises:
+            ChatError: as :meth:`CallService.reject`.
+        """
+        self.service.reject(self.actor, call_id)
+        return {}
+
+    def perspective_hangup(self, call_id: int) -> dict[str, Any]:
+        """``call.hangup`` → ``{}``; the others get ``call.left`` (and ``call.ended``).
+
+        Raises:
+            ChatError: as :meth:`CallService.hangup`.
+        """
+        self.service.hangup(self.actor, call_id)
+        return {}
+
+    def perspective_audio(self, call_id: int, seq: int, data: bytes) -> None:
+        """``call.audio`` (notification): relayed to the other participants."""
+        self.service.audio(self.actor, call_id, seq, data)
