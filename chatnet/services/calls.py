@@ -159,8 +159,11 @@ class CallService:
             raise not_found("no such call")
         return call
 
-    def accept(self, actor: Actor, call_id: int) -> None:
+    def accept(self, actor: Actor, call_id: int) -> list[str]:
         """Join a call one was rung for (or rejoin it).
+
+        Returns:
+            the usernames of the others in the call (each once).
 
         Raises:
             ChatError: ``not_found`` (no such call for this user), ``conflict``
@@ -168,7 +171,7 @@ class CallService:
         """
         call = self._call_for(actor, call_id)
         if actor.mind in call.participants:
-            return
+            return self._others(call, actor.mind)
         if actor.mind in self._by_session:
             raise ChatError(ErrorCode.CONFLICT, "this session is already in a call")
         call.rejected.discard(actor.user_id)
@@ -179,6 +182,11 @@ class CallService:
             self._cancel_ring(call)
         self.fanout.deliver_users(call.concerned(), event_frame("call.accepted", {
             "call_id": call_id, "username": actor.username}), exclude=actor.mind)
+        return self._others(call, actor.mind)
+
+    @staticmethod
+    def _others(call: Call, session: Any) -> list[str]:
+        return sorted({name for s, name in call.participants.items() if s is not session})
 
     def reject(self, actor: Actor, call_id: int) -> None:
         """Decline a call one was rung for; the call ends (``rejected``) once every
@@ -286,13 +294,13 @@ class CallPerspective:
         return {"call_id": self.service.start(self.actor, room_id).call_id}
 
     def perspective_accept(self, call_id: int) -> dict[str, Any]:
-        """``call.accept`` → ``{}``; the others get ``call.accepted``.
+        """``call.accept`` → ``{participants}`` (*extension*: the usernames of the
+        others already in the call); the others get ``call.accepted``.
 
         Raises:
             ChatError: as :meth:`CallService.accept`.
         """
-        self.service.accept(self.actor, call_id)
-        return {}
+        return {"participants": self.service.accept(self.actor, call_id)}
 
     def perspective_reject(self, call_id: int) -> dict[str, Any]:
         """``call.reject`` → ``{}``; the others get ``call.rejected``.
