@@ -1,0 +1,212 @@
+"""Voice relay benchmark (not a test): latency the server adds to call audio, and
+its CPU per call (DESIGN.md: ≤ 5 ms p99, 200 concurrent two-party calls per node).
+
+``twistd chatnet`` runs as a subprocess with limits out of the way
+(``fanout.BENCH_OPTIONS``). For each N in ``--calls``, N two-party calls (and,
+with ``--group`` > 2, one more call of that many people) run for
+``--duration`` seconds: every participant sends one 80-byte ``call.audio``
+packet every 20 ms (Opus at ~32 kbit/s is 60-180 bytes; the size hardly
+matters to the relay), carrying its send time. Receivers record send-to-receive
+latency on the same clock; load generators are ``--procs`` processes of their
+own. Printed per N: packets sent and received, lost (sequence gaps), latency
+p50/p99/max, the server's CPU over the measured window and per call, and the
+largest N whose p99 stays ≤ 5 ms. The latency is end to end through the
+server on loopback, so it is an upper bound of what the server adds.
+
+    .venv/bin/python bench/voice.py --calls 25,50,100,200 --duration 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fanout  # the fan-out benchmark's server, /proc and child-process helpers
+import roomchat  # its setup (users, rooms, tokens)
+
+HOST = fanout.HOST
+PACKET_BYTES = 80
+INTERVAL = 0.02
+
+
+async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
+    """A load generator: connect its calls' members, ring and answer, then send and
+    receive audio from ``t0`` for ``duration`` seconds; report to the pipe."""
+    from twisted.internet.task import LoopingCall, deferLater
+    from twisted.internet.threads import deferToThread
+
+    from chatnet.client.calls import Calls
+    from chatnet.client.connection import connect
+
+    latencies: list[float] = []
+    counts = {"sent": 0, "received": 0, "gaps": 0}
+    t_end = [float("inf")]
+
+    def listener(event: Any) -> None:
+        if event.name == "call.audio":
+            now = time.time()
+            sent_at = struct.unpack_from("d", event.data["data"])[0]
+            if sent_at < t_end[0]:
+                latencies.append((now - sent_at) * 1000)
+                counts["received"] += 1
+
+    members: list[tuple[Any, Calls]] = []
+    calls: list[Any] = []
+    n_address = p["address_base"]
+    for room_id, tokens in p["calls"]:
+        peers = []
+        for token in tokens:
+            conn = await connect(reactor, HOST, p["port"], p["ca"],
+                                 source=fanout.client_address(n_address))
+            n_address += 1
+            await conn.resume(token)
+            conn.add_listener(listener)
+            peers.append((conn, Calls(conn, jitter_limit=10_000)))
+        first = await peers[0][1].start(room_id)
+        for _conn, mine in peers[1:]:
+            while first.call_id not in mine.ringing:
+                await deferLater(reactor, 0.01, lambda: None)
+            calls.append(await mine.accept(first.call_id))
+        calls.append(first)
+        members += peers
+    pipe.send(("ready", len(members)))
+    t0: float = await deferToThread(pipe.recv)
+    t_end[0] = t0 + p["duration"]
+    padding = bytes(PACKET_BYTES - 8)
+
+    def send_all() -> None:
+        now = time.time()
+        if now >= t_end[0]:
+            return
+        data = struct.pack("d", now) + padding
+        for call in calls:
+            call.send(data)
+            counts["sent"] += 1
+
+    loop = LoopingCall(send_all)
+    loop.clock = reactor
+    await deferLater(reactor, max(0.0, t0 - time.time()), lambda: None)
+    loop.start(INTERVAL)
+    await deferLater(reactor, max(0.0, t_end[0] - time.time()) + 1.0, lambda: None)
+    loop.stop()
+    for call in calls:
+        counts["gaps"] += sum(call.gaps.values())
+    for conn, _calls in members:
+        conn.abort()
+    pipe.send(("done", {"latencies": latencies, **counts}))
+
+
+def talk_main(pipe: Any, params: dict[str, Any]) -> None:
+    """Process target for :func:`_talk`."""
+    fanout._run_child(_talk, pipe, params)
+
+
+def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, list[str]]],
+            procs: int, duration: float) -> dict[str, Any]:
+    """Run the given calls in ``procs`` generators; the figures of that run."""
+    ctx = multiprocessing.get_context("spawn")
+    workers = []
+    for i in range(procs):
+        mine = call_specs[i::procs]
+        if not mine:
+            continue
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=talk_main, args=(child, {
+            "port": port, "ca": ca, "calls": mine, "duration": duration,
+            "address_base": 1000 * (i + 1)}))
+        proc.start()
+        workers.append((proc, parent))
+    for _proc, parent in workers:
+        if not parent.poll(120):
+            raise SystemExit("a load generator did not connect its calls in time")
+        parent.recv()
+    t0 = time.time() + 1.0
+    for _proc, parent in workers:
+        parent.send(t0)
+    fanout.wait_until(t0)
+    cpu0 = fanout.cpu_seconds(server_pid)
+    fanout.wait_until(t0 + duration)
+    cpu = fanout.cpu_seconds(server_pid) - cpu0
+    latencies: list[float] = []
+    totals = {"sent": 0, "received": 0, "gaps": 0}
+    for proc, parent in workers:
+        if not parent.poll(duration + 60):
+            raise SystemExit("a load generator did not report")
+        _tag, report = parent.recv()
+        latencies += report.pop("latencies")
+        for key in totals:
+            totals[key] += report[key]
+        proc.join(30)
+    summary = fanout._summary(latencies)  # type: ignore[arg-type]
+    return {**totals, "latency_ms": {k: round(v, 2) for k, v in summary.items()},
+            "server_cpu_s": round(cpu, 2), "server_cpu_share": round(cpu / duration, 3)}
+
+
+def main() -> None:
+    """Parse options, set up once, run each N, print."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", default="25,50,100,200",
+                        help="comma-separated numbers of concurrent two-party calls")
+    parser.add_argument("--group", type=int, default=8,
+                        help="people in one more, group call (0: none)")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--json", metavar="PATH")
+    args = parser.parse_args()
+    sizes = sorted({int(x) for x in args.calls.split(",") if x.strip()})
+    pairs = max(sizes)
+    users = [f"v{i}" for i in range(2 * pairs + max(args.group, 0))]
+    rooms = [(f"call{i}", [users[2 * i], users[2 * i + 1]]) for i in range(pairs)]
+    if args.group > 2:
+        rooms.append(("group", users[2 * pairs:2 * pairs + args.group]))
+    data = Path(tempfile.mkdtemp(prefix="chatnet-voice-"))
+    port = fanout.free_port()
+    server = fanout.start_server("chatnet", data, port)
+    ca = str(data / "tls" / "ca.pem")
+    results = []
+    try:
+        time.sleep(1.0)
+        setup = roomchat.run_setup(port, ca, users, rooms)
+        tokens, room_ids = setup["tokens"], setup["rooms"]
+        specs = [(room_ids[name], [tokens[m] for m in members]) for name, members in rooms]
+        for n in sizes:
+            chosen = specs[:n] + (specs[pairs:] if args.group > 2 else [])
+            fanout.log(f"{n} two-party calls" + (f" + one of {args.group}" if args.group > 2
+                                                 else ""))
+            result = {"calls": n, "group": args.group if args.group > 2 else 0,
+                      **run_one(port, ca, server.pid, chosen, args.procs, args.duration)}
+            fanout.log(json.dumps(result))
+            results.append(result)
+    finally:
+        fanout.stop_server(server)
+        shutil.rmtree(data, ignore_errors=True)
+    within = [r["calls"] for r in results if r["latency_ms"]["p99"] <= 5.0]
+    report = {"runs": results, "largest_n_p99_within_5ms": max(within) if within else None,
+              "duration_s": args.duration, "procs": args.procs, "code": fanout.code_version()}
+    print(f"voice relay: {args.duration:.0f} s per run, 50 packets/s per participant "
+          f"({PACKET_BYTES} B), code {report['code']}")
+    print("  calls  group     sent  received  lost   p50 ms   p99 ms   max ms  "
+          "server CPU  per call")
+    for r in results:
+        lat = r["latency_ms"]
+        per_call = r["server_cpu_share"] / (r["calls"] + (1 if r["group"] else 0)) * 100
+        print(f"  {r['calls']:5}  {r['group']:5}  {r['sent']:7}  {r['received']:8}  "
+              f"{r['gaps']:4}  {lat['p50']:7.2f}  {lat['p99']:7.2f}  {lat['max']:7.2f}  "
+              f"{r['server_cpu_share']:9.1%}  {per_call:6.2f} %")
+    print(f"  largest N with p99 <= 5 ms: {report['largest_n_p99_within_5ms']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
