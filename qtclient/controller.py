@@ -12,6 +12,7 @@ it owns (``files``), on the same intents-in, models-out terms.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatnet import __version__
+from chatnet.client.calls import Calls, VoiceCall
 from chatnet.client.core import ConnectionClosed, Event
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
@@ -178,6 +180,14 @@ class ChatController(QObject):
     users_found = pyqtSignal(list)
     #: Total unread messages changed.
     unread_changed = pyqtSignal(int)
+    #: Someone calls: (call_id, room_id, caller's username).
+    call_ringing = pyqtSignal(ID, ID, str)
+    #: A call that rang here stopped ringing (answered elsewhere, ended): call_id.
+    ring_stopped = pyqtSignal(ID)
+    #: The call this client is in began, or its people or state changed.
+    call_changed = pyqtSignal()
+    #: The call this client was in ended: the reason (hangup, no_answer, rejected).
+    call_ended = pyqtSignal(str)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
                  parent: QObject | None = None, cache_dir: Path | None = None) -> None:
@@ -210,6 +220,11 @@ class ChatController(QObject):
         self._typing_sent: dict[int, float] = {}
         self._joining: set[int] = set()
         self._was_authenticated = False
+        self.calls: Calls | None = None
+        #: The call this client takes part in, and since when it is answered
+        #: (``time.monotonic()``; None while it rings).
+        self.call: VoiceCall | None = None
+        self.call_since: float | None = None
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
         self._typing_timer.timeout.connect(self._expire_typing)
@@ -279,6 +294,8 @@ class ChatController(QObject):
         self.session = session
         session.add_listener(self._on_event)
         session.add_state_listener(self._on_state)
+        self.calls = Calls(session)
+        self.calls.listeners.append(self._on_call_event)
         self._set_connection(ConnectionView.CONNECTING)
 
         def started(result: dict[str, Any]) -> None:
@@ -344,6 +361,10 @@ class ChatController(QObject):
 
     def _forget(self) -> None:
         self._typing_timer.stop()
+        self.calls = None
+        if self.call is not None:
+            self.call = self.call_since = None
+            self.call_ended.emit("hangup")
         self.files.reset()
         self.files.session = None
         self.current_room = None
@@ -811,6 +832,63 @@ class ChatController(QObject):
 
     def _emit_unread(self, *_args: Any) -> None:
         self.unread_changed.emit(self.rooms.total_unread())
+
+    # -- voice calls (PROTOCOL.md 8) --------------------------------------------------------
+
+    def start_call(self, room_id: int) -> None:
+        """Ring the room's other members; :attr:`call_changed` once it is placed."""
+        if self.calls is not None and self.call is None:
+            self.run(Deferred.fromCoroutine(self.calls.start(room_id)), self._joined_call)
+
+    def accept_call(self, call_id: int) -> None:
+        """Answer a ringing call (hanging up the current one first is the caller's job)."""
+        if self.calls is not None and self.call is None:
+            self.run(Deferred.fromCoroutine(self.calls.accept(call_id)), self._joined_call)
+
+    def reject_call(self, call_id: int) -> None:
+        """Decline a ringing call."""
+        if self.calls is not None:
+            self.run(Deferred.fromCoroutine(self.calls.reject(call_id)))
+
+    def hang_up(self) -> None:
+        """Leave the current call."""
+        if self.call is not None:
+            self.run(Deferred.fromCoroutine(self.call.hangup()))
+
+    def call_label(self) -> str:
+        """Who the current call is with, as people read it ('' without a call)."""
+        call = self.call
+        if call is None:
+            return ""
+        names = sorted(self.display_names.get(n, n) for n in call.participants)
+        if names:
+            return ", ".join(names)
+        entry = self.rooms.room(call.room_id)
+        return entry.label if entry is not None else ""
+
+    def _joined_call(self, call: VoiceCall) -> None:
+        self.call = call
+        self.call_since = time.monotonic() if call.state == "active" else None
+        self.call_changed.emit()
+
+    def _on_call_event(self, event: Event) -> None:
+        data = event.data
+        call_id = int(data.get("call_id", 0))
+        if event.name == "call.ring":
+            self.call_ringing.emit(call_id, int(data["room_id"]), str(data["from"]))
+            return
+        mine = self.call is not None and self.call.call_id == call_id
+        if event.name == "call.ended":
+            self.ring_stopped.emit(call_id)
+            if mine:
+                self.call = self.call_since = None
+                self.call_ended.emit(str(data.get("reason", "hangup")))
+        elif event.name == "call.accepted" and not mine and data.get("username") == self.me:
+            self.ring_stopped.emit(call_id)  # answered on another device
+        elif mine:
+            if self.call is not None and self.call.state == "active" and self.call_since is None:
+                self.call_since = time.monotonic()
+            self.call_changed.emit()
 
     def _on_event(self, event: Event) -> None:
         handler = self._handlers.get(event.name)

@@ -72,6 +72,7 @@ from qtclient.qt import (
     pyqtSignal,
 )
 from qtclient.views.attachments import AttachmentsStrip, FileDropFilter
+from qtclient.views.calls import CallBar, IncomingCall
 from qtclient.views.conversation import Composer, TimelineView
 from qtclient.views.delegates import InviteDelegate, MemberDelegate, RoomDelegate
 from qtclient.views.icons import app_icon, paperclip_icon
@@ -260,6 +261,10 @@ class MainWindow(QMainWindow):
         state.members.rowsInserted.connect(self._update_members_title)
         state.members.rowsRemoved.connect(self._update_members_title)
         state.rooms.dataChanged.connect(self._room_data_changed)
+        state.call_ringing.connect(self._call_ringing)
+        state.ring_stopped.connect(self._ring_stopped)
+        state.call_changed.connect(self._update_room_header)
+        state.call_ended.connect(self._call_ended)
 
     # -- construction --------------------------------------------------------------------------
 
@@ -417,11 +422,12 @@ class MainWindow(QMainWindow):
         header.addLayout(titles, 1)
         for button in (self.invite_button, self.leave_button, self.members_button):
             header.addWidget(button)
-        # Reserved for the voice-call issue: a bar under the header. Empty and
-        # hidden until calls exist, so that no control does nothing.
-        self.call_bar = QWidget()
-        self.call_bar.setObjectName("call_bar")
-        self.call_bar.hide()
+        self.call_button = QPushButton()
+        self.call_button.clicked.connect(self._call_clicked)
+        header.addWidget(self.call_button)
+        self.call_bar = CallBar(self.state)
+        #: call_id -> the window announcing it, while it rings.
+        self.incoming: dict[int, IncomingCall] = {}
         self.banner = QLabel()
         self.banner.setWordWrap(True)
         self.banner.setStyleSheet("background: #fef7e0; color: #7a4f01; padding: 6px;"
@@ -553,6 +559,8 @@ class MainWindow(QMainWindow):
         self.invite_button.setText(_("Invite…"))
         self.leave_button.setText(_("Leave"))
         self.members_button.setText(_("Members"))
+        self.call_button.setText(_("Call"))
+        self.call_bar.retranslate()
         self.composer.setPlaceholderText(
             _("Write a message — Enter sends, Shift+Enter starts a new line"))
         self.send_button.setText(_("Send"))
@@ -687,6 +695,7 @@ class MainWindow(QMainWindow):
         manage = self.state.can_manage(self.room_id)
         self.invite_button.setVisible(manage)
         self.leave_button.setVisible(not entry.is_direct)
+        self.call_button.setEnabled(self.state.call is None)
         self.timeline.can_moderate = manage
         self.members_view.me = self.state.me
         self.members_view.my_role = "member" if entry.is_direct else entry.role
@@ -730,6 +739,32 @@ class MainWindow(QMainWindow):
     def _older(self) -> None:
         if self.room_id is not None:
             self.older_requested.emit(self.room_id)
+
+    # -- voice calls ---------------------------------------------------------------------------
+
+    def _call_clicked(self) -> None:
+        if self.room_id is not None:
+            self.state.start_call(self.room_id)
+
+    def _call_ringing(self, call_id: int, room_id: int, caller: str) -> None:
+        entry = self.state.rooms.room(room_id)
+        window = IncomingCall(self.state, call_id, self.state.display_names.get(caller, caller),
+                              entry.label if entry is not None else "", self)
+        self.incoming[call_id] = window
+        window.finished.connect(lambda _result, c=call_id: self.incoming.pop(c, None))
+        window.show()
+
+    def _ring_stopped(self, call_id: int) -> None:
+        window = self.incoming.pop(call_id, None)
+        if window is not None:
+            window.close()
+
+    def _call_ended(self, reason: str) -> None:
+        texts = {"no_answer": _("Nobody answered the call."),
+                 "rejected": _("The call was declined."),
+                 "hangup": _("The call ended.")}
+        self.statusBar().showMessage(texts.get(reason, texts["hangup"]), 5000)  # type: ignore[union-attr]
+        self._update_room_header()
 
     def _invite_clicked(self) -> None:
         if self.room_id is not None:

@@ -1,0 +1,78 @@
+"""Voice calls in the desktop client: the Call button rings the other side, an
+incoming call shows a window with Answer and Decline, the call bar shows who and
+how long, Hang up ends it (no audio device is needed: audio is not wired yet)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.gui.helpers import click_room, shared_room
+from tests.support.events import EventLog
+
+
+def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) -> None:
+    """alice clicks Call: bob is rung; the bar says she is calling; bob answers: the
+    bar says she is in a call with him; Hang up ends it for both."""
+    bob = server.user("bob")
+    log = EventLog(bob, "bob")
+    alice = make_client("alice")
+    room_id = shared_room(server, bob, "alice", name="team")
+    click_room(qtbot, alice, room_id)
+    window = alice.main_window
+    assert window.call_button.isVisibleTo(window) and window.call_bar.isHidden()
+    window.call_button.click()
+    ring = server.wait(log.next("call.ring"))
+    assert ring.data["from"] == "alice" and ring.data["room_id"] == room_id
+    qtbot.waitUntil(lambda: not window.call_bar.isHidden())
+    assert "Calling" in window.call_bar.status.text()
+    assert not window.call_button.isEnabled()
+    server.request(bob, "call.accept", {"call_id": ring.data["call_id"]})
+    qtbot.waitUntil(lambda: "In a call with bob" in window.call_bar.status.text())
+    window.call_bar.hang_up_button.click()
+    ended = server.wait(log.next("call.ended"))
+    assert ended.data["reason"] == "hangup"
+    qtbot.waitUntil(window.call_bar.isHidden)
+    assert window.call_button.isEnabled()
+
+
+def test_answering_an_incoming_call(make_client: Any, server: Any, qtbot: Any) -> None:
+    """bob calls: alice sees a window naming him; Answer joins the call (bob hears of
+    it); when bob hangs up, her bar goes and the status bar says the call ended."""
+    bob = server.user("bob")
+    log = EventLog(bob, "bob")
+    alice = make_client("alice")
+    room_id = shared_room(server, bob, "alice", name="team")
+    window = alice.main_window
+    call = server.request(bob, "call.start", {"room_id": room_id})
+    qtbot.waitUntil(lambda: call["call_id"] in window.incoming)
+    incoming = window.incoming[call["call_id"]]
+    assert "bob is calling" in incoming.text()
+    incoming.answer_button.click()
+    accepted = server.wait(log.next("call.accepted"))
+    assert accepted.data["username"] == "alice"
+    qtbot.waitUntil(lambda: "In a call with bob" in window.call_bar.status.text())
+    server.request(bob, "call.hangup", {"call_id": call["call_id"]})
+    qtbot.waitUntil(window.call_bar.isHidden)
+    assert window.statusBar().currentMessage() == "The call ended."
+
+
+def test_declining_and_a_caller_who_gives_up(make_client: Any, server: Any,
+                                             qtbot: Any) -> None:
+    """Decline tells bob (call.ended rejected). A second call that bob gives up
+    before alice answers closes her window by itself."""
+    bob = server.user("bob")
+    log = EventLog(bob, "bob")
+    alice = make_client("alice")
+    room_id = shared_room(server, bob, "alice", name="team")
+    window = alice.main_window
+    first = server.request(bob, "call.start", {"room_id": room_id})
+    qtbot.waitUntil(lambda: first["call_id"] in window.incoming)
+    window.incoming[first["call_id"]].decline_button.click()
+    assert server.wait(log.next("call.ended")).data["reason"] == "rejected"
+    qtbot.waitUntil(lambda: first["call_id"] not in window.incoming)
+    second = server.request(bob, "call.start", {"room_id": room_id})
+    qtbot.waitUntil(lambda: second["call_id"] in window.incoming)
+    incoming = window.incoming[second["call_id"]]
+    server.request(bob, "call.hangup", {"call_id": second["call_id"]})
+    qtbot.waitUntil(lambda: second["call_id"] not in window.incoming)
+    assert not incoming.isVisible()
