@@ -13,7 +13,14 @@ p50/p99/max, the server's CPU over the measured window and per call, and the
 largest N whose p99 stays ≤ 5 ms. The latency is end to end through the
 server on loopback, so it is an upper bound of what the server adds.
 
+With ``--upload-mb M`` one more two-party call runs in which the caller also
+uploads an M MB file on the same connection (the library's ``Upload``, its
+default window of 8 x 256 KiB chunks) from the start of the measured window:
+the latency of that caller's audio is reported on its own (head-of-line
+blocking behind file chunks on one TCP connection), with the upload's rate.
+
     .venv/bin/python bench/voice.py --calls 25,50,100,200 --duration 10
+    .venv/bin/python bench/voice.py --calls 1 --upload-mb 200 --duration 10
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import shutil
 import struct
 import sys
@@ -49,19 +57,26 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     from chatnet.client.connection import connect
 
     latencies: list[float] = []
+    beside_upload: list[tuple[float, float]] = []
     counts = {"sent": 0, "received": 0, "gaps": 0}
     t_end = [float("inf")]
+    uploader = p.get("uploader")
 
     def listener(event: Any) -> None:
         if event.name == "call.audio":
             now = time.time()
             sent_at = struct.unpack_from("d", event.data["data"])[0]
             if sent_at < t_end[0]:
-                latencies.append((now - sent_at) * 1000)
-                counts["received"] += 1
+                latency = (now - sent_at) * 1000
+                if event.data["from"] == uploader:
+                    beside_upload.append((sent_at, latency))
+                else:
+                    latencies.append(latency)
+                    counts["received"] += 1
 
     members: list[tuple[Any, Calls]] = []
     calls: list[Any] = []
+    upload_conn: list[Any] = []
     n_address = p["address_base"]
     for room_id, tokens in p["calls"]:
         peers = []
@@ -72,6 +87,8 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
             await conn.resume(token)
             conn.add_listener(listener)
             peers.append((conn, Calls(conn, jitter_limit=10_000)))
+        if uploader is not None and tokens[0] == p["upload_token"]:
+            upload_conn.append(peers[0][0])
         first = await peers[0][1].start(room_id)
         for _conn, mine in peers[1:]:
             while first.call_id not in mine.ringing:
@@ -97,13 +114,49 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     loop.clock = reactor
     await deferLater(reactor, max(0.0, t0 - time.time()), lambda: None)
     loop.start(INTERVAL)
+    upload: dict[str, Any] = {}
+    if upload_conn:
+        upload = _upload_beside(reactor, upload_conn[0], p["upload_path"])
     await deferLater(reactor, max(0.0, t_end[0] - time.time()) + 1.0, lambda: None)
     loop.stop()
+    during: list[float] = []
+    if upload:
+        upload["running"].cancel()
+        start, end = upload["started"], upload["done_at"][0] or t_end[0]
+        # Only the packets sent while the upload ran.
+        during = [latency for sent_at, latency in beside_upload if start <= sent_at <= end]
+        upload = {"bytes": upload["sent"][0], "seconds": round(end - start, 2)}
     for call in calls:
         counts["gaps"] += sum(call.gaps.values())
     for conn, _calls in members:
         conn.abort()
-    pipe.send(("done", {"latencies": latencies, **counts}))
+    pipe.send(("done", {"latencies": latencies, "beside_upload": during,
+                        "upload": upload, **counts}))
+
+
+def _upload_beside(reactor: Any, conn: Any, path: str) -> dict[str, Any]:
+    """Start uploading ``path`` on ``conn`` (a ChatConnection) with the library's
+    Upload; what it has sent is tracked in the returned map."""
+    from twisted.internet.defer import Deferred, succeed
+
+    from chatnet.client.files import Upload
+
+    class _Session:  # the parts of ChatSession an Upload uses, over one connection
+        def __init__(self) -> None:
+            self.reactor = reactor
+            self.call = conn.request
+
+        def when_connected(self) -> Deferred[None]:
+            return succeed(None)
+
+    state: dict[str, Any] = {"sent": [0], "done_at": [None], "started": time.time()}
+    upload = Upload(_Session(), path,  # type: ignore[arg-type]
+                    progress=lambda done, _total: state["sent"].__setitem__(0, done))
+    running = upload.start()
+    running.addBoth(lambda r: state["done_at"].__setitem__(0, time.time()) or r)
+    running.addErrback(lambda _f: None)
+    state["running"] = running
+    return state
 
 
 def talk_main(pipe: Any, params: dict[str, Any]) -> None:
@@ -112,8 +165,11 @@ def talk_main(pipe: Any, params: dict[str, Any]) -> None:
 
 
 def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, list[str]]],
-            procs: int, duration: float) -> dict[str, Any]:
-    """Run the given calls in ``procs`` generators; the figures of that run."""
+            procs: int, duration: float, upload: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    """Run the given calls in ``procs`` generators; the figures of that run.
+    ``upload`` (``uploader``, ``upload_token``, ``upload_path``) goes to the first
+    generator, whose calls must include the uploader's."""
     ctx = multiprocessing.get_context("spawn")
     workers = []
     for i in range(procs):
@@ -121,9 +177,11 @@ def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, lis
         if not mine:
             continue
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=talk_main, args=(child, {
-            "port": port, "ca": ca, "calls": mine, "duration": duration,
-            "address_base": 1000 * (i + 1)}))
+        params = {"port": port, "ca": ca, "calls": mine, "duration": duration,
+                  "address_base": 1000 * (i + 1)}
+        if upload and i == 0:
+            params.update(upload)
+        proc = ctx.Process(target=talk_main, args=(child, params))
         proc.start()
         workers.append((proc, parent))
     for _proc, parent in workers:
@@ -138,18 +196,27 @@ def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, lis
     fanout.wait_until(t0 + duration)
     cpu = fanout.cpu_seconds(server_pid) - cpu0
     latencies: list[float] = []
+    beside: list[float] = []
+    uploaded: dict[str, Any] = {}
     totals = {"sent": 0, "received": 0, "gaps": 0}
     for proc, parent in workers:
         if not parent.poll(duration + 60):
             raise SystemExit("a load generator did not report")
         _tag, report = parent.recv()
         latencies += report.pop("latencies")
+        beside += report.pop("beside_upload")
+        uploaded = report.pop("upload") or uploaded
         for key in totals:
             totals[key] += report[key]
         proc.join(30)
     summary = fanout._summary(latencies)  # type: ignore[arg-type]
-    return {**totals, "latency_ms": {k: round(v, 2) for k, v in summary.items()},
-            "server_cpu_s": round(cpu, 2), "server_cpu_share": round(cpu / duration, 3)}
+    result = {**totals, "latency_ms": {k: round(v, 2) for k, v in summary.items()},
+              "server_cpu_s": round(cpu, 2), "server_cpu_share": round(cpu / duration, 3)}
+    if upload:
+        result["beside_upload"] = {
+            "packets": len(beside), "upload": uploaded,
+            "latency_ms": {k: round(v, 2) for k, v in fanout._summary(beside).items()}}  # type: ignore[arg-type]
+    return result
 
 
 def main() -> None:
@@ -161,6 +228,8 @@ def main() -> None:
                         help="people in one more, group call (0: none)")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--procs", type=int, default=2)
+    parser.add_argument("--upload-mb", type=int, default=0,
+                        help="one more call whose caller uploads a file this big meanwhile")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     sizes = sorted({int(x) for x in args.calls.split(",") if x.strip()})
@@ -169,27 +238,49 @@ def main() -> None:
     rooms = [(f"call{i}", [users[2 * i], users[2 * i + 1]]) for i in range(pairs)]
     if args.group > 2:
         rooms.append(("group", users[2 * pairs:2 * pairs + args.group]))
+    if args.upload_mb:
+        users += ["uploader", "listener"]
+        rooms.append(("upload", ["uploader", "listener"]))
     data = Path(tempfile.mkdtemp(prefix="chatnet-voice-"))
     port = fanout.free_port()
-    server = fanout.start_server("chatnet", data, port)
+    options = fanout.BENCH_OPTIONS
+    upload: dict[str, Any] | None = None
+    if args.upload_mb:
+        options = (*options, "--max-file-size", str((args.upload_mb + 1) * 1024 * 1024))
+        upload_path = data.parent / f"{data.name}-upload.bin"
+        with upload_path.open("wb") as out:
+            for _ in range(args.upload_mb):
+                out.write(os.urandom(1024 * 1024))
+    server = fanout.start_server("chatnet", data, port, options=options)
     ca = str(data / "tls" / "ca.pem")
     results = []
     try:
         time.sleep(1.0)
         setup = roomchat.run_setup(port, ca, users, rooms)
         tokens, room_ids = setup["tokens"], setup["rooms"]
-        specs = [(room_ids[name], [tokens[m] for m in members]) for name, members in rooms]
+        specs = [(room_ids[name], [tokens[m] for m in members]) for name, members in rooms
+                 if name != "upload"]
+        if args.upload_mb:
+            upload = {"uploader": "uploader", "upload_token": tokens["uploader"],
+                      "upload_path": str(upload_path)}
         for n in sizes:
             chosen = specs[:n] + (specs[pairs:] if args.group > 2 else [])
+            if upload is not None:
+                # First, so the first generator (which uploads) has it.
+                chosen = [(room_ids["upload"], [tokens["uploader"], tokens["listener"]]),
+                          *chosen]
             fanout.log(f"{n} two-party calls" + (f" + one of {args.group}" if args.group > 2
                                                  else ""))
             result = {"calls": n, "group": args.group if args.group > 2 else 0,
-                      **run_one(port, ca, server.pid, chosen, args.procs, args.duration)}
+                      **run_one(port, ca, server.pid, chosen, args.procs, args.duration,
+                                upload)}
             fanout.log(json.dumps(result))
             results.append(result)
     finally:
         fanout.stop_server(server)
         shutil.rmtree(data, ignore_errors=True)
+        if args.upload_mb:
+            upload_path.unlink(missing_ok=True)
     within = [r["calls"] for r in results if r["latency_ms"]["p99"] <= 5.0]
     report = {"runs": results, "largest_n_p99_within_5ms": max(within) if within else None,
               "duration_s": args.duration, "procs": args.procs, "code": fanout.code_version()}
@@ -204,6 +295,15 @@ def main() -> None:
               f"{r['gaps']:4}  {lat['p50']:7.2f}  {lat['p99']:7.2f}  {lat['max']:7.2f}  "
               f"{r['server_cpu_share']:9.1%}  {per_call:6.2f} %")
     print(f"  largest N with p99 <= 5 ms: {report['largest_n_p99_within_5ms']}")
+    for r in results:
+        if "beside_upload" in r:
+            b = r["beside_upload"]
+            lat, up = b["latency_ms"], b["upload"]
+            rate = up.get("bytes", 0) / 1e6 / up["seconds"] if up.get("seconds") else 0.0
+            print(f"  N={r['calls']}: audio from a client uploading meanwhile "
+                  f"({up.get('bytes', 0) / 1e6:.0f} MB in {up.get('seconds')} s, "
+                  f"{rate:.0f} MB/s): {b['packets']} packets, p50 {lat['p50']:.1f} ms, "
+                  f"p99 {lat['p99']:.1f} ms, max {lat['max']:.1f} ms")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 
