@@ -66,6 +66,9 @@ class Call:
         rejected: callees who rejected.
         taken_part: user ids who were ever in the call, in order (caller first).
         ring_timer: the pending ``no_answer`` (an ``IDelayedCall``), None once answered.
+        media: participant session -> the session that carries its audio instead
+            (``call.attach``: a second connection of the same user, so that audio
+            does not wait behind file transfers on the first).
     """
 
     call_id: int
@@ -78,6 +81,7 @@ class Call:
     rejected: set[int] = field(default_factory=set)
     taken_part: list[int] = field(default_factory=list)
     ring_timer: Any = None
+    media: dict[Any, Any] = field(default_factory=dict)
 
     def concerned(self) -> set[int]:
         """Users whose sessions hear about the call: the caller and the callees."""
@@ -114,6 +118,8 @@ class CallService:
         self.calls: dict[int, Call] = {}
         self._by_room: dict[int, Call] = {}
         self._by_session: dict[Any, Call] = {}
+        #: media session -> (call, the participant session it carries audio for).
+        self._by_media: dict[Any, tuple[Call, Any]] = {}
         self.dropped: Counter[str] = Counter()
         self.relayed = 0
 
@@ -218,15 +224,49 @@ class CallService:
             raise not_found("no such call")
         self._leave(call, actor.mind)
 
+    def attach(self, actor: Actor, call_id: int) -> None:
+        """Make this session carry the audio of another session of the same user
+        that is in the call (*extension*, docs/protocol.md 8): audio it sends is
+        relayed as that participant's, and audio for that participant comes here.
+
+        Raises:
+            ChatError: ``not_found`` (no such call, or none of the user's other
+                sessions is in it), ``conflict`` (this session is itself in a call
+                or already carries audio).
+        """
+        call = self.calls.get(call_id)
+        owner = None if call is None else next(
+            (s for s in call.participants if s is not actor.mind
+             and getattr(s, "user_id", None) == actor.user_id), None)
+        if call is None or owner is None:
+            raise not_found("no such call for another session of yours")
+        if actor.mind in self._by_session or actor.mind in self._by_media:
+            raise ChatError(ErrorCode.CONFLICT, "this session is already in a call")
+        previous = call.media.get(owner)
+        if previous is not None:
+            self._by_media.pop(previous, None)
+        call.media[owner] = actor.mind
+        self._by_media[actor.mind] = (call, owner)
+
+    def _detach(self, call: Call, owner: Any) -> None:
+        media = call.media.pop(owner, None)
+        if media is not None:
+            self._by_media.pop(media, None)
+
     def session_ended(self, session: Any) -> None:
-        """A session's connection ended: it leaves its call, if any."""
+        """A session's connection ended: it leaves its call, if any (a session that
+        carried audio only stops doing so)."""
         call = self._by_session.get(session)
         if call is not None:
             self._leave(call, session)
+        carried = self._by_media.get(session)
+        if carried is not None:
+            self._detach(*carried)
 
     def _leave(self, call: Call, session: Any) -> None:
         username = call.participants.pop(session)
         del self._by_session[session]
+        self._detach(call, session)
         self.fanout.deliver_users(call.concerned(), event_frame("call.left", {
             "call_id": call.call_id, "username": username}))
         if call.answered_ts is None or len(call.participants) < 2:
@@ -248,6 +288,9 @@ class CallService:
         del self._by_room[call.room_id]
         for session in call.participants:
             del self._by_session[session]
+        for media in call.media.values():
+            self._by_media.pop(media, None)
+        call.media.clear()
         call.participants.clear()
         self.fanout.deliver_users(call.concerned(), event_frame("call.ended", {
             "call_id": call.call_id, "reason": reason}))
@@ -261,14 +304,19 @@ class CallService:
     def audio(self, actor: Actor, call_id: int, seq: int, data: bytes) -> None:
         """Relay one packet to the call's other participants (module docstring)."""
         call = self.calls.get(call_id)
-        if call is None or actor.mind not in call.participants:
+        sender = actor.mind
+        if call is not None and sender not in call.participants:
+            carried = self._by_media.get(sender)
+            sender = carried[1] if carried is not None and carried[0] is call else None
+        if call is None or sender is None:
             self.dropped["not_participant"] += 1
             return
         frame = event_frame("call.audio", {"call_id": call_id, "from": actor.username,
                                            "seq": seq, "data": data})
-        for session in call.participants:
-            if session is actor.mind:
+        for participant in call.participants:
+            if participant is sender:
                 continue
+            session = call.media.get(participant, participant)
             if session.backed_up():
                 self.dropped["backed_up"] += 1
                 continue
@@ -318,6 +366,16 @@ class CallPerspective:
             ChatError: as :meth:`CallService.hangup`.
         """
         self.service.hangup(self.actor, call_id)
+        return {}
+
+    def perspective_attach(self, call_id: int) -> dict[str, Any]:
+        """``call.attach`` (*extension*) → ``{}``: this session carries the audio of
+        the user's session in the call.
+
+        Raises:
+            ChatError: as :meth:`CallService.attach`.
+        """
+        self.service.attach(self.actor, call_id)
         return {}
 
     def perspective_audio(self, call_id: int, seq: int, data: bytes) -> None:

@@ -446,6 +446,8 @@ OPS: dict[str, Op] = _ops(
     Op("call.accept", "calls", "accept", (Int("call_id"),)),
     Op("call.reject", "calls", "reject", (Int("call_id"),)),
     Op("call.hangup", "calls", "hangup", (Int("call_id"),)),
+    # Extension (docs/protocol.md 8): a second connection carries a session's audio.
+    Op("call.attach", "calls", "attach", (Int("call_id"),)),
     # 50 packets a second: each costs a tenth of a token of the request rate.
     Op("call.audio", "calls", "audio",
        (Int("call_id"), Int("seq", minimum=0, maximum=2**32 - 1),

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from chatnet.errors import ErrorCode
 from chatnet.services import calls as calls_module
 from tests.support.chat import expect_error, room_with_members
-from tests.support.events import EventLog, barrier, wait_lost, within
+from tests.support.events import EventLog, barrier, until, wait_lost, within
 
 
 async def people(server: Any, *names: str) -> list[Any]:
@@ -209,3 +209,32 @@ async def test_a_receiver_that_cannot_keep_up_loses_audio_not_memory(make_server
     await within(alice.request("call.hangup", {"call_id": call_id}), "hang up")
     ended: Deferred[Any] = bob.log.next("call.ended")
     assert (await ended).data["reason"] == "hangup"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_second_connection_can_carry_the_audio(make_server):
+    """alice attaches a second connection of hers to the call (call.attach): her
+    audio from it reaches bob as hers, bob's audio comes to it and no longer to
+    her first connection; when it closes, bob's audio goes to the first again.
+    Nobody else may attach to her call."""
+    server = await make_server()
+    alice, bob, carol = await people(server, "alice", "bob", "carol")
+    _room, call_id = await call_between(alice, bob)
+    media = await server.user("alice", register=False)
+    media.log = EventLog(media, "alice-media")
+    await within(media.request("call.attach", {"call_id": call_id}), "call.attach")
+    await expect_error(carol.request("call.attach", {"call_id": call_id}), ErrorCode.NOT_FOUND)
+    media.notify("call.audio", {"call_id": call_id, "seq": 1, "data": b"from media"})
+    heard = await bob.log.next("call.audio")
+    assert (heard.data["from"], heard.data["data"]) == ("alice", b"from media")
+    bob.notify("call.audio", {"call_id": call_id, "seq": 1, "data": b"to media"})
+    assert (await media.log.next("call.audio")).data["data"] == b"to media"
+    await barrier(bob)
+    await barrier(alice)
+    assert alice.log.pending("call.audio") == []
+    await media.close()
+    await wait_lost(media)
+    calls = service(server)
+    await until(lambda: not calls.calls[call_id].media, "the server to see the close")
+    bob.notify("call.audio", {"call_id": call_id, "seq": 2, "data": b"to alice"})
+    assert (await alice.log.next("call.audio")).data["data"] == b"to alice"

@@ -168,3 +168,18 @@ async def wait_lost(conn: ChatConnection, timeout: float = CLOSE_TIMEOUT) -> Non
 async def within(d: Any, what: str, timeout: float = TIMEOUT) -> Any:
     """Await ``d``, failing with ``AssertionError`` after ``timeout`` seconds."""
     return await timeout_after(d, timeout, what)
+
+
+async def until(predicate: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    """Wait until ``predicate()`` holds, checking every 10 ms; fail after ``timeout``.
+
+    For server-side state no event announces (e.g. that the server has handled a
+    connection's end); everything a client can observe is awaited as an event.
+    """
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + timeout  # type: ignore[attr-defined]
+    while not predicate():
+        if reactor.seconds() > deadline:  # type: ignore[attr-defined]
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await deferLater(reactor, 0.01, lambda: None)
