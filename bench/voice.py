@@ -18,9 +18,12 @@ uploads an M MB file on the same connection (the library's ``Upload``, its
 default window of 8 x 256 KiB chunks) from the start of the measured window:
 the latency of that caller's audio is reported on its own (head-of-line
 blocking behind file chunks on one TCP connection), with the upload's rate.
+With ``--attach`` that caller's audio goes over a second connection
+(``call.attach``) while the upload keeps the first.
 
     .venv/bin/python bench/voice.py --calls 25,50,100,200 --duration 10
     .venv/bin/python bench/voice.py --calls 1 --upload-mb 200 --duration 10
+    .venv/bin/python bench/voice.py --calls 1 --upload-mb 200 --duration 10 --attach
 """
 
 from __future__ import annotations
@@ -94,6 +97,13 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
             while first.call_id not in mine.ringing:
                 await deferLater(reactor, 0.01, lambda: None)
             calls.append(await mine.accept(first.call_id))
+        if p.get("attach") and upload_conn and upload_conn[0] is peers[0][0]:
+            media = await connect(reactor, HOST, p["port"], p["ca"],
+                                  source=fanout.client_address(n_address))
+            n_address += 1
+            await media.resume(tokens[0])
+            await first.attach(media)
+            members.append((media, Calls(media)))
         calls.append(first)
         members += peers
     pipe.send(("ready", len(members)))
@@ -230,6 +240,9 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--upload-mb", type=int, default=0,
                         help="one more call whose caller uploads a file this big meanwhile")
+    parser.add_argument("--attach", action="store_true",
+                        help="that caller's audio goes over a second connection "
+                             "(call.attach)")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     sizes = sorted({int(x) for x in args.calls.split(",") if x.strip()})
@@ -262,7 +275,7 @@ def main() -> None:
                  if name != "upload"]
         if args.upload_mb:
             upload = {"uploader": "uploader", "upload_token": tokens["uploader"],
-                      "upload_path": str(upload_path)}
+                      "upload_path": str(upload_path), "attach": args.attach}
         for n in sizes:
             chosen = specs[:n] + (specs[pairs:] if args.group > 2 else [])
             if upload is not None:

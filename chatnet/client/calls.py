@@ -122,13 +122,36 @@ class VoiceCall:
     reordered: dict[str, int] = field(default_factory=dict)
     _seq: int = 0
     _last: dict[str, int] = field(default_factory=dict)
+    _media: Any = None
 
     def send(self, packet: bytes) -> int:
         """Send one Opus packet (20 ms) to the others. Returns its ``seq``."""
         seq = self._seq
         self._seq = (seq + 1) % SEQ_LIMIT
-        self.calls.notify("call.audio", {"call_id": self.call_id, "seq": seq, "data": packet})
+        media = self._media
+        notify = self.calls.notify
+        if media is not None and not media.lost.called:
+            notify = media.notify
+        notify("call.audio", {"call_id": self.call_id, "seq": seq, "data": packet})
         return seq
+
+    async def attach(self, connection: Any) -> None:
+        """Carry this call's audio on ``connection``: another logged-in
+        ``ChatConnection`` of the same user (``call.attach``, docs/protocol.md 8),
+        so that audio does not wait behind file transfers on the main one. When
+        it closes, audio goes back to the main connection.
+
+        Raises:
+            ChatError: as the server answers (``not_found``, ``conflict``).
+        """
+        await connection.request("call.attach", {"call_id": self.call_id})
+        self._media = connection
+        connection.add_listener(self._media_event)
+
+    def _media_event(self, event: Event) -> None:
+        data = event.data
+        if event.name == "call.audio" and data.get("call_id") == self.call_id:
+            self._audio(data["from"], int(data["seq"]), data["data"])
 
     def pull(self, username: str) -> tuple[str, bytes | None]:
         """The next packet of ``username`` for this tick (see :meth:`JitterBuffer.pull`)."""

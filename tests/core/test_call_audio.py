@@ -143,6 +143,26 @@ async def test_the_call_object_follows_the_call_to_its_end(make_server):
     assert (await within(alice_calls.start(alice_call.room_id), "call again")).call_id
 
 
+@pytest_twisted.ensureDeferred
+async def test_audio_over_a_second_connection(make_server):
+    """alice's VoiceCall attaches a second connection: her tone reaches bob intact
+    and bob's comes to her through it; her first connection carries no audio."""
+    server = await make_server()
+    (alice, _ac, alice_call), (bob, _bc, bob_call) = await in_a_call(server, "alice", "bob")
+    media = await server.user("alice", register=False)
+    await within(alice_call.attach(media), "attach")
+    first_connection_audio: list[Any] = []
+    alice.add_listener(lambda e: e.name == "call.audio" and first_connection_audio.append(e))
+    await talk(alice_call, 440.0)
+    await talk(bob_call, 880.0)
+    for conn in (media, bob, alice, media):
+        await barrier(conn)
+    assert bob_call.received == {"alice": PACKETS} and alice_call.received == {"bob": PACKETS}
+    assert first_connection_audio == []
+    pcm, seen = heard(bob_call, "alice")
+    assert seen["lost"] == 0 and abs(pitch(pcm[9600:]) - 440.0) < 440.0 * 0.02
+
+
 # -- the jitter buffer -------------------------------------------------------------------------
 
 def test_jitter_buffer_reorders_waits_and_conceals():
