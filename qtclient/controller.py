@@ -29,6 +29,7 @@ from chatnet.client.calls import Calls, VoiceCall
 from chatnet.client.core import ConnectionClosed, Event
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
+from qtclient.audio import CallAudio
 from qtclient.i18n import _
 from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
@@ -225,6 +226,8 @@ class ChatController(QObject):
         #: (``time.monotonic()``; None while it rings).
         self.call: VoiceCall | None = None
         self.call_since: float | None = None
+        #: The current call's sound (None without a call, or without PyAV).
+        self.audio: CallAudio | None = None
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
         self._typing_timer.timeout.connect(self._expire_typing)
@@ -362,6 +365,7 @@ class ChatController(QObject):
     def _forget(self) -> None:
         self._typing_timer.stop()
         self.calls = None
+        self._stop_audio()
         if self.call is not None:
             self.call = self.call_since = None
             self.call_ended.emit("hangup")
@@ -866,10 +870,30 @@ class ChatController(QObject):
         entry = self.rooms.room(call.room_id)
         return entry.label if entry is not None else ""
 
+    def set_muted(self, muted: bool) -> None:
+        """Stop (or resume) sending the microphone to the call."""
+        if self.audio is not None:
+            self.audio.muted = muted
+
+    def speaking(self) -> list[str]:
+        """Usernames whose audio is loud enough to call it speaking, now."""
+        audio = self.audio
+        return sorted(n for n, v in audio.levels.items() if v > 0.05) if audio else []
+
     def _joined_call(self, call: VoiceCall) -> None:
         self.call = call
         self.call_since = time.monotonic() if call.state == "active" else None
+        try:
+            self.audio = CallAudio(call, self)
+        except RuntimeError as exc:  # no PyAV: the call still connects, silent
+            self.log.warn("no call audio: {error}", error=str(exc))
+            self.audio = None
         self.call_changed.emit()
+
+    def _stop_audio(self) -> None:
+        if self.audio is not None:
+            self.audio.stop()
+            self.audio = None
 
     def _on_call_event(self, event: Event) -> None:
         data = event.data
@@ -881,6 +905,7 @@ class ChatController(QObject):
         if event.name == "call.ended":
             self.ring_stopped.emit(call_id)
             if mine:
+                self._stop_audio()
                 self.call = self.call_since = None
                 self.call_ended.emit(str(data.get("reason", "hangup")))
         elif event.name == "call.accepted" and not mine and data.get("username") == self.me:

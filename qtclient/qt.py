@@ -9,6 +9,7 @@ file.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # qreactor goes through qtpy; pin qtpy to the binding imported below so both
 # sides of the event loop talk to the same Qt.
@@ -116,6 +117,17 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+
+def multimedia() -> Any:
+    """``PyQt6.QtMultimedia`` (sound devices), or None where it cannot load: it links
+    the system's libpulse (Debian ``libpulse0``), and the client runs without sound."""
+    try:
+        from PyQt6 import QtMultimedia
+    except ImportError:
+        return None
+    return QtMultimedia
+
 
 ItemRole = Qt.ItemDataRole
 #: Signal argument type for chatnet ids: 63-bit integers (PROTOCOL.md ids), which
@@ -232,6 +244,7 @@ __all__ = [
     "QWidget",
     "Qt",
     "is_deleted",
+    "multimedia",
     "pyqtSignal",
     "sip",
 ]

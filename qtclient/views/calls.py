@@ -1,8 +1,8 @@
 """Voice-call views: the bar under a conversation's header while in a call, and the
 window that announces an incoming call (PROTOCOL.md 8).
 
-Audio itself (microphone and speaker through QtMultimedia) is not wired yet:
-the bar says so, and a call still connects without it.
+Audio goes through :class:`qtclient.audio.CallAudio`; without a microphone
+the call still connects and the bar says so.
 """
 
 from __future__ import annotations
@@ -52,12 +52,16 @@ class CallBar(QWidget):
         self.hang_up_button = QPushButton()
         self.hang_up_button.setStyleSheet("background: #d93025; color: white; padding: 4px 12px;")
         self.hang_up_button.clicked.connect(state.hang_up)
+        self.mute_button = QPushButton()
+        self.mute_button.setCheckable(True)
+        self.mute_button.toggled.connect(state.set_muted)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 4, 8, 4)
         layout.addWidget(self.status, 1)
+        layout.addWidget(self.mute_button)
         layout.addWidget(self.hang_up_button)
         self._tick = QTimer(self)
-        self._tick.setInterval(1000)
+        self._tick.setInterval(200)  # the speaking indicator follows the voices
         self._tick.timeout.connect(self.refresh)
         state.call_changed.connect(self.refresh)
         state.call_ended.connect(lambda _reason: self.refresh())
@@ -67,6 +71,7 @@ class CallBar(QWidget):
     def retranslate(self) -> None:
         """Set every text in the current language."""
         self.hang_up_button.setText(_("Hang up"))
+        self.mute_button.setText(_("Mute"))
         self.refresh()
 
     def refresh(self) -> None:
@@ -74,6 +79,7 @@ class CallBar(QWidget):
         call = self.state.call
         if call is None:
             self._tick.stop()
+            self.mute_button.setChecked(False)
             self.hide()
             return
         who = self.state.call_label()
@@ -82,7 +88,14 @@ class CallBar(QWidget):
         else:
             text = _("In a call with {who} · {duration}").format(
                 who=who, duration=format_duration(time.monotonic() - self.state.call_since))
-        self.status.setText(text + " — " + _("no microphone: audio is not connected yet"))
+        audio = self.state.audio
+        if audio is None or not audio.microphone:
+            text += " — " + _("no microphone")
+        speaking = self.state.speaking()
+        if speaking:
+            names = ", ".join(self.state.display_names.get(n, n) for n in speaking)
+            text += " — " + _("speaking: {names}").format(names=names)
+        self.status.setText(text)
         if not self._tick.isActive():
             self._tick.start()
         self.show()

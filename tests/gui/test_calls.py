@@ -1,9 +1,12 @@
 """Voice calls in the desktop client: the Call button rings the other side, an
 incoming call shows a window with Answer and Decline, the call bar shows who and
-how long, Hang up ends it (no audio device is needed: audio is not wired yet)."""
+how long, Hang up ends it. No sound device here (offscreen, no sound server):
+the call connects anyway and the bar says there is no microphone."""
 
 from __future__ import annotations
 
+import array
+import math
 from typing import Any
 
 from tests.gui.helpers import click_room, shared_room
@@ -28,11 +31,13 @@ def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) 
     assert not window.call_button.isEnabled()
     server.request(bob, "call.accept", {"call_id": ring.data["call_id"]})
     qtbot.waitUntil(lambda: "In a call with bob" in window.call_bar.status.text())
+    assert "no microphone" in window.call_bar.status.text()
+    assert alice.controller.audio is not None and not alice.controller.audio.microphone
     window.call_bar.hang_up_button.click()
     ended = server.wait(log.next("call.ended"))
     assert ended.data["reason"] == "hangup"
     qtbot.waitUntil(window.call_bar.isHidden)
-    assert window.call_button.isEnabled()
+    assert window.call_button.isEnabled() and alice.controller.audio is None
 
 
 def test_answering_an_incoming_call(make_client: Any, server: Any, qtbot: Any) -> None:
@@ -76,3 +81,37 @@ def test_declining_and_a_caller_who_gives_up(make_client: Any, server: Any,
     server.request(bob, "call.hangup", {"call_id": second["call_id"]})
     qtbot.waitUntil(lambda: second["call_id"] not in window.incoming)
     assert not incoming.isVisible()
+
+
+def test_audio_from_the_call_is_decoded_and_mixed(make_client: Any, server: Any, qtbot: Any,
+                                                  wait: Any) -> None:
+    """Opus packets bob sends reach alice's CallAudio, which decodes them and marks
+    him as speaking (the mixer's output would go to a speaker if one existed)."""
+    from chatnet.client.opus import OpusEncoder
+    from qtclient.audio import level, mix
+
+    bob = server.user("bob")
+    log = EventLog(bob, "bob")
+    alice = make_client("alice")
+    room_id = shared_room(server, bob, "alice", name="team")
+    click_room(qtbot, alice, room_id)
+    alice.main_window.call_button.click()
+    ring = server.wait(log.next("call.ring"))
+    server.request(bob, "call.accept", {"call_id": ring.data["call_id"]})
+    qtbot.waitUntil(lambda: alice.controller.call_since is not None)
+    encoder = OpusEncoder()
+    # 1 s of a 440 Hz tone at half scale.
+    tone = [array.array("h", (int(16000 * math.sin(2 * math.pi * 440 * (n * 960 + i) / 48000))
+                              for i in range(960))).tobytes() for n in range(50)]
+    for seq, frame in enumerate(tone):
+        for packet in encoder.encode(frame):
+            bob.notify("call.audio", {"call_id": ring.data["call_id"], "seq": seq,
+                                      "data": packet})
+    qtbot.waitUntil(lambda: alice.controller.speaking() == ["bob"], timeout=5000)
+    qtbot.waitUntil(lambda: "speaking: bob" in alice.main_window.call_bar.status.text())
+    loud = tone[10]
+    mixed = array.array("h")
+    mixed.frombytes(mix([loud, loud, loud]))
+    assert (max(mixed), min(mixed)) == (32767, -32768)  # clipped, not wrapped
+    assert level(bytes(mixed)) == 1.0
+    assert mix([]) == bytes(1920)

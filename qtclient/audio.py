@@ -1,0 +1,130 @@
+"""A call's audio in the desktop client: microphone → Opus → call, and each
+participant's packets → jitter buffer → Opus → mixer → speaker, every 20 ms
+(PROTOCOL.md 8; QtMultimedia's ``QAudioSource`` / ``QAudioSink``).
+
+Without a microphone (no sound server, no device: servers, CI) the call still
+runs and :attr:`CallAudio.microphone` is False, which the call bar says; the
+same for the speaker.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+from chatnet.client.calls import WAIT, VoiceCall
+from qtclient.qt import QObject, QTimer, multimedia
+
+#: Samples per second, and per 20 ms frame (one packet).
+RATE = 48_000
+FRAME_SAMPLES = 960
+FRAME_BYTES = FRAME_SAMPLES * 2
+
+
+def mix(frames: list[bytes]) -> bytes:
+    """Sum 16-bit mono PCM frames sample by sample, clipped to the 16-bit range.
+
+    Args:
+        frames: frames of equal length (bytes of s16le); none gives silence.
+
+    Returns:
+        one frame of :data:`FRAME_BYTES` bytes (shorter inputs are padded with silence).
+    """
+    total = [0] * FRAME_SAMPLES
+    for frame in frames:
+        samples = array.array("h")
+        samples.frombytes(frame[:FRAME_BYTES] + bytes(max(0, FRAME_BYTES - len(frame))))
+        for i, value in enumerate(samples):
+            total[i] += value
+    return array.array("h", (max(-32768, min(32767, v)) for v in total)).tobytes()
+
+
+def level(frame: bytes) -> float:
+    """Peak level of a PCM frame, 0.0 (silence) to 1.0 (full scale)."""
+    samples = array.array("h")
+    samples.frombytes(frame[: len(frame) // 2 * 2])
+    return max((abs(v) for v in samples), default=0) / 32768
+
+
+class CallAudio(QObject):
+    """Carries one call's audio between the sound devices and the call.
+
+    Args:
+        call: the call (its ``send`` and ``pull``).
+
+    Attributes:
+        microphone: whether a microphone is open.
+        speaker: whether a speaker is open.
+        muted: when True, nothing is sent.
+        levels: username -> peak level of their last frame (who is speaking).
+    """
+
+    def __init__(self, call: VoiceCall, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        from chatnet.client.opus import OpusDecoder, OpusEncoder
+
+        self.call = call
+        self.muted = False
+        self.levels: dict[str, float] = {}
+        self._encoder = OpusEncoder()
+        self._decoders: dict[str, Any] = {}
+        self._decoder_type = OpusDecoder
+        self._captured = bytearray()
+        self._source = self._sink = self._mic_io = self._speaker_io = None
+        qm = multimedia()
+        if qm is not None:
+            fmt = qm.QAudioFormat()
+            fmt.setSampleRate(RATE)
+            fmt.setChannelCount(1)
+            fmt.setSampleFormat(qm.QAudioFormat.SampleFormat.Int16)
+            mic = qm.QMediaDevices.defaultAudioInput()
+            if not mic.isNull():
+                self._source = qm.QAudioSource(mic, fmt, self)
+                self._mic_io = self._source.start()
+            out = qm.QMediaDevices.defaultAudioOutput()
+            if not out.isNull():
+                self._sink = qm.QAudioSink(out, fmt, self)
+                self._speaker_io = self._sink.start()
+        self.microphone = self._mic_io is not None
+        self.speaker = self._speaker_io is not None
+        self._timer = QTimer(self)
+        self._timer.setInterval(20)
+        self._timer.timeout.connect(self.tick)
+        self._timer.start()
+
+    def tick(self) -> None:
+        """One 20 ms step: send what the microphone gave, play what came in."""
+        if self._mic_io is not None:
+            self._captured += bytes(self._mic_io.readAll())
+            while len(self._captured) >= FRAME_BYTES:
+                frame = bytes(self._captured[:FRAME_BYTES])
+                del self._captured[:FRAME_BYTES]
+                if not self.muted:
+                    for encoded in self._encoder.encode(frame):
+                        self.call.send(encoded)
+        frames = []
+        for username in list(self.call.buffers):
+            state, packet = self.call.pull(username)
+            if state == WAIT:
+                self.levels[username] = 0.0
+                continue
+            decoder = self._decoders.get(username)
+            if decoder is None:
+                decoder = self._decoders[username] = self._decoder_type()
+            try:
+                pcm = decoder.decode(packet)
+            except Exception:  # not Opus (a broken or hostile peer): play silence
+                pcm = bytes(FRAME_BYTES)
+            self.levels[username] = level(pcm)
+            frames.append(pcm)
+        if frames and self._speaker_io is not None and self._sink is not None \
+                and self._sink.bytesFree() >= FRAME_BYTES:
+            self._speaker_io.write(mix(frames))
+
+    def stop(self) -> None:
+        """Close the devices and stop the timer."""
+        self._timer.stop()
+        for device in (self._source, self._sink):
+            if device is not None:
+                device.stop()
+        self._mic_io = self._speaker_io = None
