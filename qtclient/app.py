@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from qtclient.audio import devices
 from qtclient.controller import ChatController, LoginRequest
 from qtclient.i18n import _
 from qtclient.i18n.switch import LanguageSwitcher
@@ -72,6 +73,8 @@ class ChatApp(QObject):
         self.language = LanguageSwitcher(app)
         self.language.apply(settings.language)
         self.controller = ChatController(reactor, session_options, self, cache_dir=cache_dir)
+        self.controller.microphone = settings.microphone
+        self.controller.speaker = settings.speaker
         self.login_window = LoginWindow(settings.login_defaults(), settings.language)
         self.main_window = MainWindow(self.controller)
         self.notifier = TrayNotifier(self.main_window, self)
@@ -238,12 +241,23 @@ class ChatApp(QObject):
     def open_settings(self) -> SettingsDialog:
         """The settings dialog."""
         dialog = SettingsDialog(self.settings.language, self.settings.idle_minutes,
-                                self.settings.notifications, self.main_window)
+                                self.settings.notifications, self.main_window,
+                                microphone=self.settings.microphone,
+                                speaker=self.settings.speaker,
+                                inputs=devices("input"), outputs=devices("output"))
+        dialog.microphone_chosen.connect(self._microphone)
+        dialog.speaker_chosen.connect(self._speaker)
         dialog.language_chosen.connect(self.set_language)
         dialog.idle_minutes_changed.connect(self._idle_minutes)
         dialog.notifications_changed.connect(self._notifications)
         self._open("settings", dialog)
         return dialog
+
+    def _microphone(self, device_id: str) -> None:
+        self.settings.microphone = self.controller.microphone = device_id
+
+    def _speaker(self, device_id: str) -> None:
+        self.settings.speaker = self.controller.speaker = device_id
 
     def _directory_loaded(self, rooms: list[dict[str, Any]]) -> None:
         dialog = self.dialogs.get("directory")

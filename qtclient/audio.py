@@ -39,6 +39,26 @@ def mix(frames: list[bytes]) -> bytes:
     return array.array("h", (max(-32768, min(32767, v)) for v in total)).tobytes()
 
 
+def devices(kind: str) -> list[tuple[str, str]]:
+    """The sound devices of a kind (``"input"`` or ``"output"``) as
+    ``[(device id in hex, description)]``; empty without QtMultimedia or devices."""
+    qm = multimedia()
+    if qm is None:
+        return []
+    found = qm.QMediaDevices.audioInputs() if kind == "input" else qm.QMediaDevices.audioOutputs()
+    return [(bytes(d.id()).hex(), d.description()) for d in found]
+
+
+def _device(qm: Any, kind: str, chosen: str) -> Any:
+    """The device with id ``chosen`` (hex) if it is there, else the default."""
+    found = qm.QMediaDevices.audioInputs() if kind == "input" else qm.QMediaDevices.audioOutputs()
+    for device in found:
+        if chosen and bytes(device.id()).hex() == chosen:
+            return device
+    return (qm.QMediaDevices.defaultAudioInput() if kind == "input"
+            else qm.QMediaDevices.defaultAudioOutput())
+
+
 def level(frame: bytes) -> float:
     """Peak level of a PCM frame, 0.0 (silence) to 1.0 (full scale)."""
     samples = array.array("h")
@@ -51,6 +71,9 @@ class CallAudio(QObject):
 
     Args:
         call: the call (its ``send`` and ``pull``).
+        microphone: device id (hex, :func:`devices`) to record from; '' (or one
+            no longer there) for the system's default.
+        speaker: device id to play to; '' for the default.
 
     Attributes:
         microphone: whether a microphone is open.
@@ -59,7 +82,8 @@ class CallAudio(QObject):
         levels: username -> peak level of their last frame (who is speaking).
     """
 
-    def __init__(self, call: VoiceCall, parent: QObject | None = None) -> None:
+    def __init__(self, call: VoiceCall, parent: QObject | None = None,
+                 microphone: str = "", speaker: str = "") -> None:
         super().__init__(parent)
         from chatnet.client.opus import OpusDecoder, OpusEncoder
 
@@ -77,11 +101,11 @@ class CallAudio(QObject):
             fmt.setSampleRate(RATE)
             fmt.setChannelCount(1)
             fmt.setSampleFormat(qm.QAudioFormat.SampleFormat.Int16)
-            mic = qm.QMediaDevices.defaultAudioInput()
+            mic = _device(qm, "input", microphone)
             if not mic.isNull():
                 self._source = qm.QAudioSource(mic, fmt, self)
                 self._mic_io = self._source.start()
-            out = qm.QMediaDevices.defaultAudioOutput()
+            out = _device(qm, "output", speaker)
             if not out.isNull():
                 self._sink = qm.QAudioSink(out, fmt, self)
                 self._speaker_io = self._sink.start()

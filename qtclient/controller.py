@@ -228,6 +228,9 @@ class ChatController(QObject):
         self.call_since: float | None = None
         #: The current call's sound (None without a call, or without PyAV).
         self.audio: CallAudio | None = None
+        #: Device ids (hex) of the microphone and speaker calls use ('' = default).
+        self.microphone = ""
+        self.speaker = ""
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
         self._typing_timer.timeout.connect(self._expire_typing)
@@ -884,7 +887,7 @@ class ChatController(QObject):
         self.call = call
         self.call_since = time.monotonic() if call.state == "active" else None
         try:
-            self.audio = CallAudio(call, self)
+            self.audio = CallAudio(call, self, self.microphone, self.speaker)
         except RuntimeError as exc:  # no PyAV: the call still connects, silent
             self.log.warn("no call audio: {error}", error=str(exc))
             self.audio = None

@@ -75,6 +75,25 @@ class ClientSettings:
     def notifications(self, value: bool) -> None:
         self.store.setValue("ui/notifications", "true" if value else "false")
 
+    @property
+    def microphone(self) -> str:
+        """The chosen microphone's device id (hex of ``QAudioDevice.id()``), or ''
+        for the system's default."""
+        return self._str("audio/microphone", "")
+
+    @microphone.setter
+    def microphone(self, value: str) -> None:
+        self.store.setValue("audio/microphone", value)
+
+    @property
+    def speaker(self) -> str:
+        """The chosen speaker's device id (hex), or '' for the system's default."""
+        return self._str("audio/speaker", "")
+
+    @speaker.setter
+    def speaker(self, value: str) -> None:
+        self.store.setValue("audio/speaker", value)
+
     def login_defaults(self) -> LoginDefaults:
         """The last login form, or the defaults."""
         return LoginDefaults(host=self._str("login/host", "localhost"),

@@ -238,19 +238,25 @@ class UserSearchDialog(_SearchDialog):
 
 
 class SettingsDialog(_Dialog):
-    """Language (applied at once), away-after-idle minutes, notifications.
+    """Language (applied at once), away-after-idle minutes, notifications, and the
+    microphone and speaker calls use.
 
     Signals:
         language_chosen(code), idle_minutes_changed(minutes),
-        notifications_changed(on)
+        notifications_changed(on), microphone_chosen(device id hex, '' = default),
+        speaker_chosen(device id hex)
     """
 
     language_chosen = pyqtSignal(str)
     idle_minutes_changed = pyqtSignal(int)
     notifications_changed = pyqtSignal(bool)
+    microphone_chosen = pyqtSignal(str)
+    speaker_chosen = pyqtSignal(str)
 
     def __init__(self, language: str, idle_minutes: int, notifications: bool,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, microphone: str = "", speaker: str = "",
+                 inputs: list[tuple[str, str]] | None = None,
+                 outputs: list[tuple[str, str]] | None = None) -> None:
         super().__init__(parent)
         self.language = QComboBox()
         for code, name in LANGUAGES.items():
@@ -265,24 +271,42 @@ class SettingsDialog(_Dialog):
         self.notifications = QCheckBox()
         self.notifications.setChecked(notifications)
         self.notifications.toggled.connect(self.notifications_changed)
+        self.microphone = self._device_box(inputs or [], microphone, self.microphone_chosen)
+        self.speaker = self._device_box(outputs or [], speaker, self.speaker_chosen)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.buttons.rejected.connect(self.reject)
-        self.labels = [QLabel(), QLabel()]
+        self.labels = [QLabel(), QLabel(), QLabel(), QLabel()]
         form = QFormLayout()
         form.addRow(self.labels[0], self.language)
         form.addRow(self.labels[1], self.idle)
         form.addRow("", self.notifications)
+        form.addRow(self.labels[2], self.microphone)
+        form.addRow(self.labels[3], self.speaker)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.buttons)
         self.setMinimumWidth(400)
         self.retranslate()
 
+    @staticmethod
+    def _device_box(found: list[tuple[str, str]], chosen: str, signal: Any) -> QComboBox:
+        box = QComboBox()
+        box.addItem("", "")  # the system's default; named in retranslate
+        for device_id, description in found:
+            box.addItem(description, device_id)
+        box.setCurrentIndex(max(0, box.findData(chosen)))
+        box.currentIndexChanged.connect(lambda _i: signal.emit(str(box.currentData())))
+        return box
+
     def retranslate(self) -> None:
         """Set every text in the current language."""
         self.setWindowTitle(_("Settings"))
         self.labels[0].setText(_("Language"))
         self.labels[1].setText(_("Away after"))
+        self.labels[2].setText(_("Microphone"))
+        self.labels[3].setText(_("Speaker"))
+        for box in (self.microphone, self.speaker):
+            box.setItemText(0, _("System default"))
         self.idle.setSuffix(" " + _("min"))
         self.idle.setSpecialValueText(_("Never"))
         self.notifications.setText(_("Desktop notifications for direct messages and mentions"))

@@ -115,3 +115,23 @@ def test_audio_from_the_call_is_decoded_and_mixed(make_client: Any, server: Any,
     assert (max(mixed), min(mixed)) == (32767, -32768)  # clipped, not wrapped
     assert level(bytes(mixed)) == 1.0
     assert mix([]) == bytes(1920)
+
+
+def test_sound_devices_are_chosen_in_settings(make_client: Any, qtbot: Any) -> None:
+    """Settings offers the system default and each device; a choice is remembered
+    and used by the next call."""
+    from qtclient.views.dialogs import SettingsDialog
+
+    alice = make_client("alice")
+    dialog = alice.open_settings()
+    assert dialog.microphone.itemText(0) == "System default"
+    assert dialog.microphone.currentIndex() == 0 and dialog.speaker.currentIndex() == 0
+    offered = SettingsDialog("en", 5, True, microphone="ab12",
+                             inputs=[("ab12", "USB headset"), ("cd34", "Built-in")])
+    chosen: list[str] = []
+    offered.microphone_chosen.connect(chosen.append)
+    assert offered.microphone.currentText() == "USB headset"
+    offered.microphone.setCurrentIndex(2)
+    assert chosen == ["cd34"]
+    dialog.microphone_chosen.emit("cd34")
+    assert alice.settings.microphone == "cd34" and alice.controller.microphone == "cd34"
