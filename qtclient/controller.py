@@ -228,6 +228,9 @@ class ChatController(QObject):
         self.call_since: float | None = None
         #: The current call's sound (None without a call, or without PyAV).
         self.audio: CallAudio | None = None
+        #: The second connection that carries the current call's audio (so that it
+        #: does not wait behind file transfers on the session's), once open.
+        self.audio_connection: Any = None
         #: Device ids (hex) of the microphone and speaker calls use ('' = default).
         self.microphone = ""
         self.speaker = ""
@@ -892,11 +895,27 @@ class ChatController(QObject):
             self.log.warn("no call audio: {error}", error=str(exc))
             self.audio = None
         self.call_changed.emit()
+        if self.session is not None:
+            self.run(Deferred.fromCoroutine(self._audio_connection(call)), None,
+                     lambda error: self.log.warn("call audio stays on the session's "
+                                                 "connection: {error}", error=error))
+
+    async def _audio_connection(self, call: VoiceCall) -> None:
+        assert self.session is not None
+        connection = await self.session.open_side_connection()
+        if self.call is not call:  # the call ended meanwhile
+            await connection.close()
+            return
+        await call.attach(connection)
+        self.audio_connection = connection
 
     def _stop_audio(self) -> None:
         if self.audio is not None:
             self.audio.stop()
             self.audio = None
+        connection, self.audio_connection = self.audio_connection, None
+        if connection is not None and not connection.lost.called:
+            connection.close()
 
     def _on_call_event(self, event: Event) -> None:
         data = event.data

@@ -182,6 +182,27 @@ class ChatSession:
         self._synced_ts: int | None = None
         self._known_before: dict[int, int] = {}
 
+    async def open_side_connection(self) -> ChatConnection:
+        """A second connection to the same server, logged in as this session's user
+        (``auth.resume`` with its token), e.g. to carry a call's audio away from
+        file transfers (``VoiceCall.attach``). The caller closes it; it does not
+        reconnect.
+
+        Raises:
+            ChatError: ``unauthenticated`` (no token yet, or it was revoked);
+                ``ConnectionClosed`` if the server cannot be reached.
+        """
+        if self.token is None:
+            raise ChatError(ErrorCode.UNAUTHENTICATED, "log in first")
+        connection: ChatConnection = await self._endpoint.connect(ChatConnectionFactory())
+        try:
+            await connection.hello(self.client_name)
+            await connection.resume(self.token)
+        except BaseException:
+            connection.abort()
+            raise
+        return connection
+
     # -- observing ---------------------------------------------------------------------------
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:

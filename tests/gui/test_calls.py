@@ -33,11 +33,18 @@ def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) 
     qtbot.waitUntil(lambda: "In a call with bob" in window.call_bar.status.text())
     assert "no microphone" in window.call_bar.status.text()
     assert alice.controller.audio is not None and not alice.controller.audio.microphone
+    # The audio goes over a second connection of alice's, away from file transfers.
+    qtbot.waitUntil(lambda: alice.controller.audio_connection is not None)
+    calls = server.running.service.chat_services.calls
+    assert len(calls.calls[ring.data["call_id"]].media) == 1
+    side = alice.controller.audio_connection
     window.call_bar.hang_up_button.click()
     ended = server.wait(log.next("call.ended"))
     assert ended.data["reason"] == "hangup"
     qtbot.waitUntil(window.call_bar.isHidden)
     assert window.call_button.isEnabled() and alice.controller.audio is None
+    assert alice.controller.audio_connection is None
+    qtbot.waitUntil(lambda: side.lost.called)
 
 
 def test_answering_an_incoming_call(make_client: Any, server: Any, qtbot: Any) -> None:
