@@ -238,3 +238,31 @@ async def test_a_second_connection_can_carry_the_audio(make_server):
     await until(lambda: not calls.calls[call_id].media, "the server to see the close")
     bob.notify("call.audio", {"call_id": call_id, "seq": 2, "data": b"to alice"})
     assert (await alice.log.next("call.audio")).data["data"] == b"to alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_stuck_receiver_does_not_hold_up_the_others(make_server):
+    """In a call of three, bob stops reading: carol still gets every packet alice
+    sends, in order and as they are sent (each half second of audio before
+    alice's next ping answer), while bob's are dropped once his connection
+    backs up."""
+    server = await make_server()
+    alice, bob, carol = await people(server, "alice", "bob", "carol")
+    _room, call_id = await call_between(alice, bob, carol)
+    bob.transport.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    bob.transport.pauseProducing()
+    carol_got: list[int] = []
+    carol.add_listener(lambda e: e.name == "call.audio" and carol_got.append(e.data["seq"]))
+    packet = b"\x33" * 160  # 20 ms of Opus at 64 kbit/s
+    # 20 s of audio in half seconds, sent faster than real time but within alice's
+    # request rate (a packet costs a tenth of a request).
+    for batch in range(40):
+        for seq in range(batch * 25, batch * 25 + 25):
+            alice.notify("call.audio", {"call_id": call_id, "seq": seq, "data": packet})
+        await barrier(alice)
+        await barrier(carol)  # everything relayed before alice's ping reached carol
+        assert carol_got == list(range(batch * 25 + 25))
+    calls = service(server)
+    assert calls.dropped["backed_up"] > 0
+    bob_session = next(iter(server.service.fanout.sessions_of(bob.login_result["user_id"])))
+    assert bob_session._outbox.queued == 0  # nothing waits in memory for bob
