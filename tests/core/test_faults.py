@@ -68,6 +68,26 @@ def integrity(db_file: Path) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+async def sends_until_unavailable(conn: Any, room_id: int, body_bytes: int,
+                                  attempts: int) -> int:
+    """Send ``body_bytes``-character messages until one gets ``unavailable`` (any
+    other failure fails the test; so does no refusal in ``attempts`` sends).
+
+    Returns:
+        how many were acknowledged before the refusal.
+    """
+    acked = 0
+    for _ in range(attempts):
+        try:
+            await conn.request("msg.send", {"room_id": room_id, "body": "y" * body_bytes,
+                                            "client_msg_id": unique("fill")})
+            acked += 1
+        except Exception as exc:
+            assert getattr(exc, "code", None) is ErrorCode.UNAVAILABLE, exc
+            return acked
+    pytest.fail(f"no send was refused in {attempts}: the storage never filled up")
+
+
 async def refused_sends(conn: Any, room_id: int, count: int = 3) -> list[str]:
     """``count`` sends that must all fail with ``unavailable``; their client_msg_ids."""
     cmids = []
@@ -108,18 +128,8 @@ async def test_database_full_answers_unavailable_and_recovers(make_server, tmp_p
     pages = await run_sql(running, "PRAGMA page_count")
     await run_sql(running, f"PRAGMA max_page_count = {pages}")
     with StorageLog() as log:
-        acked = 1
         # Free pages in the file may take a few sends before the limit bites.
-        for _ in range(50):
-            try:
-                await alice.request("msg.send", {"room_id": rid, "body": "y" * 4000,
-                                                 "client_msg_id": unique("fill")})
-                acked += 1
-            except Exception as exc:
-                assert getattr(exc, "code", None) is ErrorCode.UNAVAILABLE, exc
-                break
-        else:
-            pytest.fail("the database never filled up")
+        acked = 1 + await sends_until_unavailable(alice, rid, 4000, 50)
         refused = await refused_sends(alice, rid)
         history = await alice.request("msg.history", {"room_id": rid, "after_seq": 0,
                                                       "limit": 5})
@@ -301,18 +311,8 @@ async def test_full_disk_answers_unavailable_for_sends_and_uploads_and_recovers(
             ErrorCode.UNAVAILABLE, "a chunk on a full disk")
         assert error.message == UNAVAILABLE_MESSAGE
         assert partial.stat().st_size == chunk, "the refused chunk was cut back"
-        acked = 1
         # The WAL may still have room from earlier writes: the disk bites within a few.
-        for _ in range(200):
-            try:
-                await alice.request("msg.send", {"room_id": rid, "body": "z" * 8000,
-                                                 "client_msg_id": unique("fill")})
-                acked += 1
-            except Exception as exc:
-                assert getattr(exc, "code", None) is ErrorCode.UNAVAILABLE, exc
-                break
-        else:
-            pytest.fail("the full disk never refused a send")
+        acked = 1 + await sends_until_unavailable(alice, rid, 8000, 200)
         refused = await refused_sends(alice, rid, 2)
         await alice.request("session.ping")
         await alice.request("msg.history", {"room_id": rid, "after_seq": 0, "limit": 5})
