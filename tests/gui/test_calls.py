@@ -13,13 +13,19 @@ from tests.gui.helpers import click_room, shared_room
 from tests.support.events import EventLog
 
 
-def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) -> None:
-    """alice clicks Call: bob is rung; the bar says she is calling; bob answers: the
-    bar says she is in a call with him; Hang up ends it for both."""
+def alice_and_bob(make_client: Any, server: Any) -> tuple[Any, EventLog, Any, int]:
+    """bob (a library connection, with an event log) and alice (the desktop client)
+    in a room "team": (bob, bob's log, alice's app, room_id)."""
     bob = server.user("bob")
     log = EventLog(bob, "bob")
     alice = make_client("alice")
-    room_id = shared_room(server, bob, "alice", name="team")
+    return bob, log, alice, shared_room(server, bob, "alice", name="team")
+
+
+def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) -> None:
+    """alice clicks Call: bob is rung; the bar says she is calling; bob answers: the
+    bar says she is in a call with him; Hang up ends it for both."""
+    bob, log, alice, room_id = alice_and_bob(make_client, server)
     click_room(qtbot, alice, room_id)
     window = alice.main_window
     assert window.call_button.isVisibleTo(window) and window.call_bar.isHidden()
@@ -50,10 +56,7 @@ def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) 
 def test_answering_an_incoming_call(make_client: Any, server: Any, qtbot: Any) -> None:
     """bob calls: alice sees a window naming him; Answer joins the call (bob hears of
     it); when bob hangs up, her bar goes and the status bar says the call ended."""
-    bob = server.user("bob")
-    log = EventLog(bob, "bob")
-    alice = make_client("alice")
-    room_id = shared_room(server, bob, "alice", name="team")
+    bob, log, alice, room_id = alice_and_bob(make_client, server)
     window = alice.main_window
     call = server.request(bob, "call.start", {"room_id": room_id})
     qtbot.waitUntil(lambda: call["call_id"] in window.incoming)
@@ -72,10 +75,7 @@ def test_declining_and_a_caller_who_gives_up(make_client: Any, server: Any,
                                              qtbot: Any) -> None:
     """Decline tells bob (call.ended rejected). A second call that bob gives up
     before alice answers closes her window by itself."""
-    bob = server.user("bob")
-    log = EventLog(bob, "bob")
-    alice = make_client("alice")
-    room_id = shared_room(server, bob, "alice", name="team")
+    bob, log, alice, room_id = alice_and_bob(make_client, server)
     window = alice.main_window
     first = server.request(bob, "call.start", {"room_id": room_id})
     qtbot.waitUntil(lambda: first["call_id"] in window.incoming)
@@ -97,10 +97,7 @@ def test_audio_from_the_call_is_decoded_and_mixed(make_client: Any, server: Any,
     from chatnet.client.opus import OpusEncoder
     from qtclient.audio import level, mix
 
-    bob = server.user("bob")
-    log = EventLog(bob, "bob")
-    alice = make_client("alice")
-    room_id = shared_room(server, bob, "alice", name="team")
+    bob, log, alice, room_id = alice_and_bob(make_client, server)
     click_room(qtbot, alice, room_id)
     alice.main_window.call_button.click()
     ring = server.wait(log.next("call.ring"))
