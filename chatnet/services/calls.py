@@ -46,10 +46,6 @@ from chatnet.wire.codec import event_frame
 #: Seconds a call rings before it ends with ``no_answer`` (PROTOCOL.md 8).
 RING_TIMEOUT = 45.0
 
-#: Largest ``call.audio`` packet, bytes: an Opus packet is at most 1,275 bytes per
-#: 20 ms frame; a little more leaves room for other codecs' framing.
-MAX_AUDIO_PACKET = 4000
-
 
 @dataclass(eq=False)
 class Call:

@@ -26,7 +26,6 @@ from typing import Any
 
 from chatnet.errors import bad_request
 from chatnet.reactions import canonical_emoji
-from chatnet.services.calls import MAX_AUDIO_PACKET
 
 #: Usernames: 1-32 chars of ``[a-z0-9._-]`` after case folding (PROTOCOL.md 3.3).
 USERNAME_RE = re.compile(r"[a-z0-9._-]{1,32}")
@@ -36,6 +35,9 @@ MAX_ID = 2**63 - 1
 MAX_BODY = 16_000
 #: Largest page of ``msg.history`` (PROTOCOL.md 6).
 MAX_HISTORY_LIMIT = 200
+#: Largest ``call.audio`` packet, bytes (PROTOCOL.md 8): an Opus packet is at most
+#: 1,275 bytes per 20 ms frame; a little more leaves room for other codecs' framing.
+MAX_AUDIO_PACKET = 4000
 #: Presence states a client may set (PROTOCOL.md 4).
 PRESENCE_STATES = frozenset({"online", "away", "busy", "invisible"})
 #: Member roles (PROTOCOL.md 5).
