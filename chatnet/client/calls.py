@@ -237,23 +237,25 @@ class Calls:
         name, data = event.name, event.data
         if not name.startswith("call."):
             return
+        # The current call, if the event is about it.
         call = self.current
-        mine = call is not None and data.get("call_id") == call.call_id
+        if call is not None and data.get("call_id") != call.call_id:
+            call = None
         if name == "call.audio":
-            if mine:
-                call._audio(data["from"], int(data["seq"]), data["data"])  # type: ignore[union-attr]
+            if call is not None:
+                call._audio(data["from"], int(data["seq"]), data["data"])
             return
         if name == "call.ring":
             self.ringing[int(data["call_id"])] = data
-        elif name == "call.accepted" and mine:
-            call.state = "active"  # type: ignore[union-attr]
-            call.participants.add(data["username"])  # type: ignore[union-attr]
-        elif name == "call.left" and mine:
-            call.participants.discard(data["username"])  # type: ignore[union-attr]
         elif name == "call.ended":
             self.ringing.pop(int(data["call_id"]), None)
-            if mine:
-                call.state, call.reason = "ended", data["reason"]  # type: ignore[union-attr]
+            if call is not None:
+                call.state, call.reason = "ended", data["reason"]
                 self.current = None
+        elif call is not None and name == "call.accepted":
+            call.state = "active"
+            call.participants.add(data["username"])
+        elif call is not None and name == "call.left":
+            call.participants.discard(data["username"])
         for listener in list(self.listeners):
             listener(event)
