@@ -110,6 +110,8 @@ class Outbox:
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.peak = 0
+        #: Bytes handed to the transport so far (what may be in the kernel's queue).
+        self.written = 0
         self._writable: list[Deferred[None]] = []
         self._gathered: list[bytes] = []
         self._gathered_bytes = 0
@@ -136,6 +138,7 @@ class Outbox:
             return
         if not self.paused and not self.queue:
             if self.coalescer is None:
+                self.written += len(frame)
                 self.transport.write(frame)
                 return
             gathered = self._gathered
@@ -166,6 +169,7 @@ class Outbox:
             gathered.clear()
             self._gathered_bytes = 0
             if not self.dead:
+                self.written += len(data)
                 self.transport.write(data)
                 if EAGER_SEND:
                     _send_now(self.transport)
@@ -181,6 +185,7 @@ class Outbox:
         while queue and not self.paused and not self.dead:
             frame = queue.popleft()
             self.queued -= len(frame)
+            self.written += len(frame)
             self.transport.write(frame)
         if not queue and not self.paused and self._writable:
             self._wake_writers()

@@ -158,6 +158,9 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
         self._holding = False  # throttled by the rate limit: buffered frames wait too
         self._reading = False
         self._outbox: Outbox | None = None
+        # The kernel's send queue as last read, and Outbox.written then (backed_up).
+        self._backlog_seen = 0
+        self._written_seen = 0
         self._bucket: TokenBucket | None = None
         self._lost: Deferred[None] = Deferred()
         self.certificate_user: str | None = None
@@ -294,11 +297,22 @@ class ChatServerProtocol(Protocol, TimeoutMixin):
     def backed_up(self) -> bool:
         """Whether output waits for this connection: in the outbox (the transport
         pushed back) or more than :data:`REAL_TIME_BACKLOG` bytes unsent in the
-        kernel's send queue (Linux ``TIOCOUTQ``; elsewhere only the outbox counts)."""
+        kernel's send queue (Linux ``TIOCOUTQ``; elsewhere only the outbox counts).
+
+        The queue is read again only once it could have passed the limit: it
+        grows by no more than what was written since it was last read (plus TLS
+        record overhead), so a healthy receiver costs one system call per
+        :data:`REAL_TIME_BACKLOG` bytes written instead of one per packet.
+        """
         outbox = self._outbox
         if outbox is None or outbox.paused or outbox.queued > 0:
             return True
-        return bool(_unsent_bytes(self.transport) > REAL_TIME_BACKLOG)
+        written = outbox.written
+        if self._backlog_seen + written - self._written_seen <= REAL_TIME_BACKLOG:
+            return False
+        self._backlog_seen = unsent = _unsent_bytes(self.transport)
+        self._written_seen = written
+        return unsent > REAL_TIME_BACKLOG
 
     def end_session(self, reason: str) -> None:
         """Send ``session.ended {reason}`` and close (PROTOCOL.md 3.8)."""
