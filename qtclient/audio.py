@@ -10,10 +10,11 @@ same for the speaker.
 from __future__ import annotations
 
 import array
+import math
 from typing import Any
 
 from chatnet.client.calls import WAIT, VoiceCall
-from qtclient.qt import QObject, QTimer, multimedia
+from qtclient.qt import QApplication, QObject, QTimer, multimedia
 
 #: Samples per second, and per 20 ms frame (one packet).
 RATE = 48_000
@@ -152,3 +153,95 @@ class CallAudio(QObject):
             if device is not None:
                 device.stop()
         self._mic_io = self._speaker_io = None
+
+
+#: The ring: both tones together for RING_ON seconds, then RING_OFF of silence.
+RING_TONES = (440.0, 480.0)
+RING_ON = 1.0
+RING_OFF = 2.0
+
+
+def ring_cycle() -> bytes:
+    """One cycle of the ring tone, s16le mono at :data:`RATE`: :data:`RING_TONES`
+    (Hz) together for :data:`RING_ON` seconds, faded in and out over 10 ms so
+    that it does not click, then :data:`RING_OFF` seconds of silence."""
+    on = int(RATE * RING_ON)
+    fade = RATE // 100
+    low, high = (2 * math.pi * f / RATE for f in RING_TONES)
+    tone = array.array("h", (
+        int(6000 * (math.sin(low * i) + math.sin(high * i)) * min(1.0, i / fade, (on - i) / fade))
+        for i in range(on)))
+    return tone.tobytes() + bytes(2 * int(RATE * RING_OFF))
+
+
+class Ringer(QObject):
+    """Rings on the speaker until stopped (an incoming call); with no sound device,
+    the system's beep once per cycle instead.
+
+    Args:
+        speaker: device id (hex, :func:`devices`); '' for the system's default.
+
+    Attributes:
+        playing: whether it is ringing.
+        speaker: whether a sound device carries the ring (else the beep does).
+    """
+
+    _cycle: bytes | None = None  # built once per process, on the first ring
+
+    def __init__(self, speaker: str = "", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.playing = False
+        self.speaker = False
+        self._chosen = speaker
+        self._sink: Any = None
+        self._io: Any = None
+        self._position = 0
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self._feed)
+
+    def start(self) -> None:
+        """Begin ringing (nothing if it already rings)."""
+        if self.playing:
+            return
+        self.playing = True
+        qm = multimedia()
+        device = _device(qm, "output", self._chosen) if qm is not None else None
+        if device is not None and not device.isNull():
+            fmt = qm.QAudioFormat()
+            fmt.setSampleRate(RATE)
+            fmt.setChannelCount(1)
+            fmt.setSampleFormat(qm.QAudioFormat.SampleFormat.Int16)
+            self._sink = qm.QAudioSink(device, fmt, self)
+            self._io = self._sink.start()
+        self.speaker = self._io is not None
+        if Ringer._cycle is None:
+            Ringer._cycle = ring_cycle()
+        self._position = 0
+        if self.speaker:
+            self._timer.start(50)  # the sink holds more than that: no gaps
+            self._feed()
+        else:
+            self._timer.start(int((RING_ON + RING_OFF) * 1000))
+            QApplication.beep()
+
+    def _feed(self) -> None:
+        if self._io is None or self._sink is None:
+            QApplication.beep()
+            return
+        cycle = Ringer._cycle or b""
+        free = self._sink.bytesFree() // 2 * 2
+        while free > 0:
+            chunk = cycle[self._position:self._position + free]
+            self._io.write(chunk)
+            free -= len(chunk)
+            self._position = (self._position + len(chunk)) % len(cycle)
+
+    def stop(self) -> None:
+        """Stop ringing (nothing if it does not ring)."""
+        if not self.playing:
+            return
+        self.playing = False
+        self._timer.stop()
+        if self._sink is not None:
+            self._sink.stop()
+        self._sink = self._io = None

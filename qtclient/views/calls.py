@@ -8,11 +8,11 @@ the call still connects and the bar says so.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from qtclient.audio import Ringer
 from qtclient.i18n import _
 from qtclient.qt import (
-    QApplication,
     QHBoxLayout,
     QLabel,
     QMessageBox,
@@ -123,7 +123,14 @@ class IncomingCall(QMessageBox):
         self.decline_button = self.addButton(_("Decline"), QMessageBox.ButtonRole.RejectRole)
         self.setModal(False)
         self.buttonClicked.connect(self._clicked)
-        QApplication.beep()  # the ring
+        #: Rings on the call's speaker while this window is up.
+        self.ringer = Ringer(state.speaker, self)
+        self.ringer.start()
+
+    def hideEvent(self, event: Any) -> None:
+        """Closed, answered or declined: the ringing stops."""
+        self.ringer.stop()
+        super().hideEvent(event)
 
     def _clicked(self, button: object) -> None:
         if button is self.answer_button:

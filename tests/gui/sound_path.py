@@ -10,6 +10,12 @@ test records it from the sound server). Prints one JSON line: what bob heard
 (its pitch) and how many packets went each way.
 
     PULSE_SERVER=unix:/path/pulse.sock python -m tests.gui.sound_path SECONDS
+
+With ``ring`` as its first argument it rings instead (the incoming-call
+:class:`qtclient.audio.Ringer` on the default speaker) for SECONDS, and prints
+whether a sound device carried the ring.
+
+    PULSE_SERVER=unix:/path/pulse.sock python -m tests.gui.sound_path ring SECONDS
 """
 
 from __future__ import annotations
@@ -91,8 +97,26 @@ async def run(reactor: Any, seconds: float) -> dict[str, Any]:
         await server.stop()
 
 
+def ring(seconds: float) -> None:
+    """Ring for ``seconds`` on the default speaker; print the result as JSON."""
+    from qtclient.audio import Ringer
+    from qtclient.qt import QTimer
+
+    app = QApplication(["sound_path"])
+    ringer = Ringer()
+    ringer.start()
+    QTimer.singleShot(int(seconds * 1000), app.quit)
+    app.exec()
+    result = {"speaker": ringer.speaker, "playing": ringer.playing}
+    ringer.stop()
+    print(json.dumps(result))
+
+
 def main() -> None:
     """Run the call under the Qt reactor; print the result as JSON."""
+    if sys.argv[1:2] == ["ring"]:
+        ring(float(sys.argv[2]))
+        return
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 4.0
     app = QApplication(["sound_path"])
     import qreactor

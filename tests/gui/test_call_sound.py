@@ -34,6 +34,17 @@ def _pitch(pcm: bytes) -> float:
     return crossings / 2 / (len(samples) / RATE) if samples else 0.0
 
 
+def _power(pcm: bytes, hz: float) -> float:
+    """Power of s16 mono PCM at one frequency (the Goertzel algorithm)."""
+    samples = array.array("h")
+    samples.frombytes(pcm[: len(pcm) // 2 * 2])
+    coefficient = 2 * math.cos(2 * math.pi * hz / RATE)
+    before = earlier = 0.0
+    for value in samples:
+        before, earlier = value + coefficient * before - earlier, before
+    return before * before + earlier * earlier - coefficient * before * earlier
+
+
 @pytest.fixture
 def sound_server(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A PulseAudio daemon for this test; the environment that reaches it."""
@@ -101,3 +112,47 @@ def test_a_tone_goes_through_microphone_and_speaker(sound_server: dict[str, str]
     loud = [i for i, v in enumerate(played) if abs(v) > 500]
     assert loud, "nothing came out of the speaker"
     assert abs(_pitch(played[loud[0]:loud[-1]].tobytes()) - 880.0) < 880.0 * 0.03
+
+
+def test_an_incoming_call_rings_on_the_speaker(sound_server: dict[str, str],
+                                               tmp_path: Path) -> None:
+    """The ring comes out of the speaker: 440 Hz and 480 Hz together (both strong,
+    nothing between or beside them) for a second, then two seconds of silence,
+    and again."""
+    from qtclient.audio import RING_OFF, RING_ON
+
+    raw = ["--format=s16le", f"--rate={RATE}", "--channels=1"]
+    recording = tmp_path / "speaker.raw"
+    with recording.open("wb") as out:
+        recorder = subprocess.Popen(["parec", "-d", "speaker.monitor", *raw], stdout=out,
+                                    env=sound_server)
+        try:
+            rang = subprocess.run(
+                [sys.executable, "-m", "tests.gui.sound_path", "ring", "6"], cwd=REPO,
+                env={**sound_server, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True,
+                text=True, timeout=120)
+        finally:
+            recorder.terminate()
+            recorder.wait(10)
+    assert rang.returncode == 0, rang.stderr[-2000:]
+    assert json.loads(rang.stdout.strip().splitlines()[-1]) == {"speaker": True,
+                                                                "playing": True}
+    played = array.array("h")
+    data = recording.read_bytes()
+    played.frombytes(data[: len(data) // 2 * 2])
+    # Loud or quiet per 100 ms, from the first loud one on.
+    step = RATE // 10
+    loud = [max(map(abs, played[i:i + step]), default=0) > 2000
+            for i in range(0, len(played) - step, step)]
+    assert True in loud, "nothing came out of the speaker"
+    loud = loud[loud.index(True):]
+    runs = [(flag, len(list(group))) for flag, group in itertools.groupby(loud)]
+    # A whole ring, a whole pause, and the next ring (each to within 0.2 s).
+    assert len(runs) >= 3, runs
+    assert runs[0][0] and abs(runs[0][1] / 10 - RING_ON) <= 0.2, runs
+    assert not runs[1][0] and abs(runs[1][1] / 10 - RING_OFF) <= 0.2, runs
+    assert runs[2][0], runs
+    start = next(i for i, v in enumerate(played) if abs(v) > 2000)
+    ring = played[start:start + int(RATE * RING_ON * 0.9)].tobytes()  # the first ring
+    power = {hz: _power(ring, hz) for hz in (400, 440, 460, 480, 520)}
+    assert min(power[440], power[480]) > 20 * max(power[400], power[460], power[520]), power

@@ -54,15 +54,18 @@ def test_calling_from_a_conversation(make_client: Any, server: Any, qtbot: Any) 
 
 
 def test_answering_an_incoming_call(make_client: Any, server: Any, qtbot: Any) -> None:
-    """bob calls: alice sees a window naming him; Answer joins the call (bob hears of
-    it); when bob hangs up, her bar goes and the status bar says the call ended."""
+    """bob calls: alice sees a window naming him, and it rings; Answer joins the call
+    (bob hears of it) and the ringing stops; when bob hangs up, her bar goes and
+    the status bar says the call ended."""
     bob, log, alice, room_id = alice_and_bob(make_client, server)
     window = alice.main_window
     call = server.request(bob, "call.start", {"room_id": room_id})
     qtbot.waitUntil(lambda: call["call_id"] in window.incoming)
     incoming = window.incoming[call["call_id"]]
     assert "bob is calling" in incoming.text()
+    assert incoming.ringer.playing
     incoming.answer_button.click()
+    assert not incoming.ringer.playing
     accepted = server.wait(log.next("call.accepted"))
     assert accepted.data["username"] == "alice"
     qtbot.waitUntil(lambda: "In a call with bob" in window.call_bar.status.text())
@@ -74,7 +77,7 @@ def test_answering_an_incoming_call(make_client: Any, server: Any, qtbot: Any) -
 def test_declining_and_a_caller_who_gives_up(make_client: Any, server: Any,
                                              qtbot: Any) -> None:
     """Decline tells bob (call.ended rejected). A second call that bob gives up
-    before alice answers closes her window by itself."""
+    before alice answers closes her window by itself, and it stops ringing."""
     bob, log, alice, room_id = alice_and_bob(make_client, server)
     window = alice.main_window
     first = server.request(bob, "call.start", {"room_id": room_id})
@@ -85,9 +88,10 @@ def test_declining_and_a_caller_who_gives_up(make_client: Any, server: Any,
     second = server.request(bob, "call.start", {"room_id": room_id})
     qtbot.waitUntil(lambda: second["call_id"] in window.incoming)
     incoming = window.incoming[second["call_id"]]
+    assert incoming.ringer.playing
     server.request(bob, "call.hangup", {"call_id": second["call_id"]})
     qtbot.waitUntil(lambda: second["call_id"] not in window.incoming)
-    assert not incoming.isVisible()
+    assert not incoming.isVisible() and not incoming.ringer.playing
 
 
 def test_audio_from_the_call_is_decoded_and_mixed(make_client: Any, server: Any, qtbot: Any,
