@@ -48,6 +48,10 @@ import roomchat  # its setup (users, rooms, tokens)
 HOST = fanout.HOST
 PACKET_BYTES = 80
 INTERVAL = 0.02
+#: Send phases per 20 ms interval (calls are spread over them).
+SLOTS = 10
+#: The generators' own timer, whose lateness says how busy they are (seconds).
+LAG_TICK = 0.005
 
 
 async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
@@ -60,6 +64,7 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     from chatnet.client.connection import connect
 
     latencies: list[float] = []
+    lag: list[float] = []  # how late this generator's own 5 ms timer fired, ms
     beside_upload: list[tuple[float, float]] = []
     counts = {"sent": 0, "received": 0, "gaps": 0}
     t_end = [float("inf")]
@@ -111,24 +116,43 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     t_end[0] = t0 + p["duration"]
     padding = bytes(PACKET_BYTES - 8)
 
-    def send_all() -> None:
-        now = time.time()
-        if now >= t_end[0]:
-            return
-        data = struct.pack("d", now) + padding
-        for call in calls:
-            call.send(data)
-            counts["sent"] += 1
+    # Calls are spread over the 20 ms interval (SLOTS phases, and the generators
+    # offset from each other), as calls that began at different moments are: all
+    # sending at the same instant would measure a burst's queue, not the relay.
+    slots = [calls[k::SLOTS] for k in range(SLOTS)]
+    ticks = [0]
 
-    loop = LoopingCall(send_all)
+    def send_slots(count: int) -> None:
+        for _ in range(count):  # a late timer sends the slots it skipped
+            now = time.time()
+            if now >= t_end[0]:
+                return
+            data = struct.pack("d", now) + padding
+            for call in slots[ticks[0] % SLOTS]:
+                call.send(data)
+                counts["sent"] += 1
+            ticks[0] += 1
+
+    def tick() -> None:
+        now = time.monotonic()
+        if last[0]:
+            lag.append((now - last[0] - LAG_TICK) * 1000)
+        last[0] = now
+
+    last = [0.0]
+    loop = LoopingCall.withCount(send_slots)
     loop.clock = reactor
-    await deferLater(reactor, max(0.0, t0 - time.time()), lambda: None)
-    loop.start(INTERVAL)
+    ticker = LoopingCall(tick)
+    ticker.clock = reactor
+    await deferLater(reactor, max(0.0, t0 + p["phase"] - time.time()), lambda: None)
+    loop.start(INTERVAL / SLOTS)
+    ticker.start(LAG_TICK)
     upload: dict[str, Any] = {}
     if upload_conn:
         upload = _upload_beside(reactor, upload_conn[0], p["upload_path"])
     await deferLater(reactor, max(0.0, t_end[0] - time.time()) + 1.0, lambda: None)
     loop.stop()
+    ticker.stop()
     during: list[float] = []
     if upload:
         upload["running"].cancel()
@@ -140,7 +164,7 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
         counts["gaps"] += sum(call.gaps.values())
     for conn, _calls in members:
         conn.abort()
-    pipe.send(("done", {"latencies": latencies, "beside_upload": during,
+    pipe.send(("done", {"latencies": latencies, "beside_upload": during, "lag": lag,
                         "upload": upload, **counts}))
 
 
@@ -170,16 +194,19 @@ def _upload_beside(reactor: Any, conn: Any, path: str) -> dict[str, Any]:
 
 
 def talk_main(pipe: Any, params: dict[str, Any]) -> None:
-    """Process target for :func:`_talk`."""
+    """Process target for :func:`_talk` (on the CPUs ``params["cpus"]`` if given)."""
+    if params.get("cpus"):
+        os.sched_setaffinity(0, params["cpus"])
     fanout._run_child(_talk, pipe, params)
 
 
 def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, list[str]]],
-            procs: int, duration: float, upload: dict[str, Any] | None = None
-            ) -> dict[str, Any]:
+            procs: int, duration: float, upload: dict[str, Any] | None = None,
+            cpus: set[int] | None = None) -> dict[str, Any]:
     """Run the given calls in ``procs`` generators; the figures of that run.
     ``upload`` (``uploader``, ``upload_token``, ``upload_path``) goes to the first
-    generator, whose calls must include the uploader's."""
+    generator, whose calls must include the uploader's. ``cpus``: where the
+    generators run (None: anywhere)."""
     ctx = multiprocessing.get_context("spawn")
     workers = []
     for i in range(procs):
@@ -188,7 +215,8 @@ def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, lis
             continue
         parent, child = ctx.Pipe()
         params = {"port": port, "ca": ca, "calls": mine, "duration": duration,
-                  "address_base": 1000 * (i + 1)}
+                  "address_base": 1000 * (i + 1), "cpus": cpus,
+                  "phase": INTERVAL / SLOTS * i / procs}
         if upload and i == 0:
             params.update(upload)
         proc = ctx.Process(target=talk_main, args=(child, params))
@@ -206,6 +234,7 @@ def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, lis
     fanout.wait_until(t0 + duration)
     cpu = fanout.cpu_seconds(server_pid) - cpu0
     latencies: list[float] = []
+    lag: list[float] = []
     beside: list[float] = []
     uploaded: dict[str, Any] = {}
     totals = {"sent": 0, "received": 0, "gaps": 0}
@@ -215,12 +244,14 @@ def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, lis
         _tag, report = parent.recv()
         latencies += report.pop("latencies")
         beside += report.pop("beside_upload")
+        lag += report.pop("lag")
         uploaded = report.pop("upload") or uploaded
         for key in totals:
             totals[key] += report[key]
         proc.join(30)
     summary = fanout._summary(latencies)  # type: ignore[arg-type]
     result = {**totals, "latency_ms": {k: round(v, 2) for k, v in summary.items()},
+              "generator_lag_ms": {k: round(v, 2) for k, v in fanout._summary(lag).items()},  # type: ignore[arg-type]
               "server_cpu_s": round(cpu, 2), "server_cpu_share": round(cpu / duration, 3)}
     if upload:
         result["beside_upload"] = {
@@ -243,6 +274,8 @@ def main() -> None:
     parser.add_argument("--attach", action="store_true",
                         help="that caller's audio goes over a second connection "
                              "(call.attach)")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on CPU 0 alone, load generators on the other CPUs")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     sizes = sorted({int(x) for x in args.calls.split(",") if x.strip()})
@@ -265,6 +298,11 @@ def main() -> None:
             for _ in range(args.upload_mb):
                 out.write(os.urandom(1024 * 1024))
     server = fanout.start_server("chatnet", data, port, options=options)
+    generator_cpus: set[int] | None = None
+    if args.pin:
+        # Threads the server starts later inherit its affinity.
+        os.sched_setaffinity(server.pid, {0})
+        generator_cpus = (os.sched_getaffinity(0) - {0}) or {0}
     ca = str(data / "tls" / "ca.pem")
     results = []
     try:
@@ -286,7 +324,7 @@ def main() -> None:
                                                  else ""))
             result = {"calls": n, "group": args.group if args.group > 2 else 0,
                       **run_one(port, ca, server.pid, chosen, args.procs, args.duration,
-                                upload)}
+                                upload, generator_cpus)}
             fanout.log(json.dumps(result))
             results.append(result)
     finally:
@@ -300,13 +338,14 @@ def main() -> None:
     print(f"voice relay: {args.duration:.0f} s per run, 50 packets/s per participant "
           f"({PACKET_BYTES} B), code {report['code']}")
     print("  calls  group     sent  received  lost   p50 ms   p99 ms   max ms  "
-          "server CPU  per call")
+          "server CPU  per call  generator lag p99 ms")
     for r in results:
         lat = r["latency_ms"]
         per_call = r["server_cpu_share"] / (r["calls"] + (1 if r["group"] else 0)) * 100
         print(f"  {r['calls']:5}  {r['group']:5}  {r['sent']:7}  {r['received']:8}  "
               f"{r['gaps']:4}  {lat['p50']:7.2f}  {lat['p99']:7.2f}  {lat['max']:7.2f}  "
-              f"{r['server_cpu_share']:9.1%}  {per_call:6.2f} %")
+              f"{r['server_cpu_share']:9.1%}  {per_call:6.2f} %  "
+              f"{r['generator_lag_ms']['p99']:8.2f}")
     print(f"  largest N with p99 <= 5 ms: {report['largest_n_p99_within_5ms']}")
     for r in results:
         if "beside_upload" in r:
