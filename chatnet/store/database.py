@@ -18,6 +18,13 @@ each engine's :meth:`Engine.is_unavailable` says which errors are such) become
 so every caller gets ``unavailable`` and the log gets one warning per burst
 (:mod:`chatnet.store.faults`).
 
+Group commit: writes that many requests make (``msg.send``, reactions, read
+positions) go through :meth:`Database.run_grouped`. Those that arrive while
+a grouped transaction is in flight are gathered and run in the next one, each
+in a savepoint of its own (one that fails rolls back alone), and every caller
+is answered after that one commit: acknowledged still means durable, at one
+transaction, one thread hop and one commit per batch instead of per request.
+
 Durability (``--durability``): ``process`` runs SQLite with
 ``synchronous=NORMAL`` in WAL mode (a commit survives a crash of the server
 process, not a power loss); ``power`` runs it with ``synchronous=FULL``. On
@@ -30,6 +37,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -49,6 +57,9 @@ _MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
 #: SQLite primary result codes that mean "the storage is unavailable for now":
 #: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
+#: Most transaction functions :meth:`Database.run_grouped` puts in one transaction.
+MAX_GROUP = 256
+
 #: ``PRAGMA synchronous`` per ``--durability`` level.
 SQLITE_SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
 
@@ -336,6 +347,11 @@ class Database:
     Args:
         engine: :class:`SqliteEngine` or :class:`PostgresEngine`.
         reactor: the reactor whose thread pool runs the transactions.
+
+    Attributes:
+        grouped_transactions: transactions :meth:`run_grouped` has run.
+        grouped_calls: calls they carried (calls per transaction is how much
+            group commit saves).
     """
 
     log = Logger()
@@ -348,6 +364,10 @@ class Database:
         self.engine = engine
         self.pool = engine.make_pool(reactor)
         self.faults = StorageFaults(reactor)
+        self._group: list[_Grouped] = []
+        self._group_running = False
+        self.grouped_transactions = 0
+        self.grouped_calls = 0
 
     def run_interaction(
         self, name: str, fn: Callable[Concatenate[Txn, P], R], *args: P.args, **kwargs: P.kwargs
@@ -383,6 +403,79 @@ class Database:
         d: Deferred[R] = self.pool.runInteraction(interaction)
         d.addCallbacks(done, failed)
         return d
+
+    def run_grouped(self, name: str, fn: Callable[Concatenate[Txn, P], R], *args: P.args,
+                    **kwargs: P.kwargs) -> Deferred[R]:
+        """Run ``fn(txn, *args, **kwargs)`` in a transaction shared with the other
+        grouped calls of the moment (group commit, module docstring).
+
+        If no grouped transaction is in flight, one starts now with this call
+        alone; otherwise the call waits for the next, which takes every call
+        that waited (at most :data:`MAX_GROUP`) in arrival order. Each runs in a
+        savepoint: one that raises is rolled back alone and its Deferred fails
+        with its exception, the others go on. Every Deferred fires after the
+        commit (or fails if the commit fails, or if any of them meets a storage
+        fault, which aborts the whole transaction: then each fails with
+        :class:`~chatnet.errors.StorageUnavailable`).
+
+        Args:
+            name: what the call does, for logs.
+            fn: as for :meth:`run_interaction`; it must not commit or roll back.
+
+        Returns:
+            a Deferred firing with ``fn``'s result after the commit.
+        """
+        grouped = _Grouped(name, fn, args, kwargs)
+        self._group.append(grouped)
+        if not self._group_running:
+            self._run_group()
+        return grouped.done
+
+    def _run_group(self) -> None:
+        batch, self._group = self._group[:MAX_GROUP], self._group[MAX_GROUP:]
+        self._group_running = True
+        self.grouped_transactions += 1
+        self.grouped_calls += len(batch)
+        engine = self.engine
+
+        def transaction(txn: Txn) -> list[tuple[bool, Any]]:
+            engine.begin(txn.cursor)  # savepoints must not open (and commit) it
+            outcomes: list[tuple[bool, Any]] = []
+            for grouped in batch:
+                txn.execute("SAVEPOINT grouped")
+                try:
+                    value = grouped.fn(txn, *grouped.args, **grouped.kwargs)
+                except Exception as exc:
+                    if engine.is_unavailable(exc):
+                        raise  # the whole transaction fails, and every call with it
+                    txn.execute("ROLLBACK TO SAVEPOINT grouped")
+                    outcomes.append((False, exc))
+                else:
+                    outcomes.append((True, value))
+                txn.execute("RELEASE SAVEPOINT grouped")
+            return outcomes
+
+        def committed(outcomes: list[tuple[bool, Any]]) -> None:
+            for grouped, (ok, value) in zip(batch, outcomes, strict=True):
+                if ok:
+                    grouped.done.callback(value)
+                else:
+                    grouped.done.errback(Failure(value))
+
+        def failed(failure: Failure) -> None:
+            for grouped in batch:
+                grouped.done.errback(failure)
+
+        def next_group(_: object) -> None:
+            self._group_running = False
+            if self._group:
+                self._run_group()
+
+        # One name for every batch, whatever it holds: a burst of storage faults
+        # ends once a grouped transaction succeeds again (chatnet.store.faults).
+        d = self.run_interaction("grouped", transaction)
+        d.addCallbacks(committed, failed)
+        d.addBoth(next_group)
 
     async def migrate(self) -> int:
         """Bring the schema up to date in one transaction.
@@ -431,3 +524,14 @@ class Database:
     def close(self) -> None:
         """Close the pool's connections (waits for running transactions)."""
         self.pool.close()
+
+
+@dataclass
+class _Grouped:
+    """One call waiting for a grouped transaction (:meth:`Database.run_grouped`)."""
+
+    name: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    done: Deferred[Any] = field(default_factory=Deferred)

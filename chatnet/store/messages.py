@@ -362,7 +362,7 @@ class MessageStore:
             return SendResult(message, duplicate=False)
 
         try:
-            return await self.db.run_interaction("send_message", txn)
+            return await self.db.run_grouped("send_message", txn)
         except IntegrityError:
             # With several pooled connections (PostgreSQL), a concurrent send with the
             # same (sender, client_msg_id) may commit between our check and our insert.
@@ -469,7 +469,7 @@ class MessageStore:
             t.execute("UPDATE messages SET changed_ts = ? WHERE msg_id = ?", (ts, msg_id))
             return True
 
-        return await self.db.run_interaction("react", txn)
+        return await self.db.run_grouped("react", txn)
 
     async def history(self, room_id: int, before_seq: int | None, after_seq: int | None,
                       limit: int, now: int, *, viewer_id: int | None = None,

@@ -804,3 +804,91 @@ async def test_search_only_in_own_rooms_with_filters(store):
     assert await ids(alice, "deploy", room_id=private) == []
     assert await ids(alice, "%") == [m4]
     assert await ids(alice, "_") == []
+
+
+# -- group commit ------------------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_sends_that_arrive_together_commit_together(store, engine):
+    """50 sends made at once: the first runs alone, the 49 that arrived while it ran
+    share the next transaction; seqs follow arrival order, and every acknowledged
+    message is in the database as another connection sees it."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    before = store.db.grouped_transactions
+    sends = [send(store, room_id, (alice, bob)[i % 2], f"m{i}") for i in range(50)]
+    results = await gatherResults(sends)
+    assert [r.message["seq"] for r in results] == list(range(1, 51))
+    assert store.db.grouped_transactions - before == 2
+    other = Database(engine, reactor)
+    try:
+        rows = await other.run_interaction("count", lambda t: t.execute(
+            "SELECT body FROM messages WHERE room_id = ? ORDER BY seq", (room_id,)).fetchall())
+    finally:
+        other.close()
+    assert [r[0] for r in rows] == [f"m{i}" for i in range(50)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_that_fails_in_a_group_is_rolled_back_alone(store):
+    """In one grouped transaction: a send to a room that is not there, a reaction to
+    a message that is not there, and a call that writes and then raises all fail
+    with their own errors and leave nothing behind; the sends and the read
+    position around them are stored, with no seq used up."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    first = send(store, room_id, alice, "first")  # runs alone; the rest wait for it
+
+    def writes_then_fails(t):
+        t.execute("UPDATE rooms SET last_seq = last_seq + 100 WHERE room_id = ?", (room_id,))
+        raise ChatError(ErrorCode.BAD_REQUEST, "changed my mind")
+
+    outcomes = await DeferredList([
+        send(store, room_id, alice, "second"),
+        send(store, room_id + 999, alice, "nowhere"),
+        Deferred.fromCoroutine(store.react(room_id, 424242, bob.id, "👍", True, T0, T0)),
+        store.db.run_grouped("writes_then_fails", writes_then_fails),
+        send(store, room_id, bob, "third"),
+        Deferred.fromCoroutine(store.set_read(room_id, alice.id, 3)),
+    ], consumeErrors=True)
+    await first
+    assert store.db.grouped_calls - store.db.grouped_transactions >= 5  # one group of 6
+    ok = [success for success, _value in outcomes]
+    assert ok == [True, False, False, False, True, True]
+    codes = [value.value.code for success, value in outcomes if not success]
+    assert codes == [ErrorCode.NOT_FOUND, ErrorCode.NOT_FOUND, ErrorCode.BAD_REQUEST]
+    assert outcomes[0][1].message["seq"] == 2 and outcomes[4][1].message["seq"] == 3
+    assert outcomes[5][1] == 3
+    last = await store.db.run_interaction("last", lambda t: t.scalar(
+        "SELECT last_seq FROM rooms WHERE room_id = ?", (room_id,)))
+    assert last == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_storage_fault_fails_the_whole_group_and_the_next_one_works(tmp_path):
+    """SQLite locked by another connection past the busy timeout: every send of the
+    group fails with ``unavailable`` and none is stored; once the lock is gone the
+    next send is stored with seq 1."""
+    import sqlite3
+
+    engine = SqliteEngine(tmp_path / "locked.db", busy_timeout=0.1)
+    db = Database(engine, reactor)
+    try:
+        await db.migrate()
+        store = ChatStore(db)
+        alice = await new_user(store, "alice")
+        room_id = await new_room(store, alice)
+        locker = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            outcomes = await DeferredList([send(store, room_id, alice, f"m{i}")
+                                           for i in range(5)], consumeErrors=True)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert [s for s, _v in outcomes] == [False] * 5
+        assert {v.value.code for _s, v in outcomes} == {ErrorCode.UNAVAILABLE}
+        assert (await send(store, room_id, alice, "after")).message["seq"] == 1
+    finally:
+        db.close()
