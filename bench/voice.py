@@ -6,9 +6,11 @@ its CPU per call (DESIGN.md: ≤ 5 ms p99, 200 concurrent two-party calls per no
 with ``--group`` > 2, one more call of that many people) run for
 ``--duration`` seconds: every participant sends one 80-byte ``call.audio``
 packet every 20 ms (Opus at ~32 kbit/s is 60-180 bytes; the size hardly
-matters to the relay), carrying its send time. Receivers record send-to-receive
-latency on the same clock; load generators are ``--procs`` processes of their
-own. Printed per N: packets sent and received, lost (sequence gaps), latency
+matters to the relay), carrying its send time; the calls are spread over the
+20 ms interval. Receivers record send-to-receive latency on the same clock;
+load generators are ``--procs`` processes of their own (with ``--pin``: on the
+CPUs other than the server's), and report how late their own 5 ms timer fired
+(while that stays small, the latency is the server's). Printed per N: packets sent and received, lost (sequence gaps), latency
 p50/p99/max, the server's CPU over the measured window and per call, and the
 largest N whose p99 stays ≤ 5 ms. The latency is end to end through the
 server on loopback, so it is an upper bound of what the server adds.
@@ -97,12 +99,16 @@ async def _talk(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
             peers.append((conn, Calls(conn, jitter_limit=10_000)))
         if uploader is not None and tokens[0] == p["upload_token"]:
             upload_conn.append(peers[0][0])
-        first = await peers[0][1].start(room_id)
-        for _conn, mine in peers[1:]:
+        # The caller changes from run to run: starting calls has a per-user budget
+        # (5 at once, then 1 a minute) that the same caller every run would exhaust.
+        uploading = bool(upload_conn) and upload_conn[0] is peers[0][0]
+        turn = 0 if uploading else p["run"] % len(peers)
+        first = await peers[turn][1].start(room_id)
+        for _conn, mine in peers[:turn] + peers[turn + 1:]:
             while first.call_id not in mine.ringing:
                 await deferLater(reactor, 0.01, lambda: None)
             calls.append(await mine.accept(first.call_id))
-        if p.get("attach") and upload_conn and upload_conn[0] is peers[0][0]:
+        if p.get("attach") and uploading:
             media = await connect(reactor, HOST, p["port"], p["ca"],
                                   source=fanout.client_address(n_address))
             n_address += 1
@@ -202,11 +208,11 @@ def talk_main(pipe: Any, params: dict[str, Any]) -> None:
 
 def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, list[str]]],
             procs: int, duration: float, upload: dict[str, Any] | None = None,
-            cpus: set[int] | None = None) -> dict[str, Any]:
+            cpus: set[int] | None = None, run: int = 0) -> dict[str, Any]:
     """Run the given calls in ``procs`` generators; the figures of that run.
     ``upload`` (``uploader``, ``upload_token``, ``upload_path``) goes to the first
     generator, whose calls must include the uploader's. ``cpus``: where the
-    generators run (None: anywhere)."""
+    generators run (None: anywhere); ``run``: which run this is (who calls)."""
     ctx = multiprocessing.get_context("spawn")
     workers = []
     for i in range(procs):
@@ -216,7 +222,7 @@ def run_one(port: int, ca: str, server_pid: int, call_specs: list[tuple[int, lis
         parent, child = ctx.Pipe()
         params = {"port": port, "ca": ca, "calls": mine, "duration": duration,
                   "address_base": 1000 * (i + 1), "cpus": cpus,
-                  "phase": INTERVAL / SLOTS * i / procs}
+                  "phase": INTERVAL / SLOTS * i / procs, "run": run}
         if upload and i == 0:
             params.update(upload)
         proc = ctx.Process(target=talk_main, args=(child, params))
@@ -314,7 +320,7 @@ def main() -> None:
         if args.upload_mb:
             upload = {"uploader": "uploader", "upload_token": tokens["uploader"],
                       "upload_path": str(upload_path), "attach": args.attach}
-        for n in sizes:
+        for run, n in enumerate(sizes):
             chosen = specs[:n] + (specs[pairs:] if args.group > 2 else [])
             if upload is not None:
                 # First, so the first generator (which uploads) has it.
@@ -324,7 +330,7 @@ def main() -> None:
                                                  else ""))
             result = {"calls": n, "group": args.group if args.group > 2 else 0,
                       **run_one(port, ca, server.pid, chosen, args.procs, args.duration,
-                                upload, generator_cpus)}
+                                upload, generator_cpus, run)}
             fanout.log(json.dumps(result))
             results.append(result)
     finally:
