@@ -11,7 +11,8 @@ limit, no output bound.
 It speaks just enough of PROTOCOL.md that the same load generator drives it:
 ``session.hello``, ``session.ping``, ``auth.register``, ``auth.login``,
 ``auth.resume`` (the token is the username), ``room.create``, ``room.join``
-get minimal fake results; ``msg.send`` is re-broadcast as
+get minimal fake results (rooms are kept in memory: who is in which);
+``msg.send`` is re-broadcast to the room's logged-in members as
 ``{"event": "msg", "data": {"message": {...}}}`` built from its args, then
 answered ``{msg_id, seq, ts}``. Anything else is answered ``{}``.
 
@@ -55,7 +56,6 @@ from chatnet.wire.certs import ensure_dev_pki
 from chatnet.wire.tls import server_tls_options
 
 _PREFIX = struct.Struct("!I")
-ROOM_ID = 1
 
 
 def _frame(payload: dict[str, Any]) -> bytes:
@@ -63,8 +63,8 @@ def _frame(payload: dict[str, Any]) -> bytes:
     return _PREFIX.pack(len(data)) + data
 
 
-def _room() -> dict[str, Any]:
-    return {"room_id": ROOM_ID, "kind": "group", "name": "bench", "topic": "",
+def _room(room_id: int) -> dict[str, Any]:
+    return {"room_id": room_id, "kind": "group", "name": "bench", "topic": "",
             "visibility": "public", "owner": "bench", "members_count": 0, "created_ts": 0}
 
 
@@ -84,7 +84,8 @@ class BareConnection(Int32StringReceiver):
                      else self.transport.write)  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Any = None) -> None:
-        self.factory.members.discard(self)
+        for room_id in self.factory.rooms_of.get(self.username, ()):
+            self.factory.online[room_id].discard(self)
 
     def _queue(self, frame: bytes) -> None:
         if not self.pending:
@@ -105,7 +106,8 @@ class BareConnection(Int32StringReceiver):
 
     def _logged_in(self, username: str) -> dict[str, Any]:
         self.username = username
-        self.factory.members.add(self)
+        for room_id in self.factory.rooms_of.get(username, ()):
+            self.factory.online[room_id].add(self)
         return {"user_id": 1, "username": username, "display_name": username,
                 "session_id": "bare", "token": username, "roles": []}
 
@@ -119,11 +121,12 @@ class BareConnection(Int32StringReceiver):
             factory.seq += 1
             seq = factory.seq
             ts = int(time.time() * 1000)
+            room_id = args.get("room_id")
             event = _frame({"event": "msg", "data": {"message": {
-                "room_id": args.get("room_id", ROOM_ID), "msg_id": seq, "seq": seq,
+                "room_id": room_id, "msg_id": seq, "seq": seq,
                 "sender": self.username, "ts": ts, "body": args.get("body", ""),
                 "client_msg_id": args.get("client_msg_id", "")}}})
-            for member in tuple(factory.members):
+            for member in tuple(factory.online.get(room_id, ())):
                 member.send(event)
             self._answer(request_id, {"msg_id": seq, "seq": seq, "ts": ts})
         elif op == "session.hello":
@@ -139,7 +142,14 @@ class BareConnection(Int32StringReceiver):
         elif op == "auth.resume":
             self._answer(request_id, self._logged_in(str(args.get("token", ""))))
         elif op in ("room.create", "room.join"):
-            self._answer(request_id, _room())
+            factory = self.factory
+            if op == "room.create":
+                room_id = factory.next_room = factory.next_room + 1
+            else:
+                room_id = int(args.get("room_id", 0))
+            factory.rooms_of.setdefault(self.username, set()).add(room_id)
+            factory.online.setdefault(room_id, set()).add(self)
+            self._answer(request_id, _room(room_id))
         else:
             self._answer(request_id, {})
 
@@ -149,7 +159,9 @@ class BareFactory(Factory):
     noisy = False
 
     def __init__(self, batched: bool = False) -> None:
-        self.members: set[BareConnection] = set()
+        self.rooms_of: dict[str, set[int]] = {}  # username -> room ids
+        self.online: dict[int, set[BareConnection]] = {}  # room id -> logged-in members
+        self.next_room = 0
         self.seq = 0
         self.batched = batched
         self.dirty: list[BareConnection] = []

@@ -29,10 +29,19 @@ arrive by the end of the drain. Deliveries per server CPU-second divides the
 deliveries of window messages by the server's CPU time in the window (edge
 effects are of the order of the latency over the window length).
 
+Ramp mode (``--ramp R1,R2,...``): for each server of ``--ramp-servers`` in
+turn (the bare server first: the ceiling to compare with, in the same run),
+run at each rate in order, each on a fresh server, until p99 reaches
+``--ramp-p99`` ms or a delivery is lost or a send refused; the most messages/s
+held is the last rate before that. Printed: one line per rate and the held
+rates side by side.
+
 Example (from the repository root, with the project's virtualenv)::
 
     .venv/bin/python bench/fanout.py --clients 100 --senders 10 --rate 200 --duration 20
     .venv/bin/python bench/fanout.py --clients 1000 --rate 20 --server bare --json out.json
+    .venv/bin/python bench/fanout.py --clients 100 --senders 100 --duration 10 \
+        --ramp 500,1000,1500,2000,3000,4000,5000,6500,8000,10000,13000
 """
 
 from __future__ import annotations
@@ -211,7 +220,7 @@ async def _bounded(reactor: Any, concurrency: int, items: list[Any], fn: Any) ->
 # -- setup (own process, not measured) -----------------------------------------------------------
 
 async def _setup(reactor: Any, pipe: Any, port: int, ca: str, usernames: list[str],
-                 concurrency: int) -> None:
+                 concurrency: int, rooms: int = 1) -> None:
     from chatnet.client.connection import connect
 
     started = time.time()
@@ -228,28 +237,36 @@ async def _setup(reactor: Any, pipe: Any, port: int, ca: str, usernames: list[st
     await _bounded(reactor, concurrency, [lane for lane in lanes if lane], register_lane)
     log(f"setup: registered {len(usernames)} users in {time.time() - started:.1f} s")
 
-    # 2. The owner makes the room.
-    owner = await connect(reactor, HOST, port, ca)
-    tokens = {usernames[0]: (await owner.login(usernames[0], PASSWORD))["token"]}
-    room = await owner.request("room.create", {"name": "bench", "visibility": "public"})
-    room_id = room["room_id"]
-    await owner.close()
+    # 2. User r makes room r (creating rooms has a per-user budget); user i is
+    # in room i % rooms.
+    tokens: dict[str, str] = {}
+    room_ids: list[int] = []
+
+    async def make_room(r: int) -> int:
+        owner = await connect(reactor, HOST, port, ca)
+        tokens[usernames[r]] = (await owner.login(usernames[r], PASSWORD))["token"]
+        room = await owner.request("room.create", {"name": f"bench{r}", "visibility": "public"})
+        await owner.close()
+        return int(room["room_id"])
+
+    room_ids = await _bounded(reactor, concurrency, list(range(rooms)), make_room)
 
     # 3. Everyone else logs in once (for a resume token) and joins.
-    async def login(name: str) -> None:
+    async def login(i: int) -> None:
         conn = await connect(reactor, HOST, port, ca)
-        tokens[name] = (await conn.login(name, PASSWORD))["token"]
-        await conn.request("room.join", {"room_id": room_id})
+        tokens[usernames[i]] = (await conn.login(usernames[i], PASSWORD))["token"]
+        await conn.request("room.join", {"room_id": room_ids[i % rooms]})
         await conn.close()
 
-    await _bounded(reactor, concurrency, usernames[1:], login)
-    log(f"setup: room {room_id} with {len(usernames)} members, tokens issued, "
+    await _bounded(reactor, concurrency, list(range(rooms, len(usernames))), login)
+    log(f"setup: {rooms} room(s) with {len(usernames)} members in all, tokens issued, "
         f"{time.time() - started:.1f} s")
-    pipe.send({"room_id": room_id, "tokens": tokens})
+    pipe.send({"room_ids": room_ids, "tokens": tokens})
 
 
-def setup_main(pipe: Any, port: int, ca: str, usernames: list[str], concurrency: int) -> None:
-    _run_child(_setup, pipe, port, ca, usernames, concurrency)
+def setup_main(pipe: Any, port: int, ca: str, usernames: list[str], concurrency: int,
+               rooms: int = 1) -> None:
+    _run_child(_setup, pipe, port, ca, usernames, concurrency, rooms)
 
 
 # -- load generator (own processes) --------------------------------------------------------------
@@ -267,16 +284,51 @@ class Receiver:
         self.other = 0     # deliveries of warm-up messages
 
     def __call__(self, event: Any) -> None:
-        if event.name != "msg":
-            return
+        if event.name == "msg":
+            self.body(event.data["message"]["body"])
+
+    def body(self, body: str) -> None:
+        """One delivered message's body (``"k send_ns padding"``)."""
         now = time.time_ns()
-        k_text, sent_text, _ = event.data["message"]["body"].split(" ", 2)
+        k_text, sent_text, _ = body.split(" ", 2)
         k = int(k_text)
         if self.k_start <= k < self.k_end:
             self.got += 1
             self.latencies.append((now - int(sent_text)) / 1e6)
         else:
             self.other += 1
+
+
+def expected_in_room(room: int, rooms: int, senders: int, k_start: int, k_end: int) -> int:
+    """Messages of the window sent to room index ``room``: message k goes out from
+    sender ``k % senders``, who is in room ``(k % senders) % rooms``."""
+    return sum(1 for k in range(k_start, k_end) if k % senders % rooms == room)
+
+
+def _receive_lightly(conn: Any, receiver: Receiver) -> None:
+    """From now on, ``msg`` events on ``conn`` go straight to ``receiver`` (one
+    msgpack decode, no event objects or listeners: the client library's cost per
+    event would make the generators, not the server, the limit at high rates);
+    every other frame still goes through the library (answers, pings)."""
+    from chatnet.wire.codec import unpack
+    from chatnet.wire.framing import FrameDecoder, encode_frame
+
+    decoder = FrameDecoder(64 * 1024 * 1024)
+    library = conn.dataReceived
+
+    def data_received(data: bytes) -> None:
+        decoder.feed(data)
+        others = []
+        while (payload := decoder.next_frame()) is not None:
+            message = unpack(payload)
+            if message.get("event") == "msg":
+                receiver.body(message["data"]["message"]["body"])
+            else:
+                others.append(encode_frame(payload))
+        if others:
+            library(b"".join(others))
+
+    conn.dataReceived = data_received
 
 
 async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
@@ -286,7 +338,7 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
 
     from chatnet.client.connection import connect
 
-    room_id, rate, senders = p["room_id"], p["rate"], p["senders"]
+    room_ids, rate, senders = p["room_ids"], p["rate"], p["senders"]
     k_start, k_end = p["k_start"], p["k_end"]
     latencies: array.array[float] = array.array("d")
     ack_latencies: array.array[float] = array.array("d")
@@ -302,7 +354,10 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
         conn = await connect(reactor, HOST, p["port"], p["ca"])
         await conn.resume(token)
         receiver = Receiver(k_start, k_end, latencies)
-        conn.add_listener(receiver)
+        if p["light"]:
+            _receive_lightly(conn, receiver)
+        else:
+            conn.add_listener(receiver)
         conn.when_lost().addCallback(connection_lost)
         return index, conn, receiver
 
@@ -361,7 +416,8 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
                 sent[0] += 1
                 lags.append(ns / 1e9 - (t0 + k / rate))
             try:
-                d = conn.request("msg.send", {"room_id": room_id, "body": f"{k} {ns} {pad}",
+                d = conn.request("msg.send", {"room_id": room_ids[k % senders % len(room_ids)],
+                                              "body": f"{k} {ns} {pad}",
                                               "client_msg_id": f"bench-{k}"})
             except Exception:  # the connection is closed: the send is lost
                 failed(None, counted)
@@ -381,11 +437,13 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
         done.callback(None)
     await done
     # Drain: wait until every client has every window message, or the drain time is over.
-    expected = k_end - k_start
+    expected = {index: expected_in_room(index % len(room_ids), len(room_ids), senders,
+                                        k_start, k_end) for index, _, _ in clients}
     t_end = t0 + k_end / rate
     drain_until = max(time.time(), t_end) + p["drain"]
     while time.time() < drain_until:
-        if all(r.got >= expected for _, _, r in clients) and sent[1] + sent[2] >= sent[0]:
+        if (all(r.got >= expected[i] for i, _, r in clients)
+                and sent[1] + sent[2] >= sent[0]):
             break
         await deferLater(reactor, 0.05, lambda: None)
 
@@ -393,15 +451,15 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     for ping in pingers:
         if ping.running:
             ping.stop()
-    got = [r.got for _, _, r in clients]
+    got = [(r.got, expected[i]) for i, _, r in clients]
     report = {
         "pid": os.getpid(), "clients": len(clients), "senders": len(mine),
         "sent": sent[0], "acked": sent[1], "send_errors": sent[2],
-        "delivered": sum(got),
-        "missing": sum(max(0, expected - g) for g in got),
-        "surplus": sum(max(0, g - expected) for g in got),
+        "delivered": sum(g for g, _e in got),
+        "missing": sum(max(0, e - g) for g, e in got),
+        "surplus": sum(max(0, g - e) for g, e in got),
         "warmup_deliveries": sum(r.other for _, _, r in clients),
-        "clients_complete": sum(1 for g in got if g >= expected),
+        "clients_complete": sum(1 for g, e in got if g >= e),
         "lost_connections": lost_connections[0],
         "send_lag_max_ms": max(lags) * 1000 if lags else 0.0,
         "send_lag_p99_ms": _percentile(sorted(lags), 99) * 1000 if lags else 0.0,
@@ -475,13 +533,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         parent_end, child_end = ctx.Pipe()
         setup = ctx.Process(target=setup_main, name="bench-setup",
-                            args=(child_end, port, ca, usernames, args.setup_concurrency))
+                            args=(child_end, port, ca, usernames, args.setup_concurrency,
+                                  args.rooms))
         setup.start()
         if not parent_end.poll(args.setup_timeout):
             raise SystemExit("setup did not finish in time")
         prepared = parent_end.recv()
         setup.join()
-        room_id, tokens = prepared["room_id"], prepared["tokens"]
+        room_ids, tokens = prepared["room_ids"], prepared["tokens"]
 
         k_start = math.ceil(args.warmup * args.rate)
         k_end = math.ceil((args.warmup + args.duration) * args.rate)
@@ -489,10 +548,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for n in range(args.procs):
             users = [(i, name, tokens[name]) for i, name in enumerate(usernames)
                      if i % args.procs == n]
-            params = {"port": port, "ca": ca, "room_id": room_id, "rate": args.rate,
+            params = {"port": port, "ca": ca, "room_ids": room_ids, "rate": args.rate,
                       "senders": args.senders, "k_start": k_start, "k_end": k_end,
                       "users": users, "body_bytes": args.body_bytes, "drain": args.drain,
-                      "connect_concurrency": args.connect_concurrency}
+                      "connect_concurrency": args.connect_concurrency,
+                      "light": args.receivers == "light"}
             mine, theirs = ctx.Pipe()
             proc = ctx.Process(target=generator_main, name=f"bench-gen-{n}",
                                args=(theirs, params))
@@ -560,7 +620,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         acks.frombytes(report.pop("ack_latencies"))
     window = wall1 - wall0
     messages = k_end - k_start
-    expected = messages * args.clients
+    rooms = args.rooms
+    expected = sum(expected_in_room(i % rooms, rooms, args.senders, k_start, k_end)
+                   for i in range(args.clients))
     delivered = sum(r["delivered"] for r in reports)
     server_cpu = server_cpu1 - server_cpu0
     return {
@@ -568,7 +630,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         else f"bare/{args.bare_tls_writes}",
         "clients": args.clients, "senders": args.senders, "rate": args.rate,
         "duration": args.duration, "warmup": args.warmup, "procs": args.procs,
-        "body_bytes": args.body_bytes,
+        "body_bytes": args.body_bytes, "receivers": args.receivers, "rooms": args.rooms,
         "window_s": round(window, 3),
         "messages": messages,
         "messages_sent": sum(r["sent"] for r in reports),
@@ -641,6 +703,46 @@ def render(r: dict[str, Any]) -> str:
     ])
 
 
+def ramp(args: argparse.Namespace) -> dict[str, Any]:
+    """Ramp mode (module docstring): the runs, and the most messages/s each server held."""
+    rates = sorted({float(r) for r in args.ramp.split(",") if r.strip()})
+    runs: list[dict[str, Any]] = []
+    held: dict[str, float | None] = {}
+    for server in args.ramp_servers.split(","):
+        held[server] = None
+        for rate in rates:
+            result = run(argparse.Namespace(**{**vars(args), "server": server, "rate": rate}))
+            runs.append(result)
+            lat = result["latency_ms"]
+            ok = (lat["p99"] < args.ramp_p99 and result["lost_deliveries"] == 0
+                  and result["send_errors"] == 0 and result["acked"] >= result["messages"])
+            log(f"ramp {server} {rate:,.0f} msg/s: p99 {lat['p99']:.1f} ms, lost "
+                f"{result['lost_deliveries']}, errors {result['send_errors']}, server CPU "
+                f"{result['server_cpu_pct']:.0f} % -> {'held' if ok else 'not held'}")
+            if not ok:
+                break
+            held[server] = rate
+    return {"ramp": True, "rates": rates, "held": held, "runs": runs, "code": code_version()}
+
+
+def render_ramp(r: dict[str, Any]) -> str:
+    """The ramp's runs, one line each, and the held rates."""
+    lines = ["  server    rate msg/s   p50 ms   p99 ms   lost  errors  server CPU  "
+             "deliveries/CPU-s"]
+    for run_ in r["runs"]:
+        lat = run_["latency_ms"]
+        per_cpu = run_["deliveries_per_server_cpu_s"] or 0
+        lines.append(f"  {run_['server']:8}  {run_['rate']:10,.0f}  {lat['p50']:7.2f}  "
+                     f"{lat['p99']:7.2f}  {run_['lost_deliveries']:5}  {run_['send_errors']:6}  "
+                     f"{run_['server_cpu_pct']:8.0f} %  {per_cpu:14,.0f}")
+    held = r["held"]
+    lines.append("  most messages/s held: " + ", ".join(
+        f"{s} {h:,.0f}" if h else f"{s} none" for s, h in held.items()))
+    if held.get("bare") and held.get("chatnet"):
+        lines.append(f"  chatnet / bare: {held['chatnet'] / held['bare']:.2f}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description="Fan-out benchmark: N TLS clients in one room, S senders, R msgs/s.")
@@ -683,9 +785,23 @@ def main(argv: list[str] | None = None) -> None:
                              "not quote the figures of a profiled run)")
     parser.add_argument("--native", action="store_true",
                         help="with --profile, include native (C) frames")
+    parser.add_argument("--rooms", type=int, default=1,
+                        help="split the clients into this many rooms (client i in room "
+                             "i %% rooms; a message goes to its sender's room)")
+    parser.add_argument("--receivers", choices=("library", "light"), default="library",
+                        help="how clients take msg events: through the client library's "
+                             "listeners, or decoded straight from the frames (light: for "
+                             "rates the library's per-event cost cannot keep up with)")
+    parser.add_argument("--ramp", metavar="RATES",
+                        help="comma-separated msgs/s: raise the rate until p99 >= --ramp-p99 "
+                             "or a loss (module docstring)")
+    parser.add_argument("--ramp-servers", default="bare,chatnet")
+    parser.add_argument("--ramp-p99", type=float, default=100.0, metavar="MS")
     args = parser.parse_args(argv)
     if not 1 <= args.senders <= args.clients:
         parser.error("--senders must be between 1 and --clients")
+    if not 1 <= args.rooms <= args.senders:
+        parser.error("--rooms must be between 1 and --senders (every room needs a sender)")
     if args.procs < 1 or args.procs > args.clients:
         parser.error("--procs must be between 1 and --clients")
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0:
@@ -694,8 +810,8 @@ def main(argv: list[str] | None = None) -> None:
     # A SIGTERM (e.g. from a job runner) stops the run like Ctrl-C: the server and the
     # generators are stopped and the data directory removed.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
-    result = run(args)
-    block = render(result)
+    result = ramp(args) if args.ramp else run(args)
+    block = render_ramp(result) if args.ramp else render(result)
     if args.json == "-":
         print(block, file=sys.stderr)
         print(json.dumps(result, indent=2))

@@ -10,9 +10,10 @@ matters to the relay), carrying its send time; the calls are spread over the
 20 ms interval. Receivers record send-to-receive latency on the same clock;
 load generators are ``--procs`` processes of their own (with ``--pin``: on the
 CPUs other than the server's), and report how late their own 5 ms timer fired
-(while that stays small, the latency is the server's). Printed per N: packets sent and received, lost (sequence gaps), latency
-p50/p99/max, the server's CPU over the measured window and per call, and the
-largest N whose p99 stays ≤ 5 ms. The latency is end to end through the
+(while that stays small, the latency is the server's). Printed per N: packets
+sent and received, lost (sequence gaps), latency p50/p99/max, the server's
+CPU over the measured window and per call, and the largest N whose p99 stays
+≤ 5 ms. The latency is end to end through the
 server on loopback, so it is an upper bound of what the server adds.
 
 With ``--upload-mb M`` one more two-party call runs in which the caller also
