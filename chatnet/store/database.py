@@ -439,6 +439,11 @@ class Database:
         engine = self.engine
 
         def transaction(txn: Txn) -> list[tuple[bool, Any]]:
+            if len(batch) == 1:
+                # Alone, a call needs no savepoint: if it raises, the transaction
+                # rolls back as a whole, and run_interaction reports that.
+                only = batch[0]
+                return [(True, only.fn(txn, *only.args, **only.kwargs))]
             engine.begin(txn.cursor)  # savepoints must not open (and commit) it
             outcomes: list[tuple[bool, Any]] = []
             for grouped in batch:

@@ -311,17 +311,26 @@ class MessageStore:
         expires_ts = ts + ttl * 1000 if ttl else None
 
         def txn(t: Txn) -> SendResult:
-            row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE m.sender_id = ? "
-                            "AND m.client_msg_id = ?", (sender_id, client_msg_id)).fetchone()
-            if row is not None:
-                if int(row[0]) != room_id:
+            # The usual case, a new client_msg_id, costs one indexed lookup; the
+            # whole first message is read only for a duplicate.
+            used_in = t.scalar("SELECT room_id FROM messages WHERE sender_id = ? AND "
+                               "client_msg_id = ?", (sender_id, client_msg_id))
+            if used_in is not None:
+                if int(used_in) != room_id:
                     raise ChatError(ErrorCode.CONFLICT,
                                     "client_msg_id was already used in another room")
+                row = t.execute(f"SELECT {_MESSAGE_COLUMNS}{_MESSAGE_FROM} WHERE "
+                                "m.sender_id = ? AND m.client_msg_id = ?",
+                                (sender_id, client_msg_id)).fetchone()
+                assert row is not None
                 first = message_from_row(row)
                 _attach_files(t, [first])
                 return SendResult(first, duplicate=True)
-            if t.scalar("SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?",
-                        (room_id, sender_id)) is None:
+            if reply_to is not None and t.scalar(
+                    "SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?",
+                    (room_id, sender_id)) is None:
+                # Before reply_to is looked at: a stranger must not learn which
+                # messages a room has.
                 raise not_found("no such room")
             if reply_to is not None and t.scalar(
                     "SELECT 1 FROM messages WHERE msg_id = ? AND room_id = ?",
@@ -342,8 +351,13 @@ class MessageStore:
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to,
                        mentions_json, ttl, expires_ts))
+            # Membership is checked by this update (no row: not a member); raising
+            # here rolls back the seq and the insert with the rest of the
+            # transaction (or savepoint, in a group).
             t.execute("UPDATE room_members SET read_seq = ? WHERE room_id = ? AND user_id = ?",
                       (seq, room_id, sender_id))
+            if t.rowcount != 1:
+                raise not_found("no such room")
             t.executemany("INSERT INTO message_attachments (msg_id, room_id, file_id, position) "
                           "VALUES (?, ?, ?, ?)",
                           [(msg_id, room_id, f.file_id, i) for i, f in enumerate(files)])
