@@ -71,6 +71,10 @@ class ChatAvatar:
         perspectives: perspective name -> perspective (what the wire can call).
     """
 
+    # One per logged-in session: slots keep an idle session small.
+    __slots__ = ("mind", "perspectives", "roles", "session_id", "since", "user",
+                 "user_id", "username")
+
     def __init__(self, user: UserRecord, mind: ISessionMind, services: Services,
                  session_id: str, since: int) -> None:
         self.user = user

@@ -119,6 +119,21 @@ def test_outbox_queues_while_paused_and_flushes_in_order_on_resume():
     assert overflows == []
 
 
+def test_what_one_paused_outbox_queues_stays_its_own():
+    """Outboxes that were never paused share nothing they could write: frames one
+    queues while paused never reach another connection, before or after a resume."""
+    first, second = StringTransport(), StringTransport()
+    paused, _ = make_outbox(first)
+    running, _ = make_outbox(second)
+    paused.pauseProducing()
+    paused.send(frame({"to": "first"}))
+    running.send(frame({"to": "second"}))
+    assert frames_in(second.value()) == [{"to": "second"}] and not running.queue
+    paused.resumeProducing()
+    assert frames_in(first.value()) == [{"to": "first"}]
+    assert frames_in(second.value()) == [{"to": "second"}]
+
+
 def test_outbox_keeps_order_when_sending_while_a_queue_waits():
     """After a resume that was cut short, new frames queue behind the old ones."""
     transport = SmallBufferTransport(limit=30)
