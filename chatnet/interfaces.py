@@ -68,13 +68,17 @@ class ISessionMind(Interface):
 class IChatAvatar(Interface):
     """What the realm hands to a logged-in (or anonymous) connection.
 
-    The wire can reach only the ``perspective_*`` methods of the objects in
-    ``perspectives``, and only through the op registry (``chatnet.wire.ops``).
+    The wire can reach only the ``perspective_*`` methods of the objects
+    :meth:`perspective` returns, and only through the op registry
+    (``chatnet.wire.ops``).
     """
 
     user_id = Attribute("int: the user's id, 0 for the anonymous avatar")
     username = Attribute("str: the user's name, '' for the anonymous avatar")
-    perspectives = Attribute("dict[str, object]: perspective name -> perspective object")
+
+    def perspective(name: str) -> object | None:
+        """The perspective the op registry calls ``name`` (``"messages"``, …), made
+        on first use; None if this avatar has no such perspective."""
 
     def login_result(token: str) -> dict[str, object]:
         """The result map of ``auth.login`` / ``auth.resume`` (PROTOCOL.md 3.4).

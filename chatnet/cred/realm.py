@@ -49,7 +49,11 @@ class AnonymousAvatar:
 
     def __init__(self, services: Services, mind: ISessionMind) -> None:
         self.mind = mind
-        self.perspectives: dict[str, object] = {"accounts": services.accounts.perspective(self)}
+        self._accounts = services.accounts.perspective(self)
+
+    def perspective(self, name: str) -> object | None:
+        """Only ``accounts`` (hello, register, login, resume)."""
+        return self._accounts if name == "accounts" else None
 
     def login_result(self, token: str) -> dict[str, object]:
         """Anonymous avatars never log in."""
@@ -68,12 +72,12 @@ class ChatAvatar:
         session_id: this session's id, unique on the node.
         since: login time, ms since epoch.
         mind: the connection.
-        perspectives: perspective name -> perspective (what the wire can call).
+        perspectives: the perspectives made so far, by name (:meth:`perspective`).
     """
 
     # One per logged-in session: slots keep an idle session small.
-    __slots__ = ("mind", "perspectives", "roles", "session_id", "since", "user",
-                 "user_id", "username")
+    __slots__ = ("_services", "mind", "perspectives", "roles", "session_id", "since",
+                 "user", "user_id", "username")
 
     def __init__(self, user: UserRecord, mind: ISessionMind, services: Services,
                  session_id: str, since: int) -> None:
@@ -84,7 +88,20 @@ class ChatAvatar:
         self.session_id = session_id
         self.since = since
         self.mind = mind
-        self.perspectives = services.perspectives(self)
+        self._services = services
+        # Made on first use: a session that never calls an area's op (an idle
+        # one, most) does not hold its perspective.
+        self.perspectives: dict[str, object] = {}
+
+    def perspective(self, name: str) -> object | None:
+        """The perspective the op registry calls ``name``, made on first use;
+        None for a name :class:`~chatnet.services.Services` does not have."""
+        found = self.perspectives.get(name)
+        if found is None:
+            found = self._services.perspective(name, self)
+            if found is not None:
+                self.perspectives[name] = found
+        return found
 
     def login_result(self, token: str) -> dict[str, object]:
         """The ``auth.login`` result (PROTOCOL.md 3.4)."""

@@ -61,16 +61,18 @@ class Services:
     files: FileService
     calls: CallService
 
-    def perspectives(self, actor: Actor) -> dict[str, object]:
-        """A logged-in session's perspectives, by the names the op registry uses."""
-        return {
-            "accounts": self.accounts.perspective(actor),
-            "users": self.users.perspective(actor),
-            "rooms": self.rooms.perspective(actor),
-            "messages": self.messages.perspective(actor),
-            "files": self.files.perspective(actor),
-            "calls": self.calls.perspective(actor),
-        }
+    def perspective(self, name: str, actor: Actor) -> object | None:
+        """A logged-in session's perspective by the name the op registry uses
+        (the service's field name here), or None for any other name."""
+        if name not in _PERSPECTIVES:
+            return None
+        service: Any = getattr(self, name)
+        made: object = service.perspective(actor)
+        return made
+
+
+#: The perspective names of :class:`Services` (its fields).
+_PERSPECTIVES = frozenset({"accounts", "users", "rooms", "messages", "files", "calls"})
 
 
 def ms(clock: Clock) -> int:

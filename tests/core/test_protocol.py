@@ -216,6 +216,25 @@ async def test_idle_timeout_closes_after_the_configured_time(harness):
 
 
 @pytest_twisted.ensureDeferred
+async def test_each_connection_times_out_on_its_own_activity(harness):
+    """Connections share one idle timer, yet each is closed exactly idle_timeout
+    after its own last frame, in that order; once none is left, no timer is."""
+    timeout = harness.config.idle_timeout
+    first_proto, first = await logged_in(harness)
+    harness.clock.advance(3)
+    _second_proto, second = await logged_in(harness, "bob")
+    harness.clock.advance(2)
+    send(first_proto, {"id": 7, "op": "session.ping", "args": {}})  # first: active at t=5
+    harness.clock.advance(timeout - 3 - 2)  # t = timeout: neither is due yet
+    assert first.connected and second.connected
+    harness.clock.advance(3)  # t = timeout + 3: second's deadline
+    assert first.connected and not second.connected
+    harness.clock.advance(2)  # t = timeout + 5: first's
+    assert not first.connected
+    assert harness.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_frames_reset_the_idle_timeout_but_dribbled_bytes_do_not(harness):
     """Only a complete frame counts as activity: a peer that sends one byte now and
     then, never finishing a frame, is still closed after idle_timeout."""
@@ -320,7 +339,7 @@ async def test_a_request_without_id_gets_an_error_event_and_is_not_run(harness):
     assert "file.download is a request and needs an id" in events[0]["data"]["message"]
     # Each refusal costs a whole token: no more error events than the burst allows.
     assert len(events) <= harness.config.burst
-    assert proto._in_flight == set() and proto._notifications == 0
+    assert not proto._in_flight and proto._notifications == 0
     assert transport.connected
 
 
