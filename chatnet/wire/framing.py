@@ -109,7 +109,13 @@ class FrameDecoder:
             return None
         payload = bytes(buffer[position + PREFIX_SIZE:end])
         self.copied += length
-        self._position = end
+        if end == len(buffer):
+            # All consumed: free the storage now rather than at the next feed, so
+            # an idle connection holds no buffer.
+            buffer.clear()
+            self._position = 0
+        else:
+            self._position = end
         return payload
 
     def clear(self) -> None:
