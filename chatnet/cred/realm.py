@@ -64,10 +64,14 @@ class AnonymousAvatar:
 class ChatAvatar:
     """A logged-in session of a user.
 
+    Args:
+        user: the account as loaded at login (only what a session needs of it
+            is kept: not its password hash).
+
     Attributes:
-        user: the account as loaded at login.
         user_id: the user's id.
         username: the user's name.
+        display_name: the user's shown name at login.
         roles: server roles (``admin``).
         session_id: this session's id, unique on the node.
         since: login time, ms since epoch.
@@ -76,13 +80,13 @@ class ChatAvatar:
     """
 
     # One per logged-in session: slots keep an idle session small.
-    __slots__ = ("_services", "mind", "perspectives", "roles", "session_id", "since",
-                 "user", "user_id", "username")
+    __slots__ = ("_services", "display_name", "mind", "perspectives", "roles", "session_id",
+                 "since", "user_id", "username")
 
     def __init__(self, user: UserRecord, mind: ISessionMind, services: Services,
                  session_id: str, since: int) -> None:
-        self.user = user
         self.user_id = user.user_id
+        self.display_name = user.display_name
         self.username = user.username
         self.roles = user.roles
         self.session_id = session_id
@@ -106,7 +110,7 @@ class ChatAvatar:
     def login_result(self, token: str) -> dict[str, object]:
         """The ``auth.login`` result (PROTOCOL.md 3.4)."""
         return {"user_id": self.user_id, "username": self.username,
-                "display_name": self.user.display_name, "session_id": self.session_id,
+                "display_name": self.display_name, "session_id": self.session_id,
                 "token": token, "roles": list(self.roles)}
 
 
