@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,33 @@ def _power(pcm: bytes, hz: float) -> float:
     for value in samples:
         before, earlier = value + coefficient * before - earlier, before
     return before * before + earlier * earlier - coefficient * before * earlier
+
+
+#: pacat / parec's sample format: what the calls and the ring use.
+RAW = ["--format=s16le", f"--rate={RATE}", "--channels=1"]
+
+
+def _run_recording_speaker(env: dict[str, str], tmp_path: Path,
+                           *args: str) -> tuple[dict[str, Any], array.array[int]]:
+    """Run ``python -m tests.gui.sound_path ARGS`` offscreen while recording the
+    speaker's monitor; its JSON result line and the samples the speaker played."""
+    recording = tmp_path / "speaker.raw"
+    with recording.open("wb") as out:
+        recorder = subprocess.Popen(["parec", "-d", "speaker.monitor", *RAW], stdout=out,
+                                    env=env)
+        try:
+            run = subprocess.run(
+                [sys.executable, "-m", "tests.gui.sound_path", *args], cwd=REPO,
+                env={**env, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True,
+                text=True, timeout=120)
+        finally:
+            recorder.terminate()
+            recorder.wait(10)
+    assert run.returncode == 0, run.stderr[-2000:]
+    played = array.array("h")
+    data = recording.read_bytes()
+    played.frombytes(data[: len(data) // 2 * 2])
+    return json.loads(run.stdout.strip().splitlines()[-1]), played
 
 
 @pytest.fixture
@@ -84,31 +112,16 @@ def test_a_tone_goes_through_microphone_and_speaker(sound_server: dict[str, str]
     tone = tmp_path / "tone.raw"  # 30 s of 440 Hz: longer than the whole call
     tone.write_bytes(array.array("h", (int(12000 * math.sin(2 * math.pi * 440 * i / RATE))
                                        for i in range(30 * RATE))).tobytes())
-    raw = ["--format=s16le", f"--rate={RATE}", "--channels=1"]
-    player = subprocess.Popen(["pacat", "--playback", "-d", "micsink", *raw, str(tone)],
+    player = subprocess.Popen(["pacat", "--playback", "-d", "micsink", *RAW, str(tone)],
                               env=env)
-    recording = tmp_path / "speaker.raw"
-    with recording.open("wb") as out:
-        recorder = subprocess.Popen(["parec", "-d", "speaker.monitor", *raw], stdout=out,
-                                    env=env)
-        try:
-            call = subprocess.run(
-                [sys.executable, "-m", "tests.gui.sound_path", "4"], cwd=REPO,
-                env={**env, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True,
-                text=True, timeout=120)
-        finally:
-            recorder.terminate()
-            recorder.wait(10)
-            player.kill()
-            player.wait(10)
-    assert call.returncode == 0, call.stderr[-2000:]
-    result = json.loads(call.stdout.strip().splitlines()[-1])
+    try:
+        result, played = _run_recording_speaker(env, tmp_path, "4")
+    finally:
+        player.kill()
+        player.wait(10)
     assert result["microphone"] and result["speaker"], result
     assert result["bob_received"] > 50 and result["alice_received"] > 50, result
     assert abs(result["bob_heard_hz"] - 440.0) < 440.0 * 0.03, result
-    played = array.array("h")
-    data = recording.read_bytes()
-    played.frombytes(data[: len(data) // 2 * 2])
     loud = [i for i, v in enumerate(played) if abs(v) > 500]
     assert loud, "nothing came out of the speaker"
     assert abs(_pitch(played[loud[0]:loud[-1]].tobytes()) - 880.0) < 880.0 * 0.03
@@ -121,25 +134,8 @@ def test_an_incoming_call_rings_on_the_speaker(sound_server: dict[str, str],
     and again."""
     from qtclient.audio import RING_OFF, RING_ON
 
-    raw = ["--format=s16le", f"--rate={RATE}", "--channels=1"]
-    recording = tmp_path / "speaker.raw"
-    with recording.open("wb") as out:
-        recorder = subprocess.Popen(["parec", "-d", "speaker.monitor", *raw], stdout=out,
-                                    env=sound_server)
-        try:
-            rang = subprocess.run(
-                [sys.executable, "-m", "tests.gui.sound_path", "ring", "6"], cwd=REPO,
-                env={**sound_server, "QT_QPA_PLATFORM": "offscreen"}, capture_output=True,
-                text=True, timeout=120)
-        finally:
-            recorder.terminate()
-            recorder.wait(10)
-    assert rang.returncode == 0, rang.stderr[-2000:]
-    assert json.loads(rang.stdout.strip().splitlines()[-1]) == {"speaker": True,
-                                                                "playing": True}
-    played = array.array("h")
-    data = recording.read_bytes()
-    played.frombytes(data[: len(data) // 2 * 2])
+    result, played = _run_recording_speaker(sound_server, tmp_path, "ring", "6")
+    assert result == {"speaker": True, "playing": True}
     # Loud or quiet per 100 ms, from the first loud one on.
     step = RATE // 10
     loud = [max(map(abs, played[i:i + step]), default=0) > 2000
