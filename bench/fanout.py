@@ -132,13 +132,15 @@ def client_address(n: int) -> str:
 
 
 def start_server(kind: str, data_dir: Path, port: int, tls_writes: str = "buffered",
-                 options: tuple[str, ...] | list[str] = BENCH_OPTIONS
-                 ) -> subprocess.Popen[bytes]:
+                 options: tuple[str, ...] | list[str] = BENCH_OPTIONS,
+                 cprofile: str | None = None) -> subprocess.Popen[bytes]:
     """Start the server as a subprocess; return once it accepts TCP connections.
 
     ``options`` are the ``twistd chatnet`` options after port, interface and data
     directory (chatnet only); the reliability benchmarks pass their own to keep
-    the server's default limits.
+    the server's default limits. ``cprofile``: a path for twistd's own profiler
+    (cProfile of the reactor thread for the server's whole life, stats saved at
+    exit; chatnet only).
     """
     if kind == "chatnet":
         twistd = Path(sys.executable).parent / "twistd"
@@ -147,7 +149,9 @@ def start_server(kind: str, data_dir: Path, port: int, tls_writes: str = "buffer
             if found is None:
                 raise SystemExit("twistd not found next to the Python interpreter nor on PATH")
             twistd = Path(found)
-        cmd = [str(twistd), "-n", "--pidfile=", "chatnet", "--port", str(port),
+        profiling = ([f"--profile={cprofile}", "--profiler=cprofile", "--savestats"]
+                     if cprofile else [])
+        cmd = [str(twistd), "-n", "--pidfile=", *profiling, "chatnet", "--port", str(port),
                "--interface", HOST, "--data-dir", str(data_dir), *options]
     else:
         cmd = [sys.executable, str(REPO / "bench" / "bare_fanout_server.py"),
@@ -524,7 +528,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log(f"machine at {busy:.2f} cores busy before the run")
     data_dir = Path(tempfile.mkdtemp(prefix=f"chatnet-bench-{args.server}-"))
     port = free_port()
-    server = start_server(args.server, data_dir, port, args.bare_tls_writes)
+    server = start_server(args.server, data_dir, port, args.bare_tls_writes,
+                          cprofile=args.cprofile)
     ca = str(data_dir / "tls" / "ca.pem")
     generators: list[Any] = []
     try:
@@ -783,6 +788,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="sample the server with py-spy during the window and write "
                              "collapsed stacks to PATH (sampling costs the server CPU: do "
                              "not quote the figures of a profiled run)")
+    parser.add_argument("--cprofile", metavar="PATH",
+                        help="run the chatnet server under twistd's cProfile profiler (the "
+                             "reactor thread, deterministic, setup included; pstats file "
+                             "written at exit). Inflates small calls: rank, do not time")
     parser.add_argument("--native", action="store_true",
                         help="with --profile, include native (C) frames")
     parser.add_argument("--rooms", type=int, default=1,
