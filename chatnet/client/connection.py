@@ -44,6 +44,10 @@ from chatnet.wire.tls import CertificateRejected, client_tls_options  # noqa: E4
 EventListener = Callable[[Event], None]
 #: The client name sent in ``session.hello`` unless another is given.
 DEFAULT_CLIENT = f"chatnet-lib/{__version__} python/{platform.python_version()}"
+#: Seconds a server has to finish TLS and answer ``session.hello`` once the TCP
+#: connection is up. Something else listening on the port (a web or Redis
+#: server) may accept the connection and never answer.
+HELLO_TIMEOUT = 15.0
 #: A request function: ``request(op, args)`` → Deferred of the result map.
 Requester = Callable[[str, "dict[str, Any] | None"], Awaitable["dict[str, Any]"]]
 
@@ -248,19 +252,42 @@ class ChatConnection(Protocol):
         """Call ``listener(event)`` for every event from the server."""
         self.listeners.append(listener)
 
-    async def hello(self, client: str = DEFAULT_CLIENT) -> dict[str, Any]:
+    async def hello(self, client: str = DEFAULT_CLIENT, clock: Any = None,
+                    timeout: float = HELLO_TIMEOUT) -> dict[str, Any]:
         """``session.hello`` (PROTOCOL.md 3.1); adopts the server's ``max_frame``.
 
+        Args:
+            client: the client's name and version, for the server's logs.
+            clock: a reactor (``IReactorTime``) to time the answer with; None
+                waits as long as the connection lasts.
+            timeout: seconds for TLS and the answer together, with ``clock``.
+
         Raises:
-            ChatError: ``protocol_version`` if the server speaks another version.
+            ChatError: ``protocol_version`` if the server speaks another version;
+                ``unavailable`` if nothing answered within ``timeout`` (the
+                connection is then aborted).
         """
-        result = await self.request("session.hello",
-                                    {"protocol": PROTOCOL_VERSION, "client": client})
+        d = self.request("session.hello", {"protocol": PROTOCOL_VERSION, "client": client})
+        if clock is not None:
+            d.addTimeout(timeout, clock, onTimeoutCancel=self._hello_timed_out(timeout))
+        result = await d
         max_frame = result.get("max_frame")
         if isinstance(max_frame, int) and max_frame > 0:
             self.core.max_frame = max_frame
         self.hello_result = result
         return result
+
+    def _hello_timed_out(self, timeout: float) -> Callable[[Any, float], Any]:
+        def timed_out(_result: Any, _timeout: float) -> Any:
+            peer = self.transport.getPeer() if self.transport is not None else None
+            where = f"{peer.host}:{peer.port}" if hasattr(peer, "port") else "the server"
+            self.close_reason = f"no answer to session.hello within {timeout:g} s"
+            if self.transport is not None:
+                self.transport.abortConnection()  # type: ignore[attr-defined]
+            raise ChatError(ErrorCode.UNAVAILABLE,
+                            f"no chatnet server answered at {where} within {timeout:g} s "
+                            "(TLS and session.hello); is it the right host and port?")
+        return timed_out
 
     async def login(self, username: str, password: str) -> dict[str, Any]:
         """``auth.login`` (PROTOCOL.md 3.4) → ``{user_id, username, display_name,
@@ -379,10 +406,12 @@ async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = No
                   client_cert: str | Path | None = None,
                   client_key: str | Path | None = None,
                   hello: bool = True, client: str = DEFAULT_CLIENT,
-                  pin: str | None = None, source: str | None = None) -> ChatConnection:
+                  pin: str | None = None, source: str | None = None,
+                  timeout: float = HELLO_TIMEOUT) -> ChatConnection:
     """Open a verified TLS connection and (by default) say hello.
 
-    Arguments as :func:`client_endpoint`.
+    Arguments as :func:`client_endpoint`; ``timeout`` is in seconds, for the TCP
+    connection and then again for TLS and ``session.hello``.
 
     Returns:
         the connected :class:`ChatConnection`.
@@ -393,16 +422,17 @@ async def connect(reactor: Any, host: str, port: int, ca: str | Path | None = No
         TLSVerificationError: the server's certificate is not trusted, has
             expired, does not match ``host`` or ``pin`` (a ``ChatError`` with
             code ``unavailable`` whose message says which).
-        ChatError: ``protocol_version``.
+        ChatError: ``protocol_version``; ``unavailable`` when nothing answered
+            the hello within ``timeout``.
     """
     endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key, pin=pin,
-                               source=source)
+                               source=source, timeout=timeout)
     # Not endpoints.connectProtocol: it makes a factory class per call, which
     # zope.interface's adapter cache keeps for good, and the connection with it.
     connection: ChatConnection = await endpoint.connect(ChatConnectionFactory())
     if hello:
         try:
-            await connection.hello(client)
+            await connection.hello(client, clock=reactor, timeout=timeout)
         except TLSVerificationError:
             raise
         except ConnectionClosed:

@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 
 from chatnet.client.connection import (
     DEFAULT_CLIENT,
+    HELLO_TIMEOUT,
     ChatConnection,
     ChatConnectionFactory,
     Patient,
@@ -111,6 +112,9 @@ class ChatSession:
             is considered dead and dropped.
         pin: SHA-256 fingerprint that the server's certificate or its CA's must
             have (see :func:`chatnet.client.connection.client_endpoint`).
+        connect_timeout: seconds for the TCP connection, and again for TLS and
+            ``session.hello`` (something that is not a chatnet server may accept
+            the connection and never answer).
 
     Raises:
         ValueError: no password and no token, or ``pin`` is not a SHA-256
@@ -143,7 +147,8 @@ class ChatSession:
                  client_key: str | Path | None = None, client_name: str = DEFAULT_CLIENT,
                  retry_initial: float = 0.5, retry_max: float = 15.0,
                  retry_jitter: float = 2.0, ping_interval: float = 30.0,
-                 ping_timeout: float = 20.0, pin: str | None = None) -> None:
+                 ping_timeout: float = 20.0, pin: str | None = None,
+                 connect_timeout: float = HELLO_TIMEOUT) -> None:
         if password is None and token is None:
             raise ValueError("a password or a token is needed")
         self.reactor = reactor
@@ -155,6 +160,7 @@ class ChatSession:
         self.client_name = client_name
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self.connect_timeout = connect_timeout
         self.state = SessionState.DISCONNECTED
         self.login_result: dict[str, Any] | None = None
         self.rooms: dict[int, dict[str, Any]] = {}
@@ -163,7 +169,7 @@ class ChatSession:
         self.hello_result: dict[str, Any] | None = None
         self.presence: str | None = None
         self._endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key,
-                                         pin=pin)
+                                         pin=pin, timeout=connect_timeout)
         self._retry = backoffPolicy(retry_initial, retry_max, 2.0,
                                     lambda: random.uniform(0, retry_jitter))
         self._service: ClientService | None = None
@@ -196,7 +202,7 @@ class ChatSession:
             raise ChatError(ErrorCode.UNAUTHENTICATED, "log in first")
         connection: ChatConnection = await self._endpoint.connect(ChatConnectionFactory())
         try:
-            await connection.hello(self.client_name)
+            await connection.hello(self.client_name, self.reactor, self.connect_timeout)
             await connection.resume(self.token)
         except BaseException:
             connection.abort()
@@ -369,7 +375,8 @@ class ChatSession:
     async def _handshake(self, connection: ChatConnection) -> None:
         self._held = []
         connection.add_listener(self._on_event)
-        self.hello_result = await connection.hello(self.client_name)
+        self.hello_result = await connection.hello(self.client_name, self.reactor,
+                                                   self.connect_timeout)
         if self._register is not None:
             (display_name,) = self._register
             assert self.password is not None

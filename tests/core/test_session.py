@@ -612,3 +612,47 @@ async def test_a_closed_connection_is_not_kept_in_memory(make_server):
     await deferLater(reactor, 0.1, lambda: None)  # the transports' own clean-up
     gc.collect()
     assert gone() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_port_where_nothing_answers_fails_with_a_deadline(server):
+    """Something that accepts TCP connections and never answers (a Redis port, say):
+    start() and connect() fail with ``unavailable`` naming the deadline instead of
+    waiting for ever, and the connection is closed."""
+    from twisted.internet import endpoints
+    from twisted.internet.protocol import Factory, Protocol
+
+    from chatnet.client.connection import connect
+
+    class Silent(Protocol):
+        def connectionMade(self) -> None:
+            self.gone: Deferred[None] = Deferred()
+            accepted.append(self)
+
+        def connectionLost(self, reason: Any = None) -> None:
+            self.gone.callback(None)
+
+    accepted: list[Silent] = []
+    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        Factory.forProtocol(Silent))
+    try:
+        number = port.getHost().port
+        session = ChatSession(reactor, "localhost", number, "alice", PASSWORD, ca=server.ca,
+                              retry_initial=0.05, connect_timeout=0.5)
+        started = reactor.seconds()
+        with pytest.raises(ChatError) as caught:  # without a deadline: TimeoutError
+            await session.start().addTimeout(5, reactor)
+        assert caught.value.code is ErrorCode.UNAVAILABLE
+        assert "no chatnet server answered" in caught.value.message
+        assert "within 0.5 s" in caught.value.message
+        assert reactor.seconds() - started < 5
+        assert session.state is SessionState.DISCONNECTED
+        with pytest.raises(ChatError) as direct:
+            await Deferred.fromCoroutine(connect(reactor, "localhost", number, server.ca,
+                                                 timeout=0.5)).addTimeout(5, reactor)
+        assert "no chatnet server answered" in direct.value.message
+        assert len(accepted) == 2
+        for silent in accepted:  # the client closed both (else this times out)
+            await silent.gone.addTimeout(5, reactor)
+    finally:
+        await port.stopListening()
