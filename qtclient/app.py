@@ -21,6 +21,7 @@ from qtclient.settings import ClientSettings, LoginDefaults
 from qtclient.views.dialogs import (
     CreateRoomDialog,
     DirectoryDialog,
+    QuickSwitcher,
     SettingsDialog,
     UserSearchDialog,
 )
@@ -51,7 +52,7 @@ class ChatApp(QObject):
 
     Attributes:
         dialogs: the small windows currently open, by kind (``create``,
-            ``directory``, ``message``, ``invite``, ``settings``).
+            ``directory``, ``message``, ``invite``, ``settings``, ``switcher``).
         last_status: the last message shown in the status bar (translated).
     """
 
@@ -109,6 +110,7 @@ class ChatApp(QObject):
         main.create_room_requested.connect(self.open_create_room)
         main.directory_requested.connect(self.open_directory)
         main.message_someone_requested.connect(lambda: self.open_user_search("message"))
+        main.switcher_requested.connect(self.open_switcher)
         main.invite_dialog_requested.connect(lambda room: self.open_user_search("invite", room))
         main.invite_accepted.connect(c.accept_invite)
         main.invite_declined.connect(c.decline_invite)
@@ -135,10 +137,23 @@ class ChatApp(QObject):
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Show the login window."""
+    def start(self, login: LoginDefaults | None = None, password: str = "") -> None:
+        """Show the login window.
+
+        Args:
+            login: fill the form with this server and username (the command
+                line's ``--host``, ``--port``, ``--ca``, ``--user``) instead of
+                the remembered ones.
+            password: with ``login``, log in at once with this password (from
+                ``$CHATNET_PASSWORD``); a failure shows in the form as usual.
+        """
         self.login_window.show()
         self.login_window.raise_()
+        if login is not None:
+            self.login_window.fill(login)
+            if password and login.username:
+                self.login_window.password.setText(password)
+                self.login_window.submit()
 
     def _login(self, host: str, port: int, ca_file: str, username: str, password: str,
                register: bool) -> None:
@@ -210,6 +225,11 @@ class ChatApp(QObject):
     def _closed(self, kind: str, dialog: QDialog) -> None:
         if self.dialogs.get(kind) is dialog:
             del self.dialogs[kind]
+        # Give the keyboard back to the main window: a window manager would,
+        # but on an X display without one (a kiosk, Xvfb) the focus otherwise
+        # stays with the closed dialog and typing goes nowhere.
+        if self.main_window.isVisible() and not self._quitting:
+            self.main_window.activateWindow()
 
     def open_create_room(self) -> CreateRoomDialog:
         """The "new room" dialog."""
@@ -236,6 +256,13 @@ class ChatApp(QObject):
         else:
             dialog.user_chosen.connect(self.controller.open_direct)
         self._open(purpose, dialog)
+        return dialog
+
+    def open_switcher(self) -> QuickSwitcher:
+        """The quick switcher (Ctrl+K): filter the conversations, Enter opens one."""
+        dialog = QuickSwitcher(self.controller.rooms, self.main_window)
+        dialog.room_chosen.connect(self.controller.open_room)
+        self._open("switcher", dialog)
         return dialog
 
     def open_settings(self) -> SettingsDialog:

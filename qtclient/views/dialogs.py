@@ -1,4 +1,5 @@
-"""Small windows: create a room, browse the directory, find a person, invite, settings.
+"""Small windows: create a room, browse the directory, find a person, invite,
+settings, and the quick switcher (Ctrl+K).
 
 Each is opened without blocking the event loop (``open()``, never
 ``exec()``), so the reactor keeps running while it is shown, and reports
@@ -10,18 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 from qtclient.i18n import LANGUAGES, _, ngettext
+from qtclient.models.rooms import RoomListModel, RoomSortProxy
 from qtclient.qt import (
     ID,
+    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QEvent,
     QFormLayout,
+    QItemSelectionModel,
+    QKeyEvent,
     QLabel,
     QLineEdit,
+    QListView,
     QListWidget,
     QListWidgetItem,
+    QModelIndex,
+    QObject,
     QPushButton,
     QSpinBox,
     Qt,
@@ -30,6 +38,7 @@ from qtclient.qt import (
     QWidget,
     pyqtSignal,
 )
+from qtclient.views.delegates import RoomDelegate
 
 _DATA = Qt.ItemDataRole.UserRole
 
@@ -313,3 +322,101 @@ class SettingsDialog(_Dialog):
         close = self.buttons.button(QDialogButtonBox.StandardButton.Close)
         if close is not None:
             close.setText(_("Close"))
+
+
+class QuickSwitcher(_Dialog):
+    """Ctrl+K: a filter line over the user's conversations; Enter opens the
+    highlighted one.
+
+    The list is the room list (same order: most recent activity first),
+    filtered by name as the user types; the first match is highlighted, Up and
+    Down move the highlight without leaving the filter line, Enter or a click
+    opens it, Escape closes the window.
+
+    Args:
+        rooms: the controller's room list model (read only).
+
+    Signals:
+        room_chosen(room_id)
+    """
+
+    room_chosen = pyqtSignal(ID)
+
+    def __init__(self, rooms: RoomListModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.proxy = RoomSortProxy(self)
+        self.proxy.setSourceModel(rooms)
+        self.query = QLineEdit()
+        self.query.setClearButtonEnabled(True)
+        self.query.installEventFilter(self)
+        self.query.textChanged.connect(self._filter)
+        self.results = QListView()
+        self.results.setModel(self.proxy)
+        self.results.setItemDelegate(RoomDelegate(self.results))
+        self.results.setUniformItemSizes(True)
+        self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.results.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.results.clicked.connect(self._chosen)
+        self.results.activated.connect(self._chosen)
+        self.note = QLabel()
+        self.note.setStyleSheet("color: #5f6368;")
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.query)
+        layout.addWidget(self.results, 1)
+        layout.addWidget(self.note)
+        self.setMinimumSize(380, 340)
+        self.retranslate()
+        self._filter("")
+        self.query.setFocus()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Go to a conversation"))
+        self.query.setPlaceholderText(_("Type a room or a person"))
+        self.note.setText(_("↑ ↓ to choose, Enter to open, Esc to close"))
+
+    def _filter(self, text: str) -> None:
+        self.proxy.setFilterFixedString(text.strip())
+        self._highlight(0)
+
+    def _highlight(self, row: int) -> None:
+        count = self.proxy.rowCount()
+        selection = self.results.selectionModel()
+        if selection is None:
+            return
+        if count == 0:
+            selection.clear()
+            return
+        index = self.proxy.index(max(0, min(row, count - 1)), 0)
+        selection.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.results.scrollTo(index)
+
+    def current_room(self) -> int | None:
+        """The highlighted conversation's room id (None when nothing matches)."""
+        index = self.results.currentIndex()
+        if not index.isValid():
+            return None
+        return int(index.data(RoomListModel.Roles.RoomId))
+
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
+        """Up, Down, Page Up/Down and Enter in the filter line act on the list."""
+        if watched is self.query and isinstance(event, QKeyEvent) \
+                and event.type() == QEvent.Type.KeyPress:
+            key, row = event.key(), self.results.currentIndex().row()
+            viewport = self.results.viewport()
+            height = viewport.height() if viewport is not None else 0
+            page = max(1, height // RoomDelegate.ROW_HEIGHT)
+            moves = {Qt.Key.Key_Down: row + 1, Qt.Key.Key_Up: row - 1,
+                     Qt.Key.Key_PageDown: row + page, Qt.Key.Key_PageUp: row - page}
+            if key in moves:
+                self._highlight(moves[Qt.Key(key)])
+                return True
+            if key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+                self._chosen(self.results.currentIndex())
+                return True
+        return super().eventFilter(watched, event)
+
+    def _chosen(self, index: QModelIndex) -> None:
+        if index.isValid():
+            self.room_chosen.emit(int(index.data(RoomListModel.Roles.RoomId)))
+            self.accept()

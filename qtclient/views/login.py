@@ -144,6 +144,14 @@ class LoginWindow(QWidget):
         if path:
             self.ca_file.setText(path)
 
+    def fill(self, login: LoginDefaults) -> None:
+        """Put ``login``'s server, port, CA file and username in the form."""
+        self.host.setText(login.host)
+        self.port.setValue(login.port)
+        self.ca_file.setText(login.ca_file)
+        self.username.setText(login.username)
+        (self.password if login.username else self.username).setFocus()
+
     def submit(self) -> None:
         """Check the form; emit :attr:`login_requested` when it is complete."""
         host, username = self.host.text().strip(), self.username.text().strip().lower()

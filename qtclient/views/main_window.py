@@ -198,6 +198,7 @@ class MainWindow(QMainWindow):
     create_room_requested = pyqtSignal()
     directory_requested = pyqtSignal()
     message_someone_requested = pyqtSignal()
+    switcher_requested = pyqtSignal()
     invite_dialog_requested = pyqtSignal(ID)
     #: room id of an invitation the user accepts / declines
     invite_accepted = pyqtSignal(ID)
@@ -280,6 +281,9 @@ class MainWindow(QMainWindow):
         self.browse_action.triggered.connect(self.directory_requested)
         self.message_action = QAction(self)
         self.message_action.triggered.connect(self.message_someone_requested)
+        self.switcher_action = QAction(self)
+        self.switcher_action.setShortcut(QKeySequence("Ctrl+K"))
+        self.switcher_action.triggered.connect(self.switcher_requested)
         self.settings_action = QAction(self)
         self.settings_action.triggered.connect(self.settings_requested)
         self.logout_action = QAction(self)
@@ -287,7 +291,8 @@ class MainWindow(QMainWindow):
         self.quit_action = QAction(self)
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.quit_requested)
-        for action in (self.new_room_action, self.browse_action, self.message_action):
+        for action in (self.switcher_action, self.new_room_action, self.browse_action,
+                       self.message_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
         for action in (self.settings_action, self.logout_action, self.quit_action):
@@ -544,6 +549,7 @@ class MainWindow(QMainWindow):
         self.new_room_action.setText(_("New room…"))
         self.browse_action.setText(_("Browse rooms…"))
         self.message_action.setText(_("Message someone…"))
+        self.switcher_action.setText(_("Go to a conversation…"))
         self.settings_action.setText(_("Settings…"))
         self.logout_action.setText(_("Log out"))
         self.quit_action.setText(_("Quit"))
