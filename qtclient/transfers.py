@@ -73,9 +73,13 @@ OFFSET_RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0)
 
 
 def human_size(size: int) -> str:
-    """``size`` bytes as people read it, in the current locale ("1.2 MB", "999 字节")."""
-    return QLocale().formattedDataSize(max(0, size), 1,
-                                       QLocale.DataSizeFormat.DataSizeTraditionalFormat)
+    """``size`` bytes as people read it, in the current locale ("1.2 MB", "999 字节").
+
+    SI units (1 kB = 1000 bytes), as the terminal client prints them, so that
+    one file has one size everywhere: 300,000 bytes is "300.0 kB". (Qt's
+    "traditional" format divides by 1024 yet still writes kB and MB.)
+    """
+    return QLocale().formattedDataSize(max(0, size), 1, QLocale.DataSizeFormat.DataSizeSIFormat)
 
 
 def _scaled_image(path: str, width: int, height: int) -> QImage | None:

@@ -250,7 +250,7 @@ def test_download_saves_the_identical_file_where_chosen_then_opens_it(
     assert asked == [str(downloads_folder() / "report.pdf")]  # no second dialog
 
 
-@pytest.mark.server_config(max_file_size=4096)
+@pytest.mark.server_config(max_file_size=4000)
 def test_a_file_over_the_servers_limit_fails_with_the_limit(
         make_client: Any, server: Any, qtbot: Any, tmp_path: Path) -> None:
     """A file larger than the server accepts fails in its row, saying the limit;

@@ -184,3 +184,22 @@ def test_previews_are_bounded_and_reloadable() -> None:
     assert cache.state("d") == LOADING
     cache.forget("d")
     assert cache.state("d") is None
+
+
+def test_file_sizes_are_in_si_units_as_the_terminal_prints_them() -> None:
+    """Sizes are counted in thousands, as ``chatnet`` (the terminal client)
+    prints them: 300,000 bytes is 300.0 kB, 40,000,000 bytes 40.0 MB (not 293.0 kB
+    and 38.1 MB, which divide by 1024 under the same unit names)."""
+    from qtclient.qt import QLocale
+    from qtclient.transfers import human_size
+
+    before = QLocale()
+    QLocale.setDefault(QLocale(QLocale.Language.English, QLocale.Country.UnitedStates))
+    try:
+        assert human_size(999) == "999 bytes"
+        assert human_size(1000) == "1.0 kB"
+        assert human_size(300_000) == "300.0 kB"
+        assert human_size(40_000_000) == "40.0 MB"
+        assert human_size(2_500_000_000) == "2.5 GB"
+    finally:
+        QLocale.setDefault(before)
