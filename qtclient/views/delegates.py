@@ -22,6 +22,7 @@ paint); what is missing is asked for once, after the paint, through
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,7 @@ from qtclient.qt import (
     QEvent,
     QFont,
     QFontMetrics,
+    QFontMetricsF,
     QHelpEvent,
     QLocale,
     QModelIndex,
@@ -93,6 +95,7 @@ FILE_GAP = 6           # above each attached file
 CARD_WIDTH = 300       # an attached file's card, at most
 THUMB_GAP = 4          # between an image's preview and its card
 PROGRESS_HEIGHT = 3    # a download's progress bar, at the card's bottom
+NOTE_GAP = 8           # between the sender's name and the time
 
 _NAME_COLOURS = ("#1a73e8", "#d93025", "#188038", "#a142f4", "#e37400", "#007b83",
                  "#c5221f", "#5f6368")
@@ -204,7 +207,8 @@ class _Measure:
     own: bool
     day: bool
     marker: bool
-    header_w: int
+    name_w: int
+    note_w: int
     header_h: int
     reply_h: int
     text: str
@@ -213,6 +217,11 @@ class _Measure:
     files: list[AttachedFile] = field(default_factory=list)
     card_h: int = 0
     button_w: int = 0
+
+    @property
+    def header_w(self) -> int:
+        """The header's natural width: the name, a gap, the time (and edited mark)."""
+        return self.name_w + NOTE_GAP + self.note_w
 
     @property
     def files_h(self) -> int:
@@ -236,12 +245,19 @@ class FileSpot:
 
 @dataclass
 class MessageLayout:
-    """Where each part of a message goes, relative to the item's top-left corner."""
+    """Where each part of a message goes, relative to the item's top-left corner.
+
+    ``header`` is the whole first line; in it ``name`` (the sender, elided when
+    the bubble is too narrow) and ``note`` (the time, "(edited)", "Sending…"),
+    which is always wide enough for its whole text: the bubble grows for it.
+    """
 
     height: int
     bubble: QRect = field(default_factory=QRect)
     avatar: QRect | None = None
     header: QRect = field(default_factory=QRect)
+    name: QRect = field(default_factory=QRect)
+    note: QRect = field(default_factory=QRect)
     reply: QRect | None = None
     body: QRect = field(default_factory=QRect)
     chips: list[tuple[QRect, str, int, bool]] = field(default_factory=list)
@@ -299,7 +315,9 @@ class MessageDelegate(QStyledItemDelegate):
 
     # -- layout ------------------------------------------------------------------------------
 
-    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
+    def fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
+        """The fonts a message is drawn with: (body, the sender's name in bold,
+        the small one of the time, the reply quote and file details)."""
         body = QFont(option.font)
         bold = QFont(body)
         bold.setBold(True)
@@ -332,9 +350,12 @@ class MessageDelegate(QStyledItemDelegate):
 
     def _measure(self, option: QStyleOptionViewItem, index: _Index) -> _Measure:
         """Everything about a message's size that does not depend on the width."""
-        body_font, bold, small = self._fonts(option)
-        header_w = (QFontMetrics(bold).horizontalAdvance(str(index.data(_TR.SenderName)))
-                    + 8 + QFontMetrics(small).horizontalAdvance(self._header_note(index)))
+        body_font, bold, small = self.fonts(option)
+        # Fractional widths rounded up: a width rounded down is too narrow for
+        # its own text, which then gets elided ("11:24 …").
+        name_w = math.ceil(QFontMetricsF(bold).horizontalAdvance(
+            str(index.data(_TR.SenderName))))
+        note_w = math.ceil(QFontMetricsF(small).horizontalAdvance(self.header_note(index)))
         header_h = max(QFontMetrics(bold).height(), QFontMetrics(small).height())
         reply_h = QFontMetrics(small).height() + 6 if index.data(_TR.ReplyTo) is not None else 0
         text = str(index.data(_TR.Body))
@@ -343,8 +364,8 @@ class MessageDelegate(QStyledItemDelegate):
                  for emoji, count, mine in index.data(_TR.Reactions) or []]
         files = [AttachedFile(*a) for a in index.data(_TR.Attachments) or []]
         measure = _Measure(own=bool(index.data(_TR.IsOwn)), day=bool(index.data(_TR.DayBreak)),
-                           marker=bool(index.data(_TR.NewMarker)), header_w=header_w,
-                           header_h=header_h, reply_h=reply_h, text=text,
+                           marker=bool(index.data(_TR.NewMarker)), name_w=name_w,
+                           note_w=note_w, header_h=header_h, reply_h=reply_h, text=text,
                            lines=_natural_lines(text, body_font) if text or not files else [],
                            chips=chips, files=files)
         if files:
@@ -371,8 +392,11 @@ class MessageDelegate(QStyledItemDelegate):
 
     @staticmethod
     def _content_width(m: _Measure, inner: int, body_w: int) -> int:
+        """The bubble's inner width: what its parts need, at most ``inner``, but
+        never less than the time needs (the name is elided instead)."""
         files_w = CARD_WIDTH if m.files else 0
-        return min(inner, max(m.header_w, body_w, 120 if m.reply_h else 0, files_w))
+        return max(m.note_w, min(inner, max(m.header_w, body_w, 120 if m.reply_h else 0,
+                                            files_w)))
 
     def _height(self, m: _Measure, width: int, font: QFont) -> int:
         """The row height only (what QListView needs for every row, on every layout)."""
@@ -417,6 +441,10 @@ class MessageDelegate(QStyledItemDelegate):
             layout.avatar = QRect(MARGIN, top, AVATAR, AVATAR)
         inner_x, cy = bubble_x + PAD, top + PAD
         layout.header = QRect(inner_x, cy, content_w, m.header_h)
+        name_w = max(0, min(m.name_w, content_w - NOTE_GAP - m.note_w))
+        layout.name = QRect(inner_x, cy, name_w, m.header_h)
+        layout.note = QRect(inner_x + (name_w + NOTE_GAP if name_w else 0), cy, m.note_w,
+                            m.header_h)
         cy += m.header_h + 2
         if m.reply_h:
             layout.reply = QRect(inner_x, cy, content_w, m.reply_h)
@@ -457,7 +485,9 @@ class MessageDelegate(QStyledItemDelegate):
         return layout
 
     @staticmethod
-    def _header_note(index: _Index) -> str:
+    def header_note(index: _Index) -> str:
+        """What follows the sender's name: the time (and "(edited)"), or the
+        state of a message being sent."""
         state = index.data(_TR.State)
         if state == PENDING:
             return _("Sending…")
@@ -489,7 +519,7 @@ class MessageDelegate(QStyledItemDelegate):
         if painter is None:
             return
         layout = self.layout_for(option, index)
-        body_font, bold, small = self._fonts(option)
+        body_font, bold, small = self.fonts(option)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.translate(option.rect.topLeft())
@@ -519,17 +549,15 @@ class MessageDelegate(QStyledItemDelegate):
         # Header.
         painter.setFont(bold)
         painter.setPen(name_colour(sender))
-        name_w = QFontMetrics(bold).horizontalAdvance(name)
-        painter.drawText(layout.header, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         name)
+        middle = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+        if layout.name.width() > 0:
+            painter.drawText(layout.name, middle, QFontMetrics(bold).elidedText(
+                name, Qt.TextElideMode.ElideRight, layout.name.width()))
         painter.setFont(small)
         state = index.data(_TR.State)
         painter.setPen(_MARKER if state == FAILED else _MUTED)
-        note_rect = layout.header.adjusted(name_w + 8, 0, 0, 0)
-        painter.drawText(note_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         QFontMetrics(small).elidedText(self._header_note(index),
-                                                        Qt.TextElideMode.ElideRight,
-                                                        max(0, note_rect.width())))
+        # Never elided: the layout gave the time all the width it needs.
+        painter.drawText(layout.note, middle, self.header_note(index))
         # Reply quote.
         if layout.reply is not None:
             quoted_sender, quoted = index.data(_TR.ReplyPreview) or ("", "")
