@@ -400,6 +400,8 @@ class ChatController(QObject):
             if again:
                 self._after_reconnect()
         elif state in (SessionState.CONNECTING, SessionState.HANDSHAKING):
+            if self._was_authenticated:
+                self._forget_presence()
             self._set_connection(ConnectionView.RECONNECTING if self._was_authenticated
                                  else ConnectionView.CONNECTING)
         elif state is SessionState.DISCONNECTED and self.session is not None:
@@ -411,6 +413,17 @@ class ChatController(QObject):
                 self.logged_out.emit(reason)
             elif not self._was_authenticated:
                 self._set_connection(ConnectionView.OFFLINE)
+            else:
+                self._forget_presence()
+
+    def _forget_presence(self) -> None:
+        """Disconnected: what others' presence was is no longer known (they may
+        have gone meanwhile, and no ``presence`` event can say so), so nobody
+        is shown online. After the reconnect ``_after_reconnect`` asks again:
+        the open room's members, and each direct room's peer."""
+        self.presence.clear()
+        self.members.forget_presence()
+        self.rooms.forget_presence()
 
     def _after_reconnect(self) -> None:
         """Back online: the library has re-sent unacknowledged messages and replayed

@@ -7,7 +7,7 @@ from enum import IntEnum
 from typing import Any
 
 from qtclient.models.base import RowsModel
-from qtclient.models.presence import normalise
+from qtclient.models.presence import UNKNOWN, normalise
 from qtclient.qt import (
     USER_ROLE,
     ItemRole,
@@ -19,7 +19,7 @@ from qtclient.qt import (
 _Index = QModelIndex | QPersistentModelIndex
 #: Listing order: who runs the room first, then who is reachable.
 _ROLE_RANK = {"owner": 0, "moderator": 1, "member": 2}
-_PRESENCE_RANK = {"online": 0, "busy": 1, "away": 2, "offline": 3}
+_PRESENCE_RANK = {"online": 0, "busy": 1, "away": 2, "offline": 3, UNKNOWN: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,7 @@ class Member:
         username: the account name.
         display_name: the name shown.
         role: ``owner``, ``moderator`` or ``member``.
-        presence: the shown presence state.
+        presence: the shown presence state (``unknown`` while disconnected).
     """
 
     username: str
@@ -63,8 +63,6 @@ class MemberListModel(RowsModel):
         super().__init__(parent)
         self.room_id: int | None = None
         self._rows: list[Member] = []
-
-
 
     def data(self, index: _Index, role: int = ItemRole.DisplayRole.value) -> Any:
         """The value of ``role`` for the member at ``index`` (None if unknown)."""
@@ -126,6 +124,14 @@ class MemberListModel(RowsModel):
     def set_presence(self, username: str, state: str) -> None:
         """``presence`` event."""
         self._update(username, presence=normalise(state))
+
+    def forget_presence(self) -> None:
+        """The connection is lost: nobody's presence is known until the members
+        are listed again (:meth:`reset_members`) or ``presence`` events arrive."""
+        if not self._rows:
+            return
+        self._rows = [replace(member, presence=UNKNOWN) for member in self._rows]
+        self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1))
 
     def set_role(self, username: str, role: str) -> None:
         """``room.member {change: role}``."""

@@ -8,6 +8,9 @@ from qtclient.i18n import N_
 OWN_STATES = ("online", "away", "busy", "invisible")
 #: States others can be seen in (``invisible`` is shown to others as ``offline``).
 SHOWN_STATES = ("online", "away", "busy", "offline")
+#: What the client shows for others while it is not connected: it cannot know,
+#: so it claims nobody is online (never sent by the server).
+UNKNOWN = "unknown"
 #: Untranslated names of every state; translate with ``_()`` when shown.
 STATE_NAMES = {
     "online": N_("Online"),
@@ -15,6 +18,7 @@ STATE_NAMES = {
     "busy": N_("Busy"),
     "invisible": N_("Invisible"),
     "offline": N_("Offline"),
+    UNKNOWN: N_("Unknown (not connected)"),
 }
 #: Dot colours (RGB hex), chosen to stay distinct for the common colour blindnesses
 #: (green / amber / red differ in lightness too).
@@ -24,9 +28,10 @@ STATE_COLOURS = {
     "busy": "#d0312d",
     "invisible": "#9aa0a6",
     "offline": "#9aa0a6",
+    UNKNOWN: "#dadce0",
 }
 
 
 def normalise(state: object) -> str:
     """A state from the wire, or ``offline`` for anything unknown."""
-    return state if isinstance(state, str) and state in STATE_NAMES else "offline"
+    return state if isinstance(state, str) and state in OWN_STATES + SHOWN_STATES else "offline"

@@ -7,7 +7,7 @@ from enum import IntEnum
 from typing import Any
 
 from qtclient.models.base import RowsModel
-from qtclient.models.presence import normalise
+from qtclient.models.presence import UNKNOWN, normalise
 from qtclient.qt import (
     USER_ROLE,
     ItemRole,
@@ -39,7 +39,8 @@ class RoomEntry:
         last_ts: time of the newest message known, ms since the epoch (sort key).
         peer: for a direct room, the other member's username ("" until known).
         peer_name: the other member's display name.
-        peer_presence: the other member's shown presence.
+        peer_presence: the other member's shown presence (``unknown`` while
+            disconnected).
     """
 
     room_id: int
@@ -228,6 +229,13 @@ class RoomListModel(RowsModel):
         for row, entry in enumerate(self._rows):
             if entry.is_direct and entry.peer == username:
                 self._replace(row, replace(entry, peer_presence=normalise(state)))
+
+    def forget_presence(self) -> None:
+        """The connection is lost: no peer's presence is known until it is asked
+        again (:meth:`set_peer`) or ``presence`` events arrive."""
+        for row, entry in enumerate(self._rows):
+            if entry.is_direct:
+                self._replace(row, replace(entry, peer_presence=UNKNOWN))
 
     def set_display_name(self, username: str, display_name: str) -> None:
         """``user.updated``: a peer's new display name."""

@@ -31,7 +31,7 @@ from typing import Any
 from qtclient.i18n import _, ngettext
 from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
-from qtclient.models.presence import STATE_COLOURS, STATE_NAMES
+from qtclient.models.presence import STATE_COLOURS, STATE_NAMES, UNKNOWN
 from qtclient.models.rooms import RoomListModel
 from qtclient.models.thumbnails import THUMBNAIL_HEIGHT, THUMBNAIL_WIDTH, ThumbnailCache, is_image
 from qtclient.models.timeline import FAILED, PENDING, TimelineModel
@@ -822,8 +822,15 @@ def _paint_file_icon(painter: QPainter, rect: QRect, name: str, font: QFont) -> 
 
 
 def _paint_dot(painter: QPainter, centre_x: int, centre_y: int, state: str) -> None:
+    """A presence dot; a hollow grey ring when the presence is not known."""
+    colour = QColor(STATE_COLOURS.get(state, STATE_COLOURS["offline"]))
+    if state == UNKNOWN:
+        painter.setPen(QPen(colour, 2))
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.drawEllipse(QRectF(centre_x - 5, centre_y - 5, 10, 10))
+        return
     painter.setPen(QPen(QColor("white"), 2))
-    painter.setBrush(QColor(STATE_COLOURS.get(state, STATE_COLOURS["offline"])))
+    painter.setBrush(colour)
     painter.drawEllipse(QRectF(centre_x - 6, centre_y - 6, 12, 12))
 
 

@@ -639,6 +639,8 @@ class MainWindow(QMainWindow):
         self.connection_dot.setText("●")
         self.connection_dot.setStyleSheet(f"color: {colours.get(view, '#9aa0a6')};")
         self.connection_label.setText(self.connection_text(view))
+        # One's own presence is greyed out too while the server cannot see it.
+        self.presence_box.setEnabled(view == "online")
         if view == "reconnecting":
             self.banner.setText(_("The connection to the server was lost. Reconnecting… "
                                   "Messages you send now are delivered when it is back."))

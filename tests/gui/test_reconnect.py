@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from qtclient.models.members import MemberListModel
+from qtclient.models.presence import UNKNOWN
+from qtclient.models.rooms import RoomListModel
 from qtclient.models.timeline import PENDING
 from qtclient.qt import Qt
-from tests.gui.helpers import click_room, say, shared_room
+from tests.gui.helpers import click_room, room_index, say, shared_room
 from tests.support.events import EventLog
 
 
@@ -82,3 +85,45 @@ def test_changes_made_while_offline_are_reconciled(make_client: Any, server: Any
     assert window.connection_label.text() != "Connected"  # the changes were made offline
     qtbot.waitUntil(lambda: window.connection_label.text() == "Connected", timeout=10000)
     qtbot.waitUntil(lambda: timeline.bodies() == ["edited while away"], timeout=10000)
+
+
+def test_presence_is_unknown_while_disconnected_and_real_again_after(
+        make_client: Any, server: Any, qtbot: Any, tmp_path: Any) -> None:
+    """While the connection is lost, nobody shows as online: the members panel
+    and the direct room's dot say the presence is unknown (alice cannot know
+    who left meanwhile). After the reconnect real presence is back."""
+    bob = server.user("bob")
+    alice = make_client("alice")
+    direct = server.request(bob, "dm.open", {"username": "alice"})["room_id"]
+    qtbot.waitUntil(lambda: alice.controller.rooms.room(direct) is not None)
+    timeline = click_room(qtbot, alice, direct)
+    qtbot.waitUntil(lambda: timeline.loaded)
+    window = alice.main_window
+    window.members_button.click()
+    members = alice.controller.members
+
+    def member_presence() -> dict[str, str]:
+        return {str(members.index(r).data(MemberListModel.Roles.Username)):
+                str(members.index(r).data(MemberListModel.Roles.Presence))
+                for r in range(members.rowCount())}
+
+    def dot() -> Any:
+        return room_index(alice, direct).data(RoomListModel.Roles.Presence)
+
+    qtbot.waitUntil(lambda: member_presence() == {"alice": "online", "bob": "online"}
+                    and dot() == "online")
+
+    server.stop()
+    qtbot.waitUntil(lambda: window.connection_label.text() == "Connection lost — reconnecting…")
+    assert member_presence() == {"alice": UNKNOWN, "bob": UNKNOWN}
+    assert dot() == UNKNOWN
+    assert "online" not in alice.controller.presence.values()
+    assert not window.presence_box.isEnabled()  # her own "Online" is greyed out
+    window.grab().save(str(tmp_path / "disconnected.png"))
+
+    server.start()
+    server.user("bob", register=False)
+    qtbot.waitUntil(lambda: window.connection_label.text() == "Connected", timeout=10000)
+    qtbot.waitUntil(lambda: member_presence() == {"alice": "online", "bob": "online"}
+                    and dot() == "online", timeout=10000)
+    assert window.presence_box.isEnabled()
