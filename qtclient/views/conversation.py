@@ -51,8 +51,10 @@ class TimelineView(QListView):
     """The messages of the open room, newest at the bottom.
 
     Keeps the view at the bottom while new messages arrive (unless the user
-    has scrolled up), keeps the visible message in place when older ones are
-    put on top, and asks for older history before the top is reached.
+    has scrolled up: others' messages then never move what they are reading),
+    goes to the bottom when the user sends (:meth:`show_newest`), keeps the
+    visible message in place when older ones are put on top, and asks for
+    older history before the top is reached.
 
     Signals:
         older_requested(): scroll-back is near the top of what is loaded.
@@ -246,6 +248,12 @@ class TimelineView(QListView):
         if (timeline is not None and bar is not None and timeline.loaded
                 and timeline.has_more and not timeline.loading and bar.value() <= PREFETCH_PX):
             self.older_requested.emit()
+
+    def show_newest(self) -> None:
+        """Scroll to the newest message and stay there while rows arrive: the
+        user has just sent one, and wants to see it even if they had scrolled up."""
+        self._stick = True
+        self.scrollToBottom()
 
     def at_bottom(self) -> bool:
         """Whether the newest message is in view."""

@@ -878,6 +878,8 @@ class MainWindow(QMainWindow):
         else:
             reply_to = self.compose_mode[1] if self.compose_mode is not None else -1
             self.send_requested.emit(text, reply_to)
+            # One's own message shows at the bottom, even when scrolled up.
+            self.timeline.show_newest()
         self.compose_mode = None
         self.composer.clear()
         self._update_compose_bar()

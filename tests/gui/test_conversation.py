@@ -122,3 +122,47 @@ def test_scrolling_back_fetches_history_lazily(make_client: Any, server: Any,
     assert timeline.rowCount() == 160
     assert timeline.bodies()[0] == "message 1"
     assert [timeline.item(r).seq for r in range(160)] == list(range(1, 161))
+
+
+def test_sending_scrolls_to_the_new_message_but_others_messages_do_not(
+        make_client: Any, server: Any, qtbot: Any, wait: Any) -> None:
+    """Scrolled up to read, alice is not moved by bob's new message; when she
+    sends one herself, the conversation scrolls to the bottom, where it is."""
+    from twisted.internet.defer import gatherResults
+
+    alice = make_client("alice")
+    bob = server.user("bob")
+    room_id = shared_room(server, bob, "alice")
+    wait(gatherResults([bob.request("msg.send", {"room_id": room_id, "body": f"line {n}",
+                                                 "client_msg_id": f"s{n}"})
+                        for n in range(1, 41)]))
+    timeline = click_room(qtbot, alice, room_id)
+    assert not timeline.has_more  # all 40 loaded: scrolling up fetches nothing
+    view = alice.main_window.timeline
+    bar = view.verticalScrollBar()
+    qtbot.waitUntil(lambda: view.at_bottom() and bar.maximum() > 1000)
+    bar.setValue(bar.maximum() // 2)
+    reading = bar.value()
+    assert not view.at_bottom()
+
+    maximum = bar.maximum()
+    say(server, bob, room_id, "bob says something new")
+    qtbot.waitUntil(lambda: timeline.bodies()[-1] == "bob says something new"
+                    and bar.maximum() > maximum)
+    assert bar.value() == reading  # not yanked away from what she reads
+
+    maximum = bar.maximum()
+    composer = alice.main_window.composer
+    qtbot.keyClicks(composer, "and here is mine")
+    qtbot.keyClick(composer, Qt.Key.Key_Return)
+    assert timeline.bodies()[-1] == "and here is mine"
+    qtbot.waitUntil(lambda: bar.maximum() > maximum and view.at_bottom())
+    last = view.visualRect(timeline.index(timeline.rowCount() - 1, 0))
+    assert view.viewport().rect().contains(last)  # her message is in view, whole
+
+    # Once at the bottom again, others' messages keep it there.
+    maximum = bar.maximum()
+    say(server, bob, room_id, "and an answer")
+    qtbot.waitUntil(lambda: timeline.bodies()[-1] == "and an answer"
+                    and bar.maximum() > maximum)
+    qtbot.waitUntil(view.at_bottom)
