@@ -281,6 +281,15 @@ class TimelineModel(RowsModel):
         row = bisect.bisect_left(self._seqs, seq)
         return row if row < len(self._seqs) and self._seqs[row] == seq else -1
 
+    def last_own_message(self) -> int | None:
+        """The ``msg_id`` of the user's newest stored message with text (what Up
+        in an empty composer edits), or None."""
+        for row in range(len(self._seqs) - 1, -1, -1):
+            item = self._rows[row]
+            if item.sender == self.me and item.msg_id is not None and item.body:
+                return item.msg_id
+        return None
+
     def bodies(self) -> list[str]:
         """Every row's body, in order (pending included)."""
         return [item.body for item in self._rows]

@@ -344,15 +344,17 @@ def _copy(text: str) -> None:
 
 class Composer(QPlainTextEdit):
     """Where messages are written: Enter sends, Shift+Enter starts a new line,
-    Escape cancels a reply or an edit.
+    Escape cancels a reply or an edit, Up while empty edits one's last message.
 
     Signals:
         submitted(): Enter was pressed.
         cancelled(): Escape was pressed.
+        edit_last_requested(): Up was pressed with nothing written.
     """
 
     submitted = pyqtSignal()
     cancelled = pyqtSignal()
+    edit_last_requested = pyqtSignal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -361,7 +363,8 @@ class Composer(QPlainTextEdit):
         self.setFixedHeight(self.fontMetrics().lineSpacing() * lines + 18)
 
     def keyPressEvent(self, e: QKeyEvent | None) -> None:
-        """Enter sends; Shift+Enter is a new line; Escape cancels."""
+        """Enter sends; Shift+Enter is a new line; Escape cancels; Up in an
+        empty composer asks to edit the user's last message."""
         if e is None:
             return
         if e.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
@@ -372,5 +375,9 @@ class Composer(QPlainTextEdit):
             return
         if e.key() == Qt.Key.Key_Escape:
             self.cancelled.emit()
+            return
+        if (e.key() == Qt.Key.Key_Up and not self.toPlainText()
+                and not e.modifiers() & ~Qt.KeyboardModifier.KeypadModifier):
+            self.edit_last_requested.emit()
             return
         super().keyPressEvent(e)

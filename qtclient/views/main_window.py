@@ -475,6 +475,7 @@ class MainWindow(QMainWindow):
         self.composer = Composer()
         self.composer.submitted.connect(self.submit)
         self.composer.cancelled.connect(self.cancel_compose)
+        self.composer.edit_last_requested.connect(self.edit_last)
         self.composer.textChanged.connect(self._composer_changed)
         self.attach_button = QToolButton()
         self.attach_button.setIcon(paperclip_icon(20))
@@ -839,6 +840,18 @@ class MainWindow(QMainWindow):
                 self.composer.setTextCursor(cursor)
         self._update_compose_bar()
         self.composer.setFocus()
+
+    def edit_last(self) -> None:
+        """Up in the empty composer: edit the user's newest message in this
+        conversation (nothing happens while replying, or with none to edit)."""
+        model = self.timeline.timeline()
+        if self.compose_mode is not None or model is None:
+            return
+        msg_id = model.last_own_message()
+        if msg_id is not None:
+            self.start_compose("edit", msg_id)
+            row = model.row_of_msg(msg_id)
+            self.timeline.scrollTo(model.index(row, 0))
 
     def cancel_compose(self) -> None:
         """Stop replying or editing (an edit's text is discarded)."""
