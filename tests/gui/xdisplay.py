@@ -106,6 +106,20 @@ class _TextProperty(ctypes.Structure):
                 ("format", ctypes.c_int), ("nitems", ctypes.c_ulong)]
 
 
+#: int handler(Display *, XErrorEvent *): Xlib's error handler type.
+_ERROR_HANDLER = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def _ignore(_display: int | None, _event: int | None) -> int:
+    """Xlib's default handler prints and calls exit(), which would end the test
+    process without cleaning up (a window can vanish between asking which one
+    has the focus and reading its title): the call then just fails."""
+    return 0
+
+
+_ignore_x_error = _ERROR_HANDLER(_ignore)
+
+
 def _library(name: str) -> ctypes.CDLL:
     path = ctypes.util.find_library(name)
     if path is None:
@@ -144,6 +158,9 @@ class XKeyboard:
                                                 ctypes.c_ulong]
         self.xtst.XTestQueryExtension.argtypes = [ctypes.c_void_p] + [
             ctypes.POINTER(ctypes.c_int)] * 4
+        self.x11.XSetErrorHandler.argtypes = [_ERROR_HANDLER]
+        self.x11.XSetErrorHandler.restype = ctypes.c_void_p
+        self.x11.XSetErrorHandler(_ignore_x_error)
         self.display = self.x11.XOpenDisplay(display.encode())
         if not self.display:
             raise RuntimeError(f"cannot open X display {display}")
