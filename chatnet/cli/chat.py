@@ -49,14 +49,55 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cert", help="PEM client certificate (servers with mutual TLS)")
     parser.add_argument("--key", help="PEM key of --cert")
     parser.add_argument("--user", required=True, help="your username")
+    parser.add_argument("--timeout", type=_seconds, default=15.0, metavar="SECONDS",
+                        help="how long the server has to accept the connection, and then "
+                        "again to finish TLS and answer (default: %(default)g)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     send = commands.add_parser("send", help="send one message and exit")
     target = send.add_mutually_exclusive_group(required=True)
     target.add_argument("--room", help="room name (joined first if it is public and you are "
                         "not a member) or room id")
     target.add_argument("--to", help="a username: send as a direct message")
-    send.add_argument("text", nargs="+", help="the message")
+    send.add_argument("text", nargs="+", help="the message; '-' reads it from standard input")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """argparse type of ``--timeout``: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError("must be more than 0 and at most 3600 seconds")
+    return value
+
+
+def message_text(words: list[str], stdin: Any = None) -> str:
+    """The text of ``chatnet send``: the words joined by spaces, or standard input
+    for ``-`` (read up to one character past the server's body limit, so that a
+    huge input is refused without being held whole; a final newline is dropped).
+
+    Raises:
+        SystemExit: the text is empty or longer than the limit (status 2).
+    """
+    from chatnet.wire.ops import MAX_BODY
+
+    if words == ["-"]:
+        stream = stdin if stdin is not None else sys.stdin
+        text = stream.read(MAX_BODY + 2)
+        if text.endswith("\n"):
+            text = text[:-1]
+    else:
+        text = " ".join(words)
+    if len(text) > MAX_BODY:
+        sys.stderr.write(f"chatnet: the message is longer than {MAX_BODY:,} characters; send "
+                         "a long text as a file\n")
+        raise SystemExit(2)
+    if not text.strip():
+        sys.stderr.write("chatnet: the message is empty\n")
+        raise SystemExit(2)
+    return text
 
 
 def _pin(text: str) -> str:
@@ -88,6 +129,8 @@ def read_password(prompt: str = "Password: ") -> str:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of ``chatnet``."""
     args = build_parser().parse_args(argv)
+    if args.command == "send":
+        args.text = [message_text(args.text)]
     password = read_password()
     # prompt_toolkit runs on asyncio, so Twisted runs on the same asyncio loop.
     loop = asyncio.new_event_loop()

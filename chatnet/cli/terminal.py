@@ -11,16 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shlex
+import signal
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
+from prompt_toolkit.filters import emacs_insert_mode, vi_insert_mode
 from prompt_toolkit.formatted_text import FormattedText
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.patch_stdout import patch_stdout
 from prompt_toolkit.shortcuts import print_formatted_text
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from chatnet.cli.chat import clock_text
@@ -31,26 +35,49 @@ from chatnet.client.reactions import Reactions
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.reactions import canonical_emoji
+from chatnet.wire.ops import MAX_BODY
 
 #: How many missed messages per room are printed at start.
 MISSED_PER_ROOM = 50
 #: Seconds between repeated "typing" notifications while the user types.
 TYPING_EVERY = 3.0
 #: Messages whose reactions are remembered, so that a reaction to one of them
-#: can be shown with the new totals (the oldest are forgotten first).
+#: can be shown with the new totals (the oldest are forgotten first); also how
+#: many short references (``/reply REF``) stay valid.
 REMEMBERED_MESSAGES = 1000
+#: The longest line the prompt holds, in characters: the server's body limit.
+#: A paste past it is cut there with a notice, so that a huge paste cannot
+#: exhaust memory (prompt_toolkit redraws and keeps an undo copy per key).
+MAX_LINE = MAX_BODY
+#: Past this many characters, typing keeps no undo copy per key (each copy is
+#: the whole line: a paste without bracketed paste would cost O(n^2) memory).
+UNDO_UP_TO = 1000
+#: Seconds a read position waits, so that a burst of messages costs one msg.read.
+READ_DELAY = 0.5
+#: Seconds ``auth.logout`` may take when the program quits before it closes anyway.
+LOGOUT_TIMEOUT = 3.0
 
 HELP = """\
-Commands:
+Commands (REF is the short reference printed after a message's time):
   /rooms                 your rooms, with unread counts
   /join ROOM             switch to a room you are in, or join a public one (name or id)
   /create NAME [private] create a room (public unless 'private') and switch to it
   /leave [ROOM]          leave the current room (or ROOM)
   /dm USER               open the direct conversation with USER
   /who [ROOM]            members of the current room (or ROOM): username, name, presence
+  /members [ROOM]        the same as /who
+  /topic [TEXT]          show the current room's topic, or set it
   /history [N]           the last N messages of the current room (default 20)
-  /react EMOJI           react to the newest message of the current room
-  /unreact EMOJI         take that reaction back
+  /reply REF TEXT        answer a message
+  /edit REF TEXT         change one of your messages
+  /delete REF            delete one of your messages (owners, moderators: any)
+  /react [REF] EMOJI     react to a message (default: the newest of the room)
+  /unreact [REF] EMOJI   take that reaction back
+  /me ACTION             an action: "* you ACTION"
+  /read                  mark the current room read
+  /away, /busy, /online  set your presence (/status shows it)
+  /status [TEXT]         show your presence, or set your status text
+  /passwd                change your password
   /directory [QUERY]     public rooms
   /invite USER           invite USER to the current room
   /invites               invitations waiting for your answer
@@ -58,10 +85,12 @@ Commands:
   /decline ROOM          decline an invitation (room name or id)
   /kick USER [REASON]    remove USER from the current room
   /send-file PATH        upload a file and send it to the current room
-  /get FILE_ID [DEST]    download a file (to DEST, a folder or a name; default: here)
-  /register              create your account (if the server allows) and log in
-  /quit                  leave the program
-Anything else is sent to the current room."""
+  /get FILE_ID [DEST]    download a file (to DEST, a folder or a name; default: here;
+                         an existing file is never replaced: "name (1).ext")
+  /login [USER]          log in again (asks for the password)
+  /register              create your account (where the server allows) and log in
+  /quit                  log out and leave (also Ctrl-D, or Ctrl-C twice on an empty line)
+Ctrl-C clears the line being typed. Anything else is sent to the current room."""
 
 
 def human_size(size: int) -> str:
@@ -93,6 +122,51 @@ def _err(error: BaseException) -> str:
     return str(error) or error.__class__.__name__
 
 
+class QuitRequested(Exception):
+    """The person asked to leave the prompt (Ctrl-C twice, a signal)."""
+
+
+def short_ref(n: int) -> str:
+    """The ``n``-th short reference (base 36: ``1`` … ``z``, ``10`` …), n ≥ 1."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while n:
+        n, rest = divmod(n, 36)
+        text = digits[rest] + text
+    return text or "0"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``("report", ".tar.gz")`` for ``report.tar.gz``: the extension is everything
+    from the first dot after the first character (``.bashrc`` has none)."""
+    dot = name.find(".", 1)
+    return (name, "") if dot < 0 else (name[:dot], name[dot:])
+
+
+def unused_path(path: Path) -> Path:
+    """``path`` if nothing is there, else ``name (1).ext``, ``name (2).ext`` … (the
+    first that is free): a download never replaces an existing file."""
+    if not path.exists() and not path.is_symlink():
+        return path
+    stem, ext = split_name(path.name)
+    n = 1
+    while True:
+        candidate = path.with_name(f"{stem} ({n}){ext}")
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+        n += 1
+
+
+def download_name(name: str) -> str | None:
+    """The file name to save an attachment under in a folder, or None when its name
+    is not safe to use without the person choosing it: empty, hidden (``.bashrc``,
+    ``..``) or with control characters."""
+    base = Path(name.replace("\\", "/")).name
+    if not base or base.startswith(".") or not base.isprintable():
+        return None
+    return base
+
+
 class TerminalClient:
     """State and commands of the interactive client.
 
@@ -122,6 +196,24 @@ class TerminalClient:
         self.shown: OrderedDict[int, tuple[int, str, str, Reactions]] = OrderedDict()
         #: room_id -> msg_id of the newest message printed there (for /react).
         self.newest: dict[int, int] = {}
+        #: short reference -> msg_id, and back (the newest REMEMBERED_MESSAGES).
+        self.refs: OrderedDict[str, int] = OrderedDict()
+        self.ref_of: dict[int, str] = {}
+        self._refs_made = 0
+        #: Whether the server lets people register (from its hello), once known.
+        self.registration: bool | None = None
+        #: Asks for a password without echo (replaceable in tests).
+        self.ask_password: Callable[[str], Awaitable[str]] = self._ask_password
+        #: The prompt while it runs (Ctrl-C and signals end it).
+        self.prompt: PromptSession[str] | None = None
+        #: The command or login being run, cancelled by Ctrl-C as a signal.
+        self.work: Deferred[Any] | None = None
+        self.quit_armed = False
+        self.hung_up = False
+        self._line_cut = False
+        #: room_id -> seq to mark read soon (one msg.read per burst).
+        self._reads: dict[int, int] = {}
+        self._read_call: Any = None
         self.commands: dict[str, Callable[[list[str]], Awaitable[None]]] = {
             "help": self.cmd_help, "rooms": self.cmd_rooms, "join": self.cmd_join,
             "create": self.cmd_create, "leave": self.cmd_leave, "dm": self.cmd_dm,
@@ -131,13 +223,23 @@ class TerminalClient:
             "decline": self.cmd_decline,
             "quit": self.cmd_quit, "send-file": self.cmd_send_file, "get": self.cmd_get,
             "react": self.cmd_react, "unreact": self.cmd_unreact,
+            "login": self.cmd_login, "members": self.cmd_who, "topic": self.cmd_topic,
+            "reply": self.cmd_reply, "edit": self.cmd_edit, "delete": self.cmd_delete,
+            "me": self.cmd_me, "read": self.cmd_read, "away": self.cmd_away,
+            "busy": self.cmd_busy, "online": self.cmd_online, "status": self.cmd_status,
+            "passwd": self.cmd_passwd,
         }
 
     # -- output ---------------------------------------------------------------------------
 
     def say(self, text: str, style: str = "") -> None:
         """Print one line above the prompt."""
-        self.output(FormattedText([(style, text)]))
+        self.write(FormattedText([(style, text)]))
+
+    def write(self, text: FormattedText) -> None:
+        """Print styled text above the prompt (nothing once the terminal hung up)."""
+        if not self.hung_up:
+            self.output(text)
 
     def info(self, text: str) -> None:
         """Print a client notice (``***``)."""
@@ -156,26 +258,43 @@ class TerminalClient:
             return "@" + self.direct_names.get(room_id, "?")
         return "#" + str(room.get("name", room_id))
 
+    def me(self) -> str:
+        """The logged-in username (the one typed at start before login)."""
+        return self.session.username if self.session else self.args.user
+
     def show_message(self, message: dict[str, Any], missed: bool = False) -> None:
-        """Print a message: ``[HH:MM] #room <sender> body``."""
+        """Print a message: ``[HH:MM] REF #room <sender> body`` (``* sender action``
+        for ``/me``). Own messages are never marked missed: re-sent after a
+        reconnect, they come back through the catch-up."""
         when = clock_text(int(message.get("ts", 0)))
-        prefix = "(missed) " if missed else ""
+        sender = str(message.get("sender", "?"))
+        prefix = "(missed) " if missed and sender != self.me() else ""
         edited = " (edited)" if message.get("edited_ts") else ""
+        body = str(message.get("body", ""))
+        reactions = self.remember(message)
+        ref = self.ref_of.get(int(message["msg_id"]), "")
         parts = [
-            ("ansibrightblack", f"[{when}] {prefix}"),
+            ("ansibrightblack", f"[{when}] {ref} {prefix}"),
             ("ansiyellow", self.label(message["room_id"]) + " "),
-            ("bold", f"<{message.get('sender', '?')}> "),
-            ("", str(message.get("body", "")) + edited),
         ]
+        reply_to = message.get("reply_to")
+        if reply_to is not None:
+            known = self.shown.get(int(reply_to))
+            quoted = (f"<{known[1]}> {known[2][:30]}" + ("…" if len(known[2]) > 30 else "")
+                      if known else "an earlier message")
+            parts.append(("ansibrightblack", f"(re {quoted}) "))
+        if body.startswith("/me ") and len(body) > 4:
+            parts.append(("italic", f"* {sender} {body[4:]}{edited}"))
+        else:
+            parts += [("bold", f"<{sender}> "), ("", body + edited)]
         for attachment in message.get("attachments") or ():
             parts.append(("ansigreen", f"\n    [file] {attachment['name']} "
                           f"({human_size(int(attachment['size']))})  "
                           f"/get {attachment['file_id']}"))
-        reactions = self.remember(message)
         if reactions:
             parts.append(("", "\n    "))
             parts.extend(self.reaction_chips(reactions))
-        self.output(FormattedText(parts))
+        self.write(FormattedText(parts))
 
     def remember(self, message: dict[str, Any]) -> Reactions:
         """Keep a printed message's reactions (listed or summarised) for later events."""
@@ -187,6 +306,14 @@ class TerminalClient:
         self.shown.move_to_end(msg_id)
         while len(self.shown) > REMEMBERED_MESSAGES:
             self.shown.popitem(last=False)
+        if msg_id not in self.ref_of:
+            self._refs_made += 1
+            ref = short_ref(self._refs_made)
+            self.refs[ref] = msg_id
+            self.ref_of[msg_id] = ref
+            while len(self.refs) > REMEMBERED_MESSAGES:
+                _old, gone = self.refs.popitem(last=False)
+                self.ref_of.pop(gone, None)
         if msg_id >= self.newest.get(room_id, 0):
             self.newest[room_id] = msg_id
         return reactions
@@ -221,7 +348,7 @@ class TerminalClient:
             ("ansicyan", f"*** {who} {verb} {data['emoji']} on <{sender}> {snippet!r} in "
                          f"{self.label(room_id)}: ")]
         parts.extend(self.reaction_chips(reactions) or [("ansibrightblack", "no reactions")])
-        self.output(FormattedText(parts))
+        self.write(FormattedText(parts))
 
     def toolbar(self) -> Any:
         """The bottom line: connection state, current room, who is typing."""
@@ -244,31 +371,58 @@ class TerminalClient:
         session = ChatSession(self.reactor, self.args.host, self.args.port, self.args.user,
                               self.password, ca=self.args.ca, client_cert=self.args.cert,
                               client_key=self.args.key, client_name="chatnet-terminal",
-                              pin=self.args.pin)
+                              pin=self.args.pin,
+                              connect_timeout=getattr(self.args, "timeout", 15.0))
         session.add_listener(self.on_event)
         session.add_state_listener(self.on_state)
         return session
 
     async def login(self, register: bool = False) -> bool:
-        """Start the session; print what went wrong if it did."""
+        """Start the session; print what went wrong, and what to do, if it did."""
         session = self.make_session()
         try:
             await session.start(register=register)
         except ChatError as exc:
-            if exc.code is ErrorCode.UNAUTHENTICATED and not register:
-                self.error(f"login failed: {exc.message}. Type /register to create the "
-                           f"account {self.args.user!r} (if the server allows), or /quit.")
+            if session.hello_result is not None:
+                self.registration = bool(session.hello_result.get("registration"))
+            if exc.code is ErrorCode.UNAUTHENTICATED:
+                self.error(f"login failed: {exc.message}")
+                self.info(self.login_hint())
+            elif exc.code is ErrorCode.UNAVAILABLE and session.hello_result is None:
+                self.error(f"cannot connect to {self.args.host}:{self.args.port}: "
+                           f"{exc.message}")
+                self.info("/login to try again, or /quit")
             else:
                 self.error(f"login failed: {_err(exc)}")
+                self.info(self.login_hint())
             return False
+        except CancelledError:
+            await session.close()
+            raise
         except Exception as exc:
             self.error(f"cannot connect to {self.args.host}:{self.args.port}: {_err(exc)}")
+            self.info("/login to try again, or /quit")
             return False
         self.session = session
+        self.registration = bool((session.hello_result or {}).get("registration"))
         self.info(f"logged in as {session.username} on {self.args.host}:{self.args.port}")
         await self.refresh_rooms()
         await self.show_missed()
         return True
+
+    def login_hint(self) -> str:
+        """What a person whose login failed can do next (``/register`` only where
+        the server allows it)."""
+        register = (f", /register to create the account {self.args.user!r}"
+                    if self.registration else "")
+        return f"/login to try another password (/login USER for another account){register}, " \
+               "or /quit"
+
+    async def _ask_password(self, prompt: str) -> str:
+        """Read a password at the terminal without echo (Ctrl-C gives up)."""
+        asking: PromptSession[str] = PromptSession()
+        return await Deferred.fromFuture(asyncio.ensure_future(
+            asking.prompt_async(prompt, is_password=True)))
 
     async def refresh_rooms(self) -> None:
         """Reload the room list, every page (and the names behind direct rooms)."""
@@ -311,11 +465,57 @@ class TerminalClient:
             self.info(f"{total} message(s) arrived while you were away")
         summary = ", ".join(self.label(r) for r in self.rooms)
         self.info(f"your rooms: {summary or 'none yet — /directory, /join or /create'}")
-        invites = len(self.session.invites)
+        self.show_rooms_gone(self.remembered_rooms())
+        self.remember_rooms()
+        invites = self.session.invites
+        for invite in invites.values():
+            room = invite["room"]
+            label = self.invite_label(room)
+            self.info(f"{invite.get('by', '?')} invited you to #{room.get('name')} "
+                      f"(/accept {label} or /decline {label})")
         if invites:
-            self.info(f"{invites} invitation(s) waiting for your answer: /invites")
+            self.info(f"{len(invites)} invitation(s) waiting for your answer: /invites")
         if self.current is not None:
             self.info(f"talking in {self.label(self.current)}")
+
+    def state_file(self) -> Path:
+        """Where the rooms this user was in last time are kept (per user and server),
+        so that being removed while away can be told at the next login."""
+        import os
+
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        safe = "".join(c if c.isalnum() or c in "-_." else "_"
+                       for c in f"{self.me()}@{self.args.host}_{self.args.port}")
+        return base / "chatnet" / f"rooms-{safe}.json"
+
+    def remembered_rooms(self) -> dict[int, str]:
+        """room id -> label of the rooms saved at the last :meth:`remember_rooms`
+        (empty if there is no readable file)."""
+        import json
+
+        try:
+            saved = json.loads(self.state_file().read_text("utf-8"))
+            return {int(k): str(v) for k, v in saved.items()}
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
+
+    def remember_rooms(self) -> None:
+        """Save the current rooms (best effort: no state directory, no memory)."""
+        import json
+
+        path = self.state_file()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({str(r): self.label(r) for r in self.rooms}), "utf-8")
+        except OSError:
+            pass
+
+    def show_rooms_gone(self, before: dict[int, str]) -> None:
+        """Tell which of ``before`` (room id -> label) we are no longer in."""
+        for room_id, label in before.items():
+            if room_id not in self.rooms:
+                self.info(f"you are no longer in {label}: removed, left on another device, "
+                          "or deleted while you were away")
 
     def on_state(self, state: SessionState) -> None:
         """Tell the user when the connection drops and comes back."""
@@ -327,6 +527,14 @@ class TerminalClient:
         elif state is SessionState.AUTHENTICATED and self.reconnecting:
             self.reconnecting = False
             self.info("connected again")
+            self._spawn(self.rooms_after_reconnect())
+
+    async def rooms_after_reconnect(self) -> None:
+        """Reload the rooms and tell which ones were lost while disconnected."""
+        before = {room_id: self.label(room_id) for room_id in self.rooms}
+        await self.refresh_rooms()
+        self.show_rooms_gone(before)
+        self.remember_rooms()
 
     def on_event(self, event: Event) -> None:
         """Print what the server tells us."""
@@ -336,10 +544,11 @@ class TerminalClient:
             if message["room_id"] not in self.rooms:
                 self._spawn(self.refresh_rooms())
             self.typing.get(message["room_id"], {}).pop(message.get("sender"), None)
+            if data.get("catch_up") and int(message["msg_id"]) in self.shown:
+                return  # printed before the connection dropped
             self.show_message(message, missed=bool(data.get("catch_up")))
-            if message["room_id"] == self.current and self.session is not None:
-                self._spawn(self.session.call("msg.read", {"room_id": message["room_id"],
-                                                           "seq": message["seq"]}))
+            # Every room prints here: what was printed was seen.
+            self.mark_read(int(message["room_id"]), int(message["seq"]))
         elif name == "typing":
             per_room = self.typing.setdefault(data["room_id"], {})
             if data.get("typing"):
@@ -400,6 +609,24 @@ class TerminalClient:
         elif name == "error":
             self.error(f"server: {data.get('code')}: {data.get('message')}")
 
+    def mark_read(self, room_id: int, seq: int) -> None:
+        """Move the read position of ``room_id`` to ``seq`` soon (one ``msg.read``
+        per room for a burst of messages)."""
+        if seq > self._reads.get(room_id, 0):
+            self._reads[room_id] = seq
+        if self._read_call is None:
+            self._read_call = self.reactor.callLater(READ_DELAY, self._send_reads)
+
+    def _send_reads(self) -> None:
+        self._read_call = None
+        reads, self._reads = self._reads, {}
+        if self.session is None:
+            return
+        for room_id, seq in reads.items():
+            # Quietly: a room left meanwhile refuses, and that is no news.
+            self.session.call("msg.read", {"room_id": room_id, "seq": seq}).addErrback(
+                lambda _f: None)
+
     def _spawn(self, work: Any) -> None:
         """Run background work; report its failure on the screen."""
         d = Deferred.fromCoroutine(work) if asyncio.iscoroutine(work) else work
@@ -428,8 +655,8 @@ class TerminalClient:
                 self.error(f"unknown command /{words[0]} (/help lists them)")
                 return
             if self.session is None and command not in (self.cmd_register, self.cmd_quit,
-                                                        self.cmd_help):
-                self.error("not logged in: /register or /quit")
+                                                        self.cmd_help, self.cmd_login):
+                self.error(f"not logged in: {self.login_hint()}")
                 return
             try:
                 await command(words[1:])
@@ -438,10 +665,10 @@ class TerminalClient:
             return
         await self.send_text(line[1:] if line.startswith("//") else line)
 
-    async def send_text(self, text: str) -> None:
-        """Send to the current room."""
+    async def send_text(self, text: str, reply_to: int | None = None) -> None:
+        """Send to the current room (as an answer to ``reply_to``, a msg_id)."""
         if self.session is None:
-            self.error("not logged in: /register or /quit")
+            self.error(f"not logged in: {self.login_hint()}")
             return
         if self.current is None:
             self.error("no current room: /join a room, /create one, or /dm someone")
@@ -450,7 +677,7 @@ class TerminalClient:
         self.session.typing(room_id, False)
         self.last_typing_sent = 0.0
         try:
-            await self.session.send_message(room_id, text)
+            await self.session.send_message(room_id, text, reply_to=reply_to)
         except ChatError as exc:
             self.error(f"not sent: {_err(exc)}")
 
@@ -475,7 +702,33 @@ class TerminalClient:
         if self.session is not None:
             self.error("already logged in")
             return
+        if self.registration is False:
+            self.error("this server does not let people register; ask its administrator "
+                       "for an account")
+            return
         await self.login(register=True)
+
+    async def cmd_login(self, words: list[str]) -> None:
+        """/login [USER]: ask for the password and log in (again)."""
+        if self.session is not None:
+            self.error(f"already logged in as {self.session.username}")
+            return
+        if len(words) > 1:
+            self.error("usage: /login [USER]")
+            return
+        if words:
+            self.args.user = words[0].removeprefix("@")
+        try:
+            password = await self.ask_password(f"Password for {self.args.user}: ")
+        except (KeyboardInterrupt, EOFError, QuitRequested):
+            self.info("login abandoned")
+            return
+        if not password:
+            self.error("no password given")
+            return
+        self.password = password
+        self.info(f"connecting to {self.args.host}:{self.args.port} as {self.args.user}…")
+        await self.login()
 
     async def cmd_quit(self, words: list[str]) -> None:
         """/quit"""
@@ -606,24 +859,44 @@ class TerminalClient:
             await self.session.call("msg.read", {"room_id": self.current,
                                                  "seq": page["messages"][-1]["seq"]})
 
+    def find_ref(self, ref: str) -> tuple[int, int] | None:
+        """``(room_id, msg_id)`` of the message printed with short reference ``ref``
+        (or None, after an error is printed)."""
+        msg_id = self.refs.get(ref.lower().removeprefix("^"))
+        known = self.shown.get(msg_id) if msg_id is not None else None
+        if msg_id is None or known is None:
+            self.error(f"no message {ref!r} on the screen lately (the reference is printed "
+                       "after the time; /history shows more)")
+            return None
+        return known[0], msg_id
+
     async def cmd_react(self, words: list[str], on: bool = True) -> None:
-        """/react EMOJI: react to the newest message of the current room."""
+        """/react [REF] EMOJI: react to a message (the newest of the current room
+        without REF)."""
         assert self.session is not None
-        usage = "/react EMOJI" if on else "/unreact EMOJI"
-        if len(words) != 1:
+        usage = "/react [REF] EMOJI" if on else "/unreact [REF] EMOJI"
+        if len(words) not in (1, 2):
             self.error(f"usage: {usage}")
             return
         try:
-            emoji = canonical_emoji(words[0])
+            emoji = canonical_emoji(words[-1])
         except ValueError as exc:
             self.error(f"the reaction {exc}")
             return
-        msg_id = self.newest.get(self.current) if self.current is not None else None
-        if msg_id is None:
-            self.error("no message to react to here yet (/history shows some)")
-            return
+        if len(words) == 2:
+            found = self.find_ref(words[0])
+            if found is None:
+                return
+            room_id, msg_id = found
+        else:
+            room_id = self.current  # type: ignore[assignment]
+            newest = self.newest.get(room_id) if room_id is not None else None
+            if newest is None:
+                self.error("no message to react to here yet (/history shows some)")
+                return
+            msg_id = newest
         try:
-            await self.session.call("msg.react", {"room_id": self.current, "msg_id": msg_id,
+            await self.session.call("msg.react", {"room_id": room_id, "msg_id": msg_id,
                                                   "emoji": emoji, "on": on})
         except ChatError as exc:
             if exc.code is ErrorCode.CONFLICT:
@@ -632,8 +905,131 @@ class TerminalClient:
             raise
 
     async def cmd_unreact(self, words: list[str]) -> None:
-        """/unreact EMOJI: take back a reaction to the newest message of the current room."""
+        """/unreact [REF] EMOJI: take back a reaction."""
         await self.cmd_react(words, on=False)
+
+    async def cmd_reply(self, words: list[str]) -> None:
+        """/reply REF TEXT: answer a message, in its room."""
+        if len(words) < 2:
+            self.error("usage: /reply REF TEXT")
+            return
+        found = self.find_ref(words[0])
+        if found is None:
+            return
+        room_id, msg_id = found
+        if room_id != self.current:
+            self.current = room_id
+            self.info(f"talking in {self.label(room_id)}")
+        await self.send_text(" ".join(words[1:]), reply_to=msg_id)
+
+    async def cmd_edit(self, words: list[str]) -> None:
+        """/edit REF TEXT: replace the text of one of your messages."""
+        assert self.session is not None
+        if len(words) < 2:
+            self.error("usage: /edit REF TEXT")
+            return
+        found = self.find_ref(words[0])
+        if found is None:
+            return
+        room_id, msg_id = found
+        await self.session.call("msg.edit", {"room_id": room_id, "msg_id": msg_id,
+                                             "body": " ".join(words[1:])})
+
+    async def cmd_delete(self, words: list[str]) -> None:
+        """/delete REF: delete a message (your own; owners and moderators: any)."""
+        assert self.session is not None
+        if len(words) != 1:
+            self.error("usage: /delete REF")
+            return
+        found = self.find_ref(words[0])
+        if found is None:
+            return
+        room_id, msg_id = found
+        await self.session.call("msg.delete", {"room_id": room_id, "msg_id": msg_id})
+
+    async def cmd_me(self, words: list[str]) -> None:
+        """/me ACTION: an action message (the body starts with ``/me ``)."""
+        if not words:
+            self.error("usage: /me ACTION")
+            return
+        await self.send_text("/me " + " ".join(words))
+
+    async def cmd_read(self, words: list[str]) -> None:
+        """/read: mark the current room read up to its newest message."""
+        assert self.session is not None
+        if self.current is None:
+            self.error("no current room")
+            return
+        page = await self.session.call("msg.history", {"room_id": self.current, "limit": 1})
+        if page["messages"]:
+            await self.session.call("msg.read", {"room_id": self.current,
+                                                 "seq": page["messages"][-1]["seq"]})
+        self.info(f"{self.label(self.current)} marked read")
+
+    async def set_presence(self, state: str) -> None:
+        """``presence.set`` (kept across reconnects by the session)."""
+        assert self.session is not None
+        await self.session.call("presence.set", {"state": state})
+        self.info(f"you are {state}")
+
+    async def cmd_away(self, words: list[str]) -> None:
+        """/away"""
+        await self.set_presence("away")
+
+    async def cmd_busy(self, words: list[str]) -> None:
+        """/busy"""
+        await self.set_presence("busy")
+
+    async def cmd_online(self, words: list[str]) -> None:
+        """/online"""
+        await self.set_presence("online")
+
+    async def cmd_status(self, words: list[str]) -> None:
+        """/status [TEXT]: show your presence and status text, or set the text."""
+        assert self.session is not None
+        if words:
+            text = " ".join(words)
+            await self.session.call("user.update", {"status_text": text})
+            self.info(f"status: {text}")
+            return
+        profile = await self.session.call("user.get", {"username": self.session.username})
+        status = profile.get("status_text") or "(no status text)"
+        self.info(f"you are {self.session.presence or profile.get('presence', 'online')}: "
+                  f"{_printable(str(status))}")
+
+    async def cmd_topic(self, words: list[str]) -> None:
+        """/topic [TEXT]: show or set the current room's topic."""
+        assert self.session is not None
+        if self.current is None:
+            self.error("no current room")
+            return
+        if words:
+            room = await self.session.call("room.update", {"room_id": self.current,
+                                                           "topic": " ".join(words)})
+            self.rooms[self.current] = {**self.rooms.get(self.current, {}), **room}
+            self.info(f"topic of {self.label(self.current)}: {room.get('topic', '')}")
+            return
+        topic = str(self.rooms.get(self.current, {}).get("topic") or "")
+        self.info(f"topic of {self.label(self.current)}: {_printable(topic) or '(none)'}")
+
+    async def cmd_passwd(self, words: list[str]) -> None:
+        """/passwd: change your password (asked twice, never echoed)."""
+        assert self.session is not None
+        try:
+            old = await self.ask_password("Current password: ")
+            new = await self.ask_password("New password: ")
+            again = await self.ask_password("New password again: ")
+        except (KeyboardInterrupt, EOFError, QuitRequested):
+            self.info("password not changed")
+            return
+        if new != again:
+            self.error("the new passwords differ; password not changed")
+            return
+        await self.session.call("auth.change_password", {"old_password": old,
+                                                         "new_password": new})
+        self.password = new
+        self.session.password = new
+        self.info("password changed; your other sessions were logged out")
 
     async def cmd_directory(self, words: list[str]) -> None:
         """/directory [QUERY]"""
@@ -764,7 +1160,16 @@ class TerminalClient:
         info = await self.session.call("file.info", {"file_id": file_id})
         target = Path(words[1]).expanduser() if len(words) == 2 else Path.cwd()
         if target.is_dir():
-            target = target / Path(info["name"]).name
+            name = download_name(str(info["name"]))
+            if name is None:
+                self.error(f"the file is named {info['name']!r}, which is hidden or not a "
+                           f"plain name; choose one: /get {file_id} DEST")
+                return
+            target = target / name
+        chosen = unused_path(target)
+        if chosen != target:
+            self.info(f"{target.name} exists; saving as {chosen.name}")
+        target = chosen
         download = Download(self.session, file_id, target)
         label = f"↓{info['name']}"
         self.transfers[label] = download
@@ -779,30 +1184,166 @@ class TerminalClient:
         self.info(f"saved {target} (sha256 verified)")
 
     async def close(self) -> None:
-        """Stop the session."""
-        if self.session is not None:
-            await self.session.close()
+        """Log out (revoke the token, others see us go) and stop the session; a
+        server that does not answer within :data:`LOGOUT_TIMEOUT` is not waited for."""
+        if self._read_call is not None and self._read_call.active():
+            self._read_call.cancel()
+            self._send_reads()
+        session, self.session = self.session, None
+        if session is None:
+            return
+        if self.rooms:
+            self.remember_rooms_of(session)
+        logout = Deferred.fromCoroutine(session.close(logout=True))
+        logout.addTimeout(LOGOUT_TIMEOUT, self.reactor)
+        try:
+            await logout
+        except Exception:
+            await session.close()
+
+    def remember_rooms_of(self, session: ChatSession) -> None:
+        """Save the room list on the way out (the session is being closed)."""
+        self.session = session
+        try:
+            self.remember_rooms()
+        finally:
+            self.session = None
+
+    # -- the prompt ------------------------------------------------------------------------
+
+    def key_bindings(self) -> KeyBindings:
+        """Ctrl-C clears the line, or asks to quit on an empty one; typing and pastes
+        stop at :data:`MAX_LINE` characters."""
+        bindings = KeyBindings()
+
+        @bindings.add("c-c")
+        def _interrupt(event: KeyPressEvent) -> None:
+            self.ctrl_c()
+
+        def _undo_while_short(event: KeyPressEvent) -> bool:
+            return len(event.current_buffer.text) < UNDO_UP_TO
+
+        @bindings.add(Keys.Any, filter=vi_insert_mode | emacs_insert_mode,
+                      save_before=_undo_while_short)
+        def _type(event: KeyPressEvent) -> None:
+            self.quit_armed = False
+            self.insert_bounded(event.current_buffer, event.data * max(1, event.arg))
+
+        @bindings.add(Keys.BracketedPaste)
+        def _paste(event: KeyPressEvent) -> None:
+            text = event.data.replace("\r\n", "\n").replace("\r", "\n")
+            self.insert_bounded(event.current_buffer, text)
+
+        return bindings
+
+    def insert_bounded(self, buffer: Any, text: str) -> None:
+        """Insert ``text`` at the cursor, as much of it as fits in :data:`MAX_LINE`;
+        say once per line when some was cut."""
+        room = MAX_LINE - len(buffer.text)
+        if len(text) > room:
+            text = text[:max(0, room)]
+            if not self._line_cut:
+                self._line_cut = True
+                self.error(f"a message holds at most {MAX_LINE:,} characters; the rest of "
+                           "what was typed or pasted was dropped (send a long text with "
+                           "/send-file)")
+        if text:
+            buffer.insert_text(text)
+
+    def line_done(self) -> None:
+        """A line was submitted: a later cut is news again."""
+        self._line_cut = False
+        self.quit_armed = False
+
+    async def run_work(self, work: Awaitable[Any]) -> None:
+        """Run a command (or the login) so that Ctrl-C or a signal can cancel it."""
+        d = Deferred.fromCoroutine(work) if asyncio.iscoroutine(work) else work
+        self.work = d  # type: ignore[assignment]
+        try:
+            await d
+        except CancelledError:
+            if self.running:
+                self.info("cancelled")
+        finally:
+            self.work = None
+
+    def ctrl_c(self) -> None:
+        """Ctrl-C at the prompt: clear the line being typed, as shells do; on an empty
+        line ask, and quit on a second Ctrl-C."""
+        buffer = self.prompt.default_buffer if self.prompt is not None else None
+        if buffer is not None and buffer.text:
+            buffer.reset()
+            self.quit_armed = False
+        elif self.quit_armed:
+            self.quit()
+        else:
+            self.quit_armed = True
+            self.info("press Ctrl-C again to quit (or type /quit)")
+
+    def interrupted(self, signum: int) -> None:
+        """A signal. SIGINT is Ctrl-C while the terminal is not in the prompt's raw
+        mode (a command running, or output being printed): it cancels the running
+        command, or acts as Ctrl-C at the prompt. SIGTERM and SIGHUP quit, logging
+        out; after SIGHUP the terminal is gone and nothing more is printed."""
+        if signum == signal.SIGHUP:
+            self.hung_up = True
+        if signum == signal.SIGINT:
+            if self.work is not None:
+                self.work.cancel()
+            else:
+                self.ctrl_c()
+            return
+        self.quit()
+
+    def quit(self) -> None:
+        """Leave: stop the loop, cancel the running command, end the prompt."""
+        self.running = False
+        if self.work is not None:
+            self.work.cancel()
+        prompt = self.prompt
+        if prompt is not None and prompt.app.is_running:
+            prompt.app.exit(exception=QuitRequested())
 
 
 async def run_interactive(reactor: Any, args: argparse.Namespace, password: str) -> int:
-    """The interactive client; returns the exit status."""
+    """The interactive client; returns the exit status (0; 1 after SIGHUP/SIGTERM)."""
     client = TerminalClient(reactor, args, password)
-    prompt: PromptSession[str] = PromptSession(bottom_toolbar=client.toolbar,
-                                               refresh_interval=1.0)
+    prompt: PromptSession[str] = PromptSession(
+        bottom_toolbar=client.toolbar, refresh_interval=1.0, key_bindings=client.key_bindings(),
+        # The line typed goes away on Enter: the message comes back printed by the
+        # server's echo (with its time and reference), once, not twice.
+        erase_when_done=True)
+    client.prompt = prompt
     prompt.default_buffer.on_text_changed += lambda buf: client.typed(buf.text)
-    with patch_stdout(raw=True):
-        client.info(f"connecting to {args.host}:{args.port} as {args.user}…")
-        await client.login()
-        while client.running:
-            try:
-                line = await Deferred.fromFuture(asyncio.ensure_future(
-                    prompt.prompt_async(lambda: f"{client.label(client.current)}> "
-                                        if client.current is not None else "> ")))
-            except (EOFError, KeyboardInterrupt):
-                break
-            await client.handle_line(line)
-        await client.close()
-    return 0
+    # react() starts this before the reactor runs, and the reactor installs its own
+    # SIGINT/SIGTERM handlers (stop at once) as it starts: ours go in after that.
+    running: Deferred[None] = Deferred()
+    reactor.callWhenRunning(running.callback, None)
+    await running
+    loop = asyncio.get_event_loop()  # the one chat.main installed the reactor on
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for signum in signals:
+        loop.add_signal_handler(signum, client.interrupted, signum)
+    try:
+        with patch_stdout(raw=True):
+            client.info(f"connecting to {args.host}:{args.port} as {args.user}…")
+            await client.run_work(client.login())
+            while client.running:
+                try:
+                    line = await Deferred.fromFuture(asyncio.ensure_future(
+                        prompt.prompt_async(lambda: f"{client.label(client.current)}> "
+                                            if client.current is not None else "> ")))
+                except (EOFError, KeyboardInterrupt, QuitRequested):
+                    break
+                client.line_done()
+                await client.run_work(client.handle_line(line))
+            if not client.hung_up:
+                client.info("logging out…")
+            await client.close()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    return 1 if client.hung_up else 0
 
 
 async def run_send(reactor: Any, args: argparse.Namespace, password: str) -> int:
@@ -817,7 +1358,8 @@ async def run_send(reactor: Any, args: argparse.Namespace, password: str) -> int
     text = " ".join(args.text)
     try:
         conn = await connect(reactor, args.host, args.port, args.ca, args.cert, args.key,
-                             client="chatnet-send", pin=args.pin)
+                             client="chatnet-send", pin=args.pin,
+                             timeout=getattr(args, "timeout", 15.0))
     except Exception as exc:
         sys.stderr.write(f"chatnet: cannot connect to {args.host}:{args.port}: {_err(exc)}\n")
         return 1

@@ -279,8 +279,9 @@ class ChatConnection(Protocol):
 
     def _hello_timed_out(self, timeout: float) -> Callable[[Any, float], Any]:
         def timed_out(_result: Any, _timeout: float) -> Any:
-            peer = self.transport.getPeer() if self.transport is not None else None
-            where = f"{peer.host}:{peer.port}" if hasattr(peer, "port") else "the server"
+            peer: Any = self.transport.getPeer() if self.transport is not None else None
+            where = (f"{peer.host}:{peer.port}" if hasattr(peer, "host") and hasattr(peer, "port")
+                     else "the server")
             self.close_reason = f"no answer to session.hello within {timeout:g} s"
             if self.transport is not None:
                 self.transport.abortConnection()  # type: ignore[attr-defined]

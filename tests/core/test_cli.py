@@ -7,7 +7,6 @@ a pseudo-terminal (pexpect) and is typed at like a person would.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -18,8 +17,7 @@ import pexpect
 import pytest
 
 from tests.support.process import TwistdServer, admin, command
-
-PASSWORD = "open sesame 42"
+from tests.support.terminal import PASSWORD, send_cmd, styled, terminal
 
 
 @pytest.fixture
@@ -31,39 +29,6 @@ def twistd(tmp_path: Path) -> Iterator[TwistdServer]:
         assert done.returncode == 0, done.stderr
     yield server
     server.stop()
-
-
-def terminal(server: TwistdServer, user: str, password: str = PASSWORD) -> pexpect.spawn:
-    """``chatnet`` in a pseudo-terminal, logged in as ``user`` (password typed)."""
-    env = dict(os.environ, PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
-    env.pop("CHATNET_PASSWORD", None)
-    child = pexpect.spawn(command("chatnet"), ["--host", "localhost", "--port", str(server.port),
-                                               "--ca", str(server.ca), "--user", user],
-                          env=env, encoding="utf-8", timeout=20, dimensions=(30, 140))
-    child.expect("Password:")
-    child.sendline(password)
-    return child
-
-
-def send_cmd(server: TwistdServer, user: str, *args: str, password: str | None = PASSWORD,
-             trust: tuple[str, ...] | None = None) -> subprocess.CompletedProcess[str]:
-    """``chatnet ... send ARGS`` with the password in the environment; ``trust`` replaces
-    ``--ca <the server's CA>`` (e.g. with ``--pin ...``)."""
-    env = dict(os.environ)
-    env.pop("CHATNET_PASSWORD", None)
-    if password is not None:
-        env["CHATNET_PASSWORD"] = password
-    if trust is None:
-        trust = ("--ca", str(server.ca))
-    return subprocess.run([command("chatnet"), "--host", "localhost", "--port", str(server.port),
-                           *trust, "--user", user, "send", *args],
-                          capture_output=True, text=True, env=env, timeout=60,
-                          stdin=subprocess.DEVNULL)
-
-
-def styled(*parts: str) -> str:
-    """A pattern for ``parts`` printed in turn, with any terminal styling between."""
-    return "(?:\x1b\\[[0-9;?]*[A-Za-z])*".join(re.escape(p) for p in parts)
 
 
 def test_twistd_lists_the_chatnet_plugin():
