@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qtclient.accounts import DEFAULT_PORT, Account
 from qtclient.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from qtclient.qt import QSettings
 
-#: PROTOCOL.md 1: the default port of a chatnet server.
-DEFAULT_PORT = 5443
 #: Minutes without keyboard or mouse input before presence turns ``away``.
 DEFAULT_IDLE_MINUTES = 5
 
@@ -107,6 +106,46 @@ class ClientSettings:
         self.store.setValue("login/port", login.port)
         self.store.setValue("login/ca_file", login.ca_file)
         self.store.setValue("login/username", login.username)
+
+    def accounts(self) -> list[Account]:
+        """The accounts signed in to, in the account strip's order (no passwords)."""
+        accounts: list[Account] = []
+        count = self.store.beginReadArray("accounts")
+        try:
+            for i in range(count):
+                self.store.setArrayIndex(i)
+                account = Account(host=self._str("host", ""), port=self._int("port", DEFAULT_PORT),
+                                  ca_file=self._str("ca_file", ""),
+                                  username=self._str("username", ""),
+                                  label=self._str("label", ""))
+                if account.host and account.username and all(
+                        a.key != account.key for a in accounts):
+                    accounts.append(account)
+        finally:
+            self.store.endArray()
+        return accounts
+
+    def save_accounts(self, accounts: list[Account]) -> None:
+        """Replace the remembered accounts with ``accounts`` (in this order)."""
+        self.store.remove("accounts")
+        self.store.beginWriteArray("accounts", len(accounts))
+        for i, account in enumerate(accounts):
+            self.store.setArrayIndex(i)
+            self.store.setValue("host", account.host)
+            self.store.setValue("port", account.port)
+            self.store.setValue("ca_file", account.ca_file)
+            self.store.setValue("username", account.username)
+            self.store.setValue("label", account.label)
+        self.store.endArray()
+
+    @property
+    def current_account(self) -> str:
+        """The :attr:`~qtclient.accounts.Account.key` of the account shown last ("" = none)."""
+        return self._str("ui/current_account", "")
+
+    @current_account.setter
+    def current_account(self, key: str) -> None:
+        self.store.setValue("ui/current_account", key)
 
     def sync(self) -> None:
         """Write pending changes to disk now."""

@@ -66,6 +66,16 @@ def qapp() -> QApplication:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def no_system_keyring() -> None:
+    """The suite never touches the user's keyring: keyring's process-wide
+    backend is its ``fail`` one (no keyring) unless a test sets another."""
+    import keyring
+    from keyring.backends import fail
+
+    keyring.set_keyring(fail.Keyring())
+
+
+@pytest.fixture(scope="session", autouse=True)
 def reactor_shutdown(qapp: QApplication) -> Iterator[None]:
     """Stop the reactor after the last test, running its shutdown triggers: the
     thread pool (used for name resolution) has non-daemon threads that would
