@@ -169,6 +169,9 @@ class ChatnetService(service.MultiService):
 
     async def _start(self) -> IListeningPort:
         await self.store.db.migrate()
+        indexed = await self.store.index_backlog()
+        if indexed:
+            self.log.info("search index: {count} earlier messages indexed", count=indexed)
         self.log.info("durability: {durability} (an acknowledged message survives {what})",
                       durability=self.config.durability,
                       what="a crash of this process, not a power loss or OS crash"

@@ -40,6 +40,8 @@ _MAX_MENTIONS, _MAX_ATTACHMENTS = 100, 20
 #: A ``msg.search`` cursor: ``<ts>.<msg_id>`` of the previous page's last message
 #: (opaque to clients, docs/protocol.md 6).
 _SEARCH_CURSOR = re.compile(r"(\d{1,19})\.(\d{1,19})")
+#: Cursor of a search by relevance: how many results the pages before held.
+_RANK_CURSOR = re.compile(r"r(\d{1,9})")
 
 
 class MessageService:
@@ -267,32 +269,39 @@ class MessagePerspective:
 
     async def perspective_search(self, query: str, room_id: int | None, sender: str | None,
                                  since: int | None, until: int | None, limit: int,
-                                 cursor: str | None) -> dict[str, Any]:
-        """``msg.search`` → ``{messages: [message], has_more, next_cursor?}``, newest
-        first, only in the user's rooms (a plain substring match for now). The page
-        fits the frame as ``msg.history``'s does; ``next_cursor`` (given when
-        ``has_more``) continues it.
+                                 cursor: str | None, sort: str) -> dict[str, Any]:
+        """``msg.search`` → ``{messages: [message + snippet], has_more, next_cursor?}``:
+        messages of the user's rooms matching every word of ``query`` through the
+        full-text index, by relevance then recency (``sort: relevance``, the
+        default) or newest first (``recent``); each carries ``snippet {text,
+        marks}``. The page fits the frame as ``msg.history``'s does;
+        ``next_cursor`` (given when ``has_more``) continues it.
 
         Raises:
             ChatError: ``not_found`` if ``room_id`` is given and not the user's;
-                ``bad_request`` for a ``cursor`` this server did not give.
+                ``bad_request`` for a ``cursor`` this server did not give (or gave
+                for the other ``sort``).
         """
         service = self.service
-        before = None
+        before, offset = None, 0
         if cursor is not None:
-            match = _SEARCH_CURSOR.fullmatch(cursor)
+            match = (_SEARCH_CURSOR if sort == "recent" else _RANK_CURSOR).fullmatch(cursor)
             if match is None:
-                raise bad_request("cursor is not one this server gave")
-            before = (int(match.group(1)), int(match.group(2)))
+                raise bad_request(f"cursor is not one this server gave for sort {sort!r}")
+            if sort == "recent":
+                before = (int(match.group(1)), int(match.group(2)))
+            else:
+                offset = int(match.group(1))
         if room_id is not None:
             await service.require_role(room_id, self.actor.user_id)
         messages, has_more = await service.store.search(
             self.actor.user_id, query, room_id, sender, since, until, limit, ms(service.clock),
-            before=before, budget=service.page_budget)
+            sort=sort, before=before, offset=offset, budget=service.page_budget)
         result: dict[str, Any] = {"messages": messages, "has_more": has_more}
         if has_more and messages:
             last = messages[-1]
-            result["next_cursor"] = f"{last['ts']}.{last['msg_id']}"
+            result["next_cursor"] = (f"{last['ts']}.{last['msg_id']}" if sort == "recent"
+                                     else f"r{offset + len(messages)}")
         return result
 
 

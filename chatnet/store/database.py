@@ -53,7 +53,9 @@ from chatnet.store.faults import StorageFaults
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+\.sql")
+#: ``NNN_name.sql`` for both engines, ``NNN_name.sqlite.sql`` /
+#: ``NNN_name.postgresql.sql`` where a version needs each engine's own SQL.
+_MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+(?:\.(sqlite|postgresql))?\.sql")
 #: SQLite primary result codes that mean "the storage is unavailable for now":
 #: BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN.
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
@@ -321,8 +323,10 @@ class Txn:
         return int(self.cursor.rowcount)
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """The schema deltas shipped in ``chatnet/store/schema``, oldest first.
+def migrations(engine: str = "sqlite") -> list[tuple[int, str, str]]:
+    """The schema deltas shipped in ``chatnet/store/schema`` for ``engine``
+    (``sqlite`` or ``postgresql``), oldest first: the shared files, and the
+    engine's own where a version has one per engine.
 
     Returns:
         ``[(version, filename, sql)]``.
@@ -330,7 +334,7 @@ def migrations() -> list[tuple[int, str, str]]:
     found = []
     for entry in resources.files("chatnet.store").joinpath("schema").iterdir():
         match = _MIGRATION_NAME.fullmatch(entry.name)
-        if match:
+        if match and match.group(2) in (None, engine):
             found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
     found.sort()
     return found
@@ -491,7 +495,7 @@ class Database:
         Raises:
             RuntimeError: the database has a newer schema than this code knows.
         """
-        known = migrations()
+        known = migrations(self.engine.name)
 
         def apply(txn: Txn) -> int:
             txn.engine.begin(txn.cursor)

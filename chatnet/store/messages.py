@@ -21,7 +21,7 @@ from chatnet.reactions import (
 )
 from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.files import file_by_id, may_access
-from chatnet.store.users import _like_prefix
+from chatnet.store.search import SearchIndex, fts5_match, parse_query, postgres_tsquery, snippet
 from chatnet.wire.codec import pack
 
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
@@ -351,6 +351,7 @@ class MessageStore:
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                       (msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to,
                        mentions_json, ttl, expires_ts))
+            SearchIndex.add(t, msg_id, body)
             # Membership is checked by this update (no row: not a member); raising
             # here rolls back the seq and the insert with the rest of the
             # transaction (or savepoint, in a group).
@@ -408,14 +409,17 @@ class MessageStore:
                 the sender's).
         """
         def txn(t: Txn) -> None:
-            sender = t.scalar(f"SELECT m.sender_id FROM messages m WHERE m.msg_id = ? AND "
-                              f"m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now))
-            if sender is None:
+            row = t.execute(f"SELECT m.sender_id, m.body FROM messages m WHERE m.msg_id = ? "
+                            f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now)
+                            ).fetchone()
+            if row is None:
                 raise not_found("no such message")
-            if int(sender) != editor_id:
+            if int(row[0]) != editor_id:
                 raise forbidden("only the sender can edit a message")
             t.execute("UPDATE messages SET body = ?, edited_ts = ?, changed_ts = ? "
                       "WHERE msg_id = ?", (body, edited_ts, edited_ts, msg_id))
+            SearchIndex.remove(t, msg_id, str(row[1]))
+            SearchIndex.add(t, msg_id, body)
 
         await self.db.run_interaction("edit_message", txn)
 
@@ -429,12 +433,14 @@ class MessageStore:
             ChatError: ``not_found`` or ``forbidden``.
         """
         def txn(t: Txn) -> None:
-            sender = t.scalar(f"SELECT m.sender_id FROM messages m WHERE m.msg_id = ? AND "
-                              f"m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now))
-            if sender is None:
+            row = t.execute(f"SELECT m.sender_id, m.body FROM messages m WHERE m.msg_id = ? "
+                            f"AND m.room_id = ? AND {_VISIBLE}", (msg_id, room_id, now)
+                            ).fetchone()
+            if row is None:
                 raise not_found("no such message")
-            if int(sender) != user_id and not moderator:
+            if int(row[0]) != user_id and not moderator:
                 raise forbidden("only the sender or a moderator can delete a message")
+            SearchIndex.remove(t, msg_id, str(row[1]))
             t.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL, "
                       "changed_ts = ? WHERE msg_id = ?", (now, msg_id))
             t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
@@ -541,34 +547,40 @@ class MessageStore:
 
     async def search(self, user_id: int, query: str, room_id: int | None, sender: str | None,
                      since: int | None, until: int | None, limit: int, now: int, *,
-                     before: tuple[int, int] | None = None,
+                     sort: str = "relevance", before: tuple[int, int] | None = None,
+                     offset: int = 0,
                      budget: int = DEFAULT_PAGE_BUDGET) -> tuple[list[dict[str, Any]], bool]:
-        """Visible messages containing ``query`` in rooms the user is a member of,
-        newest first (PROTOCOL.md 6, ``msg.search``), in a page that fits ``budget``
-        bytes like :meth:`history`'s.
-
-        The matching ids (at most ``limit + 1``) are found with one query; the
-        messages themselves are then read ``PAGE_BATCH`` at a time until the page
-        is full.
+        """Visible messages matching ``query`` in rooms the user is a member of
+        (PROTOCOL.md 6, ``msg.search``), through the full-text index
+        (:mod:`chatnet.store.search`): every word of the query must match, by
+        stem; a CJK word of two or more characters as a phrase. Each message
+        carries a ``snippet`` ``{text, marks}``. The page fits ``budget`` bytes
+        like :meth:`history`'s.
 
         Args:
+            sort: ``relevance`` (the engine's rank: BM25 on SQLite, ``ts_rank`` on
+                PostgreSQL; then newest first) or ``recent`` (newest first).
             since: only messages at or after this time (ms).
             until: only messages before this time (ms).
-            before: ``(ts, msg_id)`` of the last message of the previous page: only
-                messages after it in the order of the results.
+            before: with ``recent``: ``(ts, msg_id)`` of the last message of the
+                previous page.
+            offset: with ``relevance``: results of the previous pages to skip.
             budget: bytes the encoded messages may take.
 
         Returns:
-            ``(messages, has_more)``; to continue, pass the last message's
-            ``(ts, msg_id)`` as ``before``.
+            ``(messages, has_more)``.
 
         Raises:
             ChatError: ``too_large`` if not even one message fits ``budget``.
         """
+        terms = parse_query(query)
+        if not terms:
+            return [], False
+
         def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
             where = (f"{_VISIBLE} AND m.room_id IN (SELECT room_id FROM room_members WHERE "
-                     "user_id = ?) AND LOWER(m.body) LIKE ? ESCAPE '\\'")
-            args: list[Any] = [now, user_id, _like_prefix(query.casefold())]
+                     "user_id = ?)")
+            args: list[Any] = [now, user_id]
             if room_id is not None:
                 where += " AND m.room_id = ?"
                 args.append(room_id)
@@ -584,9 +596,23 @@ class MessageStore:
             if before is not None:
                 where += " AND (m.ts < ? OR (m.ts = ? AND m.msg_id < ?))"
                 args.extend((before[0], before[0], before[1]))
+            recency = "m.ts DESC, m.msg_id DESC"
+            if t.engine.name == "sqlite":
+                source = (" FROM message_search JOIN messages m ON m.msg_id = "
+                          "message_search.rowid JOIN users u ON u.user_id = m.sender_id ")
+                where = "message_search MATCH ? AND " + where
+                args.insert(0, fts5_match(terms))
+                rank = "bm25(message_search), "
+            else:
+                tsquery, query_args = postgres_tsquery(terms)
+                source = f"{_MESSAGE_FROM} CROSS JOIN (SELECT {tsquery} AS q) query "
+                args[:0] = query_args
+                where = "m.search @@ query.q AND " + where
+                rank = "ts_rank(m.search, query.q) DESC, "
+            order = (rank if sort == "relevance" else "") + recency
             ids = [int(r[0]) for r in t.execute(
-                f"SELECT m.msg_id{_MESSAGE_FROM} WHERE {where} "
-                "ORDER BY m.ts DESC, m.msg_id DESC LIMIT ?", [*args, limit + 1]).fetchall()]
+                f"SELECT m.msg_id{source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*args, limit + 1, offset]).fetchall()]
             position = 0
 
             def fetch(_last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
@@ -607,11 +633,42 @@ class MessageStore:
             mine: dict[int, list[str]] = {}
 
             def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-                return _messages_with_extras(t, rows, user_id, mine)
+                messages = _messages_with_extras(t, rows, user_id, mine)
+                for message in messages:
+                    message["snippet"] = snippet(message["body"], terms)
+                return messages
 
             return _fill_page(fetch, prepare, mine, limit, budget)
 
         return await self.db.run_interaction("search", txn)
+
+    async def index_backlog(self, batch: int = 2000) -> int:
+        """Index the messages stored before the search index existed (schema
+        version 9), ``batch`` per transaction, resuming where a previous start
+        stopped. Run at start, before anyone can change a message.
+
+        Returns:
+            how many messages were indexed now.
+        """
+        def step(t: Txn) -> tuple[int, bool]:
+            start = t.scalar("SELECT next_msg_id FROM search_backlog")
+            if start is None:
+                return 0, True
+            rows = t.execute("SELECT msg_id, body FROM messages WHERE msg_id >= ? AND "
+                             "deleted = 0 ORDER BY msg_id LIMIT ?", (start, batch)).fetchall()
+            for msg_id, body in rows:
+                SearchIndex.add(t, int(msg_id), str(body or ""))
+            if len(rows) < batch:
+                t.execute("DELETE FROM search_backlog")
+                return len(rows), True
+            t.execute("UPDATE search_backlog SET next_msg_id = ?", (int(rows[-1][0]) + 1,))
+            return len(rows), False
+
+        total, done = 0, False
+        while not done:
+            count, done = await self.db.run_interaction("index_backlog", step)
+            total += count
+        return total
 
     async def changes(self, room_id: int, since_ts: int, since_msg_id: int, limit: int,
                       now: int, *, viewer_id: int | None = None,
@@ -676,10 +733,11 @@ class MessageStore:
             ``[(room_id, msg_id)]`` of the messages erased now.
         """
         def txn(t: Txn) -> list[tuple[int, int]]:
-            rows = t.execute("SELECT room_id, msg_id FROM messages WHERE expires_ts <= ? "
+            rows = t.execute("SELECT room_id, msg_id, body FROM messages WHERE expires_ts <= ? "
                              "AND deleted = 0 ORDER BY expires_ts LIMIT ?",
                              (now, batch)).fetchall()
-            for _room_id, msg_id in rows:
+            for _room_id, msg_id, body in rows:
+                SearchIndex.remove(t, int(msg_id), str(body or ""))
                 t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL, "
                           "changed_ts = ? WHERE msg_id = ?", (now, msg_id))
                 t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))

@@ -20,6 +20,7 @@ from chatnet.store.records import (
     RoomRecord,
     room_from_row,
 )
+from chatnet.store.search import SearchIndex
 from chatnet.store.users import _like_prefix
 
 
@@ -462,6 +463,9 @@ class RoomStore:
             t.execute("UPDATE rooms SET deleted = 1 WHERE room_id = ?", (room_id,))
             t.execute("DELETE FROM room_members WHERE room_id = ?", (room_id,))
             t.execute("DELETE FROM room_invites WHERE room_id = ?", (room_id,))
+            SearchIndex.remove_many(t, t.execute(
+                "SELECT msg_id, body FROM messages WHERE room_id = ? AND deleted = 0",
+                (room_id,)).fetchall())
             t.execute("UPDATE messages SET deleted = 1, body = '' WHERE room_id = ?", (room_id,))
             t.execute("DELETE FROM message_attachments WHERE room_id = ?", (room_id,))
 

@@ -458,5 +458,8 @@ OPS: dict[str, Op] = _ops(
        (Str("query", 200), Int("room_id", required=False), Username("sender", required=False),
         Int("since", minimum=0, required=False), Int("until", minimum=0, required=False),
         Int("limit", minimum=1, maximum=200, required=False, default=50),
-        Str("cursor", 64, required=False)), cost=3, budget="expensive", budget_cost=5),
+        Str("cursor", 64, required=False),
+        Field("sort", "str", required=False, default="relevance",
+              choices=frozenset({"relevance", "recent"}))),
+       cost=3, budget="expensive", budget_cost=5),
 )

@@ -100,3 +100,28 @@ async def make_server(tmp_path: Path) -> AsyncIterator[Any]:
     yield make
     for running in reversed(started):
         await running.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: Any, tmp_path: Path) -> Any:
+    """Each database engine in turn: SQLite on a file in ``tmp_path``, PostgreSQL in
+    a fresh schema (the ``postgres`` fixture: skipped when unreachable unless
+    ``CHATNET_REQUIRE_SERVICES=1``)."""
+    from chatnet.store import PostgresEngine, SqliteEngine
+
+    if request.param == "sqlite":
+        return SqliteEngine(tmp_path / "store.db")
+    return PostgresEngine(request.getfixturevalue("postgres"))
+
+
+@pytest_twisted.async_yield_fixture
+async def store(engine: Any) -> AsyncIterator[Any]:
+    """A migrated ChatStore on ``engine``; its pool is closed afterwards."""
+    from twisted.internet import reactor
+
+    from chatnet.store import ChatStore, Database
+
+    db = Database(engine, reactor)
+    await db.migrate()
+    yield ChatStore(db)
+    db.close()

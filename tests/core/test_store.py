@@ -1,8 +1,8 @@
 """The store (chatnet/store), every test run against SQLite and PostgreSQL.
 
-The ``store`` fixture is parametrised over both engines: SQLite on a file in
-``tmp_path`` and PostgreSQL in a schema of its own (see the ``postgres``
-fixture in conftest.py, which skips when the server is unreachable unless
+The ``store`` and ``engine`` fixtures (conftest.py) are parametrised over both
+engines: SQLite on a file in ``tmp_path`` and PostgreSQL in a schema of its own
+(the ``postgres`` fixture skips when the server is unreachable unless
 ``CHATNET_REQUIRE_SERVICES=1``).
 """
 
@@ -17,29 +17,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 
 from chatnet.errors import ChatError, ErrorCode
-from chatnet.store import ChatStore, Database, LimitReached, PostgresEngine, SqliteEngine
+from chatnet.store import ChatStore, Database, LimitReached, SqliteEngine
 from chatnet.store.database import migrations
 from chatnet.store.users import ContactLimits
 
 T0 = 1_700_000_000_000
 _cmids = itertools.count(1)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    """Each engine in turn (PostgreSQL in a fresh schema)."""
-    if request.param == "sqlite":
-        return SqliteEngine(tmp_path / "store.db")
-    return PostgresEngine(request.getfixturevalue("postgres"))
-
-
-@pytest_twisted.async_yield_fixture
-async def store(engine):
-    """A migrated ChatStore on the engine; its pool is closed afterwards."""
-    db = Database(engine, reactor)
-    await db.migrate()
-    yield ChatStore(db)
-    db.close()
 
 
 @dataclass(frozen=True)
@@ -779,7 +762,8 @@ async def test_ttl_messages_hide_at_expiry_and_expire_due_erases_them(store):
 @pytest_twisted.ensureDeferred
 async def test_search_only_in_own_rooms_with_filters(store):
     """Search finds visible messages only in the searcher's rooms, case-insensitively,
-    newest first, filtered by room, sender and time; LIKE wildcards are literal."""
+    equally relevant ones newest first, filtered by room, sender and time; wildcards
+    and operators are not syntax (``%`` alone matches nothing, not everything)."""
     alice, bob, carol = (await new_user(store, "alice"), await new_user(store, "bob"),
                          await new_user(store, "carol"))
     shared = await new_room(store, alice, bob)
@@ -802,8 +786,11 @@ async def test_search_only_in_own_rooms_with_filters(store):
     assert await ids(alice, "deploy", since=T0 + 2) == [m2]
     assert await ids(alice, "deploy", until=T0 + 2) == [m1]
     assert await ids(alice, "deploy", room_id=private) == []
-    assert await ids(alice, "%") == [m4]
+    assert await ids(alice, "%") == []
     assert await ids(alice, "_") == []
+    assert await ids(alice, "100%") == [m4]
+    assert await ids(alice, 'deploy" OR "secrets') == []
+    assert await ids(alice, "deploy*") == [m2, m1]
 
 
 # -- group commit ------------------------------------------------------------------------------

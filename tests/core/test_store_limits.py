@@ -6,34 +6,16 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
 
 from chatnet.errors import ChatError, ErrorCode
-from chatnet.store import ChatStore, Database, PostgresEngine, SqliteEngine
+from chatnet.store import ChatStore, Database
 from chatnet.store.database import _statements, migrations
 from chatnet.store.files import ATTACHMENT, AVATAR, UploadRecord
 from chatnet.store.users import ContactLimits
 from tests.core.test_store import T0, expect_error, new_user
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    """Each engine in turn (PostgreSQL in a fresh schema)."""
-    if request.param == "sqlite":
-        return SqliteEngine(tmp_path / "store.db")
-    return PostgresEngine(request.getfixturevalue("postgres"))
-
-
-@pytest_twisted.async_yield_fixture
-async def store(engine):
-    """A migrated ChatStore on the engine; its pool is closed afterwards."""
-    db = Database(engine, reactor)
-    await db.migrate()
-    yield ChatStore(db)
-    db.close()
 
 
 def sha(text: str) -> str:

@@ -1,6 +1,6 @@
 """Reaction caps and frame-sized pages in the store, against SQLite and PostgreSQL.
 
-The engines and helpers are those of test_store.py (PostgreSQL runs several
+The engines come from conftest.py, the helpers from test_store.py (PostgreSQL runs several
 pooled connections, so the races below are real there).
 """
 
@@ -14,12 +14,7 @@ from chatnet.reactions import MAX_EMOJI_PER_MESSAGE, MAX_REACTIONS_PER_USER
 from chatnet.store import ChatStore
 from chatnet.store.messages import DEFAULT_PAGE_BUDGET
 from chatnet.wire.codec import pack
-from tests.core import test_store
 from tests.core.test_store import T0, expect_error, new_room, new_user, send
-
-# The engine-parametrised fixtures of test_store.py, shared.
-engine = test_store.engine
-store = test_store.store
 
 #: Distinct real emoji for the tests.
 EMOJI = ["😀", "😁", "😂", "🤣", "😃", "😄", "😅", "😆", "😉", "😊", "😋", "😎", "😍", "😘",
