@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import shlex
 import signal
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -56,6 +57,8 @@ UNDO_UP_TO = 1000
 READ_DELAY = 0.5
 #: Seconds ``auth.logout`` may take when the program quits before it closes anyway.
 LOGOUT_TIMEOUT = 3.0
+#: Results /search prints.
+SEARCH_SHOWN = 20
 
 HELP = """\
 Commands (REF is the short reference printed after a message's time):
@@ -68,6 +71,7 @@ Commands (REF is the short reference printed after a message's time):
   /members [ROOM]        the same as /who
   /topic [TEXT]          show the current room's topic, or set it
   /history [N]           the last N messages of the current room (default 20)
+  /search [#ROOM] WORDS  find messages (every word; in one room with #ROOM or @USER)
   /reply REF TEXT        answer a message
   /edit REF TEXT         change one of your messages
   /delete REF            delete one of your messages (owners, moderators: any)
@@ -227,7 +231,7 @@ class TerminalClient:
             "reply": self.cmd_reply, "edit": self.cmd_edit, "delete": self.cmd_delete,
             "me": self.cmd_me, "read": self.cmd_read, "away": self.cmd_away,
             "busy": self.cmd_busy, "online": self.cmd_online, "status": self.cmd_status,
-            "passwd": self.cmd_passwd,
+            "passwd": self.cmd_passwd, "search": self.cmd_search,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -869,6 +873,53 @@ class TerminalClient:
                        "after the time; /history shows more)")
             return None
         return known[0], msg_id
+
+    async def cmd_search(self, words: list[str]) -> None:
+        """/search [#ROOM|@USER] WORDS: the best matches (up to :data:`SEARCH_SHOWN`),
+        each with its date, reference and the matched words in bold."""
+        assert self.session is not None
+        args: dict[str, Any] = {"limit": SEARCH_SHOWN}
+        if words and words[0][:1] in "#@" and len(words) > 1:
+            room_id = self.find_room(words[0])
+            if room_id is None:
+                self.error(f"no room {words[0]} of yours")
+                return
+            args["room_id"] = room_id
+            words = words[1:]
+        if not words:
+            self.error("usage: /search [#ROOM] WORDS")
+            return
+        args["query"] = " ".join(words)
+        page = await self.session.call("msg.search", args)
+        messages = page["messages"]
+        where = f" in {self.label(args['room_id'])}" if "room_id" in args else ""
+        if not messages:
+            self.info(f"nothing found for {args['query']!r}{where}")
+            return
+        more = " (more match: add words or name a room)" if page.get("has_more") else ""
+        self.info(f"{len(messages)} found for {args['query']!r}{where}, best first{more}:")
+        for message in messages:
+            self.show_result(message)
+
+    def show_result(self, message: dict[str, Any]) -> None:
+        """A search result: ``[YYYY-MM-DD HH:MM] REF #room <sender> snippet`` with the
+        matches in bold."""
+        self.remember(message)
+        ts = int(message.get("ts", 0))
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(ts / 1000))
+        ref = self.ref_of.get(int(message["msg_id"]), "")
+        parts: list[tuple[str, str]] = [
+            ("ansibrightblack", f"[{when}] {ref} "),
+            ("ansiyellow", self.label(message["room_id"]) + " "),
+            ("bold", f"<{message.get('sender', '?')}> "),
+        ]
+        snippet = message.get("snippet") or {"text": message.get("body", ""), "marks": []}
+        text, at = _printable(str(snippet.get("text", ""))), 0
+        for start, end in snippet.get("marks") or ():
+            parts += [("", text[at:start]), ("bold ansigreen", text[start:end])]
+            at = end
+        parts.append(("", text[at:]))
+        self.write(FormattedText(parts))
 
     async def cmd_react(self, words: list[str], on: bool = True) -> None:
         """/react [REF] EMOJI: react to a message (the newest of the current room

@@ -435,3 +435,31 @@ def test_send_reads_the_message_from_standard_input(closed: TwistdServer, state:
     huge = send_cmd(closed, "alice", "--to", "bob", "-", stdin="x" * 20_000)
     assert huge.returncode == 2
     assert "longer than 16,000 characters" in huge.stderr
+
+
+def test_search_finds_chinese_and_stemmed_words_with_the_matches_marked(
+        closed: TwistdServer, state: Path):
+    """/search finds a two-character Chinese word inside a sentence and an English
+    word by its stem, prints each result with its date and a reference that /reply
+    takes, and says so when nothing matches; #ROOM limits it to one room."""
+    alice = terminal(closed, "alice", state_dir=state)
+    alice.expect("logged in as alice")
+    bob = terminal(closed, "bob", state_dir=state)
+    bob.expect("logged in as bob")
+    room_for_two(alice, bob)
+    alice.sendline("报告数据已上传")
+    alice.expect("报告数据已上传")
+    alice.sendline("the files were uploaded")
+    alice.expect("the files were uploaded")
+    bob.sendline("/search 数据")
+    bob.expect("1 found for '数据', best first:")
+    bob.expect(parts(r"\[\d{4}-\d\d-\d\d \d\d:\d\d\] (\w+) ", "#general ",
+                     re.escape("<alice> "), "报告", "数据", "已上传"))
+    ref = bob.match.group(1)
+    bob.sendline("/search #general upload")
+    bob.expect(parts(re.escape("<alice> "), "the files were ", "uploaded"))
+    bob.sendline("/search nothing-like-this")
+    bob.expect("nothing found for 'nothing-like-this'")
+    bob.sendline(f"/reply {ref} got it")
+    alice.expect(parts(re.escape("(re <alice> 报告数据已上传) "), said("bob", "got it")))
+    quit_cleanly(alice, bob)
