@@ -72,6 +72,7 @@ from PyQt6.QtGui import (
     QMouseEvent,
     QPainter,
     QPainterPath,
+    QPaintEvent,
     QPalette,
     QPen,
     QPixmap,
@@ -81,6 +82,7 @@ from PyQt6.QtGui import (
     QTextOption,
 )
 from PyQt6.QtWidgets import (
+    QAbstractButton,
     QAbstractItemView,
     QApplication,
     QCheckBox,
@@ -150,6 +152,7 @@ __all__ = [
     "ID",
     "USER_ROLE",
     "ItemRole",
+    "QAbstractButton",
     "QAbstractItemModel",
     "QAbstractItemView",
     "QAbstractListModel",
@@ -205,6 +208,7 @@ __all__ = [
     "QModelIndex",
     "QMouseEvent",
     "QObject",
+    "QPaintEvent",
     "QPainter",
     "QPainterPath",
     "QPalette",

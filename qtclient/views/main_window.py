@@ -24,6 +24,12 @@ Files dropped on the message list or the composer, or chosen with 📎, are
 uploaded and sent to the open room; the attachments strip lists those
 uploads. The call bar is an empty, hidden slot where the voice-call feature
 (its own issue) will go.
+
+There is one MainWindow per account: :class:`~qtclient.views.app_window.AppWindow`
+shows the current account's as a page beside the account strip (a QMainWindow
+made a child widget keeps its status bar: the connection state is the
+account's own). Its *Chat* menu goes into the AppWindow's menu bar while the
+account is shown; closing and window activation are the AppWindow's.
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ from qtclient.qt import (
     ID,
     QAbstractItemView,
     QAction,
-    QCloseEvent,
     QComboBox,
     QContextMenuEvent,
     QDesktopServices,
@@ -211,7 +216,8 @@ class MainWindow(QMainWindow):
     settings_requested = pyqtSignal()
     logout_requested = pyqtSignal()
     quit_requested = pyqtSignal()
-    active_changed = pyqtSignal(bool)
+    #: "Sign in…" on the page of an account that is not signed in.
+    sign_in_requested = pyqtSignal()
     user_input = pyqtSignal()
     #: room id, local paths (files or folders) to send there
     attach_requested = pyqtSignal(ID, list)
@@ -257,7 +263,6 @@ class MainWindow(QMainWindow):
         state.connection_changed.connect(self.show_connection)
         state.typing_changed.connect(self._typing_changed)
         state.own_presence_changed.connect(self.show_own_presence)
-        state.unread_changed.connect(lambda _n: self._update_title())
         state.members.modelReset.connect(self._update_members_title)
         state.members.rowsInserted.connect(self._update_members_title)
         state.members.rowsRemoved.connect(self._update_members_title)
@@ -270,10 +275,8 @@ class MainWindow(QMainWindow):
     # -- construction --------------------------------------------------------------------------
 
     def _build_menu(self) -> None:
-        menu_bar = self.menuBar()
-        assert menu_bar is not None
+        """The Chat menu (shown in the AppWindow's menu bar while this account is)."""
         self.chat_menu = QMenu(self)
-        menu_bar.addMenu(self.chat_menu)
         self.new_room_action = QAction(self)
         self.new_room_action.setShortcut(QKeySequence("Ctrl+N"))
         self.new_room_action.triggered.connect(self.create_room_requested)
@@ -404,6 +407,7 @@ class MainWindow(QMainWindow):
         self.empty_page.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_page.setWordWrap(True)
         self.centre.addWidget(self.empty_page)
+        self._build_signed_out()
         page = QWidget()
         self.room_title = QLabel()
         title_font = QFont(self.room_title.font())
@@ -510,6 +514,38 @@ class MainWindow(QMainWindow):
         self.room_page = page
         self.centre.addWidget(page)
 
+    def _build_signed_out(self) -> None:
+        """The page of an account that is not signed in: why, and "Sign in…"."""
+        self.signed_in = True
+        self.signed_out_page = QWidget()
+        self.signed_out_label = QLabel()
+        self.signed_out_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.signed_out_label.setWordWrap(True)
+        self.sign_in_button = QPushButton()
+        self.sign_in_button.clicked.connect(self.sign_in_requested)
+        layout = QVBoxLayout(self.signed_out_page)
+        layout.addStretch(1)
+        layout.addWidget(self.signed_out_label)
+        layout.addWidget(self.sign_in_button, 0, Qt.AlignmentFlag.AlignHCenter)
+        layout.addStretch(1)
+        self._signed_out_reason: Callable[[], str] = lambda: ""
+        self.centre.addWidget(self.signed_out_page)
+
+    def show_signed_out(self, reason: Callable[[], str] | None = None) -> None:
+        """The account is not signed in (yet, or any more): say so, and why
+        (``reason`` returns the translated sentence, so a language switch
+        re-reads it), and offer "Sign in…"."""
+        self.signed_in = False
+        self._signed_out_reason = reason or (lambda: "")
+        self.show_room(None)
+        self._update_signed_out()
+
+    def _update_signed_out(self) -> None:
+        reason = self._signed_out_reason()
+        text = _("You are not signed in to this account.")
+        self.signed_out_label.setText(f"{reason}\n\n{text}" if reason else text)
+        self.sign_in_button.setText(_("Sign in…"))
+
     def _build_members(self) -> None:
         self.members_panel = QWidget()
         self.members_panel.setMinimumWidth(200)
@@ -563,6 +599,7 @@ class MainWindow(QMainWindow):
         self.decline_invite_button.setText(_("Decline"))
         self._invites_changed()
         self.empty_page.setText(_("Choose a conversation on the left, or start one."))
+        self._update_signed_out()
         self.invite_button.setText(_("Invite…"))
         self.leave_button.setText(_("Leave"))
         self.members_button.setText(_("Members"))
@@ -579,7 +616,6 @@ class MainWindow(QMainWindow):
         self.presence_box.setToolTip(_("Your presence"))
         self.show_connection(self.state.connection)
         self._update_me()
-        self._update_title()
         self._update_members_title()
         self._update_compose_bar()
         if self.room_id is not None:
@@ -590,20 +626,10 @@ class MainWindow(QMainWindow):
                 viewport.update()
 
     def changeEvent(self, event: QEvent | None) -> None:
-        """Language switches re-translate; focus changes are reported."""
-        if event is not None:
-            if event.type() == QEvent.Type.LanguageChange:
-                self.retranslate()
-            elif event.type() == QEvent.Type.ActivationChange:
-                self.active_changed.emit(self.isActiveWindow())
-                self.user_input.emit()
+        """Language switches re-translate (activation is the AppWindow's)."""
+        if event is not None and event.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
         super().changeEvent(event)
-
-    def closeEvent(self, event: QCloseEvent | None) -> None:
-        """Closing the main window quits the program (TWISTED-NOTES.md 7: the app
-        stops the reactor; Qt would not quit by itself under qreactor)."""
-        self.quit_requested.emit()
-        super().closeEvent(event)
 
     # -- showing state -------------------------------------------------------------------------
 
@@ -616,16 +642,10 @@ class MainWindow(QMainWindow):
 
     def logged_in(self) -> None:
         """Fill in the user's own name and status after login."""
+        self.signed_in = True
         self._update_me()
         self.show_own_presence(self.state.own_presence)
-
-    def _update_title(self) -> None:
-        unread = self.state.rooms.total_unread()
-        title = _("chatnet")
-        if unread:
-            title = ngettext("{title} ({n} unread)", "{title} ({n} unread)", unread).format(
-                title=title, n=unread)
-        self.setWindowTitle(title)
+        self.show_room(None)
 
     def connection_text(self, view: str) -> str:
         """What the status bar says for a connection state."""
@@ -667,7 +687,8 @@ class MainWindow(QMainWindow):
         if room_id is None or entry is None:
             self.room_id = None
             self.timeline.setModel(None)
-            self.centre.setCurrentWidget(self.empty_page)
+            self.centre.setCurrentWidget(self.empty_page if self.signed_in
+                                         else self.signed_out_page)
             self.members_panel_visible(False)
             return
         self.centre.setCurrentWidget(self.room_page)

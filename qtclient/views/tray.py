@@ -27,18 +27,26 @@ class TrayNotifier(QObject):
     manager to draw attention to the window (``QApplication.alert``), and the
     count stays in the window title.
 
+    With several accounts the app names the account in the notification's
+    title; a click on it says which account and room it was about.
+
     Args:
         window: the main window (alerted, and raised from the tray).
 
+    Attributes:
+        current_account: the key of the account shown; its notifications are
+            left out while the window has the focus (the user sees it), those of
+            the other accounts are not.
+
     Signals:
         shown(title, text): a notification was given (whichever way).
-        activated(room_id): the user clicked a notification or the tray icon
-            (-1 when no room is attached).
+        activated(account, room_id): the user clicked a notification or the tray
+            icon (account "" and room -1 when none is attached).
         quit_requested(): "Quit" from the tray menu.
     """
 
     shown = pyqtSignal(str, str)
-    activated = pyqtSignal(ID)
+    activated = pyqtSignal(str, ID)
     quit_requested = pyqtSignal()
 
     def __init__(self, window: QWidget, parent: QObject | None = None) -> None:
@@ -46,19 +54,20 @@ class TrayNotifier(QObject):
         self.window = window
         self.enabled = True
         self.unread = 0
-        self._last_room = -1
+        self.current_account = ""
+        self._last: tuple[str, int] = ("", -1)
         self.tray: QSystemTrayIcon | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray = QSystemTrayIcon(app_icon(), self)
             menu = QMenu(window)
             self._show_action = QAction(menu)
-            self._show_action.triggered.connect(lambda: self.activated.emit(-1))
+            self._show_action.triggered.connect(lambda: self.activated.emit("", -1))
             self._quit_action = QAction(menu)
             self._quit_action.triggered.connect(self.quit_requested.emit)
             menu.addAction(self._show_action)
             menu.addAction(self._quit_action)
             self.tray.setContextMenu(menu)
-            self.tray.messageClicked.connect(lambda: self.activated.emit(self._last_room))
+            self.tray.messageClicked.connect(lambda: self.activated.emit(*self._last))
             self.tray.activated.connect(self._tray_clicked)
         self.retranslate()
 
@@ -93,11 +102,13 @@ class TrayNotifier(QObject):
             self.tray.setIcon(app_icon(count))
             self.tray.setToolTip(self.tooltip())
 
-    def notify(self, title: str, text: str, room_id: int = -1) -> None:
-        """Notify the user, unless notifications are off or the window has focus."""
-        if not self.enabled or self.window.isActiveWindow():
+    def notify(self, title: str, text: str, room_id: int = -1, account: str = "") -> None:
+        """Notify the user, unless notifications are off or the window has the
+        focus and shows ``account``."""
+        if not self.enabled or (self.window.isActiveWindow()
+                                and account == self.current_account):
             return
-        self._last_room = room_id
+        self._last = (account, room_id)
         if self.tray is not None and self.tray.supportsMessages():
             self.tray.showMessage(title, text, app_icon(self.unread), NOTIFICATION_MS)
         else:
@@ -106,4 +117,4 @@ class TrayNotifier(QObject):
 
     def _tray_clicked(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason == QSystemTrayIcon.ActivationReason.Trigger:
-            self.activated.emit(-1)
+            self.activated.emit("", -1)

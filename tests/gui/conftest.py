@@ -223,8 +223,9 @@ def make_client(server: ServerHandle, tmp_path: Path, qtbot: Any,
 
     yield make
     for app in apps:
-        wait(app.controller.shutdown())
-        app.main_window.close()
+        app.quit()  # closes every account's connection
+        qtbot.waitUntil(lambda a=app: a.quits == [True], timeout=5000)
+        app.window.close()
         app.login_window.close()
-        app.main_window.deleteLater()
+        app.window.deleteLater()
         app.login_window.deleteLater()

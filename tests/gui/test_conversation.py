@@ -64,7 +64,7 @@ def test_unread_counts_and_the_new_messages_marker(make_client: Any, server: Any
         say(server, bob, random, text)
     qtbot.waitUntil(lambda: unread(alice, random) == 3)
     assert unread(alice, general) == 0
-    assert "(3 unread)" in alice.main_window.windowTitle()
+    assert "(3 unread)" in alice.window.windowTitle()
 
     timeline = click_room(qtbot, alice, random)
     qtbot.waitUntil(lambda: timeline.bodies() == ["already read", "one", "two", "three"])
@@ -72,7 +72,7 @@ def test_unread_counts_and_the_new_messages_marker(make_client: Any, server: Any
                for row in range(timeline.rowCount())]
     assert markers == [False, True, False, False]
     qtbot.waitUntil(lambda: unread(alice, random) == 0)
-    assert "unread" not in alice.main_window.windowTitle()
+    assert "unread" not in alice.window.windowTitle()
 
     def server_unread() -> int:
         conn = server.user("alice", register=False)

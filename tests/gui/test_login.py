@@ -52,7 +52,7 @@ def test_the_login_form_is_remembered_but_not_the_password(make_client: Any,
 def test_closing_the_main_window_quits(make_client: Any, qtbot: Any) -> None:
     """Closing the last window ends the program (the reactor would not stop by itself)."""
     app = make_client("dave")
-    app.main_window.close()
+    app.window.close()
     qtbot.waitUntil(lambda: app.quits == [True])
     assert app.controller.session is None
 
