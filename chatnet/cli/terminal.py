@@ -71,6 +71,7 @@ Commands (REF is the short reference printed after a message's time):
   /members [ROOM]        the same as /who
   /topic [TEXT]          show the current room's topic, or set it
   /history [N]           the last N messages of the current room (default 20)
+  /history --date YYYY-MM-DD [N]   the messages of that day on (and a few before)
   /search [#ROOM] WORDS  find messages (every word; in one room with #ROOM or @USER)
   /reply REF TEXT        answer a message
   /edit REF TEXT         change one of your messages
@@ -124,6 +125,11 @@ def _err(error: BaseException) -> str:
     if isinstance(error, ChatError):
         return f"{error.code.value}: {error.message}"
     return str(error) or error.__class__.__name__
+
+
+def words_date(ts_ms: int) -> str:
+    """``2026-12-06`` (local time) for a wire timestamp (ms)."""
+    return time.strftime("%Y-%m-%d", time.localtime(ts_ms / 1000))
 
 
 class QuitRequested(Exception):
@@ -844,22 +850,42 @@ class TerminalClient:
             self.say(f"   @{member['username']:<24} {name:<24} {member['presence']:<8}{role}")
 
     async def cmd_history(self, words: list[str]) -> None:
-        """/history [N]"""
+        """/history [N] | /history --date YYYY-MM-DD [N]: the last N messages, or N
+        from the first of that day (local time) on, with some before it."""
         assert self.session is not None
         if self.current is None:
             self.error("no current room")
             return
+        usage = "usage: /history [N] or /history --date YYYY-MM-DD [N]"
+        args: dict[str, Any] = {"room_id": self.current}
+        if words and words[0] == "--date":
+            if len(words) < 2:
+                self.error(usage)
+                return
+            try:
+                day = time.strptime(words[1], "%Y-%m-%d")
+            except ValueError:
+                self.error(f"{words[1]!r} is not a date like 2026-12-06; {usage}")
+                return
+            args["around_ts"] = int(time.mktime(day) * 1000)
+            words = words[2:]
         try:
-            limit = max(1, min(200, int(words[0]))) if words else 20
+            args["limit"] = max(1, min(200, int(words[0]))) if words else 20
         except ValueError:
-            self.error("usage: /history [N]")
+            self.error(usage)
             return
-        page = await self.session.call("msg.history", {"room_id": self.current, "limit": limit})
+        page = await self.session.call("msg.history", args)
         if not page["messages"]:
             self.info(f"no messages in {self.label(self.current)} yet")
+        elif "around_ts" in args:
+            first = next((m for m in page["messages"] if m["seq"] == page.get("anchor_seq")),
+                         None)
+            self.info(f"{self.label(self.current)} around {words_date(args['around_ts'])}"
+                      + (f"; the day's first message is {self.ref_after(first)}" if first
+                         and first["ts"] >= args["around_ts"] else "; nothing since then"))
         for message in page["messages"]:
             self.show_message(message)
-        if page["messages"]:
+        if page["messages"] and "around_ts" not in args:
             await self.session.call("msg.read", {"room_id": self.current,
                                                  "seq": page["messages"][-1]["seq"]})
 
@@ -920,6 +946,11 @@ class TerminalClient:
             at = end
         parts.append(("", text[at:]))
         self.write(FormattedText(parts))
+
+    def ref_after(self, message: dict[str, Any]) -> str:
+        """How the message will be printed: ``[HH:MM] REF`` (remembering it now)."""
+        self.remember(message)
+        return f"[{clock_text(int(message['ts']))}] {self.ref_of.get(int(message['msg_id']))}"
 
     async def cmd_react(self, words: list[str], on: bool = True) -> None:
         """/react [REF] EMOJI: react to a message (the newest of the current room

@@ -208,18 +208,38 @@ class MessagePerspective:
         return {}
 
     async def perspective_history(self, room_id: int, before_seq: int | None,
-                                  after_seq: int | None, limit: int) -> dict[str, Any]:
-        """``msg.history`` → ``{messages: [message], has_more}``, oldest first.
+                                  after_seq: int | None, limit: int,
+                                  around_seq: int | None = None,
+                                  around_ts: int | None = None) -> dict[str, Any]:
+        """``msg.history`` → ``{messages: [message], has_more}``, oldest first; with
+        ``around_seq`` or ``around_ts`` (extension: a search result, a date) →
+        ``{messages, anchor_seq, has_more_before, has_more_after, has_more}``, the
+        page around that message or moment.
 
         The page fits the frame by construction: it ends early (``has_more``) when
         the next message would not fit, and a message with many reactions carries
         them summarised (docs/protocol.md 6).
 
         Raises:
-            ChatError: ``not_found`` if not a member.
+            ChatError: ``not_found`` if not a member; ``bad_request`` for more than
+                one of ``before_seq``, ``after_seq``, ``around_seq``, ``around_ts``.
         """
         service = self.service
+        given = [name for name, value in (("before_seq", before_seq), ("after_seq", after_seq),
+                                          ("around_seq", around_seq), ("around_ts", around_ts))
+                 if value is not None]
+        if len(given) > 1:
+            raise bad_request(f"give at most one of {', '.join(given)}")
         await service.require_role(room_id, self.actor.user_id)
+        if around_seq is not None or around_ts is not None:
+            page, anchor, before, after = await service.store.history_around(
+                room_id, around_seq, around_ts, limit, ms(service.clock),
+                viewer_id=self.actor.user_id, budget=service.page_budget)
+            result: dict[str, Any] = {"messages": page, "has_more_before": before,
+                                      "has_more_after": after, "has_more": before or after}
+            if anchor is not None:
+                result["anchor_seq"] = anchor
+            return result
         messages, has_more = await service.store.history(
             room_id, before_seq, after_seq, limit, ms(service.clock),
             viewer_id=self.actor.user_id, budget=service.page_budget)

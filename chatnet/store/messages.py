@@ -545,6 +545,47 @@ class MessageStore:
 
         return await self.db.run_interaction("history", txn)
 
+    async def history_around(self, room_id: int, around_seq: int | None,
+                             around_ts: int | None, limit: int, now: int, *,
+                             viewer_id: int | None = None,
+                             budget: int = DEFAULT_PAGE_BUDGET
+                             ) -> tuple[list[dict[str, Any]], int | None, bool, bool]:
+        """The page of history around a message or a moment, oldest first (extension
+        of ``msg.history``, docs/protocol.md 6): the anchor, about half of
+        ``limit`` (and of ``budget``) before it and the rest from it on.
+
+        Args:
+            around_seq: the anchor is this seq (or the first visible one after it).
+            around_ts: the anchor is the first visible message at or after this
+                time (ms); past the newest message, the newest.
+
+        Returns:
+            ``(messages, anchor_seq, more_before, more_after)``; ``anchor_seq`` is
+            None in an empty room.
+        """
+        def anchor(t: Txn) -> int | None:
+            if around_seq is not None:
+                found = t.scalar(f"SELECT MIN(m.seq) FROM messages m WHERE m.room_id = ? AND "
+                                 f"m.seq >= ? AND {_VISIBLE}", (room_id, around_seq, now))
+            else:
+                found = t.scalar(f"SELECT MIN(m.seq) FROM messages m WHERE m.room_id = ? AND "
+                                 f"m.ts >= ? AND {_VISIBLE}", (room_id, around_ts, now))
+            if found is None:
+                found = t.scalar(f"SELECT MAX(m.seq) FROM messages m WHERE m.room_id = ? AND "
+                                 f"{_VISIBLE}", (room_id, now))
+            return int(found) if found is not None else None
+
+        seq = await self.db.run_interaction("history_anchor", anchor)
+        if seq is None:
+            return [], None, False, False
+        back = max(0, limit // 2)
+        earlier, more_before = ([], False) if not back else await self.history(
+            room_id, seq, None, back, now, viewer_id=viewer_id, budget=budget // 2)
+        later, more_after = await self.history(
+            room_id, None, seq - 1, max(1, limit - back), now, viewer_id=viewer_id,
+            budget=budget - budget // 2)
+        return earlier + later, seq, more_before, more_after
+
     async def search(self, user_id: int, query: str, room_id: int | None, sender: str | None,
                      since: int | None, until: int | None, limit: int, now: int, *,
                      sort: str = "relevance", before: tuple[int, int] | None = None,

@@ -414,7 +414,9 @@ OPS: dict[str, Op] = _ops(
     Op("msg.history", "messages", "history",
        (Int("room_id"), Int("before_seq", minimum=1, required=False),
         Int("after_seq", minimum=0, required=False),
-        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=50)),
+        Int("limit", minimum=1, maximum=MAX_HISTORY_LIMIT, required=False, default=50),
+        Int("around_seq", minimum=1, required=False),
+        Int("around_ts", minimum=0, required=False)),
        budget="expensive"),
     Op("msg.read", "messages", "read", (Int("room_id"), Int("seq", minimum=0))),
     # Extension (docs/protocol.md): what changed in a room while a client was away.

@@ -391,3 +391,30 @@ async def test_every_message_accepted_fits_a_page_alone_even_summarised(make_ser
     await store.db.run_interaction("flood", flood)
     [message] = (await bob.request("msg.history", {"room_id": rid}))["messages"]
     assert message["body"] == "z" * 4500 and message["reactions_summarised"] is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_history_around_a_message_or_a_moment(server):
+    """msg.history {around_seq} and {around_ts} (a search result, a date): the page
+    holds the anchor with about half the limit on each side, says whether more lies
+    before and after, and names the anchor; a moment after the newest message gives
+    the newest; two anchors at once are refused."""
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    acks = [await say(alice, rid, f"message {i}") for i in range(1, 31)]
+    page = await bob.request("msg.history", {"room_id": rid, "around_seq": 15, "limit": 10})
+    assert [m["seq"] for m in page["messages"]] == list(range(10, 20))
+    assert page["anchor_seq"] == 15
+    assert page["has_more_before"] is True and page["has_more_after"] is True
+    moment = acks[2]["ts"]
+    page = await bob.request("msg.history", {"room_id": rid, "around_ts": moment, "limit": 10})
+    assert page["anchor_seq"] == min(a["seq"] for a in acks if a["ts"] >= moment)
+    assert page["messages"][0]["seq"] == 1 and page["has_more_before"] is False
+    assert page["anchor_seq"] in [m["seq"] for m in page["messages"]]
+    later = await bob.request("msg.history", {"room_id": rid, "around_ts": acks[-1]["ts"] + 1,
+                                              "limit": 6})
+    assert later["anchor_seq"] == 30 and later["has_more_after"] is False
+    assert [m["seq"] for m in later["messages"]] == [27, 28, 29, 30]
+    error = await expect_error(bob.request("msg.history", {"room_id": rid, "around_seq": 3,
+                                                            "before_seq": 9}),
+                               ErrorCode.BAD_REQUEST)
+    assert "before_seq" in error.message and "around_seq" in error.message

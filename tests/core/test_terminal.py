@@ -463,3 +463,25 @@ def test_search_finds_chinese_and_stemmed_words_with_the_matches_marked(
     bob.sendline(f"/reply {ref} got it")
     alice.expect(parts(re.escape("(re <alice> 报告数据已上传) "), said("bob", "got it")))
     quit_cleanly(alice, bob)
+
+
+def test_history_by_date(closed: TwistdServer, state: Path):
+    """/history --date YYYY-MM-DD shows the room from that day's first message on; a
+    day with nothing since says so; a malformed date is explained."""
+    alice = terminal(closed, "alice", state_dir=state)
+    alice.expect("logged in as alice")
+    alice.sendline("/create general")
+    alice.expect("created public room #general")
+    for text in ("first of the day", "second", "third"):
+        alice.sendline(text)
+        alice.expect(text)
+    today = time.strftime("%Y-%m-%d")
+    alice.sendline(f"/history --date {today}")
+    alice.expect(f"#general around {today}; the day's first message is")
+    alice.expect("first of the day")
+    alice.expect("third")
+    alice.sendline("/history --date 2999-01-01")
+    alice.expect("#general around 2999-01-01; nothing since then")
+    alice.sendline("/history --date 06/12/2026")
+    alice.expect("'06/12/2026' is not a date like")
+    quit_cleanly(alice)
