@@ -29,8 +29,9 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.python.failure import Failure
 
 from chatnet.cli.chat import clock_text
-from chatnet.client.connection import connect
+from chatnet.client.connection import Patient, connect
 from chatnet.client.core import Event
+from chatnet.client.export import export_conversations
 from chatnet.client.files import Download, Upload
 from chatnet.client.reactions import Reactions
 from chatnet.client.session import ChatSession, SessionState
@@ -89,6 +90,8 @@ Commands (REF is the short reference printed after a message's time):
   /accept ROOM           accept an invitation (room name or id) and switch to the room
   /decline ROOM          decline an invitation (room name or id)
   /kick USER [REASON]    remove USER from the current room
+  /export FROM TO NAME   your conversations between two dates (YYYY-MM-DD, both days
+                         included) into NAME.jsonl (JSON Lines) and NAME.txt (readable)
   /send-file PATH        upload a file and send it to the current room
   /get FILE_ID [DEST]    download a file (to DEST, a folder or a name; default: here;
                          an existing file is never replaced: "name (1).ext")
@@ -130,6 +133,15 @@ def _err(error: BaseException) -> str:
 def words_date(ts_ms: int) -> str:
     """``2026-12-06`` (local time) for a wire timestamp (ms)."""
     return time.strftime("%Y-%m-%d", time.localtime(ts_ms / 1000))
+
+
+class ExportProgress:
+    """How far ``/export`` is, for the bottom line (as a transfer's ``done``/``total``)."""
+
+    def __init__(self, total: int) -> None:
+        self.done = 0
+        self.total = total
+        self.messages = 0
 
 
 class QuitRequested(Exception):
@@ -201,7 +213,7 @@ class TerminalClient:
         self.last_typing_sent = 0.0
         self.running = True
         self.reconnecting = False
-        self.transfers: dict[str, Upload | Download] = {}
+        self.transfers: dict[str, Upload | Download | ExportProgress] = {}
         #: msg_id -> (room_id, sender, body, reactions) of messages printed lately.
         self.shown: OrderedDict[int, tuple[int, str, str, Reactions]] = OrderedDict()
         #: room_id -> msg_id of the newest message printed there (for /react).
@@ -238,6 +250,7 @@ class TerminalClient:
             "me": self.cmd_me, "read": self.cmd_read, "away": self.cmd_away,
             "busy": self.cmd_busy, "online": self.cmd_online, "status": self.cmd_status,
             "passwd": self.cmd_passwd, "search": self.cmd_search,
+            "export": self.cmd_export,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -899,6 +912,55 @@ class TerminalClient:
                        "after the time; /history shows more)")
             return None
         return known[0], msg_id
+
+    async def cmd_export(self, words: list[str]) -> None:
+        """/export FROM TO NAME: every room's messages from the start of FROM to the
+        end of TO (local dates) into NAME.jsonl and NAME.txt (never replacing a
+        file), with progress in the bottom line."""
+        assert self.session is not None
+        usage = "usage: /export FROM TO NAME (dates like 2026-12-01)"
+        if len(words) != 3:
+            self.error(usage)
+            return
+        try:
+            since = int(time.mktime(time.strptime(words[0], "%Y-%m-%d")) * 1000)
+            until = int(time.mktime(time.strptime(words[1], "%Y-%m-%d")) * 1000) + 86_400_000
+        except ValueError:
+            self.error(f"not a date: {usage}")
+            return
+        if until <= since:
+            self.error("TO is before FROM")
+            return
+        base = Path(words[2]).expanduser()
+        if base.is_dir():
+            self.error(f"{base} is a folder; give a file name (NAME.jsonl and NAME.txt are made)")
+            return
+        jsonl_path = unused_path(base.with_name(base.name + ".jsonl"))
+        text_path = unused_path(base.with_name(base.name + ".txt"))
+        await self.refresh_rooms()
+        rooms = list(self.rooms.values())
+        progress = ExportProgress(len(rooms))
+        label = "export"
+        self.transfers[label] = progress
+
+        def advanced(done: int, total: int, messages: int) -> None:
+            progress.done, progress.messages = done, messages
+
+        ask = Patient(self.reactor, self.session.call)
+        try:
+            with open(jsonl_path, "x", encoding="utf-8") as jsonl, \
+                    open(text_path, "x", encoding="utf-8") as text:
+                text.write(f"chatnet export for {self.me()}: {words[0]} to {words[1]}\n")
+                count = await export_conversations(
+                    ask, rooms, self.me(), dict(self.direct_names), since, until, jsonl, text,
+                    advanced)
+        except OSError as exc:
+            self.error(f"cannot write the export: {exc}")
+            return
+        finally:
+            self.transfers.pop(label, None)
+        self.info(f"exported {count} message(s) from {len(rooms)} room(s) to {jsonl_path} "
+                  f"and {text_path}")
 
     async def cmd_search(self, words: list[str]) -> None:
         """/search [#ROOM|@USER] WORDS: the best matches (up to :data:`SEARCH_SHOWN`),

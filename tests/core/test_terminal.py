@@ -485,3 +485,39 @@ def test_history_by_date(closed: TwistdServer, state: Path):
     alice.sendline("/history --date 06/12/2026")
     alice.expect("'06/12/2026' is not a date like")
     quit_cleanly(alice)
+
+
+def test_export_writes_json_lines_and_a_readable_file(closed: TwistdServer, state: Path,
+                                                      tmp_path: Path):
+    """/export FROM TO NAME writes every room's messages of those days to NAME.jsonl
+    (one JSON object per line) and NAME.txt (readable), and never replaces a file."""
+    import json
+
+    alice = terminal(closed, "alice", state_dir=state)
+    alice.expect("logged in as alice")
+    bob = terminal(closed, "bob", state_dir=state)
+    bob.expect("logged in as bob")
+    room_for_two(alice, bob)
+    alice.sendline("the plan is 数据 first")
+    bob.expect("the plan is")
+    alice.sendline("/dm bob")
+    alice.expect("talking with @bob")
+    alice.sendline("just between us")
+    bob.expect("just between us")
+    today = time.strftime("%Y-%m-%d")
+    name = tmp_path / "my-chats"
+    (tmp_path / "my-chats.txt").write_text("keep me")
+    alice.sendline(f"/export {today} {today} {name}")
+    alice.expect(r"exported 2 message\(s\) from 2 room\(s\) to ")
+    lines = [json.loads(line) for line in
+             (tmp_path / "my-chats.jsonl").read_text("utf-8").splitlines()]
+    assert sorted((m["room"], m["body"], m["sender"]) for m in lines) == [
+        ("#general", "the plan is 数据 first", "alice"), ("@bob", "just between us", "alice")]
+    assert all(m["time"].startswith(time.strftime("%Y-%m-%dT", time.gmtime())) for m in lines)
+    assert (tmp_path / "my-chats.txt").read_text() == "keep me"
+    readable = (tmp_path / "my-chats (1).txt").read_text("utf-8")
+    assert "== #general ==" in readable and "<alice> the plan is 数据 first" in readable
+    assert "== @bob ==" in readable and "<alice> just between us" in readable
+    alice.sendline(f"/export 2000-01-01 2000-01-31 {tmp_path / 'old'}")
+    alice.expect(r"exported 0 message\(s\)")
+    quit_cleanly(alice, bob)
