@@ -89,6 +89,11 @@ Commands (REF is the short reference printed after a message's time):
   /invites               invitations waiting for your answer
   /accept ROOM           accept an invitation (room name or id) and switch to the room
   /decline ROOM          decline an invitation (room name or id)
+  /contacts              your contacts (with presence) and requests in and out
+  /add USER [MESSAGE]    ask USER to be a contact
+  /accept @USER          accept USER's contact request (/decline @USER to refuse it)
+  /unfriend USER         remove a contact (or withdraw your request)
+  /whois USER            USER's profile: name, status, presence, last seen
   /kick USER [REASON]    remove USER from the current room
   /export FROM TO NAME   your conversations between two dates (YYYY-MM-DD, both days
                          included) into NAME.jsonl (JSON Lines) and NAME.txt (readable)
@@ -233,6 +238,8 @@ class TerminalClient:
         self.quit_armed = False
         self.hung_up = False
         self._line_cut = False
+        #: casefolded usernames whose contact request waits for our answer.
+        self.incoming_requests: set[str] = set()
         #: room_id -> seq to mark read soon (one msg.read per burst).
         self._reads: dict[int, int] = {}
         self._read_call: Any = None
@@ -250,7 +257,8 @@ class TerminalClient:
             "me": self.cmd_me, "read": self.cmd_read, "away": self.cmd_away,
             "busy": self.cmd_busy, "online": self.cmd_online, "status": self.cmd_status,
             "passwd": self.cmd_passwd, "search": self.cmd_search,
-            "export": self.cmd_export,
+            "export": self.cmd_export, "contacts": self.cmd_contacts, "add": self.cmd_add,
+            "unfriend": self.cmd_unfriend, "whois": self.cmd_whois,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -498,6 +506,10 @@ class TerminalClient:
                       f"(/accept {label} or /decline {label})")
         if invites:
             self.info(f"{len(invites)} invitation(s) waiting for your answer: /invites")
+        waiting = (await self.session.call("contact.list", {}))["incoming"]
+        self.incoming_requests = {u.casefold() for u in waiting}
+        for who in waiting:
+            self.info(f"{who} wants to be your contact (/accept @{who} or /decline @{who})")
         if self.current is not None:
             self.info(f"talking in {self.label(self.current)}")
 
@@ -617,6 +629,17 @@ class TerminalClient:
         elif name == "msg.deleted":
             self.shown.pop(int(data["msg_id"]), None)
             self.info(f"a message in {self.label(data['room_id'])} was deleted")
+        elif name == "contact.request":
+            who = str(data.get("from", "?"))
+            self.incoming_requests.add(who.casefold())
+            note = f": {_printable(str(data['message']))}" if data.get("message") else ""
+            self.info(f"{who} wants to be your contact{note} (/accept @{who} or /decline @{who})")
+        elif name == "contact.added":
+            who = str((data.get("profile") or {}).get("username", "?"))
+            self.incoming_requests.discard(who.casefold())
+            self.info(f"{who} is now one of your contacts")
+        elif name == "contact.removed":
+            self.info(f"{data.get('username')} is no longer one of your contacts")
         elif name == "presence":
             pass  # shown by /who; printing every change would drown the conversation
         elif name == "session.ended":
@@ -912,6 +935,75 @@ class TerminalClient:
                        "after the time; /history shows more)")
             return None
         return known[0], msg_id
+
+    async def cmd_contacts(self, words: list[str]) -> None:
+        """/contacts: contacts with presence, then requests waiting either way."""
+        assert self.session is not None
+        contacts: list[dict[str, Any]] = []
+        incoming: list[str] = []
+        outgoing: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = await self.session.call("contact.list", {"cursor": cursor} if cursor else {})
+            contacts += page["contacts"]
+            incoming += page["incoming"]
+            outgoing += page["outgoing"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        self.incoming_requests = {u.casefold() for u in incoming}
+        if not (contacts or incoming or outgoing):
+            self.info("no contacts yet: /add USER")
+            return
+        self.info(f"{len(contacts)} contact(s):")
+        for profile in contacts:
+            name = _printable(str(profile.get("display_name") or ""))
+            status = _printable(str(profile.get("status_text") or ""))
+            self.say(f"   @{profile['username']:<24} {name:<24} {profile['presence']:<8} "
+                     f"{status}".rstrip())
+        for username in incoming:
+            self.say(f"   @{username:<24} wants to be your contact: /accept @{username} or "
+                     f"/decline @{username}")
+        for username in outgoing:
+            self.say(f"   @{username:<24} has not answered your request yet")
+
+    async def cmd_add(self, words: list[str]) -> None:
+        """/add USER [MESSAGE]"""
+        assert self.session is not None
+        if not words:
+            self.error("usage: /add USER [MESSAGE]")
+            return
+        args: dict[str, Any] = {"username": words[0].removeprefix("@")}
+        if len(words) > 1:
+            args["message"] = " ".join(words[1:])
+        await self.session.call("contact.request", args)
+        self.info(f"asked {args['username']} to be a contact")
+
+    async def cmd_unfriend(self, words: list[str]) -> None:
+        """/unfriend USER"""
+        assert self.session is not None
+        if len(words) != 1:
+            self.error("usage: /unfriend USER")
+            return
+        await self.session.call("contact.remove", {"username": words[0].removeprefix("@")})
+        self.info(f"{words[0].removeprefix('@')} is no longer a contact")
+
+    async def cmd_whois(self, words: list[str]) -> None:
+        """/whois USER: the profile, as the server shows it to us."""
+        assert self.session is not None
+        if len(words) != 1:
+            self.error("usage: /whois USER")
+            return
+        profile = await self.session.call("user.get", {"username": words[0].removeprefix("@")})
+        name = _printable(str(profile.get("display_name") or ""))
+        self.info(f"@{profile['username']}: {name}")
+        status = _printable(str(profile.get("status_text") or ""))
+        if status:
+            self.say(f"   status: {status}")
+        seen = profile.get("last_seen")
+        last = (f", last seen {words_date(int(seen))} {clock_text(int(seen))}"
+                if seen and profile.get("presence") == "offline" else "")
+        self.say(f"   {profile.get('presence', 'offline')}{last}")
 
     async def cmd_export(self, words: list[str]) -> None:
         """/export FROM TO NAME: every room's messages from the start of FROM to the
@@ -1227,12 +1319,33 @@ class TerminalClient:
             self.say(f"   #{room['name']:<24} id {room['room_id']}  from {invite['by']}  "
                      f"{room['members_count']} members  {room.get('topic', '')}")
 
+    async def answer_contact(self, words: list[str], accept: bool) -> bool:
+        """/accept @USER, /decline @USER (or a name that is no room invitation but a
+        waiting contact request): answer it. Returns whether it was one."""
+        assert self.session is not None
+        if len(words) != 1:
+            return False
+        name = words[0]
+        if not name.startswith("@"):
+            if self.find_invite(name) is not None:
+                return False
+            if name.casefold() not in self.incoming_requests:
+                return False
+        username = name.removeprefix("@")
+        await self.session.call("contact.respond", {"username": username, "accept": accept})
+        self.incoming_requests.discard(username.casefold())
+        if not accept:
+            self.info(f"declined {username}'s contact request")
+        return True
+
     async def cmd_accept(self, words: list[str]) -> None:
-        """/accept ROOM"""
+        """/accept ROOM, /accept @USER"""
         if not words:
-            self.error("usage: /accept ROOM (see /invites)")
+            self.error("usage: /accept ROOM (see /invites) or /accept @USER (see /contacts)")
             return
         assert self.session is not None
+        if await self.answer_contact(words, True):
+            return
         room_id = self.find_invite(" ".join(words))
         if room_id is None:
             self.error("no such invitation (see /invites; use the id if names repeat)")
@@ -1244,11 +1357,13 @@ class TerminalClient:
         await self.cmd_history(["10"])
 
     async def cmd_decline(self, words: list[str]) -> None:
-        """/decline ROOM"""
+        """/decline ROOM, /decline @USER"""
         if not words:
-            self.error("usage: /decline ROOM (see /invites)")
+            self.error("usage: /decline ROOM (see /invites) or /decline @USER (see /contacts)")
             return
         assert self.session is not None
+        if await self.answer_contact(words, False):
+            return
         room_id = self.find_invite(" ".join(words))
         if room_id is None:
             self.error("no such invitation (see /invites; use the id if names repeat)")
