@@ -60,11 +60,15 @@ class Account:
 
     @property
     def initials(self) -> str:
-        """Up to two letters for the account's button: the username's first,
-        then the server's (``alice`` on ``chat.example.com`` -> ``AC``)."""
-        first = self.username[:1].upper()
-        host = self.host.removeprefix("www.")
-        return first + host[:1].upper()
+        """Up to two letters for the account's button: those of the label's
+        first two words ("Acme office" -> ``AO``), or without a label the
+        username's first and the server's (``alice`` on ``chat.example.com``
+        -> ``AC``)."""
+        words = self.label.split()
+        if words:
+            second = words[1][:1] if len(words) > 1 else words[0][1:2]
+            return (words[0][:1] + second).upper()
+        return (self.username[:1] + self.host[:1]).upper()
 
 
 class PasswordStore:

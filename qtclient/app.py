@@ -373,7 +373,8 @@ class ChatApp(QObject):
                 self._close_account_dialog()
             else:
                 form.hide()
-        if form is not None or self.current is None or not self.current.logged_in:
+        shown = self.current
+        if form is not None or shown is None or not (shown.logged_in or shown.busy):
             self._switch(unit)
         if not self.window.isVisible():
             self._show_main_window()

@@ -213,6 +213,36 @@ async def populate_office(demo: DemoServer) -> dict[str, int]:
     return rooms
 
 
+async def populate_community(demo: DemoServer) -> dict[str, int]:
+    """A second server for the several-accounts picture: an open-source
+    project's chat, where ``alice`` has a few unread messages and a direct one.
+
+    Returns:
+        room name -> room id (``releases``, ``help``, ``dm:sam``).
+    """
+    for username, name in (("alice", "Alice Chen"), ("sam", "Sam Okafor"),
+                           ("noor", "Noor Haddad"), ("tomas", "Tomás Silva")):
+        await demo.person(username, name)
+    rooms: dict[str, int] = {}
+    for owner, name, topic in (("sam", "releases", "What ships when"),
+                               ("noor", "help", "Questions from users")):
+        room = await demo.people[owner].request("room.create", {
+            "name": name, "topic": topic, "visibility": "public",
+            "members": ["alice", "noor", "sam", "tomas"]})
+        rooms[name] = room["room_id"]
+        for username in ("alice", "noor", "sam", "tomas"):
+            if username != owner:
+                await demo.people[username].request("room.join", {"room_id": room["room_id"]})
+    await demo.say("sam", rooms["releases"], "2.4.0 is tagged; wheels are building.")
+    await demo.say("tomas", rooms["help"], "Is there a way to keep logs for a week only?")
+    await demo.say("noor", rooms["help"], "Yes: log_retention_days = 7 in the config.")
+    dm = await demo.people["sam"].request("dm.open", {"username": "alice"})
+    rooms["dm:sam"] = dm["room_id"]
+    await demo.say("sam", dm["room_id"], "Could you review the changelog before Friday?")
+    await demo.leave("alice")
+    return rooms
+
+
 def icon_sheet_png(width: int = 720, height: int = 480) -> bytes:
     """A picture for the demo's image attachment: a sheet of app icons (drawn
     here, so no image file is shipped). Needs a QGuiApplication."""

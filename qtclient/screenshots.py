@@ -4,8 +4,9 @@
 starts a demo server in this process (see :mod:`qtclient.demo`), drives a
 real client to the login window, a busy room, the members panel and a
 conversation with files, and saves ``login-<lang>.png``, ``room-<lang>.png``,
-``members-<lang>.png`` and ``files-<lang>.png``. It runs offscreen when there
-is no display.
+``members-<lang>.png`` and ``files-<lang>.png``; then, with a second demo
+server, ``accounts.png``: one client signed in to both (the account strip,
+each account's unread badge). It runs offscreen when there is no display.
 """
 
 from __future__ import annotations
@@ -63,7 +64,79 @@ async def take_screenshots(reactor: Any, out_dir: Path) -> list[Path]:
                 written += await _shoot(reactor, demo, rooms, language, settings_file, out_dir)
             finally:
                 await demo.stop()
+        written.append(await _shoot_accounts(reactor, Path(tmp), out_dir))
     return written
+
+
+class _DemoKeyring:
+    """Passwords for the accounts picture, in memory (the keyring API's three
+    calls), so that the client signs both accounts in as it does at a start."""
+
+    def __init__(self, passwords: dict[str, str]) -> None:
+        self.passwords = passwords
+
+    def get_password(self, _service: str, username: str) -> str | None:
+        return self.passwords.get(username)
+
+    def set_password(self, _service: str, username: str, password: str) -> None:
+        self.passwords[username] = password
+
+    def delete_password(self, _service: str, username: str) -> None:
+        self.passwords.pop(username, None)
+
+
+async def _shoot_accounts(reactor: Any, tmp: Path, out_dir: Path) -> Path:
+    """Two servers, one client signed in to both: ``accounts.png``."""
+    from qtclient.accounts import Account, PasswordStore
+    from qtclient.app import ChatApp
+    from qtclient.demo import (
+        DEMO_PASSWORD,
+        populate_community,
+        populate_office,
+        start_demo_server,
+    )
+    from qtclient.qt import QSettings
+    from qtclient.settings import ClientSettings
+
+    office = await start_demo_server(reactor, tmp / "data-office")
+    community = await start_demo_server(reactor, tmp / "data-community")
+    try:
+        rooms = await populate_office(office)
+        await populate_community(community)
+        work = Account("localhost", office.port, str(office.ca), "alice", label="Acme office")
+        hobby = Account("localhost", community.port, str(community.ca), "alice",
+                        label="Kite project")
+        settings = ClientSettings(QSettings(str(tmp / "accounts.ini"),
+                                            QSettings.Format.IniFormat))
+        settings.language = "en"
+        settings.save_accounts([work, hobby])
+        settings.current_account = work.key
+        keyring = _DemoKeyring({work.key: DEMO_PASSWORD, hobby.key: DEMO_PASSWORD})
+        client = ChatApp(reactor, settings, passwords=PasswordStore(keyring))
+        client.start()
+        await _until(reactor, lambda: len(client.units) == 2
+                     and all(u.logged_in for u in client.units), "both accounts")
+        client.window.resize(*WINDOW_SIZE)
+        controller = client.controller
+        await _until(reactor, lambda: controller.rooms.room(rooms["design"]) is not None,
+                     "the room list")
+        controller.open_room(rooms["design"])
+        timeline = controller.timeline(rooms["design"])
+        await _until(reactor, lambda: timeline.loaded, "the design room")
+        strip = client.window.strip
+        await _until(reactor, lambda: strip.buttons[hobby.key].unread == 4, "the badge")
+        await _settle(reactor)
+        client.main_window.timeline.scrollToBottom()
+        await _settle(reactor)
+        path = out_dir / "accounts.png"
+        client.window.grab().save(str(path))
+        client.quit()
+        await _settle(reactor, 0.5)
+        client.window.close()
+        return path
+    finally:
+        await office.stop()
+        await community.stop()
 
 
 async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
@@ -99,7 +172,9 @@ async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
     form.submit()
     window = client.main_window
     await _until(reactor, window.isVisible, "the main window")
-    window.resize(*WINDOW_SIZE)
+    # The whole window: the account strip, the menu bar and alice's page.
+    whole = client.window
+    whole.resize(*WINDOW_SIZE)
     controller = client.controller
     joined = [name for name in rooms if not name.startswith("invite:")]
     await _until(reactor, lambda: controller.rooms.rowCount() == len(joined), "the room list")
@@ -115,12 +190,12 @@ async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
     await _settle(reactor)
     window.timeline.scrollToBottom()
     await _settle(reactor)
-    save(window, "room")
+    save(whole, "room")
 
     window.members_button.click()
     await _until(reactor, lambda: controller.members.rowCount() == 6, "members")
     await _settle(reactor)
-    save(window, "members")
+    save(whole, "members")
 
     # Files: a picture (with its preview) and a document arrive, and alice is
     # sending a large file (caught half-way).
@@ -144,10 +219,11 @@ async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
     window.timeline.scrollToBottom()
     await _until(reactor, lambda: bool(transfers.items())
                  and 0.3 <= transfers.items()[0].fraction < 0.9, "the upload", timeout=60)
-    save(window, "files")
+    save(whole, "files")
     controller.cancel_transfer(transfers.items()[0].transfer_id)
-    await controller.shutdown()
-    window.close()
+    client.quit()
+    await _settle(reactor, 0.5)
+    whole.close()
     form.close()
     return written
 

@@ -22,6 +22,7 @@ from qtclient.qt import (
     QMenu,
     QPainter,
     QPaintEvent,
+    QPalette,
     QRectF,
     QSize,
     Qt,
@@ -37,8 +38,9 @@ BUTTON_SIZE = 44
 #: Background of the strip (dark, as in Slack and Element's space bar).
 STRIP_COLOUR = "#202124"
 #: Colours an account's square takes, chosen by a hash of its key.
-ACCOUNT_COLOURS = ("#1a73e8", "#188038", "#a142f4", "#e37400", "#d01884", "#129eaf",
-                   "#5f6368", "#b31412")
+#: (None red: the unread badge is red.)
+ACCOUNT_COLOURS = ("#1a73e8", "#188038", "#a142f4", "#e37400", "#3f51b5", "#129eaf",
+                   "#5f6368", "#795548")
 
 
 def account_colour(key: str) -> QColor:
@@ -144,8 +146,9 @@ class AccountStrip(QWidget):
         super().__init__(parent)
         self.setFixedWidth(STRIP_WIDTH)
         self.setAutoFillBackground(True)
-        self.setObjectName("account_strip")
-        self.setStyleSheet(f"#account_strip {{ background: {STRIP_COLOUR}; }}")
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Window, QColor(STRIP_COLOUR))
+        self.setPalette(palette)
         self.buttons: dict[str, AccountButton] = {}
         self.add_button = QToolButton()
         self.add_button.setText("+")

@@ -55,7 +55,8 @@ class TrayNotifier(QObject):
         self.enabled = True
         self.unread = 0
         self.current_account = ""
-        self._last: tuple[str, int] = ("", -1)
+        #: (account, room id) of the last notification: what a click on it opens.
+        self.last: tuple[str, int] = ("", -1)
         self.tray: QSystemTrayIcon | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray = QSystemTrayIcon(app_icon(), self)
@@ -67,7 +68,7 @@ class TrayNotifier(QObject):
             menu.addAction(self._show_action)
             menu.addAction(self._quit_action)
             self.tray.setContextMenu(menu)
-            self.tray.messageClicked.connect(lambda: self.activated.emit(*self._last))
+            self.tray.messageClicked.connect(lambda: self.activated.emit(*self.last))
             self.tray.activated.connect(self._tray_clicked)
         self.retranslate()
 
@@ -108,7 +109,7 @@ class TrayNotifier(QObject):
         if not self.enabled or (self.window.isActiveWindow()
                                 and account == self.current_account):
             return
-        self._last = (account, room_id)
+        self.last = (account, room_id)
         if self.tray is not None and self.tray.supportsMessages():
             self.tray.showMessage(title, text, app_icon(self.unread), NOTIFICATION_MS)
         else:

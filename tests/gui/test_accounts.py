@@ -41,12 +41,15 @@ def test_accounts_and_the_current_one_survive_a_restart(tmp_path: Path) -> None:
 
 def test_an_account_is_named_by_user_and_server() -> None:
     """The key names user, host and port; the title leaves out the default
-    port; a label replaces the title; the initials are the user's and the server's."""
+    port; a label replaces the title; the initials are the label's words', or
+    else the user's and the server's first letters."""
     assert ALICE.key == "alice@chat.example.com:5443"
     assert ALICE.title == "alice@chat.example.com"
     assert Account("localhost", 6000, "", "bob").title == "bob@localhost:6000"
     assert BOB.title == "Test server"
     assert ALICE.initials == "AC"
+    assert BOB.initials == "TS"
+    assert Account("h", 1, "", "x", label="Acme").initials == "AC"
 
 
 def test_passwords_go_to_the_keyring_under_the_accounts_key() -> None:
