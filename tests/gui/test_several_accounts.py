@@ -324,3 +324,29 @@ def test_adding_an_account_twice_or_cancelling(
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: app.account_dialog is None)
     assert app.window.strip.keys() == [f"alice@localhost:{server.port}"]
+
+
+@pytest.mark.server_config(single_session=True)
+def test_a_session_the_server_ends_leaves_the_other_account_alone(
+        desktops: Desktops, server: ServerHandle, other_server: ServerHandle,
+        qtbot: Any) -> None:
+    """When alice logs in elsewhere on a single-session server, her account
+    here turns signed out (faded button, the reason on her page) while carol's
+    stays connected and shown; clicking alice asks for her password, with the
+    reason, and signs her in again."""
+    app, alice, carol = two_accounts(qtbot, desktops, server, other_server,
+                                     PasswordStore(fail.Keyring()))
+    strip = app.window.strip
+    server.user("alice", register=False)  # "replaced" for the desktop session
+    qtbot.waitUntil(lambda: not alice.logged_in and not strip.buttons[alice.key].signed_in)
+    assert app.window.isVisible() and not app.login_window.isVisible()
+    assert app.current is carol and carol.logged_in
+    assert "somewhere else" in alice.page.signed_out_label.text()
+
+    qtbot.mouseClick(strip.buttons[alice.key], Qt.MouseButton.LeftButton)
+    dialog = app.account_dialog
+    assert dialog is not None and dialog.username.text() == "alice"
+    dialog.password.setText(PASSWORD)
+    dialog.login_button.click()
+    qtbot.waitUntil(lambda: alice.logged_in and strip.buttons[alice.key].signed_in)
+    assert app.current is alice and alice.page.centre.currentWidget() is alice.page.empty_page
