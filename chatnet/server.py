@@ -35,6 +35,7 @@ from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService, CredentialWatch, TokenSweeper
 from chatnet.services.calls import CallService
+from chatnet.services.feed import FeedService
 from chatnet.services.files import FileService, UploadJanitor
 from chatnet.services.messages import ExpiryService, MessageService
 from chatnet.services.periodic import HeapTrim
@@ -138,6 +139,7 @@ class ChatnetService(service.MultiService):
             messages=MessageService(self.store, self.fanout, reactor, config.max_frame),
             files=self.files,
             calls=CallService(self.store, self.fanout, reactor),
+            feed=FeedService(self.store, self.fanout, users, reactor, config.max_frame),
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)

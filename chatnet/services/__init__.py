@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from chatnet.services.accounts import AccountService
     from chatnet.services.calls import CallService
+    from chatnet.services.feed import FeedService
     from chatnet.services.files import FileService
     from chatnet.services.messages import MessageService
     from chatnet.services.rooms import RoomService
@@ -52,6 +53,7 @@ class Services:
         messages: messages, receipts, typing (PROTOCOL.md 6).
         files: uploads and downloads (PROTOCOL.md 7).
         calls: voice calls (PROTOCOL.md 8).
+        feed: the team feed (PROTOCOL.md 10).
     """
 
     accounts: AccountService
@@ -60,6 +62,7 @@ class Services:
     messages: MessageService
     files: FileService
     calls: CallService
+    feed: FeedService
 
     def perspective(self, name: str, actor: Actor) -> object | None:
         """A logged-in session's perspective by the name the op registry uses
@@ -72,7 +75,8 @@ class Services:
 
 
 #: The perspective names of :class:`Services` (its fields).
-_PERSPECTIVES = frozenset({"accounts", "users", "rooms", "messages", "files", "calls"})
+_PERSPECTIVES = frozenset({"accounts", "users", "rooms", "messages", "files", "calls",
+                           "feed"})
 
 
 def ms(clock: Clock) -> int:

@@ -13,6 +13,7 @@ import time
 from chatnet.store.audit import AuditStore
 from chatnet.store.calls import CallRecord, CallStore
 from chatnet.store.database import Database, PostgresEngine, SqliteEngine, engine_from_url
+from chatnet.store.feed import FeedStore
 from chatnet.store.files import FileRecord, FileStore, UploadRecord
 from chatnet.store.messages import MessageStore, SendResult
 from chatnet.store.records import InviteRecord, MemberRecord, RoomRecord, UserRecord, now_ms
@@ -64,7 +65,8 @@ class IdGenerator:
             return (ms << 22) | (self.node << 12) | self._counter
 
 
-class ChatStore(UserStore, RoomStore, MessageStore, FileStore, AuditStore, CallStore):
+class ChatStore(UserStore, RoomStore, MessageStore, FileStore, AuditStore, CallStore,
+                FeedStore):
     """All data access of the server, over one :class:`Database`.
 
     Args:

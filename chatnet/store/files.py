@@ -112,19 +112,25 @@ def file_by_id(t: Txn, file_id: str) -> FileRecord | None:
 
 def may_access(t: Txn, file_id: str, user_id: int) -> bool:
     """Whether a user may see an attachment, and so attach it to a message: its
-    uploader, or a member of a room where a visible message attaches it
-    (PROTOCOL.md 7). Always False for avatar files: they are never attachments
-    (:func:`readable` lets everyone read them)."""
+    uploader, a member of a room where a visible message attaches it
+    (PROTOCOL.md 7), or someone who sees a feed post that carries it (its
+    author's contacts, PROTOCOL.md 10). Always False for avatar files: they are
+    never attachments (:func:`readable` lets everyone read them)."""
     uploader = t.scalar("SELECT uploader_id FROM files WHERE file_id = ? AND purpose = ?",
                         (file_id, ATTACHMENT))
     if uploader is None:
         return False
     if int(uploader) == user_id:
         return True
+    if t.scalar(
+            "SELECT 1 FROM message_attachments a JOIN messages m ON m.msg_id = a.msg_id "
+            "JOIN room_members rm ON rm.room_id = a.room_id AND rm.user_id = ? "
+            "WHERE a.file_id = ? AND m.deleted = 0 LIMIT 1", (user_id, file_id)) is not None:
+        return True
     return t.scalar(
-        "SELECT 1 FROM message_attachments a JOIN messages m ON m.msg_id = a.msg_id "
-        "JOIN room_members rm ON rm.room_id = a.room_id AND rm.user_id = ? "
-        "WHERE a.file_id = ? AND m.deleted = 0 LIMIT 1", (user_id, file_id)) is not None
+        "SELECT 1 FROM feed_post_files f JOIN feed_posts p ON p.post_id = f.post_id "
+        "JOIN contacts c ON c.user_id = ? AND c.contact_id = p.author_id "
+        "AND c.state = 'accepted' WHERE f.file_id = ? LIMIT 1", (user_id, file_id)) is not None
 
 
 class FileStore:

@@ -163,6 +163,11 @@ BUDGETS: dict[str, Budget] = {b.name: b for b in (
     # per request plus one per EXPENSIVE_UNIT_BYTES of result, charged after
     # the result is built.
     Budget("expensive", rate=100.0, burst=1000.0),
+    # Feed posts: each goes to every contact of the author (two a minute, twenty
+    # at once).
+    Budget("posts", rate=1 / 30, burst=20.0),
+    # Feed comments: a conversation under a post, at a person's pace.
+    Budget("comments", rate=2.0, burst=30.0),
     # Uploads begun: 1 a second sustained, 30 at once.
     Budget("uploads", rate=1.0, burst=30.0),
     # Downloads begun (a download's first chunk): 2 a second, 120 at once.

@@ -31,8 +31,10 @@ from chatnet.reactions import canonical_emoji
 USERNAME_RE = re.compile(r"[a-z0-9._-]{1,32}")
 #: Largest id the wire accepts: ids are signed 64-bit integers, positive.
 MAX_ID = 2**63 - 1
-#: Maximum message body, in characters.
+#: Maximum message body (and feed post), in characters.
 MAX_BODY = 16_000
+#: Maximum feed comment, in characters.
+MAX_COMMENT = 2_000
 #: Largest page of ``msg.history`` (PROTOCOL.md 6).
 MAX_HISTORY_LIMIT = 200
 #: Largest ``call.audio`` packet, bytes (PROTOCOL.md 8): an Opus packet is at most
@@ -464,4 +466,22 @@ OPS: dict[str, Op] = _ops(
         Field("sort", "str", required=False, default="relevance",
               choices=frozenset({"relevance", "recent"}))),
        cost=3, budget="expensive", budget_cost=5),
+    # -- 10. Team feed ---------------------------------------------------------------------
+    Op("feed.post", "feed", "post",
+       (Str("body", MAX_BODY, min_len=0, text="body"),
+        Field("attachments", "list", required=False, max_len=20,
+              item=Str("attachment", _FILE_ID))), budget="posts"),
+    Op("feed.list", "feed", "list",
+       (Username("author", required=False), Int("before_ts", minimum=0, required=False),
+        Int("limit", minimum=1, maximum=100, required=False, default=20),
+        Str("cursor", 64, required=False)), budget="expensive"),
+    Op("feed.like", "feed", "like", (Int("post_id"), Bool("on")), budget="changes"),
+    Op("feed.comment", "feed", "comment",
+       (Int("post_id"), Str("body", MAX_COMMENT, text="body")), budget="comments"),
+    # Extension (docs/protocol.md 10): every comment of a post, newest first.
+    Op("feed.comments", "feed", "comments",
+       (Int("post_id"), Int("before_id", required=False),
+        Int("limit", minimum=1, maximum=200, required=False, default=50)), budget="expensive"),
+    Op("feed.delete", "feed", "delete",
+       (Int("post_id", required=False), Int("comment_id", required=False)), budget="changes"),
 )

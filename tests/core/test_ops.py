@@ -10,6 +10,7 @@ import pytest
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services.accounts import AccountPerspective
 from chatnet.services.calls import CallPerspective
+from chatnet.services.feed import FeedPerspective
 from chatnet.services.files import FilePerspective
 from chatnet.services.messages import MessagePerspective
 from chatnet.services.rooms import RoomPerspective
@@ -275,6 +276,7 @@ _PERSPECTIVES = {
     "messages": MessagePerspective,
     "files": FilePerspective,
     "calls": CallPerspective,
+    "feed": FeedPerspective,
 }
 
 

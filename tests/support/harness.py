@@ -38,6 +38,7 @@ from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService
 from chatnet.services.calls import CallService
+from chatnet.services.feed import FeedService
 from chatnet.services.files import FileService
 from chatnet.services.messages import MessageService
 from chatnet.services.rooms import RoomService
@@ -198,6 +199,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
         messages=MessageService(store, fanout, clock),
         files=files,
         calls=CallService(store, fanout, clock),
+        feed=FeedService(store, fanout, users, clock, config.max_frame),
     )
     realm = ChatRealm(services, fanout, clock, config.single_session,
                       config.tls_client_cert_login, config.max_sessions_per_user)
