@@ -94,6 +94,10 @@ Commands (REF is the short reference printed after a message's time):
   /accept @USER          accept USER's contact request (/decline @USER to refuse it)
   /unfriend USER         remove a contact (or withdraw your request)
   /whois USER            USER's profile: name, status, presence, last seen
+  /feed [USER]           the team feed: your and your contacts' posts, newest first
+  /post TEXT             post to your contacts' feed
+  /like PREF, /unlike PREF   like a post (PREF: the post's reference, p1 …)
+  /comment PREF TEXT     comment on a post
   /kick USER [REASON]    remove USER from the current room
   /export FROM TO NAME   your conversations between two dates (YYYY-MM-DD, both days
                          included) into NAME.jsonl (JSON Lines) and NAME.txt (readable)
@@ -238,6 +242,9 @@ class TerminalClient:
         self.quit_armed = False
         self.hung_up = False
         self._line_cut = False
+        #: short reference (p1 …) -> post_id of feed posts shown, and back.
+        self.post_refs: dict[str, int] = {}
+        self.post_ref_of: dict[int, str] = {}
         #: casefolded usernames whose contact request waits for our answer.
         self.incoming_requests: set[str] = set()
         #: room_id -> seq to mark read soon (one msg.read per burst).
@@ -258,7 +265,9 @@ class TerminalClient:
             "busy": self.cmd_busy, "online": self.cmd_online, "status": self.cmd_status,
             "passwd": self.cmd_passwd, "search": self.cmd_search,
             "export": self.cmd_export, "contacts": self.cmd_contacts, "add": self.cmd_add,
-            "unfriend": self.cmd_unfriend, "whois": self.cmd_whois,
+            "unfriend": self.cmd_unfriend, "whois": self.cmd_whois, "feed": self.cmd_feed,
+            "post": self.cmd_post, "like": self.cmd_like, "unlike": self.cmd_unlike,
+            "comment": self.cmd_comment,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -640,6 +649,21 @@ class TerminalClient:
             self.info(f"{who} is now one of your contacts")
         elif name == "contact.removed":
             self.info(f"{data.get('username')} is no longer one of your contacts")
+        elif name == "feed.posted":
+            self.show_post(data["post"])
+        elif name == "feed.liked":
+            ref = self.post_ref(int(data["post_id"]))
+            verb = "likes" if data.get("on") else "no longer likes"
+            self.info(f"{data.get('username')} {verb} the post {ref}")
+        elif name == "feed.commented":
+            ref = self.post_ref(int(data["post_id"]))
+            comment = data.get("comment") or {}
+            self.info(f"{comment.get('author')} on {ref}: "
+                      f"{_printable(str(comment.get('body', '')))}")
+        elif name == "feed.deleted":
+            ref = self.post_ref(int(data["post_id"]))
+            self.info(f"a comment on {ref} was deleted" if data.get("comment_id")
+                      else f"the post {ref} was deleted")
         elif name == "presence":
             pass  # shown by /who; printing every change would drown the conversation
         elif name == "session.ended":
@@ -1004,6 +1028,97 @@ class TerminalClient:
         last = (f", last seen {words_date(int(seen))} {clock_text(int(seen))}"
                 if seen and profile.get("presence") == "offline" else "")
         self.say(f"   {profile.get('presence', 'offline')}{last}")
+
+    def post_ref(self, post_id: int) -> str:
+        """The short reference of a feed post (``p1``, ``p2`` …), made on first use."""
+        ref = self.post_ref_of.get(post_id)
+        if ref is None:
+            ref = f"p{short_ref(len(self.post_refs) + 1)}"
+            self.post_refs[ref] = post_id
+            self.post_ref_of[post_id] = ref
+        return ref
+
+    def show_post(self, post: dict[str, Any]) -> None:
+        """A post: ``[date time] p1 <author> body``, its files, likes and comments."""
+        ts = int(post.get("ts", 0))
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(ts / 1000))
+        parts: list[tuple[str, str]] = [
+            ("ansibrightblack", f"[{when}] {self.post_ref(int(post['post_id']))} "),
+            ("ansimagenta", "feed "),
+            ("bold", f"<{post.get('author', '?')}> "),
+            ("", _printable(str(post.get("body", "")))),
+        ]
+        for attachment in post.get("attachments") or ():
+            parts.append(("ansigreen", f"\n    [file] {attachment['name']} "
+                          f"({human_size(int(attachment['size']))})  "
+                          f"/get {attachment['file_id']}"))
+        likes = int(post.get("likes_count", 0))
+        if likes:
+            names = ", ".join(post.get("likes") or [])
+            more = f" and {likes - len(post.get('likes') or [])} more" if likes > len(
+                post.get("likes") or []) else ""
+            parts.append(("ansibrightblack", f"\n    ♥ {names}{more}"))
+        for comment in post.get("comments") or ():
+            parts.append(("ansibrightblack", f"\n    <{comment.get('author')}> "
+                          f"{_printable(str(comment.get('body', '')))}"))
+        hidden = int(post.get("comments_count", 0)) - len(post.get("comments") or [])
+        if hidden > 0:
+            parts.append(("ansibrightblack", f"\n    ({hidden} earlier comment(s))"))
+        self.write(FormattedText(parts))
+
+    def find_post(self, ref: str) -> int | None:
+        """The post_id behind a post reference (or None, after an error is printed)."""
+        post_id = self.post_refs.get(ref.lower())
+        if post_id is None:
+            self.error(f"no post {ref!r} shown lately (/feed lists them with p1, p2 …)")
+        return post_id
+
+    async def cmd_feed(self, words: list[str]) -> None:
+        """/feed [USER]: the newest posts (yours and your contacts', or USER's)."""
+        assert self.session is not None
+        args: dict[str, Any] = {"limit": 10}
+        if words:
+            args["author"] = words[0].removeprefix("@")
+        page = await self.session.call("feed.list", args)
+        if not page["posts"]:
+            self.info("nothing in the feed yet: /post TEXT (your contacts see it)")
+            return
+        for post in reversed(page["posts"]):
+            self.show_post(post)
+
+    async def cmd_post(self, words: list[str]) -> None:
+        """/post TEXT"""
+        assert self.session is not None
+        if not words:
+            self.error("usage: /post TEXT")
+            return
+        post = await self.session.call("feed.post", {"body": " ".join(words)})
+        self.info(f"posted as {self.post_ref(int(post['post_id']))}: your contacts see it")
+
+    async def cmd_like(self, words: list[str], on: bool = True) -> None:
+        """/like PREF"""
+        assert self.session is not None
+        if len(words) != 1:
+            self.error(f"usage: /{'like' if on else 'unlike'} PREF")
+            return
+        post_id = self.find_post(words[0])
+        if post_id is not None:
+            await self.session.call("feed.like", {"post_id": post_id, "on": on})
+
+    async def cmd_unlike(self, words: list[str]) -> None:
+        """/unlike PREF"""
+        await self.cmd_like(words, on=False)
+
+    async def cmd_comment(self, words: list[str]) -> None:
+        """/comment PREF TEXT"""
+        assert self.session is not None
+        if len(words) < 2:
+            self.error("usage: /comment PREF TEXT")
+            return
+        post_id = self.find_post(words[0])
+        if post_id is not None:
+            await self.session.call("feed.comment", {"post_id": post_id,
+                                                     "body": " ".join(words[1:])})
 
     async def cmd_export(self, words: list[str]) -> None:
         """/export FROM TO NAME: every room's messages from the start of FROM to the

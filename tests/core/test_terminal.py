@@ -558,3 +558,32 @@ def test_contacts_add_accept_whois(closed: TwistdServer, state: Path):
     alice.sendline("/add carol")
     alice.expect("not_found")
     quit_cleanly(alice)
+
+
+def test_feed_post_like_and_comment(closed: TwistdServer, state: Path):
+    """/post reaches a contact live with a reference; /like and /comment on it are
+    told to the author; /feed lists the post with its likes and comments."""
+    alice = terminal(closed, "alice", state_dir=state)
+    alice.expect("logged in as alice")
+    bob = terminal(closed, "bob", state_dir=state)
+    bob.expect("logged in as bob")
+    alice.sendline("/add bob")
+    bob.expect("alice wants to be your contact")
+    bob.sendline("/accept @alice")
+    alice.expect("bob is now one of your contacts")
+    alice.sendline("/post the new office opens on Monday")
+    alice.expect("posted as p1: your contacts see it")
+    bob.expect(parts(r"\] (p\w+) ", "feed ", re.escape("<alice> "),
+                     "the new office opens on Monday"))
+    ref = bob.match.group(1)
+    bob.sendline(f"/like {ref}")
+    alice.expect("bob likes the post p1")
+    bob.sendline(f"/comment {ref} finally!")
+    alice.expect("bob on p1: finally!")
+    alice.sendline("/feed")
+    alice.expect(parts(re.escape("<alice> "), "the new office opens on Monday"))
+    alice.expect("♥ bob")
+    alice.expect("<bob> finally!")
+    bob.sendline("/like p99")
+    bob.expect("no post 'p99' shown lately")
+    quit_cleanly(alice, bob)
