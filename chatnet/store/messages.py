@@ -34,6 +34,8 @@ _MESSAGE_FROM = " FROM messages m JOIN users u ON u.user_id = m.sender_id "
 _HINT_COLUMNS = (f", (SELECT COUNT(*) FROM (SELECT 1 FROM reactions r WHERE r.msg_id = m.msg_id "
                  f"LIMIT {MAX_LISTED_REACTIONS + 1}) c), (SELECT COUNT(*) FROM "
                  "message_attachments a WHERE a.msg_id = m.msg_id)")
+#: Matches a relevance search ranks: the newest ones (module ``search``).
+RANK_WINDOW = 1000
 #: Rows a member may see: not deleted, not expired at ``?`` (ms).
 _VISIBLE = " m.deleted = 0 AND (m.expires_ts IS NULL OR m.expires_ts > ?) "
 #: Bytes of a frame a page leaves around its items: the response envelope (``id``,
@@ -346,12 +348,11 @@ class MessageStore:
                            "AND deleted = 0 RETURNING last_seq", (room_id,))
             if seq is None:
                 raise not_found("no such room")
-            t.execute("INSERT INTO messages (msg_id, room_id, seq, sender_id, ts, body, "
-                      "client_msg_id, reply_to, mentions, ttl, expires_ts) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to,
-                       mentions_json, ttl, expires_ts))
-            SearchIndex.add(t, msg_id, body)
+            SearchIndex.insert_message(
+                t, "msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to, "
+                "mentions, ttl, expires_ts",
+                (msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to,
+                 mentions_json, ttl, expires_ts), msg_id, body)
             # Membership is checked by this update (no row: not a member); raising
             # here rolls back the seq and the insert with the rest of the
             # transaction (or savepoint, in a group).
@@ -599,12 +600,13 @@ class MessageStore:
         like :meth:`history`'s.
 
         Args:
-            sort: ``relevance`` (the engine's rank: BM25 on SQLite, ``ts_rank`` on
-                PostgreSQL; then newest first) or ``recent`` (newest first).
+            sort: ``relevance`` (the engine's rank, BM25 on SQLite, ``ts_rank`` on
+                PostgreSQL, then newest first, among the :data:`RANK_WINDOW` newest
+                matches) or ``recent`` (newest first, every match).
             since: only messages at or after this time (ms).
             until: only messages before this time (ms).
             before: with ``recent``: ``(ts, msg_id)`` of the last message of the
-                previous page.
+                previous page (results continue below that msg_id).
             offset: with ``relevance``: results of the previous pages to skip.
             budget: bytes the encoded messages may take.
 
@@ -635,25 +637,35 @@ class MessageStore:
                 where += " AND m.ts < ?"
                 args.append(until)
             if before is not None:
-                where += " AND (m.ts < ? OR (m.ts = ? AND m.msg_id < ?))"
-                args.extend((before[0], before[0], before[1]))
-            recency = "m.ts DESC, m.msg_id DESC"
+                where += " AND m.msg_id < ?"
+                args.append(before[1])
             if t.engine.name == "sqlite":
                 source = (" FROM message_search JOIN messages m ON m.msg_id = "
                           "message_search.rowid JOIN users u ON u.user_id = m.sender_id ")
                 where = "message_search MATCH ? AND " + where
                 args.insert(0, fts5_match(terms))
-                rank = "bm25(message_search), "
+                # bm25: lower is better. The index's own rowid order (msg_id: time
+                # order) lets it stream the newest matches and stop.
+                score, newest = "bm25(message_search)", "message_search.rowid DESC"
             else:
                 tsquery, query_args = postgres_tsquery(terms)
                 source = f"{_MESSAGE_FROM} CROSS JOIN (SELECT {tsquery} AS q) query "
                 args[:0] = query_args
                 where = "m.search @@ query.q AND " + where
-                rank = "ts_rank(m.search, query.q) DESC, "
-            order = (rank if sort == "relevance" else "") + recency
-            ids = [int(r[0]) for r in t.execute(
-                f"SELECT m.msg_id{source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-                [*args, limit + 1, offset]).fetchall()]
+                score, newest = "-ts_rank(m.search, query.q)", "m.msg_id DESC"
+            if sort == "relevance":
+                # Relevance among the RANK_WINDOW newest matches: ranking every match
+                # of a common word costs time in proportion to the history (a second
+                # at a million messages); the newest matches are what chat search
+                # is for, and filters or sort=recent reach the older ones.
+                sql = (f"SELECT msg_id FROM (SELECT m.msg_id AS msg_id, m.ts AS ts, {score} AS "
+                       f"score{source} WHERE {where} ORDER BY {newest} LIMIT {RANK_WINDOW}) w "
+                       "ORDER BY score, ts DESC, msg_id DESC LIMIT ? OFFSET ?")
+                rows = t.execute(sql, [*args, limit + 1, offset]).fetchall()
+            else:
+                rows = t.execute(f"SELECT m.msg_id{source} WHERE {where} ORDER BY {newest} "
+                                 "LIMIT ?", [*args, limit + 1]).fetchall()
+            ids = [int(r[0]) for r in rows]
             position = 0
 
             def fetch(_last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:

@@ -187,6 +187,21 @@ class SearchIndex:
                       "WHERE msg_id = ?", (index_text(body), msg_id))
 
     @staticmethod
+    def insert_message(t: Any, columns: str, values: tuple[Any, ...], msg_id: int,
+                       body: str) -> None:
+        """``INSERT INTO messages (columns) VALUES (values)`` and index it: on
+        PostgreSQL the ``tsvector`` is written with the row (an ``UPDATE`` after
+        it would leave a dead row version per message), on SQLite a row goes into
+        the FTS table."""
+        marks = ", ".join("?" * len(values))
+        if t.engine.name == "sqlite" or not body:
+            t.execute(f"INSERT INTO messages ({columns}) VALUES ({marks})", values)
+            SearchIndex.add(t, msg_id, body)
+        else:
+            t.execute(f"INSERT INTO messages ({columns}, search) VALUES ({marks}, "
+                      "to_tsvector('english', ?))", (*values, index_text(body)))
+
+    @staticmethod
     def remove(t: Any, msg_id: int, body: str) -> None:
         """Forget a message; ``body`` is the text it was indexed with (SQLite's
         contentless table removes exactly the terms it is given)."""

@@ -188,3 +188,25 @@ def test_snippet_of_a_short_body_is_the_body():
 def test_a_query_without_words_has_no_terms(query):
     """Nothing searchable in the query: no terms (the store then finds nothing)."""
     assert parse_query(query) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_relevance_ranks_the_newest_matches_and_recent_reaches_all(store, monkeypatch):
+    """sort=relevance ranks only the RANK_WINDOW newest matches (a common word in a
+    huge history stays fast); sort=recent pages through every match."""
+    from chatnet.store import messages as message_store
+
+    monkeypatch.setattr(message_store, "RANK_WINDOW", 3)
+    alice = await new_user(store, "alice")
+    room = await new_room(store, alice)
+    await send(store, room, alice, "report report report report", ts=T0)
+    for i in range(4):
+        await send(store, room, alice, f"a longer line that mentions the report once, {i}",
+                   ts=T0 + 1 + i)
+    ranked = await found(store, alice, "report")
+    assert len(ranked) == 3 and "report report report report" not in ranked
+    recent = await found(store, alice, "report", sort="recent", limit=2)
+    assert recent == ["a longer line that mentions the report once, 3",
+                      "a longer line that mentions the report once, 2"]
+    everything = await found(store, alice, "report", sort="recent")
+    assert everything[-1] == "report report report report" and len(everything) == 5
