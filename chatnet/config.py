@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatnet.assistant.config import AssistantConfig
 
 #: PROTOCOL.md 1: the default maximum frame, in bytes.
 DEFAULT_MAX_FRAME = 1024 * 1024
@@ -95,6 +98,8 @@ class ServerConfig:
         max_rooms: rooms one user may be in (group rooms, direct rooms they opened).
         max_invites: pending invitations one user may have sent (each expires
             after ``chatnet.services.rooms.INVITE_LIFETIME``).
+        assistant: the assistant's settings (PROTOCOL.md 11, docs/assistant.md),
+            or None: no assistant, and no account for it is made.
     """
 
     port: int = 5443
@@ -132,6 +137,7 @@ class ServerConfig:
     db_busy_timeout: float = DEFAULT_DB_BUSY_TIMEOUT
     max_rooms: int = DEFAULT_MAX_ROOMS
     max_invites: int = DEFAULT_MAX_INVITES
+    assistant: AssistantConfig | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -191,6 +197,9 @@ class ServerConfig:
         if durability not in DURABILITY_LEVELS:
             raise ConfigError(f"--durability must be one of {', '.join(DURABILITY_LEVELS)}, "
                               f"not {durability!r}")
+        from chatnet.assistant.config import AssistantConfig
+
+        assistant = AssistantConfig.from_options(options, prefix="assistant-")
         node = options.get("node-id")
         quota = options.get("user-quota")
         return cls(
@@ -225,4 +234,5 @@ class ServerConfig:
             db_busy_timeout=number("db-busy-timeout", 0.001, 3600),
             max_rooms=integer("max-rooms", 1, 1_000_000),
             max_invites=integer("max-invites", 1, 1_000_000),
+            assistant=assistant,
         )

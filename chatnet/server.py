@@ -8,8 +8,10 @@ files 0600; see :mod:`chatnet.datadir`) before anything is written to it, and
 creates or renews the development certificates (without ``--tls-cert``).
 Start-up (``startService``): migrate the database, load the membership map,
 start the periodic services (expiry, upload clean-up, the password-change
-watch, the token sweep, certificate renewal), start listening over TLS.
-Shutdown (``stopService``) runs in order: stop accepting, send
+watch, the token sweep, certificate renewal), start listening over TLS, and
+with ``--assistant-url`` make the assistant's account and start the assistant,
+which logs in over loopback TLS (:mod:`chatnet.assistant`).
+Shutdown (``stopService``) runs in order: stop the assistant, stop accepting, send
 ``session.ended {shutdown}`` and close every connection (aborting stragglers
 after a grace period), stop the periodic services, close the database pool.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import service
 from twisted.cred.checkers import AllowAnonymousAccess
@@ -52,6 +54,9 @@ from chatnet.wire.tls import (
     log_dev_pki,
 )
 
+if TYPE_CHECKING:
+    from chatnet.assistant.service import AssistantService
+
 #: Seconds between heap trims (:class:`HeapTrim`): memory a flood's burst used
 #: goes back to the operating system within this long after it ends.
 HEAP_TRIM_INTERVAL = 10.0
@@ -81,6 +86,9 @@ class ChatnetService(service.MultiService):
         tls: the listener's TLS settings (:class:`~chatnet.wire.tls.ServerTLS`).
         cert_renewal: the daily development-certificate check, or None with
             ``--tls-cert``.
+        assistant: the assistant's service (PROTOCOL.md 11) once started, or None
+            (no ``--assistant-url``); ``assistant.when_ready()`` fires when it
+            has logged in.
 
     Raises:
         ConfigError: the data directory is writable by group or others, or
@@ -96,6 +104,7 @@ class ChatnetService(service.MultiService):
         self.port: IListeningPort | None = None
         self.ready: Deferred[IListeningPort] = Deferred()
         self.ca_path = None
+        self.assistant: AssistantService | None = None
         # Private before anything is created: the development CA's keys below,
         # the database, blobs.
         private_umask()
@@ -190,7 +199,22 @@ class ChatnetService(service.MultiService):
         self.log.info("chatnet listening on {interface}:{port} (TLS)",
                       interface=self.config.interface,
                       port=getattr(self.port.getHost(), "port", self.config.port))
+        if self.config.assistant is not None:
+            await self._start_assistant(getattr(self.port.getHost(), "port", self.config.port))
         return self.port
+
+    async def _start_assistant(self, port: int) -> None:
+        """Make (or re-key) the assistant's account, then start the bot on loopback."""
+        from chatnet.assistant.account import provision_account
+        from chatnet.assistant.service import AssistantService, loopback_target
+
+        config = self.config.assistant
+        assert config is not None
+        password = await provision_account(self.store, self.hasher, self.reactor, config.name)
+        target = loopback_target(self.config.interface, self.tls.cert_path)
+        self.assistant = AssistantService(config, self.reactor, target.host, port, password,
+                                          pin=target.pin, server_name=target.server_name)
+        self.assistant.startService()
 
     def _timers(self) -> tuple[service.Service, ...]:
         """The periodic services, started after migration and stopped after the sessions."""
@@ -206,11 +230,13 @@ class ChatnetService(service.MultiService):
             self.reactor.stop()
 
     def stopService(self) -> Deferred[None]:
-        """Stop in order: listener, sessions, expiry, database."""
+        """Stop in order: assistant, listener, sessions, expiry, database."""
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
         service.Service.stopService(self)
+        if self.assistant is not None and self.assistant.running:
+            await self.assistant.stopService()
         if self.port is not None:
             stopped = self.port.stopListening()
             if stopped is not None:

@@ -103,6 +103,16 @@ class Options(usage.Options):
          "rooms one user may be in (group rooms and the direct rooms they opened)"],
         ["max-invites", None, str(DEFAULT_MAX_INVITES),
          "pending room invitations one user may have sent (they expire after 14 days)"],
+        ["assistant-url", None, None,
+         "base URL of an OpenAI-compatible endpoint (POST URL/v1/chat/completions): runs "
+         "the assistant, an account that answers direct messages and mentions "
+         "(docs/assistant.md); without it there is no assistant"],
+        ["assistant-model", None, "", "model name the assistant asks the endpoint for"],
+        ["assistant-key-env", None, "",
+         "NAME of the environment variable holding the endpoint's API key"],
+        ["assistant-name", None, "assistant", "the assistant's username"],
+        ["assistant-timeout", None, "60",
+         "seconds the endpoint may stay silent before the assistant gives up and apologises"],
     ]
 
     def postOptions(self) -> None:

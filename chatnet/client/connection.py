@@ -374,7 +374,7 @@ def client_endpoint(reactor: Any, host: str, port: int, ca: str | Path | None = 
                     client_cert: str | Path | None = None,
                     client_key: str | Path | None = None,
                     timeout: float = 10.0, pin: str | None = None,
-                    source: str | None = None) -> Any:
+                    source: str | None = None, server_name: str | None = None) -> Any:
     """A TLS client endpoint that verifies the server (PROTOCOL.md 1).
 
     Args:
@@ -393,13 +393,16 @@ def client_endpoint(reactor: Any, host: str, port: int, ca: str | Path | None = 
             :class:`chatnet.wire.tls.ClientTLS`).
         source: local IP address to connect from (a machine with several), or
             None for the system's choice.
+        server_name: the name the server's certificate must have when it is not
+            ``host`` (a server reached over loopback whose certificate names its
+            public name); None: ``host``.
 
     Raises:
         ValueError: ``pin`` is not a SHA-256 fingerprint, or a file is unreadable.
     """
     bind = (source, 0) if source is not None else None
     return endpoints.wrapClientTLS(
-        client_tls_options(host, ca, client_cert, client_key, pin),
+        client_tls_options(server_name or host, ca, client_cert, client_key, pin),
         endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout, bindAddress=bind))
 
 

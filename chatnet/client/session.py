@@ -115,6 +115,9 @@ class ChatSession:
         connect_timeout: seconds for the TCP connection, and again for TLS and
             ``session.hello`` (something that is not a chatnet server may accept
             the connection and never answer).
+        server_name: the name the server's certificate must have when it is not
+            ``host`` (e.g. a bot connecting over loopback to its own server);
+            None: ``host``.
 
     Raises:
         ValueError: no password and no token, or ``pin`` is not a SHA-256
@@ -148,7 +151,8 @@ class ChatSession:
                  retry_initial: float = 0.5, retry_max: float = 15.0,
                  retry_jitter: float = 2.0, ping_interval: float = 30.0,
                  ping_timeout: float = 20.0, pin: str | None = None,
-                 connect_timeout: float = HELLO_TIMEOUT) -> None:
+                 connect_timeout: float = HELLO_TIMEOUT,
+                 server_name: str | None = None) -> None:
         if password is None and token is None:
             raise ValueError("a password or a token is needed")
         self.reactor = reactor
@@ -169,7 +173,8 @@ class ChatSession:
         self.hello_result: dict[str, Any] | None = None
         self.presence: str | None = None
         self._endpoint = client_endpoint(reactor, host, port, ca, client_cert, client_key,
-                                         pin=pin, timeout=connect_timeout)
+                                         pin=pin, timeout=connect_timeout,
+                                         server_name=server_name)
         self._retry = backoffPolicy(retry_initial, retry_max, 2.0,
                                     lambda: random.uniform(0, retry_jitter))
         self._service: ClientService | None = None
