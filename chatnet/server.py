@@ -39,7 +39,7 @@ from chatnet.services.accounts import AccountService, CredentialWatch, TokenSwee
 from chatnet.services.calls import CallService
 from chatnet.services.feed import FeedService
 from chatnet.services.files import FileService, UploadJanitor
-from chatnet.services.messages import ExpiryService, MessageService
+from chatnet.services.messages import ExpiryService, MessageService, SearchIndexer
 from chatnet.services.periodic import HeapTrim
 from chatnet.services.rooms import RoomService
 from chatnet.services.users import UserService
@@ -151,6 +151,7 @@ class ChatnetService(service.MultiService):
             feed=FeedService(self.store, self.fanout, users, reactor, config.max_frame),
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
+        self.search_indexer = SearchIndexer(self.store, reactor)
         self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)
         self.credential_watch = CredentialWatch(self.store, self.fanout, reactor,
                                                 config.credentials_poll)
@@ -205,21 +206,18 @@ class ChatnetService(service.MultiService):
 
     async def _start_assistant(self, port: int) -> None:
         """Make (or re-key) the assistant's account, then start the bot on loopback."""
-        from chatnet.assistant.account import provision_account
-        from chatnet.assistant.service import AssistantService, loopback_target
+        from chatnet.assistant.service import start_inside_server
 
-        config = self.config.assistant
-        assert config is not None
-        password = await provision_account(self.store, self.hasher, self.reactor, config.name)
-        target = loopback_target(self.config.interface, self.tls.cert_path)
-        self.assistant = AssistantService(config, self.reactor, target.host, port, password,
-                                          pin=target.pin, server_name=target.server_name)
-        self.assistant.startService()
+        assert self.config.assistant is not None
+        self.assistant = await start_inside_server(
+            self.config.assistant, self.reactor, self.store, self.hasher,
+            self.config.interface, port, self.tls.cert_path)
 
     def _timers(self) -> tuple[service.Service, ...]:
         """The periodic services, started after migration and stopped after the sessions."""
         timers: tuple[service.Service, ...] = (self.expiry, self.janitor, self.credential_watch,
-                                               self.token_sweeper, self.heap_trim)
+                                               self.token_sweeper, self.heap_trim,
+                                               self.search_indexer)
         if self.cert_renewal is not None:
             timers += (self.cert_renewal,)
         return timers

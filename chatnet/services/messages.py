@@ -325,6 +325,28 @@ class MessagePerspective:
         return result
 
 
+class SearchIndexer(PeriodicJob):
+    """Moves the messages SQLite queued for the search index into it, a batch a few
+    times a second (:mod:`chatnet.store.search`): one index segment per batch
+    instead of one per send. Nothing to do on PostgreSQL.
+
+    Args:
+        store: the chat store.
+        clock: drives the loop.
+        interval: seconds between batches.
+    """
+
+    failure_message = "indexing queued messages for search failed"
+
+    def __init__(self, store: ChatStore, clock: Clock, interval: float = 0.25) -> None:
+        super().__init__(interval, clock)
+        self.store = store
+
+    async def run_once(self) -> int:
+        """Index one batch; returns how many queued messages it handled."""
+        return await self.store.index_queued()
+
+
 class ExpiryService(PeriodicJob):
     """Erases messages whose ``ttl`` ran out, once a second, and announces it.
 

@@ -21,7 +21,14 @@ from chatnet.reactions import (
 )
 from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.files import file_by_id, may_access
-from chatnet.store.search import SearchIndex, fts5_match, parse_query, postgres_tsquery, snippet
+from chatnet.store.search import (
+    SearchIndex,
+    fts5_match,
+    matches,
+    parse_query,
+    postgres_tsquery,
+    snippet,
+)
 from chatnet.wire.codec import pack
 
 _MESSAGE_COLUMNS = ("m.room_id, m.msg_id, m.seq, u.username, m.ts, m.body, m.client_msg_id, "
@@ -653,6 +660,17 @@ class MessageStore:
                 args[:0] = query_args
                 where = "m.search @@ query.q AND " + where
                 score, newest = "-ts_rank(m.search, query.q)", "m.msg_id DESC"
+            # SQLite: the newest messages may still wait in the indexer's queue;
+            # they are matched here directly (a few hundred at most).
+            queued: list[int] = []
+            if t.engine.name == "sqlite":
+                tail_where = where.replace("message_search MATCH ? AND ", "", 1)
+                for msg_id, body in t.execute(
+                        f"SELECT m.msg_id, m.body FROM search_queue q JOIN messages m ON "
+                        f"m.msg_id = q.msg_id JOIN users u ON u.user_id = m.sender_id WHERE "
+                        f"{tail_where} ORDER BY m.msg_id DESC", args[1:]).fetchall():
+                    if matches(str(body), terms):
+                        queued.append(int(msg_id))
             if sort == "relevance":
                 # Relevance among the RANK_WINDOW newest matches: ranking every match
                 # of a common word costs time in proportion to the history (a second
@@ -661,11 +679,14 @@ class MessageStore:
                 sql = (f"SELECT msg_id FROM (SELECT m.msg_id AS msg_id, m.ts AS ts, {score} AS "
                        f"score{source} WHERE {where} ORDER BY {newest} LIMIT {RANK_WINDOW}) w "
                        "ORDER BY score, ts DESC, msg_id DESC LIMIT ? OFFSET ?")
-                rows = t.execute(sql, [*args, limit + 1, offset]).fetchall()
+                # The queued (newest) matches come first, then the ranked ones.
+                rows = t.execute(sql, [*args, limit + 1 + offset, 0]).fetchall()
+                ids = (queued + [int(r[0]) for r in rows])[offset:offset + limit + 1]
             else:
                 rows = t.execute(f"SELECT m.msg_id{source} WHERE {where} ORDER BY {newest} "
                                  "LIMIT ?", [*args, limit + 1]).fetchall()
-            ids = [int(r[0]) for r in rows]
+                # An edited old message waits in the queue too: merge by time.
+                ids = sorted(queued + [int(r[0]) for r in rows], reverse=True)[:limit + 1]
             position = 0
 
             def fetch(_last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
@@ -695,6 +716,16 @@ class MessageStore:
 
         return await self.db.run_interaction("search", txn)
 
+    async def index_queued(self, batch: int = 5000) -> int:
+        """Move up to ``batch`` queued messages into the search index in one
+        transaction (SQLite; :class:`chatnet.services.messages.SearchIndexer`
+        calls it a few times a second).
+
+        Returns:
+            how many queue entries were handled (0 on PostgreSQL).
+        """
+        return await self.db.run_interaction("index_queued", SearchIndex.index_queued, batch)
+
     async def index_backlog(self, batch: int = 2000) -> int:
         """Index the messages stored before the search index existed (schema
         version 9), ``batch`` per transaction, resuming where a previous start
@@ -710,7 +741,7 @@ class MessageStore:
             rows = t.execute("SELECT msg_id, body FROM messages WHERE msg_id >= ? AND "
                              "deleted = 0 ORDER BY msg_id LIMIT ?", (start, batch)).fetchall()
             for msg_id, body in rows:
-                SearchIndex.add(t, int(msg_id), str(body or ""))
+                SearchIndex.add_now(t, int(msg_id), str(body or ""))
             if len(rows) < batch:
                 t.execute("DELETE FROM search_backlog")
                 return len(rows), True

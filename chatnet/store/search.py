@@ -18,11 +18,21 @@ giving the text it was indexed with, which :func:`index_text` recomputes from
 the body. PostgreSQL keeps a ``tsvector`` column on ``messages`` with a GIN index.
 The store updates the index in the same transaction as the message (send, edit,
 delete, expiry, room deletion): a deleted or expired message never matches.
+
+On SQLite a send does not write the FTS5 table itself: each transaction that
+does costs a new index segment (about half a millisecond at a million
+messages), so the send queues its ``msg_id`` in ``search_queue`` and
+:meth:`SearchIndex.index_queued` (run by the server a few times a second)
+moves the queue into the index in one transaction. ``msg.search`` matches the
+queued messages directly (:func:`matches`), so what was sent is found at
+once; an edit or a deletion of a queued message just changes what the
+indexer will find (or takes it out of the queue).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +178,27 @@ def snippet(body: str, terms: list[Term], width: int = SNIPPET_CHARS) -> dict[st
     return {"text": text, "marks": merged}
 
 
+def _plain(word: str) -> str:
+    """``word`` casefolded without diacritics (as FTS5's ``remove_diacritics 2``)."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def matches(body: str, terms: list[Term]) -> bool:
+    """Whether ``body`` matches every term as the index would: words by Porter stem
+    (case and accents aside), CJK words and characters where they occur."""
+    if not terms:
+        return False
+    stems = {_stemmer.stemWord(_plain(m.group(0))) for m in _WORD.finditer(body)}
+    for term in terms:
+        if term.kind == "word":
+            if _stemmer.stemWord(_plain(term.text)) not in stems:
+                return False
+        elif term.shown not in body:
+            return False
+    return True
+
+
 class SearchIndex:
     """Keeps an engine's index in step with ``messages`` (module docstring).
 
@@ -176,23 +207,54 @@ class SearchIndex:
 
     @staticmethod
     def add(t: Any, msg_id: int, body: str) -> None:
-        """Index a message (new, or edited after :meth:`remove` of its old body)."""
+        """Index a message (new, or edited after :meth:`remove` of its old body):
+        at once on PostgreSQL, through the queue on SQLite."""
+        if not body:
+            return
+        if t.engine.name == "sqlite":
+            t.execute("INSERT OR IGNORE INTO search_queue (msg_id) VALUES (?)", (msg_id,))
+        else:
+            t.execute("UPDATE messages SET search = to_tsvector('english', ?) "
+                      "WHERE msg_id = ?", (index_text(body), msg_id))
+
+    @staticmethod
+    def add_now(t: Any, msg_id: int, body: str) -> None:
+        """Index a message at once, queue or not (the indexer, the backlog)."""
         if not body:
             return
         if t.engine.name == "sqlite":
             t.execute("INSERT INTO message_search (rowid, text) VALUES (?, ?)",
                       (msg_id, index_text(body)))
         else:
-            t.execute("UPDATE messages SET search = to_tsvector('english', ?) "
-                      "WHERE msg_id = ?", (index_text(body), msg_id))
+            SearchIndex.add(t, msg_id, body)
+
+    @staticmethod
+    def index_queued(t: Any, batch: int) -> int:
+        """Move up to ``batch`` queued messages into the index (SQLite; nothing to
+        do on PostgreSQL). A message deleted or expired meanwhile is dropped.
+
+        Returns:
+            how many queue entries were handled.
+        """
+        if t.engine.name != "sqlite":
+            return 0
+        rows = t.execute("SELECT q.msg_id, m.body, m.deleted FROM search_queue q JOIN "
+                         "messages m ON m.msg_id = q.msg_id ORDER BY q.msg_id LIMIT ?",
+                         (batch,)).fetchall()
+        for msg_id, body, deleted in rows:
+            if not deleted:
+                SearchIndex.add_now(t, int(msg_id), str(body or ""))
+        if rows:
+            t.execute("DELETE FROM search_queue WHERE msg_id <= ?", (int(rows[-1][0]),))
+        return len(rows)
 
     @staticmethod
     def insert_message(t: Any, columns: str, values: tuple[Any, ...], msg_id: int,
                        body: str) -> None:
         """``INSERT INTO messages (columns) VALUES (values)`` and index it: on
         PostgreSQL the ``tsvector`` is written with the row (an ``UPDATE`` after
-        it would leave a dead row version per message), on SQLite a row goes into
-        the FTS table."""
+        it would leave a dead row version per message), on SQLite the message is
+        queued for the indexer (module docstring)."""
         marks = ", ".join("?" * len(values))
         if t.engine.name == "sqlite" or not body:
             t.execute(f"INSERT INTO messages ({columns}) VALUES ({marks})", values)
@@ -208,6 +270,9 @@ class SearchIndex:
         if not body:
             return
         if t.engine.name == "sqlite":
+            t.execute("DELETE FROM search_queue WHERE msg_id = ?", (msg_id,))
+            if t.rowcount:
+                return  # queued, so never indexed: nothing to take out
             t.execute("INSERT INTO message_search (message_search, rowid, text) "
                       "VALUES ('delete', ?, ?)", (msg_id, index_text(body)))
         else:

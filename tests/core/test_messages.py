@@ -418,3 +418,21 @@ async def test_history_around_a_message_or_a_moment(server):
                                                             "before_seq": 9}),
                                ErrorCode.BAD_REQUEST)
     assert "before_seq" in error.message and "around_seq" in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_server_runs_the_search_indexer(server):
+    """The server runs the SearchIndexer with its other timers; a run moves what a
+    send queued (SQLite) into the index, and the message is found before and after."""
+    (alice, bob), rid = await room_of(server, "alice", "bob")
+    indexer = server.service.search_indexer
+    assert indexer in server.service._timers() and indexer.running
+    await say(alice, rid, "platypus spotted near the lake")
+    found = await bob.request("msg.search", {"query": "platypus"})
+    assert [m["body"] for m in found["messages"]] == ["platypus spotted near the lake"]
+    await indexer.run_once()
+    queued = await server.service.store.db.run_interaction(
+        "queued", lambda t: int(t.scalar("SELECT COUNT(*) FROM search_queue")))
+    assert queued == 0
+    found = await bob.request("msg.search", {"query": "platypus"})
+    assert [m["body"] for m in found["messages"]] == ["platypus spotted near the lake"]

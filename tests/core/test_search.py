@@ -77,6 +77,7 @@ async def test_results_are_ranked_by_relevance_then_recency(store):
               "deploy today", "deploy tomorrow"]
     for i, body in enumerate(bodies):
         await send(store, room, alice, body, ts=T0 + i)
+    await store.index_queued()  # ranked from the index, not from SQLite's queue
     ranked = await found(store, alice, "deploy")
     assert ranked[0] == "deploy deploy deploy the release"
     assert ranked[-1].startswith("a long note")
@@ -119,6 +120,7 @@ async def test_deleted_expired_edited_and_room_deleted_text_never_matches(store)
     edited = (await send(store, room, alice, "zebra edited", ts=T0)).message["msg_id"]
     await send(store, other, alice, "zebra in a deleted room", ts=T0)
     await send(store, room, alice, "zebra stays", ts=T0)
+    await store.index_queued()
     assert await indexed(store, "zebra") == 5
     await store.delete_message(room, gone, alice.id, False, T0 + 1)
     assert await store.expire_due(T0 + 1000) != []
@@ -203,6 +205,7 @@ async def test_relevance_ranks_the_newest_matches_and_recent_reaches_all(store, 
     for i in range(4):
         await send(store, room, alice, f"a longer line that mentions the report once, {i}",
                    ts=T0 + 1 + i)
+    await store.index_queued()
     ranked = await found(store, alice, "report")
     assert len(ranked) == 3 and "report report report report" not in ranked
     recent = await found(store, alice, "report", sort="recent", limit=2)
@@ -210,3 +213,29 @@ async def test_relevance_ranks_the_newest_matches_and_recent_reaches_all(store, 
                       "a longer line that mentions the report once, 2"]
     everything = await found(store, alice, "report", sort="recent")
     assert everything[-1] == "report report report report" and len(everything) == 5
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_is_found_before_the_indexer_runs_and_then_from_the_index(store):
+    """SQLite queues new messages for the indexer: they are found at once all the
+    same; an edit or deletion while queued leaves nothing stale behind; the indexer
+    then empties the queue into the index (PostgreSQL indexes at once)."""
+    alice = await new_user(store, "alice")
+    room = await new_room(store, alice)
+    await send(store, room, alice, "quokka sighted", ts=T0)
+    edited = (await send(store, room, alice, "quokka typo", ts=T0 + 1)).message["msg_id"]
+    gone = (await send(store, room, alice, "quokka deleted", ts=T0 + 2)).message["msg_id"]
+    assert await found(store, alice, "quokka", sort="recent") == [
+        "quokka deleted", "quokka typo", "quokka sighted"]
+    await store.edit_message(room, edited, alice.id, "wombat now", T0 + 3, T0 + 3)
+    await store.delete_message(room, gone, alice.id, False, T0 + 4)
+    assert await found(store, alice, "quokka") == ["quokka sighted"]
+    assert await found(store, alice, "wombat") == ["wombat now"]
+    await store.index_queued()
+    queued = await store.db.run_interaction("queued", lambda t: int(t.scalar(
+        "SELECT COUNT(*) FROM search_queue")) if t.engine.name == "sqlite" else 0)
+    assert queued == 0
+    assert await indexed(store, "quokka") == 1
+    assert await indexed(store, "wombat") == 1
+    assert await indexed(store, "typo") == 0 and await indexed(store, "deleted") == 0
+    assert await found(store, alice, "quokka") == ["quokka sighted"]

@@ -1,0 +1,3 @@
+-- Nothing for PostgreSQL at this version: its tsvector is written with the
+-- message (the GIN index's pending list already batches the index's own work).
+-- SQLite's 011 adds the queue its FTS5 index is fed from.
