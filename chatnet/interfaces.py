@@ -115,6 +115,16 @@ class IFanout(Interface):
                       exclude: ISessionMind | None = None) -> int:
         """Write ``frame`` to every session of the given users; returns sessions written to."""
 
+    def deliver_message(room_id: int, frame: bytes, sender_id: int) -> int:
+        """``deliver_room`` leaving out the members who blocked ``sender_id``
+        (docs/protocol.md 4, "Blocking"); returns sessions written to."""
+
+    def blocked(blocker_id: int, blocked_id: int, on: bool) -> None:
+        """Record a block (``on``) or its end (after it is committed)."""
+
+    def has_blocked(blocker_id: int, blocked_id: int) -> bool:
+        """Whether ``blocker_id`` blocked ``blocked_id``."""
+
     def members(room_id: int) -> frozenset[int]:
         """User ids of the room's members, from the membership map."""
 

@@ -193,6 +193,7 @@ class ChatnetService(service.MultiService):
             self.log.warn("--durability {durability}: {warning}",
                           durability=self.config.durability, warning=warning)
         self.fanout.load_memberships(await self.store.all_memberships())
+        self.fanout.load_blocks(await self.store.all_blocks())
         for timer in self._timers():
             timer.startService()
         endpoint = listening_endpoint(self.reactor, self.config.port, self.config.interface)

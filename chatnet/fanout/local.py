@@ -39,6 +39,9 @@ class LocalFanout:
         # a fan-out is then one call per recipient. Dropped on any change of
         # sessions or memberships and rebuilt on the next delivery.
         self._targets: dict[int, tuple[Any, ...]] = {}
+        #: user id -> the users who blocked them (loaded at start, kept current by
+        #: the user service): whom a sender's room messages must skip.
+        self._blocked_by: dict[int, set[int]] = {}
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -88,6 +91,42 @@ class LocalFanout:
         for send in targets:
             send(frame)
         return len(targets)
+
+    def deliver_message(self, room_id: int, frame: bytes, sender_id: int) -> int:
+        """:meth:`deliver_room`, leaving out the members who blocked the sender.
+
+        Returns:
+            how many sessions it was written to.
+        """
+        blockers = self._blocked_by.get(sender_id)
+        if blockers:
+            members = self._room_members.get(room_id, _EMPTY)
+            if not blockers.isdisjoint(members):
+                return self.deliver_users(members - blockers, frame)
+        return self.deliver_room(room_id, frame)
+
+    # -- blocks ---------------------------------------------------------------------------
+
+    def load_blocks(self, blocks: Iterable[tuple[int, int]]) -> None:
+        """Replace the block map with ``[(blocker_id, blocked_id)]`` from the store."""
+        self._blocked_by.clear()
+        for blocker, blocked in blocks:
+            self.blocked(blocker, blocked, True)
+
+    def blocked(self, blocker_id: int, blocked_id: int, on: bool) -> None:
+        """``blocker_id`` blocked (``on``) or unblocked ``blocked_id``."""
+        if on:
+            self._blocked_by.setdefault(blocked_id, set()).add(blocker_id)
+            return
+        blockers = self._blocked_by.get(blocked_id)
+        if blockers is not None:
+            blockers.discard(blocker_id)
+            if not blockers:
+                del self._blocked_by[blocked_id]
+
+    def has_blocked(self, blocker_id: int, blocked_id: int) -> bool:
+        """Whether ``blocker_id`` blocked ``blocked_id``."""
+        return blocker_id in self._blocked_by.get(blocked_id, _EMPTY)
 
     def deliver_users(self, user_ids: Iterable[int], frame: bytes,
                       exclude: ISessionMind | None = None) -> int:

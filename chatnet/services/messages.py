@@ -145,7 +145,8 @@ class MessagePerspective:
             list(dict.fromkeys(mentions)) if mentions else None, ttl, attachments)
         message = result.message
         if not result.duplicate:
-            service.fanout.deliver_room(room_id, event_frame("msg", {"message": message}))
+            service.fanout.deliver_message(room_id, event_frame("msg", {"message": message}),
+                                           self.actor.user_id)
         return {"msg_id": message["msg_id"], "seq": message["seq"], "ts": message["ts"]}
 
     async def perspective_edit(self, room_id: int, msg_id: int, body: str) -> dict[str, Any]:

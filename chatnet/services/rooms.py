@@ -198,8 +198,9 @@ class RoomPerspective:
         if created:
             service.fanout.member_added(room.room_id, self.actor.user_id)
             service.fanout.member_added(room.room_id, other.user_id)
-            service.tell_user(other.user_id, "room.invited",
-                              {"room": wire, "by": self.actor.username})
+            if not service.fanout.has_blocked(other.user_id, self.actor.user_id):
+                service.tell_user(other.user_id, "room.invited",
+                                  {"room": wire, "by": self.actor.username})
         return wire
 
     async def perspective_directory(self, query: str | None, cursor: str | None,
@@ -346,6 +347,8 @@ class RoomPerspective:
         user = await service.users.user_named(username)
         if await service.store.role_of(room_id, user.user_id) is not None:
             raise ChatError(ErrorCode.CONFLICT, f"{username!r} is already a member")
+        if service.fanout.has_blocked(user.user_id, self.actor.user_id):
+            return {}  # refused silently: the blocked inviter is not told
         try:
             await service.store.add_invite(room_id, user.user_id, self.actor.user_id,
                                            ms(service.clock), service.max_invites,

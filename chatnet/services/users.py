@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from chatnet.config import DEFAULT_MAX_FRAME
-from chatnet.errors import bad_request, not_found
+from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
 from chatnet.store import ChatStore, UserRecord
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 MAX_CONTACTS = 1000
 #: Contact requests one user may have waiting for an answer.
 MAX_OUTGOING_REQUESTS = 100
+#: People one user may block.
+MAX_BLOCKED = 1000
 #: Seconds a contact request waits for an answer before it expires (30 days).
 CONTACT_REQUEST_TTL = 30 * 24 * 3600
 #: Bytes of a result frame kept for everything but the listed items (request id,
@@ -250,6 +252,11 @@ class UserPerspective:
         other = await service.user_named(username)
         if other.user_id == self.actor.user_id:
             raise bad_request("username must be someone else")
+        if service.fanout.has_blocked(self.actor.user_id, other.user_id):
+            raise ChatError(ErrorCode.CONFLICT, f"you blocked {other.username!r}; unblock "
+                            "them first")
+        if service.fanout.has_blocked(other.user_id, self.actor.user_id):
+            return {}  # refused silently: the blocked user is not told
         outcome = await service.store.contact_request(self.actor.user_id, other.user_id,
                                                       message or None, ms(service.clock),
                                                       service.contact_limits)
@@ -305,6 +312,55 @@ class UserPerspective:
                                      event_frame("contact.removed",
                                                  {"username": self.actor.username}))
         return {}
+
+    async def perspective_contact_block(self, username: str, on: bool) -> dict[str, Any]:
+        """``contact.block {username, on}`` (extension, docs/protocol.md 4) → ``{}``.
+
+        Blocking ends a contact (both get ``contact.removed``) and withdraws
+        requests either way; from then on the blocked user's contact requests,
+        invitations and direct-room notices do not reach the blocker, and their
+        messages are left out of the blocker's events, history and search. They
+        are not told. The blocker's sessions get ``contact.blocked {username, on}``.
+
+        Raises:
+            ChatError: ``not_found`` (no such user), ``bad_request`` (oneself),
+                ``conflict`` with ``details.limit`` (:data:`MAX_BLOCKED`).
+        """
+        service = self.service
+        other = await service.user_named(username)
+        if other.user_id == self.actor.user_id:
+            raise bad_request("username must be someone else")
+        changed, were_contacts = await service.store.block(
+            self.actor.user_id, other.user_id, on, ms(service.clock), MAX_BLOCKED)
+        if changed:
+            service.fanout.blocked(self.actor.user_id, other.user_id, on)
+            service.fanout.deliver_users([self.actor.user_id], event_frame(
+                "contact.blocked", {"username": other.username, "on": on}))
+        if were_contacts:
+            service.fanout.deliver_users([self.actor.user_id], event_frame(
+                "contact.removed", {"username": other.username}))
+            service.fanout.deliver_users([other.user_id], event_frame(
+                "contact.removed", {"username": self.actor.username}))
+        return {}
+
+    async def perspective_contact_blocks(self, cursor: str | None,
+                                         limit: int) -> dict[str, Any]:
+        """``contact.blocks`` (extension) → ``{blocked: [username], next_cursor?}``,
+        by username, a page at a time.
+
+        Raises:
+            ChatError: ``bad_request`` for a cursor this op did not hand out.
+        """
+        after = ""
+        if cursor is not None:
+            if not cursor.startswith("b:") or len(cursor) > 66:
+                raise bad_request("cursor is not one this server gave")
+            after = cursor[2:]
+        names = await self.service.store.blocked_page(self.actor.user_id, after, limit + 1)
+        result: dict[str, Any] = {"blocked": names[:limit]}
+        if len(names) > limit:
+            result["next_cursor"] = f"b:{names[limit - 1]}"
+        return result
 
     async def perspective_contact_list(self, cursor: str | None,
                                        limit: int) -> dict[str, Any]:

@@ -41,6 +41,9 @@ _MESSAGE_FROM = " FROM messages m JOIN users u ON u.user_id = m.sender_id "
 _HINT_COLUMNS = (f", (SELECT COUNT(*) FROM (SELECT 1 FROM reactions r WHERE r.msg_id = m.msg_id "
                  f"LIMIT {MAX_LISTED_REACTIONS + 1}) c), (SELECT COUNT(*) FROM "
                  "message_attachments a WHERE a.msg_id = m.msg_id)")
+#: Leaves out messages whose sender the reader (``?``) blocked (docs/protocol.md 4).
+_NOT_BLOCKED = (" AND NOT EXISTS (SELECT 1 FROM blocks b WHERE b.user_id = ? AND "
+                "b.blocked_id = m.sender_id) ")
 #: Matches a relevance search ranks: the newest ones (module ``search``).
 RANK_WINDOW = 1000
 #: Rows a member may see: not deleted, not expired at ``?`` (ms).
@@ -528,6 +531,9 @@ class MessageStore:
             def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
                 where = f"m.room_id = ? AND {_VISIBLE}"
                 args: list[Any] = [room_id, now]
+                if viewer_id is not None:
+                    where += _NOT_BLOCKED
+                    args.append(viewer_id)
                 lower, upper = after_seq, before_seq
                 if last is not None:
                     lower, upper = (last[2], upper) if forward else (lower, last[2])
@@ -629,8 +635,8 @@ class MessageStore:
 
         def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
             where = (f"{_VISIBLE} AND m.room_id IN (SELECT room_id FROM room_members WHERE "
-                     "user_id = ?)")
-            args: list[Any] = [now, user_id]
+                     f"user_id = ?){_NOT_BLOCKED}")
+            args: list[Any] = [now, user_id, user_id]
             if room_id is not None:
                 where += " AND m.room_id = ?"
                 args.append(room_id)
@@ -778,12 +784,15 @@ class MessageStore:
             def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
                 after_ts, after_id = (since_ts, since_msg_id) if last is None else (
                     int(last[-1]), int(last[1]))
+                blocked = _NOT_BLOCKED if viewer_id is not None else ""
+                args = (room_id, after_ts, after_ts, after_id,
+                        *((viewer_id,) if viewer_id is not None else ()), n)
                 return t.execute(
                     f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}, m.deleted, m.expires_ts, "
                     "m.changed_ts"
                     f"{_MESSAGE_FROM} WHERE m.room_id = ? AND (m.changed_ts > ? OR "
-                    "(m.changed_ts = ? AND m.msg_id > ?)) ORDER BY m.changed_ts, m.msg_id "
-                    "LIMIT ?", (room_id, after_ts, after_ts, after_id, n)).fetchall()
+                    f"(m.changed_ts = ? AND m.msg_id > ?)){blocked} ORDER BY m.changed_ts, "
+                    "m.msg_id LIMIT ?", args).fetchall()
 
             def gone(row: tuple[Any, ...]) -> bool:
                 deleted, expires_ts = row[-3], row[-2]

@@ -427,6 +427,59 @@ class UserStore:
 
         return await self.db.run_interaction("contact_ids", txn)
 
+    async def block(self, user_id: int, other_id: int, on: bool, ts: int,
+                    max_blocked: int) -> tuple[bool, bool]:
+        """Block (``on``) or unblock ``other_id`` for ``user_id``. Blocking also ends
+        a contact between them and withdraws requests either way.
+
+        Returns:
+            ``(changed, were_contacts)``.
+
+        Raises:
+            ChatError: ``conflict`` with ``details.limit`` past ``max_blocked``.
+        """
+        def txn(t: Txn) -> tuple[bool, bool]:
+            exists = t.scalar("SELECT 1 FROM blocks WHERE user_id = ? AND blocked_id = ?",
+                              (user_id, other_id)) is not None
+            if not on:
+                if exists:
+                    t.execute("DELETE FROM blocks WHERE user_id = ? AND blocked_id = ?",
+                              (user_id, other_id))
+                return exists, False
+            if exists:
+                return False, False
+            count = int(t.scalar("SELECT COUNT(*) FROM blocks WHERE user_id = ?", (user_id,)))
+            if count >= max_blocked:
+                raise ChatError(ErrorCode.CONFLICT, f"you have blocked {max_blocked} people, "
+                                "the most one may block", {"limit": max_blocked})
+            t.execute("INSERT INTO blocks (user_id, blocked_id, ts) VALUES (?, ?, ?)",
+                      (user_id, other_id, ts))
+            were = t.scalar("SELECT 1 FROM contacts WHERE user_id = ? AND contact_id = ? AND "
+                            "state = 'accepted'", (user_id, other_id)) is not None
+            t.execute("DELETE FROM contacts WHERE (user_id = ? AND contact_id = ?) OR "
+                      "(user_id = ? AND contact_id = ?)", (user_id, other_id, other_id, user_id))
+            return True, were
+
+        return await self.db.run_interaction("block", txn)
+
+    async def blocked_page(self, user_id: int, after: str, limit: int) -> list[str]:
+        """Usernames ``user_id`` blocked, by name, after ``after``, at most ``limit``."""
+        def txn(t: Txn) -> list[str]:
+            return [str(r[0]) for r in t.execute(
+                "SELECT u.username FROM blocks b JOIN users u ON u.user_id = b.blocked_id "
+                "WHERE b.user_id = ? AND u.username > ? ORDER BY u.username LIMIT ?",
+                (user_id, after, limit)).fetchall()]
+
+        return await self.db.run_interaction("blocked_page", txn)
+
+    async def all_blocks(self) -> list[tuple[int, int]]:
+        """Every ``(blocker_id, blocked_id)``, for the fan-out at start."""
+        def txn(t: Txn) -> list[tuple[int, int]]:
+            return [(int(r[0]), int(r[1])) for r in t.execute(
+                "SELECT user_id, blocked_id FROM blocks").fetchall()]
+
+        return await self.db.run_interaction("all_blocks", txn)
+
 
 def _check_contacts(t: Txn, user_id: int, max_contacts: int, acting: int) -> None:
     """Raise ``conflict`` if ``user_id`` already has ``max_contacts`` contacts."""

@@ -365,6 +365,12 @@ OPS: dict[str, Op] = _ops(
        (Username(), Str("message", 500, min_len=0, required=False, text="lines"))),
     Op("contact.respond", "users", "contact_respond", (Username(), Bool("accept"))),
     Op("contact.remove", "users", "contact_remove", (Username(),)),
+    # Extensions (docs/protocol.md 4, "Blocking").
+    Op("contact.block", "users", "contact_block", (Username(), Bool("on")), budget="changes"),
+    Op("contact.blocks", "users", "contact_blocks",
+       (Str("cursor", 100, required=False),
+        Int("limit", minimum=1, maximum=MAX_CONTACT_PAGE, required=False, default=100)),
+       budget="expensive"),
     # Extension (docs/protocol.md 4): pages with cursor/limit, answers next_cursor.
     Op("contact.list", "users", "contact_list",
        (Str("cursor", 100, required=False),

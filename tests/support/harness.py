@@ -187,6 +187,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
     await store.db.migrate()
     fanout = LocalFanout()
     fanout.load_memberships(await store.all_memberships())
+    fanout.load_blocks(await store.all_blocks())
     files = FileService(store, clock, threads, tmp_path / "files")
     users = UserService(store, fanout, clock, files=files)
     services = Services(
