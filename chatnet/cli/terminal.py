@@ -94,6 +94,8 @@ Commands (REF is the short reference printed after a message's time):
   /accept @USER          accept USER's contact request (/decline @USER to refuse it)
   /unfriend USER         remove a contact (or withdraw your request)
   /whois USER            USER's profile: name, status, presence, last seen
+  /block USER, /unblock USER   stop (or start again) seeing USER's messages and requests
+  /blocked               the people you blocked
   /feed [USER]           the team feed: your and your contacts' posts, newest first
   /post TEXT             post to your contacts' feed
   /like PREF, /unlike PREF   like a post (PREF: the post's reference, p1 …)
@@ -267,7 +269,8 @@ class TerminalClient:
             "export": self.cmd_export, "contacts": self.cmd_contacts, "add": self.cmd_add,
             "unfriend": self.cmd_unfriend, "whois": self.cmd_whois, "feed": self.cmd_feed,
             "post": self.cmd_post, "like": self.cmd_like, "unlike": self.cmd_unlike,
-            "comment": self.cmd_comment,
+            "comment": self.cmd_comment, "block": self.cmd_block,
+            "unblock": self.cmd_unblock, "blocked": self.cmd_blocked,
         }
 
     # -- output ---------------------------------------------------------------------------
@@ -1011,6 +1014,28 @@ class TerminalClient:
             return
         await self.session.call("contact.remove", {"username": words[0].removeprefix("@")})
         self.info(f"{words[0].removeprefix('@')} is no longer a contact")
+
+    async def cmd_block(self, words: list[str], on: bool = True) -> None:
+        """/block USER: their messages, requests and invitations no longer reach you
+        (they are not told)."""
+        assert self.session is not None
+        if len(words) != 1:
+            self.error(f"usage: /{'block' if on else 'unblock'} USER")
+            return
+        username = words[0].removeprefix("@")
+        await self.session.call("contact.block", {"username": username, "on": on})
+        self.info(f"{username} is blocked: you will not see their messages or requests"
+                  if on else f"{username} is no longer blocked")
+
+    async def cmd_unblock(self, words: list[str]) -> None:
+        """/unblock USER"""
+        await self.cmd_block(words, on=False)
+
+    async def cmd_blocked(self, words: list[str]) -> None:
+        """/blocked: the people you blocked."""
+        assert self.session is not None
+        names = [str(n) for n in await self.session.call_all("contact.blocks", "blocked")]
+        self.info(f"you blocked: {', '.join(names)}" if names else "you blocked nobody")
 
     async def cmd_whois(self, words: list[str]) -> None:
         """/whois USER: the profile, as the server shows it to us."""

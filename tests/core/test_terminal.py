@@ -587,3 +587,25 @@ def test_feed_post_like_and_comment(closed: TwistdServer, state: Path):
     bob.sendline("/like p99")
     bob.expect("no post 'p99' shown lately")
     quit_cleanly(alice, bob)
+
+
+def test_block_hides_a_users_messages(closed: TwistdServer, state: Path):
+    """/block: the blocked user's messages in a shared room no longer print for the
+    blocker (the others still see them); /blocked lists them; /unblock ends it."""
+    alice = terminal(closed, "alice", state_dir=state)
+    alice.expect("logged in as alice")
+    bob = terminal(closed, "bob", state_dir=state)
+    bob.expect("logged in as bob")
+    room_for_two(alice, bob)
+    alice.sendline("/block bob")
+    alice.expect("bob is blocked")
+    bob.sendline("you will not see this")
+    bob.expect(said("bob", "you will not see this"))
+    alice.sendline("/blocked")
+    alice.expect("you blocked: bob")
+    assert "you will not see this" not in alice.screen.text()
+    alice.sendline("/unblock bob")
+    alice.expect("bob is no longer blocked")
+    bob.sendline("and now you do")
+    alice.expect(said("bob", "and now you do"))
+    quit_cleanly(alice, bob)
