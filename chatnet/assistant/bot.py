@@ -312,6 +312,9 @@ class Assistant:
                 try:
                     completion = await request
                 except CompletionError as exc:
+                    if not self._started or reply.broken:
+                        # Stopping, or nobody will see it: the request was cancelled.
+                        raise CancelledError() from None
                     self.log.warn("the language model failed for {user}: {error}",
                                   user=sender, error=str(exc))
                     reply.fail(exc.apology)

@@ -155,13 +155,15 @@ class ChatCompletions:
         return body
 
     async def complete(self, messages: list[dict[str, str]],
-                       on_text: Callable[[str], None]) -> Completion:
+                       on_text: Callable[[str], bool | None]) -> Completion:
         """Ask for an answer and stream it.
 
         Args:
             messages: the conversation, ``[{"role": "system"|"user"|"assistant",
                 "content": str}]``.
-            on_text: called with each piece of the answer as it arrives.
+            on_text: called with each piece of the answer as it arrives; when it
+                returns False the rest is not read, and the completion is
+                :attr:`~Completion.cut`.
 
         Returns:
             the whole answer.
@@ -177,17 +179,28 @@ class ChatCompletions:
         payload = json.dumps(self.request_body(messages), ensure_ascii=False).encode("utf-8")
         d = self._http.post(self.url, data=payload, headers=headers, allow_redirects=False,
                             unbuffered=True)
-        d.addTimeout(self.timeout, self.reactor)
+        # Not addTimeout: the agent reports a cancelled request as "response never
+        # received", so whether it was the timer that cancelled is noted here.
+        expired: list[bool] = []
+
+        def expire() -> None:
+            expired.append(True)
+            d.cancel()
+
+        timer = self.reactor.callLater(self.timeout, expire)
         try:
             response = await d
-        except defer.TimeoutError:
-            raise CompletionError(FailureKind.TIMEOUT, f"no response from {self.url} within "
-                                  f"{self.timeout:g} s", timeout=self.timeout) from None
-        except defer.CancelledError:
-            raise
         except Exception as exc:
+            if expired:
+                raise CompletionError(FailureKind.TIMEOUT, f"no response from {self.url} within "
+                                      f"{self.timeout:g} s", timeout=self.timeout) from None
+            if isinstance(exc, defer.CancelledError):
+                raise
             raise CompletionError(FailureKind.UNREACHABLE,
                                   f"{self.url}: {_describe(exc)}") from None
+        finally:
+            if timer.active():
+                timer.cancel()
         if response.code != 200:
             reader = _BodyReader(self.reactor, self.timeout, MAX_ERROR_BODY)
             response.deliverBody(reader)
@@ -300,7 +313,7 @@ class _BodyReader(_TimedBody):
 class _AnswerReader(_TimedBody):
     """The answer: server-sent events (``streamed``) or one JSON document."""
 
-    def __init__(self, clock: Any, timeout: float, on_text: Callable[[str], None],
+    def __init__(self, clock: Any, timeout: float, on_text: Callable[[str], bool | None],
                  max_chars: int, streamed: bool) -> None:
         super().__init__(clock, timeout)
         self.on_text = on_text
@@ -381,7 +394,8 @@ class _AnswerReader(_TimedBody):
         if piece:
             self.pieces.append(piece)
             self.length += len(piece)
-            self.on_text(piece)
+            if self.on_text(piece) is False:
+                cut = True
         if cut:
             self.succeed(Completion("".join(self.pieces), cut=True))
             self.stop()

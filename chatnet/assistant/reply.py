@@ -66,18 +66,26 @@ def split_answer(text: str, size: int = PART_SIZE) -> list[str]:
     Returns:
         at least one part (``[""]`` for an empty text).
     """
-    parts: list[str] = []
-    while len(text) > size:
-        window = text[:size]
+    return [text[start:end] for start, end in _spans(text, size)]
+
+
+def _spans(text: str, size: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of each part of :func:`split_answer` in ``text``."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while len(text) - start > size:
+        window = text[start:start + size]
         cut = window.rfind("\n")
         if cut < size // 2:
             cut = window.rfind(" ")
         if cut < size // 2:
             cut = size
-        parts.append(text[:cut])
-        text = text[cut:].lstrip(" \n")
-    parts.append(text)
-    return parts
+        spans.append((start, start + cut))
+        start += cut
+        while start < len(text) and text[start] in " \n":
+            start += 1
+    spans.append((start, len(text)))
+    return spans
 
 
 def clean(text: str) -> str:
@@ -160,14 +168,28 @@ class StreamedReply:
             self._typing = None
             self.session.typing(self.room_id, False)
 
-    def add(self, piece: str) -> None:
-        """A piece of the answer arrived: it will be shown by the next edit."""
+    def add(self, piece: str) -> bool:
+        """A piece of the answer arrived: it will be shown by the next edit.
+
+        Returns:
+            whether more is wanted: False once the answer fills :data:`MAX_PARTS`
+            messages (the text beyond them is dropped; finish with :data:`CUT_NOTE`).
+        """
         piece = clean(piece)
-        if not piece or self._finishing:
-            return
+        if self._finishing:
+            return False
+        if not piece:
+            return True
         self._stop_typing()
         self.text += piece
+        spans = _spans(self.text.lstrip(), PART_SIZE)
+        if len(spans) > MAX_PARTS:
+            skipped = len(self.text) - len(self.text.lstrip())
+            self.text = self.text[:skipped + spans[MAX_PARTS - 1][1]]
+            self._poke()
+            return False
         self._poke()
+        return True
 
     def finish(self, note: str = "") -> None:
         """The answer is complete; ``note`` (e.g. :data:`CUT_NOTE`) goes after it.

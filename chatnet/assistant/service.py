@@ -21,13 +21,17 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from chatnet import __version__
+from chatnet.assistant.account import provision_account
 from chatnet.assistant.bot import Assistant
 from chatnet.assistant.completions import ChatCompletions
 from chatnet.assistant.config import AssistantConfig
 from chatnet.assistant.reply import MAX_ANSWER
 from chatnet.client.core import ConnectionClosed
 from chatnet.client.session import ChatSession
+from chatnet.config import ConfigError
+from chatnet.cred.checkers import PasswordHasher
 from chatnet.errors import ChatError, ErrorCode
+from chatnet.store import ChatStore
 from chatnet.wire.certs import fingerprint_text
 
 #: Sent in ``session.hello``.
@@ -219,3 +223,38 @@ class AssistantService(service.Service):
         if self.completions is not None:
             await self.completions.close()
         self._tell_ready(ConnectionClosed("the assistant stopped"))
+
+
+async def start_inside_server(config: AssistantConfig, reactor: Any, store: ChatStore,
+                             hasher: PasswordHasher, interface: str, port: int,
+                             cert_path: Path) -> AssistantService | None:
+    """Start the server's own assistant (``twistd chatnet --assistant-url``): make
+    or re-key its account (:func:`~chatnet.assistant.account.provision_account`),
+    then log it in over loopback (:func:`loopback_target`).
+
+    Args:
+        config: the assistant's settings.
+        reactor: the reactor.
+        store: the server's store.
+        hasher: the server's password hasher.
+        interface: the server's ``--interface``.
+        port: the port it listens on.
+        cert_path: the PEM chain it sends.
+
+    Returns:
+        the started service, or None when the account name belongs to a person:
+        that is logged as an error and the server runs without its assistant.
+
+    Raises:
+        ChatError: ``unavailable`` (storage).
+    """
+    try:
+        password = await provision_account(store, hasher, reactor, config.name)
+    except ConfigError as exc:
+        AssistantService.log.error("no assistant: {error}", error=str(exc))
+        return None
+    target = loopback_target(interface, cert_path)
+    assistant = AssistantService(config, reactor, target.host, port, password,
+                                 pin=target.pin, server_name=target.server_name)
+    assistant.startService()
+    return assistant
