@@ -665,7 +665,8 @@ class MessageStore:
                 source = f"{_MESSAGE_FROM} CROSS JOIN (SELECT {tsquery} AS q) query "
                 args[:0] = query_args
                 where = "m.search @@ query.q AND " + where
-                score, newest = "-ts_rank(m.search, query.q)", "m.msg_id DESC"
+                # ts_rank is computed in the outer query, for the window only.
+                score, newest = "m.search, query.q", "m.msg_id DESC"
             # SQLite: the newest messages may still wait in the indexer's queue;
             # they are matched here directly (a few hundred at most).
             queued: list[int] = []
@@ -682,9 +683,16 @@ class MessageStore:
                 # of a common word costs time in proportion to the history (a second
                 # at a million messages); the newest matches are what chat search
                 # is for, and filters or sort=recent reach the older ones.
-                sql = (f"SELECT msg_id FROM (SELECT m.msg_id AS msg_id, m.ts AS ts, {score} AS "
-                       f"score{source} WHERE {where} ORDER BY {newest} LIMIT {RANK_WINDOW}) w "
-                       "ORDER BY score, ts DESC, msg_id DESC LIMIT ? OFFSET ?")
+                if t.engine.name == "sqlite":
+                    sql = (f"SELECT msg_id FROM (SELECT m.msg_id AS msg_id, m.ts AS ts, {score} "
+                           f"AS score{source} WHERE {where} ORDER BY {newest} LIMIT "
+                           f"{RANK_WINDOW}) w ORDER BY score, ts DESC, msg_id DESC "
+                           "LIMIT ? OFFSET ?")
+                else:
+                    sql = (f"SELECT msg_id FROM (SELECT m.msg_id AS msg_id, m.ts AS ts, "
+                           f"m.search AS search, query.q AS q{source} WHERE {where} ORDER BY "
+                           f"{newest} LIMIT {RANK_WINDOW}) w ORDER BY ts_rank(search, q) DESC, "
+                           "ts DESC, msg_id DESC LIMIT ? OFFSET ?")
                 # The queued (newest) matches come first, then the ranked ones.
                 rows = t.execute(sql, [*args, limit + 1 + offset, 0]).fetchall()
                 ids = (queued + [int(r[0]) for r in rows])[offset:offset + limit + 1]
