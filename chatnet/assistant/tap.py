@@ -21,6 +21,7 @@ from twisted.python import usage
 from chatnet.assistant.config import DEFAULT_NAME, DEFAULT_TIMEOUT, AssistantConfig
 from chatnet.config import ConfigError
 from chatnet.wire.certs import parse_pin
+from chatnet.wire.ops import USERNAME_RE
 
 #: The environment variable that holds the account's password.
 PASSWORD_VARIABLE = "CHATNET_PASSWORD"
@@ -79,8 +80,11 @@ class Options(usage.Options):
                     parse_pin(self["pin"])
                 except ValueError as exc:
                     raise ConfigError(f"--{exc}") from None
-            config = AssistantConfig.from_options(
-                {**self, "name": self["user"]}, prefix="")
+            user = str(self["user"] or "").strip().casefold()
+            if not USERNAME_RE.fullmatch(user):
+                raise ConfigError(f"--user must be a username (1-32 characters of "
+                                  f"a-z 0-9 . _ -), not {self['user']!r}")
+            config = AssistantConfig.from_options({**self, "name": user}, prefix="")
             assert config is not None
             self.config = config
         except ConfigError as exc:

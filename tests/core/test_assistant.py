@@ -265,6 +265,27 @@ async def test_the_assistant_never_answers_itself(make_server, endpoint):
         question["msg_id"], last["msg_id"]]
 
 
+
+@pytest_twisted.ensureDeferred
+async def test_burn_after_reading_messages_never_reach_the_endpoint(make_server, endpoint):
+    """A question with a ttl is answered with a note and not sent anywhere; a ttl
+    message is not part of later context either; a deleted message leaves the context."""
+    server = await with_assistant(make_server, endpoint)
+    alice, events, room_id = await dm_with_bot(server)
+    secret = await say(alice, room_id, "the vault code is 1234", ttl=60)
+    note = await reply_to(events, secret, lambda b: b.startswith("I do not read"))
+    assert "burn-after-reading" in note
+    gone = await say(alice, room_id, "my old address is 5 Elm Street")
+    await within(alice.request("msg.delete", {"room_id": room_id, "msg_id": gone["msg_id"]}),
+                 "msg.delete")
+    question = await say(alice, room_id, "what do you know?")
+    await reply_to(events, question, lambda b: b == "Hello world")
+    assert len(endpoint.bodies) == 2  # the old address was answered, then deleted
+    asked = repr(endpoint.bodies[1]["messages"])
+    assert "1234" not in asked and "Elm Street" not in asked
+    assert "what do you know?" in asked
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 @pytest_twisted.ensureDeferred
@@ -459,7 +480,7 @@ def test_twistd_lists_the_assistant_plugin_and_its_options():
     (["--host", "localhost", "--url", "http://x", "--timeout", "soon"],
      "--timeout must be a number of seconds"),
     (["--host", "localhost", "--url", "http://x", "--user", "Not Valid"],
-     "--name must be a username"),
+     "--user must be a username"),
     (["--host", "localhost", "--url", "http://x"], "set CHATNET_PASSWORD"),
 ])
 def test_the_assistant_plugin_refuses_bad_options_naming_them(tmp_path, args, expected):
