@@ -600,7 +600,8 @@ class ChatServerProtocol(Protocol):
                 # well inside the client's ping timeout): refusing a flood one
                 # request at a time would cost nearly what serving it does.
                 self._throttle(min(wait, 1.0))
-                raise ChatError(ErrorCode.RATE_LIMITED, f"too many {name} requests; slow down",
+                what = "requests" if name == "requests" else f"{name} requests"
+                raise ChatError(ErrorCode.RATE_LIMITED, f"too many {what}; slow down",
                                 {**_retry_after(wait), "budget": name})
 
     def _check_state(self, op: Op) -> None:
