@@ -672,10 +672,13 @@ class MessageStore:
             queued: list[int] = []
             if t.engine.name == "sqlite":
                 tail_where = where.replace("message_search MATCH ? AND ", "", 1)
+                # CROSS JOIN: SQLite then reads the (short) queue first; left to
+                # itself it walked all messages in msg_id order to find the few queued.
                 for msg_id, body in t.execute(
-                        f"SELECT m.msg_id, m.body FROM search_queue q JOIN messages m ON "
-                        f"m.msg_id = q.msg_id JOIN users u ON u.user_id = m.sender_id WHERE "
-                        f"{tail_where} ORDER BY m.msg_id DESC", args[1:]).fetchall():
+                        f"SELECT m.msg_id, m.body FROM search_queue q CROSS JOIN messages m "
+                        f"CROSS JOIN users u WHERE m.msg_id = q.msg_id AND u.user_id = "
+                        f"m.sender_id AND {tail_where} ORDER BY q.msg_id DESC",
+                        args[1:]).fetchall():
                     if matches(str(body), terms):
                         queued.append(int(msg_id))
             if sort == "relevance":
