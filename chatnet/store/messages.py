@@ -388,7 +388,9 @@ class MessageStore:
             return SendResult(message, duplicate=False)
 
         try:
-            return await self.db.run_grouped("send_message", txn)
+            result = await self.db.run_grouped("send_message", txn)
+            self.search_pending = True
+            return result
         except IntegrityError:
             # With several pooled connections (PostgreSQL), a concurrent send with the
             # same (sender, client_msg_id) may commit between our check and our insert.
@@ -433,6 +435,7 @@ class MessageStore:
             SearchIndex.add(t, msg_id, body)
 
         await self.db.run_interaction("edit_message", txn)
+        self.search_pending = True
 
     async def delete_message(self, room_id: int, msg_id: int, user_id: int, moderator: bool,
                              now: int) -> None:
@@ -733,15 +736,32 @@ class MessageStore:
 
         return await self.db.run_interaction("search", txn)
 
+    #: Whether the search queue may hold messages (SQLite): set by every send and
+    #: edit, so that an idle server runs no indexing transaction at all (and a
+    #: storage fault burst is not kept open by one).
+    search_pending = True
+
     async def index_queued(self, batch: int = 5000) -> int:
         """Move up to ``batch`` queued messages into the search index in one
         transaction (SQLite; :class:`chatnet.services.messages.SearchIndexer`
-        calls it a few times a second).
+        calls it a few times a second). Does nothing when nothing was sent or
+        edited since the queue was last found empty, or on PostgreSQL.
 
         Returns:
-            how many queue entries were handled (0 on PostgreSQL).
+            how many queue entries were handled.
         """
-        return await self.db.run_interaction("index_queued", SearchIndex.index_queued, batch)
+        if not self.search_pending or self.db.engine.name != "sqlite":
+            return 0
+        self.search_pending = False  # a send finishing meanwhile sets it again
+        try:
+            done: int = await self.db.run_interaction("index_queued",
+                                                      SearchIndex.index_queued, batch)
+        except Exception:
+            self.search_pending = True
+            raise
+        if done == batch:
+            self.search_pending = True  # more may wait
+        return done
 
     async def index_backlog(self, batch: int = 2000) -> int:
         """Index the messages stored before the search index existed (schema
