@@ -96,6 +96,10 @@ def test_ctrl_c_clears_the_line_and_twice_on_an_empty_line_quits_and_logs_out(
     bob = terminal(closed, "bob", state_dir=state)
     bob.expect("logged in as bob")
     room_for_two(alice, bob)
+    # Type at the prompt (not while /create still runs): its redraw after the
+    # join notice shows it is reading keys.
+    alice.expect("bob joined #general")
+    alice.expect("#general>")
     alice.send("this must never be sent")
     alice.expect("never be sent")
     alice.sendcontrol("c")
