@@ -299,6 +299,44 @@ class SendResult:
     duplicate: bool
 
 
+def _history_page(t: Txn, room_id: int, before_seq: int | None, after_seq: int | None,
+                  limit: int, now: int, viewer_id: int | None,
+                  budget: int) -> tuple[list[dict[str, Any]], bool]:
+    """One page of visible history, oldest first (:meth:`MessageStore.history`),
+    inside the caller's transaction."""
+    forward = after_seq is not None
+    order = "ASC" if forward else "DESC"
+
+    def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
+        where = f"m.room_id = ? AND {_VISIBLE}"
+        args: list[Any] = [room_id, now]
+        if viewer_id is not None:
+            where += _NOT_BLOCKED
+            args.append(viewer_id)
+        lower, upper = after_seq, before_seq
+        if last is not None:
+            lower, upper = (last[2], upper) if forward else (lower, last[2])
+        if upper is not None:
+            where += " AND m.seq < ?"
+            args.append(upper)
+        if lower is not None:
+            where += " AND m.seq > ?"
+            args.append(lower)
+        return t.execute(f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} "
+                         f"WHERE {where} ORDER BY m.seq {order} LIMIT ?",
+                         [*args, n]).fetchall()
+
+    mine: dict[int, list[str]] = {}
+
+    def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        return _messages_with_extras(t, rows, viewer_id, mine)
+
+    messages, has_more = _fill_page(fetch, prepare, mine, limit, budget)
+    if not forward:
+        messages.reverse()
+    return messages, has_more
+
+
 class MessageStore:
     """Data access for messages and reactions. Mixed into :class:`ChatStore`."""
 
@@ -527,40 +565,8 @@ class MessageStore:
         Raises:
             ChatError: ``too_large`` if not even one message fits ``budget``.
         """
-        forward = after_seq is not None
-        order = "ASC" if forward else "DESC"
-
-        def txn(t: Txn) -> tuple[list[dict[str, Any]], bool]:
-            def fetch(last: tuple[Any, ...] | None, n: int) -> list[tuple[Any, ...]]:
-                where = f"m.room_id = ? AND {_VISIBLE}"
-                args: list[Any] = [room_id, now]
-                if viewer_id is not None:
-                    where += _NOT_BLOCKED
-                    args.append(viewer_id)
-                lower, upper = after_seq, before_seq
-                if last is not None:
-                    lower, upper = (last[2], upper) if forward else (lower, last[2])
-                if upper is not None:
-                    where += " AND m.seq < ?"
-                    args.append(upper)
-                if lower is not None:
-                    where += " AND m.seq > ?"
-                    args.append(lower)
-                return t.execute(f"SELECT {_MESSAGE_COLUMNS}{_HINT_COLUMNS}{_MESSAGE_FROM} "
-                                 f"WHERE {where} ORDER BY m.seq {order} LIMIT ?",
-                                 [*args, n]).fetchall()
-
-            mine: dict[int, list[str]] = {}
-
-            def prepare(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-                return _messages_with_extras(t, rows, viewer_id, mine)
-
-            messages, has_more = _fill_page(fetch, prepare, mine, limit, budget)
-            if not forward:
-                messages.reverse()
-            return messages, has_more
-
-        return await self.db.run_interaction("history", txn)
+        return await self.db.run_interaction("history", _history_page, room_id, before_seq,
+                                             after_seq, limit, now, viewer_id, budget)
 
     async def history_around(self, room_id: int, around_seq: int | None,
                              around_ts: int | None, limit: int, now: int, *,
@@ -580,7 +586,7 @@ class MessageStore:
             ``(messages, anchor_seq, more_before, more_after)``; ``anchor_seq`` is
             None in an empty room.
         """
-        def anchor(t: Txn) -> int | None:
+        def txn(t: Txn) -> tuple[list[dict[str, Any]], int | None, bool, bool]:
             if around_seq is not None:
                 found = t.scalar(f"SELECT MIN(m.seq) FROM messages m WHERE m.room_id = ? AND "
                                  f"m.seq >= ? AND {_VISIBLE}", (room_id, around_seq, now))
@@ -590,18 +596,18 @@ class MessageStore:
             if found is None:
                 found = t.scalar(f"SELECT MAX(m.seq) FROM messages m WHERE m.room_id = ? AND "
                                  f"{_VISIBLE}", (room_id, now))
-            return int(found) if found is not None else None
+            if found is None:
+                return [], None, False, False
+            seq = int(found)
+            back = max(0, limit // 2)
+            earlier, more_before = ([], False) if not back else _history_page(
+                t, room_id, seq, None, back, now, viewer_id, budget // 2)
+            later, more_after = _history_page(t, room_id, None, seq - 1, max(1, limit - back),
+                                              now, viewer_id, budget - budget // 2)
+            return earlier + later, seq, more_before, more_after
 
-        seq = await self.db.run_interaction("history_anchor", anchor)
-        if seq is None:
-            return [], None, False, False
-        back = max(0, limit // 2)
-        earlier, more_before = ([], False) if not back else await self.history(
-            room_id, seq, None, back, now, viewer_id=viewer_id, budget=budget // 2)
-        later, more_after = await self.history(
-            room_id, None, seq - 1, max(1, limit - back), now, viewer_id=viewer_id,
-            budget=budget - budget // 2)
-        return earlier + later, seq, more_before, more_after
+        # One transaction: the anchor and both halves of one moment of the room.
+        return await self.db.run_interaction("history_around", txn)
 
     async def search(self, user_id: int, query: str, room_id: int | None, sender: str | None,
                      since: int | None, until: int | None, limit: int, now: int, *,
