@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,14 @@ from qtclient.controller import ChatController, LoginRequest
 from qtclient.i18n import _
 from qtclient.i18n.switch import LanguageSwitcher
 from qtclient.idle import IdleWatcher
-from qtclient.qt import QApplication, QDialog, QObject, is_deleted
+from qtclient.qt import QApplication, QDate, QDialog, QObject, QStandardPaths, is_deleted
 from qtclient.settings import ClientSettings, LoginDefaults
 from qtclient.views.app_window import AppWindow
 from qtclient.views.dialogs import (
     CreateRoomDialog,
+    DateDialog,
     DirectoryDialog,
+    ExportDialog,
     QuickSwitcher,
     SettingsDialog,
     UserSearchDialog,
@@ -115,7 +118,8 @@ class ChatApp(QObject):
         login_window: the start window (closing it quits).
         account_dialog: the "add an account" / "sign in" dialog, while open.
         dialogs: the small windows currently open, by kind (``create``,
-            ``directory``, ``message``, ``invite``, ``settings``, ``switcher``).
+            ``directory``, ``message``, ``invite``, ``settings``, ``switcher``,
+            ``date``, ``export``).
         last_status: the last message shown in a status bar (translated).
     """
 
@@ -213,6 +217,14 @@ class ChatApp(QObject):
         c.users_found.connect(self._users_found)
         main.room_selected.connect(c.open_room)
         main.older_requested.connect(c.load_older)
+        main.newer_requested.connect(c.load_newer)
+        main.search_requested.connect(
+            lambda query, room, order: c.search(query, room if room >= 0 else None, order))
+        main.search_more_requested.connect(c.search_more)
+        main.message_requested.connect(c.show_message)
+        main.date_dialog_requested.connect(self.open_date_dialog)
+        main.export_dialog_requested.connect(self.open_export)
+        main.export_cancel_requested.connect(c.cancel_export)
         main.send_requested.connect(lambda text, reply: c.send(text, reply if reply >= 0 else None))
         main.edit_requested.connect(c.edit)
         main.delete_requested.connect(c.delete)
@@ -698,6 +710,37 @@ class ChatApp(QObject):
         dialog.room_chosen.connect(self.controller.open_room)
         self._open("switcher", dialog)
         return dialog
+
+    def open_date_dialog(self, room_id: int) -> DateDialog:
+        """"Go to date…": a calendar; the conversation is then shown from that day."""
+        controller = self.controller
+        dialog = DateDialog(controller.room_label(room_id), QDate.currentDate(),
+                            self.main_window)
+        dialog.date_chosen.connect(
+            lambda y, m, d: controller.show_date(room_id, date(y, m, d)))
+        self._open("date", dialog)
+        return dialog
+
+    def open_export(self) -> ExportDialog:
+        """"Export my conversations…": a date range and a file name, then the
+        export runs with its progress window."""
+        unit = self.unit
+        folder = QStandardPaths.writableLocation(
+            QStandardPaths.StandardLocation.DocumentsLocation)
+        dialog = ExportDialog(QDate.currentDate(), Path(folder) if folder else Path.home(),
+                              self.main_window)
+        dialog.export_requested.connect(partial(self._export, unit))
+        self._open("export", dialog)
+        return dialog
+
+    def _export(self, unit: AccountUnit, first: date, last: date, name: str) -> None:
+        if unit.controller.export is not None:
+            self._show_status(unit, _("An export is already running."))
+            return
+        unit.page.show_export_progress()
+        if not unit.controller.export_conversations(first, last, name):
+            unit.page.export_ended(False)
+            self._show_status(unit, _("Not connected to the server."))
 
     def open_settings(self) -> SettingsDialog:
         """The settings dialog."""

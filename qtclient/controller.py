@@ -16,33 +16,41 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, DNSLookupError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatnet import __version__
 from chatnet.client.calls import Calls, VoiceCall
+from chatnet.client.connection import Patient
 from chatnet.client.core import ConnectionClosed, Event
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from qtclient.audio import CallAudio
-from qtclient.i18n import _
+from qtclient.exporting import ExportResult, export_to_files, others_of
+from qtclient.i18n import _, ngettext
 from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
 from qtclient.models.presence import normalise
 from qtclient.models.rooms import RoomListModel, RoomSortProxy
+from qtclient.models.search import RELEVANCE, SearchResultsModel
 from qtclient.models.timeline import TimelineModel
-from qtclient.qt import ID, QObject, QStandardPaths, QTimer, pyqtSignal
+from qtclient.qt import ID, QDate, QLocale, QObject, QStandardPaths, QTimer, pyqtSignal
 from qtclient.transfers import TransferManager
 
 #: Sent in ``session.hello``.
 CLIENT_NAME = f"chatnet-qt/{__version__}"
 #: Messages fetched when a room is opened (PROTOCOL.md 6 allows up to 200 a page).
 PAGE_SIZE = 50
+#: Messages fetched around a search result or a date (about half on each side).
+AROUND_PAGE_SIZE = 100
+#: Search results per page (docs/protocol.md 6 allows up to 200).
+SEARCH_PAGE_SIZE = 30
 #: Messages per page of scroll-back: larger, because each page on top makes the
 #: list lay out all its rows again (cheap per row, but not free at 10,000).
 OLDER_PAGE_SIZE = 200
@@ -141,6 +149,7 @@ class ChatController(QObject):
         rooms: the room list model; ``room_proxy`` sorts it for the view.
         invites: invitations to group rooms waiting for an answer.
         members: members of the current room.
+        search_results: the results of the account's current search (:meth:`search`).
         timelines: room id -> its timeline model (created when first opened).
         current_room: the room shown in the centre, or None.
         presence: username -> shown presence, as last heard.
@@ -189,6 +198,15 @@ class ChatController(QObject):
     call_changed = pyqtSignal()
     #: The call this client was in ended: the reason (hangup, no_answer, rejected).
     call_ended = pyqtSignal(str)
+    #: A message to scroll to and highlight, its history loaded: room id, seq
+    #: (a search result or a date was chosen).
+    message_shown = pyqtSignal(ID, ID)
+    #: The personal export advanced: conversations done, conversations in all,
+    #: messages written.
+    export_progress = pyqtSignal(int, int, int)
+    #: The personal export ended (True: written; False: failed or cancelled,
+    #: nothing kept); :attr:`info` or :attr:`error` says more.
+    export_finished = pyqtSignal(bool)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
                  parent: QObject | None = None, cache_dir: Path | None = None) -> None:
@@ -212,6 +230,7 @@ class ChatController(QObject):
         self.current_room: int | None = None
         self.presence: dict[str, str] = {}
         self.display_names: dict[str, str] = {}
+        self.search_results = SearchResultsModel(self.room_label, self.display_names, self)
         self.own_presence = "online"
         self.status_text = ""
         self.auto_away = False
@@ -234,6 +253,8 @@ class ChatController(QObject):
         #: Device ids (hex) of the microphone and speaker calls use ('' = default).
         self.microphone = ""
         self.speaker = ""
+        #: The personal export running, if any (cancel it to stop).
+        self.export: Deferred[Any] | None = None
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
         self._typing_timer.timeout.connect(self._expire_typing)
@@ -362,6 +383,7 @@ class ChatController(QObject):
         """Close the connection without logging out (the program is quitting)."""
         session, self.session = self.session, None
         self._typing_timer.stop()
+        self.cancel_export()
         self.files.reset()
         self.files.session = None
         if session is None:
@@ -370,6 +392,7 @@ class ChatController(QObject):
 
     def _forget(self) -> None:
         self._typing_timer.stop()
+        self.cancel_export()
         self.calls = None
         self._stop_audio()
         if self.call is not None:
@@ -384,6 +407,7 @@ class ChatController(QObject):
         self.rooms.reset_rooms([])
         self.invites.reset_invites([])
         self.members.reset_members(None, [])
+        self.search_results.clear()
         self._was_authenticated = False
         self._set_connection(ConnectionView.OFFLINE)
 
@@ -485,20 +509,7 @@ class ChatController(QObject):
             entry = self.rooms.room(room_id)
             timeline.place_marker(entry.read_seq if entry is not None else timeline.newest_seq)
         elif not timeline.loading:
-            entry = self.rooms.room(room_id)
-            read_seq = entry.read_seq if entry is not None else 0
-            timeline.loading = True
-
-            def loaded(page: dict[str, Any]) -> None:
-                timeline.loading = False
-                timeline.load_latest(page["messages"], bool(page.get("has_more")), read_seq)
-                self._mark_current_read()
-
-            def failed(error: BaseException) -> None:
-                timeline.loading = False
-                self.error.emit(describe_error(error))
-
-            self._call("msg.history", {"room_id": room_id, "limit": PAGE_SIZE}, loaded, failed)
+            self._load_latest(timeline)
         self._load_members(room_id)
         self._mark_current_read()
         self.room_opened.emit(room_id)
@@ -512,24 +523,161 @@ class ChatController(QObject):
                                                                self.display_names, self)
         return timeline
 
+    def _load_latest(self, timeline: TimelineModel) -> None:
+        """Fetch the newest page of ``timeline``'s room into it (replacing its window)."""
+        entry = self.rooms.room(timeline.room_id)
+        read_seq = entry.read_seq if entry is not None else 0
+        timeline.window += 1
+        window = timeline.window
+        timeline.loading = True
+
+        def loaded(page: dict[str, Any]) -> None:
+            if window != timeline.window:
+                return  # another window was asked for meanwhile
+            timeline.loading = False
+            timeline.load_latest(page["messages"], bool(page.get("has_more")), read_seq)
+            self._mark_current_read()
+
+        def failed(error: BaseException) -> None:
+            if window == timeline.window:
+                timeline.loading = False
+            self.error.emit(describe_error(error))
+
+        self._call("msg.history", {"room_id": timeline.room_id, "limit": PAGE_SIZE},
+                   loaded, failed)
+
+    def _page_of(self, timeline: TimelineModel, args: dict[str, Any],
+                 done: Callable[[dict[str, Any]], None]) -> None:
+        """One more page of ``msg.history`` for the current window of ``timeline``
+        (``args``: ``before_seq`` or ``after_seq``, ``limit``); ``done(page)``
+        unless the window was replaced meanwhile."""
+        window = timeline.window
+        timeline.loading = True
+
+        def loaded(page: dict[str, Any]) -> None:
+            if window == timeline.window:
+                timeline.loading = False
+                done(page)
+
+        def failed(error: BaseException) -> None:
+            if window == timeline.window:
+                timeline.loading = False
+            self.error.emit(describe_error(error))
+
+        self._call("msg.history", {"room_id": timeline.room_id, **args}, loaded, failed)
+
     def load_older(self, room_id: int) -> None:
         """Scroll-back reached the top: fetch the page before the oldest loaded message."""
         timeline = self.timelines.get(room_id)
         if (timeline is None or not timeline.loaded or timeline.loading
                 or not timeline.has_more or timeline.oldest_seq is None):
             return
+        def loaded(page: dict[str, Any]) -> None:
+            timeline.prepend_older(page["messages"], bool(page.get("has_more")))
+
+        self._page_of(timeline, {"before_seq": timeline.oldest_seq, "limit": OLDER_PAGE_SIZE},
+                      loaded)
+
+    def load_newer(self, room_id: int) -> None:
+        """Scrolling down a window opened in the middle of the history (a search
+        result, a date) reached its bottom: fetch the page after its newest message."""
+        timeline = self.timelines.get(room_id)
+        if (timeline is None or not timeline.loaded or timeline.loading
+                or not timeline.has_newer):
+            return
+
+        def loaded(page: dict[str, Any]) -> None:
+            messages = page["messages"]
+            timeline.append_newer(messages, self._more_after(room_id, page, messages))
+
+        self._page_of(timeline, {"after_seq": timeline.newest_seq, "limit": OLDER_PAGE_SIZE},
+                      loaded)
+
+    def _more_after(self, room_id: int, page: dict[str, Any],
+                    messages: list[dict[str, Any]]) -> bool:
+        """Whether newer messages than ``page``'s exist: the server says so, or
+        a live message (counted in the room list, not added to a window in the
+        middle) arrived while the page was on its way."""
+        entry = self.rooms.room(room_id)
+        newest = max((int(m["seq"]) for m in messages), default=0)
+        return bool(page.get("has_more_after", page.get("has_more"))) or (
+            entry is not None and entry.last_seq > newest)
+
+    def show_message(self, room_id: int, seq: int) -> None:
+        """Open ``room_id`` at the message ``seq`` (a search result): the history
+        around it is loaded (``msg.history {around_seq}``) unless it is already,
+        then :attr:`message_shown` asks the view to scroll there and highlight it."""
+        if self.rooms.room(room_id) is None:
+            self.error.emit(describe_error(ChatError(ErrorCode.NOT_FOUND, "room")))
+            return
+        timeline = self.timeline(room_id)
+        if timeline.loaded and timeline.row_of_seq(seq) >= 0:
+            self.open_room(room_id)
+            self.message_shown.emit(room_id, seq)
+            return
+        self._load_around(room_id, {"around_seq": seq},
+                          lambda page: self.message_shown.emit(room_id, seq))
+
+    def show_date(self, room_id: int, day: date) -> None:
+        """Open ``room_id`` at the first message of ``day`` (local time): the history
+        around that moment is loaded (``msg.history {around_ts}``), then
+        :attr:`message_shown` names the message. A day without messages is said
+        so (:attr:`info`), and the nearest message before or after it is shown."""
+        if self.rooms.room(room_id) is None:
+            return
+        start = int(datetime.combine(day, datetime.min.time()).timestamp() * 1000)
+        end = int(datetime.combine(day + timedelta(days=1), datetime.min.time()).timestamp()
+                  * 1000)
+
+        def arrived(page: dict[str, Any]) -> None:
+            messages = page["messages"]
+            if page.get("anchor_seq") is None or not messages:
+                self.info.emit(_("This conversation has no messages yet."))
+                return
+            on_day = [m for m in messages if start <= int(m["ts"]) < end]
+            if on_day:
+                self.message_shown.emit(room_id, int(on_day[0]["seq"]))
+                return
+            before = [m for m in messages if int(m["ts"]) < start]
+            after = [m for m in messages if int(m["ts"]) >= end]
+            nearest = min(([before[-1]] if before else []) + ([after[0]] if after else []),
+                          key=lambda m: start - int(m["ts"]) if int(m["ts"]) < start
+                          else int(m["ts"]) - end)
+            when = QLocale().toString(QDate(day.year, day.month, day.day),
+                                      QLocale.FormatType.LongFormat)
+            self.info.emit(_("No messages on {date}; showing the nearest one.")
+                           .format(date=when))
+            self.message_shown.emit(room_id, int(nearest["seq"]))
+
+        self._load_around(room_id, {"around_ts": start}, arrived)
+
+    def _load_around(self, room_id: int, anchor: dict[str, Any],
+                     done: Callable[[dict[str, Any]], None]) -> None:
+        """Replace ``room_id``'s window with the page around ``anchor``
+        (``around_seq`` or ``around_ts``), open the room, then ``done(page)``."""
+        timeline = self.timeline(room_id)
+        timeline.window += 1
+        window = timeline.window
         timeline.loading = True
 
         def loaded(page: dict[str, Any]) -> None:
+            if window != timeline.window:
+                return
             timeline.loading = False
-            timeline.prepend_older(page["messages"], bool(page.get("has_more")))
+            messages = page["messages"]
+            timeline.load_around(messages, bool(page.get("has_more_before")),
+                                 self._more_after(room_id, page, messages))
+            self._mark_current_read()
+            done(page)
 
         def failed(error: BaseException) -> None:
-            timeline.loading = False
+            if window == timeline.window:
+                timeline.loading = False
             self.error.emit(describe_error(error))
 
-        self._call("msg.history", {"room_id": room_id, "before_seq": timeline.oldest_seq,
-                                   "limit": OLDER_PAGE_SIZE}, loaded, failed)
+        self._call("msg.history", {"room_id": room_id, **anchor, "limit": AROUND_PAGE_SIZE},
+                   loaded, failed)
+        self.open_room(room_id)
 
     def _load_members(self, room_id: int) -> None:
         def loaded(members: list[dict[str, Any]]) -> None:
@@ -655,6 +803,50 @@ class ChatController(QObject):
 
         self._call("user.search", {"query": query, "limit": 50}, found)
 
+    def room_label(self, room_id: int) -> str:
+        """How a room is named in lists of messages: "# name" for a group room,
+        the other person's name for a direct one ("?" for a room not in the list)."""
+        entry = self.rooms.room(room_id)
+        if entry is None:
+            return "?"
+        return entry.label if entry.is_direct else f"# {entry.label}"
+
+    # -- search (docs/protocol.md 6, msg.search) ---------------------------------------------
+
+    def search(self, query: str, room_id: int | None = None, sort: str = RELEVANCE) -> None:
+        """``msg.search``: the first page of messages matching ``query``, in
+        ``room_id`` or (None) in all the account's rooms, into
+        :attr:`search_results` (best first, or newest first with ``recent``).
+        An empty query just clears the results."""
+        query = " ".join(query.split())
+        generation = self.search_results.begin(query, room_id, sort)
+        if query:
+            self._search_page(generation, None)
+
+    def search_more(self) -> None:
+        """The next page of the current search (the list was scrolled to its end,
+        or "More" was clicked); nothing if there is none or one is on its way."""
+        results = self.search_results
+        if results.loading or not results.has_more or results.next_cursor is None:
+            return
+        results.loading = True
+        results.state_changed.emit()
+        self._search_page(results.generation, results.next_cursor)
+
+    def _search_page(self, generation: int, cursor: str | None) -> None:
+        results = self.search_results
+        args: dict[str, Any] = {"query": results.query, "limit": SEARCH_PAGE_SIZE,
+                                "sort": results.order}
+        if results.room_id is not None:
+            args["room_id"] = results.room_id
+        if cursor is not None:
+            args["cursor"] = cursor
+        def answered(page: dict[str, Any]) -> None:
+            results.add_page(generation, page)
+
+        self._call("msg.search", args, answered,
+                   lambda error: results.fail(generation, describe_error(error)))
+
     def can_manage(self, room_id: int) -> bool:
         """Whether the user may invite and kick in ``room_id`` (owner or moderator)."""
         entry = self.rooms.room(room_id)
@@ -684,6 +876,11 @@ class ChatController(QObject):
             return None
         client_msg_id = uuid.uuid4().hex
         timeline = self.timeline(room_id)
+        if timeline.has_newer:
+            # Sent from a window in the middle of the history (a search result, a
+            # date): the message appears at the newest end, so show that end.
+            timeline.forget_window()
+            self._load_latest(timeline)
         timeline.add_pending(client_msg_id, body, int(self.reactor.seconds() * 1000), reply_to)
         self._stop_typing(room_id)
         members = set(self.members.usernames()) if self.members.room_id == room_id else set()
@@ -701,6 +898,60 @@ class ChatController(QObject):
         self.run(self.session.send_message(room_id, body, reply_to=reply_to, mentions=mentions,
                                            client_msg_id=client_msg_id), acknowledged, refused)
         return client_msg_id
+
+    # -- personal export (chatnet.client.export) ------------------------------------------------
+
+    def export_conversations(self, first: date, last: date, name: str) -> bool:
+        """Export every conversation's messages from ``first`` to ``last`` (local
+        days, both included) to ``name``.jsonl and ``name``.txt (or ``name (n)``:
+        no file is replaced), waiting out rate limits. Progress comes as
+        :attr:`export_progress`, the end as :attr:`export_finished` with a
+        sentence in :attr:`info` or :attr:`error`.
+
+        Returns:
+            False if it could not start (not signed in, or an export runs).
+        """
+        session = self.session
+        if session is None or self.export is not None:
+            return False
+        ask = Patient(self.reactor, session.call)
+        work = Deferred.fromCoroutine(export_to_files(
+            ask, self.me, others_of(self.rooms.rooms()), first, last, Path(name),
+            self.export_progress.emit))
+        self.export = work
+
+        def written(result: ExportResult) -> None:
+            self.export = None
+            self.info.emit(ngettext(
+                "Exported {n} message from {rooms} conversations to {jsonl} and {text}.",
+                "Exported {n} messages from {rooms} conversations to {jsonl} and {text}.",
+                result.messages).format(n=result.messages, rooms=result.rooms,
+                                        jsonl=result.jsonl, text=result.text))
+            self.export_finished.emit(True)
+
+        def failed(failure: Failure) -> None:
+            self.export = None
+            error = failure.value
+            if isinstance(error, CancelledError):
+                self.info.emit(_("Export cancelled; nothing was kept."))
+            elif isinstance(error, OSError):
+                self.error.emit(_("Cannot write the export: {reason}").format(
+                    reason=error.strerror or str(error)))
+            else:
+                if not isinstance(error, ChatError):
+                    self.log.failure("export failed", failure)
+                self.error.emit(_("Export failed: {reason}").format(
+                    reason=describe_error(error if isinstance(error, BaseException)
+                                          else Exception(error))))
+            self.export_finished.emit(False)
+
+        work.addCallbacks(written, failed)
+        return True
+
+    def cancel_export(self) -> None:
+        """Stop the export running; the files it began are removed."""
+        if self.export is not None:
+            self.export.cancel()
 
     # -- files -------------------------------------------------------------------------------
 
@@ -984,6 +1235,7 @@ class ChatController(QObject):
     def _names_changed(self) -> None:
         for timeline in self.timelines.values():
             timeline.names_changed()
+        self.search_results.names_changed()
 
     def _refresh_rooms(self) -> None:
         """Add the rooms the list lacks (every page of ``room.list``)."""

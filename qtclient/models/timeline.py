@@ -118,6 +118,12 @@ class TimelineModel(RowsModel):
     reconnect merges without duplicates (rows are keyed by ``msg_id``, and a
     pending send is matched to its stored message by ``client_msg_id``).
 
+    A search result or a date opens the window somewhere in the middle
+    (:meth:`load_around`, ``msg.history {around_seq | around_ts}``): then
+    :attr:`has_newer` is True, newer pages come as the user scrolls down
+    (:meth:`append_newer`), and live messages are not appended (they would
+    leave a gap; scrolling down, or :meth:`load_latest`, brings them).
+
     Args:
         room_id: the room.
         me: the user's own username (marks own messages and mentions).
@@ -126,10 +132,14 @@ class TimelineModel(RowsModel):
 
     Attributes:
         has_more: whether older messages exist on the server beyond the first row.
-        loading: an older page is being fetched (the view asks only once).
+        has_newer: whether newer messages exist on the server beyond the last
+            stored row (only after :meth:`load_around`; False at the newest).
+        loading: a page is being fetched (the view asks only once).
         loaded: the newest page has been fetched at least once.
         marker_seq: the first unread message when the room was opened (the view
             draws "new messages" above it), or None.
+        window: bumped each time the loaded window is replaced (newest page,
+            a page around a message); an answer for an older window is ignored.
     """
 
     class Roles(IntEnum):
@@ -163,8 +173,10 @@ class TimelineModel(RowsModel):
         self.me = me
         self.names: Mapping[str, str] = names if names is not None else {}
         self.has_more = True
+        self.has_newer = False
         self.loading = False
         self.loaded = False
+        self.window = 0
         self.marker_seq: int | None = None
         self._rows: list[MessageItem] = []
         self._seqs: list[int] = []  # seqs of the stored rows (a prefix of _rows), for bisect
@@ -325,9 +337,89 @@ class TimelineModel(RowsModel):
         self._by_id = {i.msg_id: i for i in items if i.msg_id is not None}
         self._pending = {p.client_msg_id: p for p in pending}
         self.has_more = has_more
+        self.has_newer = False
         self.loaded = True
         self.marker_seq = next((i.seq for i in items
                                 if (i.seq or 0) > read_seq and i.sender != self.me), None)
+        self.endResetModel()
+
+    def load_around(self, messages: list[dict[str, Any]], has_more_before: bool,
+                    has_more_after: bool) -> None:
+        """A page around a message or a moment (``msg.history {around_seq |
+        around_ts}``): it replaces the stored rows; pending sends stay at the end.
+
+        Args:
+            messages: the page, oldest first.
+            has_more_before: whether older messages exist beyond it.
+            has_more_after: whether newer ones do (the window is not at the newest).
+        """
+        items = sorted((MessageItem.from_message(m, self.me) for m in messages),
+                       key=lambda i: i.seq or 0)
+        stored_cids = {i.client_msg_id for i in items if i.client_msg_id}
+        pending = [p for p in self._rows[len(self._seqs):]
+                   if p.client_msg_id not in stored_cids]
+        self.beginResetModel()
+        self._rows = items + pending
+        self._seqs = [i.seq or 0 for i in items]
+        self._by_id = {i.msg_id: i for i in items if i.msg_id is not None}
+        self._pending = {p.client_msg_id: p for p in pending}
+        self.has_more = has_more_before
+        self.has_newer = has_more_after
+        self.loaded = True
+        self.marker_seq = None
+        self.endResetModel()
+
+    def append_newer(self, messages: list[dict[str, Any]], has_more: bool) -> int:
+        """A newer page (``msg.history after_seq``) as the user scrolls down from a
+        window opened by :meth:`load_around`; put after the last stored row.
+
+        Args:
+            messages: the page, oldest first.
+            has_more: whether still newer messages exist (False: the window now
+                reaches the newest message, and live messages append again).
+
+        Returns:
+            how many rows were added.
+        """
+        newest = self.newest_seq
+        items = sorted((MessageItem.from_message(m, self.me) for m in messages
+                        if int(m["seq"]) > newest),
+                       key=lambda i: i.seq or 0)
+        items = [i for i in items if i.msg_id not in self._by_id]
+        for item in items:  # one's own sends the server has stored meanwhile
+            pending = self._pending.pop(item.client_msg_id, None) if item.client_msg_id else None
+            if pending is not None:
+                row = self._rows.index(pending)
+                self.beginRemoveRows(QModelIndex(), row, row)
+                del self._rows[row]
+                self.endRemoveRows()
+        if items:
+            first = len(self._seqs)
+            self.beginInsertRows(QModelIndex(), first, first + len(items) - 1)
+            self._rows[first:first] = items
+            self._seqs.extend(i.seq or 0 for i in items)
+            for i in items:
+                if i.msg_id is not None:
+                    self._by_id[i.msg_id] = i
+            self.endInsertRows()
+            if first > 0:
+                self._changed(first)  # replies in the window may find their quote
+        # Changed after the rows are in: while it is True the view does not
+        # follow the bottom (it would fetch page after page to the newest).
+        self.has_newer = has_more
+        return len(items)
+
+    def forget_window(self) -> None:
+        """Drop the stored rows of a window in the middle of the history (the user
+        sends from there: the newest page is fetched again); pending sends stay."""
+        pending = self._rows[len(self._seqs):]
+        self.beginResetModel()
+        self._rows = pending
+        self._seqs, self._by_id = [], {}
+        self.has_more, self.has_newer = True, False
+        self.loaded = False
+        self.marker_seq = None
+        self.window += 1
         self.endResetModel()
 
     def prepend_older(self, messages: list[dict[str, Any]], has_more: bool) -> int:
@@ -376,6 +468,8 @@ class TimelineModel(RowsModel):
         if (self.loaded and self._seqs and item.seq is not None
                 and item.seq < self._seqs[0] and self.has_more):
             return False  # older than the loaded window: scroll-back will fetch it
+        if self.has_newer and item.seq is not None and item.seq > self._seqs[-1]:
+            return False  # past a window in the middle: scrolling down fetches it
         seq = item.seq or 0
         row = bisect.bisect_left(self._seqs, seq)
         self.beginInsertRows(QModelIndex(), row, row)
@@ -469,8 +563,10 @@ class TimelineModel(RowsModel):
 
     def merge_latest(self, messages: list[dict[str, Any]]) -> None:
         """Reconcile with a fresh newest page after a reconnect: edits, reactions
-        and deletions made while offline (the library replays only new messages)."""
-        if not messages:
+        and deletions made while offline (the library replays only new messages).
+        A window in the middle of the history (:attr:`has_newer`) is left as it
+        is: the newest page does not touch it."""
+        if not messages or self.has_newer:
             return
         fresh = {int(m["msg_id"]): m for m in messages}
         low = min(int(m["seq"]) for m in messages)

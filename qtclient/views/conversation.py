@@ -45,6 +45,8 @@ RELAYOUT_DELAY_MS = 150
 #: At most one repaint per this many milliseconds for download progress and
 #: arriving previews (a download reports every 256 KiB chunk).
 FILES_REPAINT_MS = 50
+#: How long a message shown from a search result or a date stays highlighted.
+HIGHLIGHT_MS = 2500
 
 
 class TimelineView(QListView):
@@ -54,10 +56,15 @@ class TimelineView(QListView):
     has scrolled up: others' messages then never move what they are reading),
     goes to the bottom when the user sends (:meth:`show_newest`), keeps the
     visible message in place when older ones are put on top, and asks for
-    older history before the top is reached.
+    older history before the top is reached. A window opened in the middle
+    of the history (:meth:`reveal`: a search result, a date) asks for newer
+    history before its bottom is reached, and does not follow the bottom
+    until it holds the newest message.
 
     Signals:
         older_requested(): scroll-back is near the top of what is loaded.
+        newer_requested(): scrolling down is near the bottom of a window that
+            does not reach the newest message.
         reply_requested(msg_id), edit_requested(msg_id), delete_requested(msg_id):
             chosen from a message's menu.
         react_requested(msg_id, emoji, on): from the menu or a reaction chip.
@@ -67,6 +74,7 @@ class TimelineView(QListView):
     """
 
     older_requested = pyqtSignal()
+    newer_requested = pyqtSignal()
     reply_requested = pyqtSignal(ID)
     edit_requested = pyqtSignal(ID)
     delete_requested = pyqtSignal(ID)
@@ -108,6 +116,10 @@ class TimelineView(QListView):
         self._files_repaint.setSingleShot(True)
         self._files_repaint.setInterval(FILES_REPAINT_MS)
         self._files_repaint.timeout.connect(self._repaint_files)
+        self._highlight = QTimer(self)
+        self._highlight.setSingleShot(True)
+        self._highlight.setInterval(HIGHLIGHT_MS)
+        self._highlight.timeout.connect(self._end_highlight)
         bar = self.verticalScrollBar()
         assert bar is not None
         bar.valueChanged.connect(self._scrolled)
@@ -169,6 +181,7 @@ class TimelineView(QListView):
         super().setModel(model)
         self._keep_from_bottom = None
         self._stick = True
+        self._end_highlight()
         if model is not None:
             model.rowsAboutToBeInserted.connect(self._about_to_insert)
             model.rowsInserted.connect(self._inserted)
@@ -207,7 +220,7 @@ class TimelineView(QListView):
         if first == 0 and model is not None and model.rowCount() > 0:
             self._keep_from_bottom = (bar.maximum(), bar.maximum() - bar.value())
         else:
-            self._stick = bar.value() >= bar.maximum() - 4
+            self._stick = bar.value() >= bar.maximum() - 4 and not self._in_middle()
 
     def _inserted(self, *_args: Any) -> None:
         if self._keep_from_bottom is None and self._stick:
@@ -215,8 +228,11 @@ class TimelineView(QListView):
 
     def _reset(self) -> None:
         self._keep_from_bottom = None
-        self._stick = True
-        self.scrollToBottom()
+        # A window in the middle of the history is placed by reveal(), not at
+        # its bottom (which would ask for the newer pages at once).
+        self._stick = not self._in_middle()
+        if self._stick:
+            self.scrollToBottom()
 
     def updateGeometries(self) -> None:
         """After each layout (Qt has just set the scroll range): keep the
@@ -234,20 +250,59 @@ class TimelineView(QListView):
         elif self._stick:
             bar.setValue(bar.maximum())
         # Not from inside the layout: the request may change the model.
-        QTimer.singleShot(0, self._maybe_older)
+        QTimer.singleShot(0, self._maybe_more)
 
     def _scrolled(self, value: int) -> None:
         bar = self.verticalScrollBar()
         assert bar is not None
-        self._stick = value >= bar.maximum() - 4
-        self._maybe_older()
+        self._stick = value >= bar.maximum() - 4 and not self._in_middle()
+        self._maybe_more()
 
-    def _maybe_older(self) -> None:
+    def _in_middle(self) -> bool:
+        """Whether the rows shown end before the newest message."""
+        timeline = self.timeline()
+        return timeline is not None and timeline.has_newer
+
+    def _maybe_more(self) -> None:
+        """Ask for older history near the top, newer history near the bottom of a
+        window in the middle."""
         timeline = self.timeline()
         bar = self.verticalScrollBar()
-        if (timeline is not None and bar is not None and timeline.loaded
-                and timeline.has_more and not timeline.loading and bar.value() <= PREFETCH_PX):
+        if timeline is None or bar is None or not timeline.loaded or timeline.loading:
+            return
+        if timeline.has_more and bar.value() <= PREFETCH_PX:
             self.older_requested.emit()
+        elif timeline.has_newer and bar.value() >= bar.maximum() - PREFETCH_PX:
+            self.newer_requested.emit()
+
+    def reveal(self, seq: int) -> bool:
+        """Scroll the message ``seq`` to the middle of the view and highlight it
+        for :data:`HIGHLIGHT_MS` (a search result or a date was chosen).
+
+        Returns:
+            False if that message is not loaded.
+        """
+        timeline = self.timeline()
+        row = timeline.row_of_seq(seq) if timeline is not None else -1
+        if timeline is None or row < 0:
+            return False
+        self._keep_from_bottom = None
+        self._stick = False
+        self.executeDelayedItemsLayout()  # a reset only schedules it; scrolling needs it now
+        index = timeline.index(row)
+        self.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+        self.message_delegate.highlight_key = str(index.data(_TR.Key))
+        self._highlight.start()
+        self._repaint_files()
+        return True
+
+    def highlighted(self) -> str | None:
+        """The key of the message highlighted now (``m<msg_id>``), or None."""
+        return self.message_delegate.highlight_key
+
+    def _end_highlight(self) -> None:
+        self.message_delegate.highlight_key = None
+        self._repaint_files()
 
     def show_newest(self) -> None:
         """Scroll to the newest message and stay there while rows arrive: the

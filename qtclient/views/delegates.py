@@ -106,6 +106,7 @@ _TEXT = QColor("#202124")
 _MUTED = QColor("#5f6368")
 _INVITE_SELECTED = QColor("#e8f0fe")
 _MARKER = QColor("#d93025")
+_HIGHLIGHT = QColor("#fde293")   # a message shown from a search result or a date
 
 
 def name_colour(username: str) -> QColor:
@@ -305,6 +306,9 @@ class MessageDelegate(QStyledItemDelegate):
         self._layouts: OrderedDict[tuple[Any, int], MessageLayout] = OrderedDict()
         self.transfers: TransfersModel | None = None
         self.thumbnails: ThumbnailCache | None = None
+        #: The key of the message drawn highlighted (a search result just
+        #: opened), or None; set by the view.
+        self.highlight_key: str | None = None
         self._wanted: dict[str, AttachedFile] = {}
 
     def clear_cache(self) -> None:
@@ -523,6 +527,10 @@ class MessageDelegate(QStyledItemDelegate):
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.translate(option.rect.topLeft())
+        if self.highlight_key is not None and index.data(_TR.Key) == self.highlight_key:
+            top = layout.bubble.top() - SPACING // 2
+            painter.fillRect(QRect(0, top, option.rect.width(), layout.height - top),
+                             _HIGHLIGHT)
         if layout.day is not None:
             self._paint_rule(painter, layout.day, day_text(int(index.data(_TR.Timestamp) or 0)),
                              _MUTED, small)

@@ -1,5 +1,6 @@
 """Small windows: create a room, browse the directory, find a person, invite,
-settings, and the quick switcher (Ctrl+K).
+settings, the quick switcher (Ctrl+K), go to a date, and export one's
+conversations.
 
 Each is opened without blocking the event loop (``open()``, never
 ``exec()``), so the reactor keeps running while it is shown, and reports
@@ -8,6 +9,9 @@ what the user chose with a signal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from qtclient.i18n import LANGUAGES, _, ngettext
@@ -15,12 +19,17 @@ from qtclient.models.rooms import RoomListModel, RoomSortProxy
 from qtclient.qt import (
     ID,
     QAbstractItemView,
+    QCalendarWidget,
     QCheckBox,
     QComboBox,
+    QDate,
+    QDateEdit,
     QDialog,
     QDialogButtonBox,
     QEvent,
+    QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QItemSelectionModel,
     QKeyEvent,
     QLabel,
@@ -420,3 +429,162 @@ class QuickSwitcher(_Dialog):
         if index.isValid():
             self.room_chosen.emit(int(index.data(RoomListModel.Roles.RoomId)))
             self.accept()
+
+
+def to_date(day: QDate) -> date:
+    """A ``QDate`` as a ``datetime.date``."""
+    return date(day.year(), day.month(), day.day())
+
+
+class DateDialog(_Dialog):
+    """"Go to date…": a calendar; OK shows the conversation from that day.
+
+    Args:
+        room_name: the conversation's name, for the title.
+        today: the day selected at first, and the last one that can be chosen.
+
+    Signals:
+        date_chosen(year, month, day)
+    """
+
+    date_chosen = pyqtSignal(int, int, int)
+
+    def __init__(self, room_name: str, today: QDate, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.room_name = room_name
+        self.calendar = QCalendarWidget()
+        self.calendar.setGridVisible(True)
+        self.calendar.setMaximumDate(today)
+        self.calendar.setSelectedDate(today)
+        self.calendar.activated.connect(lambda _day: self._accept())
+        self.label = QLabel()
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self._accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addWidget(self.calendar)
+        layout.addWidget(self.buttons)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Go to date"))
+        self.label.setText(_("Show {room} from the first message of the day:").format(
+            room=self.room_name))
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if ok is not None:
+            ok.setText(_("Go"))
+
+    def _accept(self) -> None:
+        day = self.calendar.selectedDate()
+        self.date_chosen.emit(day.year(), day.month(), day.day())
+        self.accept()
+
+
+def ask_export_name(parent: QWidget, suggested: str) -> str:
+    """The export dialog's "Choose…" button: a save dialog; "" if cancelled."""
+    path, _filter = QFileDialog.getSaveFileName(parent, _("Export to"), suggested)
+    return str(path)
+
+
+class ExportDialog(_Dialog):
+    """"Export my conversations…": a date range and a file name.
+
+    NAME.jsonl (one message per line, JSON) and NAME.txt (readable) are
+    written; an existing file is never replaced (the export then takes
+    "NAME (1)", "NAME (2)" …).
+
+    Args:
+        today: the last day offered (and the range's default end).
+        folder: where the file name starts (the Documents folder).
+
+    Attributes:
+        choose_path: asks for a file name, given the one suggested; tests
+            replace it instead of driving a native dialog.
+
+    Signals:
+        export_requested(first_day, last_day, name): both days included
+            (``datetime.date``), the path without extension.
+    """
+
+    export_requested = pyqtSignal(object, object, str)
+
+    def __init__(self, today: QDate, folder: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.choose_path: Callable[[QWidget, str], str] = ask_export_name
+        self.first = QDateEdit(today.addDays(-30))
+        self.last = QDateEdit(today)
+        for edit in (self.first, self.last):
+            edit.setCalendarPopup(True)
+            edit.setMaximumDate(today)
+        self.name = QLineEdit(str(folder / f"chatnet-export-{today.toString('yyyy-MM-dd')}"))
+        self.browse = QPushButton()
+        self.browse.clicked.connect(self._browse)
+        self.problem = QLabel()
+        self.problem.setStyleSheet("color: #d93025;")
+        self.problem.setWordWrap(True)
+        self.note = QLabel()
+        self.note.setWordWrap(True)
+        self.note.setStyleSheet("color: #5f6368;")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self._accept)
+        self.buttons.rejected.connect(self.reject)
+        self.labels = [QLabel(), QLabel(), QLabel()]
+        name_row = QHBoxLayout()
+        name_row.addWidget(self.name, 1)
+        name_row.addWidget(self.browse)
+        form = QFormLayout()
+        form.addRow(self.labels[0], self.first)
+        form.addRow(self.labels[1], self.last)
+        form.addRow(self.labels[2], name_row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.note)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.buttons)
+        self.setMinimumWidth(480)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Export my conversations"))
+        self.labels[0].setText(_("From"))
+        self.labels[1].setText(_("To (included)"))
+        self.labels[2].setText(_("File name"))
+        self.browse.setText(_("Choose…"))
+        self.note.setText(_("Every conversation's messages of those days are written to "
+                            "NAME.jsonl (one message per line, for programs) and NAME.txt "
+                            "(to read). No file is replaced."))
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if ok is not None:
+            ok.setText(_("Export"))
+
+    def _browse(self) -> None:
+        path = self.choose_path(self, self.name.text())
+        if path:
+            self.name.setText(str(Path(path).with_suffix("")
+                                  if Path(path).suffix in (".jsonl", ".txt") else path))
+
+    def _accept(self) -> None:
+        first, last = to_date(self.first.date()), to_date(self.last.date())
+        name = self.name.text().strip()
+        if last < first:
+            self.problem.setText(_("The last day is before the first."))
+            return
+        if not name:
+            self.problem.setText(_("Give a file name."))
+            self.name.setFocus()
+            return
+        path = Path(name).expanduser()
+        if path.is_dir():
+            self.problem.setText(_("That is a folder; give a file name in it."))
+            return
+        if not path.parent.is_dir():
+            self.problem.setText(_("The folder {folder} does not exist.").format(
+                folder=str(path.parent)))
+            return
+        self.export_requested.emit(first, last, str(path))
+        self.accept()

@@ -64,6 +64,7 @@ from qtclient.qt import (
     QMainWindow,
     QMenu,
     QModelIndex,
+    QProgressDialog,
     QPushButton,
     QSize,
     QSplitter,
@@ -81,6 +82,7 @@ from qtclient.views.calls import CallBar, IncomingCall
 from qtclient.views.conversation import Composer, TimelineView
 from qtclient.views.delegates import InviteDelegate, MemberDelegate, RoomDelegate
 from qtclient.views.icons import app_icon, paperclip_icon
+from qtclient.views.search import SearchPanel
 
 if TYPE_CHECKING:
     from qtclient.controller import ChatController
@@ -194,6 +196,17 @@ class MainWindow(QMainWindow):
 
     room_selected = pyqtSignal(ID)
     older_requested = pyqtSignal(ID)
+    newer_requested = pyqtSignal(ID)
+    #: words, room id (-1: all conversations), order (relevance | recent)
+    search_requested = pyqtSignal(str, ID, str)
+    search_more_requested = pyqtSignal()
+    #: room id, seq: open that message (a search result)
+    message_requested = pyqtSignal(ID, ID)
+    #: room id: "Go to date…" for that conversation
+    date_dialog_requested = pyqtSignal(ID)
+    export_dialog_requested = pyqtSignal()
+    #: Cancel in the export's progress window.
+    export_cancel_requested = pyqtSignal()
     #: text, msg_id replied to (-1: none)
     send_requested = pyqtSignal(str, ID)
     edit_requested = pyqtSignal(ID, ID, str)
@@ -239,25 +252,31 @@ class MainWindow(QMainWindow):
         self.room_id: int | None = None
         #: ("reply" | "edit", msg_id) while the composer replies to or edits a message.
         self.compose_mode: tuple[str, int] | None = None
+        #: The personal export's progress window, while an export runs.
+        self.export_progress: QProgressDialog | None = None
         self.setWindowIcon(app_icon())
         self.resize(1100, 720)
         self._build_menu()
         self._build_left()
         self._build_centre()
         self._build_members()
+        self._build_search()
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.left)
         splitter.addWidget(self.centre)
         splitter.addWidget(self.members_panel)
+        splitter.addWidget(self.search_panel)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setStretchFactor(2, 0)
-        splitter.setSizes([260, 640, 220])
+        splitter.setStretchFactor(3, 0)
+        splitter.setSizes([260, 640, 220, 320])
         splitter.setChildrenCollapsible(False)
         self.splitter = splitter
         self.setCentralWidget(splitter)
         self._build_status()
         self.members_panel.hide()
+        self.search_panel.hide()
         self.retranslate()
         self.show_room(None)
         state.connection_changed.connect(self.show_connection)
@@ -271,6 +290,9 @@ class MainWindow(QMainWindow):
         state.ring_stopped.connect(self._ring_stopped)
         state.call_changed.connect(self._update_room_header)
         state.call_ended.connect(self._call_ended)
+        state.message_shown.connect(self.reveal_message)
+        state.export_progress.connect(self.export_progressed)
+        state.export_finished.connect(self.export_ended)
 
     # -- construction --------------------------------------------------------------------------
 
@@ -287,6 +309,16 @@ class MainWindow(QMainWindow):
         self.switcher_action = QAction(self)
         self.switcher_action.setShortcut(QKeySequence("Ctrl+K"))
         self.switcher_action.triggered.connect(self.switcher_requested)
+        self.find_action = QAction(self)
+        self.find_action.setShortcut(QKeySequence("Ctrl+F"))
+        self.find_action.triggered.connect(lambda: self.open_search(here=True))
+        self.find_all_action = QAction(self)
+        self.find_all_action.setShortcut(QKeySequence("Ctrl+Shift+F"))
+        self.find_all_action.triggered.connect(lambda: self.open_search(here=False))
+        self.date_action = QAction(self)
+        self.date_action.triggered.connect(self._date_clicked)
+        self.export_action = QAction(self)
+        self.export_action.triggered.connect(self.export_dialog_requested)
         self.settings_action = QAction(self)
         self.settings_action.triggered.connect(self.settings_requested)
         self.logout_action = QAction(self)
@@ -296,6 +328,10 @@ class MainWindow(QMainWindow):
         self.quit_action.triggered.connect(self.quit_requested)
         for action in (self.switcher_action, self.new_room_action, self.browse_action,
                        self.message_action):
+            self.chat_menu.addAction(action)
+        self.chat_menu.addSeparator()
+        for action in (self.find_action, self.find_all_action, self.date_action,
+                       self.export_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
         for action in (self.settings_action, self.logout_action, self.quit_action):
@@ -444,6 +480,7 @@ class MainWindow(QMainWindow):
         self.banner.hide()
         self.timeline = TimelineView()
         self.timeline.older_requested.connect(self._older)
+        self.timeline.newer_requested.connect(self._newer)
         self.timeline.reply_requested.connect(lambda m: self.start_compose("reply", m))
         self.timeline.edit_requested.connect(lambda m: self.start_compose("edit", m))
         self.timeline.delete_requested.connect(self._delete)
@@ -562,6 +599,74 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.members_title)
         layout.addWidget(self.members_view, 1)
 
+    def _build_search(self) -> None:
+        """The search panel (hidden until Ctrl+F / Ctrl+Shift+F)."""
+        self.search_panel = SearchPanel(self.state.search_results)
+        self.search_panel.search_requested.connect(self.search_requested)
+        self.search_panel.more_requested.connect(self.search_more_requested)
+        self.search_panel.result_chosen.connect(self.message_requested)
+        self.search_panel.close_requested.connect(self.close_search)
+
+    def open_search(self, here: bool) -> None:
+        """Show the search panel, for the conversation shown (``here``, Ctrl+F)
+        or for all of them (Ctrl+Shift+F); it takes the members panel's place."""
+        self.members_panel_visible(False)
+        self.search_panel.show()
+        self.search_panel.start(here)
+
+    def close_search(self) -> None:
+        """Hide the search panel (its results stay for the next time)."""
+        self.search_panel.hide()
+        if self.room_id is not None:
+            self.composer.setFocus()
+
+    def reveal_message(self, room_id: int, seq: int) -> None:
+        """The controller loaded the history around a message (a search result,
+        a date): scroll to it and highlight it, if its room is shown."""
+        if room_id == self.room_id:
+            self.timeline.reveal(seq)
+
+    def show_export_progress(self) -> QProgressDialog:
+        """The export's progress window (conversations read; Cancel stops it)."""
+        self.export_ended(False)
+        dialog = QProgressDialog(self)
+        dialog.setWindowTitle(_("Exporting your conversations"))
+        dialog.setLabelText(_("Reading the list of your conversations…"))
+        dialog.setCancelButtonText(_("Cancel"))
+        dialog.setRange(0, 0)
+        dialog.setMinimumDuration(0)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.canceled.connect(self.export_cancel_requested)
+        self.export_progress = dialog
+        dialog.show()
+        return dialog
+
+    def export_progressed(self, done: int, total: int, messages: int) -> None:
+        """The export read ``done`` of ``total`` conversations, ``messages`` kept."""
+        dialog = self.export_progress
+        if dialog is None:
+            return
+        dialog.setRange(0, max(1, total))
+        dialog.setValue(min(done, max(1, total)))
+        dialog.setLabelText(ngettext(
+            "{n} message so far, {done} of {total} conversations read",
+            "{n} messages so far, {done} of {total} conversations read",
+            messages).format(n=messages, done=done, total=total))
+
+    def export_ended(self, _written: bool = False) -> None:
+        """Close the export's progress window (the status bar says how it went)."""
+        dialog, self.export_progress = self.export_progress, None
+        if dialog is not None:
+            dialog.canceled.disconnect(self.export_cancel_requested)
+            dialog.close()
+            dialog.deleteLater()
+
+    def _date_clicked(self) -> None:
+        if self.room_id is not None:
+            self.date_dialog_requested.emit(self.room_id)
+
     def _build_status(self) -> None:
         status = self.statusBar()
         assert status is not None
@@ -587,6 +692,10 @@ class MainWindow(QMainWindow):
         self.browse_action.setText(_("Browse rooms…"))
         self.message_action.setText(_("Message someone…"))
         self.switcher_action.setText(_("Go to a conversation…"))
+        self.find_action.setText(_("Search in this conversation…"))
+        self.find_all_action.setText(_("Search all conversations…"))
+        self.date_action.setText(_("Go to date…"))
+        self.export_action.setText(_("Export my conversations…"))
         self.settings_action.setText(_("Settings…"))
         self.logout_action.setText(_("Log out"))
         self.quit_action.setText(_("Quit"))
@@ -684,6 +793,10 @@ class MainWindow(QMainWindow):
         self.room_id = room_id
         entry = self.state.rooms.room(room_id) if room_id is not None else None
         self.uploads.set_room(room_id if entry is not None else None)
+        self.date_action.setEnabled(entry is not None)
+        self.search_panel.set_room(room_id if entry is not None else None,
+                                   self.state.room_label(room_id)
+                                   if room_id is not None and entry is not None else "")
         if room_id is None or entry is None:
             self.room_id = None
             self.timeline.setModel(None)
@@ -739,7 +852,9 @@ class MainWindow(QMainWindow):
             self.room_selected.emit(int(room_id))
 
     def members_panel_visible(self, visible: bool) -> None:
-        """Show or hide the members panel."""
+        """Show or hide the members panel (it takes the search panel's place)."""
+        if visible and self.room_id is not None:
+            self.search_panel.hide()
         self.members_panel.setVisible(visible and self.room_id is not None)
         if self.members_button.isChecked() != visible:
             self.members_button.setChecked(visible)
@@ -769,6 +884,10 @@ class MainWindow(QMainWindow):
     def _older(self) -> None:
         if self.room_id is not None:
             self.older_requested.emit(self.room_id)
+
+    def _newer(self) -> None:
+        if self.room_id is not None:
+            self.newer_requested.emit(self.room_id)
 
     # -- voice calls ---------------------------------------------------------------------------
 
