@@ -41,8 +41,9 @@ from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher  # noqa: E402
 
 from chatnet.client.connection import ChatConnection  # noqa: E402
+from qtclient.accounts import PasswordStore  # noqa: E402
 from qtclient.app import ChatApp  # noqa: E402
-from qtclient.settings import ClientSettings  # noqa: E402
+from qtclient.settings import ClientSettings, LoginDefaults  # noqa: E402
 from tests.support.server import PASSWORD, RunningServer, start_server, test_config  # noqa: E402
 
 reactor.runReturn()  # type: ignore[attr-defined]
@@ -229,3 +230,56 @@ def make_client(server: ServerHandle, tmp_path: Path, qtbot: Any,
         app.login_window.close()
         app.window.deleteLater()
         app.login_window.deleteLater()
+
+
+@pytest.fixture
+def other_server(tmp_path: Path, wait: Callable[..., Any]) -> Iterator[ServerHandle]:
+    """A second chatnet server, on another port and its own data."""
+    handle = ServerHandle(tmp_path / "data-other", wait)
+    yield handle
+    handle.close()
+
+
+class Desktops:
+    """Start desktop clients on a settings file and a password store of the
+    test's choosing (a restart is a new ChatApp on the same two)."""
+
+    def __init__(self, tmp_path: Path, qtbot: Any) -> None:
+        self.tmp_path = tmp_path
+        self.qtbot = qtbot
+        self.apps: list[ChatApp] = []
+
+    def start(self, passwords: PasswordStore, settings_name: str = "client.ini",
+              login: LoginDefaults | None = None, password: str = "") -> ChatApp:
+        store = QSettings(str(self.tmp_path / settings_name), QSettings.Format.IniFormat)
+        settings = ClientSettings(store)
+        settings.language = "en"
+        quits: list[bool] = []
+        app = ChatApp(reactor, settings, session_options=FAST_RECONNECT,
+                      on_quit=lambda: quits.append(True),
+                      cache_dir=self.tmp_path / f"cache-{len(self.apps)}", passwords=passwords)
+        app.quits = quits  # type: ignore[attr-defined]
+        self.apps.append(app)
+        app.start(login, password)
+        return app
+
+    def quit(self, app: ChatApp) -> None:
+        """Quit as the user does (the connections close; settings are written)."""
+        app.quit()
+        self.qtbot.waitUntil(lambda: app.quits == [True], timeout=5000)
+        for window in (app.window, app.login_window):
+            window.close()
+            window.deleteLater()
+
+    def close(self) -> None:
+        for app in self.apps:
+            if not app.quits:  # type: ignore[attr-defined]
+                self.quit(app)
+
+
+@pytest.fixture
+def desktops(tmp_path: Path, qtbot: Any) -> Iterator[Desktops]:
+    """Desktop clients started by the test, quit at its end."""
+    made = Desktops(tmp_path, qtbot)
+    yield made
+    made.close()

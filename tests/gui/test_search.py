@@ -279,3 +279,80 @@ def test_a_result_in_a_long_room_opens_there_and_scrolling_loads_both_ways(
         bar.setValue(0)
         qtbot.waitUntil(lambda c=count: timeline.stored_count > c or not timeline.has_more)
     assert _seqs(timeline) == list(range(1, 302))
+
+
+@pytest.mark.server_config(rate=1e6, burst=1e6)
+def test_sending_from_a_result_shows_the_newest_messages(make_client: Any, server: Any,
+                                                         qtbot: Any) -> None:
+    """Writing while a window in the middle of a long room is shown (a result
+    was opened) sends the message where it belongs, after the newest one, and
+    the conversation shows that end again: the newest page and the message."""
+    alice = make_client("alice")
+    bob = server.user("bob")
+    big = shared_room(server, bob, "alice", name="big")
+    bodies = [f"filler message {n}" for n in range(1, 201)]
+    bodies[9] = "an old needle"
+    say_many(server, bob, big, bodies)
+    wait_for_room(qtbot, alice, big)
+    search(qtbot, alice, "needle", everywhere=True)
+    panel = alice.main_window.search_panel
+    panel.results.choose(alice.controller.search_results.index(0))
+    timeline = alice.controller.timeline(big)
+    window = alice.main_window
+    qtbot.waitUntil(lambda: window.timeline.highlighted() is not None)
+    assert timeline.has_newer and 200 not in _seqs(timeline)
+
+    window.composer.setFocus()
+    qtbot.keyClicks(window.composer, "back to the present")
+    qtbot.keyClick(window.composer, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: timeline.loaded and not timeline.has_newer
+                    and timeline.stored_count > 0 and _seqs(timeline)[-1] == 201)
+    seqs = _seqs(timeline)
+    assert seqs == list(range(seqs[0], 202)) and 10 not in seqs
+    assert timeline.bodies()[-1] == "back to the present"
+    assert timeline.bodies().count("back to the present") == 1
+    qtbot.waitUntil(window.timeline.at_bottom)
+
+
+def test_each_account_searches_its_own_rooms(desktops: Any, server: Any, other_server: Any,
+                                             qtbot: Any) -> None:
+    """Two accounts on two servers in one window: Ctrl+Shift+F searches the
+    account shown, into that account's own panel; switching shows the other
+    account's panel and results as they were; a result opens the conversation
+    in its own account."""
+    from qtclient.accounts import PasswordStore
+    from tests.gui.keyrings import DictKeyring
+    from tests.gui.test_several_accounts import two_accounts
+
+    app, alice, carol = two_accounts(qtbot, desktops, server, other_server,
+                                     PasswordStore(DictKeyring()))
+    bob, dave = server.user("bob"), other_server.user("dave")
+    apples = shared_room(server, bob, "alice", name="apples")
+    cherries = shared_room(other_server, dave, "carol", name="cherries")
+    say(server, bob, apples, "the fruit basket is full")
+    say(other_server, dave, cherries, "fruit salad for lunch")
+    qtbot.waitUntil(lambda: alice.controller.rooms.room(apples) is not None
+                    and carol.controller.rooms.room(cherries) is not None)
+    assert app.current is carol
+
+    search(qtbot, app, "fruit", everywhere=True)
+    carol_results = carol.controller.search_results
+    assert [carol_results.index(r).data(_SR.RoomLabel) for r in range(carol_results.rowCount())
+            ] == ["# cherries"]
+    assert carol.page.search_panel.isVisible() and not alice.page.search_panel.isVisible()
+    assert alice.controller.search_results.rowCount() == 0
+
+    app.window.account_action(1).trigger()
+    assert app.current is alice
+    search(qtbot, app, "fruit", everywhere=True)
+    alice_results = alice.controller.search_results
+    assert [alice_results.index(r).data(_SR.RoomLabel) for r in range(alice_results.rowCount())
+            ] == ["# apples"]
+    assert carol_results.rowCount() == 1  # carol's results are hers, as they were
+    alice.page.search_panel.results.choose(alice_results.index(0))
+    qtbot.waitUntil(lambda: alice.controller.current_room == apples
+                    and alice.page.timeline.highlighted() is not None)
+    assert carol.controller.current_room != apples
+    app.window.account_action(2).trigger()
+    assert carol.page.search_panel.isVisible()
+    assert carol.page.search_panel.query.text() == "fruit"
