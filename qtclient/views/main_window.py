@@ -252,8 +252,10 @@ class MainWindow(QMainWindow):
         self.room_id: int | None = None
         #: ("reply" | "edit", msg_id) while the composer replies to or edits a message.
         self.compose_mode: tuple[str, int] | None = None
-        #: The personal export's progress window, while an export runs.
+        #: The personal export's progress window, while an export runs, and its
+        #: Cancel button.
         self.export_progress: QProgressDialog | None = None
+        self.export_cancel_button: QPushButton | None = None
         self.setWindowIcon(app_icon())
         self.resize(1100, 720)
         self._build_menu()
@@ -632,7 +634,8 @@ class MainWindow(QMainWindow):
         dialog = QProgressDialog(self)
         dialog.setWindowTitle(_("Exporting your conversations"))
         dialog.setLabelText(_("Reading the list of your conversations…"))
-        dialog.setCancelButtonText(_("Cancel"))
+        self.export_cancel_button = QPushButton(_("Cancel"))
+        dialog.setCancelButton(self.export_cancel_button)
         dialog.setRange(0, 0)
         dialog.setMinimumDuration(0)
         dialog.setAutoClose(False)

@@ -41,6 +41,7 @@ from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher  # noqa: E402
 
 from chatnet.client.connection import ChatConnection  # noqa: E402
+from chatnet.server import ChatnetService  # noqa: E402
 from qtclient.accounts import PasswordStore  # noqa: E402
 from qtclient.app import ChatApp  # noqa: E402
 from qtclient.settings import ClientSettings, LoginDefaults  # noqa: E402
@@ -134,13 +135,20 @@ def wait(qtbot: Any) -> Callable[..., Any]:
 
 
 class ServerHandle:
-    """The running server of a test, restartable on the same data and port."""
+    """The running server of a test, restartable on the same data and port.
 
-    def __init__(self, data_dir: Path, wait: Callable[..., Any], **overrides: Any) -> None:
+    Args:
+        clock: the reactor the server runs on, if not the global one (a test
+            that needs messages of other days gives it a shifted clock).
+    """
+
+    def __init__(self, data_dir: Path, wait: Callable[..., Any], clock: Any = None,
+                 **overrides: Any) -> None:
         self.data_dir = data_dir
         self.wait = wait
+        self.clock = clock
         self.overrides = overrides
-        self.running: RunningServer = wait(start_server(test_config(data_dir, **overrides)))
+        self.running: RunningServer = wait(self._start(test_config(data_dir, **overrides)))
         self.port = self.running.port
         self.ca = self.running.ca
         self.connections: list[ChatConnection] = []
@@ -163,8 +171,17 @@ class ServerHandle:
 
     def start(self) -> None:
         """Start it again on the same data directory and port."""
-        self.running = self.wait(start_server(test_config(self.data_dir, port=self.port,
-                                                          **self.overrides)))
+        self.running = self.wait(self._start(test_config(self.data_dir, port=self.port,
+                                                         **self.overrides)))
+
+    async def _start(self, config: Any) -> RunningServer:
+        if self.clock is None:
+            return await start_server(config)
+        service = ChatnetService(config, self.clock)
+        service.startService()
+        port = await service.ready
+        return RunningServer(service, port.getHost().port,
+                             service.ca_path or config.data_dir / "tls" / "ca.pem")
 
     def close(self) -> None:
         for conn in self.connections:
