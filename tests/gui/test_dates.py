@@ -71,7 +71,7 @@ def at(day: date, hour: int) -> datetime:
 def days_of_messages(server: ServerHandle, clock: ShiftedClock) -> tuple[Any, int, int]:
     """bob's room "general" with alice: 5 messages three days ago at noon,
     none two days ago, 5 yesterday at 8:00, 80 today (more than the first page);
-    and a direct room bob–alice with one message today. Returns (bob, general, dm)."""
+    and a direct room between bob and alice with one message today. Returns (bob, general, dm)."""
     bob = server.user("bob")
     server.user("alice")  # registered (three days ago)
     general = shared_room(server, bob, "alice", name="general")
