@@ -39,7 +39,7 @@ from qtclient.models.members import MemberListModel
 from qtclient.models.presence import normalise
 from qtclient.models.rooms import RoomListModel, RoomSortProxy
 from qtclient.models.search import RELEVANCE, SearchResultsModel
-from qtclient.models.timeline import TimelineModel
+from qtclient.models.timeline import TimelineModel, action_text
 from qtclient.qt import ID, QDate, QLocale, QObject, QStandardPaths, QTimer, pyqtSignal
 from qtclient.transfers import TransferManager
 
@@ -1228,6 +1228,7 @@ class ChatController(QObject):
             mentioned = self.me in (message.get("mentions") or []) or f"@{self.me}" in body
             if entry is not None and (entry.is_direct or mentioned):
                 name = self.display_names.get(sender, sender)
+                body = action_text(body, name) or body  # "* bob waves", not "/me waves"
                 title = name if entry.is_direct else _("{user} in {room}").format(
                     user=name, room=entry.label)
                 self.notify.emit(title, body, room_id)

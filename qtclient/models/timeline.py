@@ -93,6 +93,26 @@ class MessageItem:
         return "  ".join(f"📎 {a['name']}" for a in self.attachments)
 
 
+#: A message whose body starts with this (and has more) is an action, IRC's ``/me``
+#: (docs/protocol.md 6, Actions): shown as ``* sender text``.
+ACTION_PREFIX = "/me "
+
+
+def action_of(body: str) -> str | None:
+    """The text of an action message (``/me waves`` -> ``waves``), or None for
+    any other body (``/me`` alone, ``/meow``, ``/me`` followed by blanks)."""
+    if body.startswith(ACTION_PREFIX):
+        text = body[len(ACTION_PREFIX):].strip()
+        return text or None
+    return None
+
+
+def action_text(body: str, name: str) -> str | None:
+    """How an action reads, ``* name waves``, or None if ``body`` is not one."""
+    action = action_of(body)
+    return f"* {name} {action}" if action is not None else None
+
+
 def _attachments(value: Any) -> list[dict[str, Any]]:
     """The attachments of a message map, checked and in a fixed shape."""
     out = []
@@ -165,6 +185,8 @@ class TimelineModel(RowsModel):
         SenderName = USER_ROLE + 18
         Attachments = USER_ROLE + 19
         ReactionUsers = USER_ROLE + 20
+        #: ``* Name waves`` for an action (``/me waves``), else None.
+        Action = USER_ROLE + 21
 
     def __init__(self, room_id: int, me: str, names: Mapping[str, str] | None = None,
                  parent: QObject | None = None) -> None:
@@ -241,6 +263,8 @@ class TimelineModel(RowsModel):
             return item.client_msg_id
         if role == roles.Attachments:
             return [(a["file_id"], a["name"], a["size"], a["mime"]) for a in item.attachments]
+        if role == roles.Action:
+            return action_text(item.body, self.names.get(item.sender) or item.sender)
         return None
 
     def _day_break(self, row: int) -> bool:
@@ -253,7 +277,8 @@ class TimelineModel(RowsModel):
         quoted = self._by_id.get(item.reply_to)
         if quoted is None:
             return ("", "")  # replies to a message not loaded (or deleted)
-        return (self.names.get(quoted.sender) or quoted.sender, quoted.summary)
+        name = self.names.get(quoted.sender) or quoted.sender
+        return (name, action_text(quoted.body, name) or quoted.summary)
 
     # -- reading -------------------------------------------------------------------------------
 

@@ -218,6 +218,9 @@ class _Measure:
     files: list[AttachedFile] = field(default_factory=list)
     card_h: int = 0
     button_w: int = 0
+    #: An action (``/me``): the body reads "* Name text", in italics, and the
+    #: header has no name (the body says who).
+    action: bool = False
 
     @property
     def header_w(self) -> int:
@@ -329,6 +332,22 @@ class MessageDelegate(QStyledItemDelegate):
         small.setPointSizeF(max(6.0, body.pointSizeF() * 0.85))
         return body, bold, small
 
+    @staticmethod
+    def body_font(m: _Measure, font: QFont) -> QFont:
+        """The font of the body: ``font``, in italics for an action."""
+        if not m.action:
+            return font
+        italic = QFont(font)
+        italic.setItalic(True)
+        return italic
+
+    @staticmethod
+    def shown_body(index: _Index) -> str:
+        """The body as drawn: "* Name waves" for an action (``/me waves``), else
+        the text as sent."""
+        action = index.data(_TR.Action)
+        return str(action) if action is not None else str(index.data(_TR.Body))
+
     def layout_for(self, option: QStyleOptionViewItem, index: _Index) -> MessageLayout:
         """The (cached) layout of the message at ``index`` for the view's width."""
         width = self._width(option)
@@ -355,14 +374,15 @@ class MessageDelegate(QStyledItemDelegate):
     def _measure(self, option: QStyleOptionViewItem, index: _Index) -> _Measure:
         """Everything about a message's size that does not depend on the width."""
         body_font, bold, small = self.fonts(option)
+        action = index.data(_TR.Action) is not None
         # Fractional widths rounded up: a width rounded down is too narrow for
         # its own text, which then gets elided ("11:24 …").
-        name_w = math.ceil(QFontMetricsF(bold).horizontalAdvance(
+        name_w = 0 if action else math.ceil(QFontMetricsF(bold).horizontalAdvance(
             str(index.data(_TR.SenderName))))
         note_w = math.ceil(QFontMetricsF(small).horizontalAdvance(self.header_note(index)))
         header_h = max(QFontMetrics(bold).height(), QFontMetrics(small).height())
         reply_h = QFontMetrics(small).height() + 6 if index.data(_TR.ReplyTo) is not None else 0
-        text = str(index.data(_TR.Body))
+        text = self.shown_body(index)
         fm = QFontMetrics(body_font)
         chips = [(fm.horizontalAdvance(chip_text(emoji, count)) + 16, emoji, count, mine)
                  for emoji, count, mine in index.data(_TR.Reactions) or []]
@@ -370,8 +390,9 @@ class MessageDelegate(QStyledItemDelegate):
         measure = _Measure(own=bool(index.data(_TR.IsOwn)), day=bool(index.data(_TR.DayBreak)),
                            marker=bool(index.data(_TR.NewMarker)), name_w=name_w,
                            note_w=note_w, header_h=header_h, reply_h=reply_h, text=text,
-                           lines=_natural_lines(text, body_font) if text or not files else [],
-                           chips=chips, files=files)
+                           lines=[], chips=chips, files=files, action=action)
+        if text or not files:
+            measure.lines = _natural_lines(text, self.body_font(measure, body_font))
         if files:
             # Room for the name, then the size or state, then the progress bar.
             measure.card_h = fm.height() + QFontMetrics(small).height() + 12 + PROGRESS_HEIGHT
@@ -405,7 +426,7 @@ class MessageDelegate(QStyledItemDelegate):
     def _height(self, m: _Measure, width: int, font: QFont) -> int:
         """The row height only (what QListView needs for every row, on every layout)."""
         top, _left, max_bubble = self._geometry(m, width)
-        body_h, body_w = self._body_size(m, max_bubble - 2 * PAD, font)
+        body_h, body_w = self._body_size(m, max_bubble - 2 * PAD, self.body_font(m, font))
         content_w = self._content_width(m, max_bubble - 2 * PAD, body_w)
         bubble_h = (PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h
                     + m.files_h + PAD)
@@ -434,7 +455,7 @@ class MessageDelegate(QStyledItemDelegate):
         if m.marker:
             layout.marker = QRect(0, y, width, MARKER_HEIGHT)
         inner = max_bubble - 2 * PAD
-        body_h, body_w = self._body_size(m, inner, font)
+        body_h, body_w = self._body_size(m, inner, self.body_font(m, font))
         content_w = self._content_width(m, inner, body_w)
         bubble_h = (PAD + m.header_h + (m.reply_h + 4 if m.reply_h else 2) + body_h
                     + m.files_h + PAD)
@@ -575,21 +596,30 @@ class MessageDelegate(QStyledItemDelegate):
             painter.setBrush(_MUTED)
             painter.drawRect(QRect(layout.reply.left(), layout.reply.top(), 3,
                                    layout.reply.height()))
-            text = (f"{quoted_sender}: {quoted}" if quoted_sender
-                    else _("a message not shown"))
+            if not quoted_sender:
+                text = _("a message not shown")
+            elif quoted.startswith(f"* {quoted_sender} "):
+                text = quoted  # an action names its sender already
+            else:
+                text = f"{quoted_sender}: {quoted}"
             text = "↪ " + " ".join(text.split())
             painter.setPen(_MUTED)
             inner = layout.reply.adjusted(8, 0, -4, 0)
             painter.drawText(inner, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                              QFontMetrics(small).elidedText(text, Qt.TextElideMode.ElideRight,
                                                             inner.width()))
-        # Body.
+        # Body ("* Name waves" in italics for an action).
+        action = index.data(_TR.Action) is not None
+        if action:
+            body_font.setItalic(True)
         painter.setFont(body_font)
         painter.setPen(_MUTED if state == PENDING else _TEXT)
         text_option = QTextOption()
         text_option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
-        painter.drawText(QRectF(layout.body), _display_text(str(index.data(_TR.Body))),
+        painter.drawText(QRectF(layout.body), _display_text(self.shown_body(index)),
                          text_option)
+        if action:
+            body_font.setItalic(False)
         for spot in layout.files:
             self._paint_file(painter, spot, body_font, small)
         # Reactions.
