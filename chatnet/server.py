@@ -36,6 +36,7 @@ from chatnet.datadir import prepare_data_dir, private_umask
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService, CredentialWatch, TokenSweeper
+from chatnet.services.admin import AdminService
 from chatnet.services.calls import CallService
 from chatnet.services.feed import FeedService
 from chatnet.services.files import FileService, UploadJanitor
@@ -137,11 +138,12 @@ class ChatnetService(service.MultiService):
                                  config.max_file_size, config.user_quota)
         users = UserService(self.store, self.fanout, reactor, files=self.files,
                             max_frame=config.max_frame)
+        accounts = AccountService(self.store, hasher, reactor, config.open_registration,
+                                  config.token_lifetime, self.fanout,
+                                  config.registrations_per_hour,
+                                  config.tls_client_cert_login)
         self.chat_services = Services(
-            accounts=AccountService(self.store, hasher, reactor, config.open_registration,
-                                    config.token_lifetime, self.fanout,
-                                    config.registrations_per_hour,
-                                    config.tls_client_cert_login),
+            accounts=accounts,
             users=users,
             rooms=RoomService(self.store, self.fanout, users, reactor, config.max_frame,
                               config.max_rooms, config.max_invites),
@@ -149,6 +151,7 @@ class ChatnetService(service.MultiService):
             files=self.files,
             calls=CallService(self.store, self.fanout, reactor),
             feed=FeedService(self.store, self.fanout, users, reactor, config.max_frame),
+            admin=AdminService(self.store, self.fanout, users, accounts, reactor),
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.search_indexer = SearchIndexer(self.store, reactor)

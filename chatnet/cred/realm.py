@@ -162,7 +162,11 @@ class ChatRealm:
             # Before anything happens for the user (single-session, presence).
             check_certificate_user(mind.certificate_user, user.username)
         if user.banned:
-            raise ChatError(ErrorCode.BANNED, "this account is banned")
+            store = self.services.users.store
+            until = await store.ban_until(user_id)
+            if until is None or until > ms(self.clock):
+                raise ChatError(ErrorCode.BANNED, "this account is banned")
+            await store.set_ban(user_id, False, None, None, ms(self.clock))  # it ran out
         if (self.max_sessions is not None and not self.single_session
                 and len(self.fanout.sessions_of(user_id)) >= self.max_sessions):
             # Each session has its own rate limit: more of them must not multiply it.

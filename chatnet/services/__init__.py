@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from chatnet.services.accounts import AccountService
+    from chatnet.services.admin import AdminService
     from chatnet.services.calls import CallService
     from chatnet.services.feed import FeedService
     from chatnet.services.files import FileService
@@ -54,6 +55,7 @@ class Services:
         files: uploads and downloads (PROTOCOL.md 7).
         calls: voice calls (PROTOCOL.md 8).
         feed: the team feed (PROTOCOL.md 10).
+        admin: administration (PROTOCOL.md 9).
     """
 
     accounts: AccountService
@@ -63,6 +65,7 @@ class Services:
     files: FileService
     calls: CallService
     feed: FeedService
+    admin: AdminService
 
     def perspective(self, name: str, actor: Actor) -> object | None:
         """A logged-in session's perspective by the name the op registry uses
@@ -76,7 +79,7 @@ class Services:
 
 #: The perspective names of :class:`Services` (its fields).
 _PERSPECTIVES = frozenset({"accounts", "users", "rooms", "messages", "files", "calls",
-                           "feed"})
+                           "feed", "admin"})
 
 
 def ms(clock: Clock) -> int:

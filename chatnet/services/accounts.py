@@ -27,8 +27,9 @@ from chatnet.wire.ops import USERNAME_RE
 
 #: Shortest password accepted for new passwords, in characters.
 MIN_PASSWORD = 8
-#: Server roles an account may hold.
-SERVER_ROLES = frozenset({"admin"})
+#: Server roles an account may hold: admin (everything of PROTOCOL.md 9), auditor
+#: (its read-only ops), bot (an account a program runs, e.g. the assistant).
+SERVER_ROLES = frozenset({"admin", "auditor", "bot"})
 
 
 def check_new_password(password: str, field: str = "password") -> None:

@@ -41,6 +41,33 @@ class AuditStore:
 
         await self.db.run_interaction("audit", txn)
 
+    async def audit_page(self, since: int | None, until: int | None, action: str | None,
+                         username: str | None, before: tuple[int, int] | None,
+                         limit: int) -> list[dict[str, Any]]:
+        """Entries newest first, filtered (``admin.audit``): ``since`` <= ts <
+        ``until`` (ms), one ``action``, one ``username``, and after ``before``
+        ``(ts, entry_id)`` of the previous page; at most ``limit``.
+
+        Returns:
+            entries as :meth:`audit_entries` gives them.
+        """
+        def txn(t: Txn) -> list[dict[str, Any]]:
+            where, args = ["1 = 1"], []
+            for clause, value in (("ts >= ?", since), ("ts < ?", until),
+                                  ("action = ?", action), ("username = ?", username)):
+                if value is not None:
+                    where.append(clause)
+                    args.append(value)
+            if before is not None:
+                where.append("(ts < ? OR (ts = ? AND entry_id < ?))")
+                args.extend((before[0], before[0], before[1]))
+            rows = t.execute("SELECT entry_id, ts, action, user_id, username, peer, details "
+                             f"FROM audit_log WHERE {' AND '.join(where)} "
+                             "ORDER BY ts DESC, entry_id DESC LIMIT ?", [*args, limit]).fetchall()
+            return [_entry(row) for row in rows]
+
+        return await self.db.run_interaction("audit_page", txn)
+
     async def audit_entries(self, action: str | None = None,
                             limit: int = 100) -> list[dict[str, Any]]:
         """The newest entries first, optionally of one action.
@@ -53,16 +80,17 @@ class AuditStore:
             rows = t.execute("SELECT entry_id, ts, action, user_id, username, peer, details "
                              f"FROM audit_log {where} ORDER BY ts DESC, entry_id DESC LIMIT ?",
                              [*args, limit]).fetchall()
-            entries = []
-            for row in rows:
-                entry: dict[str, Any] = {"entry_id": int(row[0]), "ts": int(row[1]),
-                                         "action": row[2]}
-                for key, value in zip(("user_id", "username", "peer"), row[3:6], strict=True):
-                    if value is not None:
-                        entry[key] = value
-                if row[6]:
-                    entry["details"] = json.loads(row[6])
-                entries.append(entry)
-            return entries
+            return [_entry(row) for row in rows]
 
         return await self.db.run_interaction("audit_entries", txn)
+
+
+def _entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An audit row as a map (keys without a value left out)."""
+    entry: dict[str, Any] = {"entry_id": int(row[0]), "ts": int(row[1]), "action": row[2]}
+    for key, value in zip(("user_id", "username", "peer"), row[3:6], strict=True):
+        if value is not None:
+            entry[key] = value
+    if row[6]:
+        entry["details"] = json.loads(row[6])
+    return entry

@@ -192,6 +192,44 @@ class UserStore:
 
         return await self.db.run_interaction("credentials_ts", txn)
 
+    async def users_page(self, query: str, after: str, limit: int) -> list[UserRecord]:
+        """Users whose username or display name contains ``query`` (empty: all),
+        by username, after ``after``, at most ``limit`` (``admin.users``)."""
+        pattern = _like_prefix(query.casefold())
+
+        def txn(t: Txn) -> list[UserRecord]:
+            rows = t.execute(
+                f"SELECT {USER_COLUMNS} FROM users WHERE (username LIKE ? ESCAPE '\\' OR "
+                "LOWER(display_name) LIKE ? ESCAPE '\\') AND username > ? ORDER BY username "
+                "LIMIT ?", (pattern, pattern, after, limit)).fetchall()
+            return [user_from_row(r) for r in rows]
+
+        return await self.db.run_interaction("users_page", txn)
+
+    async def set_ban(self, user_id: int, banned: bool, reason: str | None, until: int | None,
+                      ts: int) -> None:
+        """Ban (until ``until`` ms, or for good) or unban a user. A ban revokes the
+        user's resume tokens and stamps a credentials change, so that every
+        node ends their sessions (:class:`~chatnet.services.accounts.CredentialWatch`)."""
+        def txn(t: Txn) -> None:
+            if banned:
+                t.execute("UPDATE users SET banned = 1, ban_reason = ?, banned_until = ?, "
+                          "credentials_ts = ? WHERE user_id = ?", (reason, until, ts, user_id))
+                t.execute("DELETE FROM auth_tokens WHERE user_id = ?", (user_id,))
+            else:
+                t.execute("UPDATE users SET banned = 0, ban_reason = NULL, banned_until = NULL "
+                          "WHERE user_id = ?", (user_id,))
+
+        await self.db.run_interaction("set_ban", txn)
+
+    async def ban_until(self, user_id: int) -> int | None:
+        """When a user's ban ends (ms), or None for a ban without an end."""
+        def txn(t: Txn) -> int | None:
+            value = t.scalar("SELECT banned_until FROM users WHERE user_id = ?", (user_id,))
+            return int(value) if value is not None else None
+
+        return await self.db.run_interaction("ban_until", txn)
+
     async def set_roles(self, user_id: int, roles: Iterable[str]) -> None:
         """Replace a user's server roles."""
         def txn(t: Txn) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services.accounts import AccountPerspective
+from chatnet.services.admin import AdminPerspective
 from chatnet.services.calls import CallPerspective
 from chatnet.services.feed import FeedPerspective
 from chatnet.services.files import FilePerspective
@@ -277,6 +278,7 @@ _PERSPECTIVES = {
     "files": FilePerspective,
     "calls": CallPerspective,
     "feed": FeedPerspective,
+    "admin": AdminPerspective,
 }
 
 

@@ -37,6 +37,7 @@ from chatnet.cred.realm import ChatRealm
 from chatnet.fanout import LocalFanout
 from chatnet.services import Services
 from chatnet.services.accounts import AccountService
+from chatnet.services.admin import AdminService
 from chatnet.services.calls import CallService
 from chatnet.services.feed import FeedService
 from chatnet.services.files import FileService
@@ -190,10 +191,11 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
     fanout.load_blocks(await store.all_blocks())
     files = FileService(store, clock, threads, tmp_path / "files")
     users = UserService(store, fanout, clock, files=files)
+    accounts = AccountService(store, hasher, clock, config.open_registration,
+                              config.token_lifetime, fanout, config.registrations_per_hour,
+                              config.tls_client_cert_login)
     services = Services(
-        accounts=AccountService(store, hasher, clock, config.open_registration,
-                                config.token_lifetime, fanout, config.registrations_per_hour,
-                                config.tls_client_cert_login),
+        accounts=accounts,
         users=users,
         rooms=RoomService(store, fanout, users, clock, config.max_frame, config.max_rooms,
                           config.max_invites),
@@ -201,6 +203,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
         files=files,
         calls=CallService(store, fanout, clock),
         feed=FeedService(store, fanout, users, clock, config.max_frame),
+        admin=AdminService(store, fanout, users, accounts, clock),
     )
     realm = ChatRealm(services, fanout, clock, config.single_session,
                       config.tls_client_cert_login, config.max_sessions_per_user)

@@ -1,0 +1,238 @@
+"""Administration (PROTOCOL.md 9), first part: accounts, sessions, bans, roles and
+the audit log, for the roles ``admin`` (everything) and ``auditor`` (the read-only
+ops: ``admin.users``, ``admin.sessions``, ``admin.audit``). Everyone else gets
+``forbidden`` for every ``admin.*`` op.
+
+Every change is written to the audit log with who made it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden
+from chatnet.fanout import LocalFanout
+from chatnet.services import Actor, Clock, ms
+from chatnet.services.accounts import SERVER_ROLES, AccountService, check_new_password
+from chatnet.services.users import UserService
+from chatnet.store import ChatStore
+
+#: Roles that may read (``admin.users``, ``admin.sessions``, ``admin.audit``).
+READERS = frozenset({"admin", "auditor"})
+
+
+def _cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise bad_request("cursor is not one this server gave") from None
+
+
+class AdminService:
+    """What the ``admin.*`` perspectives share.
+
+    Args:
+        store: the chat store.
+        fanout: this node's sessions (``admin.sessions``, ending sessions).
+        users: user lookups.
+        accounts: account creation and passwords (hashing, token revocation).
+        clock: time source.
+    """
+
+    def __init__(self, store: ChatStore, fanout: LocalFanout, users: UserService,
+                 accounts: AccountService, clock: Clock) -> None:
+        self.store = store
+        self.fanout = fanout
+        self.users = users
+        self.accounts = accounts
+        self.clock = clock
+
+    def perspective(self, actor: Actor) -> AdminPerspective:
+        """The ``admin.*`` ops for one session."""
+        return AdminPerspective(self, actor)
+
+    async def audit(self, actor: Actor, action: str, user_id: int | None = None,
+                    username: str | None = None, **details: Any) -> None:
+        """Write an audit entry naming the admin who acted."""
+        await self.store.audit(self.store.ids.next_id(), ms(self.clock), action,
+                               user_id=user_id, username=username,
+                               peer=getattr(actor.mind, "peer", None),
+                               details={"by": actor.username, **details})
+
+
+class AdminPerspective:
+    """``perspective_*`` methods for the ``admin.*`` ops (PROTOCOL.md 9)."""
+
+    def __init__(self, service: AdminService, actor: Actor) -> None:
+        self.service = service
+        self.actor = actor
+
+    def _require(self, roles: frozenset[str]) -> None:
+        if not roles.intersection(self.actor.roles):
+            raise forbidden("this needs the admin role" if roles == {"admin"} else
+                            "this needs the admin or auditor role")
+
+    async def perspective_users(self, query: str | None, cursor: str | None,
+                                limit: int) -> dict[str, Any]:
+        """``admin.users`` → ``{users: [profile + {roles, banned, sessions}],
+        next_cursor?}`` by username; ``sessions`` counts this node's.
+
+        Raises:
+            ChatError: ``forbidden`` (not admin or auditor), ``bad_request`` (cursor).
+        """
+        self._require(READERS)
+        service = self.service
+        after = str(_uncursor(cursor)) if cursor else ""
+        found = await service.store.users_page(query or "", after, limit + 1)
+        users = []
+        for user in found[:limit]:
+            users.append({**service.users.profile(user), "roles": list(user.roles),
+                          "banned": user.banned,
+                          "sessions": len(service.fanout.sessions_of(user.user_id))})
+        result: dict[str, Any] = {"users": users}
+        if len(found) > limit:
+            result["next_cursor"] = _cursor(found[limit - 1].username)
+        return result
+
+    async def perspective_sessions(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        """``admin.sessions`` → ``{sessions: [{session_id, username, peer, since,
+        client}], next_cursor?}``: this node's live sessions, by session id.
+
+        Raises:
+            ChatError: ``forbidden``, ``bad_request`` (cursor).
+        """
+        self._require(READERS)
+        after = str(_uncursor(cursor)) if cursor else ""
+        sessions = sorted((s for s in self.service.fanout.all_sessions()
+                           if getattr(s, "session_id", "") > after),
+                          key=lambda s: s.session_id)
+        page = [{"session_id": s.session_id, "username": s.username,
+                 "peer": getattr(s, "peer", ""), "since": getattr(s, "since", 0),
+                 "client": getattr(s, "client", "")} for s in sessions[:limit]]
+        result: dict[str, Any] = {"sessions": page}
+        if len(sessions) > limit:
+            result["next_cursor"] = _cursor(page[-1]["session_id"])
+        return result
+
+    async def perspective_create_user(self, username: str, password: str,
+                                      roles: list[str] | None) -> dict[str, Any]:
+        """``admin.create_user`` → ``{user_id}``.
+
+        Raises:
+            ChatError: ``forbidden``, ``bad_request`` (name, password, role),
+                ``conflict`` (name taken).
+        """
+        self._require(frozenset({"admin"}))
+        user = await self.service.accounts.create_user(username, password, roles or ())
+        await self.service.audit(self.actor, "user.created", user.user_id, user.username,
+                                 roles=sorted(user.roles))
+        return {"user_id": user.user_id}
+
+    async def perspective_reset_password(self, username: str, password: str) -> dict[str, Any]:
+        """``admin.reset_password`` → ``{}``: the user's tokens are revoked and their
+        sessions end (``session.ended {password_changed}``).
+
+        Raises:
+            ChatError: ``forbidden``, ``not_found``, ``bad_request`` (password).
+        """
+        self._require(frozenset({"admin"}))
+        check_new_password(password)
+        service = self.service
+        user = await service.users.user_named(username)
+        await service.accounts.set_password(user, password, by="admin",
+                                            peer=getattr(self.actor.mind, "peer", None))
+        for session in service.fanout.sessions_of(user.user_id):
+            session.end_session("password_changed")
+        return {}
+
+    async def perspective_set_role(self, username: str, roles: list[str]) -> dict[str, Any]:
+        """``admin.set_role {username, roles}`` → ``{}`` (extension): replace a user's
+        server roles. An admin cannot take the admin role from themselves (someone
+        must stay able to give it back).
+
+        Raises:
+            ChatError: ``forbidden``, ``not_found``, ``bad_request`` (unknown role).
+        """
+        self._require(frozenset({"admin"}))
+        unknown = set(roles) - SERVER_ROLES
+        if unknown:
+            raise bad_request(f"unknown role {sorted(unknown)[0]!r}")
+        service = self.service
+        user = await service.users.user_named(username)
+        if user.user_id == self.actor.user_id and "admin" not in roles:
+            raise bad_request("you cannot take the admin role from yourself")
+        await service.store.set_roles(user.user_id, roles)
+        await service.audit(self.actor, "role.changed", user.user_id, user.username,
+                            roles=sorted(set(roles)), before=sorted(user.roles))
+        return {}
+
+    async def perspective_ban(self, username: str, reason: str | None,
+                              until: int | None) -> dict[str, Any]:
+        """``admin.ban`` → ``{}``: the user's sessions end with ``session.ended
+        {banned}`` (every node's, through the credentials stamp), their tokens are
+        revoked, and login and resume answer ``banned`` until ``until`` (ms) or
+        ``admin.unban``.
+
+        Raises:
+            ChatError: ``forbidden``, ``not_found``, ``bad_request`` (oneself, or
+                ``until`` in the past).
+        """
+        self._require(frozenset({"admin"}))
+        service = self.service
+        user = await service.users.user_named(username)
+        if user.user_id == self.actor.user_id:
+            raise bad_request("you cannot ban yourself")
+        now = ms(service.clock)
+        if until is not None and until <= now:
+            raise bad_request("until must be in the future")
+        await service.store.set_ban(user.user_id, True, reason, until, now)
+        for session in service.fanout.sessions_of(user.user_id):
+            session.end_session("banned")
+        await service.audit(self.actor, "user.banned", user.user_id, user.username,
+                            **({"reason": reason} if reason else {}),
+                            **({"until": until} if until is not None else {}))
+        return {}
+
+    async def perspective_unban(self, username: str) -> dict[str, Any]:
+        """``admin.unban`` → ``{}``.
+
+        Raises:
+            ChatError: ``forbidden``, ``not_found``.
+        """
+        self._require(frozenset({"admin"}))
+        service = self.service
+        user = await service.users.user_named(username)
+        await service.store.set_ban(user.user_id, False, None, None, ms(service.clock))
+        await service.audit(self.actor, "user.unbanned", user.user_id, user.username)
+        return {}
+
+    async def perspective_audit(self, since: int | None, until: int | None,
+                                action: str | None, username: str | None,
+                                cursor: str | None, limit: int) -> dict[str, Any]:
+        """``admin.audit`` → ``{entries: [...], next_cursor?}``, newest first,
+        filtered by time (ms, ``until`` exclusive), action and username.
+
+        Raises:
+            ChatError: ``forbidden``, ``bad_request`` (cursor).
+        """
+        self._require(READERS)
+        before = None
+        if cursor:
+            value = _uncursor(cursor)
+            if not (isinstance(value, list) and len(value) == 2
+                    and all(isinstance(v, int) for v in value)):
+                raise ChatError(ErrorCode.BAD_REQUEST, "cursor is not one this server gave")
+            before = (int(value[0]), int(value[1]))
+        entries = await self.service.store.audit_page(since, until, action, username, before,
+                                                      limit + 1)
+        result: dict[str, Any] = {"entries": entries[:limit]}
+        if len(entries) > limit:
+            last = entries[limit - 1]
+            result["next_cursor"] = _cursor([last["ts"], last["entry_id"]])
+        return result

@@ -1,0 +1,151 @@
+"""Administration (PROTOCOL.md 9, first part): roles op by op, accounts, bans,
+sessions, roles and the audit log, over the wire against a real server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from chatnet.client.connection import ChatConnection
+from chatnet.errors import ErrorCode
+from tests.support.chat import expect_error
+from tests.support.events import EventLog, wait_lost
+from tests.support.server import PASSWORD
+
+#: Each admin op with arguments that would be valid for an admin.
+ADMIN_OPS: dict[str, dict[str, Any]] = {
+    "admin.users": {},
+    "admin.sessions": {},
+    "admin.audit": {},
+    "admin.create_user": {"username": "dora", "password": "a long password 1"},
+    "admin.reset_password": {"username": "bob", "password": "a long password 2"},
+    "admin.set_role": {"username": "bob", "roles": ["auditor"]},
+    "admin.ban": {"username": "bob"},
+    "admin.unban": {"username": "bob"},
+}
+READ_ONLY = {"admin.users", "admin.sessions", "admin.audit"}
+
+
+async def with_roles(server: Any, name: str, roles: list[str]) -> ChatConnection:
+    """A fresh login of ``name`` after giving them ``roles`` in the store."""
+    conn = await server.user(name)
+    user = await server.service.store.user_by_name(name)
+    await server.service.store.set_roles(user.user_id, roles)
+    await conn.close()
+    return await server.user(name, register=False)
+
+
+@pytest.mark.parametrize("op", sorted(ADMIN_OPS))
+@pytest_twisted.ensureDeferred
+async def test_admin_ops_are_forbidden_to_others_and_auditors_only_read(server, op):
+    """A user without a server role gets forbidden for every admin op; an auditor
+    for every op but the read-only ones, which answer."""
+    carol = await server.user("carol")
+    await server.user("bob")
+    await expect_error(carol.request(op, ADMIN_OPS[op]), ErrorCode.FORBIDDEN)
+    auditor = await with_roles(server, "audrey", ["auditor"])
+    if op in READ_ONLY:
+        assert isinstance(await auditor.request(op, ADMIN_OPS[op]), dict)
+    else:
+        await expect_error(auditor.request(op, ADMIN_OPS[op]), ErrorCode.FORBIDDEN)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ban_ends_sessions_refuses_login_and_resume_until_unbanned(server):
+    """admin.ban ends the user's live sessions (session.ended {banned}), revokes
+    their tokens and refuses login; admin.unban lets them in again; a ban whose
+    until has passed lets them in by itself. Bans are in the audit log."""
+    admin = await with_roles(server, "root", ["admin"])
+    bob = await server.user("bob")
+    token = bob.login_result["token"]
+    events = EventLog(bob, "bob")
+    await admin.request("admin.ban", {"username": "bob", "reason": "spam"})
+    assert (await events.next("session.ended")).data == {"reason": "banned"}
+    await wait_lost(bob)
+    other = await server.connect()
+    await expect_error(other.login("bob", PASSWORD), ErrorCode.BANNED)
+    resumed = await server.connect()
+    error = await expect_error(resumed.resume(token), ErrorCode.UNAUTHENTICATED)
+    assert error.code is ErrorCode.UNAUTHENTICATED
+    users = (await admin.request("admin.users", {"query": "bob"}))["users"]
+    assert [(u["username"], u["banned"]) for u in users] == [("bob", True)]
+    await admin.request("admin.unban", {"username": "bob"})
+    again = await server.user("bob", register=False)
+    assert again.login_result["username"] == "bob"
+    await expect_error(admin.request("admin.ban", {"username": "bob", "until": 1}),
+                       ErrorCode.BAD_REQUEST)
+    await expect_error(admin.request("admin.ban", {"username": "root"}), ErrorCode.BAD_REQUEST)
+    await admin.request("admin.ban", {"username": "bob", "until": 2**50})
+    bob_id = (await server.service.store.user_by_name("bob")).user_id
+    await server.service.store.db.run_interaction("expire", lambda t: t.execute(
+        "UPDATE users SET banned_until = 1 WHERE user_id = ?", (bob_id,)))
+    assert (await server.user("bob", register=False)).login_result["username"] == "bob"
+    actions = [e["action"] for e in (await admin.request(
+        "admin.audit", {"username": "bob"}))["entries"]]
+    assert actions.count("user.banned") == 2 and "user.unbanned" in actions
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_user_reset_password_and_roles(server):
+    """admin.create_user makes an account that logs in; admin.reset_password ends the
+    user's sessions and the new password works; admin.set_role gives and takes
+    roles (not one's own admin role); all of it is audited with who did it."""
+    admin = await with_roles(server, "root", ["admin"])
+    made = await admin.request("admin.create_user", {"username": "dora",
+                                                     "password": "dora's long password"})
+    assert made["user_id"] > 0
+    dora = await server.user("dora", "dora's long password", register=False)
+    events = EventLog(dora, "dora")
+    await admin.request("admin.reset_password", {"username": "dora",
+                                                 "password": "a brand new one 9"})
+    assert (await events.next("session.ended")).data == {"reason": "password_changed"}
+    assert (await server.user("dora", "a brand new one 9", register=False)).login_result
+    await admin.request("admin.set_role", {"username": "dora", "roles": ["auditor"]})
+    auditor = await server.user("dora", "a brand new one 9", register=False)
+    assert auditor.login_result["roles"] == ["auditor"]
+    await expect_error(admin.request("admin.set_role", {"username": "dora",
+                                                        "roles": ["emperor"]}),
+                       ErrorCode.BAD_REQUEST)
+    await expect_error(admin.request("admin.set_role", {"username": "root", "roles": []}),
+                       ErrorCode.BAD_REQUEST)
+    entries = (await auditor.request("admin.audit", {}))["entries"]
+    by_action = {e["action"]: e for e in entries}
+    assert by_action["user.created"]["username"] == "dora"
+    assert by_action["user.created"]["details"]["by"] == "root"
+    assert by_action["role.changed"]["details"]["roles"] == ["auditor"]
+    assert "password.reset" in by_action
+
+
+@pytest_twisted.ensureDeferred
+async def test_sessions_and_audit_page_with_cursors(server):
+    """admin.sessions lists live sessions (user, peer, client, since); admin.audit
+    pages newest first with next_cursor and filters by action."""
+    admin = await with_roles(server, "root", ["admin"])
+    for name in ("u1", "u2", "u3"):
+        await server.user(name)
+    seen, cursor = [], None
+    while True:
+        page = await admin.request("admin.sessions", {"limit": 2, **(
+            {"cursor": cursor} if cursor else {})})
+        seen += page["sessions"]
+        if "next_cursor" not in page:
+            break
+        cursor = page["next_cursor"]
+    names = sorted(s["username"] for s in seen)
+    assert names == ["root", "u1", "u2", "u3"]
+    assert all(s["peer"].startswith("127.0.0.1") and s["since"] > 0 for s in seen)
+    for name in ("u1", "u2", "u3"):
+        await admin.request("admin.ban", {"username": name})
+    entries, cursor = [], None
+    while True:
+        page = await admin.request("admin.audit", {"action": "user.banned", "limit": 2,
+                                                   **({"cursor": cursor} if cursor else {})})
+        entries += page["entries"]
+        if "next_cursor" not in page:
+            break
+        cursor = page["next_cursor"]
+    assert [e["username"] for e in entries] == ["u3", "u2", "u1"]
+    await expect_error(admin.request("admin.audit", {"cursor": "bogus"}),
+                       ErrorCode.BAD_REQUEST)
