@@ -119,6 +119,9 @@ class IFanout(Interface):
         """``deliver_room`` leaving out the members who blocked ``sender_id``
         (docs/protocol.md 4, "Blocking"); returns sessions written to."""
 
+    def deliver_monitors(frame: bytes) -> None:
+        """Write ``frame`` to every session that asked for ``admin.monitor``."""
+
     def blocked(blocker_id: int, blocked_id: int, on: bool) -> None:
         """Record a block (``on``) or its end (after it is committed)."""
 

@@ -28,8 +28,10 @@ from chatnet.errors import ChatError, ErrorCode
 from chatnet.fanout import LocalFanout
 from chatnet.interfaces import IChatAvatar, ISessionMind
 from chatnet.services import Clock, Services, ms
+from chatnet.services.admin import BROADCASTS_AT_LOGIN
 from chatnet.store import UserRecord
 from chatnet.store.faults import log_background_failure
+from chatnet.wire.codec import event_frame
 
 AvatarTuple = tuple[Any, Any, Callable[[], None]]
 
@@ -179,6 +181,11 @@ class ChatRealm:
         mind.bind(avatar)
         self.fanout.attach(mind)
         await self.services.users.session_started(avatar)
+        # Admin broadcasts made since the user was last here (PROTOCOL.md 9).
+        since = user.last_seen if user.last_seen is not None else user.created_ts
+        for data in await self.services.users.store.broadcasts_since(since,
+                                                                      BROADCASTS_AT_LOGIN):
+            mind.send_frame(event_frame("system", data))
         self.log.info("{user} logged in (session {session}, {peer})", user=user.username,
                       session=avatar.session_id, peer=mind.peer)
         return (IChatAvatar, avatar, self._logout_once(avatar))

@@ -39,6 +39,8 @@ class LocalFanout:
         # a fan-out is then one call per recipient. Dropped on any change of
         # sessions or memberships and rebuilt on the next delivery.
         self._targets: dict[int, tuple[Any, ...]] = {}
+        #: Sessions that asked for every message (``admin.monitor``).
+        self.monitors: set[ISessionMind] = set()
         #: user id -> the users who blocked them (loaded at start, kept current by
         #: the user service): whom a sender's room messages must skip.
         self._blocked_by: dict[int, set[int]] = {}
@@ -53,6 +55,7 @@ class LocalFanout:
     def detach(self, session: ISessionMind) -> None:
         """Stop delivering to a session (idempotent)."""
         self._targets.clear()
+        self.monitors.discard(session)
         sessions = self._sessions.get(session.user_id)
         if sessions is not None:
             sessions.discard(session)
@@ -91,6 +94,13 @@ class LocalFanout:
         for send in targets:
             send(frame)
         return len(targets)
+
+    def deliver_monitors(self, frame: bytes) -> None:
+        """Write ``frame`` to every monitoring session (``admin.monitor``). Each
+        session's output is bounded by its outbox: a monitor that cannot keep up
+        is disconnected, nobody else waits for it."""
+        for session in tuple(self.monitors):
+            session.send_frame(frame)
 
     def deliver_message(self, room_id: int, frame: bytes, sender_id: int) -> int:
         """:meth:`deliver_room`, leaving out the members who blocked the sender.

@@ -18,9 +18,13 @@ from chatnet.services import Actor, Clock, ms
 from chatnet.services.accounts import SERVER_ROLES, AccountService, check_new_password
 from chatnet.services.users import UserService
 from chatnet.store import ChatStore
+from chatnet.wire.codec import event_frame
 
-#: Roles that may read (``admin.users``, ``admin.sessions``, ``admin.audit``).
+#: Roles that may read (``admin.users``, ``admin.sessions``, ``admin.audit``,
+#: ``admin.monitor``).
 READERS = frozenset({"admin", "auditor"})
+#: Broadcasts a login brings, at most (the newest since the user's last session).
+BROADCASTS_AT_LOGIN = 20
 
 
 def _cursor(value: Any) -> str:
@@ -210,6 +214,46 @@ class AdminPerspective:
         user = await service.users.user_named(username)
         await service.store.set_ban(user.user_id, False, None, None, ms(service.clock))
         await service.audit(self.actor, "user.unbanned", user.user_id, user.username)
+        return {}
+
+    async def perspective_broadcast(self, body: str) -> dict[str, Any]:
+        """``admin.broadcast {body}`` → ``{}``: every live session gets ``system
+        {body, ts, by}``; it is kept, and people who were offline get it at their
+        next login (the newest :data:`BROADCASTS_AT_LOGIN`).
+
+        Raises:
+            ChatError: ``forbidden``, ``bad_request`` (empty).
+        """
+        self._require(frozenset({"admin"}))
+        if not body.strip():
+            raise bad_request("body must not be empty")
+        service = self.service
+        now = ms(service.clock)
+        await service.store.add_broadcast(service.store.ids.next_id(), now, body,
+                                          self.actor.user_id)
+        frame = event_frame("system", {"body": body, "ts": now, "by": self.actor.username})
+        for session in service.fanout.all_sessions():
+            session.send_frame(frame)
+        await service.audit(self.actor, "broadcast", body=body[:200])
+        return {}
+
+    async def perspective_monitor(self, on: bool) -> dict[str, Any]:
+        """``admin.monitor {on}`` → ``{}``: while on, this session gets ``monitor.msg
+        {message}`` for every message sent in any room (burn-after-reading ones
+        included). Starting and stopping are audited.
+
+        Raises:
+            ChatError: ``forbidden`` (not admin or auditor).
+        """
+        self._require(READERS)
+        service = self.service
+        mind = self.actor.mind
+        if on and mind not in service.fanout.monitors:
+            service.fanout.monitors.add(mind)
+            await service.audit(self.actor, "monitor.started")
+        elif not on and mind in service.fanout.monitors:
+            service.fanout.monitors.discard(mind)
+            await service.audit(self.actor, "monitor.stopped")
         return {}
 
     async def perspective_audit(self, since: int | None, until: int | None,

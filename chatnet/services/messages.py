@@ -147,6 +147,9 @@ class MessagePerspective:
         if not result.duplicate:
             service.fanout.deliver_message(room_id, event_frame("msg", {"message": message}),
                                            self.actor.user_id)
+            if service.fanout.monitors:
+                service.fanout.deliver_monitors(event_frame("monitor.msg",
+                                                            {"message": message}))
         return {"msg_id": message["msg_id"], "seq": message["seq"], "ts": message["ts"]}
 
     async def perspective_edit(self, room_id: int, msg_id: int, body: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from chatnet.store.database import Database, Txn
 
 
 class AuditStore:
-    """Data access for the audit log. Mixed into :class:`ChatStore`."""
+    """Data access for the audit log and admin broadcasts. Mixed into
+    :class:`ChatStore`."""
 
     db: Database
 
@@ -40,6 +41,26 @@ class AuditStore:
                       (entry_id, ts, action, user_id, username, peer, text))
 
         await self.db.run_interaction("audit", txn)
+
+    async def add_broadcast(self, broadcast_id: int, ts: int, body: str, by_id: int) -> None:
+        """Keep an admin broadcast (``admin.broadcast``)."""
+        def txn(t: Txn) -> None:
+            t.execute("INSERT INTO broadcasts (broadcast_id, ts, body, by_id) VALUES "
+                      "(?, ?, ?, ?)", (broadcast_id, ts, body, by_id))
+
+        await self.db.run_interaction("add_broadcast", txn)
+
+    async def broadcasts_since(self, ts: int, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` broadcasts after ``ts`` (ms), oldest first, as
+        ``system`` event data ``{body, ts, by?}``."""
+        def txn(t: Txn) -> list[dict[str, Any]]:
+            rows = t.execute("SELECT b.body, b.ts, u.username FROM broadcasts b LEFT JOIN users "
+                             "u ON u.user_id = b.by_id WHERE b.ts > ? ORDER BY b.ts DESC, "
+                             "b.broadcast_id DESC LIMIT ?", (ts, limit)).fetchall()
+            return [{"body": r[0], "ts": int(r[1]), **({"by": r[2]} if r[2] else {})}
+                    for r in reversed(rows)]
+
+        return await self.db.run_interaction("broadcasts_since", txn)
 
     async def audit_page(self, since: int | None, until: int | None, action: str | None,
                          username: str | None, before: tuple[int, int] | None,

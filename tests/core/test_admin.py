@@ -24,8 +24,10 @@ ADMIN_OPS: dict[str, dict[str, Any]] = {
     "admin.set_role": {"username": "bob", "roles": ["auditor"]},
     "admin.ban": {"username": "bob"},
     "admin.unban": {"username": "bob"},
+    "admin.broadcast": {"body": "maintenance at 18:00"},
+    "admin.monitor": {"on": False},
 }
-READ_ONLY = {"admin.users", "admin.sessions", "admin.audit"}
+READ_ONLY = {"admin.users", "admin.sessions", "admin.audit", "admin.monitor"}
 
 
 async def with_roles(server: Any, name: str, roles: list[str]) -> ChatConnection:
@@ -149,3 +151,49 @@ async def test_sessions_and_audit_page_with_cursors(server):
     assert [e["username"] for e in entries] == ["u3", "u2", "u1"]
     await expect_error(admin.request("admin.audit", {"cursor": "bogus"}),
                        ErrorCode.BAD_REQUEST)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_broadcast_reaches_everyone_now_and_the_offline_at_login(server):
+    """admin.broadcast: every live session gets system {body, ts, by}, a user in no
+    room too; someone offline gets it at their next login; it is audited."""
+    admin = await with_roles(server, "root", ["admin"])
+    online = await server.user("olive")
+    events = EventLog(online, "olive")
+    away = await server.user("otto")
+    await away.close()
+    await admin.request("admin.broadcast", {"body": "maintenance at 18:00"})
+    system = (await events.next("system")).data
+    assert system["body"] == "maintenance at 18:00" and system["by"] == "root"
+    back = await server.connect()
+    later = EventLog(back, "otto")
+    await back.login("otto", PASSWORD)
+    assert (await later.next("system")).data["body"] == "maintenance at 18:00"
+    entries = (await admin.request("admin.audit", {"action": "broadcast"}))["entries"]
+    assert entries[0]["details"]["body"] == "maintenance at 18:00"
+    await expect_error(admin.request("admin.broadcast", {"body": "  "}), ErrorCode.BAD_REQUEST)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_monitor_sees_every_message_of_every_room(server):
+    """admin.monitor {on}: the auditor's session gets monitor.msg for messages of
+    rooms it is not in (burn-after-reading ones too); off stops it; both audited."""
+    from tests.support.chat import create_room, say
+
+    auditor = await with_roles(server, "audrey", ["auditor"])
+    watch = EventLog(auditor, "audrey")
+    alice, bob = await server.user("alice"), await server.user("bob")
+    room = (await create_room(alice, bob))["room_id"]  # the auditor is not in it
+    await auditor.request("admin.monitor", {"on": True})
+    await say(alice, room, "between us")
+    await say(bob, room, "burns soon", ttl=60)
+    seen = await watch.next("monitor.msg", where=lambda d: d["message"]["body"] == "burns soon")
+    assert seen.data["message"]["ttl"] == 60
+    assert (await watch.next("monitor.msg")).data["message"]["body"] == "between us"
+    await auditor.request("admin.monitor", {"on": False})
+    await say(alice, room, "not watched")
+    await auditor.request("session.ping")
+    assert [e.data["message"]["body"] for e in watch.seen if e.name == "monitor.msg"] == [
+        "between us", "burns soon"]
+    actions = [e["action"] for e in (await auditor.request("admin.audit", {}))["entries"]]
+    assert "monitor.started" in actions and "monitor.stopped" in actions
