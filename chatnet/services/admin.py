@@ -62,12 +62,13 @@ class AdminService:
         return AdminPerspective(self, actor)
 
     async def audit(self, actor: Actor, action: str, user_id: int | None = None,
-                    username: str | None = None, **details: Any) -> None:
-        """Write an audit entry naming the admin who acted."""
+                    username: str | None = None,
+                    details: dict[str, Any] | None = None) -> None:
+        """Write an audit entry naming the admin who acted (``details.by``)."""
         await self.store.audit(self.store.ids.next_id(), ms(self.clock), action,
                                user_id=user_id, username=username,
                                peer=getattr(actor.mind, "peer", None),
-                               details={"by": actor.username, **details})
+                               details={"by": actor.username, **(details or {})})
 
 
 class AdminPerspective:
@@ -135,7 +136,7 @@ class AdminPerspective:
         self._require(frozenset({"admin"}))
         user = await self.service.accounts.create_user(username, password, roles or ())
         await self.service.audit(self.actor, "user.created", user.user_id, user.username,
-                                 roles=sorted(user.roles))
+                                 {"roles": sorted(user.roles)})
         return {"user_id": user.user_id}
 
     async def perspective_reset_password(self, username: str, password: str) -> dict[str, Any]:
@@ -173,7 +174,7 @@ class AdminPerspective:
             raise bad_request("you cannot take the admin role from yourself")
         await service.store.set_roles(user.user_id, roles)
         await service.audit(self.actor, "role.changed", user.user_id, user.username,
-                            roles=sorted(set(roles)), before=sorted(user.roles))
+                            {"roles": sorted(set(roles)), "before": sorted(user.roles)})
         return {}
 
     async def perspective_ban(self, username: str, reason: str | None,
@@ -199,8 +200,8 @@ class AdminPerspective:
         for session in service.fanout.sessions_of(user.user_id):
             session.end_session("banned")
         await service.audit(self.actor, "user.banned", user.user_id, user.username,
-                            **({"reason": reason} if reason else {}),
-                            **({"until": until} if until is not None else {}))
+                            {**({"reason": reason} if reason else {}),
+                             **({"until": until} if until is not None else {})})
         return {}
 
     async def perspective_unban(self, username: str) -> dict[str, Any]:
@@ -214,6 +215,58 @@ class AdminPerspective:
         user = await service.users.user_named(username)
         await service.store.set_ban(user.user_id, False, None, None, ms(service.clock))
         await service.audit(self.actor, "user.unbanned", user.user_id, user.username)
+        return {}
+
+    async def perspective_rooms(self, query: str | None, cursor: str | None,
+                                limit: int) -> dict[str, Any]:
+        """``admin.rooms`` → ``{rooms: [room + {banned}], next_cursor?}``: every
+        room (group and direct, public and private), by id, ``query`` matching the
+        name.
+
+        Raises:
+            ChatError: ``forbidden`` (not admin or auditor), ``bad_request`` (cursor).
+        """
+        self._require(READERS)
+        after = _uncursor(cursor) if cursor else 0
+        if not isinstance(after, int):
+            raise bad_request("cursor is not one this server gave")
+        found = await self.service.store.rooms_page(query or "", after, limit + 1)
+        rooms = [{**room.to_wire(), "banned": banned} for room, banned in found[:limit]]
+        result: dict[str, Any] = {"rooms": rooms}
+        if len(found) > limit:
+            result["next_cursor"] = _cursor(rooms[-1]["room_id"])
+        return result
+
+    async def perspective_ban_room(self, room_id: int, reason: str | None) -> dict[str, Any]:
+        """``admin.ban_room`` → ``{}``: sends and joins are refused with ``banned``
+        (the history stays readable); members get ``room.banned {room_id, on,
+        reason?}``.
+
+        Raises:
+            ChatError: ``forbidden``, ``not_found``.
+        """
+        return await self._ban_room(room_id, True, reason)
+
+    async def perspective_unban_room(self, room_id: int) -> dict[str, Any]:
+        """``admin.unban_room`` → ``{}``; members get ``room.banned {room_id, on}``.
+
+        Raises:
+            ChatError: ``forbidden``, ``not_found``.
+        """
+        return await self._ban_room(room_id, False, None)
+
+    async def _ban_room(self, room_id: int, on: bool, reason: str | None) -> dict[str, Any]:
+        self._require(frozenset({"admin"}))
+        service = self.service
+        if not await service.store.set_room_ban(room_id, on, reason):
+            raise ChatError(ErrorCode.NOT_FOUND, "no such room")
+        data: dict[str, Any] = {"room_id": room_id, "on": on}
+        if reason and on:
+            data["reason"] = reason
+        service.fanout.deliver_room(room_id, event_frame("room.banned", data))
+        await service.audit(self.actor, "room.banned" if on else "room.unbanned",
+                            details={"room_id": room_id,
+                                     **({"reason": reason} if reason else {})})
         return {}
 
     async def perspective_broadcast(self, body: str) -> dict[str, Any]:
@@ -234,7 +287,7 @@ class AdminPerspective:
         frame = event_frame("system", {"body": body, "ts": now, "by": self.actor.username})
         for session in service.fanout.all_sessions():
             session.send_frame(frame)
-        await service.audit(self.actor, "broadcast", body=body[:200])
+        await service.audit(self.actor, "broadcast", details={"body": body[:200]})
         return {}
 
     async def perspective_monitor(self, on: bool) -> dict[str, Any]:

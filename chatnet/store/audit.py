@@ -51,11 +51,12 @@ class AuditStore:
         await self.db.run_interaction("add_broadcast", txn)
 
     async def broadcasts_since(self, ts: int, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` broadcasts after ``ts`` (ms), oldest first, as
-        ``system`` event data ``{body, ts, by?}``."""
+        """The newest ``limit`` broadcasts from ``ts`` (ms) on, oldest first, as
+        ``system`` event data ``{body, ts, by?}``. At ``ts`` itself too: a broadcast
+        in the very millisecond a session ended is brought again rather than lost."""
         def txn(t: Txn) -> list[dict[str, Any]]:
             rows = t.execute("SELECT b.body, b.ts, u.username FROM broadcasts b LEFT JOIN users "
-                             "u ON u.user_id = b.by_id WHERE b.ts > ? ORDER BY b.ts DESC, "
+                             "u ON u.user_id = b.by_id WHERE b.ts >= ? ORDER BY b.ts DESC, "
                              "b.broadcast_id DESC LIMIT ?", (ts, limit)).fetchall()
             return [{"body": r[0], "ts": int(r[1]), **({"by": r[2]} if r[2] else {})}
                     for r in reversed(rows)]

@@ -393,8 +393,11 @@ class MessageStore:
                     raise not_found(f"no such file {file_id!r}")
                 files.append(record)
             seq = t.scalar("UPDATE rooms SET last_seq = last_seq + 1 WHERE room_id = ? "
-                           "AND deleted = 0 RETURNING last_seq", (room_id,))
+                           "AND deleted = 0 AND banned = 0 RETURNING last_seq", (room_id,))
             if seq is None:
+                if t.scalar("SELECT banned FROM rooms WHERE room_id = ? AND deleted = 0",
+                            (room_id,)):
+                    raise ChatError(ErrorCode.BANNED, "this room is banned")
                 raise not_found("no such room")
             SearchIndex.insert_message(
                 t, "msg_id, room_id, seq, sender_id, ts, body, client_msg_id, reply_to, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from chatnet.errors import ChatError, ErrorCode
 from chatnet.store.database import Database, IntegrityError, Txn
 from chatnet.store.records import (
     ROOM_SELECT,
@@ -381,6 +382,8 @@ class RoomStore:
         """
         def txn(t: Txn) -> bool:
             _lock_users(t, [user_id])
+            if t.scalar("SELECT banned FROM rooms WHERE room_id = ?", (room_id,)):
+                raise ChatError(ErrorCode.BANNED, "this room is banned")
             if t.scalar("SELECT 1 FROM room_members WHERE room_id = ? AND user_id = ?",
                         (room_id, user_id)) is not None:
                 t.execute("DELETE FROM room_invites WHERE room_id = ? AND user_id = ?",
@@ -456,6 +459,35 @@ class RoomStore:
             return room
 
         return await self.db.run_interaction("update_room", txn)
+
+    async def set_room_ban(self, room_id: int, banned: bool, reason: str | None) -> bool:
+        """Ban or unban a room (sends and joins refused).
+
+        Returns:
+            False if there is no such room.
+        """
+        def txn(t: Txn) -> bool:
+            t.execute("UPDATE rooms SET banned = ?, ban_reason = ? WHERE room_id = ? AND "
+                      "deleted = 0", (1 if banned else 0, reason if banned else None, room_id))
+            return t.rowcount == 1
+
+        return await self.db.run_interaction("set_room_ban", txn)
+
+    async def rooms_page(self, query: str, after: int, limit: int
+                         ) -> list[tuple[RoomRecord, bool]]:
+        """Every room (group and direct, public and private, not deleted) whose name
+        contains ``query``, by id after ``after``, with whether it is banned
+        (``admin.rooms``)."""
+        pattern = _like_prefix(query.casefold())
+
+        def txn(t: Txn) -> list[tuple[RoomRecord, bool]]:
+            select = ROOM_SELECT.replace(" FROM rooms r", ", r.banned FROM rooms r", 1)
+            rows = t.execute(f"{select} WHERE r.deleted = 0 AND LOWER(r.name) LIKE ? "
+                             "ESCAPE '\\' AND r.room_id > ? ORDER BY r.room_id LIMIT ?",
+                             (pattern, after, limit)).fetchall()
+            return [(room_from_row(r[:-1]), bool(r[-1])) for r in rows]
+
+        return await self.db.run_interaction("rooms_page", txn)
 
     async def delete_room(self, room_id: int) -> None:
         """Mark a room deleted and drop its members, invitations and messages' content."""

@@ -25,9 +25,12 @@ ADMIN_OPS: dict[str, dict[str, Any]] = {
     "admin.ban": {"username": "bob"},
     "admin.unban": {"username": "bob"},
     "admin.broadcast": {"body": "maintenance at 18:00"},
+    "admin.rooms": {},
+    "admin.ban_room": {"room_id": 1},
+    "admin.unban_room": {"room_id": 1},
     "admin.monitor": {"on": False},
 }
-READ_ONLY = {"admin.users", "admin.sessions", "admin.audit", "admin.monitor"}
+READ_ONLY = {"admin.users", "admin.sessions", "admin.audit", "admin.monitor", "admin.rooms"}
 
 
 async def with_roles(server: Any, name: str, roles: list[str]) -> ChatConnection:
@@ -158,10 +161,15 @@ async def test_a_broadcast_reaches_everyone_now_and_the_offline_at_login(server)
     """admin.broadcast: every live session gets system {body, ts, by}, a user in no
     room too; someone offline gets it at their next login; it is audited."""
     admin = await with_roles(server, "root", ["admin"])
+    from tests.support.chat import create_room
+
     online = await server.user("olive")
     events = EventLog(online, "olive")
     away = await server.user("otto")
+    await create_room(online, away)  # olive sees otto's presence
     await away.close()
+    # Once the server has ended otto's session (its last_seen is set):
+    await events.next("presence", username="otto", state="offline")
     await admin.request("admin.broadcast", {"body": "maintenance at 18:00"})
     system = (await events.next("system")).data
     assert system["body"] == "maintenance at 18:00" and system["by"] == "root"
@@ -197,3 +205,36 @@ async def test_the_monitor_sees_every_message_of_every_room(server):
         "between us", "burns soon"]
     actions = [e["action"] for e in (await auditor.request("admin.audit", {}))["entries"]]
     assert "monitor.started" in actions and "monitor.stopped" in actions
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_banned_room_refuses_sends_and_joins_and_keeps_its_history(server):
+    """admin.ban_room: members are told (room.banned), sends and joins answer banned,
+    the history stays readable; admin.rooms lists every room (private and direct
+    too) with its ban; admin.unban_room lets the room work again."""
+    from tests.support.chat import create_room, say
+
+    admin = await with_roles(server, "root", ["admin"])
+    alice, bob = await server.user("alice"), await server.user("bob")
+    room = (await create_room(alice, name="rumours"))["room_id"]
+    secret = (await create_room(alice, name="secret", visibility="private"))["room_id"]
+    await alice.request("dm.open", {"username": "bob"})
+    await say(alice, room, "before the ban")
+    events = EventLog(alice, "alice")
+    await admin.request("admin.ban_room", {"room_id": room, "reason": "off-topic"})
+    banned = (await events.next("room.banned")).data
+    assert banned == {"room_id": room, "on": True, "reason": "off-topic"}
+    await expect_error(say(alice, room, "after"), ErrorCode.BANNED)
+    await expect_error(bob.request("room.join", {"room_id": room}), ErrorCode.BANNED)
+    history = await alice.request("msg.history", {"room_id": room})
+    assert [m["body"] for m in history["messages"]] == ["before the ban"]
+    listed = (await admin.request("admin.rooms", {}))["rooms"]
+    by_id = {r["room_id"]: r for r in listed}
+    assert by_id[room]["banned"] is True and by_id[secret]["banned"] is False
+    assert any(r["kind"] == "direct" for r in listed)
+    assert [r["name"] for r in (await admin.request("admin.rooms", {"query": "secr"}))[
+        "rooms"]] == ["secret"]
+    await admin.request("admin.unban_room", {"room_id": room})
+    assert (await say(alice, room, "back again"))["seq"] == 2
+    await expect_error(admin.request("admin.ban_room", {"room_id": 424242}),
+                       ErrorCode.NOT_FOUND)
