@@ -151,7 +151,7 @@ class ChatnetService(service.MultiService):
             files=self.files,
             calls=CallService(self.store, self.fanout, reactor),
             feed=FeedService(self.store, self.fanout, users, reactor, config.max_frame),
-            admin=AdminService(self.store, self.fanout, users, accounts, reactor),
+            admin=AdminService(self.store, self.fanout, users, accounts, self.files, reactor),
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.search_indexer = SearchIndexer(self.store, reactor)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from chatnet.errors import ChatError, ErrorCode, bad_request, forbidden
 from chatnet.fanout import LocalFanout
@@ -25,6 +27,16 @@ from chatnet.wire.codec import event_frame
 READERS = frozenset({"admin", "auditor"})
 #: Broadcasts a login brings, at most (the newest since the user's last session).
 BROADCASTS_AT_LOGIN = 20
+#: Messages an export reads per transaction (and writes per step).
+EXPORT_PAGE = 1000
+
+if TYPE_CHECKING:
+    from chatnet.services.files import FileService
+
+
+def _append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as f:
+        f.write(data)
 
 
 def _cursor(value: Any) -> str:
@@ -46,12 +58,14 @@ class AdminService:
         fanout: this node's sessions (``admin.sessions``, ending sessions).
         users: user lookups.
         accounts: account creation and passwords (hashing, token revocation).
+        files: where exports are kept.
         clock: time source.
     """
 
     def __init__(self, store: ChatStore, fanout: LocalFanout, users: UserService,
-                 accounts: AccountService, clock: Clock) -> None:
+                 accounts: AccountService, files: FileService, clock: Clock) -> None:
         self.store = store
+        self.files = files
         self.fanout = fanout
         self.users = users
         self.accounts = accounts
@@ -308,6 +322,52 @@ class AdminPerspective:
             service.fanout.monitors.discard(mind)
             await service.audit(self.actor, "monitor.stopped")
         return {}
+
+    async def perspective_export(self, since: int, until: int, room_id: int | None,
+                                 username: str | None) -> dict[str, Any]:
+        """``admin.export`` → ``{file_id, name, size, messages}``: every message with
+        ``since <= ts < until`` (ms; of one room or sender if given; deleted and
+        expired ones marked) as JSON Lines, written page by page to a file kept
+        through the file service, readable by the exporter (``file.download``).
+        ``admin.export.progress {messages}`` events follow the work. Audited.
+
+        Raises:
+            ChatError: ``forbidden`` (not admin or auditor), ``bad_request``
+                (``until`` not after ``since``), ``not_found`` (no such user).
+        """
+        self._require(READERS)
+        if until <= since:
+            raise bad_request("until must be after since")
+        service = self.service
+        if username is not None:
+            await service.users.user_named(username)
+        files = service.files
+        name = f"chatnet-export-{since}-{until}.jsonl"
+        path = files.partial / f"export-{secrets.token_hex(8)}.jsonl"
+        count, after = 0, 0
+        try:
+            await files.in_thread(path.write_bytes, b"")
+            while True:
+                page = await service.store.export_page(since, until, room_id, username, after,
+                                                       EXPORT_PAGE)
+                if not page:
+                    break
+                lines = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in page)
+                await files.in_thread(_append, path, lines.encode("utf-8"))
+                count += len(page)
+                after = page[-1]["msg_id"]
+                self.actor.mind.send_frame(event_frame("admin.export.progress",
+                                                       {"messages": count}))
+            stored = await files.store_generated(self.actor.user_id, path, name,
+                                                 "application/x-ndjson")
+        finally:
+            path.unlink(missing_ok=True)
+        await service.audit(self.actor, "export", details={
+            "since": since, "until": until, "messages": count, "file_id": stored.file_id,
+            **({"room_id": room_id} if room_id is not None else {}),
+            **({"username": username} if username else {})})
+        return {"file_id": stored.file_id, "name": stored.name, "size": stored.size,
+                "messages": count}
 
     async def perspective_audit(self, since: int | None, until: int | None,
                                 action: str | None, username: str | None,

@@ -173,6 +173,28 @@ class FileService:
         d.addCallbacks(done, failed)
         return d
 
+    async def store_generated(self, user_id: int, path: Path, name: str,
+                              mime: str) -> FileRecord:
+        """Keep a file the server wrote (an export) as ``user_id``'s attachment:
+        hashed and moved into the blob store like a finished upload, readable by
+        that user only (until attached somewhere).
+
+        Args:
+            path: the written file, in :attr:`partial` (it is moved).
+
+        Returns:
+            the stored file.
+        """
+        digest = await self.in_thread(_sha256_of, path)
+        size = path.stat().st_size
+        record = UploadRecord(secrets.token_hex(12), user_id, digest, name, size, mime,
+                              ms(self.clock))
+        async with self.blob_guard(digest):
+            await self.in_thread(_store_blob, path, self.blob_path(digest))
+            finished = await self.store.finish_upload(record, secrets.token_hex(12),
+                                                      ms(self.clock), self.store.ids.next_id())
+        return finished.file
+
     def blob_path(self, sha256: str) -> Path:
         """Where the content with this SHA-256 lives."""
         return self.blobs / sha256[:2] / sha256

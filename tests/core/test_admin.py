@@ -28,9 +28,11 @@ ADMIN_OPS: dict[str, dict[str, Any]] = {
     "admin.rooms": {},
     "admin.ban_room": {"room_id": 1},
     "admin.unban_room": {"room_id": 1},
+    "admin.export": {"since": 0, "until": 2**50},
     "admin.monitor": {"on": False},
 }
-READ_ONLY = {"admin.users", "admin.sessions", "admin.audit", "admin.monitor", "admin.rooms"}
+READ_ONLY = {"admin.users", "admin.sessions", "admin.audit", "admin.monitor", "admin.rooms",
+             "admin.export"}
 
 
 async def with_roles(server: Any, name: str, roles: list[str]) -> ChatConnection:
@@ -238,3 +240,48 @@ async def test_a_banned_room_refuses_sends_and_joins_and_keeps_its_history(serve
     assert (await say(alice, room, "back again"))["seq"] == 2
     await expect_error(admin.request("admin.ban_room", {"room_id": 424242}),
                        ErrorCode.NOT_FOUND)
+
+
+@pytest_twisted.ensureDeferred
+async def test_export_writes_json_lines_of_the_range_into_a_file(server):
+    """admin.export: the messages of the time range (of every room, or one room or
+    sender), edits and deletions marked, as JSON Lines in a file only the exporter
+    may download; progress events come along; the export is audited."""
+    import json
+
+    from tests.core.test_avatars import download
+    from tests.support.chat import create_room, say
+
+    auditor = await with_roles(server, "audrey", ["auditor"])
+    progress = EventLog(auditor, "audrey")
+    alice, bob = await server.user("alice"), await server.user("bob")
+    room = (await create_room(alice, bob, name="ops"))["room_id"]
+    other = (await create_room(bob, name="other"))["room_id"]
+    first = await say(alice, room, "deploy at 5")
+    edited = await say(bob, room, "typo here")
+    gone = await say(alice, room, "oops, wrong room")
+    await say(bob, other, "elsewhere")
+    await bob.request("msg.edit", {"room_id": room, "msg_id": edited["msg_id"],
+                                   "body": "fixed"})
+    await alice.request("msg.delete", {"room_id": room, "msg_id": gone["msg_id"]})
+    result = await auditor.request("admin.export", {"since": first["ts"],
+                                                    "until": first["ts"] + 10**7})
+    assert result["messages"] == 4
+    assert (await progress.next("admin.export.progress")).data == {"messages": 4}
+    lines = [json.loads(line) for line in
+             (await download(auditor, result["file_id"])).decode().splitlines()]
+    assert [(m["room"], m["sender"], m["body"]) for m in lines] == [
+        ("ops", "alice", "deploy at 5"), ("ops", "bob", "fixed"), ("ops", "alice", ""),
+        ("other", "bob", "elsewhere")]
+    assert "edited_ts" in lines[1] and lines[2]["deleted"] is True
+    await expect_error(download(alice, result["file_id"]), ErrorCode.NOT_FOUND)
+    only = await auditor.request("admin.export", {"since": 0, "until": 2**50,
+                                                  "room_id": other})
+    assert only["messages"] == 1
+    by_bob = await auditor.request("admin.export", {"since": 0, "until": 2**50,
+                                                    "username": "bob"})
+    assert by_bob["messages"] == 2
+    await expect_error(auditor.request("admin.export", {"since": 5, "until": 5}),
+                       ErrorCode.BAD_REQUEST)
+    audited = (await auditor.request("admin.audit", {"action": "export"}))["entries"]
+    assert len(audited) == 3 and audited[-1]["details"]["messages"] == 4

@@ -203,7 +203,7 @@ async def build_harness(tmp_path: Path, *, synchronous: bool = False,
         files=files,
         calls=CallService(store, fanout, clock),
         feed=FeedService(store, fanout, users, clock, config.max_frame),
-        admin=AdminService(store, fanout, users, accounts, clock),
+        admin=AdminService(store, fanout, users, accounts, files, clock),
     )
     realm = ChatRealm(services, fanout, clock, config.single_session,
                       config.tls_client_cert_login, config.max_sessions_per_user)
