@@ -100,6 +100,10 @@ class ServerConfig:
             after ``chatnet.services.rooms.INVITE_LIFETIME``).
         assistant: the assistant's settings (PROTOCOL.md 11, docs/assistant.md),
             or None: no assistant, and no account for it is made.
+        retention_days: messages older than this are deleted daily (with files no
+            message refers to any more); None keeps everything.
+        compliance_log: keep the content of deleted, edited and expired messages
+            in the audit log (docs/security.md).
     """
 
     port: int = 5443
@@ -138,6 +142,8 @@ class ServerConfig:
     max_rooms: int = DEFAULT_MAX_ROOMS
     max_invites: int = DEFAULT_MAX_INVITES
     assistant: AssistantConfig | None = None
+    retention_days: int | None = None
+    compliance_log: bool = False
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -235,4 +241,7 @@ class ServerConfig:
             max_rooms=integer("max-rooms", 1, 1_000_000),
             max_invites=integer("max-invites", 1, 1_000_000),
             assistant=assistant,
+            retention_days=None if options.get("retention-days") in (None, "")
+            else integer("retention-days", 1, 100 * 365),
+            compliance_log=bool(options.get("compliance-log")),
         )

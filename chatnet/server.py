@@ -42,6 +42,7 @@ from chatnet.services.feed import FeedService
 from chatnet.services.files import FileService, UploadJanitor
 from chatnet.services.messages import ExpiryService, MessageService, SearchIndexer
 from chatnet.services.periodic import HeapTrim
+from chatnet.services.retention import RetentionJob
 from chatnet.services.rooms import RoomService
 from chatnet.services.users import UserService
 from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
@@ -155,6 +156,9 @@ class ChatnetService(service.MultiService):
         )
         self.expiry = ExpiryService(self.store, self.fanout, reactor)
         self.search_indexer = SearchIndexer(self.store, reactor)
+        self.store.compliance_log = config.compliance_log
+        self.retention = (RetentionJob(self.store, self.files, reactor, config.retention_days)
+                          if config.retention_days is not None else None)
         self.janitor = UploadJanitor(self.files, reactor, config.upload_expiry)
         self.credential_watch = CredentialWatch(self.store, self.fanout, reactor,
                                                 config.credentials_poll)
@@ -224,6 +228,8 @@ class ChatnetService(service.MultiService):
                                                self.search_indexer)
         if self.cert_renewal is not None:
             timers += (self.cert_renewal,)
+        if self.retention is not None:
+            timers += (self.retention,)
         return timers
 
     def _start_failed(self, failure: Any) -> None:

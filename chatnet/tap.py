@@ -47,6 +47,9 @@ class Options(usage.Options):
          "a client certificate's common name must be the username that logs in "
          "(needs --tls-client-ca; the password is still checked). Without it, any "
          "certificate from --tls-client-ca may log in as anyone"],
+        ["compliance-log", None,
+         "keep the content of deleted, edited and expired messages in the audit log, "
+         "for admins and auditors (members still see them vanish; docs/security.md)"],
     ]
     optParameters = [
         ["port", "p", "5443", "TCP port to listen on (0 picks a free one)"],
@@ -103,6 +106,9 @@ class Options(usage.Options):
          "rooms one user may be in (group rooms and the direct rooms they opened)"],
         ["max-invites", None, str(DEFAULT_MAX_INVITES),
          "pending room invitations one user may have sent (they expire after 14 days)"],
+        ["retention-days", None, None,
+         "delete messages older than this many days, and files no message refers to "
+         "any more, once a day (default: keep everything)"],
         ["assistant-url", None, None,
          "base URL of an OpenAI-compatible endpoint (POST URL/v1/chat/completions): runs "
          "the assistant, an account that answers direct messages and mentions "

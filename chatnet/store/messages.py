@@ -20,7 +20,7 @@ from chatnet.reactions import (
     MAX_REACTIONS_PER_USER,
 )
 from chatnet.store.database import Database, IntegrityError, Txn
-from chatnet.store.files import file_by_id, may_access
+from chatnet.store.files import ATTACHMENT, file_by_id, may_access
 from chatnet.store.search import (
     SearchIndex,
     fts5_match,
@@ -337,10 +337,26 @@ def _history_page(t: Txn, room_id: int, before_seq: int | None, after_seq: int |
     return messages, has_more
 
 
+def _keep_for_compliance(t: Txn, entry_id: int, ts: int, action: str, msg_id: int,
+                         room_id: int, sender_id: int, body: str, by_id: int | None,
+                         **more: Any) -> None:
+    """An audit row holding a message's content before it is erased or replaced
+    (``--compliance-log``): ``message.deleted``, ``message.edited``,
+    ``message.expired``."""
+    details = {"room_id": room_id, "msg_id": msg_id, "body": body, **more}
+    if by_id is not None:
+        details["by_id"] = by_id
+    t.execute("INSERT INTO audit_log (entry_id, ts, action, user_id, username, peer, details) "
+              "SELECT ?, ?, ?, user_id, username, NULL, ? FROM users WHERE user_id = ?",
+              (entry_id, ts, action, json.dumps(details, ensure_ascii=False, sort_keys=True),
+               sender_id))
+
+
 class MessageStore:
     """Data access for messages and reactions. Mixed into :class:`ChatStore`."""
 
     db: Database
+    ids: Any  # ChatStore's IdGenerator (audit rows of the compliance log)
 
     async def send_message(self, msg_id: int, room_id: int, sender_id: int, sender: str,
                            ts: int, body: str, client_msg_id: str, reply_to: int | None,
@@ -472,6 +488,10 @@ class MessageStore:
                 raise forbidden("only the sender can edit a message")
             t.execute("UPDATE messages SET body = ?, edited_ts = ?, changed_ts = ? "
                       "WHERE msg_id = ?", (body, edited_ts, edited_ts, msg_id))
+            if self.compliance_log:
+                _keep_for_compliance(t, self.ids.next_id(), now, "message.edited", msg_id,
+                                     room_id, editor_id, str(row[1]), editor_id,
+                                     new_body=body)
             SearchIndex.remove(t, msg_id, str(row[1]))
             SearchIndex.add(t, msg_id, body)
 
@@ -495,6 +515,9 @@ class MessageStore:
                 raise not_found("no such message")
             if int(row[0]) != user_id and not moderator:
                 raise forbidden("only the sender or a moderator can delete a message")
+            if self.compliance_log:
+                _keep_for_compliance(t, self.ids.next_id(), now, "message.deleted", msg_id,
+                                     room_id, int(row[0]), str(row[1]), user_id)
             SearchIndex.remove(t, msg_id, str(row[1]))
             t.execute("UPDATE messages SET deleted = 1, body = '', mentions = NULL, "
                       "changed_ts = ? WHERE msg_id = ?", (now, msg_id))
@@ -745,10 +768,47 @@ class MessageStore:
 
         return await self.db.run_interaction("search", txn)
 
+    #: Keep the content of deleted, edited and expired messages in the audit log
+    #: (``--compliance-log``), in the transaction that erases it.
+    compliance_log = False
+
     #: Whether the search queue may hold messages (SQLite): set by every send and
     #: edit, so that an idle server runs no indexing transaction at all (and a
     #: storage fault burst is not kept open by one).
     search_pending = True
+
+    async def purge_before(self, cutoff: int, batch: int = 1000) -> tuple[int, list[str]]:
+        """Retention (``--retention-days``): delete up to ``batch`` messages older
+        than ``cutoff`` (ms) with their reactions, attachments and index entries,
+        and — once no such message is left — the attachment files older than the
+        cutoff that no message, feed post or profile refers to any more.
+
+        Returns:
+            ``(messages deleted, SHA-256s of the files deleted)``: call again while
+            messages were deleted; release the blobs of the hashes.
+        """
+        def txn(t: Txn) -> tuple[int, list[str]]:
+            rows = t.execute("SELECT msg_id, body FROM messages WHERE ts < ? ORDER BY ts "
+                             "LIMIT ?", (cutoff, batch)).fetchall()
+            for msg_id, body in rows:
+                SearchIndex.remove(t, int(msg_id), str(body or ""))
+            ids = [int(r[0]) for r in rows]
+            if ids:
+                marks = ",".join("?" * len(ids))
+                for table in ("reactions", "message_attachments", "messages"):
+                    t.execute(f"DELETE FROM {table} WHERE msg_id IN ({marks})", ids)
+                return len(ids), []
+            files = t.execute(
+                "SELECT f.file_id, f.sha256 FROM files f WHERE f.ts < ? AND f.purpose = ? AND "
+                "NOT EXISTS (SELECT 1 FROM message_attachments a WHERE a.file_id = f.file_id) "
+                "AND NOT EXISTS (SELECT 1 FROM feed_post_files p WHERE p.file_id = f.file_id) "
+                "AND NOT EXISTS (SELECT 1 FROM users u WHERE u.avatar_file_id = f.file_id) "
+                "LIMIT ?", (cutoff, ATTACHMENT, batch)).fetchall()
+            for file_id, _sha in files:
+                t.execute("DELETE FROM files WHERE file_id = ?", (file_id,))
+            return 0, [str(r[1]) for r in files]
+
+        return await self.db.run_interaction("purge_before", txn)
 
     async def export_page(self, since: int, until: int, room_id: int | None,
                           sender: str | None, after_msg_id: int,
@@ -924,10 +984,14 @@ class MessageStore:
             ``[(room_id, msg_id)]`` of the messages erased now.
         """
         def txn(t: Txn) -> list[tuple[int, int]]:
-            rows = t.execute("SELECT room_id, msg_id, body FROM messages WHERE expires_ts <= ? "
-                             "AND deleted = 0 ORDER BY expires_ts LIMIT ?",
+            rows = t.execute("SELECT room_id, msg_id, body, sender_id FROM messages WHERE "
+                             "expires_ts <= ? AND deleted = 0 ORDER BY expires_ts LIMIT ?",
                              (now, batch)).fetchall()
-            for _room_id, msg_id, body in rows:
+            for room_id, msg_id, body, sender_id in rows:
+                if self.compliance_log:
+                    _keep_for_compliance(t, self.ids.next_id(), now, "message.expired",
+                                         int(msg_id), int(room_id), int(sender_id),
+                                         str(body or ""), None)
                 SearchIndex.remove(t, int(msg_id), str(body or ""))
                 t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL, "
                           "changed_ts = ? WHERE msg_id = ?", (now, msg_id))

@@ -285,3 +285,81 @@ async def test_export_writes_json_lines_of_the_range_into_a_file(server):
                        ErrorCode.BAD_REQUEST)
     audited = (await auditor.request("admin.audit", {"action": "export"}))["entries"]
     assert len(audited) == 3 and audited[-1]["details"]["messages"] == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_compliance_log_keeps_what_members_see_vanish(make_server):
+    """With --compliance-log, an edit's old text, a deleted message and an expired
+    one stay in the audit log (admins and auditors), while members see them
+    vanish as always; expiry events carry no content."""
+    from tests.support.chat import create_room, say
+
+    server = await make_server(compliance_log=True)
+    auditor = await with_roles(server, "audrey", ["auditor"])
+    alice, bob = await server.user("alice"), await server.user("bob")
+    room = (await create_room(alice, bob))["room_id"]
+    edited = await say(alice, room, "the password is hunter2")
+    await alice.request("msg.edit", {"room_id": room, "msg_id": edited["msg_id"],
+                                     "body": "(removed)"})
+    gone = await say(alice, room, "delete me")
+    await alice.request("msg.delete", {"room_id": room, "msg_id": gone["msg_id"]})
+    events = EventLog(bob, "bob")
+    burned = await say(alice, room, "burn after reading", ttl=1)
+    expired = await events.next("msg.expired", timeout=5)
+    assert expired.data == {"room_id": room, "msg_id": burned["msg_id"]}
+    history = await bob.request("msg.history", {"room_id": room})
+    assert [m["body"] for m in history["messages"]] == ["(removed)"]
+    entries = (await auditor.request("admin.audit", {}))["entries"]
+    kept = {e["action"]: e for e in entries if e["action"].startswith("message.")}
+    assert kept["message.edited"]["details"]["body"] == "the password is hunter2"
+    assert kept["message.edited"]["details"]["new_body"] == "(removed)"
+    assert kept["message.deleted"]["details"]["body"] == "delete me"
+    assert kept["message.expired"]["details"]["body"] == "burn after reading"
+    assert kept["message.deleted"]["username"] == "alice"
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_the_compliance_log_erased_content_is_gone(server):
+    """By default nothing of a deleted message's content is kept anywhere."""
+    from tests.support.chat import create_room, say
+
+    admin = await with_roles(server, "root", ["admin"])
+    alice = await server.user("alice")
+    room = (await create_room(alice))["room_id"]
+    gone = await say(alice, room, "nobody keeps this")
+    await alice.request("msg.delete", {"room_id": room, "msg_id": gone["msg_id"]})
+    entries = (await admin.request("admin.audit", {}))["entries"]
+    assert not [e for e in entries if "nobody keeps this" in str(e)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_retention_deletes_old_messages_and_unused_files(make_server):
+    """--retention-days: the job deletes messages older than the period (and their
+    index entries), then attachment files no message refers to any more; newer
+    messages and files in use stay."""
+    from tests.core.test_avatars import upload
+    from tests.support.chat import create_room, say
+
+    server = await make_server(retention_days=30)
+    job = server.service.retention
+    assert job is not None and job in server.service._timers()
+    alice = await server.user("alice")
+    room = (await create_room(alice))["room_id"]
+    old_file = await upload(alice, b"old attachment", "old.txt")
+    kept_file = await upload(alice, b"new attachment", "new.txt")
+    old = await say(alice, room, "ancient history", attachments=[old_file["file_id"]])
+    await say(alice, room, "recent news", attachments=[kept_file["file_id"]])
+    long_ago = old["ts"] - 40 * 86_400_000
+    await server.service.store.db.run_interaction("age", lambda t: (
+        t.execute("UPDATE messages SET ts = ? WHERE msg_id = ?", (long_ago, old["msg_id"])),
+        t.execute("UPDATE files SET ts = ? WHERE file_id IN (?, ?)",
+                  (long_ago, old_file["file_id"], kept_file["file_id"]))))
+    assert await job.run_once() == (1, 1)
+    history = await alice.request("msg.history", {"room_id": room})
+    assert [m["body"] for m in history["messages"]] == ["recent news"]
+    assert (await alice.request("msg.search", {"query": "ancient"}))["messages"] == []
+    await expect_error(alice.request("file.info", {"file_id": old_file["file_id"]}),
+                       ErrorCode.NOT_FOUND)
+    assert (await alice.request("file.info", {"file_id": kept_file["file_id"]}))["name"] == \
+        "new.txt"
+    assert await job.run_once() == (0, 0)

@@ -180,3 +180,4 @@ async def test_feed_store_on_both_engines(store, monkeypatch):
         int(t.scalar(f"SELECT COUNT(*) FROM {table}")) for table in
         ("feed_likes", "feed_comments", "feed_posts")])
     assert counts == [0, 0, 0]
+

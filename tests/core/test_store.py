@@ -879,3 +879,24 @@ async def test_a_storage_fault_fails_the_whole_group_and_the_next_one_works(tmp_
         assert (await send(store, room_id, alice, "after")).message["seq"] == 1
     finally:
         db.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_compliance_log_and_retention_on_both_engines(store):
+    """The compliance log's audit rows and the retention purge on SQLite and
+    PostgreSQL: a deleted message's content is kept when asked; old messages and
+    unused old files go."""
+    store.compliance_log = True
+    alice = await new_user(store, "alice")
+    room = await new_room(store, alice)
+    gone = (await send(store, room, alice, "keep me for compliance", ts=T0)).message["msg_id"]
+    await store.delete_message(room, gone, alice.id, False, T0 + 1)
+    [entry] = await store.audit_entries("message.deleted")
+    assert entry["details"]["body"] == "keep me for compliance"
+    assert entry["username"] == "alice"
+    await send(store, room, alice, "old one", ts=T0 + 2)
+    await send(store, room, alice, "new one", ts=T0 + 10_000)
+    assert await store.purge_before(T0 + 5_000) == (2, [])
+    assert await store.purge_before(T0 + 5_000) == (0, [])
+    page, _more = await store.history(room, None, None, 50, T0 + 20_000)
+    assert [m["body"] for m in page] == ["new one"]
