@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatnet.client.connection import ChatConnection, connect
+from chatnet.client.connection import ChatConnection, Patient, connect
 from chatnet.config import ServerConfig
 from chatnet.server import ChatnetService
 
@@ -61,14 +61,19 @@ class DemoServer:
                    rate: float | None = 50.0) -> None:
         """Send ``count`` numbered messages as ``username``, pipelined in batches
         (below the server's default rate-limit burst of 200), pausing so as to
-        stay under ``rate`` requests per second (None: no pause, for servers
-        started without rate limits)."""
-        conn = self.people[username]
+        stay under ``rate`` requests per second (None: no pause).
+
+        A send answered ``rate_limited`` is sent again after the wait the
+        server names (:class:`~chatnet.client.connection.Patient`): besides the
+        per-connection rate, which a server can lift, the per-user ``requests``
+        budget (100 a second, 500 at once) always applies.
+        """
+        send = Patient(self.reactor, self.people[username].request)
         for start in range(0, count, batch):
-            sends = [conn.request("msg.send", {
+            sends = [Deferred.fromCoroutine(send("msg.send", {
                 "room_id": room_id, "client_msg_id": f"fill{next(_ids)}",
                 "body": f"Message {n + 1} of {count}: the quick brown fox jumps over the "
-                        f"lazy dog{' and keeps running' * (n % 4)}."})
+                        f"lazy dog{' and keeps running' * (n % 4)}."}))
                 for n in range(start, min(count, start + batch))]
             await gatherResults(sends)
             if rate:
