@@ -2,9 +2,10 @@
 
 ``python -m qtclient.screenshots [OUTPUT_DIR]`` (default ``docs/screenshots``)
 starts a demo server in this process (see :mod:`qtclient.demo`), drives a
-real client to the login window, a busy room, the members panel and a
-conversation with files, and saves ``login-<lang>.png``, ``room-<lang>.png``,
-``members-<lang>.png`` and ``files-<lang>.png``; then, with a second demo
+real client to the login window, a busy room, the members panel, a search
+and a conversation with files, and saves ``login-<lang>.png``,
+``room-<lang>.png``, ``members-<lang>.png``, ``search-<lang>.png`` and
+``files-<lang>.png``; then, with a second demo
 server, ``accounts.png``: one client signed in to both (the account strip,
 each account's unread badge). It runs offscreen when there is no display.
 """
@@ -197,9 +198,23 @@ async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,
     await _settle(reactor)
     save(whole, "members")
 
+    # Search: all conversations, the first result opened and highlighted.
+    window.members_button.click()
+    window.open_search(here=False)
+    panel, results = window.search_panel, controller.search_results
+    panel.query.setText("截图" if language == "zh_CN" else "palette")
+    panel.search_now()
+    await _until(reactor, lambda: results.done and results.rowCount() > 0, "search results")
+    panel.results.choose(results.index(0))
+    await _until(reactor, lambda: window.timeline.highlighted() is not None, "the result")
+    await _settle(reactor)
+    save(whole, "search")
+    window.close_search()
+    controller.open_room(rooms["design"])
+    window.timeline.show_newest()  # follow what arrives, as at the bottom
+
     # Files: a picture (with its preview) and a document arrive, and alice is
     # sending a large file (caught half-way).
-    window.members_button.click()
     design = rooms["design"]
     from qtclient.demo import icon_sheet_png
 
