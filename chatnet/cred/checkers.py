@@ -32,6 +32,7 @@ from chatnet.cred import credentials as _credentials
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services import Clock, ms
 from chatnet.store import ChatStore, now_ms
+from chatnet.store.faults import log_background_failure
 from chatnet.wire.limits import LoginThrottle
 from chatnet.wire.ops import USERNAME_RE
 
@@ -229,7 +230,13 @@ class LoginGuard:
                             {"retry_after_ms": max(1, int(wait * 1000 + 0.999))})
 
     async def failed(self, username: str | None, address: str) -> None:
-        """Count a failed attempt; a lock-out it starts is logged and audited."""
+        """Count a failed attempt (audited as ``login.failed``); a lock-out it starts
+        is logged and audited too."""
+        # In the background: a storage fault must not turn a refusal into an error.
+        audited = Deferred.fromCoroutine(self.store.audit(
+            self.store.ids.next_id(), ms(self.clock), "login.failed", username=username,
+            peer=address or None))
+        audited.addErrback(log_background_failure(self.log, "auditing a failed login failed"))
         lockouts = []
         if username is not None:
             seconds = self.users.failed(username)

@@ -188,6 +188,14 @@ class ChatRealm:
             mind.send_frame(event_frame("system", data))
         self.log.info("{user} logged in (session {session}, {peer})", user=user.username,
                       session=avatar.session_id, peer=mind.peer)
+        # Audited in the background: a storage fault must not keep anyone out.
+        store = self.services.users.store
+        audited = Deferred.fromCoroutine(store.audit(
+            store.ids.next_id(), ms(self.clock), "login", user_id=user_id,
+            username=user.username, peer=mind.peer or None,
+            details={"session_id": avatar.session_id,
+                     **({"client": mind.client} if getattr(mind, "client", "") else {})}))
+        audited.addErrback(log_background_failure(self.log, "auditing a login failed"))
         return (IChatAvatar, avatar, self._logout_once(avatar))
 
     def _logout_once(self, avatar: ChatAvatar) -> Callable[[], None]:
@@ -204,5 +212,10 @@ class ChatRealm:
             d.addErrback(log_background_failure(self.log, "presence update at logout failed"))
             self.log.info("{user} logged out (session {session})", user=avatar.username,
                           session=avatar.session_id)
+            store = self.services.users.store
+            audited = Deferred.fromCoroutine(store.audit(
+                store.ids.next_id(), ms(self.clock), "logout", user_id=avatar.user_id,
+                username=avatar.username, details={"session_id": avatar.session_id}))
+            audited.addErrback(log_background_failure(self.log, "auditing a logout failed"))
 
         return logout

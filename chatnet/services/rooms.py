@@ -387,6 +387,11 @@ class RoomPerspective:
         service.tell_room(room_id, "room.member", event)
         await service.store.remove_member(room_id, user.user_id)
         service.fanout.member_removed(room_id, user.user_id)
+        await service.store.audit(service.store.ids.next_id(), ms(service.clock), "room.kicked",
+                                  user_id=user.user_id, username=user.username,
+                                  peer=getattr(self.actor.mind, "peer", None),
+                                  details={"room_id": room_id, "by": self.actor.username,
+                                           **({"reason": reason} if reason else {})})
         return {}
 
     async def perspective_members(self, room_id: int, cursor: str | None,
@@ -468,4 +473,8 @@ class RoomPerspective:
         service.fanout.room_removed(room_id)
         service.log.info("{user} deleted room {room_id}", user=self.actor.username,
                          room_id=room_id)
+        await service.store.audit(service.store.ids.next_id(), ms(service.clock), "room.deleted",
+                                  user_id=self.actor.user_id, username=self.actor.username,
+                                  peer=getattr(self.actor.mind, "peer", None),
+                                  details={"room_id": room_id, "name": room.name})
         return {}

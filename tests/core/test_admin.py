@@ -363,3 +363,41 @@ async def test_retention_deletes_old_messages_and_unused_files(make_server):
     assert (await alice.request("file.info", {"file_id": kept_file["file_id"]}))["name"] == \
         "new.txt"
     assert await job.run_once() == (0, 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_logins_failures_logouts_kicks_and_room_deletions_are_audited(server):
+    """The audit log records logins (with the address and client), failed logins,
+    logouts, kicks and room deletions."""
+    from tests.support.chat import create_room
+
+    admin = await with_roles(server, "root", ["admin"])
+    alice, bob = await server.user("alice"), await server.user("bob")
+    stranger = await server.connect()
+    await expect_error(stranger.login("alice", "not the password"), ErrorCode.UNAUTHENTICATED)
+    room = (await create_room(alice, bob))["room_id"]
+    await alice.request("room.kick", {"room_id": room, "username": "bob", "reason": "noise"})
+    await alice.request("room.delete", {"room_id": room})
+    await alice.request("auth.logout")
+    await wait_lost(alice)
+
+    async def actions() -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for entry in (await admin.request("admin.audit", {"limit": 500}))["entries"]:
+            found.setdefault(entry["action"], []).append(entry)
+        return found
+
+    def logged_out(found: dict[str, list[dict[str, Any]]]) -> bool:
+        return "alice" in [e["username"] for e in found.get("logout", [])]
+
+    seen = await actions()
+    while not logged_out(seen):  # written in the background once the session ends
+        await admin.request("session.ping")
+        seen = await actions()
+    logins = [e for e in seen["login"] if e["username"] == "alice"]
+    assert logins and logins[0]["peer"].startswith("127.0.0.1")
+    assert [e["username"] for e in seen["login.failed"]] == ["alice"]
+    assert seen["room.kicked"][0]["details"]["reason"] == "noise"
+    assert seen["room.kicked"][0]["username"] == "bob"
+    assert seen["room.deleted"][0]["details"]["room_id"] == room
+    assert sorted(e["username"] for e in seen["logout"]) == ["alice", "root"]  # root's first
