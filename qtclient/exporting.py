@@ -69,7 +69,8 @@ async def export_to_files(request: Requester, me: str, others: dict[int, str],
             (:class:`~chatnet.client.connection.Patient` around
             ``ChatSession.call``).
         me: the user's username.
-        others: room id -> the other person of each direct room (for labels).
+        others: room id -> the other person of each direct room, as far as
+            known (for labels; the others are asked with ``room.members``).
         progress: called with (rooms done, rooms in all, messages written).
 
     Returns:
@@ -81,6 +82,15 @@ async def export_to_files(request: Requester, me: str, others: dict[int, str],
         created are removed (a file it did not create is never touched).
     """
     rooms = await all_pages(request, "room.list", "rooms", {"limit": 500})
+    others = dict(others)
+    for room in rooms:  # a direct room whose other person is not known yet
+        room_id = int(room["room_id"])
+        if room.get("kind") == "direct" and room_id not in others:
+            members = await request("room.members", {"room_id": room_id})
+            peers = [str(m["username"]) for m in members.get("members", [])
+                     if m.get("username") != me]
+            if peers:
+                others[room_id] = peers[0]
     since, until = day_range(first, last)
     jsonl_path, text_path = free_names(base)
     made: list[Path] = []

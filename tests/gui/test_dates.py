@@ -199,3 +199,21 @@ def test_a_cancelled_export_keeps_nothing(make_client: Any, server: ServerHandle
     assert alice.last_status == "Export cancelled; nothing was kept."
     assert list(tmp_path.glob("cut*")) == []
     assert window.export_progress is None
+
+
+def test_export_names_direct_rooms_whose_person_is_not_known_yet(
+        server: ServerHandle, clock: ShiftedClock, wait: Any, tmp_path: Path) -> None:
+    """The export labels a direct room "@bob" even when the client has not yet
+    learned who is in it (the desktop learns it in the background after login):
+    it asks the room's members itself."""
+    from chatnet.client.connection import Patient
+    from qtclient.exporting import export_to_files
+
+    days_of_messages(server, clock)
+    alice = server.user("alice", register=False)
+    result = wait(export_to_files(Patient(reactor, alice.request), "alice", {}, TODAY, TODAY,
+                                  tmp_path / "direct"))
+    records = [json.loads(line) for line in
+               result.jsonl.read_text(encoding="utf-8").splitlines()]
+    assert {r["room"] for r in records} == {"#general", "@bob"}
+    assert result.messages == 81 and result.rooms == 2
