@@ -640,7 +640,9 @@ class MainWindow(QMainWindow):
         dialog.setMinimumDuration(0)
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)
-        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        # Not modal: an export of a long range takes a while, and the
+        # conversations (of this account and the others) stay usable.
+        dialog.setWindowModality(Qt.WindowModality.NonModal)
         dialog.canceled.connect(self.export_cancel_requested)
         self.export_progress = dialog
         dialog.show()
