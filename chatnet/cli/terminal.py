@@ -1167,8 +1167,15 @@ class TerminalClient:
         if base.is_dir():
             self.error(f"{base} is a folder; give a file name (NAME.jsonl and NAME.txt are made)")
             return
-        jsonl_path = unused_path(base.with_name(base.name + ".jsonl"))
-        text_path = unused_path(base.with_name(base.name + ".txt"))
+        # One name for both files: the first "NAME (n)" with neither taken.
+        stem, n = base.name, 0
+        while True:
+            jsonl_path = base.with_name(stem + ".jsonl")
+            text_path = base.with_name(stem + ".txt")
+            if not any(p.exists() or p.is_symlink() for p in (jsonl_path, text_path)):
+                break
+            n += 1
+            stem = f"{base.name} ({n})"
         await self.refresh_rooms()
         rooms = list(self.rooms.values())
         progress = ExportProgress(len(rooms))
