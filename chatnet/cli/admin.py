@@ -6,6 +6,13 @@ writer; PostgreSQL does anyway)::
     chatnet-admin --data-dir D create-user NAME --password PW [--role admin]
     chatnet-admin --data-dir D list-users
     chatnet-admin --data-dir D reset-password NAME [--password PW]
+    chatnet-admin --data-dir D set-role NAME [ROLE ...]      # admin, auditor, bot; none: clear
+    chatnet-admin --data-dir D ban NAME [--reason R] [--until 2026-12-31]
+    chatnet-admin --data-dir D unban NAME
+    chatnet-admin --data-dir D audit [--action A] [--user NAME] [--limit N]
+
+A running server ends a banned user's sessions within seconds (it watches the
+database for credential changes), as it does after a password reset.
 
 Without ``--password`` the password is read from the environment variable
 ``CHATNET_PASSWORD`` or asked for at the terminal (not echoed).
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import sys
 from pathlib import Path
@@ -28,8 +36,16 @@ from chatnet.cred.checkers import PasswordHasher
 from chatnet.datadir import prepare_data_dir, private_umask
 from chatnet.errors import ChatError
 from chatnet.fanout import LocalFanout
-from chatnet.services.accounts import AccountService, check_new_password
-from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url
+from chatnet.services.accounts import SERVER_ROLES, AccountService, check_new_password
+from chatnet.store import ChatStore, Database, IdGenerator, engine_from_url, now_ms
+
+
+def datetime_text(ts_ms: int) -> str:
+    """``2026-12-06 11:24:05`` (UTC) for a time in ms since the epoch."""
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts_ms / 1000, datetime.UTC).strftime(
+        "%Y-%m-%d %H:%M:%S")
 
 
 def password_from(args: argparse.Namespace) -> str:
@@ -67,7 +83,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("name", help="username: 1-32 of a-z 0-9 . _ -")
     create.add_argument("--password", help="the password (default: $CHATNET_PASSWORD, "
                         "or asked for)")
-    create.add_argument("--role", choices=["admin"], help="a server role to give")
+    create.add_argument("--role", choices=sorted(SERVER_ROLES), help="a server role to give")
     create.add_argument("--display-name", help="the shown name (default: the username)")
     commands.add_parser("list-users", help="list accounts")
     reset = commands.add_parser("reset-password",
@@ -76,7 +92,34 @@ def parser() -> argparse.ArgumentParser:
     reset.add_argument("name")
     reset.add_argument("--password", help="the new password (default: $CHATNET_PASSWORD, "
                        "or asked for)")
+    roles = commands.add_parser("set-role", help="replace a user's server roles")
+    roles.add_argument("name")
+    roles.add_argument("roles", nargs="*", choices=sorted(SERVER_ROLES), metavar="ROLE",
+                       help=f"one of {', '.join(sorted(SERVER_ROLES))}; none clears them")
+    ban = commands.add_parser("ban", help="ban a user: sessions end, login is refused")
+    ban.add_argument("name")
+    ban.add_argument("--reason", help="why (kept in the audit log)")
+    ban.add_argument("--until", type=_date, metavar="YYYY-MM-DD",
+                     help="the ban ends at the start of that day, UTC (default: never)")
+    unban = commands.add_parser("unban", help="lift a ban")
+    unban.add_argument("name")
+    audit = commands.add_parser("audit", help="the newest audit log entries")
+    audit.add_argument("--action", help="only this action, e.g. login.failed, user.banned")
+    audit.add_argument("--user", help="only entries about this username")
+    audit.add_argument("--limit", type=int, default=50, help="how many (default: 50)")
     return top
+
+
+def _date(text: str) -> int:
+    """argparse type of ``--until``: a date, as ms since the epoch (UTC midnight)."""
+    import datetime
+
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-31") from None
+    start = datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC)
+    return int(start.timestamp() * 1000)
 
 
 async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> int:
@@ -132,6 +175,44 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
             await accounts.set_password(found, password, by="admin")
             out.write(f"password of {found.username} changed; their sessions are ended and "
                       "must log in again\n")
+        elif command in ("set-role", "ban", "unban"):
+            found = await store.user_by_name(args.name.strip().casefold())
+            if found is None:
+                out.write(f"no user named {args.name!r}\n")
+                return 1
+            now = now_ms()
+            details: dict[str, Any] = {"by": "chatnet-admin"}
+            if command == "set-role":
+                await store.set_roles(found.user_id, args.roles)
+                action = "role.changed"
+                details.update(roles=sorted(set(args.roles)), before=sorted(found.roles))
+                out.write(f"{found.username} now has role(s): "
+                          f"{', '.join(sorted(set(args.roles))) or 'none'}\n")
+            elif command == "ban":
+                if args.until is not None and args.until <= now:
+                    raise UsageError("--until must be in the future")
+                await store.set_ban(found.user_id, True, args.reason, args.until, now)
+                action = "user.banned"
+                details.update({k: v for k, v in (("reason", args.reason),
+                                                  ("until", args.until)) if v is not None})
+                out.write(f"{found.username} is banned; a running server ends their sessions "
+                          "within seconds\n")
+            else:
+                await store.set_ban(found.user_id, False, None, None, now)
+                action = "user.unbanned"
+                out.write(f"{found.username} is no longer banned\n")
+            await store.audit(store.ids.next_id(), now, action, user_id=found.user_id,
+                              username=found.username, details=details)
+        elif command == "audit":
+            entries = await store.audit_page(None, None, args.action,
+                                             args.user.casefold() if args.user else None,
+                                             None, max(1, min(args.limit, 10_000)))
+            for entry in entries:
+                when = datetime_text(entry["ts"])
+                extra = json.dumps(entry.get("details") or {}, ensure_ascii=False)
+                out.write(f"{when}  {entry['action']:<18} {entry.get('username') or '-':<20} "
+                          f"{entry.get('peer') or '-':<16} {extra}\n")
+            out.write(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}\n")
         return 0
     finally:
         db.close()

@@ -223,8 +223,9 @@ class CredentialWatch(PeriodicJob):
     Every ``interval`` seconds it asks the store which users' ``credentials_ts``
     moved since the last look, and ends each of their sessions on this node
     that authenticated before the change with ``session.ended
-    {password_changed}``. That covers a reset by ``chatnet-admin`` (which
-    writes the database directly) and changes made through another node.
+    {password_changed}`` (``{banned}`` when the change was a ban). That covers a
+    reset or ban by ``chatnet-admin`` (which writes the database directly) and
+    changes made through another node.
 
     Args:
         store: the chat store.
@@ -252,10 +253,16 @@ class CredentialWatch(PeriodicJob):
         ended = 0
         for user_id, changed_ts in await self.store.credentials_changed_since(self._seen):
             self._seen = max(self._seen, changed_ts)
-            for session in self.fanout.sessions_of(user_id):
-                if getattr(session, "authenticated_ts", 0) < changed_ts:
-                    session.end_session("password_changed")
-                    ended += 1
+            sessions = [s for s in self.fanout.sessions_of(user_id)
+                        if getattr(s, "authenticated_ts", 0) < changed_ts]
+            if not sessions:
+                continue
+            # A ban (chatnet-admin, another node) stamps the change too.
+            user = await self.store.user_by_id(user_id)
+            reason = "banned" if user is not None and user.banned else "password_changed"
+            for session in sessions:
+                session.end_session(reason)
+                ended += 1
         if ended:
             self.log.info("ended {count} session(s) after password changes", count=ended)
         return ended

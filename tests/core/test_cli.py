@@ -309,3 +309,26 @@ def test_reactions_show_with_counts_and_stay_current(twistd: TwistdServer):
     for child in (alice, bob):
         child.sendline("/quit")
         child.expect(pexpect.EOF)
+
+
+def test_admin_bans_and_roles_from_the_command_line(twistd: TwistdServer):
+    """chatnet-admin set-role, ban, unban and audit work on the running server's
+    database: a banned user's live terminal session ends with "banned" and login
+    is refused until unban; the audit command lists what was done."""
+    bob = terminal(twistd, "bob")
+    bob.expect("logged in as bob")
+    roles = admin(twistd.data_dir, "set-role", "alice", "auditor")
+    assert roles.returncode == 0 and "alice now has role(s): auditor" in roles.stdout
+    banned = admin(twistd.data_dir, "ban", "bob", "--reason", "spam")
+    assert banned.returncode == 0, banned.stderr
+    bob.expect("your account was banned", timeout=30)
+    refused = send_cmd(twistd, "bob", "--to", "alice", "hello?")
+    assert refused.returncode == 1 and "banned" in refused.stderr
+    audit = admin(twistd.data_dir, "audit", "--action", "user.banned")
+    assert "user.banned" in audit.stdout and "bob" in audit.stdout and "spam" in audit.stdout
+    assert admin(twistd.data_dir, "unban", "bob").returncode == 0
+    assert send_cmd(twistd, "bob", "--to", "alice", "back").returncode == 0
+    wrong = admin(twistd.data_dir, "ban", "bob", "--until", "2000-01-01")
+    assert wrong.returncode == 2 and "--until must be in the future" in wrong.stderr
+    bob.sendline("/quit")
+    bob.expect(pexpect.EOF)
