@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chatnet.assistant.config import AssistantConfig
+    from chatnet.cred.directory import DirectoryConfig
 
 #: PROTOCOL.md 1: the default maximum frame, in bytes.
 DEFAULT_MAX_FRAME = 1024 * 1024
@@ -104,6 +105,7 @@ class ServerConfig:
             message refers to any more); None keeps everything.
         compliance_log: keep the content of deleted, edited and expired messages
             in the audit log (docs/security.md).
+        directory: directory (LDAP) login settings, or None (local passwords only).
     """
 
     port: int = 5443
@@ -144,6 +146,7 @@ class ServerConfig:
     assistant: AssistantConfig | None = None
     retention_days: int | None = None
     compliance_log: bool = False
+    directory: DirectoryConfig | None = None
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -206,6 +209,7 @@ class ServerConfig:
         from chatnet.assistant.config import AssistantConfig
 
         assistant = AssistantConfig.from_options(options, prefix="assistant-")
+        directory = _directory(options, number, existing_file)
         node = options.get("node-id")
         quota = options.get("user-quota")
         return cls(
@@ -244,4 +248,45 @@ class ServerConfig:
             retention_days=None if options.get("retention-days") in (None, "")
             else integer("retention-days", 1, 100 * 365),
             compliance_log=bool(options.get("compliance-log")),
+            directory=directory,
         )
+
+
+def _directory(options: Mapping[str, Any], number: Any, existing_file: Any
+               ) -> DirectoryConfig | None:
+    """The ``--ldap-*`` options as a :class:`DirectoryConfig` (None without
+    ``--ldap-url``).
+
+    Raises:
+        ConfigError: a bad URL, neither or both modes, a template without
+            ``{username}``, a search without its service account.
+    """
+    from chatnet.cred.directory import DirectoryConfig
+
+    url = options.get("ldap-url")
+    if not url:
+        return None
+    url = str(url)
+    if not url.startswith(("ldap://", "ldaps://")):
+        raise ConfigError(f"--ldap-url must start with ldap:// or ldaps://, not {url!r}")
+    bind_dn = options.get("ldap-bind-dn") or None
+    base = options.get("ldap-search-base") or None
+    if (bind_dn is None) == (base is None):
+        raise ConfigError("--ldap-url needs either --ldap-bind-dn (a DN template) or "
+                          "--ldap-search-base (search then bind), not both")
+    if bind_dn is not None and "{username}" not in bind_dn:
+        raise ConfigError("--ldap-bind-dn must contain {username}")
+    search_filter = str(options.get("ldap-search-filter") or "(uid={username})")
+    if base is not None:
+        if "{username}" not in search_filter:
+            raise ConfigError("--ldap-search-filter must contain {username}")
+        if not options.get("ldap-service-dn") or not options.get("ldap-service-password-env"):
+            raise ConfigError("--ldap-search-base needs --ldap-service-dn and "
+                              "--ldap-service-password-env")
+    return DirectoryConfig(
+        url=url, bind_dn=bind_dn, search_base=base, search_filter=search_filter,
+        service_dn=options.get("ldap-service-dn") or None,
+        service_password_env=options.get("ldap-service-password-env") or None,
+        admin_group=options.get("ldap-admin-group") or None,
+        auditor_group=options.get("ldap-auditor-group") or None,
+        ca=existing_file("ldap-ca"), timeout=number("ldap-timeout", 0.1, 600))

@@ -167,8 +167,14 @@ class ChatnetService(service.MultiService):
         realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session,
                           config.tls_client_cert_login, config.max_sessions_per_user)
         self.login_guard = LoginGuard(self.store, reactor)
-        portal = Portal(realm, [PasswordChecker(self.store, hasher, self.login_guard),
-                                TokenChecker(self.store, reactor), AllowAnonymousAccess()])
+        passwords: Any = PasswordChecker(self.store, hasher, self.login_guard)
+        if config.directory is not None:
+            from chatnet.cred.directory import DirectoryChecker
+
+            passwords = DirectoryChecker(config.directory, self.store, passwords,
+                                         self.login_guard, reactor, reactor)
+        portal = Portal(realm, [passwords, TokenChecker(self.store, reactor),
+                                AllowAnonymousAccess()])
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
 
     def startService(self) -> None:

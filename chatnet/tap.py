@@ -109,6 +109,22 @@ class Options(usage.Options):
         ["retention-days", None, None,
          "delete messages older than this many days, and files no message refers to "
          "any more, once a day (default: keep everything)"],
+        ["ldap-url", None, None,
+         "log people in against the company directory: ldap://host[:port] or "
+         "ldaps://host[:port] (with --ldap-bind-dn, or --ldap-search-base and a service "
+         "account); local accounts keep their passwords"],
+        ["ldap-bind-dn", None, None,
+         "the user's DN with {username}, e.g. uid={username},ou=people,dc=example,dc=com"],
+        ["ldap-search-base", None, None, "where to search for the user (search then bind)"],
+        ["ldap-search-filter", None, "(uid={username})",
+         "the search filter with {username} (Active Directory: (sAMAccountName={username}))"],
+        ["ldap-service-dn", None, None, "the service account that searches"],
+        ["ldap-service-password-env", None, None,
+         "NAME of the environment variable holding the service account's password"],
+        ["ldap-admin-group", None, None, "group DN whose members get the admin role"],
+        ["ldap-auditor-group", None, None, "group DN whose members get the auditor role"],
+        ["ldap-ca", None, None, "PEM CA file to trust for ldaps:// (default: the system's)"],
+        ["ldap-timeout", None, "10", "seconds to connect to the directory and for each answer"],
         ["assistant-url", None, None,
          "base URL of an OpenAI-compatible endpoint (POST URL/v1/chat/completions): runs "
          "the assistant, an account that answers direct messages and mentions "

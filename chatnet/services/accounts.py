@@ -17,6 +17,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from chatnet.cred.checkers import PasswordHasher, check_certificate_user, token_hash
+from chatnet.cred.directory import DIRECTORY_HASH
 from chatnet.errors import ChatError, ErrorCode, bad_request
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
@@ -196,10 +197,14 @@ class AccountPerspective:
         Raises:
             ChatError: ``unauthenticated`` if the old password is wrong,
                 ``bad_request`` if the new one is too short, ``unavailable``
-                when the password checks are saturated.
+                when the password checks are saturated, ``forbidden`` for an
+                account the company directory manages (directory login).
         """
         service = self.service
         user = await service.store.user_by_id(self.actor.user_id)
+        if user is not None and user.password_hash == DIRECTORY_HASH:
+            raise ChatError(ErrorCode.FORBIDDEN, "your password is the company directory's: "
+                            "change it there")
         if user is None or not await service.hasher.verify(user.password_hash, old_password):
             raise ChatError(ErrorCode.UNAUTHENTICATED, "old_password is wrong")
         check_new_password(new_password, "new_password")
