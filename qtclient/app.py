@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,7 @@ from qtclient.i18n.switch import LanguageSwitcher
 from qtclient.idle import IdleWatcher
 from qtclient.qt import QApplication, QDate, QDialog, QObject, QStandardPaths, is_deleted
 from qtclient.settings import ClientSettings, LoginDefaults
+from qtclient.views.admin import AdminWindow
 from qtclient.views.app_window import AppWindow
 from qtclient.views.dialogs import (
     CreateRoomDialog,
@@ -76,6 +78,8 @@ class AccountUnit(QObject):
         self.controller = controller
         self.page = page
         self.logged_in = False
+        #: The account's Administration window, while open.
+        self.admin_window: AdminWindow | None = None
         self.in_window = False
         self.form: LoginWindow | None = None
         self.remember = False
@@ -215,6 +219,7 @@ class ChatApp(QObject):
         c.unread_changed.connect(self._unread_changed)
         c.directory_loaded.connect(self._directory_loaded)
         c.users_found.connect(self._users_found)
+        c.announcement.connect(main.show_announcement)
         main.room_selected.connect(c.open_room)
         main.older_requested.connect(c.load_older)
         main.newer_requested.connect(c.load_newer)
@@ -243,6 +248,7 @@ class ChatApp(QObject):
         main.presence_chosen.connect(c.set_presence)
         main.status_text_changed.connect(partial(self._status_text, unit))
         main.settings_requested.connect(self.open_settings)
+        main.admin_requested.connect(lambda: self.open_admin(unit))
         main.logout_requested.connect(lambda: self.remove_account(unit))
         main.quit_requested.connect(self.quit)
         main.sign_in_requested.connect(lambda: self.open_sign_in(unit))
@@ -409,6 +415,7 @@ class ChatApp(QObject):
         """The session ended: by "Log out" (``reason`` ""; the account was being
         removed), or the server's doing (the account stays, signed out)."""
         unit.logged_in = False
+        self._close_admin(unit)
         if not reason:
             return
         texts = {"replaced": _("You logged in somewhere else, so this session ended."),
@@ -542,6 +549,7 @@ class ChatApp(QObject):
         account = unit.account
         if account is not None:
             self.passwords.delete(account)
+        self._close_admin(unit)
         if unit.in_window:
             index = self.units.index(unit)
             self.units.remove(unit)
@@ -586,6 +594,8 @@ class ChatApp(QObject):
         self.notifier.show_icon(False)
         self.settings.sync()
         units = list(dict.fromkeys([*self.units, self.login_unit]))
+        for unit in units:
+            self._close_admin(unit)
         done: Deferred[Any] = gatherResults([u.controller.shutdown() for u in units])
         timer = self.reactor.callLater(QUIT_GRACE, self._finish_quit)
 
@@ -741,6 +751,35 @@ class ChatApp(QObject):
         if not unit.controller.export_conversations(first, last, name):
             unit.page.export_ended(False)
             self._show_status(unit, _("Not connected to the server."))
+
+    def open_admin(self, unit: AccountUnit | None = None) -> AdminWindow:
+        """*Administration…* of an account (the one shown by default): one window
+        per account, raised again if it is open."""
+        unit = unit or self.unit
+        window = unit.admin_window
+        if window is not None and not is_deleted(window):
+            window.show()
+            window.raise_()
+            return window
+        c = unit.controller
+        window = AdminWindow(c.admin, unit.key, c.is_admin, c.room_label, self.window)
+        c.monitor_message.connect(window.monitor.add_message)
+        window.finished.connect(lambda _r, u=unit, w=window: self._admin_closed(u, w))
+        unit.admin_window = window
+        window.show()
+        return window
+
+    def _admin_closed(self, unit: AccountUnit, window: AdminWindow) -> None:
+        if unit.admin_window is window:
+            unit.admin_window = None
+            with suppress(TypeError, RuntimeError):
+                unit.controller.monitor_message.disconnect(window.monitor.add_message)
+
+    def _close_admin(self, unit: AccountUnit) -> None:
+        window = unit.admin_window
+        if window is not None and not is_deleted(window):
+            window.close()
+        unit.admin_window = None
 
     def open_settings(self) -> SettingsDialog:
         """The settings dialog."""

@@ -207,6 +207,10 @@ class ChatController(QObject):
     #: The personal export ended (True: written; False: failed or cancelled,
     #: nothing kept); :attr:`info` or :attr:`error` says more.
     export_finished = pyqtSignal(bool)
+    #: An announcement (``system`` event) arrived: its body, who sent it, ts (ms).
+    announcement = pyqtSignal(str, str, ID)
+    #: A message seen by the administration monitor (``monitor.msg``): the message.
+    monitor_message = pyqtSignal(dict)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
                  parent: QObject | None = None, cache_dir: Path | None = None) -> None:
@@ -233,6 +237,8 @@ class ChatController(QObject):
         self.search_results = SearchResultsModel(self.room_label, self.display_names, self)
         self.own_presence = "online"
         self.status_text = ""
+        #: The server roles of the login result (``admin``, ``auditor``, ``bot``).
+        self.roles: frozenset[str] = frozenset()
         self.auto_away = False
         self.connection = ConnectionView.OFFLINE
         self.window_active = True
@@ -330,6 +336,7 @@ class ChatController(QObject):
 
         def started(result: dict[str, Any]) -> None:
             self.me = str(result.get("username", request.username))
+            self.roles = frozenset(str(r) for r in result.get("roles") or ())
             self.files.session = session
             self.files.cache_dir = self.cache_root / _folder_name(
                 f"{request.host}-{request.port}") / _folder_name(self.me)
@@ -391,6 +398,7 @@ class ChatController(QObject):
         return self.run(Deferred.fromCoroutine(session.close()), None, lambda _e: None)
 
     def _forget(self) -> None:
+        self.roles = frozenset()
         self._typing_timer.stop()
         self.cancel_export()
         self.calls = None
@@ -1362,8 +1370,34 @@ class ChatController(QObject):
 
     def _on_system(self, data: dict[str, Any]) -> None:
         body = str(data.get("body", ""))
+        self.announcement.emit(body, str(data.get("by") or ""), int(data.get("ts") or 0))
         self.info.emit(body)
         self.notify.emit(_("Announcement"), body, -1)
+
+    def _on_monitor(self, data: dict[str, Any]) -> None:
+        message = data.get("message")
+        if isinstance(message, dict):
+            self.monitor_message.emit(message)
+
+    # -- administration (docs/protocol.md 9) ---------------------------------------------------
+
+    @property
+    def can_administer(self) -> bool:
+        """Whether the Administration window is offered (``admin`` or ``auditor``)."""
+        return bool(self.roles & {"admin", "auditor"})
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the write actions of the Administration window are offered."""
+        return "admin" in self.roles
+
+    def admin(self, op: str, args: dict[str, Any] | None = None,
+              on_success: Callable[[Any], None] | None = None,
+              on_failure: Callable[[BaseException], None] | None = None) -> Deferred[Any]:
+        """One ``admin.*`` request for the Administration window."""
+        if not op.startswith("admin."):
+            raise ValueError(op)
+        return self._call(op, args, on_success, on_failure)
 
     _handlers: dict[str, Callable[[ChatController, dict[str, Any]], None]] = {
         "msg": _on_msg,
@@ -1381,6 +1415,7 @@ class ChatController(QObject):
         "room.updated": _on_room_updated,
         "room.deleted": _on_room_deleted,
         "system": _on_system,
+        "monitor.msg": _on_monitor,
     }
 
 

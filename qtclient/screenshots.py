@@ -7,7 +7,8 @@ and a conversation with files, and saves ``login-<lang>.png``,
 ``room-<lang>.png``, ``members-<lang>.png``, ``search-<lang>.png`` and
 ``files-<lang>.png``; then, with a second demo
 server, ``accounts.png``: one client signed in to both (the account strip,
-each account's unread badge). It runs offscreen when there is no display.
+each account's unread badge); and ``admin.png``, the Administration window
+of an admin. It runs offscreen when there is no display.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ async def take_screenshots(reactor: Any, out_dir: Path) -> list[Path]:
             finally:
                 await demo.stop()
         written.append(await _shoot_accounts(reactor, Path(tmp), out_dir))
+        written.append(await shoot_admin(reactor, Path(tmp), out_dir))
     return written
 
 
@@ -138,6 +140,59 @@ async def _shoot_accounts(reactor: Any, tmp: Path, out_dir: Path) -> Path:
     finally:
         await office.stop()
         await community.stop()
+
+
+async def shoot_admin(reactor: Any, tmp: Path, out_dir: Path) -> Path:
+    """alice, an admin, in the Administration window's Users tab after banning
+    one person: ``admin.png``."""
+    from qtclient.app import ChatApp
+    from qtclient.demo import DEMO_PASSWORD, populate_office, start_demo_server
+    from qtclient.qt import QSettings
+    from qtclient.settings import ClientSettings
+
+    demo = await start_demo_server(reactor, tmp / "data-admin")
+    try:
+        await populate_office(demo)
+        store = demo.service.store
+        for username, roles in (("alice", ["admin"]), ("erin", ["auditor"])):
+            user = await store.user_by_name(username)
+            assert user is not None
+            await store.set_roles(user.user_id, roles)
+        settings = ClientSettings(QSettings(str(tmp / "admin.ini"),
+                                            QSettings.Format.IniFormat))
+        settings.language = "en"
+        client = ChatApp(reactor, settings)
+        client.start()
+        form = client.login_window
+        form.host.setText("localhost")
+        form.port.setValue(demo.port)
+        form.ca_file.setText(str(demo.ca))
+        form.username.setText("alice")
+        form.password.setText(DEMO_PASSWORD)
+        form.submit()
+        await _until(reactor, client.main_window.isVisible, "the main window")
+        window = client.open_admin()
+        window.resize(920, 520)
+        users = window.users
+        await _until(reactor, lambda: len(users.items) > 3, "the users")
+        users.select_where(lambda u: u["username"] == "dave")
+        users.ban_button.click()
+        ban = window.form
+        assert ban is not None
+        ban.fields["reason"].setText("sharing the launch date early")
+        ban.accept()
+        await _until(reactor, lambda: any(u["username"] == "dave" and u["banned"]
+                                          for u in users.items), "the ban")
+        await _settle(reactor)
+        path = out_dir / "admin.png"
+        window.grab().save(str(path))
+        client.quit()
+        await _settle(reactor, 0.5)
+        client.window.close()
+        form.close()
+        return path
+    finally:
+        await demo.stop()
 
 
 async def _shoot(reactor: Any, demo: Any, rooms: dict[str, int], language: str,

@@ -34,6 +34,7 @@ account is shown; closing and window activation are the AppWindow's.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,10 +52,12 @@ from qtclient.qt import (
     QAction,
     QComboBox,
     QContextMenuEvent,
+    QDateTime,
     QDesktopServices,
     QEvent,
     QFileDialog,
     QFont,
+    QFrame,
     QHBoxLayout,
     QItemSelectionModel,
     QKeySequence,
@@ -227,6 +230,8 @@ class MainWindow(QMainWindow):
     presence_chosen = pyqtSignal(str)
     status_text_changed = pyqtSignal(str)
     settings_requested = pyqtSignal()
+    #: *Administration…* (accounts with the admin or auditor role).
+    admin_requested = pyqtSignal()
     logout_requested = pyqtSignal()
     quit_requested = pyqtSignal()
     #: "Sign in…" on the page of an account that is not signed in.
@@ -265,7 +270,7 @@ class MainWindow(QMainWindow):
         self._build_search()
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.left)
-        splitter.addWidget(self.centre)
+        splitter.addWidget(self.centre_box)
         splitter.addWidget(self.members_panel)
         splitter.addWidget(self.search_panel)
         splitter.setStretchFactor(0, 0)
@@ -323,6 +328,9 @@ class MainWindow(QMainWindow):
         self.export_action.triggered.connect(self.export_dialog_requested)
         self.settings_action = QAction(self)
         self.settings_action.triggered.connect(self.settings_requested)
+        self.admin_action = QAction(self)
+        self.admin_action.triggered.connect(self.admin_requested)
+        self.admin_action.setVisible(False)
         self.logout_action = QAction(self)
         self.logout_action.triggered.connect(self.logout_requested)
         self.quit_action = QAction(self)
@@ -336,7 +344,8 @@ class MainWindow(QMainWindow):
                        self.export_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
-        for action in (self.settings_action, self.logout_action, self.quit_action):
+        for action in (self.admin_action, self.settings_action, self.logout_action,
+                       self.quit_action):
             self.chat_menu.addAction(action)
 
     def _build_left(self) -> None:
@@ -553,6 +562,55 @@ class MainWindow(QMainWindow):
         self.room_page = page
         self.centre.addWidget(page)
 
+        # Announcements (``system`` events) above whatever the centre shows.
+        self.announcement = QFrame()
+        self.announcement.setObjectName("announcement")
+        self.announcement.setStyleSheet(
+            "QFrame#announcement { background: #e8f0fe; border: 1px solid #aecbfa;"
+            " border-radius: 4px; } QLabel { color: #174ea6; }")
+        self.announcement_label = QLabel()
+        self.announcement_label.setWordWrap(True)
+        self.announcement_label.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.announcement_close = QToolButton()
+        self.announcement_close.setText("✕")
+        self.announcement_close.setAutoRaise(True)
+        self.announcement_close.clicked.connect(self.announcement.hide)
+        row = QHBoxLayout(self.announcement)
+        row.setContentsMargins(8, 4, 4, 4)
+        row.addWidget(self.announcement_label, 1)
+        row.addWidget(self.announcement_close, 0, Qt.AlignmentFlag.AlignTop)
+        self.announcement.hide()
+        #: The announcements shown in the bar (newest last), as (body, by, ts).
+        self.announcements: list[tuple[str, str, int]] = []
+        self.centre_box = QWidget()
+        box = QVBoxLayout(self.centre_box)
+        box.setContentsMargins(4, 4, 4, 0)
+        box.setSpacing(0)
+        box.addWidget(self.announcement)
+        box.addWidget(self.centre, 1)
+
+    def show_announcement(self, body: str, by: str, ts: int) -> None:
+        """A ``system`` event: shown in the bar above the conversation (the last
+        three, newest at the bottom) until closed with ✕."""
+        if self.announcement.isHidden():
+            self.announcements = []
+        self.announcements = [*self.announcements, (body, by, ts)][-3:]
+        self._update_announcement()
+        self.announcement.show()
+
+    def _update_announcement(self) -> None:
+        lines = []
+        for body, by, ts in self.announcements:
+            stamp = QDateTime.fromMSecsSinceEpoch(ts).toString("HH:mm") if ts else ""
+            head = (_("Announcement from @{name}").format(name=by) if by
+                    else _("Announcement"))
+            lines.append(f"<b>{html.escape(head)}</b> "
+                         f"<span style='color:#5f6368'>{html.escape(stamp)}</span><br>"
+                         f"{html.escape(body).replace(chr(10), '<br>')}")
+        self.announcement_label.setText("<br>".join(lines))
+        self.announcement_close.setToolTip(_("Close"))
+
     def _build_signed_out(self) -> None:
         """The page of an account that is not signed in: why, and "Sign in…"."""
         self.signed_in = True
@@ -702,6 +760,8 @@ class MainWindow(QMainWindow):
         self.date_action.setText(_("Go to date…"))
         self.export_action.setText(_("Export my conversations…"))
         self.settings_action.setText(_("Settings…"))
+        self.admin_action.setText(_("Administration…"))
+        self._update_announcement()
         self.logout_action.setText(_("Log out"))
         self.quit_action.setText(_("Quit"))
         self.status_text.setPlaceholderText(_("Set a status message"))
@@ -757,6 +817,7 @@ class MainWindow(QMainWindow):
     def logged_in(self) -> None:
         """Fill in the user's own name and status after login."""
         self.signed_in = True
+        self.admin_action.setVisible(self.state.can_administer)
         self._update_me()
         self.show_own_presence(self.state.own_presence)
         self.show_room(None)
