@@ -764,6 +764,7 @@ class ChatApp(QObject):
         c = unit.controller
         window = AdminWindow(c.admin, unit.key, c.is_admin, c.room_label, self.window)
         c.monitor_message.connect(window.monitor.add_message)
+        c.connection_changed.connect(window.connection_changed)
         window.finished.connect(lambda _r, u=unit, w=window: self._admin_closed(u, w))
         unit.admin_window = window
         window.show()
@@ -774,6 +775,7 @@ class ChatApp(QObject):
             unit.admin_window = None
             with suppress(TypeError, RuntimeError):
                 unit.controller.monitor_message.disconnect(window.monitor.add_message)
+                unit.controller.connection_changed.disconnect(window.connection_changed)
 
     def _close_admin(self, unit: AccountUnit) -> None:
         window = unit.admin_window

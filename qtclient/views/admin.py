@@ -609,6 +609,12 @@ class MonitorTab(QWidget):
         if on != self.on:
             self.request("admin.monitor", {"on": on}, done, failed)
 
+    def resume(self) -> None:
+        """The connection is back: a new session is not watching, so ask again."""
+        if self.on:
+            self.request("admin.monitor", {"on": True}, lambda _r: None,
+                         lambda e: self.report(refusal(e)))
+
     def stop(self) -> None:
         """Stop watching (the window closes)."""
         if self.on:
@@ -686,6 +692,9 @@ class AdminWindow(QDialog):
         self.users.form_requested.connect(self.open_form)
         self.rooms.form_requested.connect(self.open_form)
         self.tabs.currentChanged.connect(self._tab_shown)
+        # The monitor names rooms from the Rooms tab (the admin is in few of them).
+        self.monitor.watch.toggled.connect(
+            lambda on: self.rooms.reload() if on and not self.rooms.items else None)
         self.role_label = QLabel()
         self.role_label.setStyleSheet("color: #5f6368;")
         top = QHBoxLayout()
@@ -703,9 +712,15 @@ class AdminWindow(QDialog):
         for room in self.rooms.items:
             if room.get("room_id") == room_id and room.get("name"):
                 return f"#{room['name']}"
-        if self._room_name is not None:
-            return self._room_name(room_id)
+        label = self._room_name(room_id) if self._room_name is not None else ""
+        if label and label != "?":
+            return label.replace("# ", "#", 1)
         return f"#{room_id}"
+
+    def connection_changed(self, view: str) -> None:
+        """The account's connection state: back online, the monitor resumes."""
+        if view == "online":
+            self.monitor.resume()
 
     def _tab_shown(self, index: int) -> None:
         tab = self.tabs.widget(index)

@@ -237,3 +237,25 @@ def test_rooms_can_be_banned_and_the_monitor_lists_messages(
     qtbot.waitUntil(lambda: not monitor.on)
     window.close()
     qtbot.waitUntil(lambda: root.unit.admin_window is None)
+
+
+def test_the_monitor_resumes_after_a_reconnect(
+        make_client: Any, server: ServerHandle, qtbot: Any) -> None:
+    """The server forgets admin.monitor with the connection; once the client is
+    back it asks again, and messages keep arriving in the Monitor tab."""
+    give_roles(server, "root", ["admin"])
+    root = make_client("root", register=False)
+    window = open_admin(qtbot, root)
+    monitor = window.monitor
+    window.tabs.setCurrentWidget(monitor)
+    monitor.watch.setChecked(True)
+    qtbot.waitUntil(lambda: monitor.on)
+    server.stop()
+    qtbot.waitUntil(lambda: root.controller.connection == "reconnecting", timeout=10000)
+    server.start()
+    qtbot.waitUntil(lambda: root.controller.connection == "online", timeout=15000)
+    bob = server.user("bob")
+    room_id = shared_room(server, bob, name="after")
+    say(server, bob, room_id, "still watched")
+    qtbot.waitUntil(lambda: any(r[3] == "still watched" for r in monitor.rows()),
+                    timeout=10000)
