@@ -265,6 +265,8 @@ def _directory(options: Mapping[str, Any], number: Any, existing_file: Any
 
     url = options.get("ldap-url")
     if not url:
+        if options.get("ldap-only"):
+            raise ConfigError("--ldap-only needs --ldap-url")
         return None
     url = str(url)
     if not url.startswith(("ldap://", "ldaps://")):
@@ -289,4 +291,5 @@ def _directory(options: Mapping[str, Any], number: Any, existing_file: Any
         service_password_env=options.get("ldap-service-password-env") or None,
         admin_group=options.get("ldap-admin-group") or None,
         auditor_group=options.get("ldap-auditor-group") or None,
-        ca=existing_file("ldap-ca"), timeout=number("ldap-timeout", 0.1, 600))
+        ca=existing_file("ldap-ca"), timeout=number("ldap-timeout", 0.1, 600),
+        only=bool(options.get("ldap-only")))

@@ -168,13 +168,14 @@ class ChatnetService(service.MultiService):
                           config.tls_client_cert_login, config.max_sessions_per_user)
         self.login_guard = LoginGuard(self.store, reactor)
         passwords: Any = PasswordChecker(self.store, hasher, self.login_guard)
+        tokens: Any = TokenChecker(self.store, reactor)
         if config.directory is not None:
-            from chatnet.cred.directory import DirectoryChecker
+            from chatnet.cred.directory import DirectoryChecker, DirectoryTokenChecker
 
             passwords = DirectoryChecker(config.directory, self.store, passwords,
                                          self.login_guard, reactor, reactor)
-        portal = Portal(realm, [passwords, TokenChecker(self.store, reactor),
-                                AllowAnonymousAccess()])
+            tokens = DirectoryTokenChecker(tokens, self.store)
+        portal = Portal(realm, [passwords, tokens, AllowAnonymousAccess()])
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
 
     def startService(self) -> None:

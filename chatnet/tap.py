@@ -47,6 +47,9 @@ class Options(usage.Options):
          "a client certificate's common name must be the username that logs in "
          "(needs --tls-client-ca; the password is still checked). Without it, any "
          "certificate from --tls-client-ca may log in as anyone"],
+        ["ldap-only", None,
+         "with --ldap-url: every password login goes to the directory (local passwords, "
+         "e.g. of accounts made with chatnet-admin, are not accepted)"],
         ["compliance-log", None,
          "keep the content of deleted, edited and expired messages in the audit log, "
          "for admins and auditors (members still see them vanish; docs/security.md)"],

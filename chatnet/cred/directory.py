@@ -40,6 +40,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from chatnet.cred.credentials import IToken
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services import Clock, ms
 from chatnet.store import ChatStore
@@ -66,6 +67,8 @@ class DirectoryConfig:
         auditor_group: a group DN whose members get the ``auditor`` role.
         ca: a PEM CA file to trust for ``ldaps://`` (default: the system's).
         timeout: seconds for connecting and for each answer.
+        only: ``--ldap-only``: local passwords are not accepted either; every
+            password login goes to the directory.
     """
 
     url: str
@@ -78,6 +81,7 @@ class DirectoryConfig:
     auditor_group: str | None = None
     ca: Path | None = None
     timeout: float = 10.0
+    only: bool = False
 
 
 @dataclass(frozen=True)
@@ -203,7 +207,7 @@ class DirectoryChecker:
         if not USERNAME_RE.fullmatch(username):
             raise UnauthorizedLogin(WRONG_CREDENTIALS)
         user = await self.store.user_by_name(username)
-        if user is not None and user.password_hash != DIRECTORY_HASH:
+        if user is not None and user.password_hash != DIRECTORY_HASH and not self.config.only:
             local: bytes = await self.local.requestAvatarId(credentials)
             return local
         self.guard.check(username, address)
@@ -239,3 +243,37 @@ class DirectoryChecker:
 
 #: The server roles directory groups give and take.
 _DIRECTORY_ROLES = frozenset({"admin", "auditor"})
+
+
+@implementer(ICredentialsChecker)
+class DirectoryTokenChecker:
+    """Resume tokens, except for accounts the directory manages: those log in with
+    their password again (the client library does so by itself when a resume
+    is refused), so that an account disabled or deleted in the directory stops
+    at its next reconnect, not when its token expires.
+
+    Args:
+        tokens: the token checker (:class:`~chatnet.cred.checkers.TokenChecker`).
+        store: the chat store.
+    """
+
+    credentialInterfaces = (IToken,)
+
+    def __init__(self, tokens: Any, store: ChatStore) -> None:
+        self.tokens = tokens
+        self.store = store
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        """The user id (bytes) for a valid token of a local account.
+
+        Raises (through the Deferred):
+            UnauthorizedLogin: an expired or revoked token, or a directory account.
+        """
+        return Deferred.fromCoroutine(self._check(credentials))
+
+    async def _check(self, credentials: Any) -> bytes:
+        found: bytes = await self.tokens.requestAvatarId(credentials)
+        user = await self.store.user_by_id(int(found))
+        if user is not None and user.password_hash == DIRECTORY_HASH:
+            raise UnauthorizedLogin("a directory account logs in with its password")
+        return found

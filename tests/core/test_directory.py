@@ -181,3 +181,34 @@ def test_directory_options_are_checked(options, message):
     with pytest.raises(usage.UsageError) as caught:
         Options().parseOptions(args)
     assert message in str(caught.value)
+
+
+@pytest_twisted.ensureDeferred
+async def test_directory_accounts_do_not_resume_and_ldap_only_refuses_local_passwords(
+        make_server, directory):
+    """A directory account's token does not resume (its next reconnect asks the
+    directory again, so a disabled account stops then); local accounts resume as
+    before. With --ldap-only a local password is not accepted either."""
+    server = await make_server(directory=bind_dn_config(directory), open_registration=False)
+    carol = await server.connect()
+    token = (await carol.login("carol", "carol's directory password"))["token"]
+    resumed = await server.connect()
+    error = await expect_error(resumed.resume(token), ErrorCode.UNAUTHENTICATED)
+    assert "password" in error.message
+    hasher = server.service.chat_services.accounts.hasher
+    store = server.service.store
+    await store.create_user(store.ids.next_id(), "root", "Root", await hasher.hash(PASSWORD),
+                            ["admin"], 0)
+    local = await server.connect()
+    local_token = (await local.login("root", PASSWORD))["token"]
+    again = await server.connect()
+    assert (await again.resume(local_token))["username"] == "root"
+    strict = await make_server(directory=bind_dn_config(directory, only=True),
+                               open_registration=False)
+    strict_store = strict.service.store
+    await strict_store.create_user(strict_store.ids.next_id(), "root", "Root",
+                                   await hasher.hash(PASSWORD), ["admin"], 0)
+    refused = await strict.connect()
+    await expect_error(refused.login("root", PASSWORD), ErrorCode.UNAUTHENTICATED)
+    allowed = await strict.connect()
+    assert (await allowed.login("carol", "carol's directory password"))["username"] == "carol"
