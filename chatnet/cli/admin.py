@@ -10,6 +10,11 @@ writer; PostgreSQL does anyway)::
     chatnet-admin --data-dir D ban NAME [--reason R] [--until 2026-12-31]
     chatnet-admin --data-dir D unban NAME
     chatnet-admin --data-dir D audit [--action A] [--user NAME] [--limit N]
+    chatnet-admin --data-dir D list-rooms
+    chatnet-admin --data-dir D export 2026-11-01 2026-11-30 [--room ID] [--user NAME]
+                                      [--output FILE]   # JSON Lines; default: stdout
+    chatnet-admin --data-dir D migrate
+    chatnet-admin --data-dir D backup FILE    # a consistent copy while the server runs
 
 A running server ends a banned user's sessions within seconds (it watches the
 database for credential changes), as it does after a password reset.
@@ -107,6 +112,18 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--action", help="only this action, e.g. login.failed, user.banned")
     audit.add_argument("--user", help="only entries about this username")
     audit.add_argument("--limit", type=int, default=50, help="how many (default: 50)")
+    commands.add_parser("list-rooms", help="list every room (group and direct)")
+    export = commands.add_parser("export", help="messages of a date range as JSON Lines "
+                                 "(deleted and expired ones marked), like admin.export")
+    export.add_argument("since", type=_date, metavar="FROM", help="first day, YYYY-MM-DD (UTC)")
+    export.add_argument("until", type=_date, metavar="TO", help="last day, YYYY-MM-DD (UTC)")
+    export.add_argument("--room", type=int, help="only this room id")
+    export.add_argument("--user", help="only this sender")
+    export.add_argument("--output", help="the file to write (default: standard output)")
+    commands.add_parser("migrate", help="bring the database schema up to date and say so")
+    backup = commands.add_parser("backup", help="a consistent copy of the database "
+                                 "(SQLite's online backup; PostgreSQL: pg_dump)")
+    backup.add_argument("file", help="where to write it (must not exist)")
     return top
 
 
@@ -203,6 +220,58 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
                 out.write(f"{found.username} is no longer banned\n")
             await store.audit(store.ids.next_id(), now, action, user_id=found.user_id,
                               username=found.username, details=details)
+        elif command == "list-rooms":
+            rooms, after = [], 0
+            while True:
+                chunk = await store.rooms_page("", after, 500)
+                rooms += chunk
+                if len(chunk) < 500:
+                    break
+                after = chunk[-1][0].room_id
+            out.write(f"{'ROOM ID':<20} {'KIND':<7} {'VISIBILITY':<10} {'MEMBERS':>7}  NAME\n")
+            for room, banned in rooms:
+                out.write(f"{room.room_id:<20} {room.kind:<7} {room.visibility:<10} "
+                          f"{room.members_count:>7}  {room.name}"
+                          f"{'  (banned)' if banned else ''}\n")
+            out.write(f"{len(rooms)} room(s)\n")
+        elif command == "export":
+            until = args.until + 86_400_000  # the whole last day
+            if until <= args.since:
+                raise UsageError("TO is before FROM")
+            if args.output and Path(args.output).exists():
+                raise UsageError(f"{args.output} exists; give a new file name")
+            target = open(args.output, "x", encoding="utf-8") if args.output else out  # noqa: SIM115
+            count, after = 0, 0
+            try:
+                while True:
+                    batch = await store.export_page(args.since, until, args.room,
+                                                    args.user.casefold() if args.user else None,
+                                                    after, 1000)
+                    if not batch:
+                        break
+                    target.write("".join(json.dumps(m, ensure_ascii=False) + "\n"
+                                         for m in batch))
+                    count += len(batch)
+                    after = batch[-1]["msg_id"]
+                    if args.output:
+                        sys.stderr.write(f"\r{count} message(s)…")
+            finally:
+                if args.output:
+                    target.close()
+            await store.audit(store.ids.next_id(), now_ms(), "export",
+                              details={"by": "chatnet-admin", "since": args.since,
+                                       "until": until, "messages": count})
+            if args.output:
+                sys.stderr.write(f"\r{count} message(s) written to {args.output}\n")
+        elif command == "migrate":
+            version = await db.migrate()
+            out.write(f"database schema at version {version}\n")
+        elif command == "backup":
+            target_path = Path(args.file)
+            if target_path.exists():
+                raise UsageError(f"{target_path} exists; give a new file name")
+            await backup_database(reactor, db, database, data_dir, target_path)
+            out.write(f"database copied to {target_path}\n")
         elif command == "audit":
             entries = await store.audit_page(None, None, args.action,
                                              args.user.casefold() if args.user else None,
@@ -218,6 +287,42 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
         db.close()
         if hasher is not None:
             hasher.stop()
+
+
+async def backup_database(reactor: Any, db: Database, database: str, data_dir: Path,
+                          target: Path) -> None:
+    """A consistent copy of the database while the server may be writing:
+    SQLite's online backup API (in a thread), or ``pg_dump`` for PostgreSQL.
+
+    Raises:
+        UsageError: pg_dump is missing or failed.
+    """
+    from twisted.internet.threads import deferToThread
+
+    if db.engine.name == "sqlite":
+        import sqlite3
+
+        source_path = (Path(database.removeprefix("sqlite:")) if database.startswith("sqlite:")
+                       else data_dir / "chatnet.db")
+
+        def copy() -> None:
+            with sqlite3.connect(source_path) as source, sqlite3.connect(target) as copy_to:
+                source.backup(copy_to)
+            os.chmod(target, 0o600)
+
+        await deferToThread(copy)
+        return
+    import shutil
+    import subprocess
+
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        raise UsageError("pg_dump is not installed (Debian: postgresql-client)")
+    done = await deferToThread(subprocess.run, [pg_dump, "--format=custom",
+                                                f"--file={target}", database],
+                               capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UsageError(f"pg_dump failed: {done.stderr.strip()}")
 
 
 def main(argv: list[str] | None = None) -> None:
