@@ -1,29 +1,29 @@
-"""Directory (LDAP) login against a real LDAP server on loopback: ldaptor's
-in-memory directory served by its LDAPServer protocol, spoken to by the
-server's ldap3 client over TCP."""
+"""Directory (LDAP) login against a real OpenLDAP ``slapd`` on loopback (started
+per test from a small LDIF, tests/support/slapd.py), spoken to by the server's
+ldap3 client over TCP."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from io import BytesIO
+import os
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
-from twisted.internet.protocol import ServerFactory
-from twisted.python.components import registerAdapter
 
 from chatnet.cred.directory import DIRECTORY_HASH, DirectoryConfig
 from chatnet.errors import ErrorCode
 from tests.support.chat import expect_error
 from tests.support.server import PASSWORD
+from tests.support.slapd import Slapd, available
 
 BASE = "dc=example,dc=com"
 LDIF = f"""dn: {BASE}
 objectClass: dcObject
+objectClass: organization
 dc: example
+o: Example
 
 dn: ou=people,{BASE}
 objectClass: organizationalUnit
@@ -55,40 +55,26 @@ dn: cn=chat-admins,{BASE}
 objectClass: groupOfNames
 cn: chat-admins
 member: uid=carol,ou=people,{BASE}
-
-""".encode()
-
-
-class DirectoryFactory(ServerFactory):
-    """Serves one in-memory directory tree over LDAP."""
-
-    def __init__(self, root: Any) -> None:
-        self.root = root
-
-    def buildProtocol(self, addr: Any) -> Any:
-        from ldaptor.protocols.ldap.ldapserver import LDAPServer
-
-        protocol = LDAPServer()
-        protocol.factory = self
-        return protocol
+"""
 
 
-def _root_of(factory: DirectoryFactory) -> Any:
-    return factory.root
+@pytest.fixture
+def slapd(tmp_path: Path) -> Iterator[Slapd]:
+    """A real slapd on loopback serving :data:`LDIF` (skipped without slapd unless
+    ``CHATNET_REQUIRE_SERVICES=1``)."""
+    if not available():
+        if os.environ.get("CHATNET_REQUIRE_SERVICES") == "1":
+            pytest.fail("slapd is not installed (scripts/test installs Debian's slapd)")
+        pytest.skip("slapd is not installed (Debian package slapd)")
+    server = Slapd(tmp_path / "slapd", BASE, LDIF).start()
+    yield server
+    server.stop()
 
 
-@pytest_twisted.async_yield_fixture
-async def directory() -> AsyncIterator[int]:
-    """A real LDAP server on loopback; yields its port."""
-    from ldaptor.inmemory import fromLDIFFile
-    from ldaptor.interfaces import IConnectedLDAPEntry
-
-    with contextlib.suppress(ValueError):  # registered by an earlier test
-        registerAdapter(_root_of, DirectoryFactory, IConnectedLDAPEntry)
-    root = await fromLDIFFile(BytesIO(LDIF))
-    port = reactor.listenTCP(0, DirectoryFactory(root), interface="127.0.0.1")
-    yield port.getHost().port
-    await port.stopListening()
+@pytest.fixture
+def directory(slapd: Slapd) -> int:
+    """The slapd's port."""
+    return slapd.port
 
 
 def bind_dn_config(port: int, **more: Any) -> DirectoryConfig:
@@ -212,3 +198,36 @@ async def test_directory_accounts_do_not_resume_and_ldap_only_refuses_local_pass
     await expect_error(refused.login("root", PASSWORD), ErrorCode.UNAUTHENTICATED)
     allowed = await strict.connect()
     assert (await allowed.login("carol", "carol's directory password"))["username"] == "carol"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_person_removed_from_the_directory_cannot_log_in(make_server, slapd):
+    """Once the directory entry is gone (the person left), the password login is
+    refused, and the old token does not resume either."""
+    server = await make_server(directory=bind_dn_config(slapd.port), open_registration=False)
+    dave = await server.connect()
+    token = (await dave.login("dave", "dave's directory password"))["token"]
+    slapd.delete("uid=dave,ou=people," + BASE)
+    again = await server.connect()
+    await expect_error(again.login("dave", "dave's directory password"),
+                       ErrorCode.UNAUTHENTICATED)
+    resumed = await server.connect()
+    await expect_error(resumed.resume(token), ErrorCode.UNAUTHENTICATED)
+
+
+@pytest_twisted.ensureDeferred
+async def test_slapd_down_answers_unavailable_and_local_accounts_still_work(make_server,
+                                                                         slapd):
+    """With slapd stopped, directory logins answer unavailable while a local
+    account still logs in."""
+    server = await make_server(directory=bind_dn_config(slapd.port), open_registration=False)
+    hasher = server.service.chat_services.accounts.hasher
+    store = server.service.store
+    await store.create_user(store.ids.next_id(), "root", "Root", await hasher.hash(PASSWORD),
+                            ["admin"], 0)
+    slapd.stop()
+    attempt = await server.connect()
+    await expect_error(attempt.login("carol", "carol's directory password"),
+                       ErrorCode.UNAVAILABLE)
+    local = await server.connect()
+    assert (await local.login("root", PASSWORD))["username"] == "root"
