@@ -5,6 +5,7 @@ named transactions over ``files``, ``uploads``, ``message_attachments`` and
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -272,9 +273,7 @@ class FileStore:
                 row = t.execute(_FILE_SELECT + " WHERE f.file_id = ?", (file_id,)).fetchone()
             assert row is not None
             record = _file(row)
-            t.execute("INSERT INTO file_events (event_id, ts, user_id, file_id, action, size) "
-                      "VALUES (?, ?, ?, ?, 'upload', ?)",
-                      (event_id, ts, upload.user_id, record.file_id, record.size))
+            _file_event(t, event_id, ts, upload.user_id, record.file_id, "upload", record.size)
             retired: list[str] = []
             if upload.purpose == AVATAR:
                 current = t.scalar("SELECT avatar_file_id FROM users WHERE user_id = ?",
@@ -344,8 +343,7 @@ class FileStore:
                     "SELECT 1 FROM file_events WHERE user_id = ? AND file_id = ? AND ts > ? "
                     "AND action = ? LIMIT 1", (user_id, file_id, once_since, action)) is not None:
                 return False
-            t.execute("INSERT INTO file_events (event_id, ts, user_id, file_id, action, size) "
-                      "VALUES (?, ?, ?, ?, ?, ?)", (event_id, ts, user_id, file_id, action, size))
+            _file_event(t, event_id, ts, user_id, file_id, action, size)
             return True
 
         return await self.db.run_interaction("record_file_event", txn)
@@ -360,6 +358,18 @@ class FileStore:
                 "e.event_id LIMIT ?", (since, limit)).fetchall()]
 
         return await self.db.run_interaction("file_events", txn)
+
+
+def _file_event(t: Txn, event_id: int, ts: int, user_id: int, file_id: str, action: str,
+                size: int) -> None:
+    """A row of the file trail (``file_events``) and the same in the audit log
+    (``file.upload``, ``file.download``), in the caller's transaction."""
+    t.execute("INSERT INTO file_events (event_id, ts, user_id, file_id, action, size) "
+              "VALUES (?, ?, ?, ?, ?, ?)", (event_id, ts, user_id, file_id, action, size))
+    t.execute("INSERT INTO audit_log (entry_id, ts, action, user_id, username, peer, details) "
+              "SELECT ?, ?, ?, user_id, username, NULL, ? FROM users WHERE user_id = ?",
+              (event_id, ts, f"file.{action}",
+               json.dumps({"file_id": file_id, "size": size}, sort_keys=True), user_id))
 
 
 def _bytes_used(t: Txn, user_id: int, except_upload: str | None) -> int:

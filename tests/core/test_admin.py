@@ -401,3 +401,38 @@ async def test_logins_failures_logouts_kicks_and_room_deletions_are_audited(serv
     assert seen["room.kicked"][0]["username"] == "bob"
     assert seen["room.deleted"][0]["details"]["room_id"] == room
     assert sorted(e["username"] for e in seen["logout"]) == ["alice", "root"]  # root's first
+
+
+@pytest_twisted.ensureDeferred
+async def test_uploads_and_downloads_are_in_the_audit_log_once(server):
+    """A file upload and its downloads appear in the audit log (file.upload,
+    file.download with file_id and size), each once."""
+    from tests.core.test_avatars import download, upload
+    from tests.support.chat import create_room, say
+
+    admin = await with_roles(server, "root", ["admin"])
+    alice, bob = await server.user("alice"), await server.user("bob")
+    room = (await create_room(alice, bob))["room_id"]
+    stored = await upload(alice, b"quarterly numbers", "q3.csv")
+    await say(alice, room, "numbers", attachments=[stored["file_id"]])
+    assert await download(bob, stored["file_id"]) == b"quarterly numbers"
+    entries = (await admin.request("admin.audit", {}))["entries"]
+    files = [(e["action"], e["username"], e["details"]["file_id"]) for e in entries
+             if e["action"].startswith("file.")]
+    assert sorted(files) == [("file.download", "bob", stored["file_id"]),
+                             ("file.upload", "alice", stored["file_id"])]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_ban_ends_every_session_of_the_user(server):
+    """A user logged in twice: both sessions get session.ended {banned} and close."""
+    admin = await with_roles(server, "root", ["admin"])
+    first = await server.user("bob")
+    second = await server.user("bob", register=False)
+    logs = [EventLog(first, "bob 1"), EventLog(second, "bob 2")]
+    await admin.request("admin.ban", {"username": "bob"})
+    for log, conn in zip(logs, (first, second), strict=True):
+        assert (await log.next("session.ended")).data == {"reason": "banned"}
+        await wait_lost(conn)
+    entries = (await admin.request("admin.audit", {"action": "user.banned"}))["entries"]
+    assert len(entries) == 1
