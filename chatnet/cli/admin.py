@@ -15,6 +15,7 @@ writer; PostgreSQL does anyway)::
                                       [--output FILE]   # JSON Lines; default: stdout
     chatnet-admin --data-dir D migrate
     chatnet-admin --data-dir D backup FILE    # a consistent copy while the server runs
+    chatnet-admin gen-certs DIR --host chat.example.com [--host …] [--ip 10.0.0.5]
 
 A running server ends a banned user's sessions within seconds (it watches the
 database for credential changes), as it does after a password reset.
@@ -124,7 +125,61 @@ def parser() -> argparse.ArgumentParser:
     backup = commands.add_parser("backup", help="a consistent copy of the database "
                                  "(SQLite's online backup; PostgreSQL: pg_dump)")
     backup.add_argument("file", help="where to write it (must not exist)")
+    certs = commands.add_parser("gen-certs", help="a CA and a server certificate for a real "
+                                "deployment (files: ca.pem, ca.key, server.pem, server.key)")
+    certs.add_argument("dir", help="where to write them (created; files must not exist)")
+    certs.add_argument("--host", action="append", default=[], help="a DNS name clients use "
+                       "(repeat for several)")
+    certs.add_argument("--ip", action="append", default=[], help="an IP address clients use")
+    certs.add_argument("--ca-name", default="chatnet CA", help="the CA's name")
+    certs.add_argument("--days", type=int, default=825,
+                       help="the server certificate's validity (default: 825 days)")
     return top
+
+
+def generate_certificates(args: argparse.Namespace, out: Any) -> int:
+    """``gen-certs``: a CA (10 years) and a server certificate (``--days``) for the
+    given names, written 0600 (keys) / 0644; prints the options to use.
+
+    Raises:
+        UsageError: no name given, a bad address, or a file exists.
+    """
+    import ipaddress
+
+    from chatnet.wire.certs import make_ca, make_leaf
+
+    if not args.host and not args.ip:
+        raise UsageError("give at least one --host or --ip the clients will connect to")
+    for address in args.ip:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise UsageError(f"--ip {address!r} is not an IP address") from None
+    if not 1 <= args.days <= 3650:
+        raise UsageError("--days must be 1-3650")
+    folder = Path(args.dir)
+    names = ("ca.pem", "ca.key", "server.pem", "server.key")
+    taken = [name for name in names if (folder / name).exists()]
+    if taken:
+        raise UsageError(f"{folder / taken[0]} exists; give a new directory")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = make_ca(args.ca_name, days=3650)
+    leaf = make_leaf(ca, (args.host or args.ip)[0], hostnames=args.host, addresses=args.ip,
+                     days=args.days)
+    for name, data, private in (("ca.pem", ca.cert_pem(), False),
+                                ("ca.key", ca.key_pem(), True),
+                                ("server.pem", leaf.cert_pem() + ca.cert_pem(), False),
+                                ("server.key", leaf.key_pem(), True)):
+        path = folder / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    out.write(f"wrote {', '.join(str(folder / n) for n in names)}\n"
+              f"server: twistd chatnet --tls-cert {folder / 'server.pem'} "
+              f"--tls-key {folder / 'server.key'}\n"
+              f"clients: --ca {folder / 'ca.pem'}  or  --pin {ca.fingerprint()}\n"
+              f"keep {folder / 'ca.key'} offline: whoever has it can impersonate the server\n")
+    return 0
 
 
 def _date(text: str) -> int:
@@ -147,6 +202,8 @@ async def run(reactor: Any, args: argparse.Namespace, out: Any = sys.stdout) -> 
         UsageError: the data directory is refused (writable by others, owned by
             another user).
     """
+    if args.command == "gen-certs":
+        return generate_certificates(args, out)
     data_dir = Path(args.data_dir)
     # Same rules as the server: what this command creates (a new database,
     # its -wal/-shm) is private, and a data dir others could tamper with is refused.

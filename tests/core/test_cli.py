@@ -362,3 +362,41 @@ def test_admin_lists_rooms_exports_migrates_and_backs_up(twistd: TwistdServer,
         assert db.execute("SELECT body FROM messages").fetchall() == [("for the records",)]
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert admin(twistd.data_dir, "backup", str(copy)).returncode == 2
+
+
+def test_gen_certs_makes_a_ca_and_server_certificate_clients_accept(tmp_path: Path):
+    """chatnet-admin gen-certs writes a CA and a server certificate for the given
+    names (keys private); a server started with them is accepted by a client that
+    trusts the CA file or pins the printed fingerprint; files are never replaced."""
+    import re as regex
+
+    certs = tmp_path / "certs"
+    made = admin(tmp_path / "unused", "gen-certs", str(certs), "--host", "localhost",
+                 "--ip", "127.0.0.1")
+    assert made.returncode == 0, made.stderr
+    assert oct((certs / "server.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((certs / "ca.key").stat().st_mode & 0o777) == "0o600"
+    pin = regex.search(r"--pin ([0-9A-F:]+)", made.stdout).group(1)
+    server = TwistdServer(tmp_path / "data", "--tls-cert", str(certs / "server.pem"),
+                          "--tls-key", str(certs / "server.key")).start()
+    try:
+        for name in ("alice", "bob"):
+            done = admin(server.data_dir, "create-user", name, "--password", PASSWORD)
+            assert done.returncode == 0, done.stderr
+        via_ca = send_cmd(server, "alice", "--to", "bob", "via the CA",
+                          trust=("--ca", str(certs / "ca.pem")))
+        assert via_ca.returncode == 0, via_ca.stderr
+        pinned = send_cmd(server, "alice", "--to", "bob", "via the pin", trust=("--pin", pin))
+        assert pinned.returncode == 0, pinned.stderr
+        other = tmp_path / "other-ca"
+        assert admin(tmp_path / "unused", "gen-certs", str(other), "--host",
+                     "localhost").returncode == 0
+        untrusted = send_cmd(server, "alice", "--to", "bob", "x",
+                             trust=("--ca", str(other / "ca.pem")))
+        assert untrusted.returncode == 1 and "not trust" in untrusted.stderr
+    finally:
+        server.stop()
+    again = admin(tmp_path / "unused", "gen-certs", str(certs), "--host", "localhost")
+    assert again.returncode == 2 and "exists" in again.stderr
+    nameless = admin(tmp_path / "unused", "gen-certs", str(tmp_path / "other"))
+    assert nameless.returncode == 2 and "--host" in nameless.stderr
