@@ -230,7 +230,8 @@ class ChatApp(QObject):
         main.date_dialog_requested.connect(self.open_date_dialog)
         main.export_dialog_requested.connect(self.open_export)
         main.export_cancel_requested.connect(c.cancel_export)
-        main.send_requested.connect(lambda text, reply: c.send(text, reply if reply >= 0 else None))
+        main.send_requested.connect(lambda text, reply, ttl: c.send(
+            text, reply if reply >= 0 else None, ttl or None))
         main.edit_requested.connect(c.edit)
         main.delete_requested.connect(c.delete)
         main.react_requested.connect(c.react)

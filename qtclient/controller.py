@@ -871,9 +871,12 @@ class ChatController(QObject):
 
     # -- messages ------------------------------------------------------------------------------
 
-    def send(self, text: str, reply_to: int | None = None) -> str | None:
+    def send(self, text: str, reply_to: int | None = None,
+             ttl: int | None = None) -> str | None:
         """Send ``text`` to the current room; it shows at once as pending, and
-        survives reconnects (the library re-sends it with the same id).
+        survives reconnects (the library re-sends it with the same id). With
+        ``ttl`` (seconds) it is burnt after reading: erased that long after it
+        is stored (docs/protocol.md 6, ``msg.expired``).
 
         Returns:
             the message's ``client_msg_id``, or None if nothing was sent.
@@ -889,7 +892,8 @@ class ChatController(QObject):
             # date): the message appears at the newest end, so show that end.
             timeline.forget_window()
             self._load_latest(timeline)
-        timeline.add_pending(client_msg_id, body, int(self.reactor.seconds() * 1000), reply_to)
+        timeline.add_pending(client_msg_id, body, int(self.reactor.seconds() * 1000), reply_to,
+                             ttl=ttl)
         self._stop_typing(room_id)
         members = set(self.members.usernames()) if self.members.room_id == room_id else set()
         mentions = sorted({word[1:].rstrip(".,:;!?") for word in body.split()
@@ -904,7 +908,8 @@ class ChatController(QObject):
             self.error.emit(_("Message not sent: {reason}").format(reason=describe_error(error)))
 
         self.run(self.session.send_message(room_id, body, reply_to=reply_to, mentions=mentions,
-                                           client_msg_id=client_msg_id), acknowledged, refused)
+                                           ttl=ttl, client_msg_id=client_msg_id),
+                 acknowledged, refused)
         return client_msg_id
 
     # -- personal export (chatnet.client.export) ------------------------------------------------

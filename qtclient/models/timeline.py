@@ -45,6 +45,8 @@ class MessageItem:
             sent the message summarised), kept current by ``msg.reaction``.
         attachments: the files attached (PROTOCOL.md 7), each
             ``{file_id, name, size, mime}``.
+        ttl: seconds the message lives after ``ts`` (burn after reading,
+            docs/protocol.md 6), or None for a message that stays.
         state: ``sent``, ``pending`` (waiting for the server) or ``failed``.
         revision: bumped on every change, so cached layouts know they are stale.
         day: the local calendar day of ``ts`` (a date ordinal), for day separators.
@@ -62,6 +64,7 @@ class MessageItem:
     edited_ts: int | None = None
     reactions: Reactions = field(default_factory=Reactions)
     attachments: list[dict[str, Any]] = field(default_factory=list)
+    ttl: int | None = None
     state: str = SENT
     revision: int = 0
     day: int = 0
@@ -82,7 +85,13 @@ class MessageItem:
                    mentions=list(message.get("mentions") or []),
                    edited_ts=message.get("edited_ts"),
                    reactions=Reactions.from_message(message, me),
-                   attachments=_attachments(message.get("attachments")))
+                   attachments=_attachments(message.get("attachments")),
+                   ttl=int(message["ttl"]) if message.get("ttl") else None)
+
+    @property
+    def expires_at(self) -> int | None:
+        """When a burn-after-reading message is erased (ms since the epoch), or None."""
+        return self.ts + self.ttl * 1000 if self.ttl else None
 
     @property
     def summary(self) -> str:
@@ -187,6 +196,10 @@ class TimelineModel(RowsModel):
         ReactionUsers = USER_ROLE + 20
         #: ``* Name waves`` for an action (``/me waves``), else None.
         Action = USER_ROLE + 21
+        #: When a burn-after-reading message is erased (ms), else None.
+        ExpiresAt = USER_ROLE + 22
+        #: Its ``ttl`` in seconds, else None.
+        Ttl = USER_ROLE + 23
 
     def __init__(self, room_id: int, me: str, names: Mapping[str, str] | None = None,
                  parent: QObject | None = None) -> None:
@@ -265,6 +278,10 @@ class TimelineModel(RowsModel):
             return [(a["file_id"], a["name"], a["size"], a["mime"]) for a in item.attachments]
         if role == roles.Action:
             return action_text(item.body, self.names.get(item.sender) or item.sender)
+        if role == roles.ExpiresAt:
+            return item.expires_at
+        if role == roles.Ttl:
+            return item.ttl
         return None
 
     def _day_break(self, row: int) -> bool:
@@ -317,6 +334,10 @@ class TimelineModel(RowsModel):
         """The row of the stored message with ``seq``, or -1."""
         row = bisect.bisect_left(self._seqs, seq)
         return row if row < len(self._seqs) and self._seqs[row] == seq else -1
+
+    def burning(self) -> bool:
+        """Whether a burn-after-reading message is loaded (its countdown is shown)."""
+        return any(item.ttl for item in self._rows)
 
     def last_own_message(self) -> int | None:
         """The ``msg_id`` of the user's newest stored message with text (what Up
@@ -509,13 +530,15 @@ class TimelineModel(RowsModel):
 
     def add_pending(self, client_msg_id: str, body: str, ts: int,
                     reply_to: int | None = None,
-                    attachments: list[dict[str, Any]] | None = None) -> None:
+                    attachments: list[dict[str, Any]] | None = None,
+                    ttl: int | None = None) -> None:
         """Show a message the user just sent, before the server has stored it
-        (``attachments``: ``{file_id, name, size, mime}`` of files already uploaded)."""
+        (``attachments``: ``{file_id, name, size, mime}`` of files already uploaded;
+        ``ttl``: seconds it lives, burn after reading)."""
         item = MessageItem(key=f"c{client_msg_id}", msg_id=None, seq=None, sender=self.me,
                            ts=ts, body=body, client_msg_id=client_msg_id,
                            reply_to=reply_to, attachments=_attachments(attachments),
-                           state=PENDING)
+                           ttl=ttl, state=PENDING)
         self.beginInsertRows(QModelIndex(), len(self._rows), len(self._rows))
         self._rows.append(item)
         self._pending[client_msg_id] = item
@@ -538,7 +561,7 @@ class TimelineModel(RowsModel):
         self.add_message({"msg_id": msg_id, "seq": seq, "ts": ts, "sender": item.sender,
                           "body": item.body, "client_msg_id": client_msg_id,
                           "reply_to": item.reply_to, "room_id": self.room_id,
-                          "attachments": item.attachments})
+                          "attachments": item.attachments, "ttl": item.ttl})
 
     def apply_edit(self, msg_id: int, body: str, edited_ts: int) -> None:
         """``msg.edited``."""

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any
 
 from chatnet.reactions import MAX_EMOJI_PER_MESSAGE, MAX_REACTIONS_PER_USER
-from qtclient.i18n import _
+from qtclient.i18n import N_, _
 from qtclient.models.thumbnails import ThumbnailCache
 from qtclient.models.timeline import SENT, TimelineModel
 from qtclient.models.transfers import DOWNLOAD, TransfersModel
@@ -28,6 +28,7 @@ from qtclient.qt import (
     QStyleOptionViewItem,
     Qt,
     QTimer,
+    QToolButton,
     QWidget,
     pyqtSignal,
 )
@@ -47,6 +48,11 @@ RELAYOUT_DELAY_MS = 150
 FILES_REPAINT_MS = 50
 #: How long a message shown from a search result or a date stays highlighted.
 HIGHLIGHT_MS = 2500
+#: How often the countdowns of burn-after-reading messages are repainted.
+COUNTDOWN_MS = 1000
+#: The lifetimes offered for burn-after-reading messages: (seconds, label).
+BURN_CHOICES = ((10, N_("10 seconds")), (60, N_("1 minute")), (300, N_("5 minutes")),
+                (3600, N_("1 hour")), (86400, N_("1 day")))
 
 
 class TimelineView(QListView):
@@ -59,7 +65,9 @@ class TimelineView(QListView):
     older history before the top is reached. A window opened in the middle
     of the history (:meth:`reveal`: a search result, a date) asks for newer
     history before its bottom is reached, and does not follow the bottom
-    until it holds the newest message.
+    until it holds the newest message. While the room shows burn-after-reading
+    messages, one timer of the view (:attr:`countdown`, every second) repaints
+    their countdowns; it stops when there are none.
 
     Signals:
         older_requested(): scroll-back is near the top of what is loaded.
@@ -120,6 +128,10 @@ class TimelineView(QListView):
         self._highlight.setSingleShot(True)
         self._highlight.setInterval(HIGHLIGHT_MS)
         self._highlight.timeout.connect(self._end_highlight)
+        #: The one timer repainting every countdown (burn after reading).
+        self.countdown = QTimer(self)
+        self.countdown.setInterval(COUNTDOWN_MS)
+        self.countdown.timeout.connect(self._tick)
         bar = self.verticalScrollBar()
         assert bar is not None
         bar.valueChanged.connect(self._scrolled)
@@ -175,7 +187,9 @@ class TimelineView(QListView):
         if old is not None:
             for signal, slot in ((old.rowsAboutToBeInserted, self._about_to_insert),
                                  (old.rowsInserted, self._inserted),
-                                 (old.modelReset, self._reset)):
+                                 (old.modelReset, self._reset),
+                                 (old.rowsInserted, self._watch_countdowns),
+                                 (old.modelReset, self._watch_countdowns)):
                 with contextlib.suppress(TypeError):
                     signal.disconnect(slot)
         super().setModel(model)
@@ -186,7 +200,26 @@ class TimelineView(QListView):
             model.rowsAboutToBeInserted.connect(self._about_to_insert)
             model.rowsInserted.connect(self._inserted)
             model.modelReset.connect(self._reset)
+            model.rowsInserted.connect(self._watch_countdowns)
+            model.modelReset.connect(self._watch_countdowns)
+        self.message_delegate.countdowns.clear()
+        self._watch_countdowns()
         self.scrollToBottom()
+
+    def _watch_countdowns(self, *_args: Any) -> None:
+        """Run the countdown timer while burn-after-reading messages are loaded."""
+        timeline = self.timeline()
+        if timeline is not None and timeline.burning():
+            if not self.countdown.isActive():
+                self.countdown.start()
+        else:
+            self.countdown.stop()
+            self.message_delegate.countdowns.clear()
+
+    def _tick(self) -> None:
+        """A second passed: repaint the countdowns (no layout: they only get shorter)."""
+        self._watch_countdowns()
+        self._repaint_files()
 
     def resizeEvent(self, e: QResizeEvent | None) -> None:
         """Rows are laid out for the viewport's width (heights depend on it): at
@@ -436,3 +469,70 @@ class Composer(QPlainTextEdit):
             self.edit_last_requested.emit()
             return
         super().keyPressEvent(e)
+
+
+class BurnButton(QToolButton):
+    """The composer's "burn after reading" toggle (🔥, next to Send).
+
+    Checked, the messages sent get a ``ttl`` (docs/protocol.md 6): they are
+    erased for everyone that long after they are sent. The arrow beside it
+    chooses how long (:data:`BURN_CHOICES`; one minute at first); choosing a
+    duration also turns it on. Each choice is a checkable action whose
+    ``objectName`` is ``burn:<seconds>``.
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("burn_button")
+        self.setText("🔥")
+        self.setCheckable(True)
+        self.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.seconds = 60
+        menu = QMenu(self)
+        self.choices: dict[int, QAction] = {}
+        for seconds, _label in BURN_CHOICES:
+            action = QAction(menu)
+            action.setObjectName(f"burn:{seconds}")
+            action.setCheckable(True)
+            action.triggered.connect(lambda _c=False, s=seconds: self.choose(s))
+            menu.addAction(action)
+            self.choices[seconds] = action
+        self.setMenu(menu)
+        self.toggled.connect(self._update)
+        self.retranslate()
+
+    @property
+    def ttl(self) -> int | None:
+        """The ``ttl`` for the next message: the duration chosen if on, else None."""
+        return self.seconds if self.isChecked() else None
+
+    def choose(self, seconds: int) -> None:
+        """Burn the next messages after ``seconds`` (turns the toggle on)."""
+        self.seconds = seconds
+        self.setChecked(True)
+        self._update()
+
+    def retranslate(self) -> None:
+        """Read the texts again (after a language change)."""
+        for seconds, label in BURN_CHOICES:
+            self.choices[seconds].setText(_(label))
+        self._update()
+
+    def _update(self, *_args: Any) -> None:
+        for seconds, action in self.choices.items():
+            action.setChecked(seconds == self.seconds)
+        label = _(dict(BURN_CHOICES)[self.seconds])
+        if self.isChecked():
+            self.setToolTip(_("Burn after reading: on — messages are erased {duration} "
+                              "after they are sent").format(duration=label))
+            self.setStyleSheet("QToolButton { background: #fce8e6; }")
+        else:
+            self.setToolTip(_("Burn after reading: off (the arrow chooses how long: {duration})"
+                              ).format(duration=label))
+            self.setStyleSheet("")
+
+    def changeEvent(self, e: QEvent | None) -> None:
+        """Retranslate on a language change."""
+        if e is not None and e.type() == QEvent.Type.LanguageChange:
+            self.retranslate()
+        super().changeEvent(e)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -113,6 +114,18 @@ def name_colour(username: str) -> QColor:
     """A stable colour per user, so a conversation's speakers are told apart."""
     digest = hashlib.blake2b(username.encode(), digest_size=1).digest()[0]
     return QColor(_NAME_COLOURS[digest % len(_NAME_COLOURS)])
+
+
+#: Drawn before the countdown of a burn-after-reading message.
+BURN_MARK = "🔥"
+
+
+def countdown_text(seconds: int) -> str:
+    """The time a burn-after-reading message has left: ``0:09``, ``4:59``,
+    ``23:59:59`` (never negative)."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def clock_text(ts: int) -> str:
@@ -313,6 +326,9 @@ class MessageDelegate(QStyledItemDelegate):
         #: opened), or None; set by the view.
         self.highlight_key: str | None = None
         self._wanted: dict[str, AttachedFile] = {}
+        #: The countdown last drawn for each burn-after-reading message, by key
+        #: (what a screen reader or a test can read back).
+        self.countdowns: dict[str, str] = {}
 
     def clear_cache(self) -> None:
         """Forget cached sizes (the font or the language changed)."""
@@ -510,9 +526,13 @@ class MessageDelegate(QStyledItemDelegate):
         return layout
 
     @staticmethod
-    def header_note(index: _Index) -> str:
-        """What follows the sender's name: the time (and "(edited)"), or the
-        state of a message being sent."""
+    def header_note(index: _Index, now_ms: int | None = None) -> str:
+        """What follows the sender's name: the time (and "(edited)", and for a
+        burn-after-reading message 🔥 and the time it has left at ``now_ms``), or
+        the state of a message being sent.
+
+        Without ``now_ms`` the countdown shows the whole ``ttl``: the widest it
+        gets, which is what the layout reserves."""
         state = index.data(_TR.State)
         if state == PENDING:
             return _("Sending…")
@@ -521,6 +541,12 @@ class MessageDelegate(QStyledItemDelegate):
         note = clock_text(int(index.data(_TR.Timestamp) or 0))
         if index.data(_TR.Edited):
             note += " " + _("(edited)")
+        ttl = index.data(_TR.Ttl)
+        if ttl:
+            left = int(ttl)
+            if now_ms is not None:
+                left = min(left, math.ceil((int(index.data(_TR.ExpiresAt)) - now_ms) / 1000))
+            note += f" {BURN_MARK} {countdown_text(left)}"
         return note
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
@@ -585,8 +611,14 @@ class MessageDelegate(QStyledItemDelegate):
         painter.setFont(small)
         state = index.data(_TR.State)
         painter.setPen(_MARKER if state == FAILED else _MUTED)
-        # Never elided: the layout gave the time all the width it needs.
-        painter.drawText(layout.note, middle, self.header_note(index))
+        # Never elided: the layout gave the time all the width it needs (and a
+        # countdown only gets shorter).
+        if index.data(_TR.Ttl) and state not in (PENDING, FAILED):
+            note = self.header_note(index, int(time.time() * 1000))
+            self.countdowns[str(index.data(_TR.Key))] = note.rpartition(" ")[2]
+        else:
+            note = self.header_note(index)
+        painter.drawText(layout.note, middle, note)
         # Reply quote.
         if layout.reply is not None:
             quoted_sender, quoted = index.data(_TR.ReplyPreview) or ("", "")

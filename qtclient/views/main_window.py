@@ -82,7 +82,7 @@ from qtclient.qt import (
 )
 from qtclient.views.attachments import AttachmentsStrip, FileDropFilter
 from qtclient.views.calls import CallBar, IncomingCall
-from qtclient.views.conversation import Composer, TimelineView
+from qtclient.views.conversation import BurnButton, Composer, TimelineView
 from qtclient.views.delegates import InviteDelegate, MemberDelegate, RoomDelegate
 from qtclient.views.icons import app_icon, paperclip_icon
 from qtclient.views.search import SearchPanel
@@ -210,8 +210,8 @@ class MainWindow(QMainWindow):
     export_dialog_requested = pyqtSignal()
     #: Cancel in the export's progress window.
     export_cancel_requested = pyqtSignal()
-    #: text, msg_id replied to (-1: none)
-    send_requested = pyqtSignal(str, ID)
+    #: text, msg_id replied to (-1: none), ttl in seconds (0: not burn after reading)
+    send_requested = pyqtSignal(str, ID, ID)
     edit_requested = pyqtSignal(ID, ID, str)
     delete_requested = pyqtSignal(ID, ID)
     react_requested = pyqtSignal(ID, ID, str, bool)
@@ -536,6 +536,8 @@ class MainWindow(QMainWindow):
         self.attach_button.clicked.connect(self._attach_clicked)
         self.send_button = QPushButton()
         self.send_button.clicked.connect(self.submit)
+        self.burn_button = BurnButton()
+        self.burn_button.setFixedHeight(self.send_button.sizeHint().height())
         self.attach_button.setFixedSize(self.send_button.sizeHint().height() + 6,
                                         self.send_button.sizeHint().height())
         # Files dropped on the conversation (the message list or the composer).
@@ -548,6 +550,7 @@ class MainWindow(QMainWindow):
         composer_row = QHBoxLayout()
         composer_row.addWidget(self.composer, 1)
         composer_row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
+        composer_row.addWidget(self.burn_button, 0, Qt.AlignmentFlag.AlignBottom)
         composer_row.addWidget(self.send_button, 0, Qt.AlignmentFlag.AlignBottom)
         layout = QVBoxLayout(page)
         layout.setContentsMargins(4, 8, 4, 8)
@@ -1096,7 +1099,7 @@ class MainWindow(QMainWindow):
             self.edit_requested.emit(self.room_id, self.compose_mode[1], text)
         else:
             reply_to = self.compose_mode[1] if self.compose_mode is not None else -1
-            self.send_requested.emit(text, reply_to)
+            self.send_requested.emit(text, reply_to, self.burn_button.ttl or 0)
             # One's own message shows at the bottom, even when scrolled up.
             self.timeline.show_newest()
         self.compose_mode = None
