@@ -763,8 +763,10 @@ class ChatApp(QObject):
             window.raise_()
             return window
         c = unit.controller
-        window = AdminWindow(c.admin, unit.key, c.is_admin, c.room_label, self.window)
+        window = AdminWindow(c.admin, unit.key, c.is_admin, c.room_label, self.window,
+                             download=c.download_export, transfers=c.files.transfers)
         c.monitor_message.connect(window.monitor.add_message)
+        c.admin_export_progress.connect(window.export.progress)
         c.connection_changed.connect(window.connection_changed)
         window.finished.connect(lambda _r, u=unit, w=window: self._admin_closed(u, w))
         unit.admin_window = window
@@ -776,6 +778,7 @@ class ChatApp(QObject):
             unit.admin_window = None
             with suppress(TypeError, RuntimeError):
                 unit.controller.monitor_message.disconnect(window.monitor.add_message)
+                unit.controller.admin_export_progress.disconnect(window.export.progress)
                 unit.controller.connection_changed.disconnect(window.connection_changed)
 
     def _close_admin(self, unit: AccountUnit) -> None:

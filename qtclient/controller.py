@@ -211,6 +211,8 @@ class ChatController(QObject):
     announcement = pyqtSignal(str, str, ID)
     #: A message seen by the administration monitor (``monitor.msg``): the message.
     monitor_message = pyqtSignal(dict)
+    #: ``admin.export.progress {messages}`` (the Administration window's export).
+    admin_export_progress = pyqtSignal(dict)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
                  parent: QObject | None = None, cache_dir: Path | None = None) -> None:
@@ -1013,6 +1015,12 @@ class ChatController(QObject):
         self.run(session.send_message(room_id, "", attachments=[file["file_id"]],
                                       client_msg_id=client_msg_id), acknowledged, refused)
 
+    def download_export(self, file_id: str, name: str, dest: Path, size: int) -> int:
+        """Download the file of an ``admin.export`` to ``dest`` through the
+        account's downloads; returns the transfer id (its state is in
+        ``files.transfers``)."""
+        return self.files.download(file_id, name, dest, "application/x-ndjson", size)
+
     def download_file(self, file_id: str, name: str, dest: str, mime: str = "",
                       size: int = 0) -> None:
         """Download an attachment to ``dest`` (chosen by the user)."""
@@ -1384,6 +1392,9 @@ class ChatController(QObject):
         if isinstance(message, dict):
             self.monitor_message.emit(message)
 
+    def _on_export_progress(self, data: dict[str, Any]) -> None:
+        self.admin_export_progress.emit(dict(data))
+
     # -- administration (docs/protocol.md 9) ---------------------------------------------------
 
     @property
@@ -1421,6 +1432,7 @@ class ChatController(QObject):
         "room.deleted": _on_room_deleted,
         "system": _on_system,
         "monitor.msg": _on_monitor,
+        "admin.export.progress": _on_export_progress,
     }
 
 

@@ -5,8 +5,9 @@ Tabs: *Users* (``admin.users``; for admins Ban…, Unban, Reset password…,
 Roles…, Create user…), *Rooms* (``admin.rooms``; for admins Ban room…,
 Unban room), *Sessions* (``admin.sessions``), *Audit* (``admin.audit``, newest
 first, filtered by action) and *Monitor* (``admin.monitor`` and the
-``monitor.msg`` events, the last :data:`MONITOR_ROWS` kept). *Broadcast…*
-(admins) sends ``admin.broadcast``.
+``monitor.msg`` events, the last :data:`MONITOR_ROWS` kept) and *Export*
+(``admin.export``, its file downloaded through the account's downloads).
+*Broadcast…* (admins) sends ``admin.broadcast``.
 
 Like every view it never touches the network: it is given ``request``
 (:meth:`qtclient.controller.ChatController.admin`), which runs one ``admin.*``
@@ -19,26 +20,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from chatnet.errors import ChatError, ErrorCode
+from qtclient.exporting import day_range
 from qtclient.i18n import _, ngettext
+from qtclient.models.transfers import CANCELLED, DONE, FAILED, TransfersModel
 from qtclient.qt import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDate,
+    QDateEdit,
     QDateTime,
     QDateTimeEdit,
     QDialog,
     QDialogButtonBox,
     QEvent,
+    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
+    QModelIndex,
     QPlainTextEdit,
+    QProgressBar,
     QPushButton,
+    QStandardPaths,
     Qt,
     QTableWidget,
     QTableWidgetItem,
@@ -66,6 +77,9 @@ AUDIT_ACTIONS = (
 )
 #: Server roles an admin may give (``bot`` is kept as it is).
 GIVEN_ROLES = ("admin", "auditor")
+#: ``download(file_id, name, dest, size)`` -> transfer id: the account's download
+#: machinery (:meth:`qtclient.transfers.TransferManager.download`).
+Download = Callable[[str, str, Path, int], int]
 
 
 def refusal(error: BaseException) -> str:
@@ -76,6 +90,25 @@ def refusal(error: BaseException) -> str:
     if isinstance(error, ChatError) and error.message and error.code is not ErrorCode.INTERNAL:
         return _("The server refused it: {reason}").format(reason=error.message)
     return describe_error(error)
+
+
+def free_path(path: Path) -> Path:
+    """``path``, or ``name (1).ext``, ``name (2).ext`` … beside it: the first that
+    does not exist (an export never replaces a file)."""
+    candidate, n = path, 0
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.stem} ({n}){path.suffix}")
+    return candidate
+
+
+def ask_export_path(parent: QWidget, suggested: str) -> str:
+    """The export's save dialog, starting at ``suggested``; "" if cancelled.
+    (An existing file is never replaced: :func:`free_path` picks a free name.)"""
+    path, _filter = QFileDialog.getSaveFileName(
+        parent, _("Save the export"), suggested, _("JSON Lines (*.jsonl)"),
+        options=QFileDialog.Option.DontConfirmOverwrite)
+    return str(path)
 
 
 def when(ts: Any) -> str:
@@ -654,6 +687,217 @@ class MonitorTab(QWidget):
         self.table.setHorizontalHeaderLabels([_("Time"), _("Room"), _("Sender"), _("Message")])
 
 
+class ExportTab(QWidget):
+    """``admin.export``: the messages of a range of days (local time, both
+    included), of every room or one, of every sender or one, as JSON Lines.
+
+    *Export…* asks where to save (:attr:`choose_save_path`, replaceable by
+    tests), runs the op, shows its ``admin.export.progress`` events
+    (:meth:`progress`), then downloads the file the server made through the
+    account's downloads (``download``, watched in ``transfers``) to the path
+    chosen, or to ``name (1).jsonl`` … if that file exists.
+
+    Signals:
+        finished(path): the export is saved there ("" if it failed).
+    """
+
+    finished = pyqtSignal(str)
+
+    def __init__(self, request: Request, report: Callable[[str, bool], None],
+                 download: Download | None, transfers: TransfersModel | None) -> None:
+        super().__init__()
+        self.request = request
+        self.report = report
+        self.download = download
+        self.transfers = transfers
+        self.choose_save_path: Callable[[QWidget, str], str] = ask_export_path
+        #: The rooms offered (room id, name), from ``admin.rooms``.
+        self.rooms: list[tuple[int, str]] = []
+        #: The file being written (while the export or its download runs).
+        self.dest: Path | None = None
+        self.transfer_id: int | None = None
+        self.messages = 0
+        today = QDate.currentDate()
+        self.first = QDateEdit(today.addDays(-6))
+        self.last = QDateEdit(today)
+        for edit in (self.first, self.last):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.dateChanged.connect(self._validate)
+        self.room_box = QComboBox()
+        self.user = QLineEdit()
+        self.start_button = QPushButton()
+        self.start_button.clicked.connect(self.start)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 0)
+        self.bar.hide()
+        self.state = QLabel()
+        self.state.setWordWrap(True)
+        self.state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.intro = QLabel()
+        self.intro.setWordWrap(True)
+        self.form = QFormLayout()
+        self.first_label, self.last_label = QLabel(), QLabel()
+        self.room_label, self.user_label = QLabel(), QLabel()
+        self.form.addRow(self.first_label, self.first)
+        self.form.addRow(self.last_label, self.last)
+        self.form.addRow(self.room_label, self.room_box)
+        self.form.addRow(self.user_label, self.user)
+        row = QHBoxLayout()
+        row.addWidget(self.start_button)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.intro)
+        layout.addLayout(self.form)
+        layout.addLayout(row)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.state)
+        layout.addStretch(1)
+        if transfers is not None:
+            transfers.dataChanged.connect(self._transfer_changed)
+        self.set_rooms([])
+        self.retranslate()
+
+    @property
+    def running(self) -> bool:
+        """Whether an export (or its download) is under way."""
+        return self.dest is not None
+
+    def set_rooms(self, rooms: list[dict[str, Any]]) -> None:
+        """Offer these rooms (``admin.rooms`` items) besides "Every room"."""
+        chosen = self.room_box.currentData()
+        self.rooms = [(int(r["room_id"]), str(r.get("name") or f"#{r['room_id']}"))
+                      for r in rooms if "room_id" in r]
+        self.room_box.clear()
+        self.room_box.addItem(_("Every room"), None)
+        for room_id, name in self.rooms:
+            self.room_box.addItem(f"#{name} ({room_id})", room_id)
+        index = self.room_box.findData(chosen)
+        self.room_box.setCurrentIndex(max(0, index))
+
+    def choose_room(self, room_id: int | None) -> bool:
+        """Export only ``room_id`` (None: every room); False if it is not offered."""
+        index = self.room_box.findData(room_id)
+        if index >= 0:
+            self.room_box.setCurrentIndex(index)
+        return index >= 0
+
+    def args(self) -> dict[str, Any]:
+        """The ``admin.export`` arguments of the form."""
+        since, until = day_range(_day(self.first.date()), _day(self.last.date()))
+        args: dict[str, Any] = {"since": since, "until": until}
+        room_id = self.room_box.currentData()
+        if room_id is not None:
+            args["room_id"] = int(room_id)
+        username = self.user.text().strip().lstrip("@")
+        if username:
+            args["username"] = username
+        return args
+
+    def _validate(self, *_args: Any) -> None:
+        ordered = self.first.date() <= self.last.date()
+        self.start_button.setEnabled(ordered and not self.running)
+        if not ordered:
+            self.state.setText(_("The first day is after the last one."))
+        elif not self.running:
+            self.state.setText("")
+
+    def start(self) -> bool:
+        """*Export…*: ask where to save, then run ``admin.export``.
+
+        Returns:
+            False if nothing started (cancelled, or an export runs).
+        """
+        if self.running or self.download is None:
+            return False
+        first, last = self.first.date().toString("yyyy-MM-dd"), self.last.date().toString(
+            "yyyy-MM-dd")
+        folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.DownloadLocation)
+        suggested = Path(folder or Path.home()) / f"chatnet-export-{first}-{last}.jsonl"
+        chosen = self.choose_save_path(self, str(suggested))
+        if not chosen:
+            return False
+        self.dest = free_path(Path(chosen))
+        self.messages = 0
+        self.bar.setRange(0, 0)
+        self.bar.show()
+        self.state.setText(_("Exporting…"))
+        self._validate()
+        self.request("admin.export", self.args(), self._exported, self._failed)
+        return True
+
+    def progress(self, data: dict[str, Any]) -> None:
+        """An ``admin.export.progress {messages}`` event."""
+        if self.running and self.transfer_id is None:
+            self.messages = int(data.get("messages") or 0)
+            self.state.setText(ngettext("Exporting… {n} message so far",
+                                        "Exporting… {n} messages so far",
+                                        self.messages).format(n=self.messages))
+
+    def _exported(self, result: dict[str, Any]) -> None:
+        dest = self.dest
+        if dest is None or self.download is None:
+            return
+        self.messages = int(result.get("messages") or 0)
+        size = int(result.get("size") or 0)
+        dest = self.dest = free_path(dest)  # one may have appeared meanwhile
+        self.bar.setRange(0, max(1, size))
+        self.state.setText(ngettext("Downloading the export of {n} message…",
+                                    "Downloading the export of {n} messages…",
+                                    self.messages).format(n=self.messages))
+        self.transfer_id = self.download(str(result["file_id"]), str(result.get("name") or
+                                                                      dest.name), dest, size)
+
+    def _failed(self, error: BaseException) -> None:
+        self._end("")
+        self.state.setText(_("Export failed: {reason}").format(reason=refusal(error)))
+        self.report(refusal(error), True)
+
+    def _transfer_changed(self, top_left: QModelIndex, *_args: Any) -> None:
+        if self.transfer_id is None or self.transfers is None:
+            return
+        item = self.transfers.item(self.transfer_id)
+        if item is None:
+            return
+        self.bar.setValue(item.done)
+        if item.state == DONE and self.dest is not None:
+            path = str(self.dest)
+            self._end(path)
+            text = ngettext("Exported {n} message to {path}.", "Exported {n} messages to {path}.",
+                            self.messages).format(n=self.messages, path=path)
+            self.state.setText(text)
+            self.report(text, False)
+        elif item.state in (FAILED, CANCELLED):
+            reason = item.error or _("cancelled")
+            self._end("")
+            self.state.setText(_("Export failed: {reason}").format(reason=reason))
+
+    def _end(self, path: str) -> None:
+        self.dest = None
+        self.transfer_id = None
+        self.bar.hide()
+        self._validate()
+        self.finished.emit(path)
+
+    def retranslate(self) -> None:
+        """Read the texts again (after a language change)."""
+        self.intro.setText(_(
+            "Every message of the days chosen (local time, both included), of every room "
+            "or one, of every sender or one, saved as JSON Lines: one message per line. "
+            "An existing file is never replaced."))
+        self.first_label.setText(_("From:"))
+        self.last_label.setText(_("To:"))
+        self.room_label.setText(_("Room:"))
+        self.user_label.setText(_("Sender:"))
+        self.user.setPlaceholderText(_("Every sender (or a username)"))
+        self.room_box.setItemText(0, _("Every room"))
+        self.start_button.setText(_("Export…"))
+
+
+def _day(value: QDate) -> date:
+    return date(value.year(), value.month(), value.day())
+
+
 class AdminWindow(QDialog):
     """The Administration window of one account (not modal).
 
@@ -662,11 +906,14 @@ class AdminWindow(QDialog):
         account: the account's name, for the title.
         writable: the account is an ``admin`` (else an auditor: reading only).
         room_name: a room's name by id, for the monitor, when the account knows it.
+        download: the account's downloads, for the export's file (no Export tab
+            without it); transfers: where its progress shows.
     """
 
     def __init__(self, request: Request, account: str, writable: bool,
                  room_name: Callable[[int], str] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, download: Download | None = None,
+                 transfers: TransfersModel | None = None) -> None:
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.request = request
@@ -687,8 +934,12 @@ class AdminWindow(QDialog):
         self.sessions = SessionsTab(request, self.report)
         self.audit = AuditTab(request, self.report)
         self.monitor = MonitorTab(request, self.report, self.room_name)
-        for tab in (self.users, self.rooms, self.sessions, self.audit, self.monitor):
+        self.export = ExportTab(request, self.report, download, transfers)
+        for tab in (self.users, self.rooms, self.sessions, self.audit, self.monitor,
+                    self.export):
             self.tabs.addTab(tab, "")
+        self.tabs.setTabVisible(self.tabs.indexOf(self.export), download is not None)
+        self.rooms.loaded.connect(lambda: self.export.set_rooms(self.rooms.items))
         self.users.form_requested.connect(self.open_form)
         self.rooms.form_requested.connect(self.open_form)
         self.tabs.currentChanged.connect(self._tab_shown)
@@ -724,6 +975,8 @@ class AdminWindow(QDialog):
 
     def _tab_shown(self, index: int) -> None:
         tab = self.tabs.widget(index)
+        if tab is self.export and not self.rooms.items and not self.rooms.loading:
+            tab = self.rooms  # the export offers the rooms
         if isinstance(tab, PagedTab) and not tab.items and not tab.loading:
             tab.reload()
 
@@ -846,11 +1099,12 @@ class AdminWindow(QDialog):
             else _("You are an auditor: you may read everything here but change nothing."))
         self.broadcast_button.setText(_("Broadcast…"))
         for index, title in enumerate((_("Users"), _("Rooms"), _("Sessions"), _("Audit log"),
-                                       _("Monitor"))):
+                                       _("Monitor"), _("Export"))):
             self.tabs.setTabText(index, title)
         for tab in (self.users, self.rooms, self.sessions, self.audit):
             tab.retranslate()
         self.monitor.retranslate()
+        self.export.retranslate()
 
     def changeEvent(self, event: QEvent | None) -> None:
         """Language switches re-translate the window."""

@@ -159,14 +159,14 @@ def test_refusals_show_the_servers_message_and_roles_passwords_users_change(
 def test_an_auditor_reads_everything_but_changes_nothing(
         make_client: Any, server: ServerHandle, qtbot: Any) -> None:
     """An auditor gets the window with every tab (users, rooms, sessions, audit,
-    monitor) filled, and none of the write actions."""
+    monitor, export) filled, and none of the write actions."""
     make_client("bob")
     give_roles(server, "audrey", ["auditor"])
     audrey = make_client("audrey", register=False)
     assert audrey.controller.can_administer and not audrey.controller.is_admin
     window = open_admin(qtbot, audrey)
     assert [window.tabs.tabText(i) for i in range(window.tabs.count())] == [
-        "Users", "Rooms", "Sessions", "Audit log", "Monitor"]
+        "Users", "Rooms", "Sessions", "Audit log", "Monitor", "Export"]
     select_user(qtbot, window, "bob")
     for button in (window.users.create_button, window.users.ban_button,
                    window.users.unban_button, window.users.password_button,
