@@ -764,7 +764,8 @@ class ChatApp(QObject):
             return window
         c = unit.controller
         window = AdminWindow(c.admin, unit.key, c.is_admin, c.room_label, self.window,
-                             download=c.download_export, transfers=c.files.transfers)
+                             download=c.download_export, transfers=c.files.transfers,
+                             members=c.admin_room_members)
         c.monitor_message.connect(window.monitor.add_message)
         c.admin_export_progress.connect(window.export.progress)
         c.connection_changed.connect(window.connection_changed)

@@ -1407,6 +1407,22 @@ class ChatController(QObject):
         """Whether the write actions of the Administration window are offered."""
         return "admin" in self.roles
 
+    def admin_room_members(self, room_id: int,
+                           on_success: Callable[[list[dict[str, Any]]], None],
+                           on_failure: Callable[[BaseException], None]) -> bool:
+        """Every member of ``room_id`` (``room.members``, all pages) for the
+        Administration window, if the account is a member (the server shows
+        members to members only).
+
+        Returns:
+            False, asking nothing, for a room the account is not in.
+        """
+        if self.session is None or self.rooms.room(room_id) is None:
+            return False
+        self._call_all("room.members", "members", {"room_id": room_id, "limit": 500},
+                       on_success, on_failure)
+        return True
+
     def admin(self, op: str, args: dict[str, Any] | None = None,
               on_success: Callable[[Any], None] | None = None,
               on_failure: Callable[[BaseException], None] | None = None) -> Deferred[Any]:

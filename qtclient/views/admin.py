@@ -45,10 +45,12 @@ from qtclient.qt import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QListWidget,
     QModelIndex,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSplitter,
     QStandardPaths,
     Qt,
     QTableWidget,
@@ -59,6 +61,7 @@ from qtclient.qt import (
     QWidget,
     pyqtSignal,
 )
+from qtclient.views.delegates import role_text
 
 #: ``request(op, args, on_success, on_failure)``: one admin op (the controller's).
 Request = Callable[[str, dict[str, Any], Callable[[Any], None],
@@ -80,6 +83,10 @@ GIVEN_ROLES = ("admin", "auditor")
 #: ``download(file_id, name, dest, size)`` -> transfer id: the account's download
 #: machinery (:meth:`qtclient.transfers.TransferManager.download`).
 Download = Callable[[str, str, Path, int], int]
+#: ``members(room_id, on_success, on_failure)`` -> whether it asked: every member
+#: of a room the account is in (``room.members``); False for another room.
+Members = Callable[[int, Callable[[list[dict[str, Any]]], None],
+                    Callable[[BaseException], None]], bool]
 
 
 def refusal(error: BaseException) -> str:
@@ -488,13 +495,21 @@ class UsersTab(FilterTab):
 
 
 class RoomsTab(FilterTab):
-    """``admin.rooms``: every room; for admins Ban room… and Unban room."""
+    """``admin.rooms``: every room; for admins Ban room… and Unban room.
+
+    Beside the table, the members of the room selected: read with
+    ``room.members`` (``members``) when the account is a member of it; the
+    server shows members to members only, so for another room the panel says
+    so and gives the count ``admin.rooms`` has.
+    """
 
     form_requested = pyqtSignal(str, dict)
     stretch_column = 1
 
-    def __init__(self, request: Request, report: Callable[[str], None], writable: bool) -> None:
+    def __init__(self, request: Request, report: Callable[[str], None], writable: bool,
+                 members: Members | None = None) -> None:
         super().__init__(request, "admin.rooms", "rooms", report)
+        self.members = members
         self.ban_button = QPushButton()
         self.unban_button = QPushButton()
         for kind, button in (("ban_room", self.ban_button), ("unban_room", self.unban_button)):
@@ -502,6 +517,30 @@ class RoomsTab(FilterTab):
             self.action_row.addWidget(button)
             button.setVisible(writable)
         self.action_row.addStretch(1)
+        #: The room whose members are shown (or asked for), and its members.
+        self.members_room: int | None = None
+        self.member_items: list[dict[str, Any]] = []
+        self._members_generation = 0
+        self._members_state = "none"  # none | loading | shown | hidden | failed
+        self._members_error = ""
+        self.members_title = QLabel()
+        self.members_title.setWordWrap(True)
+        self.members_list = QListWidget()
+        panel = QWidget()
+        column = QVBoxLayout(panel)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.members_title)
+        column.addWidget(self.members_list, 1)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        index = layout.indexOf(self.table)
+        layout.removeWidget(self.table)
+        self.splitter = QSplitter()
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(panel)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        layout.insertWidget(index, self.splitter, 1)
         self.retranslate()
 
     def columns(self) -> list[str]:
@@ -521,6 +560,78 @@ class RoomsTab(FilterTab):
         room = self.selected()
         self.ban_button.setEnabled(room is not None and not room.get("banned"))
         self.unban_button.setEnabled(room is not None and bool(room.get("banned")))
+        room_id = int(room["room_id"]) if room is not None else None
+        if room_id != self.members_room:
+            self.show_members(room)
+        else:
+            self._members_text()  # the count may have changed with a reload
+
+    def show_members(self, room: dict[str, Any] | None) -> None:
+        """Show the members of ``room`` (an ``admin.rooms`` item; None: no room)."""
+        self._members_generation += 1
+        generation = self._members_generation
+        self.members_room = int(room["room_id"]) if room is not None else None
+        self.member_items = []
+        self.members_list.clear()
+        if room is None:
+            self._members_state = "none"
+        else:
+            self._members_state = "loading"
+
+            def got(members: list[dict[str, Any]]) -> None:
+                if generation == self._members_generation:
+                    self.member_items = list(members)
+                    self._members_state = "shown"
+                    self._fill_members()
+
+            def failed(error: BaseException) -> None:
+                if generation != self._members_generation:
+                    return
+                if isinstance(error, ChatError) and error.code in (ErrorCode.NOT_FOUND,
+                                                                   ErrorCode.FORBIDDEN):
+                    self._members_state = "hidden"  # left the room meanwhile
+                else:
+                    self._members_state, self._members_error = "failed", refusal(error)
+                self._members_text()
+
+            if self.members is None or not self.members(int(room["room_id"]), got, failed):
+                self._members_state = "hidden"
+        self._members_text()
+
+    def _fill_members(self) -> None:
+        self.members_list.clear()
+        for member in self.member_items:
+            username = str(member.get("username", ""))
+            name = str(member.get("display_name") or "")
+            text = f"@{username}" + (f" — {name}" if name and name != username else "")
+            role = str(member.get("role") or "")
+            if role and role != "member":
+                text += f" ({role_text(role).lower()})"
+            self.members_list.addItem(text)
+        self._members_text()
+
+    def _members_text(self) -> None:
+        room = next((r for r in self.items if r.get("room_id") == self.members_room), None)
+        label = f"#{room.get('name') or room.get('room_id')}" if room else ""
+        count = int(room.get("members_count") or 0) if room else 0
+        state = self._members_state
+        if state == "none":
+            text = _("Select a room to see its members.")
+        elif state == "loading":
+            text = _("Reading the members of {room}…").format(room=label)
+        elif state == "shown":
+            text = ngettext("{n} member of {room}:", "{n} members of {room}:",
+                            len(self.member_items)).format(n=len(self.member_items), room=label)
+        elif state == "hidden":
+            text = ngettext(
+                "{room} has {n} member. The server shows who they are to members of the "
+                "room only, and you are not one.",
+                "{room} has {n} members. The server shows who they are to members of the "
+                "room only, and you are not one.", count).format(room=label, n=count)
+        else:
+            text = self._members_error
+        self.members_list.setVisible(state == "shown")
+        self.members_title.setText(text)
 
     def _act(self, kind: str) -> None:
         room = self.selected()
@@ -532,6 +643,8 @@ class RoomsTab(FilterTab):
         self.query.setPlaceholderText(_("Filter by room name"))
         self.ban_button.setText(_("Ban room…"))
         self.unban_button.setText(_("Unban room"))
+        if hasattr(self, "members_title"):
+            self._fill_members() if self._members_state == "shown" else self._members_text()
 
 
 class SessionsTab(PagedTab):
@@ -908,12 +1021,14 @@ class AdminWindow(QDialog):
         room_name: a room's name by id, for the monitor, when the account knows it.
         download: the account's downloads, for the export's file (no Export tab
             without it); transfers: where its progress shows.
+        members: reads the members of a room the account is in (the Rooms tab).
     """
 
     def __init__(self, request: Request, account: str, writable: bool,
                  room_name: Callable[[int], str] | None = None,
                  parent: QWidget | None = None, download: Download | None = None,
-                 transfers: TransfersModel | None = None) -> None:
+                 transfers: TransfersModel | None = None,
+                 members: Members | None = None) -> None:
         super().__init__(parent)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.request = request
@@ -930,7 +1045,7 @@ class AdminWindow(QDialog):
         self.broadcast_button.clicked.connect(self.open_broadcast)
         self.tabs = QTabWidget()
         self.users = UsersTab(request, self.report, writable)
-        self.rooms = RoomsTab(request, self.report, writable)
+        self.rooms = RoomsTab(request, self.report, writable, members)
         self.sessions = SessionsTab(request, self.report)
         self.audit = AuditTab(request, self.report)
         self.monitor = MonitorTab(request, self.report, self.room_name)

@@ -259,3 +259,38 @@ def test_the_monitor_resumes_after_a_reconnect(
     say(server, bob, room_id, "still watched")
     qtbot.waitUntil(lambda: any(r[3] == "still watched" for r in monitor.rows()),
                     timeout=10000)
+
+
+def test_the_rooms_tab_shows_the_members_of_rooms_the_admin_is_in(
+        make_client: Any, server: ServerHandle, qtbot: Any) -> None:
+    """Selecting a room the admin is a member of lists its members (username,
+    display name, role) from ``room.members``; for a room the admin is not in,
+    the panel gives ``admin.rooms``' count and says members are shown to
+    members only, with no list."""
+    give_roles(server, "root", ["admin"])
+    bob = server.user("bob")
+    server.request(bob, "user.update", {"display_name": "Bob Builder"})
+    server.user("carol")
+    general = shared_room(server, bob, "root", "carol", name="general")
+    secret = shared_room(server, bob, "carol", name="secret", visibility="private")
+    root = make_client("root", register=False)
+    qtbot.waitUntil(lambda: root.controller.rooms.room(general) is not None)
+    window = open_admin(qtbot, root)
+    rooms = window.rooms
+    window.tabs.setCurrentWidget(rooms)
+    qtbot.waitUntil(lambda: {general, secret} <= {r["room_id"] for r in rooms.items})
+    assert rooms.members_title.text() == "Select a room to see its members."
+
+    assert rooms.select_where(lambda r: r["room_id"] == general)
+    qtbot.waitUntil(lambda: rooms.members_list.count() == 3)
+    shown = [rooms.members_list.item(i).text()  # type: ignore[union-attr]
+             for i in range(rooms.members_list.count())]
+    assert shown == ["@bob — Bob Builder (owner)", "@carol", "@root"]
+    assert rooms.members_title.text() == "3 members of #general:"
+    assert not rooms.members_list.isHidden()
+
+    assert rooms.select_where(lambda r: r["room_id"] == secret)
+    assert rooms.members_list.count() == 0 and rooms.members_list.isHidden()
+    assert rooms.members_title.text() == (
+        "#secret has 2 members. The server shows who they are to members of the room "
+        "only, and you are not one.")
