@@ -7,8 +7,9 @@ and a conversation with files, and saves ``login-<lang>.png``,
 ``room-<lang>.png``, ``members-<lang>.png``, ``search-<lang>.png`` and
 ``files-<lang>.png``; then, with a second demo
 server, ``accounts.png``: one client signed in to both (the account strip,
-each account's unread badge); and ``admin.png``, the Administration window
-of an admin. It runs offscreen when there is no display.
+each account's unread badge); and ``admin-<lang>.png``, the Administration
+window of an admin, in both languages. It runs offscreen when there is no
+display.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ async def take_screenshots(reactor: Any, out_dir: Path) -> list[Path]:
             finally:
                 await demo.stop()
         written.append(await _shoot_accounts(reactor, Path(tmp), out_dir))
-        written.append(await shoot_admin(reactor, Path(tmp), out_dir))
+        for language in ("en", "zh_CN"):
+            written.append(await shoot_admin(reactor, Path(tmp), out_dir, language))
     return written
 
 
@@ -142,15 +144,16 @@ async def _shoot_accounts(reactor: Any, tmp: Path, out_dir: Path) -> Path:
         await community.stop()
 
 
-async def shoot_admin(reactor: Any, tmp: Path, out_dir: Path) -> Path:
+async def shoot_admin(reactor: Any, tmp: Path, out_dir: Path, language: str = "en") -> Path:
     """alice, an admin, in the Administration window's Users tab after banning
-    one person: ``admin.png``."""
+    one person, in ``language``: ``admin-en.png`` or ``admin-zh.png``."""
     from qtclient.app import ChatApp
     from qtclient.demo import DEMO_PASSWORD, populate_office, start_demo_server
     from qtclient.qt import QSettings
     from qtclient.settings import ClientSettings
 
-    demo = await start_demo_server(reactor, tmp / "data-admin")
+    short = "zh" if language == "zh_CN" else language
+    demo = await start_demo_server(reactor, tmp / f"data-admin-{short}")
     try:
         await populate_office(demo)
         store = demo.service.store
@@ -158,9 +161,9 @@ async def shoot_admin(reactor: Any, tmp: Path, out_dir: Path) -> Path:
             user = await store.user_by_name(username)
             assert user is not None
             await store.set_roles(user.user_id, roles)
-        settings = ClientSettings(QSettings(str(tmp / "admin.ini"),
+        settings = ClientSettings(QSettings(str(tmp / f"admin-{short}.ini"),
                                             QSettings.Format.IniFormat))
-        settings.language = "en"
+        settings.language = language
         client = ChatApp(reactor, settings)
         client.start()
         form = client.login_window
@@ -179,12 +182,13 @@ async def shoot_admin(reactor: Any, tmp: Path, out_dir: Path) -> Path:
         users.ban_button.click()
         ban = window.form
         assert ban is not None
-        ban.fields["reason"].setText("sharing the launch date early")
+        ban.fields["reason"].setText("提前泄露了发布日期" if short == "zh"
+                                     else "sharing the launch date early")
         ban.accept()
         await _until(reactor, lambda: any(u["username"] == "dave" and u["banned"]
                                           for u in users.items), "the ban")
         await _settle(reactor)
-        path = out_dir / "admin.png"
+        path = out_dir / f"admin-{short}.png"
         window.grab().save(str(path))
         client.quit()
         await _settle(reactor, 0.5)
