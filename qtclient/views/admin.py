@@ -709,7 +709,9 @@ class AuditTab(PagedTab):
 
 class MonitorTab(QWidget):
     """``admin.monitor``: while *Watch* is on, every message sent in any room is
-    listed (room, sender, time, text), the last :data:`MONITOR_ROWS` kept."""
+    listed (room, sender, time, text), the last :data:`MONITOR_ROWS` kept; the
+    filter line shows only rows whose room, sender or text contain it (the
+    others stay, hidden)."""
 
     def __init__(self, request: Request, report: Callable[[str], None],
                  room_name: Callable[[int], str]) -> None:
@@ -729,12 +731,16 @@ class MonitorTab(QWidget):
         assert header is not None
         header.setStretchLastSection(True)
         self.clear_button.clicked.connect(lambda: self.table.setRowCount(0))
+        self.filter = QLineEdit()
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(lambda _text: self._apply_filter())
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #5f6368;")
         top = QHBoxLayout()
         top.addWidget(self.watch)
         top.addStretch(1)
+        top.addWidget(self.filter, 2)
         top.addWidget(self.clear_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
@@ -782,10 +788,27 @@ class MonitorTab(QWidget):
             cell = QTableWidgetItem(text)
             cell.setToolTip(text)
             self.table.setItem(row, column, cell)
+        self.table.setRowHidden(row, not self._matches(row))
         while self.table.rowCount() > MONITOR_ROWS:
             self.table.removeRow(0)
         if at_bottom:
             self.table.scrollToBottom()
+
+    def _matches(self, row: int) -> bool:
+        wanted = self.filter.text().strip().casefold()
+        if not wanted:
+            return True
+        return any(wanted in (self.table.item(row, c) or QTableWidgetItem()).text().casefold()
+                   for c in (1, 2, 3))
+
+    def _apply_filter(self) -> None:
+        for row in range(self.table.rowCount()):
+            self.table.setRowHidden(row, not self._matches(row))
+
+    def visible_rows(self) -> list[list[str]]:
+        """The texts of the rows the filter shows."""
+        return [row for index, row in enumerate(self.rows())
+                if not self.table.isRowHidden(index)]
 
     def rows(self) -> list[list[str]]:
         """The texts of every row (tests, and a copy for the user)."""
@@ -794,6 +817,7 @@ class MonitorTab(QWidget):
 
     def retranslate(self) -> None:
         self.watch.setText(_("Watch every message sent in any room"))
+        self.filter.setPlaceholderText(_("Show only rows with… (room, sender or text)"))
         self.clear_button.setText(_("Clear"))
         self.note.setText(_("Watching is recorded in the audit log. The last {n} messages "
                             "are kept here.").format(n=MONITOR_ROWS))

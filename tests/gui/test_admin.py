@@ -233,6 +233,13 @@ def test_rooms_can_be_banned_and_the_monitor_lists_messages(
         monitor.add_message({"room_id": room_id, "sender": "x", "ts": 1, "body": str(n)})
     rows = monitor.rows()
     assert len(rows) == MONITOR_ROWS and rows[-1][3] == str(MONITOR_ROWS + 4)
+    monitor.add_message({"room_id": room_id, "sender": "carol", "ts": 1, "body": "needle"})
+    monitor.filter.setText("NEEDLE")
+    assert [r[3] for r in monitor.visible_rows()] == ["needle"]
+    monitor.filter.setText("carol")
+    assert [r[2] for r in monitor.visible_rows()] == ["carol"]
+    monitor.filter.setText("")
+    assert len(monitor.visible_rows()) == MONITOR_ROWS
     monitor.watch.setChecked(False)
     qtbot.waitUntil(lambda: not monitor.on)
     window.close()
