@@ -35,6 +35,7 @@ from qtclient.qt import QApplication, QDate, QDialog, QObject, QStandardPaths, i
 from qtclient.settings import ClientSettings, LoginDefaults
 from qtclient.views.admin import AdminWindow
 from qtclient.views.app_window import AppWindow
+from qtclient.views.contacts import AddContactDialog, ContactsDialog, ProfileCard
 from qtclient.views.dialogs import (
     CreateRoomDialog,
     DateDialog,
@@ -240,6 +241,8 @@ class ChatApp(QObject):
         main.directory_requested.connect(self.open_directory)
         main.message_someone_requested.connect(lambda: self.open_user_search("message"))
         main.switcher_requested.connect(self.open_switcher)
+        main.contacts_requested.connect(self.open_contacts)
+        main.profile_requested.connect(self.open_profile)
         main.invite_dialog_requested.connect(lambda room: self.open_user_search("invite", room))
         main.invite_accepted.connect(c.accept_invite)
         main.invite_declined.connect(c.decline_invite)
@@ -715,6 +718,39 @@ class ChatApp(QObject):
         self._open(purpose, dialog)
         return dialog
 
+    def open_contacts(self) -> ContactsDialog:
+        """The current account's Contacts window (its lists asked for again)."""
+        controller = self.controller
+        dialog = ContactsDialog(controller, self.main_window)
+        dialog.add_requested.connect(self.open_add_contact)
+        dialog.respond_requested.connect(controller.respond_contact)
+        dialog.remove_requested.connect(controller.remove_contact)
+        dialog.block_requested.connect(controller.block_user)
+        dialog.message_requested.connect(controller.open_direct)
+        dialog.profile_requested.connect(self.open_profile)
+        self._open("contacts", dialog)
+        controller.load_contacts()
+        return dialog
+
+    def open_add_contact(self) -> AddContactDialog:
+        """Ask someone to be a contact (``contact.request``)."""
+        dialog = AddContactDialog(self.main_window)
+        dialog.request_requested.connect(self.controller.request_contact)
+        self._open("add_contact", dialog)
+        return dialog
+
+    def open_profile(self, username: str) -> ProfileCard:
+        """Someone's profile card (``user.get``), with a Message button."""
+        controller = self.controller
+        dialog = ProfileCard(username, self.main_window)
+        controller.profile_loaded.connect(dialog.show_profile)
+        dialog.finished.connect(lambda _r: _disconnect(controller.profile_loaded,
+                                                       dialog.show_profile))
+        dialog.message_requested.connect(controller.open_direct)
+        self._open("profile", dialog)
+        controller.load_profile(username)
+        return dialog
+
     def open_switcher(self) -> QuickSwitcher:
         """The quick switcher (Ctrl+K): filter the conversations, Enter opens one."""
         dialog = QuickSwitcher(self.controller.rooms, self.main_window)
@@ -859,3 +895,9 @@ class ChatApp(QObject):
         status = unit.page.statusBar()
         if status is not None:
             status.showMessage(text, STATUS_MS)
+
+
+def _disconnect(signal: Any, slot: Any) -> None:
+    """Disconnect ``slot`` from ``signal`` if it still is connected."""
+    with suppress(TypeError, RuntimeError):
+        signal.disconnect(slot)

@@ -213,6 +213,11 @@ class ChatController(QObject):
     monitor_message = pyqtSignal(dict)
     #: ``admin.export.progress {messages}`` (the Administration window's export).
     admin_export_progress = pyqtSignal(dict)
+    #: The contacts or the contact requests changed (:attr:`contacts`,
+    #: :attr:`incoming`, :attr:`outgoing`), or a contact's presence.
+    contacts_changed = pyqtSignal()
+    #: ``user.get`` answered for a profile card: the profile.
+    profile_loaded = pyqtSignal(dict)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
                  parent: QObject | None = None, cache_dir: Path | None = None) -> None:
@@ -239,6 +244,11 @@ class ChatController(QObject):
         self.search_results = SearchResultsModel(self.room_label, self.display_names, self)
         self.own_presence = "online"
         self.status_text = ""
+        #: Contacts (username -> profile), incoming requests (username -> the
+        #: request's message) and outgoing requests (usernames), docs/protocol.md 4.
+        self.contacts: dict[str, dict[str, Any]] = {}
+        self.incoming: dict[str, str] = {}
+        self.outgoing: set[str] = set()
         #: The server roles of the login result (``admin``, ``auditor``, ``bot``).
         self.roles: frozenset[str] = frozenset()
         self.auto_away = False
@@ -354,6 +364,7 @@ class ChatController(QObject):
             self.own_presence_changed.emit(self.own_presence)
             self.run(session.call("user.get", {"username": self.me}), self._own_profile,
                      lambda _e: None)
+            self.load_contacts()
 
         def failed(error: BaseException) -> None:
             self.session = None
@@ -418,6 +429,8 @@ class ChatController(QObject):
         self.invites.reset_invites([])
         self.members.reset_members(None, [])
         self.search_results.clear()
+        self.contacts, self.incoming, self.outgoing = {}, {}, set()
+        self.contacts_changed.emit()
         self._was_authenticated = False
         self._set_connection(ConnectionView.OFFLINE)
 
@@ -458,6 +471,7 @@ class ChatController(QObject):
         self.presence.clear()
         self.members.forget_presence()
         self.rooms.forget_presence()
+        self.contacts_changed.emit()
 
     def _after_reconnect(self) -> None:
         """Back online: the library has re-sent unacknowledged messages and replayed
@@ -485,6 +499,7 @@ class ChatController(QObject):
         for entry in self.rooms.rooms():
             if entry.is_direct and entry.peer:
                 self._learn_peer(entry.room_id)
+        self.load_contacts()  # requests and contacts that changed meanwhile, and presence
         if self.own_presence != "online":
             # The server forgets the chosen state when the last session ends.
             self._call("presence.set", {"state": self.own_presence}, None, lambda _e: None)
@@ -812,6 +827,111 @@ class ChatController(QObject):
                                    if u.get("username") != self.me])
 
         self._call("user.search", {"query": query, "limit": 50}, found)
+
+    # -- contacts (docs/protocol.md 4) ---------------------------------------------------------
+
+    def load_contacts(self) -> None:
+        """``contact.list``, every page, into :attr:`contacts`, :attr:`incoming`
+        and :attr:`outgoing`; then :attr:`contacts_changed`."""
+        contacts: dict[str, dict[str, Any]] = {}
+        incoming: list[str] = []
+        outgoing: list[str] = []
+
+        def page(result: dict[str, Any]) -> None:
+            for profile in result.get("contacts") or []:
+                contacts[str(profile["username"])] = dict(profile)
+            incoming.extend(str(u) for u in result.get("incoming") or [])
+            outgoing.extend(str(u) for u in result.get("outgoing") or [])
+            cursor = result.get("next_cursor")
+            if cursor:
+                self._call("contact.list", {"cursor": cursor, "limit": 200}, page)
+                return
+            self.contacts = contacts
+            self.incoming = {u: self.incoming.get(u, "") for u in incoming}
+            self.outgoing = set(outgoing)
+            for username, profile in contacts.items():
+                self.presence[username] = normalise(profile.get("presence"))
+            self.contacts_changed.emit()
+
+        self._call("contact.list", {"limit": 200}, page)
+
+    def request_contact(self, username: str, message: str = "") -> None:
+        """``contact.request`` (with an optional message)."""
+        args: dict[str, Any] = {"username": username}
+        if message:
+            args["message"] = message
+
+        def sent(_result: Any) -> None:
+            if username not in self.contacts:
+                self.outgoing.add(username)
+            self.contacts_changed.emit()
+            self.info.emit(_("Contact request sent to {user}.").format(user=f"@{username}"))
+
+        self._call("contact.request", args, sent)
+
+    def respond_contact(self, username: str, accept: bool) -> None:
+        """``contact.respond``: accept or decline ``username``'s request."""
+        def answered(_result: Any) -> None:
+            self.incoming.pop(username, None)
+            self.contacts_changed.emit()
+
+        def failed(error: BaseException) -> None:
+            if isinstance(error, ChatError) and error.code is ErrorCode.NOT_FOUND:
+                answered(None)
+                self.error.emit(_("That request has expired or was withdrawn."))
+            else:
+                self.error.emit(describe_error(error))
+
+        self._call("contact.respond", {"username": username, "accept": accept}, answered,
+                   failed)
+
+    def remove_contact(self, username: str) -> None:
+        """``contact.remove`` (also withdraws a request of ours)."""
+        self._call("contact.remove", {"username": username},
+                   lambda _r: self._contact_gone(username))
+
+    def block_user(self, username: str) -> None:
+        """``contact.block {on: true}``: ends the contact and any request."""
+        def blocked(_result: Any) -> None:
+            self._contact_gone(username)
+            self.info.emit(_("{user} is blocked.").format(user=f"@{username}"))
+
+        self._call("contact.block", {"username": username, "on": True}, blocked)
+
+    def load_profile(self, username: str) -> None:
+        """``user.get``; answers with :attr:`profile_loaded`."""
+        self._call("user.get", {"username": username},
+                   lambda profile: self.profile_loaded.emit(dict(profile)))
+
+    def _contact_gone(self, username: str) -> None:
+        self.contacts.pop(username, None)
+        self.incoming.pop(username, None)
+        self.outgoing.discard(username)
+        self.contacts_changed.emit()
+
+    def _on_contact_request(self, data: dict[str, Any]) -> None:
+        username = str(data.get("from", ""))
+        self.incoming[username] = str(data.get("message") or "")
+        self.contacts_changed.emit()
+        self.info.emit(_("{user} asks to be your contact.").format(user=f"@{username}"))
+
+    def _on_contact_added(self, data: dict[str, Any]) -> None:
+        profile = dict(data.get("profile") or {})
+        username = str(profile.get("username", ""))
+        self.contacts[username] = profile
+        self.incoming.pop(username, None)
+        self.outgoing.discard(username)
+        self.presence[username] = normalise(profile.get("presence"))
+        self.rooms.set_presence(username, self.presence[username])
+        self.members.set_presence(username, self.presence[username])
+        self.contacts_changed.emit()
+
+    def _on_contact_removed(self, data: dict[str, Any]) -> None:
+        self._contact_gone(str(data.get("username", "")))
+
+    def _on_contact_blocked(self, data: dict[str, Any]) -> None:
+        if data.get("on"):
+            self._contact_gone(str(data.get("username", "")))
 
     def room_label(self, room_id: int) -> str:
         """How a room is named in lists of messages: "# name" for a group room,
@@ -1308,6 +1428,12 @@ class ChatController(QObject):
         self.presence[username] = state
         self.rooms.set_presence(username, state)
         self.members.set_presence(username, state)
+        contact = self.contacts.get(username)
+        if contact is not None:
+            contact["presence"] = state
+            if "last_seen" in data:
+                contact["last_seen"] = data["last_seen"]
+            self.contacts_changed.emit()
 
     def _on_user_updated(self, data: dict[str, Any]) -> None:
         profile = data.get("profile") or {}
@@ -1317,6 +1443,9 @@ class ChatController(QObject):
         self.rooms.set_display_name(username, name)
         self.members.set_display_name(username, name)
         self._names_changed()
+        if username in self.contacts:
+            self.contacts[username].update(profile)
+            self.contacts_changed.emit()
 
     def _on_invited(self, data: dict[str, Any]) -> None:
         room = data.get("room") or {}
@@ -1440,6 +1569,10 @@ class ChatController(QObject):
         "msg.reaction": _on_reaction,
         "typing": _on_typing,
         "presence": _on_presence,
+        "contact.request": _on_contact_request,
+        "contact.added": _on_contact_added,
+        "contact.removed": _on_contact_removed,
+        "contact.blocked": _on_contact_blocked,
         "user.updated": _on_user_updated,
         "room.invited": _on_invited,
         "room.declined": _on_declined,

@@ -124,11 +124,13 @@ class MembersView(QListView):
     """The members list; right click for a direct message or to remove someone.
 
     Signals:
-        direct_requested(username), kick_requested(username)
+        direct_requested(username), kick_requested(username),
+        profile_requested(username): show their profile card.
     """
 
     direct_requested = pyqtSignal(str)
     kick_requested = pyqtSignal(str)
+    profile_requested = pyqtSignal(str)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -147,7 +149,7 @@ class MembersView(QListView):
 
     def member_actions(self, index: QModelIndex, menu: QMenu) -> list[QAction]:
         """Fill ``menu`` with what can be done to the member at ``index``
-        (``objectName``: ``message``, ``kick``)."""
+        (``objectName``: ``message``, ``profile``, ``kick``)."""
         username = index.data(_MR.Username) if index.isValid() else None
         if not username or username == self.me:
             return []
@@ -156,6 +158,10 @@ class MembersView(QListView):
         message.setObjectName("message")
         message.triggered.connect(lambda: self.direct_requested.emit(str(username)))
         actions.append(message)
+        profile = QAction(_("Profile…"), menu)
+        profile.setObjectName("profile")
+        profile.triggered.connect(lambda: self.profile_requested.emit(str(username)))
+        actions.append(profile)
         if self.may_remove(str(index.data(_MR.Role))):
             kick = QAction(_("Remove from the room"), menu)
             kick.setObjectName("kick")
@@ -219,6 +225,8 @@ class MainWindow(QMainWindow):
     create_room_requested = pyqtSignal()
     directory_requested = pyqtSignal()
     message_someone_requested = pyqtSignal()
+    contacts_requested = pyqtSignal()
+    profile_requested = pyqtSignal(str)
     switcher_requested = pyqtSignal()
     invite_dialog_requested = pyqtSignal(ID)
     #: room id of an invitation the user accepts / declines
@@ -313,6 +321,8 @@ class MainWindow(QMainWindow):
         self.browse_action.triggered.connect(self.directory_requested)
         self.message_action = QAction(self)
         self.message_action.triggered.connect(self.message_someone_requested)
+        self.contacts_action = QAction(self)
+        self.contacts_action.triggered.connect(self.contacts_requested)
         self.switcher_action = QAction(self)
         self.switcher_action.setShortcut(QKeySequence("Ctrl+K"))
         self.switcher_action.triggered.connect(self.switcher_requested)
@@ -337,7 +347,7 @@ class MainWindow(QMainWindow):
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.quit_requested)
         for action in (self.switcher_action, self.new_room_action, self.browse_action,
-                       self.message_action):
+                       self.message_action, self.contacts_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
         for action in (self.find_action, self.find_all_action, self.date_action,
@@ -657,6 +667,7 @@ class MainWindow(QMainWindow):
         self.members_view.setModel(self.state.members)
         self.members_view.direct_requested.connect(self.direct_requested)
         self.members_view.kick_requested.connect(self._kick)
+        self.members_view.profile_requested.connect(self.profile_requested)
         layout = QVBoxLayout(self.members_panel)
         layout.setContentsMargins(4, 8, 8, 8)
         layout.addWidget(self.members_title)
@@ -757,6 +768,7 @@ class MainWindow(QMainWindow):
         self.new_room_action.setText(_("New room…"))
         self.browse_action.setText(_("Browse rooms…"))
         self.message_action.setText(_("Message someone…"))
+        self.contacts_action.setText(_("Contacts…"))
         self.switcher_action.setText(_("Go to a conversation…"))
         self.find_action.setText(_("Search in this conversation…"))
         self.find_all_action.setText(_("Search all conversations…"))

@@ -1,0 +1,381 @@
+"""The Contacts window of an account, the "Add contact" dialog and the profile card
+(docs/protocol.md 4: ``contact.*``, ``user.get``).
+
+Like the other small windows they are opened with ``open()`` and only emit
+intents; the account's :class:`~qtclient.controller.ChatController` keeps the
+lists (:attr:`contacts`, :attr:`incoming`, :attr:`outgoing`) current from the
+``contact.*`` and ``presence`` events and says so with ``contacts_changed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from typing import TYPE_CHECKING, Any
+
+from qtclient.i18n import _
+from qtclient.models.presence import STATE_COLOURS, STATE_NAMES, UNKNOWN, normalise
+from qtclient.qt import (
+    QColor,
+    QContextMenuEvent,
+    QDateTime,
+    QDialogButtonBox,
+    QFormLayout,
+    QHBoxLayout,
+    QIcon,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QLocale,
+    QMenu,
+    QPainter,
+    QPixmap,
+    QPlainTextEdit,
+    QPushButton,
+    Qt,
+    QVBoxLayout,
+    QWidget,
+    pyqtSignal,
+)
+from qtclient.views.dialogs import _Dialog
+
+if TYPE_CHECKING:
+    from qtclient.controller import ChatController
+
+#: Where a list item keeps its username.
+USERNAME = Qt.ItemDataRole.UserRole
+
+
+def presence_dot(state: str, size: int = 12) -> QIcon:
+    """A round dot in the colour of a presence state."""
+    pixmap = QPixmap(size, size)
+    pixmap.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QColor(STATE_COLOURS.get(state, STATE_COLOURS["offline"])))
+    painter.drawEllipse(1, 1, size - 2, size - 2)
+    painter.end()
+    return QIcon(pixmap)
+
+
+def profile_line(profile: dict[str, Any]) -> str:
+    """ "Name (@username) — status text" for a list."""
+    username = str(profile.get("username", ""))
+    name = " ".join(str(profile.get("display_name") or username).split())
+    line = f"{name} (@{username})"
+    status = " ".join(str(profile.get("status_text") or "").split())
+    return f"{line} — {status}" if status else line
+
+
+class ContactList(QListWidget):
+    """The contacts; right click for Message, Profile, Remove, Block.
+
+    Signals:
+        action_chosen(action, username): ``message``, ``profile``, ``remove``, ``block``.
+    """
+
+    action_chosen = pyqtSignal(str, str)
+
+    def contact_actions(self, item: QListWidgetItem | None, menu: QMenu) -> list[Any]:
+        """Fill ``menu`` for the contact of ``item`` (actions named by ``objectName``)."""
+        if item is None:
+            return []
+        username = str(item.data(USERNAME))
+        actions = []
+        for name, text in (("message", _("Message")), ("profile", _("Profile…")),
+                           ("remove", _("Remove contact")), ("block", _("Block"))):
+            action = menu.addAction(text)
+            assert action is not None
+            action.setObjectName(name)
+            action.triggered.connect(
+                lambda _c=False, n=name: self.action_chosen.emit(n, username))
+            actions.append(action)
+        return actions
+
+    def contextMenuEvent(self, e: QContextMenuEvent | None) -> None:
+        """Right click on a contact: its menu."""
+        if e is None:
+            return
+        menu = QMenu(self)
+        if self.contact_actions(self.itemAt(e.pos()), menu):
+            menu.exec(e.globalPos())
+
+
+class ContactsDialog(_Dialog):
+    """An account's contacts (presence dot, name, status text), the requests it
+    received (Accept / Decline) and those it sent (Withdraw), and "Add contact…".
+
+    Signals:
+        add_requested(): open the Add contact dialog.
+        respond_requested(username, accept)
+        remove_requested(username): a contact, or a request of ours (withdraw).
+        block_requested(username)
+        message_requested(username): ``dm.open``.
+        profile_requested(username): open a profile card.
+    """
+
+    add_requested = pyqtSignal()
+    respond_requested = pyqtSignal(str, bool)
+    remove_requested = pyqtSignal(str)
+    block_requested = pyqtSignal(str)
+    message_requested = pyqtSignal(str)
+    profile_requested = pyqtSignal(str)
+
+    def __init__(self, state: ChatController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.resize(460, 520)
+        self.contacts_label = QLabel()
+        self.contacts_list = ContactList()
+        self.contacts_list.action_chosen.connect(self._contact_action)
+        self.contacts_list.itemDoubleClicked.connect(
+            lambda item: self.message_requested.emit(str(item.data(USERNAME))))
+        self.incoming_label = QLabel()
+        self.incoming_list = QListWidget()
+        self.incoming_list.setMaximumHeight(110)
+        self.accept_button = QPushButton()
+        self.accept_button.clicked.connect(lambda: self._respond(True))
+        self.decline_button = QPushButton()
+        self.decline_button.clicked.connect(lambda: self._respond(False))
+        self.outgoing_label = QLabel()
+        self.outgoing_list = QListWidget()
+        self.outgoing_list.setMaximumHeight(90)
+        self.withdraw_button = QPushButton()
+        self.withdraw_button.clicked.connect(self._withdraw)
+        self.add_button = QPushButton()
+        self.add_button.clicked.connect(self.add_requested)
+        self.close_button = QPushButton()
+        self.close_button.clicked.connect(self.reject)
+        answer = QHBoxLayout()
+        answer.addStretch(1)
+        answer.addWidget(self.accept_button)
+        answer.addWidget(self.decline_button)
+        withdraw = QHBoxLayout()
+        withdraw.addStretch(1)
+        withdraw.addWidget(self.withdraw_button)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.add_button)
+        bottom.addStretch(1)
+        bottom.addWidget(self.close_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.contacts_label)
+        layout.addWidget(self.contacts_list, 1)
+        layout.addWidget(self.incoming_label)
+        layout.addWidget(self.incoming_list)
+        layout.addLayout(answer)
+        layout.addWidget(self.outgoing_label)
+        layout.addWidget(self.outgoing_list)
+        layout.addLayout(withdraw)
+        layout.addLayout(bottom)
+        state.contacts_changed.connect(self.refresh)
+        self.finished.connect(self._stop_following)
+        self.retranslate()
+
+    def _stop_following(self, _result: int) -> None:
+        with contextlib.suppress(TypeError, RuntimeError):
+            self.state.contacts_changed.disconnect(self.refresh)
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Contacts"))
+        self.accept_button.setText(_("Accept"))
+        self.decline_button.setText(_("Decline"))
+        self.withdraw_button.setText(_("Withdraw"))
+        self.add_button.setText(_("Add contact…"))
+        self.close_button.setText(_("Close"))
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Show the controller's lists as they are now."""
+        state = self.state
+        self.contacts_label.setText(_("Contacts ({count})").format(count=len(state.contacts)))
+        self.incoming_label.setText(
+            _("Requests to you ({count})").format(count=len(state.incoming)))
+        self.outgoing_label.setText(
+            _("Your requests ({count})").format(count=len(state.outgoing)))
+        self._fill(self.contacts_list, [
+            (username, profile_line(profile),
+             state.presence.get(username, UNKNOWN if state.connection != "online"
+                                else normalise(profile.get("presence"))))
+            for username, profile in sorted(state.contacts.items())])
+        self._fill(self.incoming_list, [
+            (username, f"@{username}" + (f" — {' '.join(message.split())}" if message else ""),
+             None) for username, message in sorted(state.incoming.items())])
+        self._fill(self.outgoing_list, [
+            (username, f"@{username}", None) for username in sorted(state.outgoing)])
+        self.accept_button.setEnabled(bool(state.incoming))
+        self.decline_button.setEnabled(bool(state.incoming))
+        self.withdraw_button.setEnabled(bool(state.outgoing))
+
+    @staticmethod
+    def _fill(view: QListWidget, rows: list[tuple[str, str, str | None]]) -> None:
+        current = view.currentItem()
+        keep = str(current.data(USERNAME)) if current is not None else None
+        view.clear()
+        for username, text, presence in rows:
+            item = QListWidgetItem(text)
+            item.setData(USERNAME, username)
+            if presence is not None:
+                item.setIcon(presence_dot(presence))
+                item.setToolTip(_(STATE_NAMES.get(presence, STATE_NAMES["offline"])))
+            view.addItem(item)
+            if username == keep:
+                view.setCurrentItem(item)
+        if view.currentItem() is None and view.count():
+            view.setCurrentRow(0)
+
+    def row_of(self, view: QListWidget, username: str) -> QListWidgetItem | None:
+        """The item of ``username`` in ``view`` (tests, and selection)."""
+        for row in range(view.count()):
+            item = view.item(row)
+            if item is not None and item.data(USERNAME) == username:
+                return item
+        return None
+
+    def _respond(self, accept: bool) -> None:
+        item = self.incoming_list.currentItem()
+        if item is not None:
+            self.respond_requested.emit(str(item.data(USERNAME)), accept)
+
+    def _withdraw(self) -> None:
+        item = self.outgoing_list.currentItem()
+        if item is not None:
+            self.remove_requested.emit(str(item.data(USERNAME)))
+
+    def _contact_action(self, action: str, username: str) -> None:
+        signal = {"message": self.message_requested, "profile": self.profile_requested,
+                  "remove": self.remove_requested, "block": self.block_requested}[action]
+        signal.emit(username)
+
+
+class AddContactDialog(_Dialog):
+    """A username and an optional message for ``contact.request``.
+
+    Signals:
+        request_requested(username, message)
+    """
+
+    request_requested = pyqtSignal(str, str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.username = QLineEdit()
+        self.message = QPlainTextEdit()
+        self.message.setMaximumHeight(80)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                                        | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.accepted.connect(self._send)
+        self.buttons.rejected.connect(self.reject)
+        self.form = QFormLayout()
+        self.form.addRow("", self.username)
+        self.form.addRow("", self.message)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self.form)
+        layout.addWidget(self.buttons)
+        self.username.textChanged.connect(self._update_ok)
+        self.retranslate()
+        self._update_ok()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        self.setWindowTitle(_("Add contact"))
+        for row, text in ((0, _("Username:")), (1, _("Message (optional):"))):
+            label = self.form.itemAt(row, QFormLayout.ItemRole.LabelRole)
+            widget = label.widget() if label is not None else None
+            if isinstance(widget, QLabel):
+                widget.setText(text)
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if ok is not None:
+            ok.setText(_("Send request"))
+
+    def _update_ok(self) -> None:
+        ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        if ok is not None:
+            ok.setEnabled(bool(self.username.text().strip().lstrip("@")))
+
+    def _send(self) -> None:
+        username = self.username.text().strip().lstrip("@")
+        if username:
+            self.request_requested.emit(username, self.message.toPlainText().strip())
+            self.accept()
+
+
+def last_seen_text(ts: int) -> str:
+    """When someone was last seen (``ts`` in ms), as a local date and time."""
+    moment = QDateTime.fromMSecsSinceEpoch(ts)
+    return QLocale().toString(moment, QLocale.FormatType.ShortFormat)
+
+
+class ProfileCard(_Dialog):
+    """Someone's profile (``user.get``): display name, @username, status text,
+    presence and last seen, with a Message button.
+
+    Signals:
+        message_requested(username)
+    """
+
+    message_requested = pyqtSignal(str)
+
+    def __init__(self, username: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.username = username
+        self.profile: dict[str, Any] = {"username": username}
+        self.name_label = QLabel()
+        font = self.name_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.3)
+        font.setBold(True)
+        self.name_label.setFont(font)
+        self.username_label = QLabel(f"@{username}")
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.presence_label = QLabel()
+        self.presence_label.setTextFormat(Qt.TextFormat.RichText)
+        self.last_seen_label = QLabel()
+        self.message_button = QPushButton()
+        self.message_button.clicked.connect(self._message)
+        self.close_button = QPushButton()
+        self.close_button.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.message_button)
+        buttons.addWidget(self.close_button)
+        layout = QVBoxLayout(self)
+        for label in (self.name_label, self.username_label, self.status_label,
+                      self.presence_label, self.last_seen_label):
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            layout.addWidget(label)
+        layout.addLayout(buttons)
+        self.retranslate()
+
+    def show_profile(self, profile: dict[str, Any]) -> None:
+        """Fill the card with ``user.get``'s answer (others' are ignored)."""
+        if profile.get("username") != self.username:
+            return
+        self.profile = dict(profile)
+        self.retranslate()
+
+    def retranslate(self) -> None:
+        """Set every text in the current language."""
+        profile = self.profile
+        self.setWindowTitle(_("Profile"))
+        self.name_label.setText(" ".join(str(profile.get("display_name")
+                                             or self.username).split()))
+        self.status_label.setText(str(profile.get("status_text") or ""))
+        self.status_label.setVisible(bool(profile.get("status_text")))
+        state = normalise(profile.get("presence")) if "presence" in profile else UNKNOWN
+        self.presence_label.setText(
+            f'<span style="color:{STATE_COLOURS[state]}">\u25cf</span> '
+            f"{html.escape(_(STATE_NAMES[state]))}")
+        last_seen = profile.get("last_seen")
+        self.last_seen_label.setText(
+            _("Last seen {when}").format(when=last_seen_text(int(last_seen)))
+            if last_seen and state == "offline" else "")
+        self.last_seen_label.setVisible(bool(self.last_seen_label.text()))
+        self.message_button.setText(_("Message"))
+        self.close_button.setText(_("Close"))
+
+    def _message(self) -> None:
+        self.message_requested.emit(self.username)
+        self.accept()
