@@ -22,7 +22,8 @@ def test_a_request_from_another_client_is_accepted(make_client: Any, server: Any
                                                    qtbot: Any, wait: Any) -> None:
     """Bob's request shows among the requests to alice, with its message; Accept
     makes them contacts on both sides, shown with a presence dot and bob's
-    status text; the menu's Message opens the direct conversation."""
+    status text; the menu's Message opens the direct conversation; bob's
+    presence event turns his dot grey."""
     alice = make_client("alice")
     bob = server.user("bob")
     log = EventLog(bob, "bob")
@@ -53,6 +54,10 @@ def test_a_request_from_another_client_is_accepted(make_client: Any, server: Any
     room_id = alice.controller.current_room
     assert alice.controller.rooms.room(room_id).is_direct
     qtbot.waitUntil(lambda: alice.controller.rooms.room(room_id).peer == "bob")
+
+    # Presence keeps the list current: bob leaves, his dot turns Offline.
+    wait(bob.close())
+    qtbot.waitUntil(lambda: dialog.contacts_list.item(0).toolTip() == "Offline")
 
 
 def test_add_contact_sends_a_request_the_other_side_receives(make_client: Any, server: Any,
