@@ -11,7 +11,6 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from chatnet.store import ChatStore, Database
-from chatnet.store.database import _statements, migrations
 from chatnet.store.search import index_text, parse_query, snippet
 from tests.core.test_store import T0, new_room, new_user, send
 
@@ -139,19 +138,7 @@ async def test_messages_from_before_the_index_are_indexed_at_start(engine):
     (which the server runs at start), in batches, and then found."""
     db = Database(engine, reactor)
     try:
-        before = [m for m in migrations(engine.name) if m[0] < 9]
-
-        def old_schema(t: Any) -> None:
-            t.engine.begin(t.cursor)
-            t.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, "
-                      "name TEXT NOT NULL)")
-            for version, name, sql in before:
-                for statement in _statements(sql):
-                    t.execute(statement)
-                t.execute("INSERT INTO schema_version (version, name) VALUES (?, ?)",
-                          (version, name))
-
-        await db.run_interaction("old_schema", old_schema)
+        assert await db.migrate(up_to=8) == 8
         store = ChatStore(db)
         alice = await new_user(store, "alice")
 
