@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chatnet.store.database import Database, Txn
+from chatnet.store.database import Database, Txn, optional_filters
 
 
 class AuditStore:
@@ -74,17 +74,13 @@ class AuditStore:
             entries as :meth:`audit_entries` gives them.
         """
         def txn(t: Txn) -> list[dict[str, Any]]:
-            where, args = ["1 = 1"], []
-            for clause, value in (("ts >= ?", since), ("ts < ?", until),
-                                  ("action = ?", action), ("username = ?", username)):
-                if value is not None:
-                    where.append(clause)
-                    args.append(value)
+            where, args = optional_filters((("ts >= ?", since), ("ts < ?", until),
+                                            ("action = ?", action), ("username = ?", username)))
             if before is not None:
-                where.append("(ts < ? OR (ts = ? AND entry_id < ?))")
+                where += " AND (ts < ? OR (ts = ? AND entry_id < ?))"
                 args.extend((before[0], before[0], before[1]))
             rows = t.execute("SELECT entry_id, ts, action, user_id, username, peer, details "
-                             f"FROM audit_log WHERE {' AND '.join(where)} "
+                             f"FROM audit_log WHERE 1 = 1{where} "
                              "ORDER BY ts DESC, entry_id DESC LIMIT ?", [*args, limit]).fetchall()
             return [_entry(row) for row in rows]
 

@@ -323,6 +323,13 @@ class Txn:
         return int(self.cursor.rowcount)
 
 
+def optional_filters(conditions: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    """``" AND cond"`` for each ``(cond, value)`` whose value is given (not None),
+    and those values, in order: the optional filters of a query."""
+    given = [(condition, value) for condition, value in conditions if value is not None]
+    return "".join(f" AND {c}" for c, _v in given), [v for _c, v in given]
+
+
 def migrations(engine: str = "sqlite") -> list[tuple[int, str, str]]:
     """The schema deltas shipped in ``chatnet/store/schema`` for ``engine``
     (``sqlite`` or ``postgresql``), oldest first: the shared files, and the

@@ -19,7 +19,7 @@ from chatnet.reactions import (
     MAX_LISTED_REACTIONS,
     MAX_REACTIONS_PER_USER,
 )
-from chatnet.store.database import Database, IntegrityError, Txn
+from chatnet.store.database import Database, IntegrityError, Txn, optional_filters
 from chatnet.store.files import ATTACHMENT, file_by_id, may_access
 from chatnet.store.search import (
     SearchIndex,
@@ -672,21 +672,11 @@ class MessageStore:
             where = (f"{_VISIBLE} AND m.room_id IN (SELECT room_id FROM room_members WHERE "
                      f"user_id = ?){_NOT_BLOCKED}")
             args: list[Any] = [now, user_id, user_id]
-            if room_id is not None:
-                where += " AND m.room_id = ?"
-                args.append(room_id)
-            if sender is not None:
-                where += " AND u.username = ?"
-                args.append(sender)
-            if since is not None:
-                where += " AND m.ts >= ?"
-                args.append(since)
-            if until is not None:
-                where += " AND m.ts < ?"
-                args.append(until)
-            if before is not None:
-                where += " AND m.msg_id < ?"
-                args.append(before[1])
+            more, more_args = optional_filters((
+                ("m.room_id = ?", room_id), ("u.username = ?", sender), ("m.ts >= ?", since),
+                ("m.ts < ?", until), ("m.msg_id < ?", before[1] if before else None)))
+            where += more
+            args += more_args
             if t.engine.name == "sqlite":
                 source = (" FROM message_search JOIN messages m ON m.msg_id = "
                           "message_search.rowid JOIN users u ON u.user_id = m.sender_id ")
@@ -823,14 +813,10 @@ class MessageStore:
             edited_ts?, deleted?, expired?, attachments?}]``.
         """
         def txn(t: Txn) -> list[dict[str, Any]]:
-            where = "m.ts >= ? AND m.ts < ? AND m.msg_id > ?"
-            args: list[Any] = [since, until, after_msg_id]
-            if room_id is not None:
-                where += " AND m.room_id = ?"
-                args.append(room_id)
-            if sender is not None:
-                where += " AND u.username = ?"
-                args.append(sender)
+            more, more_args = optional_filters((("m.room_id = ?", room_id),
+                                                ("u.username = ?", sender)))
+            where = "m.ts >= ? AND m.ts < ? AND m.msg_id > ?" + more
+            args: list[Any] = [since, until, after_msg_id, *more_args]
             rows = t.execute(
                 "SELECT m.room_id, r.name, r.kind, m.msg_id, m.seq, u.username, m.ts, m.body, "
                 "m.reply_to, m.edited_ts, m.deleted FROM messages m JOIN users u ON "
