@@ -84,6 +84,13 @@ def goes_offline(watcher: pexpect.spawn, user: str) -> bool:
     return any(presence_of(watcher, user) == "offline" for _ in range(20))
 
 
+def logged_in(server: TwistdServer, user: str, state: Path) -> pexpect.spawn:
+    """``chatnet`` as ``user`` in a pseudo-terminal, once it says it is logged in."""
+    child = terminal(server, user, state_dir=state)
+    child.expect(f"logged in as {user}")
+    return child
+
+
 def room_for_two(alice: pexpect.spawn, bob: pexpect.spawn, name: str = "general") -> None:
     alice.sendline(f"/create {name}")
     alice.expect(f"created public room #{name}")
@@ -98,10 +105,8 @@ def test_ctrl_c_clears_the_line_and_twice_on_an_empty_line_quits_and_logs_out(
     """Ctrl-C with text typed clears it (nothing is sent, no traceback); on an empty
     line it asks, and a second Ctrl-C logs out and ends the program (exit 0): the
     others see the person go offline."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     # Type at the prompt (not while /create still runs): its redraw after the
     # join notice shows it is reading keys.
@@ -131,10 +136,8 @@ def test_sigterm_and_sighup_log_out_and_end_the_program(closed: TwistdServer, st
                                                         signum: int):
     """SIGTERM and SIGHUP (the terminal closed) log the person out and end the
     program promptly: the others see them offline at once."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.send("half a line")
     alice.expect("half a line")
@@ -226,8 +229,7 @@ def test_get_never_overwrites_and_refuses_hidden_names(closed: TwistdServer, sta
     existing.write_bytes(b"mine, keep it")
     for name, payload in (("notes.tar.gz", b"theirs 1"), (".bashrc", b"alias ls='rm -rf'")):
         (tmp_path / name).write_bytes(payload)
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
+    alice = logged_in(closed, "alice", state)
     alice.sendline("/dm bob")
     alice.expect("talking with @bob")
     file_ids = []
@@ -257,10 +259,8 @@ def test_a_huge_paste_is_cut_at_the_body_limit_and_memory_stays_bounded(
         closed: TwistdServer, state: Path):
     """40,000 characters typed without bracketed paste: the line stops at the server's
     body limit with one notice, the process stays small, and the cut line can be sent."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     chunk = "0123456789" * 100
     for _ in range(40):
@@ -282,8 +282,7 @@ def test_own_line_shows_once_and_a_resent_message_is_not_missed(closed: TwistdSe
     """What a person sends appears once on their screen (the server's echo, not the
     typed line as well); a message typed while the server is down is sent after
     the reconnect and shown once, not as "(missed)"."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
+    alice = logged_in(closed, "alice", state)
     alice.sendline("/create general")
     alice.expect("created public room #general")
     alice.sendline("only once please")
@@ -309,20 +308,17 @@ def test_a_direct_message_seen_live_is_not_shown_again_at_the_next_login(
         closed: TwistdServer, state: Path):
     """Bob, talking in another room, sees Alice's direct message live and is told how
     to answer (/dm alice); at his next login it is not "arrived while you were away"."""
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    bob = logged_in(closed, "bob", state)
     bob.sendline("/create lobby")
     bob.expect("created public room #lobby")
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
+    alice = logged_in(closed, "alice", state)
     alice.sendline("/dm bob")
     alice.expect("talking with @bob")
     alice.sendline("psst, bob")
     bob.expect(r"alice started a conversation with you \(/dm alice\)")
     bob.expect(said("alice", "psst, bob"))
     quit_cleanly(bob)
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    bob = logged_in(closed, "bob", state)
     bob.expect("your rooms:")
     bob.sendline("/help")
     bob.expect("Anything else is sent")
@@ -335,10 +331,8 @@ def test_kicked_and_invited_while_offline_are_told_at_the_next_login(closed: Twi
                                                                       state: Path):
     """Removed from a room and invited to another while logged out: both are said at
     the next login, with what to type."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.expect("bob joined #general")
     quit_cleanly(bob)
@@ -348,8 +342,7 @@ def test_kicked_and_invited_while_offline_are_told_at_the_next_login(closed: Twi
     alice.expect("created private room #plans")
     alice.sendline("/invite bob")
     alice.expect("invited bob")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    bob = logged_in(closed, "bob", state)
     bob.expect("you are no longer in #general")
     bob.expect(r"alice invited you to #plans \(/accept plans or /decline plans\)")
     quit_cleanly(alice, bob)
@@ -361,10 +354,8 @@ def test_reply_edit_delete_and_react_by_short_reference(closed: TwistdServer, st
     """Each message is printed with a short reference; /reply, /edit, /delete and
     /react take it, and the other side sees the answer, the edit, the deletion and
     the reaction."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.sendline("lunch at noon?")
     bob.expect(parts(r"\] (\w+) ", "#general ", said("alice", "lunch at noon?")))
@@ -390,10 +381,8 @@ def test_reply_edit_delete_and_react_by_short_reference(closed: TwistdServer, st
 def test_me_topic_members_presence_status_and_read(closed: TwistdServer, state: Path):
     """/me is shown as an action, /topic sets and shows the topic, /members lists the
     room, /away and /status change what others see, /read marks the room read."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.sendline("/me waves")
     bob.expect(re.escape("* alice waves"))
@@ -415,8 +404,7 @@ def test_me_topic_members_presence_status_and_read(closed: TwistdServer, state: 
 def test_passwd_changes_the_password(closed: TwistdServer, state: Path):
     """/passwd asks for the old password and the new one twice (never echoed); the
     new one logs in, the old one no longer does."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
+    alice = logged_in(closed, "alice", state)
     alice.sendline("/passwd")
     alice.expect("Current password:")
     alice.sendline(PASSWORD)
@@ -438,8 +426,7 @@ def test_send_reads_the_message_from_standard_input(closed: TwistdServer, state:
     kept); more than the body limit is refused before connecting."""
     sent = send_cmd(closed, "alice", "--to", "bob", "-", stdin="line one\nline two\n")
     assert sent.returncode == 0, sent.stderr
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    bob = logged_in(closed, "bob", state)
     bob.expect("line one")
     bob.expect("line two")
     quit_cleanly(bob)
@@ -453,10 +440,8 @@ def test_search_finds_chinese_and_stemmed_words_with_the_matches_marked(
     """/search finds a two-character Chinese word inside a sentence and an English
     word by its stem, prints each result with its date and a reference that /reply
     takes, and says so when nothing matches; #ROOM limits it to one room."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.sendline("报告数据已上传")
     alice.expect("报告数据已上传")
@@ -479,8 +464,7 @@ def test_search_finds_chinese_and_stemmed_words_with_the_matches_marked(
 def test_history_by_date(closed: TwistdServer, state: Path):
     """/history --date YYYY-MM-DD shows the room from that day's first message on; a
     day with nothing since says so; a malformed date is explained."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
+    alice = logged_in(closed, "alice", state)
     alice.sendline("/create general")
     alice.expect("created public room #general")
     for text in ("first of the day", "second", "third"):
@@ -504,10 +488,8 @@ def test_export_writes_json_lines_and_a_readable_file(closed: TwistdServer, stat
     (one JSON object per line) and NAME.txt (readable), and never replaces a file."""
     import json
 
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.sendline("the plan is 数据 first")
     bob.expect("the plan is")
@@ -539,12 +521,10 @@ def test_contacts_add_accept_whois(closed: TwistdServer, state: Path):
     """/add asks, the other side is told live (and again at login) and answers with
     /accept @USER; /contacts lists contacts with presence and requests; /whois shows
     a profile; /unfriend removes."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
+    alice = logged_in(closed, "alice", state)
     alice.sendline("/add bob we met at the offsite")
     alice.expect("asked bob to be a contact")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    bob = logged_in(closed, "bob", state)
     bob.expect(re.escape("alice wants to be your contact (/accept @alice or /decline @alice)"))
     alice.sendline("/contacts")
     alice.expect("@bob +has not answered your request yet")
@@ -575,10 +555,8 @@ def test_contacts_add_accept_whois(closed: TwistdServer, state: Path):
 def test_feed_post_like_and_comment(closed: TwistdServer, state: Path):
     """/post reaches a contact live with a reference; /like and /comment on it are
     told to the author; /feed lists the post with its likes and comments."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     alice.sendline("/add bob")
     bob.expect("alice wants to be your contact")
     bob.sendline("/accept @alice")
@@ -604,10 +582,8 @@ def test_feed_post_like_and_comment(closed: TwistdServer, state: Path):
 def test_block_hides_a_users_messages(closed: TwistdServer, state: Path):
     """/block: the blocked user's messages in a shared room no longer print for the
     blocker (the others still see them); /blocked lists them; /unblock ends it."""
-    alice = terminal(closed, "alice", state_dir=state)
-    alice.expect("logged in as alice")
-    bob = terminal(closed, "bob", state_dir=state)
-    bob.expect("logged in as bob")
+    alice = logged_in(closed, "alice", state)
+    bob = logged_in(closed, "bob", state)
     room_for_two(alice, bob)
     alice.sendline("/block bob")
     alice.expect("bob is blocked")
