@@ -106,6 +106,21 @@ class ServerConfig:
         compliance_log: keep the content of deleted, edited and expired messages
             in the audit log (docs/security.md).
         directory: directory (LDAP) login settings, or None (local passwords only).
+        redis: the cluster bus as ``(host, port, db)``, or None: one node alone
+            (docs/deployment.md).
+        cluster: the cluster's name in Redis (prefix of its channel and keys).
+        node_expiry: seconds a node's keys live in Redis without a refresh: a
+            node that died counts as gone (its users offline) this long after.
+        listen: a Twisted server endpoint description to listen on instead of
+            ``port``/``interface`` (``tcp:5443:interface=::``,
+            ``systemd:domain=INET:index=0``); TLS is added on top.
+        listen_fd: an inherited listening socket to accept on (a worker of
+            ``--workers``), or None.
+        workers: processes serving the port (``--workers``; more than 1 needs ``redis``).
+        jobs: whether this process runs the cluster's periodic jobs (expiry,
+            search indexing, retention, clean-ups); in a cluster, one process may.
+        metrics_port: port of the ``/healthz`` and ``/metrics`` HTTP listener, or None.
+        metrics_interface: address of that listener.
     """
 
     port: int = 5443
@@ -147,6 +162,15 @@ class ServerConfig:
     retention_days: int | None = None
     compliance_log: bool = False
     directory: DirectoryConfig | None = None
+    redis: tuple[str, int, int] | None = None
+    cluster: str = "chatnet"
+    node_expiry: float = 15.0
+    listen: str | None = None
+    listen_fd: int | None = None
+    workers: int = 1
+    jobs: bool = True
+    metrics_port: int | None = None
+    metrics_interface: str = "127.0.0.1"
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ServerConfig:
@@ -211,6 +235,21 @@ class ServerConfig:
         assistant = AssistantConfig.from_options(options, prefix="assistant-")
         directory = _directory(options, number, existing_file)
         node = options.get("node-id")
+        redis = redis_address(str(options.get("redis") or ""))
+        workers = integer("workers", 1, 64) if options.get("workers") else 1
+        if workers > 1 and redis is None:
+            raise ConfigError("--workers needs --redis: the worker processes deliver each "
+                              "other's events through it")
+        listen = str(options.get("listen") or "") or None
+        if listen is not None:
+            from twisted.internet import endpoints, reactor
+
+            try:
+                endpoints.serverFromString(reactor, listen)
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(f"--listen: not a server endpoint description: "
+                                  f"{listen!r} ({exc})") from None
+        metrics = options.get("metrics-port")
         quota = options.get("user-quota")
         return cls(
             port=integer("port", 0, 65535),
@@ -249,7 +288,52 @@ class ServerConfig:
             else integer("retention-days", 1, 100 * 365),
             compliance_log=bool(options.get("compliance-log")),
             directory=directory,
+            redis=redis,
+            cluster=cluster_name(str(options.get("cluster") or "chatnet")),
+            node_expiry=number("node-expiry", 1, 3600) if options.get("node-expiry")
+            else 15.0,
+            listen=listen,
+            listen_fd=integer("listen-fd", 3, 65535) if options.get("listen-fd") else None,
+            workers=workers,
+            jobs=not options.get("no-jobs"),
+            metrics_port=None if metrics in (None, "") else integer("metrics-port", 0, 65535),
+            metrics_interface=str(options.get("metrics-interface") or "127.0.0.1"),
         )
+
+
+def redis_address(url: str) -> tuple[str, int, int] | None:
+    """``redis://host[:port][/db]`` as ``(host, port, db)``; None for ``""``.
+
+    Raises:
+        ConfigError: not such a URL.
+    """
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 6379
+        db = int(parts.path.strip("/") or 0)
+    except ValueError:
+        port = db = -1
+    if parts.scheme != "redis" or not parts.hostname or port < 0 or not 0 <= db <= 1023:
+        raise ConfigError(f"--redis must be redis://host[:port][/db], not {url!r}")
+    return parts.hostname, port, db
+
+
+def cluster_name(name: str) -> str:
+    """A cluster name: letters, digits, ``-``, ``_`` and ``.``, 1-64 of them.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise ConfigError(f"--cluster must be 1-64 letters, digits, '-', '_' or '.', "
+                          f"not {name!r}")
+    return name
 
 
 def _directory(options: Mapping[str, Any], number: Any, existing_file: Any

@@ -26,6 +26,7 @@ from twisted.application import service
 from twisted.cred.checkers import AllowAnonymousAccess
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -52,6 +53,7 @@ from chatnet.wire.tls import (
     DevCertificateRenewal,
     DirectTLSFactory,
     ServerTLS,
+    adopted_endpoint,
     listening_endpoint,
     log_dev_pki,
 )
@@ -70,6 +72,29 @@ def build_store(config: ServerConfig, reactor: Any) -> ChatStore:
     engine = engine_from_url(config.database, config.data_dir, config.durability,
                              config.db_busy_timeout)
     return ChatStore(Database(engine, reactor), IdGenerator(config.node_id))
+
+
+def build_fanout(config: ServerConfig, store: ChatStore, reactor: Any) -> LocalFanout:
+    """This node's fan-out: local, or with ``--redis`` a cluster's (its node
+    number is the id generator's, claimed in Redis at start)."""
+    if config.redis is None:
+        return LocalFanout()
+    from chatnet.fanout.cluster import ClusterFanout, RedisBus
+
+    host, port, db = config.redis
+    fanout: ClusterFanout
+
+    def received(payload: bytes) -> None:
+        fanout.received(payload)
+
+    def resubscribed() -> None:
+        fanout.resubscribed()
+
+    bus = RedisBus(host, port, db, config.cluster, received, resubscribed, reactor)
+    fanout = ClusterFanout(store.ids.node, bus, reactor,
+                           ids=store.ids if config.node_id is None else None,
+                           expiry=config.node_expiry)
+    return fanout
 
 
 class ChatnetService(service.MultiService):
@@ -107,6 +132,7 @@ class ChatnetService(service.MultiService):
         self.ready: Deferred[IListeningPort] = Deferred()
         self.ca_path = None
         self.assistant: AssistantService | None = None
+        self._binding: Deferred[IListeningPort] | None = None
         # Private before anything is created: the development CA's keys below,
         # the database, blobs.
         private_umask()
@@ -132,7 +158,7 @@ class ChatnetService(service.MultiService):
             self.tls = ServerTLS(pki.server_cert, pki.server_key, config.tls_client_ca)
             self.cert_renewal = DevCertificateRenewal(tls_dir, self.tls, reactor)
         self.store = build_store(config, reactor)
-        self.fanout = LocalFanout()
+        self.fanout = build_fanout(config, self.store, reactor)
         self.hasher = hasher = PasswordHasher(reactor, config.argon2_time_cost,
                                               config.argon2_memory_kib)
         self.files = FileService(self.store, reactor, reactor, config.data_dir / "files",
@@ -177,6 +203,13 @@ class ChatnetService(service.MultiService):
             tokens = DirectoryTokenChecker(tokens, self.store)
         portal = Portal(realm, [passwords, tokens, AllowAnonymousAccess()])
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
+        from chatnet.metrics import HealthCheck, ServerMetrics
+
+        self.health = HealthCheck(self)
+        self.metrics: ServerMetrics | None = None
+        self.metrics_port: IListeningPort | None = None
+        if config.metrics_port is not None:
+            self.metrics = self.factory.metrics = ServerMetrics(self)
 
     def startService(self) -> None:
         """Begin the asynchronous start-up; a failure is logged and stops the reactor.
@@ -206,18 +239,58 @@ class ChatnetService(service.MultiService):
         for warning in await self.store.db.durability_warnings(self.config.durability):
             self.log.warn("--durability {durability}: {warning}",
                           durability=self.config.durability, warning=warning)
-        self.fanout.load_memberships(await self.store.all_memberships())
-        self.fanout.load_blocks(await self.store.all_blocks())
+        # In a cluster, subscribed before the maps are read: no change falls between.
+        await self.fanout.start(self._load_maps)
+        await self._load_maps()
         for timer in self._timers():
             timer.startService()
-        endpoint = listening_endpoint(self.reactor, self.config.port, self.config.interface)
-        self.port = await endpoint.listen(DirectTLSFactory(self.tls, False, self.factory))
-        self.log.info("chatnet listening on {interface}:{port} (TLS)",
-                      interface=self.config.interface,
-                      port=getattr(self.port.getHost(), "port", self.config.port))
+        self.port = await (self._binding or Deferred.fromCoroutine(self._bind()))
+        self.port.startReading()  # type: ignore[attr-defined]
+        host = self.port.getHost()
+        self.log.info("chatnet listening on {address} (TLS)",
+                      address=f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}")
+        if self.metrics is not None:
+            await self._listen_metrics()
         if self.config.assistant is not None:
             await self._start_assistant(getattr(self.port.getHost(), "port", self.config.port))
         return self.port
+
+    def privilegedStartService(self) -> None:
+        """Bind the listening socket while still privileged (``twistd --uid/--gid``
+        then drops to the service's user), but accept nothing until start-up
+        has finished: connections wait in the kernel's backlog meanwhile."""
+        super().privilegedStartService()
+        self._binding = Deferred.fromCoroutine(self._bind())
+
+    async def _bind(self) -> IListeningPort:
+        config = self.config
+        if config.listen_fd is not None:
+            endpoint = adopted_endpoint(self.reactor, config.listen_fd)
+        elif config.listen is not None:
+            endpoint = serverFromString(self.reactor, config.listen)
+        else:
+            endpoint = listening_endpoint(self.reactor, config.port, config.interface)
+        port: IListeningPort = await endpoint.listen(
+            DirectTLSFactory(self.tls, False, self.factory))
+        port.stopReading()  # type: ignore[attr-defined]
+        return port
+
+    async def _listen_metrics(self) -> None:
+        """Serve ``/healthz`` and ``/metrics`` on ``--metrics-port`` (plain HTTP)."""
+        from chatnet.metrics import metrics_site
+
+        assert self.metrics is not None and self.config.metrics_port is not None
+        endpoint = listening_endpoint(self.reactor, self.config.metrics_port,
+                                      self.config.metrics_interface)
+        self.metrics_port = await endpoint.listen(metrics_site(self.metrics, self.health))
+        host = self.metrics_port.getHost()
+        self.log.info("health and metrics on http://{address}/healthz and /metrics",
+                      address=f"{getattr(host, 'host', '')}:{getattr(host, 'port', '')}")
+
+    async def _load_maps(self) -> None:
+        """(Re)load the membership and block maps from the database."""
+        self.fanout.load_memberships(await self.store.all_memberships())
+        self.fanout.load_blocks(await self.store.all_blocks())
 
     async def _start_assistant(self, port: int) -> None:
         """Make (or re-key) the assistant's account, then start the bot on loopback."""
@@ -229,14 +302,16 @@ class ChatnetService(service.MultiService):
             self.config.interface, port, self.tls.cert_path)
 
     def _timers(self) -> tuple[service.Service, ...]:
-        """The periodic services, started after migration and stopped after the sessions."""
-        timers: tuple[service.Service, ...] = (self.expiry, self.janitor, self.credential_watch,
-                                               self.token_sweeper, self.heap_trim,
-                                               self.search_indexer)
+        """The periodic services, started after migration and stopped after the
+        sessions. Each process watches its own sessions and memory; the jobs on
+        the shared data run where ``--no-jobs`` is not given."""
+        timers: tuple[service.Service, ...] = (self.credential_watch, self.heap_trim)
+        if self.config.jobs:
+            timers += (self.expiry, self.janitor, self.token_sweeper, self.search_indexer)
+            if self.retention is not None:
+                timers += (self.retention,)
         if self.cert_renewal is not None:
             timers += (self.cert_renewal,)
-        if self.retention is not None:
-            timers += (self.retention,)
         return timers
 
     def _start_failed(self, failure: Any) -> None:
@@ -261,6 +336,12 @@ class ChatnetService(service.MultiService):
         for timer in self._timers():
             if timer.running:
                 await timer.stopService()
+        await self.fanout.stop()
+        if self.metrics_port is not None:
+            stopped = self.metrics_port.stopListening()
+            self.metrics_port = None
+            if stopped is not None:
+                await stopped
         self.store.db.close()
         self.hasher.stop()
         self.log.info("chatnet stopped")

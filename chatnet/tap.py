@@ -50,6 +50,9 @@ class Options(usage.Options):
         ["ldap-only", None,
          "with --ldap-url: every password login goes to the directory (local passwords, "
          "e.g. of accounts made with chatnet-admin, are not accepted)"],
+        ["no-jobs", None,
+         "run none of the cluster's periodic jobs here (expiry, search indexing, "
+         "retention, clean-ups): another node of the cluster does"],
         ["compliance-log", None,
          "keep the content of deleted, edited and expired messages in the audit log, "
          "for admins and auditors (members still see them vanish; docs/security.md)"],
@@ -91,7 +94,30 @@ class Options(usage.Options):
         ["rate-burst", None, "200", "requests per connection allowed in a burst"],
         ["token-lifetime", None, str(30 * 24 * 3600),
          "seconds a resume token (auth.resume) stays valid"],
-        ["node-id", None, None, "this node's number 0-1023 for generated ids (clusters)"],
+        ["node-id", None, None,
+         "this node's number 0-1023 for generated ids, unique in a cluster (default: a "
+         "free one at random)"],
+        ["redis", None, None,
+         "redis://host[:port][/db]: join a cluster of nodes sharing a PostgreSQL "
+         "database; events, presence and sessions travel through this Redis "
+         "(docs/deployment.md)"],
+        ["cluster", None, "chatnet",
+         "the cluster's name in Redis: several clusters may share one Redis"],
+        ["node-expiry", None, "15",
+         "seconds after which a node that stopped answering counts as gone (its "
+         "users offline) on the others"],
+        ["workers", None, "1",
+         "processes serving the port (needs --redis); the parent binds, supervises and "
+         "restarts them"],
+        ["listen", None, None,
+         "a Twisted endpoint to listen on instead of --port/--interface, e.g. "
+         r"tcp:5443:interface=\:\: or systemd:domain=INET:index=0 (socket activation); "
+         "TLS is added on top"],
+        ["listen-fd", None, None, "accept on this inherited listening socket (a worker)"],
+        ["metrics-port", None, None,
+         "serve /healthz and Prometheus /metrics over plain HTTP on this port "
+         "(default: not at all)"],
+        ["metrics-interface", None, "127.0.0.1", "address of the /healthz and /metrics port"],
         ["max-file-size", None, str(100 * 1024 * 1024),
          "largest file a user may upload, in bytes (larger ones get too_large)"],
         ["user-quota", None, None,
@@ -158,7 +184,12 @@ def makeService(options: Options) -> Any:
     from twisted.internet import reactor
 
     from chatnet.server import ChatnetService
+    from chatnet.workers import WorkerSupervisor, die_with_parent
 
+    if options.config.workers > 1:
+        return WorkerSupervisor(options.config, options, reactor)
+    if options.config.listen_fd is not None:
+        die_with_parent()
     try:
         return ChatnetService(options.config, reactor)
     except ConfigError as exc:

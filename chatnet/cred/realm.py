@@ -176,8 +176,7 @@ class ChatRealm:
                             "already; log out of one first", {"limit": self.max_sessions})
         avatar = ChatAvatar(user, mind, self.services, secrets.token_hex(8), ms(self.clock))
         if self.single_session:
-            for other in self.fanout.sessions_of(user_id):
-                other.end_session("replaced")
+            self.fanout.end_sessions(user_id, "replaced")
         mind.bind(avatar)
         self.fanout.attach(mind)
         await self.services.users.session_started(avatar)

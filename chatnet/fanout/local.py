@@ -5,11 +5,15 @@ member user ids (loaded from the store at start, then updated by the services
 after each committed membership change). Delivering an event to a room is a
 walk over those maps writing the same frame bytes to each session; it touches
 neither the database nor msgpack.
+
+Methods call each other as ``LocalFanout.method(self, …)``, never through
+``self``: a cluster's fan-out overrides the public methods to publish as well,
+and one delivery must be published once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from twisted.logger import Logger
@@ -39,11 +43,28 @@ class LocalFanout:
         # a fan-out is then one call per recipient. Dropped on any change of
         # sessions or memberships and rebuilt on the next delivery.
         self._targets: dict[int, tuple[Any, ...]] = {}
+        #: Event frames written to sessions (``chatnet_deliveries`` in /metrics).
+        self.deliveries = 0
         #: Sessions that asked for every message (``admin.monitor``).
         self.monitors: set[ISessionMind] = set()
         #: user id -> the users who blocked them (loaded at start, kept current by
         #: the user service): whom a sender's room messages must skip.
         self._blocked_by: dict[int, set[int]] = {}
+        #: Hooks a cluster calls (:class:`~chatnet.fanout.cluster.ClusterFanout`);
+        #: one node alone never does.
+        self.on_presence: Callable[[int, str | None], None] | None = None
+        self.on_gone: Callable[[set[int]], Awaitable[None]] | None = None
+
+    async def start(self, reload: Callable[[], Awaitable[None]]) -> None:
+        """Join the cluster, if any (nothing to do on one node).
+
+        Args:
+            reload: reloads the membership and block maps from the database;
+                a cluster calls it whenever it may have missed changes.
+        """
+
+    async def stop(self) -> None:
+        """Leave the cluster, if any."""
 
     # -- sessions --------------------------------------------------------------------------
 
@@ -74,6 +95,45 @@ class LocalFanout:
         """Users with at least one session on this node."""
         return frozenset(self._sessions)
 
+    def end_sessions(self, user_id: int, reason: str,
+                     keep: ISessionMind | None = None) -> int:
+        """End every session of a user with ``session.ended {reason}`` (a ban, a
+        password change, a replacing login), but ``keep``.
+
+        Returns:
+            how many sessions were ended on this node.
+        """
+        ended = 0
+        for session in tuple(self._sessions.get(user_id, ())):
+            if session is not keep:
+                session.end_session(reason)
+                ended += 1
+        return ended
+
+    async def session_rows(self) -> list[dict[str, Any]]:
+        """Every live session as ``admin.sessions`` rows: ``{session_id, username,
+        peer, since, client}``."""
+        return [{"session_id": s.session_id, "username": s.username,
+                 "peer": getattr(s, "peer", ""), "since": getattr(s, "since", 0),
+                 "client": getattr(s, "client", "")} for s in self.all_sessions()]
+
+    def remote_presence(self, user_id: int) -> str | None:
+        """The presence a user chose on another node (a cluster's); None here."""
+        return None
+
+    def presence_changed(self, user_id: int, state: str | None) -> None:
+        """A user's chosen presence on this node changed (a cluster tells the
+        other nodes); nothing to do on one node."""
+
+    def monitoring(self) -> bool:
+        """Whether a session asked for ``admin.monitor``."""
+        return bool(self.monitors)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether delivery works everywhere it should (always, on one node)."""
+        return True
+
     # -- delivery --------------------------------------------------------------------------
 
     def deliver_room(self, room_id: int, frame: bytes,
@@ -85,7 +145,7 @@ class LocalFanout:
         """
         if exclude is not None:
             members = self._room_members.get(room_id)
-            return self.deliver_users(members, frame, exclude) if members else 0
+            return LocalFanout.deliver_users(self, members, frame, exclude) if members else 0
         targets = self._targets.get(room_id)
         if targets is None:
             targets = self._targets[room_id] = tuple(
@@ -93,7 +153,23 @@ class LocalFanout:
                 for session in self._sessions.get(user_id, ()))
         for send in targets:
             send(frame)
+        self.deliveries += len(targets)
         return len(targets)
+
+    def deliver_all(self, frame: bytes) -> int:
+        """Write ``frame`` to every session (an admin broadcast).
+
+        Returns:
+            how many sessions it was written to.
+        """
+        sessions = self.all_sessions()
+        for session in sessions:
+            session.send_frame(frame)
+        return len(sessions)
+
+    def deliver_users_here(self, user_ids: Iterable[int], frame: bytes) -> int:
+        """:meth:`deliver_users` on this node only (the same on one node)."""
+        return LocalFanout.deliver_users(self, user_ids, frame)
 
     def deliver_monitors(self, frame: bytes) -> None:
         """Write ``frame`` to every monitoring session (``admin.monitor``). Each
@@ -112,8 +188,8 @@ class LocalFanout:
         if blockers:
             members = self._room_members.get(room_id, _EMPTY)
             if not blockers.isdisjoint(members):
-                return self.deliver_users(members - blockers, frame)
-        return self.deliver_room(room_id, frame)
+                return LocalFanout.deliver_users(self, members - blockers, frame)
+        return LocalFanout.deliver_room(self, room_id, frame)
 
     # -- blocks ---------------------------------------------------------------------------
 
@@ -121,7 +197,7 @@ class LocalFanout:
         """Replace the block map with ``[(blocker_id, blocked_id)]`` from the store."""
         self._blocked_by.clear()
         for blocker, blocked in blocks:
-            self.blocked(blocker, blocked, True)
+            LocalFanout.blocked(self, blocker, blocked, True)
 
     def blocked(self, blocker_id: int, blocked_id: int, on: bool) -> None:
         """``blocker_id`` blocked (``on``) or unblocked ``blocked_id``."""
@@ -156,6 +232,7 @@ class LocalFanout:
                 if session is not exclude:
                     session.send_frame(frame)
                     count += 1
+        self.deliveries += count
         return count
 
     # -- memberships -----------------------------------------------------------------------
@@ -166,7 +243,7 @@ class LocalFanout:
         self._user_rooms.clear()
         self._targets.clear()
         for room_id, user_id in memberships:
-            self.member_added(room_id, user_id)
+            LocalFanout.member_added(self, room_id, user_id)
 
     def members(self, room_id: int) -> frozenset[int]:
         """User ids of a room's members."""

@@ -215,9 +215,7 @@ class AccountPerspective:
         # (every token was revoked); the others end now.
         if mind is not None:
             mind.reauthenticated(changed_ts)
-        for other in service.fanout.sessions_of(user.user_id):
-            if other is not mind:
-                other.end_session("password_changed")
+        service.fanout.end_sessions(user.user_id, "password_changed", keep=mind)
         service.log.info("{user} changed their password", user=user.username)
         return {"token": await service.issue_token(user.user_id)}
 

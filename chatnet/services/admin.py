@@ -121,19 +121,18 @@ class AdminPerspective:
 
     async def perspective_sessions(self, cursor: str | None, limit: int) -> dict[str, Any]:
         """``admin.sessions`` → ``{sessions: [{session_id, username, peer, since,
-        client}], next_cursor?}``: this node's live sessions, by session id.
+        client, node?}], next_cursor?}``: the live sessions of every node (``node``
+        in a cluster), by session id.
 
         Raises:
             ChatError: ``forbidden``, ``bad_request`` (cursor).
         """
         self._require(READERS)
         after = str(_uncursor(cursor)) if cursor else ""
-        sessions = sorted((s for s in self.service.fanout.all_sessions()
-                           if getattr(s, "session_id", "") > after),
-                          key=lambda s: s.session_id)
-        page = [{"session_id": s.session_id, "username": s.username,
-                 "peer": getattr(s, "peer", ""), "since": getattr(s, "since", 0),
-                 "client": getattr(s, "client", "")} for s in sessions[:limit]]
+        sessions = sorted((row for row in await self.service.fanout.session_rows()
+                           if row["session_id"] > after),
+                          key=lambda row: row["session_id"])
+        page = sessions[:limit]
         result: dict[str, Any] = {"sessions": page}
         if len(sessions) > limit:
             result["next_cursor"] = _cursor(page[-1]["session_id"])
@@ -166,8 +165,7 @@ class AdminPerspective:
         user = await service.users.user_named(username)
         await service.accounts.set_password(user, password, by="admin",
                                             peer=getattr(self.actor.mind, "peer", None))
-        for session in service.fanout.sessions_of(user.user_id):
-            session.end_session("password_changed")
+        service.fanout.end_sessions(user.user_id, "password_changed")
         return {}
 
     async def perspective_set_role(self, username: str, roles: list[str]) -> dict[str, Any]:
@@ -211,8 +209,7 @@ class AdminPerspective:
         if until is not None and until <= now:
             raise bad_request("until must be in the future")
         await service.store.set_ban(user.user_id, True, reason, until, now)
-        for session in service.fanout.sessions_of(user.user_id):
-            session.end_session("banned")
+        service.fanout.end_sessions(user.user_id, "banned")
         await service.audit(self.actor, "user.banned", user.user_id, user.username,
                             {**({"reason": reason} if reason else {}),
                              **({"until": until} if until is not None else {})})
@@ -299,8 +296,7 @@ class AdminPerspective:
         await service.store.add_broadcast(service.store.ids.next_id(), now, body,
                                           self.actor.user_id)
         frame = event_frame("system", {"body": body, "ts": now, "by": self.actor.username})
-        for session in service.fanout.all_sessions():
-            session.send_frame(frame)
+        service.fanout.deliver_all(frame)
         await service.audit(self.actor, "broadcast", details={"body": body[:200]})
         return {}
 

@@ -147,7 +147,7 @@ class MessagePerspective:
         if not result.duplicate:
             service.fanout.deliver_message(room_id, event_frame("msg", {"message": message}),
                                            self.actor.user_id)
-            if service.fanout.monitors:
+            if service.fanout.monitoring():
                 service.fanout.deliver_monitors(event_frame("monitor.msg",
                                                             {"message": message}))
         return {"msg_id": message["msg_id"], "seq": message["seq"], "ts": message["ts"]}

@@ -77,6 +77,9 @@ class UserService:
         self.max_frame = max_frame
         self.contact_limits = ContactLimits(MAX_CONTACTS, MAX_OUTGOING_REQUESTS,
                                             CONTACT_REQUEST_TTL * 1000)
+        # In a cluster, other nodes tell of presence changes and dead nodes.
+        fanout.on_presence = self._presence_elsewhere
+        fanout.on_gone = self._gone_with_their_node
         self._chosen: dict[int, str] = {}
 
     def perspective(self, actor: Actor) -> UserPerspective:
@@ -86,17 +89,21 @@ class UserService:
     # -- presence ----------------------------------------------------------------------------
 
     def presence_of(self, user_id: int) -> str:
-        """The presence others see: ``offline`` with no session or when invisible."""
-        if not self.fanout.sessions_of(user_id):
-            return "offline"
-        state = self._chosen.get(user_id, "online")
+        """The presence others see: ``offline`` with no session (on any node) or
+        when invisible."""
+        if self.fanout.sessions_of(user_id):
+            state = self._chosen.get(user_id, "online")
+        else:
+            state = self.fanout.remote_presence(user_id) or "offline"
         return "offline" if state == "invisible" else state
 
     async def session_started(self, actor: Actor) -> None:
         """Called by the realm after a session is attached to the fan-out."""
         if len(self.fanout.sessions_of(actor.user_id)) == 1:
-            self._chosen.setdefault(actor.user_id, "online")
-            if self.presence_of(actor.user_id) != "offline":
+            elsewhere = self.fanout.remote_presence(actor.user_id)
+            chosen = self._chosen.setdefault(actor.user_id, elsewhere or "online")
+            self.fanout.presence_changed(actor.user_id, chosen)
+            if elsewhere is None and self.presence_of(actor.user_id) != "offline":
                 await self._announce(actor.user_id, actor.username, self.presence_of(actor.user_id))
 
     async def session_ended(self, actor: Actor) -> None:
@@ -104,6 +111,9 @@ class UserService:
         if self.fanout.sessions_of(actor.user_id):
             return
         was = self._chosen.pop(actor.user_id, "online")
+        self.fanout.presence_changed(actor.user_id, None)
+        if self.fanout.remote_presence(actor.user_id) is not None:
+            return  # still online on another node
         last_seen = ms(self.clock)
         await self.store.set_last_seen(actor.user_id, last_seen)
         if was != "invisible":
@@ -113,10 +123,25 @@ class UserService:
         """Choose a presence state; announces it if what others see changes."""
         before = self.presence_of(actor.user_id)
         self._chosen[actor.user_id] = state
+        self.fanout.presence_changed(actor.user_id, state)
         after = self.presence_of(actor.user_id)
         if after != before:
             last_seen = ms(self.clock) if after == "offline" else None
             await self._announce(actor.user_id, actor.username, after, last_seen)
+
+    def _presence_elsewhere(self, user_id: int, state: str | None) -> None:
+        """Another node says what the user chose there: this node's sessions of
+        the user follow (one choice per user, whichever node it was made on)."""
+        if state is not None and self.fanout.sessions_of(user_id):
+            self._chosen[user_id] = state
+
+    async def _gone_with_their_node(self, user_ids: set[int]) -> None:
+        """Users whose only sessions were on a node that died: tell this node's
+        sessions they are offline (each node tells its own)."""
+        for user in (await self.store.users_by_ids(sorted(user_ids))).values():
+            data = {"username": user.username, "state": "offline"}
+            self.fanout.deliver_users_here(await self.audience(user.user_id),
+                                           event_frame("presence", data))
 
     async def audience(self, user_id: int) -> set[int]:
         """Who hears about a user: room co-members, contacts, and the user."""

@@ -66,6 +66,10 @@ MAX_GROUP = 256
 SQLITE_SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
 
 
+#: The PostgreSQL advisory lock key held while migrating (any constant unlikely
+#: to be used by another application on the same database: "chatnet" in ASCII).
+MIGRATION_LOCK = 0x63686174_6E6574
+
 class IntegrityError(Exception):
     """A uniqueness or foreign-key constraint failed, whatever the engine."""
 
@@ -90,6 +94,10 @@ class Engine(Protocol):
 
     def begin(self, cursor: Any) -> None:
         """Open a transaction explicitly (needed on SQLite for DDL)."""
+
+    def begin_migration(self, cursor: Any) -> None:
+        """Open the migration's transaction holding a lock that a second process
+        migrating at the same moment waits for (workers starting together)."""
 
     def durability_warnings(self, txn: Txn, durability: str) -> list[str]:
         """What in the database's settings contradicts ``--durability``."""
@@ -145,6 +153,11 @@ class SqliteEngine:
     def begin(self, cursor: Any) -> None:
         """Python's sqlite3 autocommits DDL unless a transaction is opened by hand."""
         cursor.execute("BEGIN")
+
+    def begin_migration(self, cursor: Any) -> None:
+        """``BEGIN IMMEDIATE``: the write lock at once, so a second process waits
+        (``busy_timeout``) and then sees the schema the first one left."""
+        cursor.execute("BEGIN IMMEDIATE")
 
     def durability_warnings(self, txn: Txn, durability: str) -> list[str]:
         """Checks that the connection runs in WAL mode at the ``synchronous`` level
@@ -217,6 +230,11 @@ class PostgresEngine:
 
     def begin(self, cursor: Any) -> None:
         """psycopg opens the transaction by itself."""
+
+    def begin_migration(self, cursor: Any) -> None:
+        """A transaction-scoped advisory lock: a second process migrating at the
+        same moment waits, then sees the schema the first one left."""
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
 
     def durability_warnings(self, txn: Txn, durability: str) -> list[str]:
         """With ``power``, PostgreSQL must flush each commit to disk itself:
@@ -493,6 +511,10 @@ class Database:
         d.addCallbacks(committed, failed)
         d.addBoth(next_group)
 
+    def pending_writes(self) -> int:
+        """Writes waiting for the next group commit (:meth:`run_grouped`)."""
+        return len(self._group)
+
     async def migrate(self, up_to: int | None = None) -> int:
         """Bring the schema up to date in one transaction.
 
@@ -510,7 +532,7 @@ class Database:
         known = [m for m in migrations(self.engine.name) if up_to is None or m[0] <= up_to]
 
         def apply(txn: Txn) -> int:
-            txn.engine.begin(txn.cursor)
+            txn.engine.begin_migration(txn.cursor)
             txn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version "
                 "(version INTEGER PRIMARY KEY, name TEXT NOT NULL)"

@@ -37,7 +37,7 @@ import struct
 import termios
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.cred.credentials import Anonymous
 from twisted.cred.error import UnauthorizedLogin
@@ -68,6 +68,9 @@ from chatnet.wire.limits import (
 from chatnet.wire.ops import OPS, Op
 from chatnet.wire.outbox import Outbox, WriteCoalescer
 from chatnet.wire.tls import peer_certificate_user
+
+if TYPE_CHECKING:
+    from chatnet.metrics import ServerMetrics
 
 #: Requests (and notifications still being handled) one connection may have in
 #: flight before the server stops reading from it.
@@ -216,7 +219,8 @@ class ChatServerProtocol(Protocol):
         self._deadline: Any = None
         self._admitted = False
         # Request ids being answered (a dict: an empty one is 64 bytes, a set 216).
-        self._in_flight: dict[int, None] = {}
+        #: request id -> when it arrived (seconds), for the latency metric.
+        self._in_flight: dict[int, float] = {}
         self._notifications = 0
         self._reading_paused = False
         self._throttled: Any = None
@@ -363,6 +367,11 @@ class ChatServerProtocol(Protocol):
         """Write a complete frame through the outbox (never raises)."""
         if self._outbox is not None and not self._closing:
             self._outbox.send(frame)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting in this connection's outbox (the peer reads slowly)."""
+        return self._outbox.queued if self._outbox is not None else 0
 
     def when_writable(self) -> Deferred[None]:
         """Fires when this connection's output has drained (see :meth:`Outbox.when_writable`)."""
@@ -627,7 +636,7 @@ class ChatServerProtocol(Protocol):
             self._notifications += 1
             d.addBoth(self._notification_done, op.name)
         else:
-            self._in_flight[request_id] = None
+            self._in_flight[request_id] = self.factory.clock.seconds()
             d.addCallbacks(self._succeeded, self._failed, callbackArgs=(request_id, op),
                            errbackArgs=(request_id, op.name))
         if self._busy() >= MAX_IN_FLIGHT and not self._closing:
@@ -640,7 +649,10 @@ class ChatServerProtocol(Protocol):
             self._resume_reading()
 
     def _succeeded(self, result: Any, request_id: int, op: Op) -> None:
-        self._in_flight.pop(request_id, None)
+        started = self._in_flight.pop(request_id, None)
+        metrics = self.factory.metrics
+        if metrics is not None and started is not None:
+            metrics.request_done(op.name, self.factory.clock.seconds() - started)
         self._answer(request_id, result if result is not None else {}, op)
         self._done()
 
@@ -804,6 +816,8 @@ class ChatServerFactory(Factory):
         #: Closes connections idle for ``idle_timeout`` seconds.
         self.idle = IdleTimer(clock, config.idle_timeout)
         self.noisy = False
+        #: Request latencies for ``/metrics`` (``--metrics-port``), or None.
+        self.metrics: ServerMetrics | None = None
 
     def buildProtocol(self, addr: Any) -> ChatServerProtocol | None:  # type: ignore[override]
         """A protocol for a new connection, or None to refuse it (too many connections

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +315,16 @@ def listening_endpoint(reactor: Any, port: int, interface: str) -> Any:
                                             interface=interface)
     return endpoints.TCP4ServerEndpoint(reactor, port, backlog=LISTEN_BACKLOG,
                                         interface=interface)
+
+
+def adopted_endpoint(reactor: Any, fileno: int) -> Any:
+    """A server endpoint accepting on an inherited listening socket (a worker of
+    ``--workers``: the parent bound it); its address family is read off the socket."""
+    import socket
+
+    with socket.socket(fileno=os.dup(fileno)) as sock:
+        family = sock.family
+    return endpoints.AdoptedStreamServerEndpoint(reactor, fileno, family)
 
 
 def peer_certificate_user(transport: Any) -> str | None:

@@ -7,6 +7,7 @@ A test fails if anything logs an error or a failure while it runs (the
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest_twisted
 from hypothesis import settings
 from twisted.logger import LogLevel, globalLogPublisher
 
-from tests.support.databases import postgres_conninfo, postgres_schema
+from tests.support.databases import postgres_conninfo, postgres_schema, redis_address
 from tests.support.server import RunningServer, start_server, test_config
 
 # Hypothesis profiles (tests/core/test_fuzz_properties.py): "dev" by default;
@@ -83,6 +84,20 @@ def postgres() -> Iterator[str]:
         pytest.skip(reason)
     with postgres_schema(conninfo) as schema_conninfo:
         yield schema_conninfo
+
+
+@pytest.fixture
+def redis() -> Iterator[dict[str, Any]]:
+    """The test Redis server as ``make_server`` overrides joining a fresh cluster:
+    ``{"redis": (host, port, 0), "cluster": "test-…"}``. Skips when Redis is
+    unreachable, but fails instead when ``CHATNET_REQUIRE_SERVICES=1``."""
+    address, reason = redis_address()
+    if address is None:
+        if require_services():
+            pytest.fail(f"{reason} (and CHATNET_REQUIRE_SERVICES=1)")
+        pytest.skip(reason)
+    host, port = address
+    yield {"redis": (host, port, 0), "cluster": f"test-{secrets.token_hex(6)}"}
 
 
 @pytest_twisted.async_yield_fixture

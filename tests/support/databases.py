@@ -74,3 +74,26 @@ def postgres_url(conninfo: str) -> str:
     query = urlencode({k: v for k, v in params.items()}, quote_via=quote)
     auth = f"{quote(user)}@" if user else ""
     return f"postgresql://{auth}{host}:{port}/{dbname}" + (f"?{query}" if query else "")
+
+
+#: The Redis server for cluster tests: ``host:port`` (``CHATNET_TEST_REDIS``).
+REDIS_ADDRESS = os.environ.get("CHATNET_TEST_REDIS", "127.0.0.1:6379")
+
+
+@cache
+def redis_address() -> tuple[tuple[str, int] | None, str]:
+    """The test Redis server as ``((host, port), "")``, or ``(None, reason)`` when
+    nothing answers PING there."""
+    import socket
+
+    host, _, port = REDIS_ADDRESS.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3) as sock:
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(64)
+    except (OSError, ValueError) as exc:
+        return None, f"Redis is not reachable at {REDIS_ADDRESS}: {exc}"
+    if not answer.startswith(b"+PONG"):
+        return None, f"{REDIS_ADDRESS} does not answer like Redis: {answer[:40]!r}"
+    return (host, int(port)), ""
+

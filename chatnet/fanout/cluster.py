@@ -1,0 +1,561 @@
+"""Fan-out across nodes over Redis pub/sub (DESIGN.md "Scale-out", docs/deployment.md).
+
+Every node (a worker process, or a machine) holds its own sessions in a
+:class:`~chatnet.fanout.local.LocalFanout`. :class:`ClusterFanout` extends it:
+each delivery is made to this node's sessions at once and published once, already
+encoded, on one Redis channel; every other node delivers it to its own sessions
+from its own membership map. Changes of that map (joins, leaves, room deletions,
+blocks) travel the same way, after they are committed, so every node routes an
+event without a database read per recipient.
+
+One channel for everything keeps the order in which a node published its events
+(Redis keeps a publisher connection's order), which is the order a client sees:
+a ``member.joined`` is never overtaken by the first message the new member gets.
+
+Cluster-wide state lives in Redis with an expiry (:data:`NODE_TTL`, ``--node-expiry``):
+
+- ``{cluster}:alive:{node}``: this node is up (value: its monitor count);
+- ``{cluster}:users:{node}``: hash user id → the presence state they chose, for
+  every user with a session here;
+- ``{cluster}:sessions:{node}``: hash session id → the session's description
+  (``admin.sessions`` lists every node's).
+
+A node that dies stops refreshing its keys: within :data:`NODE_TTL` seconds
+its keys are gone, and every other node tells its own sessions that the users
+who were only there went offline. Pub/sub does not replay what a node missed
+while Redis was away: on reconnecting, the node reloads the membership and
+block maps from the database and re-reads every node's presence.
+
+The Redis client is txredisapi 1.6 (TWISTED-NOTES.md 5): it speaks Twisted
+natively, so no thread or second event loop stands between a publish and the
+reactor; the ``redis`` package's asyncio client would need a bridge per call.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import msgpack
+import txredisapi
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, fail, gatherResults
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from chatnet.fanout.local import LocalFanout
+from chatnet.interfaces import ISessionMind
+from chatnet.store import IdGenerator
+
+#: Seconds a node's keys live without a refresh (``--node-expiry``): a dead
+#: node's users count as offline on the others at most this long after it died.
+#: The heartbeat refreshes this node's keys, and re-reads the others', three
+#: times as often.
+NODE_TTL = 15
+#: Publishes that may wait for Redis's answer at once; more are dropped (and
+#: counted) rather than queued without bound while Redis is slow.
+MAX_IN_FLIGHT = 50_000
+
+
+class RedisBus(service.Service):
+    """Two Redis connections: one subscribed to the cluster's channel, one for
+    publishing and for the keys. Both reconnect by themselves.
+
+    Args:
+        host: Redis host.
+        port: Redis port.
+        db: Redis database number (keys only; pub/sub ignores it).
+        cluster: the cluster's name, prefix of the channel and of every key.
+        on_message: called with each payload (bytes) published by any node.
+        on_subscribed: called each time the subscription is (re)made: what was
+            published meanwhile is lost and must be re-read from the database.
+        reactor: the reactor.
+
+    Attributes:
+        published: payloads handed to Redis.
+        dropped: payloads dropped because Redis was unreachable or too slow.
+        received: payloads received (every node's, this one's too).
+    """
+
+    log = Logger()
+
+    def __init__(self, host: str, port: int, db: int, cluster: str,
+                 on_message: Callable[[bytes], None],
+                 on_subscribed: Callable[[], None], reactor: Any) -> None:
+        self.host, self.port, self.db = host, port, db
+        self.cluster = cluster
+        self.channel = f"{cluster}:events".encode()
+        self.on_message = on_message
+        self.on_subscribed = on_subscribed
+        self.reactor = reactor
+        self.published = 0
+        self.dropped = 0
+        self.received = 0
+        self.subscribed = False
+        self._in_flight = 0
+        self._commands: Any = None
+        self._subscriber: Any = None
+
+    def key(self, *parts: object) -> str:
+        """A key of this cluster: ``{cluster}:part:part``."""
+        return ":".join((self.cluster, *map(str, parts)))
+
+    def startService(self) -> None:
+        """Connect both connections (in the background; they retry for ever)."""
+        super().startService()
+        bus = self
+
+        class Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
+            def connectionMade(self) -> Any:
+                d = super().connectionMade()
+                d.addCallback(lambda _: self.subscribe([bus.channel]))
+                d.addCallback(lambda _: bus._subscribed())
+                d.addErrback(lambda f: bus.log.warn("subscribing to Redis failed: {why}",
+                                                    why=f.getErrorMessage()))
+                return d
+
+            def messageReceived(self, pattern: Any, channel: Any, message: bytes) -> None:
+                bus.received += 1
+                bus.on_message(message)
+
+            def connectionLost(self, why: Any) -> None:
+                if bus.subscribed:
+                    bus.log.warn("lost the Redis subscription; reconnecting")
+                bus.subscribed = False
+                super().connectionLost(why)
+
+        subscriber = txredisapi.SubscriberFactory(isLazy=True)
+        subscriber.protocol = Subscriber
+        self._configure(subscriber)
+        subscriber.startConnecting(self._endpoint())
+        self._subscriber = subscriber
+        commands = txredisapi.RedisFactory(None, self.db, 1, isLazy=True, charset=None,
+                                           convertNumbers=False)
+        self._configure(commands)
+        commands.startConnecting(self._endpoint())
+        self._commands = commands
+
+    def _configure(self, factory: Any) -> None:
+        factory.charset, factory.convertNumbers = None, False
+        factory.initialDelay, factory.maxDelay = 0.2, 2.0
+        factory.replyTimeout = 10
+
+    def _endpoint(self) -> Any:
+        return endpoints.HostnameEndpoint(self.reactor, self.host, self.port, timeout=5)
+
+    def _subscribed(self) -> None:
+        self.subscribed = True
+        self.log.info("subscribed to {channel} on Redis {host}:{port}",
+                      channel=self.channel.decode(), host=self.host, port=self.port)
+        self.on_subscribed()
+
+    @property
+    def connected(self) -> bool:
+        """Whether both connections are up (the subscription made)."""
+        return self.subscribed and self._commands is not None and self._commands.size > 0
+
+    def publish(self, payload: bytes) -> bool:
+        """Publish ``payload`` to every node; False (and counted in ``dropped``)
+        when Redis is unreachable or too far behind."""
+        commands = self._commands
+        if commands is None or not commands.size or self._in_flight >= MAX_IN_FLIGHT:
+            self.dropped += 1
+            return False
+        self._in_flight += 1
+        self.published += 1
+        d = commands.pool[0].publish(self.channel, payload)
+        d.addBoth(self._answered)
+        return True
+
+    def _answered(self, result: Any) -> None:
+        self._in_flight -= 1
+
+    def command(self, name: str, *args: Any) -> Deferred[Any]:
+        """Run one Redis command (``"hset"``, ``"expire"``, …) on the command
+        connection; fails with ``txredisapi.ConnectionError`` when it is down
+        (never waits for a reconnection)."""
+        commands = self._commands
+        if commands is None or not commands.size:
+            return fail(txredisapi.ConnectionError("Redis is unreachable"))
+        return getattr(commands.pool[0], name)(*args)  # type: ignore[no-any-return]
+
+    def stopService(self) -> Deferred[Any]:
+        """Close both connections."""
+        super().stopService()
+        stops = [f.disconnect() for f in (self._subscriber, self._commands) if f is not None]
+        self._subscriber = self._commands = None
+        self.subscribed = False
+        return gatherResults(stops, consumeErrors=True)
+
+
+def _pack(*fields: Any) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+class ClusterFanout(LocalFanout):
+    """This node's sessions, with every delivery also published to the other nodes.
+
+    Args:
+        node: this node's number (0-1023), unique in the cluster (it is claimed
+            in Redis at start: :meth:`start`).
+        ids: the store's id generator when ``node`` was picked at random: if
+            another node holds it, another number is picked for both.
+        expiry: seconds this node's keys live without a refresh (:data:`NODE_TTL`);
+            the heartbeat runs three times as often.
+        bus: the Redis connections (:class:`RedisBus`), made by the caller with
+            this fan-out's :meth:`received` and :meth:`resubscribed` as callbacks.
+        clock: the reactor (drives the heartbeat).
+
+    Attributes:
+        reload: called (and awaited) after every re-subscription, to reload the
+            membership and block maps from the database; set by the server.
+        on_presence: called with ``(user_id, state)`` when another node says a
+            user's chosen presence changed (``None``: no session there any more).
+        on_gone: called with the user ids that were online only on nodes that
+            died; the user service tells this node's sessions they are offline.
+    """
+
+    log = Logger()
+
+    def __init__(self, node: int, bus: RedisBus, clock: Any,
+                 ids: IdGenerator | None = None, expiry: float = NODE_TTL) -> None:
+        super().__init__()
+        self.node = node
+        self.expiry = max(1, round(expiry))
+        self.ids = ids
+        self._tried: set[int] = set()
+        self._started = False
+        self.bus = bus
+        self.clock = clock
+        self.reload: Callable[[], Awaitable[None]] | None = None
+        self.on_presence: Callable[[int, str | None], None] | None = None
+        self.on_gone: Callable[[set[int]], Awaitable[None]] | None = None
+        #: node -> user id -> the presence state chosen there.
+        self._remote: dict[int, dict[int, str]] = {}
+        self._remote_monitors = 0
+        self._presence: dict[int, str] = {}
+        self._heartbeat = LoopingCall(self._beat)
+        self._heartbeat.clock = clock
+        self._handlers: dict[str, Callable[..., Any]] = {
+            "r": super().deliver_room,
+            "u": super().deliver_users,
+            "m": super().deliver_message,
+            "M": super().deliver_monitors,
+            "a": super().deliver_all,
+            "j": super().member_added,
+            "l": super().member_removed,
+            "d": super().room_removed,
+            "b": super().blocked,
+            "e": super().end_sessions,
+        }
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    async def start(self, reload: Callable[[], Awaitable[None]]) -> None:
+        """Connect to Redis, claim this node's number, start the heartbeat.
+
+        Args:
+            reload: reloads the membership and block maps from the database,
+                called after every re-subscription.
+
+        Raises:
+            ConfigError: another live node holds this node number.
+            txredisapi.ConnectionError: Redis is unreachable at start.
+        """
+        from chatnet.config import ConfigError
+
+        self.reload = reload
+        self.bus.startService()
+        await self._until_connected()
+        while not await self.bus.command("set", self.bus.key("alive", self.node), b"0",
+                                         self.expiry, None, True):  # NX: only if free
+            if self.ids is None or len(self._tried) >= 64:
+                raise ConfigError(f"node number {self.node} is in use by a live node of "
+                                  f"cluster {self.bus.cluster!r}: give each node its own "
+                                  "--node-id")
+            self._tried.add(self.node)
+            self.node = self.ids.node = secrets.randbelow(1024)
+        await self.bus.command("sadd", self.bus.key("nodes"), [str(self.node)])
+        await self.bus.command("delete", [self.bus.key("users", self.node),
+                                          self.bus.key("sessions", self.node)])
+        await self._read_nodes()
+        self._heartbeat.start(self.expiry / 3, now=False)
+        self._started = True
+        self.log.info("node {node} of cluster {cluster} (Redis {host}:{port}); "
+                      "{others} other node(s) up", node=self.node, cluster=self.bus.cluster,
+                      host=self.bus.host, port=self.bus.port, others=len(self._remote))
+
+    async def _until_connected(self, timeout: float = 10.0) -> None:
+        from twisted.internet.task import deferLater
+
+        waited = 0.0
+        while not self.bus.connected:
+            if waited >= timeout:
+                raise txredisapi.ConnectionError(
+                    f"Redis at {self.bus.host}:{self.bus.port} did not answer within "
+                    f"{timeout:g} s")
+            await deferLater(self.clock, 0.05, lambda: None)
+            waited += 0.05
+
+    async def stop(self) -> None:
+        """Stop the heartbeat, remove this node's keys, close the connections."""
+        self._started = False
+        if self._heartbeat.running:
+            self._heartbeat.stop()
+        if self.bus.connected:
+            try:
+                await self.bus.command("delete", [self.bus.key(k, self.node)
+                                                  for k in ("alive", "users", "sessions")])
+                await self.bus.command("srem", self.bus.key("nodes"), [str(self.node)])
+            except Exception as exc:  # Redis left first: the keys expire anyway
+                self.log.info("could not remove this node's keys: {why}", why=exc)
+        await self.bus.stopService()
+
+    @property
+    def healthy(self) -> bool:
+        """Whether the cluster bus is connected (False: degraded, serving local
+        sessions only)."""
+        return self.bus.connected
+
+    # -- from the other nodes ------------------------------------------------------------
+
+    def received(self, payload: bytes) -> None:
+        """One event published by a node (this one's are skipped)."""
+        try:
+            origin, kind, *args = msgpack.unpackb(payload, raw=False, use_list=True)
+        except (ValueError, msgpack.UnpackException) as exc:
+            self.log.warn("undecodable cluster event dropped: {why}", why=exc)
+            return
+        if origin == self.node:
+            return
+        if kind == "p":
+            self._remote_presence(origin, *args)
+            return
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self.log.warn("unknown cluster event {kind!r} from node {node}", kind=kind,
+                          node=origin)
+            return
+        handler(*args)
+
+    def resubscribed(self) -> None:
+        """The subscription was (re)made: reload what may have been missed."""
+        if not self._started or self.reload is None:
+            return  # the first subscription: start() reads everything
+
+        async def reload() -> None:
+            assert self.reload is not None
+            await self.reload()
+            await self._write_presence()
+            await self._read_nodes()
+
+        d = Deferred.fromCoroutine(reload())
+        d.addErrback(lambda f: self.log.failure("re-reading cluster state failed", f))
+
+    def _remote_presence(self, node: int, user_id: int, state: str | None) -> None:
+        users = self._remote.setdefault(node, {})
+        if state is None:
+            users.pop(user_id, None)
+        else:
+            users[user_id] = state
+        if self.on_presence is not None:
+            self.on_presence(user_id, state)
+
+    # -- deliveries: here, then published ----------------------------------------------
+
+    def deliver_room(self, room_id: int, frame: bytes,
+                     exclude: ISessionMind | None = None) -> int:
+        """:meth:`LocalFanout.deliver_room` here and on every other node."""
+        self.bus.publish(_pack(self.node, "r", room_id, frame))
+        return super().deliver_room(room_id, frame, exclude)
+
+    def deliver_users(self, user_ids: Iterable[int], frame: bytes,
+                      exclude: ISessionMind | None = None) -> int:
+        """:meth:`LocalFanout.deliver_users` here and on every other node."""
+        ids = list(user_ids)
+        self.bus.publish(_pack(self.node, "u", ids, frame))
+        return super().deliver_users(ids, frame, exclude)
+
+    def deliver_users_here(self, user_ids: Iterable[int], frame: bytes) -> int:
+        """:meth:`LocalFanout.deliver_users` on this node only."""
+        return super().deliver_users(user_ids, frame)
+
+    def deliver_message(self, room_id: int, frame: bytes, sender_id: int) -> int:
+        """:meth:`LocalFanout.deliver_message` here and on every other node."""
+        self.bus.publish(_pack(self.node, "m", room_id, frame, sender_id))
+        return super().deliver_message(room_id, frame, sender_id)
+
+    def deliver_monitors(self, frame: bytes) -> None:
+        """:meth:`LocalFanout.deliver_monitors` here and on every other node that has
+        a monitoring session."""
+        if self._remote_monitors:
+            self.bus.publish(_pack(self.node, "M", frame))
+        super().deliver_monitors(frame)
+
+    def deliver_all(self, frame: bytes) -> int:
+        """:meth:`LocalFanout.deliver_all` here and on every other node."""
+        self.bus.publish(_pack(self.node, "a", frame))
+        return super().deliver_all(frame)
+
+    def end_sessions(self, user_id: int, reason: str,
+                     keep: ISessionMind | None = None) -> int:
+        """:meth:`LocalFanout.end_sessions` here and every session of the user on
+        the other nodes."""
+        self.bus.publish(_pack(self.node, "e", user_id, reason))
+        return super().end_sessions(user_id, reason, keep)
+
+    def monitoring(self) -> bool:
+        """Whether any node has a session that asked for ``admin.monitor``."""
+        return bool(self.monitors) or self._remote_monitors > 0
+
+    # -- memberships and blocks: here, then published ----------------------------------
+
+    def member_added(self, room_id: int, user_id: int) -> None:
+        """Record a committed membership here and on every other node."""
+        super().member_added(room_id, user_id)
+        self.bus.publish(_pack(self.node, "j", room_id, user_id))
+
+    def member_removed(self, room_id: int, user_id: int) -> None:
+        """Record an ended membership here and on every other node."""
+        super().member_removed(room_id, user_id)
+        self.bus.publish(_pack(self.node, "l", room_id, user_id))
+
+    def room_removed(self, room_id: int) -> None:
+        """Forget a deleted room here and on every other node."""
+        super().room_removed(room_id)
+        self.bus.publish(_pack(self.node, "d", room_id))
+
+    def blocked(self, blocker_id: int, blocked_id: int, on: bool) -> None:
+        """Record a block or its end here and on every other node."""
+        super().blocked(blocker_id, blocked_id, on)
+        self.bus.publish(_pack(self.node, "b", blocker_id, blocked_id, on))
+
+    # -- sessions and presence ---------------------------------------------------------
+
+    def attach(self, session: ISessionMind) -> None:
+        """Start delivering to a session; list it in ``{cluster}:sessions:{node}``."""
+        super().attach(session)
+        self._background(self.bus.command(
+            "hset", self.bus.key("sessions", self.node), session.session_id,
+            _pack(*_session_row(session, self.node).values())))
+
+    def detach(self, session: ISessionMind) -> None:
+        """Stop delivering to a session; unlist it."""
+        super().detach(session)
+        if session.session_id:
+            self._background(self.bus.command(
+                "hdel", self.bus.key("sessions", self.node), [session.session_id]))
+
+    def remote_presence(self, user_id: int) -> str | None:
+        """The presence state a user chose on another node where they have a
+        session, or None (no session on any other live node)."""
+        for users in self._remote.values():
+            state = users.get(user_id)
+            if state is not None:
+                return state
+        return None
+
+    def presence_changed(self, user_id: int, state: str | None) -> None:
+        """This node's view of a user changed: ``state`` is what they chose
+        (``None``: their last session here ended). Written to Redis, then told to
+        the other nodes."""
+        if state is None:
+            self._presence.pop(user_id, None)
+            self._background(self.bus.command("hdel", self.bus.key("users", self.node),
+                                              [str(user_id)]))
+        else:
+            self._presence[user_id] = state
+            self._background(self.bus.command("hset", self.bus.key("users", self.node),
+                                              str(user_id), state))
+        self.bus.publish(_pack(self.node, "p", user_id, state))
+
+    async def session_rows(self) -> list[dict[str, Any]]:
+        """Every live session of the cluster, as ``admin.sessions`` rows (with
+        ``node``); this node's from memory, the others' from Redis."""
+        rows = await super().session_rows()
+        for row in rows:
+            row["node"] = self.node
+        for node in self._remote:
+            stored = await self.bus.command("hgetall", self.bus.key("sessions", node))
+            for packed in (stored or {}).values():
+                fields = msgpack.unpackb(packed, raw=False)
+                rows.append(dict(zip(_SESSION_FIELDS, fields, strict=False)))
+        return rows
+
+    # -- the heartbeat -----------------------------------------------------------------
+
+    def _beat(self) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self._refresh())
+        d.addErrback(lambda f: self.log.warn("cluster heartbeat failed: {why}",
+                                             why=f.getErrorMessage()))
+        return d
+
+    async def _refresh(self) -> None:
+        if not self.bus.connected:
+            await self._forget_dead(set(self._remote), expired_only=True)
+            return
+        bus = self.bus
+        await bus.command("set", bus.key("alive", self.node),
+                          str(len(self.monitors)).encode(), self.expiry)
+        await bus.command("expire", bus.key("users", self.node), self.expiry)
+        await bus.command("expire", bus.key("sessions", self.node), self.expiry)
+        await self._read_nodes()
+
+    async def _write_presence(self) -> None:
+        """Write this node's whole presence map again (after a Redis restart)."""
+        bus = self.bus
+        await bus.command("set", bus.key("alive", self.node),
+                          str(len(self.monitors)).encode(), self.expiry)
+        await bus.command("sadd", bus.key("nodes"), [str(self.node)])
+        if self._presence:
+            await bus.command("hmset", bus.key("users", self.node),
+                              {str(u): s for u, s in self._presence.items()})
+        for session in self.all_sessions():
+            await bus.command("hset", bus.key("sessions", self.node), session.session_id,
+                              _pack(*_session_row(session, self.node).values()))
+
+    async def _read_nodes(self) -> None:
+        """Re-read every other live node's presence; forget dead nodes."""
+        bus = self.bus
+        members = await bus.command("smembers", bus.key("nodes"))
+        nodes = sorted(int(n) for n in members or () if int(n) != self.node)
+        alive = await bus.command("mget", [bus.key("alive", n) for n in nodes]) if nodes else []
+        live = {n for n, value in zip(nodes, alive, strict=True) if value is not None}
+        monitors = 0
+        for node in live:
+            stored = await bus.command("hgetall", bus.key("users", node))
+            self._remote[node] = {int(u): s.decode() for u, s in (stored or {}).items()}
+        for node, value in zip(nodes, alive, strict=True):
+            if node in live:
+                monitors += int(value or 0)
+        self._remote_monitors = monitors
+        dead = set(nodes) - live
+        if dead:
+            await bus.command("srem", bus.key("nodes"), [str(n) for n in dead])
+        await self._forget_dead(set(self._remote) - live)
+
+    async def _forget_dead(self, nodes: set[int], expired_only: bool = False) -> None:
+        if expired_only or not nodes:
+            return  # without Redis, nothing tells a dead node from a live one
+        gone: set[int] = set()
+        for node in nodes:
+            gone |= set(self._remote.pop(node, {}))
+            self.log.warn("node {node} stopped answering: its sessions count as ended",
+                          node=node)
+        gone = {u for u in gone if not self.sessions_of(u) and self.remote_presence(u) is None}
+        if gone and self.on_gone is not None:
+            await self.on_gone(gone)
+
+    def _background(self, d: Deferred[Any]) -> None:
+        d.addErrback(lambda f: None)  # Redis away: the heartbeat writes it all again
+
+
+_SESSION_FIELDS = ("session_id", "username", "peer", "since", "client", "node")
+
+
+def _session_row(session: ISessionMind, node: int) -> dict[str, Any]:
+    return {"session_id": session.session_id, "username": session.username,
+            "peer": getattr(session, "peer", ""), "since": getattr(session, "since", 0),
+            "client": getattr(session, "client", ""), "node": node}
