@@ -268,9 +268,11 @@ class AddContactDialog(_Dialog):
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self._send)
         self.buttons.rejected.connect(self.reject)
+        # (Qt makes no label for an empty text, so the labels are made here.)
+        self.labels = [QLabel(), QLabel()]
         self.form = QFormLayout()
-        self.form.addRow("", self.username)
-        self.form.addRow("", self.message)
+        self.form.addRow(self.labels[0], self.username)
+        self.form.addRow(self.labels[1], self.message)
         layout = QVBoxLayout(self)
         layout.addLayout(self.form)
         layout.addWidget(self.buttons)
@@ -281,11 +283,8 @@ class AddContactDialog(_Dialog):
     def retranslate(self) -> None:
         """Set every text in the current language."""
         self.setWindowTitle(_("Add contact"))
-        for row, text in ((0, _("Username:")), (1, _("Message (optional):"))):
-            label = self.form.itemAt(row, QFormLayout.ItemRole.LabelRole)
-            widget = label.widget() if label is not None else None
-            if isinstance(widget, QLabel):
-                widget.setText(text)
+        self.labels[0].setText(_("Username:"))
+        self.labels[1].setText(_("Message (optional):"))
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         if ok is not None:
             ok.setText(_("Send request"))
