@@ -47,6 +47,7 @@ from qtclient.views.dialogs import (
 )
 from qtclient.views.login import LoginWindow
 from qtclient.views.main_window import MainWindow
+from qtclient.views.profile import ProfileEditor
 from qtclient.views.tray import TrayNotifier
 
 #: Seconds to wait for the connections to close when quitting.
@@ -243,6 +244,7 @@ class ChatApp(QObject):
         main.switcher_requested.connect(self.open_switcher)
         main.contacts_requested.connect(self.open_contacts)
         main.profile_requested.connect(self.open_profile)
+        main.profile_editor_requested.connect(self.open_profile_editor)
         main.invite_dialog_requested.connect(lambda room: self.open_user_search("invite", room))
         main.invite_accepted.connect(c.accept_invite)
         main.invite_declined.connect(c.decline_invite)
@@ -742,13 +744,21 @@ class ChatApp(QObject):
     def open_profile(self, username: str) -> ProfileCard:
         """Someone's profile card (``user.get``), with a Message button."""
         controller = self.controller
-        dialog = ProfileCard(username, self.main_window)
+        dialog = ProfileCard(username, self.main_window, controller.avatars)
         controller.profile_loaded.connect(dialog.show_profile)
         dialog.finished.connect(lambda _r: _disconnect(controller.profile_loaded,
                                                        dialog.show_profile))
         dialog.message_requested.connect(controller.open_direct)
         self._open("profile", dialog)
         controller.load_profile(username)
+        return dialog
+
+    def open_profile_editor(self) -> ProfileEditor:
+        """The user's own profile: display name, status text, picture."""
+        controller = self.controller
+        dialog = ProfileEditor(controller, self.main_window)
+        dialog.save_requested.connect(lambda changes: controller.update_profile(**changes))
+        self._open("profile_editor", dialog)
         return dialog
 
     def open_switcher(self) -> QuickSwitcher:

@@ -29,6 +29,7 @@ from chatnet import __version__
 from chatnet.client.calls import Calls, VoiceCall
 from chatnet.client.connection import Patient
 from chatnet.client.core import ConnectionClosed, Event
+from chatnet.client.files import upload_avatar
 from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from qtclient.audio import CallAudio
@@ -41,7 +42,7 @@ from qtclient.models.rooms import RoomListModel, RoomSortProxy
 from qtclient.models.search import RELEVANCE, SearchResultsModel
 from qtclient.models.timeline import TimelineModel, action_text
 from qtclient.qt import ID, QDate, QLocale, QObject, QStandardPaths, QTimer, pyqtSignal
-from qtclient.transfers import TransferManager
+from qtclient.transfers import TransferManager, human_size
 
 #: Sent in ``session.hello``.
 CLIENT_NAME = f"chatnet-qt/{__version__}"
@@ -159,6 +160,9 @@ class ChatController(QObject):
         files: the :class:`~qtclient.transfers.TransferManager` (uploads,
             downloads, previews); its ``transfers`` and ``thumbnails`` are models
             the views read.
+        avatars: everyone's profile pictures (``files.avatars``), learnt from
+            the profiles that arrive and asked for (``user.get``) when a view
+            draws someone not heard of.
     """
 
     log = Logger()
@@ -218,6 +222,11 @@ class ChatController(QObject):
     contacts_changed = pyqtSignal()
     #: ``user.get`` answered for a profile card: the profile.
     profile_loaded = pyqtSignal(dict)
+    #: The user's own display name, status text or picture changed (here or on
+    #: another device).
+    own_profile_changed = pyqtSignal()
+    #: :meth:`update_profile` is done: "" when saved, else why not (translated).
+    profile_saved = pyqtSignal(str)
 
     def __init__(self, reactor: Any, session_options: dict[str, Any] | None = None,
                  parent: QObject | None = None, cache_dir: Path | None = None) -> None:
@@ -230,6 +239,8 @@ class ChatController(QObject):
         self.cache_root = cache_dir
         self.files = TransferManager(reactor, describe_error, self)
         self.files.upload_finished.connect(self._send_attachment)
+        self.avatars = self.files.avatars
+        self.avatars.profile_wanted.connect(self._ask_avatar)
         self.session: ChatSession | None = None
         self.me = ""
         self.rooms = RoomListModel(self)
@@ -500,6 +511,7 @@ class ChatController(QObject):
             if entry.is_direct and entry.peer:
                 self._learn_peer(entry.room_id)
         self.load_contacts()  # requests and contacts that changed meanwhile, and presence
+        self.avatars.refresh()  # pictures changed meanwhile: ask again when drawn
         if self.own_presence != "online":
             # The server forgets the chosen state when the last session ends.
             self._call("presence.set", {"state": self.own_presence}, None, lambda _e: None)
@@ -851,6 +863,7 @@ class ChatController(QObject):
             self.outgoing = set(outgoing)
             for username, profile in contacts.items():
                 self.presence[username] = normalise(profile.get("presence"))
+                self.avatars.learn(profile)
             self.contacts_changed.emit()
 
         self._call("contact.list", {"limit": 200}, page)
@@ -900,8 +913,22 @@ class ChatController(QObject):
 
     def load_profile(self, username: str) -> None:
         """``user.get``; answers with :attr:`profile_loaded`."""
-        self._call("user.get", {"username": username},
-                   lambda profile: self.profile_loaded.emit(dict(profile)))
+        def loaded(profile: dict[str, Any]) -> None:
+            self.avatars.learn(profile)
+            self.profile_loaded.emit(dict(profile))
+
+        self._call("user.get", {"username": username}, loaded)
+
+    def _ask_avatar(self, username: str) -> None:
+        """A view draws ``username`` without knowing their picture: ``user.get``.
+        Someone who no longer exists has none; any other failure is asked about
+        again after a reconnect (:meth:`AvatarCache.refresh`)."""
+        def failed(error: BaseException) -> None:
+            if isinstance(error, ChatError) and error.code is ErrorCode.NOT_FOUND:
+                self.avatars.set_avatar(username, "")
+
+        if self.session is not None:
+            self._call("user.get", {"username": username}, self.avatars.learn, failed)
 
     def _contact_gone(self, username: str) -> None:
         self.contacts.pop(username, None)
@@ -919,6 +946,7 @@ class ChatController(QObject):
         profile = dict(data.get("profile") or {})
         username = str(profile.get("username", ""))
         self.contacts[username] = profile
+        self.avatars.learn(profile)
         self.incoming.pop(username, None)
         self.outgoing.discard(username)
         self.presence[username] = normalise(profile.get("presence"))
@@ -1242,6 +1270,56 @@ class ChatController(QObject):
     def _own_profile(self, profile: dict[str, Any]) -> None:
         self.status_text = str(profile.get("status_text") or "")
         self.display_names[self.me] = str(profile.get("display_name") or self.me)
+        self.avatars.learn(profile)
+        self.own_profile_changed.emit()
+
+    def update_profile(self, display_name: str | None = None, status_text: str | None = None,
+                       picture: str | None = None, remove_picture: bool = False) -> None:
+        """Change the user's own profile (docs/protocol.md 4): the picture first
+        (``picture``, a local image file: uploaded with ``purpose: avatar``, then
+        ``user.update {avatar_file_id}``; or ``remove_picture``: ``""``), then the
+        display name and status text (None: unchanged). A refused picture changes
+        nothing. Answers with :attr:`profile_saved`: "" or the reason, in which
+        the server's own sentence says what was wrong with the picture."""
+        session = self.session
+        if session is None:
+            self.profile_saved.emit(describe_error(ConnectionClosed()))
+            return
+        changes: dict[str, Any] = {}
+        if display_name is not None:
+            changes["display_name"] = display_name
+        if status_text is not None:
+            changes["status_text"] = status_text
+        if remove_picture and not picture:
+            changes["avatar_file_id"] = ""
+
+        async def save() -> dict[str, Any] | None:
+            profile = None
+            if picture:
+                profile = await upload_avatar(session, Path(picture))
+            if changes:
+                profile = await session.call("user.update", changes)
+            return profile
+
+        def saved(profile: dict[str, Any] | None) -> None:
+            if profile is not None:
+                self._own_profile(profile)
+            self.profile_saved.emit("")
+
+        def refused(error: BaseException) -> None:
+            details = (error.details or {}) if isinstance(error, ChatError) else {}
+            if isinstance(error, ChatError) and "max_file_size" in details:
+                self.profile_saved.emit(_("The picture is too large: profile pictures may "
+                                          "have at most {size}.").format(
+                    size=human_size(int(details["max_file_size"]))))
+            elif isinstance(error, ChatError) and error.code in (ErrorCode.BAD_REQUEST,
+                                                                 ErrorCode.TOO_LARGE):
+                self.profile_saved.emit(_("The server refused it: {reason}").format(
+                    reason=error.message))
+            else:
+                self.profile_saved.emit(self.files.explain(error))
+
+        self.run(Deferred.fromCoroutine(save()), saved, refused)
 
     # -- events from the server ----------------------------------------------------------------
 
@@ -1443,6 +1521,10 @@ class ChatController(QObject):
         self.rooms.set_display_name(username, name)
         self.members.set_display_name(username, name)
         self._names_changed()
+        self.avatars.learn(profile)
+        if username == self.me:
+            self.status_text = str(profile.get("status_text") or "")
+            self.own_profile_changed.emit()
         if username in self.contacts:
             self.contacts[username].update(profile)
             self.contacts_changed.emit()

@@ -3,9 +3,10 @@
 :class:`TransferManager` is owned by the controller and, like it, talks to
 the network (through the client library's resumable
 :class:`~chatnet.client.files.Upload` and :class:`~chatnet.client.files.Download`).
-It keeps :class:`~qtclient.models.transfers.TransfersModel` and
-:class:`~qtclient.models.thumbnails.ThumbnailCache` current; views only read
-those and emit intents, which the controller passes on here.
+It keeps :class:`~qtclient.models.transfers.TransfersModel`,
+:class:`~qtclient.models.thumbnails.ThumbnailCache` and the pictures of
+:class:`~qtclient.models.avatars.AvatarCache` current; views only read those
+and emit intents, which the controller passes on here.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from chatnet.client.files import Download, Upload
 from chatnet.client.session import ChatSession
 from chatnet.errors import ChatError, ErrorCode
 from qtclient.i18n import _
+from qtclient.models.avatars import MASTER_SIZE, AvatarCache
 from qtclient.models.thumbnails import (
     THUMBNAIL_HEIGHT,
     THUMBNAIL_WIDTH,
@@ -63,6 +65,8 @@ MAX_PREVIEW_DOWNLOADS = 2
 #: Preview requests kept waiting; older ones (scrolled past) are dropped and
 #: asked for again if they come back on screen.
 MAX_PREVIEW_QUEUE = 30
+#: Profile pictures downloaded at once (a members panel coming into view).
+MAX_AVATAR_DOWNLOADS = 4
 #: Images larger than this get no automatic preview (their Download button stays).
 PREVIEW_MAX_BYTES = 20 * 1024 * 1024
 #: Seconds to wait before beginning an upload again, silently, when the server
@@ -163,6 +167,8 @@ class TransferManager(QObject):
         cache_dir: where previews are downloaded to (set per account at login).
         transfers: uploads and downloads, for the attachments strip and bubbles.
         thumbnails: scaled image previews, for the message delegate.
+        avatars: profile pictures, for every view that shows a person; the
+            manager fetches the pictures it asks for (``file_wanted``).
 
     Signals:
         upload_finished(room_id, file): an upload to ``room_id`` is stored on the
@@ -183,6 +189,8 @@ class TransferManager(QObject):
         self.cache_dir: Path | None = None
         self.transfers = TransfersModel(self)
         self.thumbnails = ThumbnailCache(parent=self)
+        self.avatars = AvatarCache(parent=self)
+        self.avatars.file_wanted.connect(self.want_avatar)
         self._jobs: dict[int, Upload | Download] = {}
         self._offset_retries: dict[int, int] = {}
         self._restarts: dict[int, Any] = {}  # transfer id -> its pending DelayedCall
@@ -190,6 +198,8 @@ class TransferManager(QObject):
         self._local: dict[str, str] = {}  # file id -> a local copy (own uploads)
         self._previews: list[tuple[str, str]] = []  # (file id, mime) waiting, newest last
         self._preview_jobs: dict[str, Download] = {}
+        self._avatar_queue: list[str] = []  # file ids waiting, newest last
+        self._avatar_jobs: dict[str, Download] = {}
 
     # -- uploads -------------------------------------------------------------------------------
 
@@ -391,9 +401,12 @@ class TransferManager(QObject):
 
     def reset(self) -> None:
         """Logout: stop everything and forget it."""
-        jobs = list(self._jobs.values()) + list(self._preview_jobs.values())
+        jobs = (list(self._jobs.values()) + list(self._preview_jobs.values())
+                + list(self._avatar_jobs.values()))
         self._jobs.clear()
         self._preview_jobs.clear()
+        self._avatar_jobs.clear()
+        self._avatar_queue.clear()
         self._previews.clear()
         self._offset_retries.clear()
         for restart in self._restarts.values():
@@ -406,6 +419,7 @@ class TransferManager(QObject):
             job.cancel()
         self.transfers.clear()
         self.thumbnails.clear()
+        self.avatars.clear()
 
     # -- previews ------------------------------------------------------------------------------
 
@@ -506,3 +520,73 @@ class TransferManager(QObject):
             self.thumbnails.mark_failed(file_id)
 
         work.addCallbacks(scaled, failed)
+
+    # -- profile pictures ----------------------------------------------------------------------
+
+    def want_avatar(self, file_id: str) -> None:
+        """A profile picture is drawn but not loaded: read it from the cache folder
+        (pictures never change: a new one has a new file id), or download it
+        there first; then decode it into :attr:`avatars`."""
+        local = self._local_copy(file_id)
+        if local is not None:
+            self._load_avatar(file_id, local)
+            return
+        if file_id not in self._avatar_queue and file_id not in self._avatar_jobs:
+            self._avatar_queue.append(file_id)
+        self._pump_avatars()
+
+    def _pump_avatars(self) -> None:
+        session = self.session
+        while (session is not None and self._avatar_queue
+               and len(self._avatar_jobs) < MAX_AVATAR_DOWNLOADS):
+            file_id = self._avatar_queue.pop()
+            dest = self._cache_path(file_id)
+            if dest is None:
+                self.avatars.mark_failed(file_id)
+                continue
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                self.avatars.mark_failed(file_id)
+                continue
+            job = Download(session, file_id, dest)
+            self._avatar_jobs[file_id] = job
+            job.start().addCallbacks(
+                lambda _info, f=file_id, j=job, d=dest: self._avatar_fetched(f, j, str(d)),
+                lambda failure, f=file_id, j=job: self._avatar_failed(f, j, failure))
+
+    def _avatar_fetched(self, file_id: str, job: Download, path: str) -> None:
+        if self._avatar_jobs.get(file_id) is not job:
+            return
+        del self._avatar_jobs[file_id]
+        self._load_avatar(file_id, path)
+        self._pump_avatars()
+
+    def _avatar_failed(self, file_id: str, job: Download, failure: Failure) -> None:
+        if self._avatar_jobs.get(file_id) is not job:
+            return
+        del self._avatar_jobs[file_id]
+        if not isinstance(failure.value, ChatError | OSError | CancelledError):
+            self.log.failure("profile picture download failed", failure)
+        self.avatars.mark_failed(file_id)
+        self._pump_avatars()
+
+    def _load_avatar(self, file_id: str, path: str) -> None:
+        """Decode in the thread pool, at the screen's pixel ratio; store on the GUI thread."""
+        screen = QGuiApplication.primaryScreen()
+        ratio = screen.devicePixelRatio() if screen is not None else 1.0
+        side = int(MASTER_SIZE * ratio)
+        work: Deferred[QImage | None] = deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), _scaled_image, path, side, side)
+
+        def decoded(image: QImage | None) -> None:
+            if image is None:
+                self.avatars.mark_failed(file_id)
+            else:
+                self.avatars.store(file_id, image)
+
+        def failed(failure: Failure) -> None:
+            self.log.failure("profile picture could not be read", failure)
+            self.avatars.mark_failed(file_id)
+
+        work.addCallbacks(decoded, failed)

@@ -308,8 +308,10 @@ _PASSWORD = 1024
 _ROOM_NAME = 80
 _TOPIC = 500
 _CLIENT_MSG_ID = 64
-_STATUS_TEXT = 140
-_DISPLAY_NAME = 64
+#: Longest ``status_text`` and ``display_name`` (characters; docs/protocol.md 4),
+#: public because clients check them before asking.
+MAX_STATUS_TEXT = 140
+MAX_DISPLAY_NAME = 64
 _FILE_ID = 64
 
 
@@ -345,7 +347,7 @@ OPS: dict[str, Op] = _ops(
     Op("auth.logout", "mind", "logout"),
     Op("auth.register", "accounts", "register",
        (Username(), Str("password", _PASSWORD, text="any"),
-        Str("display_name", _DISPLAY_NAME, required=False)),
+        Str("display_name", MAX_DISPLAY_NAME, required=False)),
        before_login=True, after_login=False, cost=5),
     Op("auth.change_password", "accounts", "change_password",
        (Str("old_password", _PASSWORD, text="any"), Str("new_password", _PASSWORD, text="any")),
@@ -353,8 +355,8 @@ OPS: dict[str, Op] = _ops(
     # -- 4. Users, presence, contacts -----------------------------------------------------
     Op("user.get", "users", "get", (Username(),)),
     Op("user.update", "users", "update",
-       (Str("display_name", _DISPLAY_NAME, required=False),
-        Str("status_text", _STATUS_TEXT, min_len=0, required=False),
+       (Str("display_name", MAX_DISPLAY_NAME, required=False),
+        Str("status_text", MAX_STATUS_TEXT, min_len=0, required=False),
         Str("avatar_file_id", _FILE_ID, min_len=0, required=False))),
     Op("user.search", "users", "search",
        (Str("query", 64, min_len=0), Int("limit", maximum=100, required=False, default=20)),

@@ -14,9 +14,9 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from qtclient.i18n import _
+from qtclient.models.avatars import AvatarCache
 from qtclient.models.presence import STATE_COLOURS, STATE_NAMES, UNKNOWN, normalise
 from qtclient.qt import (
-    QColor,
     QContextMenuEvent,
     QDateTime,
     QDialogButtonBox,
@@ -29,15 +29,16 @@ from qtclient.qt import (
     QListWidgetItem,
     QLocale,
     QMenu,
-    QPainter,
-    QPixmap,
     QPlainTextEdit,
     QPushButton,
+    QSize,
     Qt,
+    QTimer,
     QVBoxLayout,
     QWidget,
     pyqtSignal,
 )
+from qtclient.views.delegates import avatar_pixmap
 from qtclient.views.dialogs import _Dialog
 
 if TYPE_CHECKING:
@@ -45,19 +46,8 @@ if TYPE_CHECKING:
 
 #: Where a list item keeps its username.
 USERNAME = Qt.ItemDataRole.UserRole
-
-
-def presence_dot(state: str, size: int = 12) -> QIcon:
-    """A round dot in the colour of a presence state."""
-    pixmap = QPixmap(size, size)
-    pixmap.fill(QColor(0, 0, 0, 0))
-    painter = QPainter(pixmap)
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setPen(Qt.PenStyle.NoPen)
-    painter.setBrush(QColor(STATE_COLOURS.get(state, STATE_COLOURS["offline"])))
-    painter.drawEllipse(1, 1, size - 2, size - 2)
-    painter.end()
-    return QIcon(pixmap)
+#: The pictures in the Contacts window's lists, and on the profile card.
+ROW_AVATAR, CARD_AVATAR = 28, 72
 
 
 def profile_line(profile: dict[str, Any]) -> str:
@@ -104,8 +94,9 @@ class ContactList(QListWidget):
 
 
 class ContactsDialog(_Dialog):
-    """An account's contacts (presence dot, name, status text), the requests it
-    received (Accept / Decline) and those it sent (Withdraw), and "Add contact…".
+    """An account's contacts (picture with a presence dot, name, status text), the
+    requests it received (Accept / Decline) and those it sent (Withdraw), and
+    "Add contact…".
 
     Signals:
         add_requested(): open the Add contact dialog.
@@ -169,13 +160,25 @@ class ContactsDialog(_Dialog):
         layout.addWidget(self.outgoing_list)
         layout.addLayout(withdraw)
         layout.addLayout(bottom)
+        for view in (self.contacts_list, self.incoming_list, self.outgoing_list):
+            view.setIconSize(QSize(ROW_AVATAR, ROW_AVATAR))
+        # Pictures arrive one by one: draw them together, once per turn of the loop.
+        self._repaint = QTimer(self)
+        self._repaint.setSingleShot(True)
+        self._repaint.setInterval(0)
+        self._repaint.timeout.connect(self.refresh)
         state.contacts_changed.connect(self.refresh)
+        state.avatars.changed.connect(self._avatar_changed)
         self.finished.connect(self._stop_following)
         self.retranslate()
 
     def _stop_following(self, _result: int) -> None:
         with contextlib.suppress(TypeError, RuntimeError):
             self.state.contacts_changed.disconnect(self.refresh)
+            self.state.avatars.changed.disconnect(self._avatar_changed)
+
+    def _avatar_changed(self, _username: str) -> None:
+        self._repaint.start()
 
     def retranslate(self) -> None:
         """Set every text in the current language."""
@@ -198,27 +201,33 @@ class ContactsDialog(_Dialog):
         self._fill(self.contacts_list, [
             (username, profile_line(profile),
              state.presence.get(username, UNKNOWN if state.connection != "online"
-                                else normalise(profile.get("presence"))))
+                                else normalise(profile.get("presence"))),
+             str(profile.get("display_name") or username))
             for username, profile in sorted(state.contacts.items())])
         self._fill(self.incoming_list, [
             (username, f"@{username}" + (f" — {' '.join(message.split())}" if message else ""),
-             None) for username, message in sorted(state.incoming.items())])
+             None, username) for username, message in sorted(state.incoming.items())])
         self._fill(self.outgoing_list, [
-            (username, f"@{username}", None) for username in sorted(state.outgoing)])
+            (username, f"@{username}", None, username) for username in sorted(state.outgoing)])
         self.accept_button.setEnabled(bool(state.incoming))
         self.decline_button.setEnabled(bool(state.incoming))
         self.withdraw_button.setEnabled(bool(state.outgoing))
 
-    @staticmethod
-    def _fill(view: QListWidget, rows: list[tuple[str, str, str | None]]) -> None:
+    def _fill(self, view: QListWidget, rows: list[tuple[str, str, str | None, str]]) -> None:
+        """Rows of (username, text, presence or None, display name), each with the
+        person's picture (and presence dot)."""
         current = view.currentItem()
         keep = str(current.data(USERNAME)) if current is not None else None
+        ratio = self.devicePixelRatioF()
+        font = view.font()
+        font.setBold(True)
         view.clear()
-        for username, text, presence in rows:
+        for username, text, presence, name in rows:
             item = QListWidgetItem(text)
             item.setData(USERNAME, username)
+            item.setIcon(QIcon(avatar_pixmap(self.state.avatars, username, name, ROW_AVATAR,
+                                             font, presence, ratio)))
             if presence is not None:
-                item.setIcon(presence_dot(presence))
                 item.setToolTip(_(STATE_NAMES.get(presence, STATE_NAMES["offline"])))
             view.addItem(item)
             if username == keep:
@@ -268,9 +277,11 @@ class AddContactDialog(_Dialog):
                                         | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.accepted.connect(self._send)
         self.buttons.rejected.connect(self.reject)
+        # (Qt makes no label for an empty text, so the labels are made here.)
+        self.labels = [QLabel(), QLabel()]
         self.form = QFormLayout()
-        self.form.addRow("", self.username)
-        self.form.addRow("", self.message)
+        self.form.addRow(self.labels[0], self.username)
+        self.form.addRow(self.labels[1], self.message)
         layout = QVBoxLayout(self)
         layout.addLayout(self.form)
         layout.addWidget(self.buttons)
@@ -281,11 +292,8 @@ class AddContactDialog(_Dialog):
     def retranslate(self) -> None:
         """Set every text in the current language."""
         self.setWindowTitle(_("Add contact"))
-        for row, text in ((0, _("Username:")), (1, _("Message (optional):"))):
-            label = self.form.itemAt(row, QFormLayout.ItemRole.LabelRole)
-            widget = label.widget() if label is not None else None
-            if isinstance(widget, QLabel):
-                widget.setText(text)
+        self.labels[0].setText(_("Username:"))
+        self.labels[1].setText(_("Message (optional):"))
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         if ok is not None:
             ok.setText(_("Send request"))
@@ -309,8 +317,13 @@ def last_seen_text(ts: int) -> str:
 
 
 class ProfileCard(_Dialog):
-    """Someone's profile (``user.get``): display name, @username, status text,
-    presence and last seen, with a Message button.
+    """Someone's profile (``user.get``): picture, display name, @username, status
+    text, presence and last seen, with a Message button.
+
+    Args:
+        username: whose profile.
+        parent: the main window.
+        avatars: the account's profile pictures (None: the initial only).
 
     Signals:
         message_requested(username)
@@ -318,10 +331,14 @@ class ProfileCard(_Dialog):
 
     message_requested = pyqtSignal(str)
 
-    def __init__(self, username: str, parent: QWidget | None = None) -> None:
+    def __init__(self, username: str, parent: QWidget | None = None,
+                 avatars: AvatarCache | None = None) -> None:
         super().__init__(parent)
         self.username = username
+        self.avatars = avatars
         self.profile: dict[str, Any] = {"username": username}
+        self.avatar_label = QLabel()
+        self.avatar_label.setFixedSize(CARD_AVATAR, CARD_AVATAR)
         self.name_label = QLabel()
         font = self.name_label.font()
         font.setPointSizeF(font.pointSizeF() * 1.3)
@@ -341,13 +358,43 @@ class ProfileCard(_Dialog):
         buttons.addStretch(1)
         buttons.addWidget(self.message_button)
         buttons.addWidget(self.close_button)
+        names = QVBoxLayout()
+        names.addStretch(1)
+        head = QHBoxLayout()
+        head.addWidget(self.avatar_label, 0, Qt.AlignmentFlag.AlignTop)
+        head.addSpacing(8)
+        head.addLayout(names, 1)
         layout = QVBoxLayout(self)
+        layout.addLayout(head)
         for label in (self.name_label, self.username_label, self.status_label,
                       self.presence_label, self.last_seen_label):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            layout.addWidget(label)
+            (names if label in (self.name_label, self.username_label) else layout).addWidget(
+                label)
+        names.addStretch(1)
         layout.addLayout(buttons)
+        if avatars is not None:
+            avatars.changed.connect(self._avatar_changed)
+            self.finished.connect(self._stop_following)
         self.retranslate()
+
+    def _stop_following(self, _result: int) -> None:
+        with contextlib.suppress(TypeError, RuntimeError):
+            if self.avatars is not None:
+                self.avatars.changed.disconnect(self._avatar_changed)
+
+    def _avatar_changed(self, username: str) -> None:
+        if username in ("", self.username):
+            self.show_avatar()
+
+    def show_avatar(self) -> None:
+        """Draw the person's picture (or initial) beside their name."""
+        font = self.name_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.5)
+        name = str(self.profile.get("display_name") or self.username)
+        self.avatar_label.setPixmap(avatar_pixmap(self.avatars, self.username, name,
+                                                  CARD_AVATAR, font,
+                                                  ratio=self.devicePixelRatioF()))
 
     def show_profile(self, profile: dict[str, Any]) -> None:
         """Fill the card with ``user.get``'s answer (others' are ignored)."""
@@ -375,6 +422,7 @@ class ProfileCard(_Dialog):
         self.last_seen_label.setVisible(bool(self.last_seen_label.text()))
         self.message_button.setText(_("Message"))
         self.close_button.setText(_("Close"))
+        self.show_avatar()
 
     def _message(self) -> None:
         self.message_requested.emit(self.username)

@@ -17,6 +17,10 @@ repaints, never lays the list out again. Previews come from
 :class:`~qtclient.models.thumbnails.ThumbnailCache` (a dictionary lookup per
 paint); what is missing is asked for once, after the paint, through
 ``thumbnail_wanted``.
+
+People are drawn by :func:`paint_avatar`: their profile picture from the
+account's :class:`~qtclient.models.avatars.AvatarCache` (a lookup per paint;
+the cache asks for what it lacks), else their initial on their colour.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from datetime import datetime
 from typing import Any
 
 from qtclient.i18n import _, ngettext
+from qtclient.models.avatars import AvatarCache
 from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
 from qtclient.models.presence import STATE_COLOURS, STATE_NAMES, UNKNOWN
@@ -62,6 +67,7 @@ from qtclient.qt import (
     QPainterPath,
     QPen,
     QPersistentModelIndex,
+    QPixmap,
     QPointF,
     QRect,
     QRectF,
@@ -84,7 +90,8 @@ _TR = TimelineModel.Roles
 
 # Geometry, in device-independent pixels.
 MARGIN = 10            # between the list's edge and the avatars/bubbles
-AVATAR = 32            # diameter of the sender's initial
+AVATAR = 32            # diameter of the sender's picture (or initial)
+LIST_AVATAR = 28       # diameter of a person's picture in the room and member lists
 GAP = 8                # between an avatar and its bubble
 PAD = 8                # inside a bubble
 SPACING = 6            # below each message
@@ -114,6 +121,48 @@ def name_colour(username: str) -> QColor:
     """A stable colour per user, so a conversation's speakers are told apart."""
     digest = hashlib.blake2b(username.encode(), digest_size=1).digest()[0]
     return QColor(_NAME_COLOURS[digest % len(_NAME_COLOURS)])
+
+
+def paint_avatar(painter: QPainter, rect: QRect, avatars: AvatarCache | None, username: str,
+                 name: str, font: QFont) -> None:
+    """Draw someone in the circle ``rect``: their profile picture if ``avatars``
+    has it (at the painter's device pixel ratio), else the first letter of
+    ``name`` in white on their colour (:func:`name_colour`)."""
+    device = painter.device()
+    ratio = device.devicePixelRatioF() if device is not None else 1.0
+    picture = (avatars.pixmap(username, rect.width(), ratio)
+               if avatars is not None and username else None)
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+    if picture is not None:
+        painter.drawPixmap(rect, picture)
+    else:
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(name_colour(username))
+        painter.drawEllipse(rect)
+        painter.setPen(QColor("white"))
+        painter.setFont(font)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, name.strip()[:1].upper() or "?")
+    painter.restore()
+
+
+def avatar_pixmap(avatars: AvatarCache | None, username: str, name: str, size: int,
+                  font: QFont, presence: str | None = None, ratio: float = 1.0) -> QPixmap:
+    """Someone's picture (or initial, :func:`paint_avatar`) as a ``size`` x ``size``
+    pixmap for labels and list icons, with their presence dot at its lower right
+    when ``presence`` is given."""
+    pixmap = QPixmap(max(1, round(size * ratio)), max(1, round(size * ratio)))
+    pixmap.setDevicePixelRatio(ratio)
+    pixmap.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pixmap)
+    paint_avatar(painter, QRect(0, 0, size, size), avatars, username, name, font)
+    if presence is not None:
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        radius = max(4, size // 6)
+        _paint_dot(painter, size - radius, size - radius, presence, radius)
+    painter.end()
+    return pixmap
 
 
 #: Drawn before the countdown of a burn-after-reading message.
@@ -293,6 +342,7 @@ class MessageDelegate(QStyledItemDelegate):
         transfers: the downloads, read to show each file's state (set by the
             main window; None shows every file as not downloaded).
         thumbnails: image previews, read when painting (None: no previews).
+        avatars: profile pictures, read when painting (None: initials only).
 
     Signals:
         reaction_clicked(msg_id, emoji, on): a reaction chip was clicked
@@ -322,6 +372,7 @@ class MessageDelegate(QStyledItemDelegate):
         self._layouts: OrderedDict[tuple[Any, int], MessageLayout] = OrderedDict()
         self.transfers: TransfersModel | None = None
         self.thumbnails: ThumbnailCache | None = None
+        self.avatars: AvatarCache | None = None
         #: The key of the message drawn highlighted (a search result just
         #: opened), or None; set by the view.
         self.highlight_key: str | None = None
@@ -586,13 +637,7 @@ class MessageDelegate(QStyledItemDelegate):
         sender = str(index.data(_TR.Sender))
         name = str(index.data(_TR.SenderName))
         if layout.avatar is not None:
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(name_colour(sender))
-            painter.drawEllipse(layout.avatar)
-            painter.setPen(QColor("white"))
-            painter.setFont(bold)
-            painter.drawText(layout.avatar, Qt.AlignmentFlag.AlignCenter,
-                             name[:1].upper() or "?")
+            paint_avatar(painter, layout.avatar, self.avatars, sender, name, bold)
         own = bool(index.data(_TR.IsOwn))
         colour = _OWN_BUBBLE if own else (
             _MENTION_BUBBLE if index.data(_TR.Mentioned) else _OTHER_BUBBLE)
@@ -891,23 +936,49 @@ def _paint_file_icon(painter: QPainter, rect: QRect, name: str, font: QFont) -> 
                          extension)
 
 
-def _paint_dot(painter: QPainter, centre_x: int, centre_y: int, state: str) -> None:
-    """A presence dot; a hollow grey ring when the presence is not known."""
+def _paint_dot(painter: QPainter, centre_x: int, centre_y: int, state: str,
+               radius: int = 6) -> None:
+    """A presence dot of ``radius`` with a white ring (so it reads on a picture);
+    a hollow grey ring when the presence is not known."""
     colour = QColor(STATE_COLOURS.get(state, STATE_COLOURS["offline"]))
     if state == UNKNOWN:
         painter.setPen(QPen(colour, 2))
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        painter.drawEllipse(QRectF(centre_x - 5, centre_y - 5, 10, 10))
+        painter.setBrush(QColor("white"))
+        painter.drawEllipse(QRectF(centre_x - radius + 1, centre_y - radius + 1,
+                                   2 * radius - 2, 2 * radius - 2))
         return
     painter.setPen(QPen(QColor("white"), 2))
     painter.setBrush(colour)
-    painter.drawEllipse(QRectF(centre_x - 6, centre_y - 6, 12, 12))
+    painter.drawEllipse(QRectF(centre_x - radius, centre_y - radius, 2 * radius, 2 * radius))
+
+
+def _paint_person(painter: QPainter, rect: QRect, avatars: AvatarCache, username: str,
+                  name: str, presence: str, font: QFont) -> None:
+    """A list row's person: a :data:`LIST_AVATAR` picture (or initial) centred
+    vertically at the row's left, the presence dot at its lower right."""
+    box = QRect(rect.left() + 6, rect.center().y() - LIST_AVATAR // 2 + 1, LIST_AVATAR,
+                LIST_AVATAR)
+    small = QFont(font)
+    small.setBold(True)
+    paint_avatar(painter, box, avatars, username, name, small)
+    _paint_dot(painter, box.right() - 2, box.bottom() - 2, presence, 5)
 
 
 class RoomDelegate(QStyledItemDelegate):
-    """A room row: presence dot (direct) or ``#`` (group), name, unread badge."""
+    """A room row: the other person's picture with their presence dot (direct)
+    or ``#`` (group), name, unread badge.
+
+    Attributes:
+        avatars: profile pictures (None: a direct room shows only the dot).
+    """
 
     ROW_HEIGHT = 40
+    #: Where the name begins, from the row's left.
+    TEXT_LEFT = 42
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.avatars: AvatarCache | None = None
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         """Rows of one height (the list uses uniform item sizes)."""
@@ -932,8 +1003,12 @@ class RoomDelegate(QStyledItemDelegate):
         font = QFont(option.font)
         unread = int(index.data(roles.Unread) or 0)
         cx, cy = rect.left() + 18, rect.center().y()
-        if index.data(roles.IsDirect):
-            _paint_dot(painter, cx, cy, str(index.data(roles.Presence) or "offline"))
+        presence = str(index.data(roles.Presence) or "offline")
+        if index.data(roles.IsDirect) and self.avatars is not None:
+            _paint_person(painter, rect, self.avatars, str(index.data(roles.Peer) or ""),
+                          str(index.data() or ""), presence, font)
+        elif index.data(roles.IsDirect):
+            _paint_dot(painter, cx, cy, presence)
         else:
             painter.setPen(text_colour)
             painter.setFont(font)
@@ -954,8 +1029,8 @@ class RoomDelegate(QStyledItemDelegate):
             painter.setPen(QColor("white"))
             painter.setFont(small)
             painter.drawText(badge_rect, Qt.AlignmentFlag.AlignCenter, badge)
-        name_rect = QRect(rect.left() + 34, rect.top(), rect.width() - 34 - badge_w - 16,
-                          rect.height())
+        name_rect = QRect(rect.left() + self.TEXT_LEFT, rect.top(),
+                          rect.width() - self.TEXT_LEFT - badge_w - 16, rect.height())
         font.setBold(unread > 0)
         painter.setFont(font)
         painter.setPen(text_colour)
@@ -989,6 +1064,13 @@ class MemberDelegate(QStyledItemDelegate):
     """
 
     MIN_HEIGHT = 40
+    #: Where the text begins, from the row's left (after the picture).
+    TEXT_LEFT = 42
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        #: Profile pictures (None: a presence dot where the picture would be).
+        self.avatars: AvatarCache | None = None
 
     @staticmethod
     def _fonts(option: QStyleOptionViewItem) -> tuple[QFont, QFont]:
@@ -1034,8 +1116,12 @@ class MemberDelegate(QStyledItemDelegate):
         if selected:
             painter.fillRect(rect, option.palette.highlight())
         presence = str(index.data(roles.Presence) or "offline")
-        _paint_dot(painter, rect.left() + 16, rect.center().y(), presence)
         font, small = self._fonts(option)
+        if self.avatars is not None:
+            _paint_person(painter, rect, self.avatars, str(index.data(roles.Username) or ""),
+                          str(index.data(roles.DisplayName) or ""), presence, font)
+        else:
+            _paint_dot(painter, rect.left() + 16, rect.center().y(), presence)
         role = str(index.data(roles.Role) or "member")
         tag = role_text(role) if role != "member" else ""
         tag_w = QFontMetrics(small).horizontalAdvance(tag) + 12 if tag else 0
@@ -1044,7 +1130,8 @@ class MemberDelegate(QStyledItemDelegate):
         muted = _MUTED if not selected else text_colour
         name_h, sub_h = QFontMetrics(font).height(), QFontMetrics(small).height()
         top = rect.top() + (rect.height() - name_h - sub_h - 2) // 2
-        line = QRect(rect.left() + 30, top, rect.width() - 38 - tag_w, name_h)
+        line = QRect(rect.left() + self.TEXT_LEFT, top, rect.width() - self.TEXT_LEFT - 8 - tag_w,
+                     name_h)
         name, handle = self.first_line(index, font, line.width())
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         painter.setFont(font)

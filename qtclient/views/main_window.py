@@ -58,7 +58,9 @@ from qtclient.qt import (
     QFileDialog,
     QFont,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
+    QIcon,
     QItemSelectionModel,
     QKeySequence,
     QLabel,
@@ -83,7 +85,12 @@ from qtclient.qt import (
 from qtclient.views.attachments import AttachmentsStrip, FileDropFilter
 from qtclient.views.calls import CallBar, IncomingCall
 from qtclient.views.conversation import BurnButton, Composer, TimelineView
-from qtclient.views.delegates import InviteDelegate, MemberDelegate, RoomDelegate
+from qtclient.views.delegates import (
+    InviteDelegate,
+    MemberDelegate,
+    RoomDelegate,
+    avatar_pixmap,
+)
 from qtclient.views.icons import app_icon, paperclip_icon
 from qtclient.views.search import SearchPanel
 
@@ -134,7 +141,8 @@ class MembersView(QListView):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setItemDelegate(MemberDelegate(self))
+        self.delegate = MemberDelegate(self)
+        self.setItemDelegate(self.delegate)
         self.setUniformItemSizes(True)
         self.setFrameShape(QListView.Shape.NoFrame)
         self.me = ""
@@ -227,6 +235,8 @@ class MainWindow(QMainWindow):
     message_someone_requested = pyqtSignal()
     contacts_requested = pyqtSignal()
     profile_requested = pyqtSignal(str)
+    #: *Edit profile…* (or a click on one's own picture).
+    profile_editor_requested = pyqtSignal()
     switcher_requested = pyqtSignal()
     invite_dialog_requested = pyqtSignal(ID)
     #: room id of an invitation the user accepts / declines
@@ -308,6 +318,7 @@ class MainWindow(QMainWindow):
         state.message_shown.connect(self.reveal_message)
         state.export_progress.connect(self.export_progressed)
         state.export_finished.connect(self.export_ended)
+        self._show_avatars()
 
     # -- construction --------------------------------------------------------------------------
 
@@ -323,6 +334,8 @@ class MainWindow(QMainWindow):
         self.message_action.triggered.connect(self.message_someone_requested)
         self.contacts_action = QAction(self)
         self.contacts_action.triggered.connect(self.contacts_requested)
+        self.profile_action = QAction(self)
+        self.profile_action.triggered.connect(self.profile_editor_requested)
         self.switcher_action = QAction(self)
         self.switcher_action.setShortcut(QKeySequence("Ctrl+K"))
         self.switcher_action.triggered.connect(self.switcher_requested)
@@ -347,7 +360,7 @@ class MainWindow(QMainWindow):
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.quit_requested)
         for action in (self.switcher_action, self.new_room_action, self.browse_action,
-                       self.message_action, self.contacts_action):
+                       self.message_action, self.contacts_action, self.profile_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
         for action in (self.find_action, self.find_all_action, self.date_action,
@@ -365,6 +378,10 @@ class MainWindow(QMainWindow):
         font = QFont(self.me_label.font())
         font.setBold(True)
         self.me_label.setFont(font)
+        self.me_avatar = QToolButton()
+        self.me_avatar.setAutoRaise(True)
+        self.me_avatar.setIconSize(QSize(36, 36))
+        self.me_avatar.clicked.connect(self.profile_editor_requested)
         self.status_text = QLineEdit()
         self.status_text.setMaxLength(140)
         self.status_text.editingFinished.connect(
@@ -375,7 +392,8 @@ class MainWindow(QMainWindow):
         self._build_invites()
         self.room_list = QListView()
         self.room_list.setModel(self.state.room_proxy)
-        self.room_list.setItemDelegate(RoomDelegate(self.room_list))
+        self.room_delegate = RoomDelegate(self.room_list)
+        self.room_list.setItemDelegate(self.room_delegate)
         self.room_list.setUniformItemSizes(True)
         self.room_list.setMouseTracking(True)
         self.room_list.setFrameShape(QListView.Shape.NoFrame)
@@ -395,8 +413,13 @@ class MainWindow(QMainWindow):
             buttons.addWidget(button)
         layout = QVBoxLayout(self.left)
         layout.setContentsMargins(8, 8, 4, 8)
-        layout.addWidget(self.me_label)
-        layout.addWidget(self.status_text)
+        me = QGridLayout()
+        me.setHorizontalSpacing(6)
+        me.setVerticalSpacing(2)
+        me.addWidget(self.me_avatar, 0, 0, 2, 1)
+        me.addWidget(self.me_label, 0, 1)
+        me.addWidget(self.status_text, 1, 1)
+        layout.addLayout(me)
         layout.addWidget(self.filter)
         layout.addWidget(self.invites_panel)
         layout.addWidget(self.room_list, 1)
@@ -769,6 +792,8 @@ class MainWindow(QMainWindow):
         self.browse_action.setText(_("Browse rooms…"))
         self.message_action.setText(_("Message someone…"))
         self.contacts_action.setText(_("Contacts…"))
+        self.profile_action.setText(_("Edit profile…"))
+        self.me_avatar.setToolTip(_("Edit profile…"))
         self.switcher_action.setText(_("Go to a conversation…"))
         self.find_action.setText(_("Search in this conversation…"))
         self.find_all_action.setText(_("Search all conversations…"))
@@ -828,6 +853,29 @@ class MainWindow(QMainWindow):
         self.me_label.setText(f"{name}  (@{me})" if name != me else f"@{me}")
         if not self.status_text.hasFocus():
             self.status_text.setText(self.state.status_text)
+        self.me_avatar.setIcon(QIcon(avatar_pixmap(
+            self.state.avatars, me, name, 36, self.me_label.font(),
+            ratio=self.devicePixelRatioF())))
+        self.me_avatar.setVisible(bool(me))
+
+    def _show_avatars(self) -> None:
+        """People are drawn with their pictures: the timeline, the room list (direct
+        rooms), the members panel and the user's own, beside their name."""
+        avatars = self.state.avatars
+        self.timeline.message_delegate.avatars = avatars
+        self.room_delegate.avatars = avatars
+        self.members_view.delegate.avatars = avatars
+        avatars.changed.connect(self._avatars_changed)
+        self.state.own_profile_changed.connect(self._update_me)
+
+    def _avatars_changed(self, username: str) -> None:
+        """Someone's picture arrived or changed ("" everyone's): repaint."""
+        for view in (self.timeline, self.room_list, self.members_view):
+            viewport = view.viewport()
+            if viewport is not None:
+                viewport.update()
+        if username in ("", self.state.me):
+            self._update_me()
 
     def logged_in(self) -> None:
         """Fill in the user's own name and status after login."""

@@ -160,7 +160,9 @@ def test_sending_scrolls_to_the_new_message_but_others_messages_do_not(
     last = view.visualRect(timeline.index(timeline.rowCount() - 1, 0))
     assert view.viewport().rect().contains(last)  # her message is in view, whole
 
-    # Once at the bottom again, others' messages keep it there.
+    # Once at the bottom again, others' messages keep it there. (Her message is
+    # stored first: sent at the same moment, bob's could take the seq before it.)
+    qtbot.waitUntil(lambda: timeline.item(timeline.rowCount() - 1).state == "sent")
     maximum = bar.maximum()
     say(server, bob, room_id, "and an answer")
     qtbot.waitUntil(lambda: timeline.bodies()[-1] == "and an answer"
