@@ -347,12 +347,17 @@ class ClusterFanout(LocalFanout):
 
         async def reload() -> None:
             assert self.reload is not None
+            await self._until_connected(timeout=60.0)  # the command connection too
             await self.reload()
             await self._write_presence()
             await self._read_nodes()
+            self.log.info("cluster bus back: maps reloaded, presence rewritten, "
+                          "{others} other node(s) up", others=len(self._remote))
 
         d = Deferred.fromCoroutine(reload())
-        d.addErrback(lambda f: self.log.failure("re-reading cluster state failed", f))
+        # Redis went away again meanwhile: the next subscription tries again.
+        d.addErrback(lambda f: self.log.warn("re-reading cluster state failed: {why}",
+                                             why=f.getErrorMessage()))
 
     def _remote_presence(self, node: int, user_id: int, state: str | None) -> None:
         users = self._remote.setdefault(node, {})

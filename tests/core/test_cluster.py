@@ -1,39 +1,70 @@
 """Two nodes of one cluster: one PostgreSQL database, one Redis (docs/deployment.md).
 
 Each test starts two real servers in this process, sharing a fresh PostgreSQL
-schema, a data directory (the shared blob store and certificates) and a fresh
+schema or one SQLite file, a data directory (the shared blob store and certificates) and a fresh
 cluster name on the local Redis; clients connect over TLS to one node or the
 other. Nothing is mocked: events really travel through Redis pub/sub.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
-from chatnet.errors import ErrorCode
+from chatnet.errors import ChatError, ErrorCode
 from tests.core.test_admin import with_roles
 from tests.support.chat import create_room, expect_error, say
 from tests.support.databases import postgres_url
 from tests.support.events import EventLog, barrier, wait_lost
+from tests.support.proxy import CuttableProxy
+from tests.support.redis_server import RedisServer
 
 
-async def two_nodes(make_server: Any, postgres: str, redis: dict[str, Any],
+async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait (the reactor running) until ``condition()`` holds; fail after ``timeout``."""
+    deadline = reactor.seconds() + timeout
+    while not condition():
+        assert reactor.seconds() < deadline, f"timed out: {what}"
+        await deferLater(reactor, 0.05, lambda: None)
+
+
+async def health(server: Any) -> dict[str, Any]:
+    """``GET /healthz`` of a server started with ``metrics_port=0``."""
+    port = server.service.metrics_port.getHost().port
+    response = await treq.get(f"http://127.0.0.1:{port}/healthz")
+    return json.loads(await response.text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def database(request: Any) -> str:
+    """The cluster's database: PostgreSQL (nodes on several machines), or one
+    SQLite file in the shared data directory (workers on one machine)."""
+    if request.param == "sqlite":
+        return ""
+    return postgres_url(request.getfixturevalue("postgres"))
+
+
+async def two_nodes(make_server: Any, database: str, redis: dict[str, Any],
                     tmp_path: Path, **overrides: Any) -> tuple[Any, Any]:
     """Nodes A and B of one cluster."""
-    shared = {"database": postgres_url(postgres), "data_dir": tmp_path / "shared",
-              **redis, **overrides}
+    shared = {"database": database, "data_dir": tmp_path / "shared", **redis, **overrides}
     return await make_server(**shared), await make_server(**shared)
 
 
 @pytest_twisted.ensureDeferred
 async def test_messages_typing_and_receipts_reach_members_on_the_other_node(
-        postgres, redis, make_server, tmp_path):
+        database, redis, make_server, tmp_path):
     """alice on node A and bob on node B share a room: each one's messages, typing,
     reactions and read receipts reach the other, with the room's seqs in order."""
-    a, b = await two_nodes(make_server, postgres, redis, tmp_path)
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
     assert a.service.fanout.node != b.service.fanout.node
     alice, bob = await a.user("alice"), await b.user("bob")
     rid = (await create_room(alice, bob))["room_id"]
@@ -53,10 +84,10 @@ async def test_messages_typing_and_receipts_reach_members_on_the_other_node(
 
 @pytest_twisted.ensureDeferred
 async def test_a_join_on_one_node_routes_the_next_message_on_the_other(
-        postgres, redis, make_server, tmp_path):
+        database, redis, make_server, tmp_path):
     """carol joins through node B a room alice (node A) made: alice's next message,
     sent through node A, reaches carol; after carol leaves, the next one does not."""
-    a, b = await two_nodes(make_server, postgres, redis, tmp_path)
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
     alice, carol = await a.user("alice"), await b.user("carol")
     rid = (await create_room(alice))["room_id"]
     carol_events = EventLog(carol, "carol")
@@ -72,11 +103,11 @@ async def test_a_join_on_one_node_routes_the_next_message_on_the_other(
 
 
 @pytest_twisted.ensureDeferred
-async def test_presence_is_cluster_wide(postgres, redis, make_server, tmp_path):
+async def test_presence_is_cluster_wide(database, redis, make_server, tmp_path):
     """bob's sessions on both nodes count as one presence: a second session on the
     other node announces nothing, closing one of two announces nothing, closing the
     last announces offline; an away set on one node is what the other node shows."""
-    a, b = await two_nodes(make_server, postgres, redis, tmp_path)
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
     alice, bob_a = await a.user("alice"), await a.user("bob")
     await create_room(alice, bob_a)
     alice_events = EventLog(alice, "alice")
@@ -99,11 +130,11 @@ async def test_presence_is_cluster_wide(postgres, redis, make_server, tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_a_ban_on_one_node_ends_sessions_on_the_other_and_broadcasts_reach_all(
-        postgres, redis, make_server, tmp_path):
+        database, redis, make_server, tmp_path):
     """An admin on node A bans bob, whose only session is on node B: it ends with
     ``banned`` at once (not at the next credentials poll); an admin broadcast
     reaches carol on node B; admin.sessions lists both nodes' sessions."""
-    a, b = await two_nodes(make_server, postgres, redis, tmp_path, credentials_poll=3600)
+    a, b = await two_nodes(make_server, database, redis, tmp_path, credentials_poll=3600)
     admin = await with_roles(a, "root", ["admin"])
     bob, carol = await b.user("bob"), await b.user("carol")
     carol_events = EventLog(carol, "carol")
@@ -120,3 +151,84 @@ async def test_a_ban_on_one_node_ends_sessions_on_the_other_and_broadcasts_reach
     said = await carol_events.next("system")
     assert said.data["body"] == "fire drill at 3"
     await expect_error(b.user("bob", register=False), ErrorCode.BANNED)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redis_restart_degrades_then_both_nodes_resume_by_themselves(
+        redis, make_server, tmp_path):
+    """With the cluster's Redis killed, each node keeps serving its own sessions
+    (a message is stored and reaches the sender's node) and /healthz says
+    degraded; Redis started again, empty: both nodes re-subscribe, write their
+    presence again, /healthz says ok, and messages cross nodes again."""
+    own = RedisServer(tmp_path / "redis").start()
+    try:
+        a, b = await two_nodes(make_server, "", {"redis": ("127.0.0.1", own.port, 0),
+                                                 "cluster": redis["cluster"]},
+                               tmp_path, metrics_port=0, node_expiry=3)
+        alice, alice2, bob = await a.user("alice"), await a.user("ann"), await b.user("bob")
+        rid = (await create_room(alice, alice2, bob))["room_id"]
+        ann_events, bob_events = EventLog(alice2, "ann"), EventLog(bob, "bob")
+        own.stop()
+        await until(lambda: not a.service.fanout.healthy, "node A notices Redis is gone")
+        assert (await health(a))["status"] == "degraded"
+        await say(alice, rid, "while Redis is down")
+        await ann_events.next(
+            "msg", where=lambda d: d["message"]["body"] == "while Redis is down")
+        own.start()
+        for node in (a, b):
+            await until(lambda node=node: node.service.fanout.healthy, "re-subscribed",
+                        timeout=20)
+        assert (await health(a))["status"] == "ok"
+        alice_id = (await a.service.store.user_by_name("alice")).user_id
+        await until(lambda: b.service.fanout.remote_presence(alice_id) == "online",
+                    "node B sees alice online on node A again", timeout=10)
+        await say(alice, rid, "Redis is back")
+        arrived = await bob_events.next(
+            "msg", where=lambda d: d["message"]["body"] == "Redis is back", timeout=10)
+        assert arrived.data["message"]["sender"] == "alice"
+        history = await bob.request("msg.history", {"room_id": rid, "after_seq": 0, "limit": 10})
+        assert [m["body"] for m in history["messages"]] == ["while Redis is down", "Redis is back"]
+    finally:
+        own.stop()
+
+
+# adbapi logs "Rollback failed" with a traceback for each pooled connection that
+# died (twisted.enterprise.adbapi, TWISTED-NOTES.md 4): expected here.
+@pytest.mark.expect_logged_errors
+@pytest_twisted.ensureDeferred
+async def test_while_postgresql_is_unreachable_requests_fail_unavailable_then_resume(
+        postgres, make_server, tmp_path):
+    """The network to PostgreSQL cut (every pooled connection dies, new ones are
+    refused): msg.send answers ``unavailable`` and /healthz 503; restored: sends
+    succeed again by themselves, and history holds every acknowledged message."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(postgres)
+    proxy = CuttableProxy(str(params.get("host", "127.0.0.1")), int(params.get("port", 5432)))
+    via_proxy = postgres.replace(f"port={params.get('port', 5432)}", f"port={proxy.port}")
+    if f"port={proxy.port}" not in via_proxy:
+        via_proxy += f" port={proxy.port}"
+    try:
+        server = await make_server(database=postgres_url(via_proxy), metrics_port=0,
+                                   db_busy_timeout=2)
+        alice, bob = await server.user("alice"), await server.user("bob")
+        rid = (await create_room(alice, bob))["room_id"]
+        acked = [await say(alice, rid, "before")]
+        await proxy.cut()
+        await expect_error(say(alice, rid, "during"), ErrorCode.UNAVAILABLE)
+        assert (await health(server))["status"] == "unavailable"
+        proxy.restore()
+        for attempt in range(20):  # each dead pooled connection fails one request
+            try:
+                acked.append(await say(alice, rid, f"after {attempt}"))
+                break
+            except ChatError as error:
+                assert error.code is ErrorCode.UNAVAILABLE
+        else:
+            raise AssertionError("sends never succeeded again")
+        assert (await health(server))["status"] == "ok"
+        history = await bob.request("msg.history", {"room_id": rid, "after_seq": 0, "limit": 50})
+        stored = {m["msg_id"] for m in history["messages"]}
+        assert {a["msg_id"] for a in acked} <= stored
+    finally:
+        await proxy.close()
