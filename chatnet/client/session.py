@@ -64,6 +64,9 @@ _ROOM_ENTRY_OPS = frozenset({"room.create", "room.join", "dm.open"})
 #: ``session.ended`` reasons after which the session must not reconnect by itself.
 FINAL_REASONS = frozenset({"replaced", "banned", "logout"})
 
+#: Seqs of one room remembered as not yet arrived (see ``ChatSession._missing``).
+MAX_MISSING = 1000
+
 
 class SessionState(StrEnum):
     """States of a :class:`ChatSession` (STYLE.md habit 17)."""
@@ -184,6 +187,11 @@ class ChatSession:
         self._state_listeners: list[Callable[[SessionState], None]] = []
         self._outbox: OrderedDict[str, _PendingSend] = OrderedDict()
         self._known_seq: dict[int, int] = {}
+        #: room -> seqs below the newest delivered that have not arrived yet: in a
+        #: cluster, messages sent through different nodes at the same moment may
+        #: arrive out of seq order (docs/protocol.md 6); a late one is delivered,
+        #: not taken for a repeat.
+        self._missing: dict[int, set[int]] = {}
         self._held: list[Event] | None = None
         self._ready: Deferred[dict[str, Any]] | None = None
         self._register: tuple[str | None] | None = None
@@ -502,6 +510,12 @@ class ChatSession:
                 self._known_seq[room_id] = last_seq
                 continue
             since = self._known_seq.get(room_id, room.get("read_seq", 0))
+            # Seqs that never arrived live are fetched too; the rest up to the
+            # newest delivered are not delivered again.
+            missing = self._missing.pop(room_id, set())
+            delivered_up_to = since
+            if missing:
+                since = min(missing) - 1
             limit = 200
             while since < last_seq:
                 try:
@@ -513,9 +527,12 @@ class ChatSession:
                         continue
                     raise
                 for message in page["messages"]:
-                    if message["seq"] > since:
-                        since = message["seq"]
-                        self._emit(Event("msg", {"message": message, "catch_up": True}))
+                    seq = message["seq"]
+                    if seq > since:
+                        since = seq
+                        if seq > delivered_up_to or seq in missing:
+                            self._emit(Event("msg", {"message": message,
+                                                     "catch_up": True}))
                 if not page.get("has_more") or not page["messages"]:
                     break
             self._known_seq[room_id] = max(since, self._known_seq.get(room_id, 0))
@@ -554,15 +571,30 @@ class ChatSession:
             return
         self._dispatch(event)
 
+    def _note_missing(self, room_id: int, first: int, end: int) -> None:
+        """Seqs ``first`` to ``end - 1`` of a room have not arrived (at most the
+        newest :data:`MAX_MISSING` are remembered)."""
+        missing = self._missing.setdefault(room_id, set())
+        missing.update(range(max(first, end - MAX_MISSING), end))
+        if len(missing) > MAX_MISSING:
+            self._missing[room_id] = set(sorted(missing)[-MAX_MISSING:])
+
     def _dispatch(self, event: Event) -> None:
         name, data = event.name, event.data
         if name == "msg":
             message = data.get("message") or {}
             room_id, seq = message.get("room_id"), message.get("seq")
             if isinstance(room_id, int) and isinstance(seq, int):
-                if seq <= self._known_seq.get(room_id, 0):
-                    return  # already delivered (catch-up overlap)
-                self._known_seq[room_id] = seq
+                known = self._known_seq.get(room_id, 0)
+                if seq <= known:
+                    missing = self._missing.get(room_id)
+                    if not missing or seq not in missing:
+                        return  # already delivered (catch-up overlap)
+                    missing.discard(seq)
+                else:
+                    if known and seq > known + 1:
+                        self._note_missing(room_id, known + 1, seq)
+                    self._known_seq[room_id] = seq
         elif name == "room.invited":
             room = data.get("room") or {}
             if isinstance(room.get("room_id"), int):

@@ -47,7 +47,7 @@ from twisted.logger import Logger
 
 from chatnet.fanout.local import LocalFanout
 from chatnet.interfaces import ISessionMind
-from chatnet.store import IdGenerator
+from chatnet.store import IdGenerator, node_of_id
 
 #: Seconds a node's keys live without a refresh (``--node-expiry``): a dead
 #: node's users count as offline on the others at most this long after it died.
@@ -236,6 +236,10 @@ class ClusterFanout(LocalFanout):
         self._remote: dict[int, dict[int, str]] = {}
         self._remote_monitors = 0
         self._presence: dict[int, str] = {}
+        #: name -> called with ``(origin node, *args)`` for messages sent to this
+        #: node alone (:meth:`send_node`), e.g. a call's requests to the node
+        #: that holds it.
+        self.node_handlers: dict[str, Callable[..., None]] = {"frame": self._frame_for}
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
         self._handlers: dict[str, Callable[..., Any]] = {
@@ -333,6 +337,13 @@ class ClusterFanout(LocalFanout):
         if kind == "p":
             self._remote_presence(origin, *args)
             return
+        if kind == "n":
+            target, name, *rest = args
+            if target == self.node:
+                node_handler = self.node_handlers.get(name)
+                if node_handler is not None:
+                    node_handler(origin, *rest)
+            return
         handler = self._handlers.get(kind)
         if handler is None:
             self.log.warn("unknown cluster event {kind!r} from node {node}", kind=kind,
@@ -410,6 +421,28 @@ class ClusterFanout(LocalFanout):
         the other nodes."""
         self.bus.publish(_pack(self.node, "e", user_id, reason))
         return super().end_sessions(user_id, reason, keep)
+
+    def home_of(self, generated_id: int) -> int | None:
+        """The node that made ``generated_id``, if another one."""
+        node = node_of_id(generated_id)
+        return None if node == self.node else node
+
+    def send_node(self, node: int, name: str, *args: Any) -> bool:
+        """Send ``args`` to one node's ``node_handlers[name]`` (through the one
+        channel: every node receives it, the others skip it)."""
+        return self.bus.publish(_pack(self.node, "n", node, name, *args))
+
+    def send_session(self, node: int, user_id: int, session_id: str, frame: bytes) -> None:
+        """Write a real-time frame (call audio) to one session on another node;
+        dropped there if that session's output is waiting."""
+        self.send_node(node, "frame", user_id, session_id, frame)
+
+    def _frame_for(self, origin: int, user_id: int, session_id: str, frame: bytes) -> None:
+        for session in self.sessions_of(user_id):
+            if session.session_id == session_id:
+                if not session.backed_up():
+                    session.send_frame(frame)
+                return
 
     def monitoring(self) -> bool:
         """Whether any node has a session that asked for ``admin.monitor``."""

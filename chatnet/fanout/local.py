@@ -129,6 +129,16 @@ class LocalFanout:
         """Whether a session asked for ``admin.monitor``."""
         return bool(self.monitors)
 
+    def home_of(self, generated_id: int) -> int | None:
+        """The node that made ``generated_id`` (a call's id: the node that holds
+        the call) when that is another node of a cluster; None when it is this one
+        (always, on one node)."""
+        return None
+
+    def send_node(self, node: int, name: str, *args: Any) -> bool:
+        """Send to another node of a cluster; there is none here (False)."""
+        return False
+
     @property
     def healthy(self) -> bool:
         """Whether delivery works everywhere it should (always, on one node)."""

@@ -20,6 +20,15 @@ A call lives in this service's memory while it rings and runs; when it ends a
   useless), and audio from anyone who is not a participant is dropped. Both
   are counted (:attr:`CallService.dropped`).
 
+In a cluster (:mod:`chatnet.fanout.cluster`) a call lives on the node where it
+was started, which its id names (:func:`~chatnet.store.node_of_id`). A session
+on another node that accepts, rejects, hangs up, attaches or sends audio has its
+request forwarded there through Redis and the answer brought back (within
+:data:`FORWARD_TIMEOUT` seconds, else ``unavailable``); on the call's node such
+a session is a :class:`RemoteMind`, and audio for it goes to its own node, which
+drops it if that session's output is waiting, as for a local one. Events go to
+the users concerned on every node, as any event does.
+
 Events (to every session of the users concerned): ``call.ring {call_id,
 room_id, from}``, ``call.accepted {call_id, username}``, ``call.rejected
 {call_id, username}``, ``call.left {call_id, username}``, ``call.ended
@@ -31,7 +40,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -45,6 +54,44 @@ from chatnet.wire.codec import event_frame
 
 #: Seconds a call rings before it ends with ``no_answer`` (PROTOCOL.md 8).
 RING_TIMEOUT = 45.0
+#: Seconds the node holding a call has to answer a request forwarded to it.
+FORWARD_TIMEOUT = 5.0
+
+
+@dataclass(eq=False)
+class RemoteMind:
+    """On the node holding a call, a participant's session on another node.
+
+    Attributes:
+        node: the session's node.
+        session_id: its id there.
+        user_id: its user.
+        username: its user's name.
+    """
+
+    fanout: Any
+    node: int
+    session_id: str
+    user_id: int
+    username: str
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send a real-time frame (audio) to the session's node."""
+        self.fanout.send_session(self.node, self.user_id, self.session_id, frame)
+
+    def backed_up(self) -> bool:
+        """Unknown here: the session's own node drops what it cannot take."""
+        return False
+
+
+@dataclass
+class RemoteActor:
+    """The :class:`~chatnet.services.Actor` of a forwarded call request."""
+
+    user_id: int
+    username: str
+    mind: RemoteMind
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -118,6 +165,17 @@ class CallService:
         self._by_media: dict[Any, tuple[Call, Any]] = {}
         self.dropped: Counter[str] = Counter()
         self.relayed = 0
+        #: (node, session id) -> the one RemoteMind of a session on another node.
+        self._remote_minds: dict[tuple[int, str], RemoteMind] = {}
+        #: forwarded request number -> its answer, on the requesting node.
+        self._waiting: dict[int, Deferred[Any]] = {}
+        self._next_request = 0
+        #: this node's sessions in a call held by another node -> that call's id.
+        self._remote_calls: dict[Any, int] = {}
+        handlers = getattr(fanout, "node_handlers", None)
+        if handlers is not None:
+            handlers["call"] = self._forwarded
+            handlers["call.answer"] = self._answered
 
     def perspective(self, actor: Actor) -> CallPerspective:
         """The calls perspective of one session."""
@@ -258,6 +316,11 @@ class CallService:
         carried = self._by_media.get(session)
         if carried is not None:
             self._detach(*carried)
+        remote = self._remote_calls.pop(session, None)
+        if remote is not None:
+            self.forward(session, remote, "ended")
+        if isinstance(session, RemoteMind) and session not in self._by_session:
+            self._remote_minds.pop((session.node, session.session_id), None)
 
     def _leave(self, call: Call, session: Any) -> None:
         username = call.participants.pop(session)
@@ -284,8 +347,12 @@ class CallService:
         del self._by_room[call.room_id]
         for session in call.participants:
             del self._by_session[session]
+            if isinstance(session, RemoteMind):
+                self._remote_minds.pop((session.node, session.session_id), None)
         for media in call.media.values():
             self._by_media.pop(media, None)
+            if isinstance(media, RemoteMind):
+                self._remote_minds.pop((media.node, media.session_id), None)
         call.media.clear()
         call.participants.clear()
         self.fanout.deliver_users(call.concerned(), event_frame("call.ended", {
@@ -294,6 +361,83 @@ class CallService:
                             call.answered_ts, ms(self.clock), reason, tuple(call.taken_part))
         d = Deferred.fromCoroutine(self.store.record_call(record))
         d.addErrback(log_background_failure(self.log, "storing a call record failed"))
+
+    # -- calls held by another node ------------------------------------------------------
+
+    def home_of(self, call_id: int) -> int | None:
+        """The node holding ``call_id`` when it is another one."""
+        return self.fanout.home_of(call_id)
+
+    def forward(self, session: Any, call_id: int, op: str,
+                *args: Any, answer: bool = False) -> Deferred[Any] | None:
+        """Send one session's ``op`` on a call held by another node there.
+
+        Returns:
+            with ``answer``, a Deferred of the op's result there (failing with the
+            ChatError it raised there, or ``unavailable`` when no answer came
+            within :data:`FORWARD_TIMEOUT` seconds); else None.
+        """
+        home = self.fanout.home_of(call_id)
+        assert home is not None
+        request = 0
+        d: Deferred[Any] | None = None
+        if answer:
+            self._next_request += 1
+            request = self._next_request
+            d = Deferred()
+            self._waiting[request] = d
+            d.addTimeout(FORWARD_TIMEOUT, cast(Any, self.clock), lambda *_: self._no_answer_from(
+                request, home))
+        if not self.fanout.send_node(home, "call", request, op, call_id, session.session_id,
+                                     session.user_id, session.username, list(args)):
+            if d is not None:
+                self._waiting.pop(request, None)
+                d.errback(ChatError(ErrorCode.UNAVAILABLE, "the server holding this call "
+                                    f"(node {home}) cannot be reached"))
+        return d
+
+    def _no_answer_from(self, request: int, home: int) -> None:
+        self._waiting.pop(request, None)
+        raise ChatError(ErrorCode.UNAVAILABLE,
+                        f"the server holding this call (node {home}) did not answer")
+
+    def _forwarded(self, origin: int, request: int, op: str, call_id: int,
+                   session_id: str, user_id: int, username: str, args: list[Any]) -> None:
+        """On the node holding the call: run a request forwarded from ``origin``."""
+        key = (origin, session_id)
+        mind = self._remote_minds.get(key)
+        if op == "ended":
+            if mind is not None:
+                self.session_ended(mind)
+            return
+        if mind is None:
+            mind = self._remote_minds[key] = RemoteMind(self.fanout, origin, session_id,
+                                                        user_id, username)
+        actor = RemoteActor(user_id, username, mind)
+        try:
+            if op == "audio":
+                self.audio(actor, call_id, *args)
+                return
+            result: Any = {"accept": self.accept, "reject": self.reject,
+                           "hangup": self.hangup, "attach": self.attach}[op](actor, call_id)
+            answer = [True, result]
+        except ChatError as error:
+            answer = [False, error.to_wire()]
+        finally:
+            if mind not in self._by_session and mind not in self._by_media:
+                self._remote_minds.pop(key, None)
+        if request:
+            self.fanout.send_node(origin, "call.answer", request, *answer)
+
+    def _answered(self, origin: int, request: int, ok: bool, result: Any) -> None:
+        """On the requesting node: the answer to a forwarded request."""
+        d = self._waiting.pop(request, None)
+        if d is None:
+            return  # it timed out
+        if ok:
+            d.callback(result)
+        else:
+            d.errback(ChatError.from_wire(result))
 
     # -- audio -----------------------------------------------------------------------------
 
@@ -337,43 +481,69 @@ class CallPerspective:
         """
         return {"call_id": self.service.start(self.actor, room_id).call_id}
 
-    def perspective_accept(self, call_id: int) -> dict[str, Any]:
+    def perspective_accept(self, call_id: int) -> Any:
         """``call.accept`` → ``{participants}`` (*extension*: the usernames of the
         others already in the call); the others get ``call.accepted``.
 
         Raises:
             ChatError: as :meth:`CallService.accept`.
         """
-        return {"participants": self.service.accept(self.actor, call_id)}
+        service = self.service
+        if service.home_of(call_id) is not None:
+            return self._forward("accept", call_id, joined=True)
+        return {"participants": service.accept(self.actor, call_id)}
 
-    def perspective_reject(self, call_id: int) -> dict[str, Any]:
+    async def _forward(self, op: str, call_id: int, joined: bool | None = None) -> Any:
+        """``op`` on a call another node holds; ``joined`` says whether this session
+        is in that call afterwards (None: unchanged)."""
+        service = self.service
+        d = service.forward(self.actor.mind, call_id, op, answer=True)
+        assert d is not None
+        result = await d
+        if joined:
+            service._remote_calls[self.actor.mind] = call_id
+        elif joined is False:
+            service._remote_calls.pop(self.actor.mind, None)
+        return {"participants": result} if op == "accept" else {}
+
+    def perspective_reject(self, call_id: int) -> Any:
         """``call.reject`` → ``{}``; the others get ``call.rejected``.
 
         Raises:
             ChatError: as :meth:`CallService.reject`.
         """
+        if self.service.home_of(call_id) is not None:
+            return self._forward("reject", call_id)
         self.service.reject(self.actor, call_id)
         return {}
 
-    def perspective_hangup(self, call_id: int) -> dict[str, Any]:
+    def perspective_hangup(self, call_id: int) -> Any:
         """``call.hangup`` → ``{}``; the others get ``call.left`` (and ``call.ended``).
 
         Raises:
             ChatError: as :meth:`CallService.hangup`.
         """
+        if self.service.home_of(call_id) is not None:
+            return self._forward("hangup", call_id, joined=False)
         self.service.hangup(self.actor, call_id)
         return {}
 
-    def perspective_attach(self, call_id: int) -> dict[str, Any]:
+    def perspective_attach(self, call_id: int) -> Any:
         """``call.attach`` (*extension*) → ``{}``: this session carries the audio of
         the user's session in the call.
 
         Raises:
             ChatError: as :meth:`CallService.attach`.
         """
+        if self.service.home_of(call_id) is not None:
+            return self._forward("attach", call_id, joined=True)
         self.service.attach(self.actor, call_id)
         return {}
 
     def perspective_audio(self, call_id: int, seq: int, data: bytes) -> None:
         """``call.audio`` (notification): relayed to the other participants."""
-        self.service.audio(self.actor, call_id, seq, data)
+        service = self.service
+        if service.home_of(call_id) is not None:
+            service.forward(self.actor.mind, call_id, "audio", seq, data)
+            return
+        service.audio(self.actor, call_id, seq, data)

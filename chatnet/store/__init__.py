@@ -31,6 +31,11 @@ __all__ = [
 _ID_EPOCH_MS = 1_577_836_800_000
 
 
+def node_of_id(generated_id: int) -> int:
+    """The node number inside an id made by :class:`IdGenerator`."""
+    return (generated_id >> 12) & 1023
+
+
 class IdGenerator:
     """Time-ordered 63-bit ids: 41 bits of ms since 2020, 10 bits of node, 12 of counter.
 

@@ -17,15 +17,17 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from chatnet.errors import ChatError, ErrorCode
 from tests.core.test_admin import with_roles
 from tests.support.chat import create_room, expect_error, say
 from tests.support.databases import postgres_url
-from tests.support.events import EventLog, barrier, wait_lost
+from tests.support.events import EventLog, barrier, wait_lost, within
 from tests.support.proxy import CuttableProxy
 from tests.support.redis_server import RedisServer
+from tests.support.server import PASSWORD
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
@@ -73,9 +75,11 @@ async def test_messages_typing_and_receipts_reach_members_on_the_other_node(
         await say(alice, rid, f"a{n}")
         await say(bob, rid, f"b{n}")
     for log in (alice_events, bob_events):
-        await log.next("msg", where=lambda d: d["message"]["seq"] == 10)
+        for seq in range(1, 11):
+            await log.next("msg", where=lambda d, seq=seq: d["message"]["seq"] == seq)
+        # Sent through two nodes, they may arrive out of seq order; each once.
         seqs = [e.data["message"]["seq"] for e in log.seen if e.name == "msg"]
-        assert seqs == list(range(1, 11))
+        assert sorted(seqs) == list(range(1, 11))
     bob.notify("msg.typing", {"room_id": rid, "typing": True})
     await alice_events.next("typing", username="bob")
     await alice.request("msg.read", {"room_id": rid, "seq": 10})
@@ -232,3 +236,83 @@ async def test_while_postgresql_is_unreachable_requests_fail_unavailable_then_re
         assert {a["msg_id"] for a in acked} <= stored
     finally:
         await proxy.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_between_nodes_rings_relays_audio_both_ways_and_ends(
+        database, redis, make_server, tmp_path):
+    """alice (node A) calls bob (node B): bob is rung, accepts through B (the
+    answer names alice), audio goes both ways in order, a wrong request made
+    through B gets the call node's refusal; carol (node B) joins, then her
+    connection ends: A hears she left; bob hangs up through B: the call ends."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
+    alice, bob, carol = await a.user("alice"), await b.user("bob"), await b.user("carol")
+    rid = (await create_room(alice, bob, carol))["room_id"]
+    logs = {name: EventLog(conn, name) for name, conn in
+            (("alice", alice), ("bob", bob), ("carol", carol))}
+    call_id = (await alice.request("call.start", {"room_id": rid}))["call_id"]
+    await logs["bob"].next("call.ring", call_id=call_id)
+    assert await bob.request("call.accept", {"call_id": call_id}) == {"participants": ["alice"]}
+    await logs["alice"].next("call.accepted", username="bob")
+    for seq in range(3):
+        alice.notify("call.audio", {"call_id": call_id, "seq": seq, "data": b"A%d" % seq})
+        bob.notify("call.audio", {"call_id": call_id, "seq": seq, "data": b"B%d" % seq})
+    for listener, speaker, tag in (("bob", "alice", b"A"), ("alice", "bob", b"B")):
+        got = [await logs[listener].next("call.audio") for _ in range(3)]
+        assert [(e.data["from"], e.data["seq"], e.data["data"]) for e in got] == [
+            (speaker, n, tag + b"%d" % n) for n in range(3)]
+    await expect_error(bob.request("call.accept", {"call_id": call_id + 1}),
+                       ErrorCode.NOT_FOUND)
+    await carol.request("call.accept", {"call_id": call_id})
+    await logs["alice"].next("call.accepted", username="carol")
+    await carol.close()
+    await logs["alice"].next("call.left", username="carol")
+    await bob.request("call.hangup", {"call_id": call_id})
+    await logs["alice"].next("call.left", username="bob")
+    ended = await logs["alice"].next("call.ended", call_id=call_id)
+    assert ended.data["reason"] == "hangup"
+    await logs["bob"].next("call.ended", call_id=call_id)
+    calls = a.service.chat_services.calls
+    assert calls.calls == {} and calls._remote_minds == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_client_library_delivers_messages_that_arrive_out_of_seq_order(
+        database, redis, make_server, tmp_path):
+    """carol's ChatSession on node A; alice sends through A, bob through B. With
+    bob's message held up on its way to A, alice's next one (a higher seq) arrives
+    first: the session passes on both, the late one too (it used to take it for a
+    repeat and drop it)."""
+    from chatnet.client.session import ChatSession
+
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
+    alice, bob = await a.user("alice"), await b.user("bob")
+    await (await a.user("carol")).close()
+    rid = (await create_room(alice, bob))["room_id"]
+    session = ChatSession(reactor, "localhost", a.port, "carol", PASSWORD, ca=a.ca)
+    seen: list[int] = []
+    done: Deferred[None] = Deferred()
+
+    def on_event(event: Any) -> None:
+        if event.name == "msg":
+            seen.append(event.data["message"]["seq"])
+            if len(set(seen)) == 3 and not done.called:
+                done.callback(None)
+
+    session.add_listener(on_event)
+    await session.start()
+    try:
+        await session.call("room.join", {"room_id": rid})
+        await say(alice, rid, "one")
+        # Node A stops reading its Redis subscription (TCP flow control): bob's
+        # message (seq 2) waits in the socket while alice's (seq 3) is delivered.
+        subscription = a.service.fanout.bus._subscriber.pool[0].transport
+        subscription.pauseProducing()
+        await say(bob, rid, "two")
+        await say(alice, rid, "three")
+        await until(lambda: 3 in seen, "seq 3 reaching carol")
+        subscription.resumeProducing()
+        await within(done, "carol's session passing on seq 2")
+        assert seen == [1, 3, 2]
+    finally:
+        await session.close()
