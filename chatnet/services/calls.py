@@ -388,12 +388,12 @@ class CallService:
             self._waiting[request] = d
             d.addTimeout(FORWARD_TIMEOUT, cast(Any, self.clock), lambda *_: self._no_answer_from(
                 request, home))
-        if not self.fanout.send_node(home, "call", request, op, call_id, session.session_id,
-                                     session.user_id, session.username, list(args)):
-            if d is not None:
-                self._waiting.pop(request, None)
-                d.errback(ChatError(ErrorCode.UNAVAILABLE, "the server holding this call "
-                                    f"(node {home}) cannot be reached"))
+        sent = self.fanout.send_node(home, "call", request, op, call_id, session.session_id,
+                                     session.user_id, session.username, list(args))
+        if not sent and d is not None:
+            self._waiting.pop(request, None)
+            d.errback(ChatError(ErrorCode.UNAVAILABLE, "the server holding this call "
+                                f"(node {home}) cannot be reached"))
         return d
 
     def _no_answer_from(self, request: int, home: int) -> None:
