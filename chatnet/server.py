@@ -192,7 +192,7 @@ class ChatnetService(service.MultiService):
         self.heap_trim = HeapTrim(HEAP_TRIM_INTERVAL, reactor)
         realm = ChatRealm(self.chat_services, self.fanout, reactor, config.single_session,
                           config.tls_client_cert_login, config.max_sessions_per_user)
-        self.login_guard = LoginGuard(self.store, reactor)
+        self.login_guard = LoginGuard(self.store, reactor, self.fanout)
         passwords: Any = PasswordChecker(self.store, hasher, self.login_guard)
         tokens: Any = TokenChecker(self.store, reactor)
         if config.directory is not None:

@@ -201,19 +201,38 @@ class LoginGuard:
     address guess at others forever). Resume tokens are not throttled by
     username: a user whose name is under attack keeps the sessions they have.
 
+    In a cluster every failure and success is told to the other nodes (through
+    the fan-out's bus), which count it too: a guesser spreading attempts over
+    the nodes behind a load balancer meets the same lock-outs as on one node.
+    (A node that joins later starts without the counts made before it.)
+
     Args:
         store: where lock-outs are written to the audit log.
         clock: time source.
+        fanout: the node's fan-out; in a cluster, it carries the counts to the
+            other nodes and theirs here.
     """
 
     log = Logger()
 
-    def __init__(self, store: ChatStore, clock: Clock) -> None:
+    def __init__(self, store: ChatStore, clock: Clock, fanout: Any = None) -> None:
         self.store = store
         self.clock = clock
+        self.fanout = fanout
         self.users = LoginThrottle(clock, FREE_FAILURES_PER_USER, LOCKOUT_BASE, LOCKOUT_CEILING)
         self.addresses = LoginThrottle(clock, FREE_FAILURES_PER_ADDRESS, LOCKOUT_BASE,
                                        LOCKOUT_CEILING)
+        handlers = getattr(fanout, "node_handlers", None)
+        if handlers is not None:
+            handlers["login"] = self._elsewhere
+
+    def _elsewhere(self, origin: int, scope: str, key: str, failed: bool) -> None:
+        """Another node counted a failure (or a success) of a username or address."""
+        throttle = self.users if scope == "user" else self.addresses
+        if failed:
+            throttle.failed(key)
+        else:
+            throttle.succeeded(key)
 
     def check(self, username: str | None, address: str) -> None:
         """Refuse an attempt while its username or address is locked out.
@@ -240,10 +259,12 @@ class LoginGuard:
         lockouts = []
         if username is not None:
             seconds = self.users.failed(username)
+            self._tell_others("user", username, True)
             if seconds:
                 lockouts.append(("username", seconds))
         if address:
             seconds = self.addresses.failed(address)
+            self._tell_others("address", address, True)
             if seconds:
                 lockouts.append(("address", seconds))
         for scope, seconds in lockouts:
@@ -257,6 +278,11 @@ class LoginGuard:
     def succeeded(self, username: str) -> None:
         """A correct password: forget the username's failures."""
         self.users.succeeded(username)
+        self._tell_others("user", username, False)
+
+    def _tell_others(self, scope: str, key: str, failed: bool) -> None:
+        if self.fanout is not None:
+            self.fanout.send_all("login", scope, key, failed)
 
 
 @implementer(ICredentialsChecker)

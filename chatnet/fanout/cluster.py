@@ -339,7 +339,7 @@ class ClusterFanout(LocalFanout):
             return
         if kind == "n":
             target, name, *rest = args
-            if target == self.node:
+            if target is None or target == self.node:
                 node_handler = self.node_handlers.get(name)
                 if node_handler is not None:
                     node_handler(origin, *rest)
@@ -431,6 +431,10 @@ class ClusterFanout(LocalFanout):
         """Send ``args`` to one node's ``node_handlers[name]`` (through the one
         channel: every node receives it, the others skip it)."""
         return self.bus.publish(_pack(self.node, "n", node, name, *args))
+
+    def send_all(self, name: str, *args: Any) -> bool:
+        """Send ``args`` to ``node_handlers[name]`` of every other node."""
+        return self.bus.publish(_pack(self.node, "n", None, name, *args))
 
     def send_session(self, node: int, user_id: int, session_id: str, frame: bytes) -> None:
         """Write a real-time frame (call audio) to one session on another node;

@@ -139,6 +139,10 @@ class LocalFanout:
         """Send to another node of a cluster; there is none here (False)."""
         return False
 
+    def send_all(self, name: str, *args: Any) -> bool:
+        """Send to every other node of a cluster; there is none here (False)."""
+        return False
+
     @property
     def healthy(self) -> bool:
         """Whether delivery works everywhere it should (always, on one node)."""

@@ -316,3 +316,20 @@ async def test_the_client_library_delivers_messages_that_arrive_out_of_seq_order
         assert seen == [1, 3, 2]
     finally:
         await session.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_logins_on_one_node_lock_the_name_out_on_the_other(
+        database, redis, make_server, tmp_path):
+    """Six wrong passwords for bob through node A lock the name out on node B too:
+    the right password through B is refused with rate_limited."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
+    await (await a.user("bob")).close()
+    conn = await a.connect()
+    for _ in range(6):
+        await expect_error(conn.login("bob", "wrong password"), ErrorCode.UNAUTHENTICATED)
+    await until(lambda: b.service.login_guard.users.wait("bob") > 0,
+                "node B counting node A's failures")
+    refused = await expect_error((await b.connect()).login("bob", PASSWORD),
+                                 ErrorCode.RATE_LIMITED)
+    assert refused.details["retry_after_ms"] > 0
