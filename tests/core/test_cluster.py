@@ -8,7 +8,9 @@ other. Nothing is mocked: events really travel through Redis pub/sub.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -333,3 +335,38 @@ async def test_failed_logins_on_one_node_lock_the_name_out_on_the_other(
     refused = await expect_error((await b.connect()).login("bob", PASSWORD),
                                  ErrorCode.RATE_LIMITED)
     assert refused.details["retry_after_ms"] > 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_begun_on_one_node_resumes_and_finishes_on_the_other(
+        database, redis, make_server, tmp_path):
+    """The blob directory is shared: half an upload through node A, the rest
+    through node B (begin again with the same sha256 answers the offset
+    reached), the file downloads through node A, byte for byte."""
+    chunk = 256 * 1024
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
+    data = os.urandom(3 * chunk + 17)
+    digest = hashlib.sha256(data).hexdigest()
+    on_a = await a.user("alice")
+    begin = await on_a.request("file.upload.begin", {"name": "report.bin", "size": len(data),
+                                                     "sha256": digest})
+    await on_a.request("file.upload.chunk", {"upload_id": begin["upload_id"], "offset": 0,
+                                             "data": data[:chunk]})
+    await on_a.close()
+    on_b = await b.user("alice", register=False)
+    again = await on_b.request("file.upload.begin", {"name": "report.bin", "size": len(data),
+                                                     "sha256": digest})
+    assert (again["upload_id"], again["offset"]) == (begin["upload_id"], chunk)
+    for offset in range(chunk, len(data), chunk):
+        await on_b.request("file.upload.chunk", {"upload_id": again["upload_id"],
+                                                 "offset": offset,
+                                                 "data": data[offset:offset + chunk]})
+    done = await on_b.request("file.upload.finish", {"upload_id": again["upload_id"]})
+    assert done["sha256"] == digest
+    back_on_a = await a.user("alice", register=False)
+    received = b""
+    while len(received) < len(data):
+        page = await back_on_a.request("file.download", {
+            "file_id": done["file_id"], "offset": len(received), "length": chunk})
+        received += page["data"]
+    assert received == data
