@@ -250,6 +250,8 @@ async def test_a_call_between_nodes_rings_relays_audio_both_ways_and_ends(
     a, b = await two_nodes(make_server, database, redis, tmp_path)
     alice, bob, carol = await a.user("alice"), await b.user("bob"), await b.user("carol")
     rid = (await create_room(alice, bob, carol))["room_id"]
+    # Joins made through node B reach node A's membership map a moment later.
+    await until(lambda: len(a.service.fanout.members(rid)) == 3, "node A seeing the joins")
     logs = {name: EventLog(conn, name) for name, conn in
             (("alice", alice), ("bob", bob), ("carol", carol))}
     call_id = (await alice.request("call.start", {"room_id": rid}))["call_id"]
