@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ from chatnet.client.connection import ChatConnection, connect
 from tests.support.chat import create_room, say
 from tests.support.databases import postgres_url
 from tests.support.events import EventLog, barrier, within
-from tests.support.process import TwistdServer
+from tests.support.process import TwistdServer, command
+from tests.support.redis_server import free_port
 from tests.support.process import admin as admin_cli
 from tests.support.server import PASSWORD
 
@@ -141,3 +143,53 @@ async def test_two_workers_share_the_port_and_survive_a_worker_killed(
     assert status == -signal.SIGTERM
     assert "Server Shut Down." in cluster.process.text()
     assert "chatnet stopped" in cluster.process.text()
+
+
+@pytest_twisted.ensureDeferred
+async def test_socket_activation_through_a_listen_endpoint(tmp_path):
+    """``--listen systemd:domain=INET:index=0`` under systemd-socket-activate (the
+    socket systemd would pass): the server accepts TLS on the inherited socket,
+    and a client registers and sends a message."""
+    port = free_port()
+    data = tmp_path / "data"
+    log = tmp_path / "twistd.log"
+    process = subprocess.Popen(
+        ["systemd-socket-activate", "--listen", f"127.0.0.1:{port}", "--fdname=chatnet",
+         command("twistd"), "--nodaemon", "--pidfile=", f"--logfile={log}", "chatnet",
+         "--data-dir", str(data), "--open-registration",
+         "--listen", "systemd:domain=INET:index=0"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # systemd-socket-activate starts twistd at the first connection, which
+        # waits in the backlog until the server has started.
+        conn = await within(Deferred.fromCoroutine(_connect_when_ready(port, data)),
+                            "a connection", timeout=60)
+        await conn.register("alice", PASSWORD)
+        await conn.login("alice", PASSWORD)
+        room = await conn.request("room.create", {"name": "activated", "visibility": "public"})
+        await say(conn, room["room_id"], "hello through an inherited socket")
+        assert f"chatnet listening on 127.0.0.1:{port}" in log.read_text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)
+
+
+async def _connect_when_ready(port: int, data: Path) -> ChatConnection:
+    """Open a TCP connection (which makes systemd-socket-activate start the
+    server), wait for the CA the server writes, then connect over TLS."""
+    import socket
+
+    deadline = time.monotonic() + 10
+    while True:  # until systemd-socket-activate listens
+        try:
+            first = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline, "systemd-socket-activate never listened"
+            await deferLater(reactor, 0.05, lambda: None)
+    try:
+        while not (data / "tls" / "ca.pem").exists():
+            await deferLater(reactor, 0.05, lambda: None)
+    finally:
+        first.close()
+    return await connect(reactor, "localhost", port, data / "tls" / "ca.pem")
