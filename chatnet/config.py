@@ -108,6 +108,7 @@ class ServerConfig:
         directory: directory (LDAP) login settings, or None (local passwords only).
         redis: the cluster bus as ``(host, port, db)``, or None: one node alone
             (docs/deployment.md).
+        redis_password: the password Redis asks for (``requirepass``), or None.
         cluster: the cluster's name in Redis (prefix of its channel and keys).
         node_expiry: seconds a node's keys live in Redis without a refresh: a
             node that died counts as gone (its users offline) this long after.
@@ -163,6 +164,7 @@ class ServerConfig:
     compliance_log: bool = False
     directory: DirectoryConfig | None = None
     redis: tuple[str, int, int] | None = None
+    redis_password: str | None = None
     cluster: str = "chatnet"
     node_expiry: float = 15.0
     listen: str | None = None
@@ -289,6 +291,7 @@ class ServerConfig:
             compliance_log=bool(options.get("compliance-log")),
             directory=directory,
             redis=redis,
+            redis_password=redis_password(str(options.get("redis") or "")),
             cluster=cluster_name(str(options.get("cluster") or "chatnet")),
             node_expiry=number("node-expiry", 1, 3600) if options.get("node-expiry")
             else 15.0,
@@ -302,7 +305,7 @@ class ServerConfig:
 
 
 def redis_address(url: str) -> tuple[str, int, int] | None:
-    """``redis://host[:port][/db]`` as ``(host, port, db)``; None for ``""``.
+    """``redis://[:password@]host[:port][/db]`` as ``(host, port, db)``; None for ``""``.
 
     Raises:
         ConfigError: not such a URL.
@@ -318,8 +321,17 @@ def redis_address(url: str) -> tuple[str, int, int] | None:
     except ValueError:
         port = db = -1
     if parts.scheme != "redis" or not parts.hostname or port < 0 or not 0 <= db <= 1023:
-        raise ConfigError(f"--redis must be redis://host[:port][/db], not {url!r}")
+        raise ConfigError("--redis must be redis://[:password@]host[:port][/db], not "
+                          f"{parts._replace(netloc=parts.hostname or '').geturl()!r}")
     return parts.hostname, port, db
+
+
+def redis_password(url: str) -> str | None:
+    """The password in ``redis://:PASSWORD@host…`` (None without one)."""
+    from urllib.parse import unquote, urlsplit
+
+    password = urlsplit(url).password if url else None
+    return unquote(password) if password else None
 
 
 def cluster_name(name: str) -> str:

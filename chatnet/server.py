@@ -90,7 +90,8 @@ def build_fanout(config: ServerConfig, store: ChatStore, reactor: Any) -> LocalF
     def resubscribed() -> None:
         fanout.resubscribed()
 
-    bus = RedisBus(host, port, db, config.cluster, received, resubscribed, reactor)
+    bus = RedisBus(host, port, db, config.cluster, received, resubscribed, reactor,
+                   config.redis_password)
     fanout = ClusterFanout(store.ids.node, bus, reactor,
                            ids=store.ids if config.node_id is None else None,
                            expiry=config.node_expiry)

@@ -98,7 +98,7 @@ class Options(usage.Options):
          "this node's number 0-1023 for generated ids, unique in a cluster (default: a "
          "free one at random)"],
         ["redis", None, None,
-         "redis://host[:port][/db]: join a cluster of nodes sharing a PostgreSQL "
+         "redis://[:password@]host[:port][/db]: join a cluster of nodes sharing a PostgreSQL "
          "database; events, presence and sessions travel through this Redis "
          "(docs/deployment.md)"],
         ["cluster", None, "chatnet",

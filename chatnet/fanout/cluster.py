@@ -72,6 +72,7 @@ class RedisBus(service.Service):
         on_subscribed: called each time the subscription is (re)made: what was
             published meanwhile is lost and must be re-read from the database.
         reactor: the reactor.
+        password: what Redis's ``requirepass`` asks for, or None.
 
     Attributes:
         published: payloads handed to Redis.
@@ -83,8 +84,10 @@ class RedisBus(service.Service):
 
     def __init__(self, host: str, port: int, db: int, cluster: str,
                  on_message: Callable[[bytes], None],
-                 on_subscribed: Callable[[], None], reactor: Any) -> None:
+                 on_subscribed: Callable[[], None], reactor: Any,
+                 password: str | None = None) -> None:
         self.host, self.port, self.db = host, port, db
+        self.password = password
         self.cluster = cluster
         self.channel = f"{cluster}:events".encode()
         self.on_message = on_message
@@ -138,6 +141,7 @@ class RedisBus(service.Service):
         self._commands = commands
 
     def _configure(self, factory: Any) -> None:
+        factory.password = self.password
         factory.charset, factory.convertNumbers = None, False
         factory.initialDelay, factory.maxDelay = 0.2, 2.0
         factory.replyTimeout = 10

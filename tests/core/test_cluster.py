@@ -372,3 +372,30 @@ async def test_an_upload_begun_on_one_node_resumes_and_finishes_on_the_other(
             "file_id": done["file_id"], "offset": len(received), "length": chunk})
         received += page["data"]
     assert received == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_nodes_log_in_to_a_redis_that_asks_for_a_password(redis, make_server, tmp_path):
+    """--redis redis://:PASSWORD@host:port: both nodes authenticate and exchange
+    events; the URL's parts are parsed (a password with URL escapes included), and a
+    wrong URL is refused naming the option, without echoing the password."""
+    from chatnet.config import ConfigError, redis_address, redis_password
+
+    own = RedisServer(tmp_path / "redis", password="s3cret/pw").start()
+    try:
+        url = f"redis://:s3cret%2Fpw@127.0.0.1:{own.port}/2"
+        assert redis_address(url) == ("127.0.0.1", own.port, 2)
+        assert redis_password(url) == "s3cret/pw"
+        with pytest.raises(ConfigError, match="--redis") as refused:
+            redis_address("http://:s3cret@127.0.0.1:6379")
+        assert "s3cret" not in str(refused.value)
+        a, b = await two_nodes(make_server, "", {"redis": ("127.0.0.1", own.port, 0),
+                                                 "redis_password": "s3cret/pw",
+                                                 "cluster": redis["cluster"]}, tmp_path)
+        alice, bob = await a.user("alice"), await b.user("bob")
+        rid = (await create_room(alice, bob))["room_id"]
+        bob_events = EventLog(bob, "bob")
+        await say(alice, rid, "through an authenticated Redis")
+        await bob_events.next("msg")
+    finally:
+        own.stop()

@@ -26,13 +26,15 @@ class RedisServer:
 
     Args:
         work: a directory for its working files.
+        password: what it asks clients for (``requirepass``), or None.
 
     Attributes:
         port: its port; the same after :meth:`restart`.
     """
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, password: str | None = None) -> None:
         self.work = work
+        self.password = password
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -45,7 +47,8 @@ class RedisServer:
         self.work.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.work)],
+             "--appendonly", "no", "--dir", str(self.work),
+             *(["--requirepass", self.password] if self.password else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -54,7 +57,8 @@ class RedisServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
                     sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
+                    # With a password it answers NOAUTH: up all the same.
+                    if sock.recv(64).startswith((b"+PONG", b"-NOAUTH")):
                         return self
             except OSError:
                 pass
