@@ -27,8 +27,8 @@ from tests.support.chat import create_room, say
 from tests.support.databases import postgres_url
 from tests.support.events import EventLog, barrier, within
 from tests.support.process import TwistdServer, command
-from tests.support.redis_server import free_port
 from tests.support.process import admin as admin_cli
+from tests.support.redis_server import free_port
 from tests.support.server import PASSWORD
 
 _WORKER_PID = re.compile(r"worker (\d) started \(pid (\d+)\)")
