@@ -148,9 +148,18 @@ class EventLog:
         return [e.name for e in self.seen]
 
 
+#: Waits run before every :func:`barrier`'s ping: a cluster under test registers
+#: one that lets every event already published by any node reach every node
+#: (:meth:`tests.support.server.RunningCluster.settle`).
+SETTLE: list[Callable[[], Any]] = []
+
+
 async def barrier(conn: ChatConnection) -> None:
     """A ``session.ping`` round trip: afterwards, every frame the server wrote to
-    ``conn`` before answering has been received and dispatched."""
+    ``conn`` before answering has been received and dispatched (in a cluster,
+    after every node's earlier events reached every node)."""
+    for settle in SETTLE:
+        await timeout_after(settle(), TIMEOUT, "the cluster settling")
     await timeout_after(conn.request("session.ping"), TIMEOUT, "session.ping answer")
 
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 
 from chatnet.client.connection import ChatConnection, connect
 from chatnet.config import ServerConfig
 from chatnet.server import ChatnetService
+from tests.support.events import SETTLE
 
 PASSWORD = "correct horse battery"
 
@@ -63,3 +66,76 @@ async def start_server(config: ServerConfig) -> RunningServer:
     assert service.ca_path is not None or config.tls_cert is not None
     return RunningServer(service, port.getHost().port,
                          service.ca_path or config.data_dir / "tls" / "ca.pem")
+
+
+@dataclass
+class RunningCluster:
+    """Two started nodes of one cluster, used like one :class:`RunningServer`:
+    each new connection goes to the next node in turn, so consecutive users of a
+    test are on different nodes and every interaction between them crosses Redis.
+
+    Attributes:
+        nodes: the nodes; ``service``, ``port`` and ``ca`` are the first one's.
+    """
+
+    nodes: list[RunningServer]
+    _turn: int = 0
+
+    def __post_init__(self) -> None:
+        self._seen: dict[tuple[int, str], int] = {}
+        for node in self.nodes:
+            fanout: Any = node.service.fanout
+            fanout.node_handlers["test.settle"] = self._marker_seen(fanout.node)
+        SETTLE.append(self.settle)
+
+    def _marker_seen(self, receiver: int) -> Any:
+        def seen(origin: int, token: str) -> None:
+            self._seen[(receiver, token)] = self._seen.get((receiver, token), 0) + 1
+        return seen
+
+    async def settle(self) -> None:
+        """Every node publishes a marker; wait until every other node received
+        every marker. One channel keeps each publisher's order, so by then
+        everything any node published earlier has reached every node."""
+        token = secrets.token_hex(4)
+        for node in self.nodes:
+            node.service.fanout.send_all("test.settle", token)  # type: ignore[attr-defined]
+        others = len(self.nodes) - 1
+        receivers = [node.service.fanout.node for node in self.nodes]  # type: ignore[attr-defined]
+        while any(self._seen.get((r, token), 0) < others for r in receivers):
+            await deferLater(reactor, 0.002, lambda: None)
+        for r in receivers:
+            self._seen.pop((r, token), None)
+
+    @property
+    def service(self) -> ChatnetService:
+        return self.nodes[0].service
+
+    @property
+    def port(self) -> int:
+        return self.nodes[0].port
+
+    @property
+    def ca(self) -> Path:
+        return self.nodes[0].ca
+
+    def _next(self) -> RunningServer:
+        node = self.nodes[self._turn % len(self.nodes)]
+        self._turn += 1
+        return node
+
+    async def connect(self, hello: bool = True) -> ChatConnection:
+        """A new connection to the next node."""
+        return await self._next().connect(hello)
+
+    async def user(self, username: str, password: str = PASSWORD,
+                   register: bool = True) -> ChatConnection:
+        """A connection logged in as ``username`` on the next node."""
+        return await self._next().user(username, password, register)
+
+    async def stop(self) -> None:
+        """Stop every node."""
+        if self.settle in SETTLE:
+            SETTLE.remove(self.settle)
+        for node in reversed(self.nodes):
+            await node.stop()
