@@ -726,6 +726,7 @@ class ChatApp(QObject):
         dialog.respond_requested.connect(controller.respond_contact)
         dialog.remove_requested.connect(controller.remove_contact)
         dialog.block_requested.connect(controller.block_user)
+        dialog.unblock_requested.connect(controller.unblock_user)
         dialog.message_requested.connect(controller.open_direct)
         dialog.profile_requested.connect(self.open_profile)
         self._open("contacts", dialog)
@@ -740,13 +741,24 @@ class ChatApp(QObject):
         return dialog
 
     def open_profile(self, username: str) -> ProfileCard:
-        """Someone's profile card (``user.get``), with a Message button."""
+        """Someone's profile card (``user.get``), with Message and Block buttons."""
         controller = self.controller
         dialog = ProfileCard(username, self.main_window)
+        dialog.set_blocked(username in controller.blocked)
+        dialog.block_button.setVisible(username != controller.me)
+
+        def blocked_changed() -> None:
+            dialog.set_blocked(username in controller.blocked)
+
         controller.profile_loaded.connect(dialog.show_profile)
-        dialog.finished.connect(lambda _r: _disconnect(controller.profile_loaded,
-                                                       dialog.show_profile))
+        controller.contacts_changed.connect(blocked_changed)
+        def closed(_result: int) -> None:
+            _disconnect(controller.profile_loaded, dialog.show_profile)
+            _disconnect(controller.contacts_changed, blocked_changed)
+
+        dialog.finished.connect(closed)
         dialog.message_requested.connect(controller.open_direct)
+        dialog.block_requested.connect(controller.block_user)
         self._open("profile", dialog)
         controller.load_profile(username)
         return dialog

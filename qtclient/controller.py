@@ -159,6 +159,8 @@ class ChatController(QObject):
         files: the :class:`~qtclient.transfers.TransferManager` (uploads,
             downloads, previews); its ``transfers`` and ``thumbnails`` are models
             the views read.
+        blocked: usernames the user blocked (``contact.blocks``, then
+            ``contact.blocked`` events).
     """
 
     log = Logger()
@@ -249,6 +251,7 @@ class ChatController(QObject):
         self.contacts: dict[str, dict[str, Any]] = {}
         self.incoming: dict[str, str] = {}
         self.outgoing: set[str] = set()
+        self.blocked: set[str] = set()
         #: The server roles of the login result (``admin``, ``auditor``, ``bot``).
         self.roles: frozenset[str] = frozenset()
         self.auto_away = False
@@ -430,6 +433,7 @@ class ChatController(QObject):
         self.members.reset_members(None, [])
         self.search_results.clear()
         self.contacts, self.incoming, self.outgoing = {}, {}, set()
+        self.blocked = set()
         self.contacts_changed.emit()
         self._was_authenticated = False
         self._set_connection(ConnectionView.OFFLINE)
@@ -853,7 +857,12 @@ class ChatController(QObject):
                 self.presence[username] = normalise(profile.get("presence"))
             self.contacts_changed.emit()
 
+        def blocked(names: list[Any]) -> None:
+            self.blocked = {str(n) for n in names}
+            self.contacts_changed.emit()
+
         self._call("contact.list", {"limit": 200}, page)
+        self._call_all("contact.blocks", "blocked", {"limit": 200}, blocked, lambda _e: None)
 
     def request_contact(self, username: str, message: str = "") -> None:
         """``contact.request`` (with an optional message)."""
@@ -890,13 +899,39 @@ class ChatController(QObject):
         self._call("contact.remove", {"username": username},
                    lambda _r: self._contact_gone(username))
 
-    def block_user(self, username: str) -> None:
-        """``contact.block {on: true}``: ends the contact and any request."""
-        def blocked(_result: Any) -> None:
-            self._contact_gone(username)
-            self.info.emit(_("{user} is blocked.").format(user=f"@{username}"))
+    def block_user(self, username: str, on: bool = True) -> None:
+        """``contact.block``: block ``username`` (ending the contact and any
+        request; their messages are hidden), or with ``on=False`` unblock them."""
+        def answered(_result: Any) -> None:
+            self._blocked_changed(username, on)
+            self.info.emit((_("{user} is blocked.") if on else _("{user} is no longer blocked."))
+                           .format(user=f"@{username}"))
 
-        self._call("contact.block", {"username": username, "on": True}, blocked)
+        self._call("contact.block", {"username": username, "on": on}, answered)
+
+    def unblock_user(self, username: str) -> None:
+        """``contact.block {on: false}``: their messages show again."""
+        self.block_user(username, on=False)
+
+    def _blocked_changed(self, username: str, on: bool) -> None:
+        """Blocked (here or on another device): the server leaves the user's
+        messages out of history and events from now on, so the loaded ones go
+        too; unblocked, the open timelines are asked again to show them."""
+        if on:
+            self._contact_gone(username)
+            for timeline in self.timelines.values():
+                timeline.hide_sender(username)
+        if (username in self.blocked) == on:
+            return
+        if on:
+            self.blocked.add(username)
+        else:
+            self.blocked.discard(username)
+            for timeline in self.timelines.values():
+                if timeline.loaded and not timeline.loading:
+                    timeline.forget_window()
+                    self._load_latest(timeline)
+        self.contacts_changed.emit()
 
     def load_profile(self, username: str) -> None:
         """``user.get``; answers with :attr:`profile_loaded`."""
@@ -930,8 +965,7 @@ class ChatController(QObject):
         self._contact_gone(str(data.get("username", "")))
 
     def _on_contact_blocked(self, data: dict[str, Any]) -> None:
-        if data.get("on"):
-            self._contact_gone(str(data.get("username", "")))
+        self._blocked_changed(str(data.get("username", "")), bool(data.get("on")))
 
     def room_label(self, room_id: int) -> str:
         """How a room is named in lists of messages: "# name" for a group room,
@@ -1350,6 +1384,8 @@ class ChatController(QObject):
     def _on_msg(self, data: dict[str, Any]) -> None:
         message = data.get("message") or {}
         room_id, sender = int(message["room_id"]), str(message.get("sender", ""))
+        if sender in self.blocked:
+            return  # the server no longer sends them; one already on its way
         if self.rooms.room(room_id) is None:
             self._refresh_rooms()
         timeline = self.timelines.get(room_id)
