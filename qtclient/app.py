@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from qtclient.accounts import Account, PasswordStore
 from qtclient.audio import devices
 from qtclient.controller import ChatController, LoginRequest
+from qtclient.feed import FEED_UPLOADS
 from qtclient.i18n import _
 from qtclient.i18n.switch import LanguageSwitcher
 from qtclient.idle import IdleWatcher
@@ -45,6 +46,7 @@ from qtclient.views.dialogs import (
     SettingsDialog,
     UserSearchDialog,
 )
+from qtclient.views.feed import FeedWindow
 from qtclient.views.login import LoginWindow
 from qtclient.views.main_window import MainWindow
 from qtclient.views.tray import TrayNotifier
@@ -242,6 +244,7 @@ class ChatApp(QObject):
         main.message_someone_requested.connect(lambda: self.open_user_search("message"))
         main.switcher_requested.connect(self.open_switcher)
         main.contacts_requested.connect(self.open_contacts)
+        main.feed_requested.connect(self.open_feed)
         main.profile_requested.connect(self.open_profile)
         main.invite_dialog_requested.connect(lambda room: self.open_user_search("invite", room))
         main.invite_accepted.connect(c.accept_invite)
@@ -762,6 +765,28 @@ class ChatApp(QObject):
         self._open("profile", dialog)
         controller.load_profile(username)
         return dialog
+
+    def open_feed(self) -> FeedWindow:
+        """The current account's Feed window (its newest posts asked for again)."""
+        controller = self.controller
+        feed = controller.feed
+        window = FeedWindow(controller, self.main_window)
+        window.post_requested.connect(feed.post)
+        window.attach_requested.connect(partial(controller.attach_files, FEED_UPLOADS))
+        window.detach_requested.connect(feed.detach)
+        window.like_requested.connect(feed.like)
+        window.comment_requested.connect(feed.comment)
+        window.delete_requested.connect(feed.delete)
+        window.older_requested.connect(feed.load_older)
+        window.earlier_comments_requested.connect(feed.load_comments)
+        window.download_requested.connect(controller.download_file)
+        window.thumbnail_wanted.connect(controller.want_thumbnail)
+        window.transfer_cancel_requested.connect(controller.cancel_transfer)
+        window.transfer_retry_requested.connect(controller.retry_transfer)
+        window.transfer_remove_requested.connect(controller.dismiss_transfer)
+        self._open("feed", window)
+        feed.refresh()
+        return window
 
     def open_switcher(self) -> QuickSwitcher:
         """The quick switcher (Ctrl+K): filter the conversations, Enter opens one."""

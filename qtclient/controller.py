@@ -33,6 +33,7 @@ from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from qtclient.audio import CallAudio
 from qtclient.exporting import ExportResult, export_to_files, others_of
+from qtclient.feed import FEED_UPLOADS, FeedManager
 from qtclient.i18n import _, ngettext
 from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
@@ -159,6 +160,8 @@ class ChatController(QObject):
         files: the :class:`~qtclient.transfers.TransferManager` (uploads,
             downloads, previews); its ``transfers`` and ``thumbnails`` are models
             the views read.
+        feed: the team feed (:class:`~qtclient.feed.FeedManager`); its
+            ``posts`` is the model the Feed window reads.
         blocked: usernames the user blocked (``contact.blocks``, then
             ``contact.blocked`` events).
     """
@@ -252,6 +255,8 @@ class ChatController(QObject):
         self.incoming: dict[str, str] = {}
         self.outgoing: set[str] = set()
         self.blocked: set[str] = set()
+        self.feed = FeedManager(self._call, describe_error, self.files, self.display_names,
+                                self)
         #: The server roles of the login result (``admin``, ``auditor``, ``bot``).
         self.roles: frozenset[str] = frozenset()
         self.auto_away = False
@@ -363,6 +368,7 @@ class ChatController(QObject):
                 if entry.is_direct:
                     self._learn_peer(entry.room_id)
             self._typing_timer.start()
+            self.feed.start(self.me, "admin" in self.roles)
             self.logged_in.emit(self.me)
             self.own_presence_changed.emit(self.own_presence)
             self.run(session.call("user.get", {"username": self.me}), self._own_profile,
@@ -434,6 +440,7 @@ class ChatController(QObject):
         self.search_results.clear()
         self.contacts, self.incoming, self.outgoing = {}, {}, set()
         self.blocked = set()
+        self.feed.reset()
         self.contacts_changed.emit()
         self._was_authenticated = False
         self._set_connection(ConnectionView.OFFLINE)
@@ -504,6 +511,7 @@ class ChatController(QObject):
             if entry.is_direct and entry.peer:
                 self._learn_peer(entry.room_id)
         self.load_contacts()  # requests and contacts that changed meanwhile, and presence
+        self.feed.refresh_if_loaded()  # feed events missed while offline
         if self.own_presence != "online":
             # The server forgets the chosen state when the last session ends.
             self._call("presence.set", {"state": self.own_presence}, None, lambda _e: None)
@@ -855,6 +863,8 @@ class ChatController(QObject):
             self.outgoing = set(outgoing)
             for username, profile in contacts.items():
                 self.presence[username] = normalise(profile.get("presence"))
+                self.display_names[username] = str(profile.get("display_name") or username)
+            self._names_changed()
             self.contacts_changed.emit()
 
         def blocked(names: list[Any]) -> None:
@@ -939,6 +949,7 @@ class ChatController(QObject):
                    lambda profile: self.profile_loaded.emit(dict(profile)))
 
     def _contact_gone(self, username: str) -> None:
+        self.feed.posts.remove_author(username)
         self.contacts.pop(username, None)
         self.incoming.pop(username, None)
         self.outgoing.discard(username)
@@ -957,9 +968,11 @@ class ChatController(QObject):
         self.incoming.pop(username, None)
         self.outgoing.discard(username)
         self.presence[username] = normalise(profile.get("presence"))
+        self.display_names[username] = str(profile.get("display_name") or username)
         self.rooms.set_presence(username, self.presence[username])
         self.members.set_presence(username, self.presence[username])
         self.contacts_changed.emit()
+        self.feed.refresh_if_loaded()  # a new contact's posts
 
     def _on_contact_removed(self, data: dict[str, Any]) -> None:
         self._contact_gone(str(data.get("username", "")))
@@ -1128,7 +1141,8 @@ class ChatController(QObject):
         """Upload files (dropped, or chosen with the attach button) and send each
         to ``room_id`` as a message once stored. Folders and anything that is not
         a readable file are refused with a message in the status bar."""
-        if self.session is None or self.rooms.room(room_id) is None:
+        if self.session is None or (room_id != FEED_UPLOADS
+                                    and self.rooms.room(room_id) is None):
             return
         for raw in paths:
             path = Path(raw)
@@ -1151,8 +1165,8 @@ class ChatController(QObject):
         """An upload is stored: send the message that attaches it (pending at
         once, re-sent across reconnects like any other)."""
         session = self.session
-        if session is None:
-            return
+        if session is None or room_id == FEED_UPLOADS:
+            return  # the feed's: the FeedManager keeps it for the post
         client_msg_id = uuid.uuid4().hex
         timeline = self.timeline(room_id)
         timeline.add_pending(client_msg_id, "", int(self.reactor.seconds() * 1000),
@@ -1380,6 +1394,8 @@ class ChatController(QObject):
         handler = self._handlers.get(event.name)
         if handler is not None:
             handler(self, event.data)
+        elif event.name.startswith("feed."):
+            self.feed.on_event(event.name, event.data)
 
     def _on_msg(self, data: dict[str, Any]) -> None:
         message = data.get("message") or {}
@@ -1413,6 +1429,7 @@ class ChatController(QObject):
     def _names_changed(self) -> None:
         for timeline in self.timelines.values():
             timeline.names_changed()
+        self.feed.posts.names_changed()
         self.search_results.names_changed()
 
     def _refresh_rooms(self) -> None:

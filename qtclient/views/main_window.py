@@ -226,6 +226,7 @@ class MainWindow(QMainWindow):
     directory_requested = pyqtSignal()
     message_someone_requested = pyqtSignal()
     contacts_requested = pyqtSignal()
+    feed_requested = pyqtSignal()
     profile_requested = pyqtSignal(str)
     switcher_requested = pyqtSignal()
     invite_dialog_requested = pyqtSignal(ID)
@@ -323,6 +324,8 @@ class MainWindow(QMainWindow):
         self.message_action.triggered.connect(self.message_someone_requested)
         self.contacts_action = QAction(self)
         self.contacts_action.triggered.connect(self.contacts_requested)
+        self.feed_action = QAction(self)
+        self.feed_action.triggered.connect(self.feed_requested)
         self.switcher_action = QAction(self)
         self.switcher_action.setShortcut(QKeySequence("Ctrl+K"))
         self.switcher_action.triggered.connect(self.switcher_requested)
@@ -347,7 +350,7 @@ class MainWindow(QMainWindow):
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.quit_requested)
         for action in (self.switcher_action, self.new_room_action, self.browse_action,
-                       self.message_action, self.contacts_action):
+                       self.message_action, self.contacts_action, self.feed_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
         for action in (self.find_action, self.find_all_action, self.date_action,
@@ -769,6 +772,7 @@ class MainWindow(QMainWindow):
         self.browse_action.setText(_("Browse rooms…"))
         self.message_action.setText(_("Message someone…"))
         self.contacts_action.setText(_("Contacts…"))
+        self.feed_action.setText(_("Feed…"))
         self.switcher_action.setText(_("Go to a conversation…"))
         self.find_action.setText(_("Search in this conversation…"))
         self.find_all_action.setText(_("Search all conversations…"))
