@@ -57,7 +57,7 @@ class FeedManager(QObject):
         error(text): a request was refused; a translated sentence (the server's
             reason for a limit).
         attached_changed(): :attr:`attached` changed.
-        posted(): the user's post was stored (the composer may be cleared).
+        posted(post_id): the user's post was stored (the composer may be cleared).
     """
 
     error = pyqtSignal(str)

@@ -12,6 +12,7 @@ from qtclient.app import ChatApp
 from qtclient.models.thumbnails import READY
 from qtclient.qt import QBuffer, QByteArray, QColor, QImage, QIODevice, Qt
 from qtclient.views.feed import FeedWindow
+from tests.gui.test_admin import give_roles
 from tests.support.events import EventLog, barrier
 
 
@@ -192,3 +193,21 @@ def test_removing_a_contact_hides_their_posts(make_client: Any, server: Any,
     server.request(bob, "contact.remove", {"username": "alice"})
     qtbot.waitUntil(lambda: window.cards == [])
     assert window.empty_label.isVisibleTo(window)
+
+
+def test_an_admin_may_delete_a_contacts_post(make_client: Any, server: Any,
+                                             qtbot: Any) -> None:
+    """An admin's window offers Delete on others' posts too (the server allows
+    it), and the post is gone for its author as well."""
+    give_roles(server, "root", ["admin"])
+    root = make_client("root", register=False)
+    bob = server.user("bob")
+    _contacts(server, "root", "bob")
+    server.request(bob, "feed.post", {"body": "against the rules"})
+    window = _open_feed(qtbot, root)
+    card = window.cards[0]
+    assert card.delete_button.isVisibleTo(card)
+    window.confirm_delete = lambda _parent: True
+    card.delete_button.click()
+    qtbot.waitUntil(lambda: window.cards == [])
+    assert server.request(bob, "feed.list")["posts"] == []
