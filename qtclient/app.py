@@ -777,6 +777,7 @@ class ChatApp(QObject):
         window.like_requested.connect(feed.like)
         window.comment_requested.connect(feed.comment)
         window.delete_requested.connect(feed.delete)
+        window.comment_delete_requested.connect(feed.delete_comment)
         window.older_requested.connect(feed.load_older)
         window.earlier_comments_requested.connect(feed.load_comments)
         window.download_requested.connect(controller.download_file)

@@ -39,6 +39,7 @@ from qtclient.models.thumbnails import FAILED, READY, is_image
 from qtclient.models.transfers import ACTIVE_STATES, RoomUploadsProxy, TransfersModel
 from qtclient.qt import (
     ID,
+    QAction,
     QFrame,
     QHBoxLayout,
     QIcon,
@@ -105,6 +106,9 @@ class PostCard(QFrame):
     Signals:
         like_clicked(post_id, on), delete_clicked(post_id),
         comment_submitted(post_id, text), earlier_comments_clicked(post_id),
+        comment_delete_clicked(post_id, comment_id): *Delete comment* in a
+            comment's right-click menu (offered to its author, the post's
+            author and admins),
         file_clicked(file_id, name, mime, size): a file's button or preview.
     """
 
@@ -112,6 +116,7 @@ class PostCard(QFrame):
     delete_clicked = pyqtSignal(ID)
     comment_submitted = pyqtSignal(ID, str)
     earlier_comments_clicked = pyqtSignal(ID)
+    comment_delete_clicked = pyqtSignal(ID, ID)
     file_clicked = pyqtSignal(str, str, str, ID)
 
     def __init__(self, post_id: int, parent: QWidget | None = None) -> None:
@@ -202,8 +207,16 @@ class PostCard(QFrame):
             self.comment_input.clear()
 
     def show_post(self, item: PostItem, author_name: str, names: dict[str, str],
-                  may_delete: bool) -> None:
-        """Fill the card with ``item`` (and again whenever it changes)."""
+                  may_delete: bool, me: str) -> None:
+        """Fill the card with ``item`` (and again whenever it changes).
+
+        Args:
+            item: the post.
+            author_name: its author's display name.
+            names: username -> display name (commenters).
+            may_delete: the user may delete the post (and so any comment on it).
+            me: the user's username (their own comments may be deleted).
+        """
         self.item = item
         colour = name_colour(item.author).name()
         self.author_label.setText(
@@ -215,7 +228,7 @@ class PostCard(QFrame):
         self.delete_button.setVisible(may_delete)
         self._show_files(item.attachments)
         self.like_button.setChecked(item.liked)
-        self._show_comments(item, names)
+        self._show_comments(item, names, may_delete, me)
         self.retranslate()
 
     def _show_files(self, attachments: list[dict[str, Any]]) -> None:
@@ -264,7 +277,8 @@ class PostCard(QFrame):
             button.setText(f"🖼 {button.toolTip()}" if state == FAILED
                            else _("Loading preview…"))
 
-    def _show_comments(self, item: PostItem, names: dict[str, str]) -> None:
+    def _show_comments(self, item: PostItem, names: dict[str, str], may_delete: bool,
+                       me: str) -> None:
         for label in self.comment_labels:
             self.comment_list.removeWidget(label)
             label.deleteLater()
@@ -280,7 +294,15 @@ class PostCard(QFrame):
             label.setTextFormat(Qt.TextFormat.RichText)
             label.setWordWrap(True)
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            label.setProperty("comment_id", int(comment.get("comment_id", 0)))
+            comment_id = int(comment.get("comment_id", 0))
+            label.setProperty("comment_id", comment_id)
+            if may_delete or author == me:
+                delete = QAction(_("Delete comment"), label)
+                delete.setObjectName("delete_comment")
+                delete.triggered.connect(lambda _c=False, c=comment_id:
+                                         self.comment_delete_clicked.emit(self.post_id, c))
+                label.addAction(delete)
+                label.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
             self.comment_list.addWidget(label)
             self.comment_labels.append(label)
 
@@ -324,7 +346,8 @@ class FeedWindow(_Dialog):
     Signals:
         post_requested(text), attach_requested(paths), detach_requested(file_id),
         like_requested(post_id, on), comment_requested(post_id, text),
-        delete_requested(post_id), older_requested(),
+        delete_requested(post_id), comment_delete_requested(post_id, comment_id),
+        older_requested(),
         earlier_comments_requested(post_id),
         download_requested(file_id, name, dest, mime, size),
         thumbnail_wanted(file_id, mime, size),
@@ -338,6 +361,7 @@ class FeedWindow(_Dialog):
     like_requested = pyqtSignal(ID, bool)
     comment_requested = pyqtSignal(ID, str)
     delete_requested = pyqtSignal(ID)
+    comment_delete_requested = pyqtSignal(ID, ID)
     older_requested = pyqtSignal()
     earlier_comments_requested = pyqtSignal(ID)
     download_requested = pyqtSignal(str, str, str, str, ID)
@@ -561,6 +585,7 @@ class FeedWindow(_Dialog):
         card.delete_clicked.connect(self._delete)
         card.comment_submitted.connect(self.comment_requested)
         card.earlier_comments_clicked.connect(self.earlier_comments_requested)
+        card.comment_delete_clicked.connect(self.comment_delete_requested)
         card.file_clicked.connect(self._file_clicked)
         self._fill(card, row)
         return card
@@ -569,7 +594,8 @@ class FeedWindow(_Dialog):
         item = self.model.posts()[row]
         feed = self.state.feed
         card.show_post(item, str(self.model.index(row).data(_R.AuthorName)),
-                       dict(self.state.display_names), feed.may_delete(item.author))
+                       dict(self.state.display_names), feed.may_delete(item.author),
+                       self.model.me)
         thumbnails = self.state.files.thumbnails
         for attachment in item.attachments:
             file_id, mime = str(attachment.get("file_id", "")), str(attachment.get("mime", ""))

@@ -211,3 +211,34 @@ def test_an_admin_may_delete_a_contacts_post(make_client: Any, server: Any,
     card.delete_button.click()
     qtbot.waitUntil(lambda: window.cards == [])
     assert server.request(bob, "feed.list")["posts"] == []
+
+
+def test_the_posts_author_deletes_a_comment(make_client: Any, server: Any,
+                                            qtbot: Any) -> None:
+    """*Delete comment* is offered on one's own comments and on every comment
+    under one's own post, not on others' comments under others' posts; alice
+    deletes bob's comment under her post and it leaves bob's window too."""
+    alice = make_client("alice")
+    bob = make_client("bob")
+    _contacts(server, "alice", "bob")
+    alice_conn = server.user("alice", register=False)
+    post = server.request(alice_conn, "feed.post", {"body": "thoughts?"})
+    server.request(alice_conn, "feed.comment", {"post_id": post["post_id"], "body": "mine"})
+    bob_conn = server.user("bob", register=False)
+    server.request(bob_conn, "feed.comment", {"post_id": post["post_id"], "body": "meh"})
+    alice_feed = _open_feed(qtbot, alice)
+    bob_feed = _open_feed(qtbot, bob)
+
+    def deletable(window: FeedWindow) -> list[bool]:
+        return [any(a.objectName() == "delete_comment" for a in label.actions())
+                for label in window.cards[0].comment_labels]
+
+    assert deletable(alice_feed) == [True, True]
+    assert deletable(bob_feed) == [False, True]
+    (delete,) = [a for a in alice_feed.cards[0].comment_labels[1].actions()]
+    delete.trigger()
+    qtbot.waitUntil(lambda: len(bob_feed.cards[0].comment_labels) == 1)
+    assert "mine" in bob_feed.cards[0].comment_labels[0].text()
+    assert bob_feed.cards[0].comments_button.text() == "💬 1 comment"
+    assert [c["body"] for c in server.request(
+        bob_conn, "feed.comments", {"post_id": post["post_id"]})["comments"]] == ["mine"]
