@@ -28,6 +28,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from qtclient.accounts import Account, PasswordStore
 from qtclient.audio import devices
 from qtclient.controller import ChatController, LoginRequest
+from qtclient.feed import FEED_UPLOADS
 from qtclient.i18n import _
 from qtclient.i18n.switch import LanguageSwitcher
 from qtclient.idle import IdleWatcher
@@ -45,6 +46,7 @@ from qtclient.views.dialogs import (
     SettingsDialog,
     UserSearchDialog,
 )
+from qtclient.views.feed import FeedWindow
 from qtclient.views.login import LoginWindow
 from qtclient.views.main_window import MainWindow
 from qtclient.views.profile import ProfileEditor
@@ -243,6 +245,7 @@ class ChatApp(QObject):
         main.message_someone_requested.connect(lambda: self.open_user_search("message"))
         main.switcher_requested.connect(self.open_switcher)
         main.contacts_requested.connect(self.open_contacts)
+        main.feed_requested.connect(self.open_feed)
         main.profile_requested.connect(self.open_profile)
         main.profile_editor_requested.connect(self.open_profile_editor)
         main.invite_dialog_requested.connect(lambda room: self.open_user_search("invite", room))
@@ -728,6 +731,7 @@ class ChatApp(QObject):
         dialog.respond_requested.connect(controller.respond_contact)
         dialog.remove_requested.connect(controller.remove_contact)
         dialog.block_requested.connect(controller.block_user)
+        dialog.unblock_requested.connect(controller.unblock_user)
         dialog.message_requested.connect(controller.open_direct)
         dialog.profile_requested.connect(self.open_profile)
         self._open("contacts", dialog)
@@ -742,13 +746,25 @@ class ChatApp(QObject):
         return dialog
 
     def open_profile(self, username: str) -> ProfileCard:
-        """Someone's profile card (``user.get``), with a Message button."""
+        """Someone's profile card (``user.get``), with Message and Block buttons."""
         controller = self.controller
         dialog = ProfileCard(username, self.main_window, controller.avatars)
+        dialog.set_blocked(username in controller.blocked)
+        dialog.block_button.setVisible(username != controller.me)
+
+        def blocked_changed() -> None:
+            dialog.set_blocked(username in controller.blocked)
+
         controller.profile_loaded.connect(dialog.show_profile)
-        dialog.finished.connect(lambda _r: _disconnect(controller.profile_loaded,
-                                                       dialog.show_profile))
+        controller.contacts_changed.connect(blocked_changed)
+
+        def closed(_result: int) -> None:
+            _disconnect(controller.profile_loaded, dialog.show_profile)
+            _disconnect(controller.contacts_changed, blocked_changed)
+
+        dialog.finished.connect(closed)
         dialog.message_requested.connect(controller.open_direct)
+        dialog.block_requested.connect(controller.block_user)
         self._open("profile", dialog)
         controller.load_profile(username)
         return dialog
@@ -760,6 +776,29 @@ class ChatApp(QObject):
         dialog.save_requested.connect(lambda changes: controller.update_profile(**changes))
         self._open("profile_editor", dialog)
         return dialog
+
+    def open_feed(self) -> FeedWindow:
+        """The current account's Feed window (its newest posts asked for again)."""
+        controller = self.controller
+        feed = controller.feed
+        window = FeedWindow(controller, self.main_window)
+        window.post_requested.connect(feed.post)
+        window.attach_requested.connect(partial(controller.attach_files, FEED_UPLOADS))
+        window.detach_requested.connect(feed.detach)
+        window.like_requested.connect(feed.like)
+        window.comment_requested.connect(feed.comment)
+        window.delete_requested.connect(feed.delete)
+        window.comment_delete_requested.connect(feed.delete_comment)
+        window.older_requested.connect(feed.load_older)
+        window.earlier_comments_requested.connect(feed.load_comments)
+        window.download_requested.connect(controller.download_file)
+        window.thumbnail_wanted.connect(controller.want_thumbnail)
+        window.transfer_cancel_requested.connect(controller.cancel_transfer)
+        window.transfer_retry_requested.connect(controller.retry_transfer)
+        window.transfer_remove_requested.connect(controller.dismiss_transfer)
+        self._open("feed", window)
+        feed.refresh()
+        return window
 
     def open_switcher(self) -> QuickSwitcher:
         """The quick switcher (Ctrl+K): filter the conversations, Enter opens one."""

@@ -34,6 +34,7 @@ from chatnet.client.session import ChatSession, SessionState
 from chatnet.errors import ChatError, ErrorCode
 from qtclient.audio import CallAudio
 from qtclient.exporting import ExportResult, export_to_files, others_of
+from qtclient.feed import FEED_UPLOADS, FeedManager
 from qtclient.i18n import _, ngettext
 from qtclient.models.invites import InviteListModel
 from qtclient.models.members import MemberListModel
@@ -163,6 +164,10 @@ class ChatController(QObject):
         avatars: everyone's profile pictures (``files.avatars``), learnt from
             the profiles that arrive and asked for (``user.get``) when a view
             draws someone not heard of.
+        feed: the team feed (:class:`~qtclient.feed.FeedManager`); its
+            ``posts`` is the model the Feed window reads.
+        blocked: usernames the user blocked (``contact.blocks``, then
+            ``contact.blocked`` events).
     """
 
     log = Logger()
@@ -260,6 +265,9 @@ class ChatController(QObject):
         self.contacts: dict[str, dict[str, Any]] = {}
         self.incoming: dict[str, str] = {}
         self.outgoing: set[str] = set()
+        self.blocked: set[str] = set()
+        self.feed = FeedManager(self._call, describe_error, self.files, self.display_names,
+                                self)
         #: The server roles of the login result (``admin``, ``auditor``, ``bot``).
         self.roles: frozenset[str] = frozenset()
         self.auto_away = False
@@ -371,6 +379,7 @@ class ChatController(QObject):
                 if entry.is_direct:
                     self._learn_peer(entry.room_id)
             self._typing_timer.start()
+            self.feed.start(self.me, "admin" in self.roles)
             self.logged_in.emit(self.me)
             self.own_presence_changed.emit(self.own_presence)
             self.run(session.call("user.get", {"username": self.me}), self._own_profile,
@@ -441,6 +450,8 @@ class ChatController(QObject):
         self.members.reset_members(None, [])
         self.search_results.clear()
         self.contacts, self.incoming, self.outgoing = {}, {}, set()
+        self.blocked = set()
+        self.feed.reset()
         self.contacts_changed.emit()
         self._was_authenticated = False
         self._set_connection(ConnectionView.OFFLINE)
@@ -512,6 +523,7 @@ class ChatController(QObject):
                 self._learn_peer(entry.room_id)
         self.load_contacts()  # requests and contacts that changed meanwhile, and presence
         self.avatars.refresh()  # pictures changed meanwhile: ask again when drawn
+        self.feed.refresh_if_loaded()  # feed events missed while offline
         if self.own_presence != "online":
             # The server forgets the chosen state when the last session ends.
             self._call("presence.set", {"state": self.own_presence}, None, lambda _e: None)
@@ -864,9 +876,16 @@ class ChatController(QObject):
             for username, profile in contacts.items():
                 self.presence[username] = normalise(profile.get("presence"))
                 self.avatars.learn(profile)
+                self.display_names[username] = str(profile.get("display_name") or username)
+            self._names_changed()
+            self.contacts_changed.emit()
+
+        def blocked(names: list[Any]) -> None:
+            self.blocked = {str(n) for n in names}
             self.contacts_changed.emit()
 
         self._call("contact.list", {"limit": 200}, page)
+        self._call_all("contact.blocks", "blocked", {"limit": 200}, blocked, lambda _e: None)
 
     def request_contact(self, username: str, message: str = "") -> None:
         """``contact.request`` (with an optional message)."""
@@ -903,13 +922,39 @@ class ChatController(QObject):
         self._call("contact.remove", {"username": username},
                    lambda _r: self._contact_gone(username))
 
-    def block_user(self, username: str) -> None:
-        """``contact.block {on: true}``: ends the contact and any request."""
-        def blocked(_result: Any) -> None:
-            self._contact_gone(username)
-            self.info.emit(_("{user} is blocked.").format(user=f"@{username}"))
+    def block_user(self, username: str, on: bool = True) -> None:
+        """``contact.block``: block ``username`` (ending the contact and any
+        request; their messages are hidden), or with ``on=False`` unblock them."""
+        def answered(_result: Any) -> None:
+            self._blocked_changed(username, on)
+            self.info.emit((_("{user} is blocked.") if on else _("{user} is no longer blocked."))
+                           .format(user=f"@{username}"))
 
-        self._call("contact.block", {"username": username, "on": True}, blocked)
+        self._call("contact.block", {"username": username, "on": on}, answered)
+
+    def unblock_user(self, username: str) -> None:
+        """``contact.block {on: false}``: their messages show again."""
+        self.block_user(username, on=False)
+
+    def _blocked_changed(self, username: str, on: bool) -> None:
+        """Blocked (here or on another device): the server leaves the user's
+        messages out of history and events from now on, so the loaded ones go
+        too; unblocked, the open timelines are asked again to show them."""
+        if on:
+            self._contact_gone(username)
+            for timeline in self.timelines.values():
+                timeline.hide_sender(username)
+        if (username in self.blocked) == on:
+            return
+        if on:
+            self.blocked.add(username)
+        else:
+            self.blocked.discard(username)
+            for timeline in self.timelines.values():
+                if timeline.loaded and not timeline.loading:
+                    timeline.forget_window()
+                    self._load_latest(timeline)
+        self.contacts_changed.emit()
 
     def load_profile(self, username: str) -> None:
         """``user.get``; answers with :attr:`profile_loaded`."""
@@ -931,6 +976,7 @@ class ChatController(QObject):
             self._call("user.get", {"username": username}, self.avatars.learn, failed)
 
     def _contact_gone(self, username: str) -> None:
+        self.feed.posts.remove_author(username)
         self.contacts.pop(username, None)
         self.incoming.pop(username, None)
         self.outgoing.discard(username)
@@ -950,16 +996,17 @@ class ChatController(QObject):
         self.incoming.pop(username, None)
         self.outgoing.discard(username)
         self.presence[username] = normalise(profile.get("presence"))
+        self.display_names[username] = str(profile.get("display_name") or username)
         self.rooms.set_presence(username, self.presence[username])
         self.members.set_presence(username, self.presence[username])
         self.contacts_changed.emit()
+        self.feed.refresh_if_loaded()  # a new contact's posts
 
     def _on_contact_removed(self, data: dict[str, Any]) -> None:
         self._contact_gone(str(data.get("username", "")))
 
     def _on_contact_blocked(self, data: dict[str, Any]) -> None:
-        if data.get("on"):
-            self._contact_gone(str(data.get("username", "")))
+        self._blocked_changed(str(data.get("username", "")), bool(data.get("on")))
 
     def room_label(self, room_id: int) -> str:
         """How a room is named in lists of messages: "# name" for a group room,
@@ -1122,7 +1169,8 @@ class ChatController(QObject):
         """Upload files (dropped, or chosen with the attach button) and send each
         to ``room_id`` as a message once stored. Folders and anything that is not
         a readable file are refused with a message in the status bar."""
-        if self.session is None or self.rooms.room(room_id) is None:
+        if self.session is None or (room_id != FEED_UPLOADS
+                                    and self.rooms.room(room_id) is None):
             return
         for raw in paths:
             path = Path(raw)
@@ -1145,8 +1193,8 @@ class ChatController(QObject):
         """An upload is stored: send the message that attaches it (pending at
         once, re-sent across reconnects like any other)."""
         session = self.session
-        if session is None:
-            return
+        if session is None or room_id == FEED_UPLOADS:
+            return  # the feed's: the FeedManager keeps it for the post
         client_msg_id = uuid.uuid4().hex
         timeline = self.timeline(room_id)
         timeline.add_pending(client_msg_id, "", int(self.reactor.seconds() * 1000),
@@ -1424,10 +1472,14 @@ class ChatController(QObject):
         handler = self._handlers.get(event.name)
         if handler is not None:
             handler(self, event.data)
+        elif event.name.startswith("feed."):
+            self.feed.on_event(event.name, event.data)
 
     def _on_msg(self, data: dict[str, Any]) -> None:
         message = data.get("message") or {}
         room_id, sender = int(message["room_id"]), str(message.get("sender", ""))
+        if sender in self.blocked:
+            return  # the server no longer sends them; one already on its way
         if self.rooms.room(room_id) is None:
             self._refresh_rooms()
         timeline = self.timelines.get(room_id)
@@ -1455,6 +1507,7 @@ class ChatController(QObject):
     def _names_changed(self) -> None:
         for timeline in self.timelines.values():
             timeline.names_changed()
+        self.feed.posts.names_changed()
         self.search_results.names_changed()
 
     def _refresh_rooms(self) -> None:

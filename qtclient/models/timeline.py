@@ -600,6 +600,13 @@ class TimelineModel(RowsModel):
             self._changed(row)
         self._touch_replies_to(msg_id)
 
+    def hide_sender(self, username: str) -> None:
+        """``username`` was blocked: their stored messages leave the timeline (the
+        server leaves them out of history and events from now on)."""
+        for item in [i for i in self._rows[: len(self._seqs)] if i.sender == username]:
+            assert item.msg_id is not None
+            self.remove_message(item.msg_id)
+
     def apply_reaction(self, msg_id: int, emoji: str, username: str, on: bool) -> None:
         """``msg.reaction``: ``username`` added (``on``) or removed ``emoji``."""
         item = self._by_id.get(msg_id)

@@ -95,14 +95,15 @@ class ContactList(QListWidget):
 
 class ContactsDialog(_Dialog):
     """An account's contacts (picture with a presence dot, name, status text), the
-    requests it received (Accept / Decline) and those it sent (Withdraw), and
-    "Add contact…".
+    requests it received (Accept / Decline) and those it sent (Withdraw), the
+    people it blocked (Unblock), and "Add contact…".
 
     Signals:
         add_requested(): open the Add contact dialog.
         respond_requested(username, accept)
         remove_requested(username): a contact, or a request of ours (withdraw).
         block_requested(username)
+        unblock_requested(username)
         message_requested(username): ``dm.open``.
         profile_requested(username): open a profile card.
     """
@@ -111,13 +112,14 @@ class ContactsDialog(_Dialog):
     respond_requested = pyqtSignal(str, bool)
     remove_requested = pyqtSignal(str)
     block_requested = pyqtSignal(str)
+    unblock_requested = pyqtSignal(str)
     message_requested = pyqtSignal(str)
     profile_requested = pyqtSignal(str)
 
     def __init__(self, state: ChatController, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
-        self.resize(460, 520)
+        self.resize(460, 640)
         self.contacts_label = QLabel()
         self.contacts_list = ContactList()
         self.contacts_list.action_chosen.connect(self._contact_action)
@@ -135,6 +137,11 @@ class ContactsDialog(_Dialog):
         self.outgoing_list.setMaximumHeight(90)
         self.withdraw_button = QPushButton()
         self.withdraw_button.clicked.connect(self._withdraw)
+        self.blocked_label = QLabel()
+        self.blocked_list = QListWidget()
+        self.blocked_list.setMaximumHeight(70)
+        self.unblock_button = QPushButton()
+        self.unblock_button.clicked.connect(self._unblock)
         self.add_button = QPushButton()
         self.add_button.clicked.connect(self.add_requested)
         self.close_button = QPushButton()
@@ -146,6 +153,9 @@ class ContactsDialog(_Dialog):
         withdraw = QHBoxLayout()
         withdraw.addStretch(1)
         withdraw.addWidget(self.withdraw_button)
+        unblock = QHBoxLayout()
+        unblock.addStretch(1)
+        unblock.addWidget(self.unblock_button)
         bottom = QHBoxLayout()
         bottom.addWidget(self.add_button)
         bottom.addStretch(1)
@@ -159,6 +169,9 @@ class ContactsDialog(_Dialog):
         layout.addWidget(self.outgoing_label)
         layout.addWidget(self.outgoing_list)
         layout.addLayout(withdraw)
+        layout.addWidget(self.blocked_label)
+        layout.addWidget(self.blocked_list)
+        layout.addLayout(unblock)
         layout.addLayout(bottom)
         for view in (self.contacts_list, self.incoming_list, self.outgoing_list):
             view.setIconSize(QSize(ROW_AVATAR, ROW_AVATAR))
@@ -186,6 +199,7 @@ class ContactsDialog(_Dialog):
         self.accept_button.setText(_("Accept"))
         self.decline_button.setText(_("Decline"))
         self.withdraw_button.setText(_("Withdraw"))
+        self.unblock_button.setText(_("Unblock"))
         self.add_button.setText(_("Add contact…"))
         self.close_button.setText(_("Close"))
         self.refresh()
@@ -198,6 +212,7 @@ class ContactsDialog(_Dialog):
             _("Requests to you ({count})").format(count=len(state.incoming)))
         self.outgoing_label.setText(
             _("Your requests ({count})").format(count=len(state.outgoing)))
+        self.blocked_label.setText(_("Blocked ({count})").format(count=len(state.blocked)))
         self._fill(self.contacts_list, [
             (username, profile_line(profile),
              state.presence.get(username, UNKNOWN if state.connection != "online"
@@ -209,9 +224,12 @@ class ContactsDialog(_Dialog):
              None, username) for username, message in sorted(state.incoming.items())])
         self._fill(self.outgoing_list, [
             (username, f"@{username}", None, username) for username in sorted(state.outgoing)])
+        self._fill(self.blocked_list, [
+            (username, f"@{username}", None, username) for username in sorted(state.blocked)])
         self.accept_button.setEnabled(bool(state.incoming))
         self.decline_button.setEnabled(bool(state.incoming))
         self.withdraw_button.setEnabled(bool(state.outgoing))
+        self.unblock_button.setEnabled(bool(state.blocked))
 
     def _fill(self, view: QListWidget, rows: list[tuple[str, str, str | None, str]]) -> None:
         """Rows of (username, text, presence or None, display name), each with the
@@ -252,6 +270,11 @@ class ContactsDialog(_Dialog):
         item = self.outgoing_list.currentItem()
         if item is not None:
             self.remove_requested.emit(str(item.data(USERNAME)))
+
+    def _unblock(self) -> None:
+        item = self.blocked_list.currentItem()
+        if item is not None:
+            self.unblock_requested.emit(str(item.data(USERNAME)))
 
     def _contact_action(self, action: str, username: str) -> None:
         signal = {"message": self.message_requested, "profile": self.profile_requested,
@@ -318,7 +341,7 @@ def last_seen_text(ts: int) -> str:
 
 class ProfileCard(_Dialog):
     """Someone's profile (``user.get``): picture, display name, @username, status
-    text, presence and last seen, with a Message button.
+    text, presence and last seen, with Message and Block (or Unblock) buttons.
 
     Args:
         username: whose profile.
@@ -327,9 +350,11 @@ class ProfileCard(_Dialog):
 
     Signals:
         message_requested(username)
+        block_requested(username, on): block (True) or unblock them.
     """
 
     message_requested = pyqtSignal(str)
+    block_requested = pyqtSignal(str, bool)
 
     def __init__(self, username: str, parent: QWidget | None = None,
                  avatars: AvatarCache | None = None) -> None:
@@ -339,6 +364,8 @@ class ProfileCard(_Dialog):
         self.profile: dict[str, Any] = {"username": username}
         self.avatar_label = QLabel()
         self.avatar_label.setFixedSize(CARD_AVATAR, CARD_AVATAR)
+        #: Whether the user blocked this person (:meth:`set_blocked`).
+        self.blocked = False
         self.name_label = QLabel()
         font = self.name_label.font()
         font.setPointSizeF(font.pointSizeF() * 1.3)
@@ -352,9 +379,13 @@ class ProfileCard(_Dialog):
         self.last_seen_label = QLabel()
         self.message_button = QPushButton()
         self.message_button.clicked.connect(self._message)
+        self.block_button = QPushButton()
+        self.block_button.clicked.connect(
+            lambda: self.block_requested.emit(self.username, not self.blocked))
         self.close_button = QPushButton()
         self.close_button.clicked.connect(self.reject)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.block_button)
         buttons.addStretch(1)
         buttons.addWidget(self.message_button)
         buttons.addWidget(self.close_button)
@@ -421,8 +452,14 @@ class ProfileCard(_Dialog):
             if last_seen and state == "offline" else "")
         self.last_seen_label.setVisible(bool(self.last_seen_label.text()))
         self.message_button.setText(_("Message"))
+        self.block_button.setText(_("Unblock") if self.blocked else _("Block"))
         self.close_button.setText(_("Close"))
         self.show_avatar()
+
+    def set_blocked(self, blocked: bool) -> None:
+        """Whether the user blocked this person (the button offers the other)."""
+        self.blocked = blocked
+        self.block_button.setText(_("Unblock") if blocked else _("Block"))
 
     def _message(self) -> None:
         self.message_requested.emit(self.username)

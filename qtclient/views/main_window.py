@@ -234,6 +234,7 @@ class MainWindow(QMainWindow):
     directory_requested = pyqtSignal()
     message_someone_requested = pyqtSignal()
     contacts_requested = pyqtSignal()
+    feed_requested = pyqtSignal()
     profile_requested = pyqtSignal(str)
     #: *Edit profile…* (or a click on one's own picture).
     profile_editor_requested = pyqtSignal()
@@ -336,6 +337,8 @@ class MainWindow(QMainWindow):
         self.contacts_action.triggered.connect(self.contacts_requested)
         self.profile_action = QAction(self)
         self.profile_action.triggered.connect(self.profile_editor_requested)
+        self.feed_action = QAction(self)
+        self.feed_action.triggered.connect(self.feed_requested)
         self.switcher_action = QAction(self)
         self.switcher_action.setShortcut(QKeySequence("Ctrl+K"))
         self.switcher_action.triggered.connect(self.switcher_requested)
@@ -360,7 +363,8 @@ class MainWindow(QMainWindow):
         self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
         self.quit_action.triggered.connect(self.quit_requested)
         for action in (self.switcher_action, self.new_room_action, self.browse_action,
-                       self.message_action, self.contacts_action, self.profile_action):
+                       self.message_action, self.contacts_action, self.feed_action,
+                       self.profile_action):
             self.chat_menu.addAction(action)
         self.chat_menu.addSeparator()
         for action in (self.find_action, self.find_all_action, self.date_action,
@@ -794,6 +798,7 @@ class MainWindow(QMainWindow):
         self.contacts_action.setText(_("Contacts…"))
         self.profile_action.setText(_("Edit profile…"))
         self.me_avatar.setToolTip(_("Edit profile…"))
+        self.feed_action.setText(_("Feed…"))
         self.switcher_action.setText(_("Go to a conversation…"))
         self.find_action.setText(_("Search in this conversation…"))
         self.find_all_action.setText(_("Search all conversations…"))
