@@ -155,7 +155,9 @@ class RoomPerspective:
         invitee_ids: list[int] = []
         for username in dict.fromkeys(members or ()):
             user = await service.users.user_named(username)
-            if user.user_id != self.actor.user_id:
+            # Someone who blocked the creator is left out silently, as room.invite does.
+            if (user.user_id != self.actor.user_id
+                    and not service.fanout.has_blocked(user.user_id, self.actor.user_id)):
                 invitee_ids.append(user.user_id)
         try:
             room = await service.store.create_room(
@@ -224,6 +226,7 @@ class RoomPerspective:
     async def perspective_list(self, cursor: str | None, limit: int) -> dict[str, Any]:
         """``room.list`` → ``{rooms: [room + {role, last_seq, read_seq, unread}],
         next_cursor?}``, by room id, a page at a time (never over a frame).
+        ``unread`` leaves out messages from people the user blocked.
 
         Raises:
             ChatError: ``bad_request`` (a cursor this op did not hand out).
@@ -231,11 +234,14 @@ class RoomPerspective:
         service = self.service
         after = int(decode_cursor(cursor, int)[0]) if cursor else 0
         rows = await service.store.rooms_of(self.actor.user_id, after, limit + 1)
+        hidden = await service.store.blocked_unread(
+            self.actor.user_id, [(room.room_id, read_seq) for room, _role, read_seq
+                                 in rows[:limit] if room.last_seq > read_seq])
         rooms = []
         for room, role, read_seq in rows[:limit]:
             wire = room.to_wire()
             wire.update(role=role, last_seq=room.last_seq, read_seq=read_seq,
-                        unread=max(0, room.last_seq - read_seq))
+                        unread=max(0, room.last_seq - read_seq - hidden.get(room.room_id, 0)))
             rooms.append(wire)
         page, cut = fit_page(rooms, "rooms", service.max_frame)
         result: dict[str, Any] = {"rooms": page}

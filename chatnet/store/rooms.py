@@ -250,6 +250,35 @@ class RoomStore:
 
         return await self.db.run_interaction("rooms_of", txn)
 
+    async def blocked_unread(self, user_id: int,
+                             rooms: list[tuple[int, int]]) -> dict[int, int]:
+        """How many of each room's messages after the user's read position come
+        from people the user blocked (they never reach the user, so they are not
+        unread).
+
+        Args:
+            rooms: ``[(room_id, read_seq)]``.
+
+        Returns:
+            room id -> that count, for the rooms where it is not 0.
+        """
+        def txn(t: Txn) -> dict[int, int]:
+            if not rooms or t.scalar("SELECT 1 FROM blocks WHERE user_id = ? LIMIT 1",
+                                     (user_id,)) is None:
+                return {}
+            counts = {}
+            for room_id, read_seq in rooms:
+                # The (room_id, seq) index bounds this to the unread messages.
+                count = int(t.scalar(
+                    "SELECT COUNT(*) FROM messages WHERE room_id = ? AND seq > ? AND "
+                    "sender_id IN (SELECT blocked_id FROM blocks WHERE user_id = ?)",
+                    (room_id, read_seq, user_id)) or 0)
+                if count:
+                    counts[room_id] = count
+            return counts
+
+        return await self.db.run_interaction("blocked_unread", txn)
+
     async def room_count(self, user_id: int) -> int:
         """How many rooms count towards the user's ``max_rooms``: group rooms they
         are in and direct rooms they opened."""

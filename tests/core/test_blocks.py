@@ -7,7 +7,7 @@ import pytest_twisted
 
 from chatnet.errors import ErrorCode
 from tests.support.chat import create_room, expect_error, say
-from tests.support.events import EventLog
+from tests.support.events import EventLog, barrier
 
 
 @pytest_twisted.ensureDeferred
@@ -85,3 +85,38 @@ async def test_blocking_oneself_or_nobody_is_refused(server):
                        ErrorCode.BAD_REQUEST)
     await expect_error(alice.request("contact.block", {"username": "nobody", "on": True}),
                        ErrorCode.NOT_FOUND)
+
+
+@pytest_twisted.ensureDeferred
+async def test_blocked_messages_are_not_unread_and_blocked_creators_do_not_invite(server):
+    """A room's unread count in room.list leaves out the messages of someone the
+    user blocked (they never arrive); after an unblock they count again. A room
+    created with ``members`` naming someone who blocked its creator does not
+    invite them (silently, as room.invite)."""
+    alice, bob, carol = (await server.user("alice"), await server.user("bob"),
+                         await server.user("carol"))
+    group = (await create_room(carol, name="lunch"))["room_id"]
+    for user in (alice, bob):
+        await user.request("room.join", {"room_id": group})
+    await alice.request("contact.block", {"username": "bob", "on": True})
+    await say(bob, group, "from bob")
+    await say(carol, group, "from carol")
+    await say(bob, group, "bob again")
+
+    async def unread() -> int:
+        rooms = (await alice.request("room.list", {}))["rooms"]
+        return next(r["unread"] for r in rooms if r["room_id"] == group)
+
+    assert await unread() == 1
+    await alice.request("contact.block", {"username": "bob", "on": False})
+    assert await unread() == 3
+    await alice.request("contact.block", {"username": "bob", "on": True})
+    alice_events = EventLog(alice, "alice")
+    await barrier(bob)  # in a cluster, the block reaches bob's node first
+    made = await bob.request("room.create", {"name": "party", "visibility": "private",
+                                             "members": ["alice", "carol"]})
+    assert (await alice.request("room.invites", {}))["invites"] == []
+    invited = await carol.request("room.invites", {})
+    assert [i["room"]["room_id"] for i in invited["invites"]] == [made["room_id"]]
+    await barrier(alice)
+    assert alice_events.pending("room.invited") == []
