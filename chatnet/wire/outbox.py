@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
@@ -57,24 +58,30 @@ class WriteCoalescer:
 EAGER_SEND = True
 
 
-def _send_now(transport: Any) -> None:
-    """Try to send what the TCP transport under ``transport`` (TLS) buffered, now.
+def send_now(transport: Any) -> None:
+    """Send what the TCP transport under ``transport`` (TLS) buffered, now.
 
     Twisted's TCP transport only buffers in ``write`` and sends when the reactor
     next reports the socket writable. For a fan-out that is one epoll round and
     one event dispatch per recipient before the first byte leaves; sending in
     the flush loop instead lowered p99 at 1,000 recipients by about half and
-    cost less CPU (docs/benchmarks.md). ``doWrite`` is the transport's own
-    IWriteDescriptor method: it sends what the socket takes, keeps the rest for
-    the reactor, and resumes or pauses producers as usual. It is not called on
-    a connection that is closing (its return value, which the reactor acts on,
-    would be lost); an error it returns is met again, and handled, when the
-    reactor calls it. Transports without these attributes are left alone.
+    cost less CPU (docs/benchmarks.md).
+
+    Only public API is used: the TCP transport is a
+    :class:`twisted.internet.abstract.FileDescriptor`, whose ``doWrite`` is its
+    :class:`~twisted.internet.interfaces.IWriteDescriptor` method, the one the
+    reactor itself calls when the socket is writable: it sends what the socket
+    takes, keeps the rest for the reactor, resumes or pauses producers as usual,
+    and with nothing buffered only stops watching for writability. ``connected``
+    and ``disconnecting`` are the transport's documented state. It is not called
+    on a connection that is closing (its return value, which the reactor acts
+    on, would be lost); an error it returns is met again, and handled, when the
+    reactor calls it. Any other transport (a test's ``StringTransport``) is left
+    alone. tests/core/test_outbox_send_now.py checks
+    that a flush reaches the peer without a reactor turn.
     """
     tcp = getattr(transport, "transport", None)
-    if (tcp is not None and getattr(tcp, "connected", False)
-            and not getattr(tcp, "disconnecting", True)
-            and (getattr(tcp, "_tempDataLen", 0) or getattr(tcp, "dataBuffer", b""))):
+    if isinstance(tcp, FileDescriptor) and tcp.connected and not tcp.disconnecting:
         tcp.doWrite()
 
 
@@ -182,7 +189,7 @@ class Outbox:
                 self.written += len(data)
                 self.transport.write(data)
                 if EAGER_SEND:
-                    _send_now(self.transport)
+                    send_now(self.transport)
 
     def pauseProducing(self) -> None:
         """The transport's buffer is full: queue from now on."""
