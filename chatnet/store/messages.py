@@ -973,17 +973,23 @@ class MessageStore:
             rows = t.execute("SELECT room_id, msg_id, body, sender_id FROM messages WHERE "
                              "expires_ts <= ? AND deleted = 0 ORDER BY expires_ts LIMIT ?",
                              (now, batch)).fetchall()
+            erased = []
             for room_id, msg_id, body, sender_id in rows:
+                t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL, "
+                          "changed_ts = ? WHERE msg_id = ? AND deleted = 0", (now, msg_id))
+                if t.rowcount != 1:
+                    # Another node of a cluster erased it meanwhile (PostgreSQL
+                    # waited for its lock, then found it gone): theirs to announce.
+                    continue
                 if self.compliance_log:
                     _keep_for_compliance(t, self.ids.next_id(), now, "message.expired",
                                          int(msg_id), int(room_id), int(sender_id),
                                          str(body or ""), None)
                 SearchIndex.remove(t, int(msg_id), str(body or ""))
-                t.execute("UPDATE messages SET deleted = 2, body = '', mentions = NULL, "
-                          "changed_ts = ? WHERE msg_id = ?", (now, msg_id))
                 t.execute("DELETE FROM reactions WHERE msg_id = ?", (msg_id,))
                 t.execute("DELETE FROM message_attachments WHERE msg_id = ?", (msg_id,))
-            return [(int(r[0]), int(r[1])) for r in rows]
+                erased.append((int(room_id), int(msg_id)))
+            return erased
 
         return await self.db.run_interaction("expire_due", txn)
 

@@ -19,7 +19,7 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
 
 from chatnet.errors import ChatError, ErrorCode
@@ -399,3 +399,22 @@ async def test_nodes_log_in_to_a_redis_that_asks_for_a_password(redis, make_serv
         await bob_events.next("msg")
     finally:
         own.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_nodes_erasing_expired_messages_at_once_erase_each_once(
+        postgres, redis, make_server, tmp_path):
+    """Every node runs the expiry job; on PostgreSQL two of them can erase at the
+    same moment. Run side by side on 100 due messages, each message is erased
+    (and so announced, and copied to the compliance log) by exactly one node."""
+    a, b = await two_nodes(make_server, postgres_url(postgres), redis, tmp_path, jobs=False)
+    alice = await a.user("alice")
+    rid = (await create_room(alice))["room_id"]
+    acks = await gatherResults([Deferred.fromCoroutine(say(alice, rid, f"m{n}", ttl=60))
+                                for n in range(100)])
+    later = max(ack["ts"] for ack in acks) + 120_000
+    erased_a, erased_b = await gatherResults([
+        Deferred.fromCoroutine(a.service.store.expire_due(later)),
+        Deferred.fromCoroutine(b.service.store.expire_due(later))])
+    erased = [msg_id for _room, msg_id in erased_a + erased_b]
+    assert sorted(erased) == sorted(ack["msg_id"] for ack in acks)

@@ -133,9 +133,13 @@ class RunningCluster:
         """A connection logged in as ``username`` on the next node."""
         return await self._next().user(username, password, register)
 
-    async def stop(self) -> None:
-        """Stop every node."""
+    async def stop_settling(self) -> None:
+        """Let :func:`~tests.support.events.barrier` forget this cluster."""
         if self.settle in SETTLE:
             SETTLE.remove(self.settle)
+
+    async def stop(self) -> None:
+        """Stop every node."""
+        await self.stop_settling()
         for node in reversed(self.nodes):
             await node.stop()
