@@ -20,6 +20,7 @@ only. The same functions make client certificates for mutual TLS and test PKIs.
 from __future__ import annotations
 
 import datetime
+import fcntl
 import ipaddress
 import os
 import socket
@@ -293,6 +294,10 @@ def ensure_dev_pki(tls_dir: Path, now: datetime.datetime | None = None) -> DevPK
     CA is replaced only when missing or within :data:`RENEW_BEFORE_DAYS` of its
     own expiry. Files are replaced atomically (written aside, then renamed).
 
+    Several processes sharing the data directory (``--workers``) take turns: an
+    exclusive lock on ``tls/.lock`` is held throughout, so the second to start
+    finds and uses what the first made instead of making a CA of its own.
+
     Args:
         tls_dir: usually ``<data-dir>/tls``; created (mode 0700) if missing.
         now: the current time (aware datetime); default: the system clock.
@@ -302,6 +307,12 @@ def ensure_dev_pki(tls_dir: Path, now: datetime.datetime | None = None) -> DevPK
     """
     now = now if now is not None else _now()
     tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(tls_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _ensure_dev_pki(tls_dir, now)
+
+
+def _ensure_dev_pki(tls_dir: Path, now: datetime.datetime) -> DevPKI:
     ca_cert, ca_key = tls_dir / "ca.pem", tls_dir / "ca.key"
     server_cert, server_key = tls_dir / "server.pem", tls_dir / "server.key"
     ca = _load_pair(ca_cert, ca_key)

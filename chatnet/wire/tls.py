@@ -261,7 +261,11 @@ class DevCertificateRenewal(TimerService):
         now = datetime.datetime.fromtimestamp(self.time_source.seconds(), datetime.UTC)
         try:
             pki = ensure_dev_pki(self.tls_dir, now)
-            if pki.renewed or pki.created:
+            # Another process sharing the data directory (a worker) may have
+            # renewed it: a certificate other than the last one seen is loaded too.
+            changed = self.last is not None and (
+                pki.server_fingerprint != self.last.server_fingerprint)
+            if pki.renewed or pki.created or changed:
                 self.server_tls.reload()
         except Exception:
             self.log.failure("could not renew the development server certificate")

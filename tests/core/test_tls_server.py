@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -231,6 +232,59 @@ async def test_daily_check_renews_the_leaf_and_new_connections_get_it(server):
     assert "ts" in await before.request("session.ping")
     await before.close()
     await after.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_renewal_made_by_another_process_is_picked_up(server):
+    """Workers share the data directory: when another process renews the
+    certificate on disk, this one's daily check notices the new file and serves
+    it to new connections (it did not renew anything itself)."""
+    tls_dir = server.ca.parent
+    clock = Clock()
+    clock.advance(_utc().timestamp())
+    renewal = DevCertificateRenewal(tls_dir, server.service.tls, clock)
+    renewal.startService()
+    try:
+        first = renewal.last
+        assert first is not None
+        ca = load_dev_ca(tls_dir)
+        write_dev_leaf(tls_dir, dev_server_leaf(ca, not_before=_utc(days=-360)), ca)
+        elsewhere = ensure_dev_pki(tls_dir, _utc())  # the other process renews
+        assert elsewhere.renewed is not None
+        clock.advance(24 * 3600)
+        assert renewal.last is not None and renewal.last.renewed is None
+    finally:
+        await renewal.stopService()
+    served, conn = await _served_leaf(server)
+    assert fingerprint(served) == elsewhere.server_fingerprint != first.server_fingerprint
+    await conn.close()
+
+
+def _make_pki(tls_dir: str, start: Any, results: Any) -> None:
+    start.wait()  # every process is imported and waiting: all go at once
+    results.put(ensure_dev_pki(Path(tls_dir)).ca_fingerprint)
+
+
+def test_processes_starting_together_make_one_development_ca(tmp_path):
+    """Four processes (workers starting at once) create the development PKI in one
+    fresh directory at the same moment: all end up with the same CA, the one on
+    disk, and the server certificate on disk was issued by it."""
+    import multiprocessing
+
+    tls_dir = tmp_path / "tls"
+    spawn = multiprocessing.get_context("spawn")
+    start, results = spawn.Barrier(4, timeout=30), spawn.Queue()
+    processes = [spawn.Process(target=_make_pki, args=(str(tls_dir), start, results))
+                 for _ in range(4)]
+    for process in processes:
+        process.start()
+    fingerprints = [results.get(timeout=30) for _ in processes]
+    for process in processes:
+        process.join(10)
+    assert len(set(fingerprints)) == 1
+    ca = load_dev_ca(tls_dir)
+    assert fingerprint(ca.cert) == fingerprints[0]
+    assert ensure_dev_pki(tls_dir).renewed is None  # the leaf matches that CA
 
 
 def test_reload_with_a_mismatched_key_keeps_the_old_settings(tmp_path):
