@@ -736,6 +736,8 @@ class ChatController(QObject):
                 username = str(member["username"])
                 self.presence[username] = normalise(member.get("presence"))
                 self.display_names[username] = str(member.get("display_name") or username)
+                if "avatar_file_id" in member:  # servers before it made the client ask
+                    self.avatars.learn(member)
             self.members.reset_members(room_id, members)
             self._names_changed()
 

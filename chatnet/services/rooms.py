@@ -402,8 +402,10 @@ class RoomPerspective:
 
     async def perspective_members(self, room_id: int, cursor: str | None,
                                   limit: int) -> dict[str, Any]:
-        """``room.members`` → ``{members: [{username, display_name, role, presence}],
-        next_cursor?}``, by username, a page at a time (never over a frame).
+        """``room.members`` → ``{members: [{username, display_name, role, presence,
+        avatar_file_id}], next_cursor?}``, by username, a page at a time (never over
+        a frame). ``avatar_file_id`` (extension) is the member's picture or None, so
+        a client draws everyone without a ``user.get`` each.
 
         Raises:
             ChatError: ``not_found`` if not a member, ``bad_request`` (a cursor
@@ -414,7 +416,8 @@ class RoomPerspective:
         await service.room_as_member(room_id, self.actor.user_id)
         rows = await service.store.members(room_id, after, limit + 1)
         members = [{"username": m.username, "display_name": m.display_name, "role": m.role,
-                    "presence": service.users.presence_of(m.user_id)} for m in rows[:limit]]
+                    "presence": service.users.presence_of(m.user_id),
+                    "avatar_file_id": m.avatar_file_id} for m in rows[:limit]]
         page, cut = fit_page(members, "members", service.max_frame)
         result: dict[str, Any] = {"members": page}
         if cut or len(rows) > limit:

@@ -144,6 +144,7 @@ class MemberRecord:
     username: str
     display_name: str
     role: str
+    avatar_file_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

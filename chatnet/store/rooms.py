@@ -306,8 +306,9 @@ class RoomStore:
             limit: at most this many (None: all).
         """
         def txn(t: Txn) -> list[MemberRecord]:
-            return [MemberRecord(int(r[0]), r[1], r[2], r[3]) for r in t.execute(
-                "SELECT u.user_id, u.username, u.display_name, m.role FROM room_members m "
+            return [MemberRecord(int(r[0]), r[1], r[2], r[3], r[4] or None) for r in t.execute(
+                "SELECT u.user_id, u.username, u.display_name, m.role, u.avatar_file_id "
+                "FROM room_members m "
                 "JOIN users u ON u.user_id = m.user_id WHERE m.room_id = ? AND u.username > ? "
                 "ORDER BY u.username" + (" LIMIT ?" if limit is not None else ""),
                 (room_id, after) + ((limit,) if limit is not None else ())).fetchall()]

@@ -315,3 +315,23 @@ async def test_upload_avatar_sets_the_profile_picture(server: RunningServer, tmp
         assert again["avatar_file_id"] == profile["avatar_file_id"]
     finally:
         await session.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_room_members_carry_each_members_picture(server):
+    """room.members names each member's picture (null without one), so a client
+    draws a members list without a user.get per person; a cleared picture is null
+    again."""
+    bob, eve = await server.user("bob"), await server.user("eve")
+    room = await bob.request("room.create", {"name": "pictures", "visibility": "public"})
+    await eve.request("room.join", {"room_id": room["room_id"]})
+    picture = await upload(bob, encoded("PNG"), "me.png", purpose="avatar")
+    await bob.request("user.update", {"avatar_file_id": picture["file_id"]})
+
+    async def pictures() -> dict[str, Any]:
+        members = (await eve.request("room.members", {"room_id": room["room_id"]}))["members"]
+        return {m["username"]: m["avatar_file_id"] for m in members}
+
+    assert await pictures() == {"bob": picture["file_id"], "eve": None}
+    await bob.request("user.update", {"avatar_file_id": ""})
+    assert await pictures() == {"bob": None, "eve": None}

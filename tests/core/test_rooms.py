@@ -486,14 +486,17 @@ async def test_room_list_counts_unread(server):
 
 @pytest_twisted.ensureDeferred
 async def test_room_members_shows_roles_and_presence(server):
-    """room.members lists username, display_name, role and presence of each member."""
+    """room.members lists username, display_name, role, presence and picture of each
+    member."""
     alice, bob = await server.user("alice"), await server.user("bob")
     room = await create_room(alice, bob)
     await bob.close()
     result = await alice.request("room.members", {"room_id": room["room_id"]})
     assert result["members"] == [
-        {"username": "alice", "display_name": "alice", "role": "owner", "presence": "online"},
-        {"username": "bob", "display_name": "bob", "role": "member", "presence": "offline"},
+        {"username": "alice", "display_name": "alice", "role": "owner", "presence": "online",
+         "avatar_file_id": None},
+        {"username": "bob", "display_name": "bob", "role": "member", "presence": "offline",
+         "avatar_file_id": None},
     ]
 
 
