@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -29,28 +29,18 @@ from tests.support.events import EventLog, barrier, within
 from tests.support.process import TwistdServer, command
 from tests.support.process import admin as admin_cli
 from tests.support.redis_server import free_port
-from tests.support.server import PASSWORD
+from tests.support.server import PASSWORD, RunningServer
 
 _WORKER_PID = re.compile(r"worker (\d) started \(pid (\d+)\)")
 
 
-class Cluster:
-    """A running ``--workers 2`` server, reached like :class:`RunningServer`."""
+class Cluster(RunningServer):
+    """A running ``--workers 2`` server, reached like :class:`RunningServer` (its
+    service lives in other processes: ``service`` is None)."""
 
     def __init__(self, process: TwistdServer) -> None:
+        super().__init__(cast(Any, None), process.port, process.ca)
         self.process = process
-        self.port = process.port
-
-    async def connect(self) -> ChatConnection:
-        return await connect(reactor, "localhost", self.port, self.process.ca)
-
-    async def user(self, username: str, password: str = PASSWORD,
-                   register: bool = True) -> ChatConnection:
-        conn = await self.connect()
-        if register:
-            await conn.register(username, password)
-        await conn.login(username, password)
-        return conn
 
     def worker_pids(self) -> dict[int, int]:
         """index -> pid of the latest start of each worker (from the parent's log)."""
