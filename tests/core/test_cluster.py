@@ -418,3 +418,18 @@ async def test_two_nodes_erasing_expired_messages_at_once_erase_each_once(
         Deferred.fromCoroutine(b.service.store.expire_due(later))])
     erased = [msg_id for _room, msg_id in erased_a + erased_b]
     assert sorted(erased) == sorted(ack["msg_id"] for ack in acks)
+
+
+@pytest_twisted.ensureDeferred
+async def test_single_session_replaces_a_session_on_the_other_node(
+        database, redis, make_server, tmp_path):
+    """With --single-session, bob logging in through node B ends his session on
+    node A with ``replaced``; the new one works."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path, single_session=True)
+    first = await a.user("bob")
+    first_events = EventLog(first, "bob on A")
+    second = await b.user("bob", register=False)
+    ended = await first_events.next("session.ended")
+    assert ended.data["reason"] == "replaced"
+    await wait_lost(first)
+    assert "ts" in await second.request("session.ping")
