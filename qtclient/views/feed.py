@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from qtclient.feed import FEED_UPLOADS
 from qtclient.i18n import _, ngettext
+from qtclient.models.avatars import AvatarCache
 from qtclient.models.feed import FeedModel, PostItem
 from qtclient.models.thumbnails import FAILED, READY, is_image
 from qtclient.models.transfers import ACTIVE_STATES, RoomUploadsProxy, TransfersModel
@@ -61,7 +62,7 @@ from qtclient.qt import (
 )
 from qtclient.transfers import human_size
 from qtclient.views.attachments import AttachmentsStrip, FileDropFilter
-from qtclient.views.delegates import clock_text, day_text, name_colour
+from qtclient.views.delegates import avatar_pixmap, clock_text, day_text, name_colour
 from qtclient.views.dialogs import _Dialog
 from qtclient.views.icons import paperclip_icon
 from qtclient.views.main_window import (
@@ -77,6 +78,8 @@ if TYPE_CHECKING:
 #: Characters a post and a comment may have (docs/protocol.md 10).
 MAX_POST_CHARS = 16_000
 MAX_COMMENT_CHARS = 2_000
+#: Diameter of an author's picture on a post, in device-independent pixels.
+POST_AVATAR = 32
 #: Pixels from the bottom of the list at which the next older page is asked for.
 OLDER_MARGIN = 80
 _R = FeedModel.Roles
@@ -127,6 +130,9 @@ class PostCard(QFrame):
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setStyleSheet("#post_card { background: #ffffff; border: 1px solid #dadce0; "
                            "border-radius: 6px; }")
+        #: The author's picture (or initial), :meth:`show_avatar`.
+        self.avatar_label = QLabel()
+        self.avatar_label.setFixedSize(POST_AVATAR, POST_AVATAR)
         self.author_label = QLabel()
         self.author_label.setTextFormat(Qt.TextFormat.RichText)
         self.time_label = QLabel()
@@ -172,6 +178,7 @@ class PostCard(QFrame):
         comments.addWidget(self.comment_input)
         self.comments_box.hide()
         header = QHBoxLayout()
+        header.addWidget(self.avatar_label)
         header.addWidget(self.author_label)
         header.addWidget(self.time_label)
         header.addStretch(1)
@@ -205,6 +212,14 @@ class PostCard(QFrame):
         if text:
             self.comment_submitted.emit(self.post_id, text)
             self.comment_input.clear()
+
+    def show_avatar(self, avatars: AvatarCache | None, author_name: str) -> None:
+        """Draw the author's picture (their initial until it is known)."""
+        if self.item is None:
+            return
+        self.avatar_label.setPixmap(avatar_pixmap(
+            avatars, self.item.author, author_name, POST_AVATAR, self.font(),
+            ratio=self.devicePixelRatioF()))
 
     def show_post(self, item: PostItem, author_name: str, names: dict[str, str],
                   may_delete: bool, me: str) -> None:
@@ -478,6 +493,7 @@ class FeedWindow(_Dialog):
             (feed.error, self.show_error),
             (feed.posted, self._posted),
             (thumbnails.ready, self._preview_ready),
+            (self.state.avatars.changed, self._avatar_changed),
         ]
         for signal, slot in self._links:
             signal.connect(slot)
@@ -593,9 +609,10 @@ class FeedWindow(_Dialog):
     def _fill(self, card: PostCard, row: int) -> None:
         item = self.model.posts()[row]
         feed = self.state.feed
-        card.show_post(item, str(self.model.index(row).data(_R.AuthorName)),
-                       dict(self.state.display_names), feed.may_delete(item.author),
-                       self.model.me)
+        author_name = str(self.model.index(row).data(_R.AuthorName))
+        card.show_post(item, author_name, dict(self.state.display_names),
+                       feed.may_delete(item.author), self.model.me)
+        card.show_avatar(self.state.avatars, author_name)
         thumbnails = self.state.files.thumbnails
         for attachment in item.attachments:
             file_id, mime = str(attachment.get("file_id", "")), str(attachment.get("mime", ""))
@@ -646,6 +663,12 @@ class FeedWindow(_Dialog):
     def card(self, post_id: int) -> PostCard | None:
         """The card of ``post_id`` (tests, and scrolling to it)."""
         return next((c for c in self.cards if c.post_id == post_id), None)
+
+    def _avatar_changed(self, username: str) -> None:
+        for row, card in enumerate(self.cards):
+            if card.item is not None and card.item.author == username:
+                card.show_avatar(self.state.avatars,
+                                 str(self.model.index(row).data(_R.AuthorName)))
 
     def _preview_ready(self, file_id: str) -> None:
         thumbnails = self.state.files.thumbnails

@@ -60,7 +60,8 @@ def test_a_picture_set_in_the_editor_shows_everywhere_then_is_removed(
     avatar and set with ``user.update``. Alice, who shares a room, a direct
     conversation and contacts with him, then sees it in the timeline (his
     message), the members panel, the conversation list (the direct room), the
-    Contacts window and his profile card; bob sees it beside his own name.
+    Contacts window, his profile card and his post in the Feed window; bob sees
+    it beside his own name.
     The file is downloaded once. *Remove picture* brings his initial back."""
     bob = make_client("bob")
     alice = make_client("alice")
@@ -71,6 +72,7 @@ def test_a_picture_set_in_the_editor_shows_everywhere_then_is_removed(
     server.request(bob_conn, "contact.request", {"username": "alice"})
     server.request(server.user("alice", register=False), "contact.respond",
                    {"username": "bob", "accept": True})
+    post = server.request(bob_conn, "feed.post", {"body": "my first post"})
     window = alice.main_window
     timeline = click_room(qtbot, alice, room_id)
     qtbot.waitUntil(lambda: timeline.rowCount() == 1)
@@ -91,6 +93,17 @@ def test_a_picture_set_in_the_editor_shows_everywhere_then_is_removed(
         return item.icon().pixmap(28, 28)
 
     assert pixels_of(contact_icon(), PICTURE) == 0
+    window.feed_action.trigger()
+    feed = alice.dialogs["feed"]
+    qtbot.waitUntil(lambda: feed.card(post["post_id"]) is not None)
+
+    def post_avatar() -> QPixmap:
+        card = feed.card(post["post_id"])
+        assert card is not None
+        return card.avatar_label.pixmap()
+
+    assert pixels_of(post_avatar(), PICTURE) == 0
+    assert pixels_of(post_avatar(), bob_colour) > 100  # his initial, meanwhile
 
     bob.main_window.profile_action.trigger()
     editor = bob.dialogs["profile_editor"]
@@ -109,6 +122,8 @@ def test_a_picture_set_in_the_editor_shows_everywhere_then_is_removed(
     qtbot.waitUntil(lambda: shown(window.members_view.viewport()) > 300)
     qtbot.waitUntil(lambda: shown(window.room_list.viewport()) > 300)
     qtbot.waitUntil(lambda: pixels_of(contact_icon(), PICTURE) > 100)
+    qtbot.waitUntil(lambda: pixels_of(post_avatar(), PICTURE) > 100)
+    feed.close()
     contacts.close()
     menus = [QMenu()]
     members = alice.controller.members
