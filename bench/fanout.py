@@ -133,15 +133,18 @@ def client_address(n: int) -> str:
 
 def start_server(kind: str, data_dir: Path, port: int, tls_writes: str = "buffered",
                  options: tuple[str, ...] | list[str] = BENCH_OPTIONS,
-                 cprofile: str | None = None) -> subprocess.Popen[bytes]:
+                 cprofile: str | None = None,
+                 log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """Start the server as a subprocess; return once it accepts TCP connections.
 
     ``options`` are the ``twistd chatnet`` options after port, interface and data
     directory (chatnet only); the reliability benchmarks pass their own to keep
     the server's default limits. ``cprofile``: a path for twistd's own profiler
     (cProfile of the reactor thread for the server's whole life, stats saved at
-    exit; chatnet only).
+    exit; chatnet only). ``log_path``: where its output goes (default
+    ``data_dir/server.log``; two servers sharing a data directory need two).
     """
+    log_path = log_path or data_dir / "server.log"
     if kind == "chatnet":
         twistd = Path(sys.executable).parent / "twistd"
         if not twistd.exists():
@@ -158,14 +161,13 @@ def start_server(kind: str, data_dir: Path, port: int, tls_writes: str = "buffer
                "--port", str(port), "--interface", HOST, "--data-dir", str(data_dir),
                "--tls-writes", tls_writes]
     log("server: " + " ".join(cmd))
-    server_log = open(data_dir / "server.log", "wb")  # noqa: SIM115 (lives as long as the server)
+    server_log = open(log_path, "wb")  # noqa: SIM115 (lives as long as the server)
     proc = subprocess.Popen(cmd, stdout=server_log, stderr=subprocess.STDOUT, cwd=data_dir)
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}; see "
-                             f"{data_dir / 'server.log'}:\n"
-                             + (data_dir / "server.log").read_text(errors="replace")[-3000:])
+            raise SystemExit(f"the server exited with {proc.returncode}; see {log_path}:\n"
+                             + log_path.read_text(errors="replace")[-3000:])
         try:
             with socket.create_connection((HOST, port), timeout=0.5):
                 return proc
@@ -382,6 +384,8 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
     # Message k is due at t0 + k / rate and goes out from sender k % senders.
     mine = sorted(i for i in sender_conns)  # the sender indices this process owns
     pad = "x" * p["body_bytes"]
+    # client_msg_id is idempotent per sender: runs on the same server need their own ids.
+    prefix = p.get("client_msg_prefix", "bench")
     sent = [0, 0, 0]  # sent in window, acks, errors
     lags: list[float] = []
     done = Deferred()
@@ -422,7 +426,7 @@ async def _generate(reactor: Any, pipe: Any, p: dict[str, Any]) -> None:
             try:
                 d = conn.request("msg.send", {"room_id": room_ids[k % senders % len(room_ids)],
                                               "body": f"{k} {ns} {pad}",
-                                              "client_msg_id": f"bench-{k}"})
+                                              "client_msg_id": f"{prefix}-{k}"})
             except Exception:  # the connection is closed: the send is lost
                 failed(None, counted)
             else:
