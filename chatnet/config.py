@@ -243,6 +243,9 @@ class ServerConfig:
             raise ConfigError("--workers needs --redis: the worker processes deliver each "
                               "other's events through it")
         listen = str(options.get("listen") or "") or None
+        if listen is not None and workers > 1:
+            raise ConfigError("--workers binds --interface/--port itself (one socket per "
+                              "worker); --listen cannot be used with it")
         if listen is not None:
             from twisted.internet import endpoints, reactor
 

@@ -124,8 +124,13 @@ class SqliteEngine:
 
     def make_pool(self, reactor: Any) -> adbapi.ConnectionPool:
         """Create a one-connection pool (serialised transactions)."""
+        # IMMEDIATE: the implicit BEGIN before a write takes the write lock first.
+        # A deferred one reads, then upgrades; in WAL mode with another process
+        # writing (--workers) the upgrade fails at once with "database is locked"
+        # (a stale snapshot), without waiting for busy_timeout.
         return adbapi.ConnectionPool(
             "sqlite3", self.path, check_same_thread=False, cp_min=1, cp_max=1,
+            isolation_level="IMMEDIATE",
             cp_openfun=self._on_connect, cp_reactor=reactor, cp_noisy=False,
         )
 
@@ -151,8 +156,9 @@ class SqliteEngine:
                 and code & 0xFF in _SQLITE_UNAVAILABLE)
 
     def begin(self, cursor: Any) -> None:
-        """Python's sqlite3 autocommits DDL unless a transaction is opened by hand."""
-        cursor.execute("BEGIN")
+        """Python's sqlite3 autocommits DDL unless a transaction is opened by hand;
+        ``IMMEDIATE`` for the reason given in :meth:`make_pool`."""
+        cursor.execute("BEGIN IMMEDIATE")
 
     def begin_migration(self, cursor: Any) -> None:
         """``BEGIN IMMEDIATE``: the write lock at once, so a second process waits
