@@ -198,6 +198,12 @@ def _pack(*fields: Any) -> bytes:
     return msgpack.packb(fields, use_bin_type=True)  # type: ignore[no-any-return]
 
 
+def _event(node: int, kind: str, *args: Any) -> bytes:
+    """A cluster event: the publishing node's number in two bytes (so that a node
+    skips its own events without decoding them), then ``[kind, *args]`` in msgpack."""
+    return node.to_bytes(2, "big") + _pack(kind, *args)
+
+
 class ClusterFanout(LocalFanout):
     """This node's sessions, with every delivery also published to the other nodes.
 
@@ -330,13 +336,14 @@ class ClusterFanout(LocalFanout):
     # -- from the other nodes ------------------------------------------------------------
 
     def received(self, payload: bytes) -> None:
-        """One event published by a node (this one's are skipped)."""
-        try:
-            origin, kind, *args = msgpack.unpackb(payload, raw=False, use_list=True)
-        except (ValueError, msgpack.UnpackException) as exc:
-            self.log.warn("undecodable cluster event dropped: {why}", why=exc)
-            return
+        """One event published by a node (this one's are skipped undecoded)."""
+        origin = int.from_bytes(payload[:2], "big")
         if origin == self.node:
+            return
+        try:
+            kind, *args = msgpack.unpackb(memoryview(payload)[2:], raw=False, use_list=True)
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            self.log.warn("undecodable cluster event dropped: {why}", why=exc)
             return
         if kind == "p":
             self._remote_presence(origin, *args)
@@ -388,14 +395,14 @@ class ClusterFanout(LocalFanout):
     def deliver_room(self, room_id: int, frame: bytes,
                      exclude: ISessionMind | None = None) -> int:
         """:meth:`LocalFanout.deliver_room` here and on every other node."""
-        self.bus.publish(_pack(self.node, "r", room_id, frame))
+        self.bus.publish(_event(self.node, "r", room_id, frame))
         return super().deliver_room(room_id, frame, exclude)
 
     def deliver_users(self, user_ids: Iterable[int], frame: bytes,
                       exclude: ISessionMind | None = None) -> int:
         """:meth:`LocalFanout.deliver_users` here and on every other node."""
         ids = list(user_ids)
-        self.bus.publish(_pack(self.node, "u", ids, frame))
+        self.bus.publish(_event(self.node, "u", ids, frame))
         return super().deliver_users(ids, frame, exclude)
 
     def deliver_users_here(self, user_ids: Iterable[int], frame: bytes) -> int:
@@ -404,26 +411,26 @@ class ClusterFanout(LocalFanout):
 
     def deliver_message(self, room_id: int, frame: bytes, sender_id: int) -> int:
         """:meth:`LocalFanout.deliver_message` here and on every other node."""
-        self.bus.publish(_pack(self.node, "m", room_id, frame, sender_id))
+        self.bus.publish(_event(self.node, "m", room_id, frame, sender_id))
         return super().deliver_message(room_id, frame, sender_id)
 
     def deliver_monitors(self, frame: bytes) -> None:
         """:meth:`LocalFanout.deliver_monitors` here and on every other node that has
         a monitoring session."""
         if self._remote_monitors:
-            self.bus.publish(_pack(self.node, "M", frame))
+            self.bus.publish(_event(self.node, "M", frame))
         super().deliver_monitors(frame)
 
     def deliver_all(self, frame: bytes) -> int:
         """:meth:`LocalFanout.deliver_all` here and on every other node."""
-        self.bus.publish(_pack(self.node, "a", frame))
+        self.bus.publish(_event(self.node, "a", frame))
         return super().deliver_all(frame)
 
     def end_sessions(self, user_id: int, reason: str,
                      keep: ISessionMind | None = None) -> int:
         """:meth:`LocalFanout.end_sessions` here and every session of the user on
         the other nodes."""
-        self.bus.publish(_pack(self.node, "e", user_id, reason))
+        self.bus.publish(_event(self.node, "e", user_id, reason))
         return super().end_sessions(user_id, reason, keep)
 
     def home_of(self, generated_id: int) -> int | None:
@@ -434,11 +441,11 @@ class ClusterFanout(LocalFanout):
     def send_node(self, node: int, name: str, *args: Any) -> bool:
         """Send ``args`` to one node's ``node_handlers[name]`` (through the one
         channel: every node receives it, the others skip it)."""
-        return self.bus.publish(_pack(self.node, "n", node, name, *args))
+        return self.bus.publish(_event(self.node, "n", node, name, *args))
 
     def send_all(self, name: str, *args: Any) -> bool:
         """Send ``args`` to ``node_handlers[name]`` of every other node."""
-        return self.bus.publish(_pack(self.node, "n", None, name, *args))
+        return self.bus.publish(_event(self.node, "n", None, name, *args))
 
     def send_session(self, node: int, user_id: int, session_id: str, frame: bytes) -> None:
         """Write a real-time frame (call audio) to one session on another node;
@@ -461,22 +468,22 @@ class ClusterFanout(LocalFanout):
     def member_added(self, room_id: int, user_id: int) -> None:
         """Record a committed membership here and on every other node."""
         super().member_added(room_id, user_id)
-        self.bus.publish(_pack(self.node, "j", room_id, user_id))
+        self.bus.publish(_event(self.node, "j", room_id, user_id))
 
     def member_removed(self, room_id: int, user_id: int) -> None:
         """Record an ended membership here and on every other node."""
         super().member_removed(room_id, user_id)
-        self.bus.publish(_pack(self.node, "l", room_id, user_id))
+        self.bus.publish(_event(self.node, "l", room_id, user_id))
 
     def room_removed(self, room_id: int) -> None:
         """Forget a deleted room here and on every other node."""
         super().room_removed(room_id)
-        self.bus.publish(_pack(self.node, "d", room_id))
+        self.bus.publish(_event(self.node, "d", room_id))
 
     def blocked(self, blocker_id: int, blocked_id: int, on: bool) -> None:
         """Record a block or its end here and on every other node."""
         super().blocked(blocker_id, blocked_id, on)
-        self.bus.publish(_pack(self.node, "b", blocker_id, blocked_id, on))
+        self.bus.publish(_event(self.node, "b", blocker_id, blocked_id, on))
 
     # -- sessions and presence ---------------------------------------------------------
 
@@ -515,7 +522,7 @@ class ClusterFanout(LocalFanout):
             self._presence[user_id] = state
             self._background(self.bus.command("hset", self.bus.key("users", self.node),
                                               str(user_id), state))
-        self.bus.publish(_pack(self.node, "p", user_id, state))
+        self.bus.publish(_event(self.node, "p", user_id, state))
 
     async def session_rows(self) -> list[dict[str, Any]]:
         """Every live session of the cluster, as ``admin.sessions`` rows (with

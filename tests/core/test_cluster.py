@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import pytest_twisted
 import treq
@@ -455,3 +456,21 @@ async def test_two_nodes_writing_one_sqlite_file_at_once_lose_nothing(
                                                  "limit": 200})
         seqs += [m["seq"] for m in page["messages"]]
     assert seqs == list(range(1, 241))
+
+
+@pytest_twisted.ensureDeferred
+async def test_garbage_on_the_cluster_channel_is_dropped_and_delivery_goes_on(
+        redis, make_server, tmp_path):
+    """Something else publishing on the cluster's channel (undecodable bytes, an
+    unknown kind of event) is dropped with a warning; events keep flowing."""
+    a, b = await two_nodes(make_server, "", redis, tmp_path)
+    alice, bob = await a.user("alice"), await b.user("bob")
+    rid = (await create_room(alice, bob))["room_id"]
+    bob_events = EventLog(bob, "bob")
+    bus = a.service.fanout.bus
+    assert bus.publish(b"\x03\xff" + b"\xc1 not msgpack")
+    assert bus.publish(b"\x03\xff" + msgpack.packb(["no such kind", 1]))
+    assert bus.publish(b"\x01")
+    await say(alice, rid, "still here")
+    arrived = await bob_events.next("msg")
+    assert arrived.data["message"]["body"] == "still here"
