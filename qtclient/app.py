@@ -940,6 +940,8 @@ class ChatApp(QObject):
         self._show_status(self.unit, text)
 
     def _show_status(self, unit: AccountUnit, text: str) -> None:
+        if is_deleted(unit.page):
+            return  # an answer that came after the account was logged out and disposed
         self.last_status = text
         status = unit.page.statusBar()
         if status is not None:
