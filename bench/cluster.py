@@ -81,6 +81,8 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 import fanout as fo  # noqa: E402 (bench/fanout.py, next to this file)
 
 REDIS_URL = "redis://127.0.0.1:6379"
+#: ``--cprofile DIR``: where each node's twistd profile goes (None: no profiling).
+CPROFILE_DIR: Path | None = None
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 PSQL = ("psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-v", "ON_ERROR_STOP=1",
         "-q", "-c")
@@ -169,6 +171,8 @@ class Cluster:
         self.ports: list[int] = []
         self.logs: list[Path] = []
         self.first_pids: set[int] = set()
+        #: With ``--cprofile DIR``: twistd's profiler on each node (not on workers).
+        self.cprofile: Path | None = CPROFILE_DIR
 
     def start(self) -> None:
         # --idle-timeout: thousands of clients take minutes to connect (each login tells
@@ -187,8 +191,11 @@ class Cluster:
             port = fo.free_port()
             log_path = self.out / f"{self.tag}-node{n}.log"
             extra = ["--no-jobs"] if n else []
+            profile = (str(self.cprofile / f"{self.tag}-node{n}.prof")
+                       if self.cprofile is not None and self.workers == 1 else None)
             self.procs.append(fo.start_server("chatnet", self.data_dir, port,
-                                              options=[*options, *extra], log_path=log_path))
+                                              options=[*options, *extra], log_path=log_path,
+                                              cprofile=profile))
             self.ports.append(port)
             self.logs.append(log_path)
             self._wait_ready(n)
@@ -613,7 +620,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "chatnet-cluster-logs"),
                         help="directory for the server logs")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument("--cprofile", metavar="DIR",
+                        help="run each node (1proc, 2nodes-pg; not workers) under twistd's "
+                             "cProfile, the stats in DIR/<layout>-node<n>.prof")
     args = parser.parse_args(argv)
+    global CPROFILE_DIR
+    if args.cprofile:
+        CPROFILE_DIR = Path(args.cprofile)
+        CPROFILE_DIR.mkdir(parents=True, exist_ok=True)
     for name in args.configs.split(",") + args.ramp_configs.split(","):
         if name not in CONFIGS:
             parser.error(f"unknown server layout {name!r}")

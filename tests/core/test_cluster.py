@@ -462,14 +462,16 @@ async def test_two_nodes_writing_one_sqlite_file_at_once_lose_nothing(
 async def test_garbage_on_the_cluster_channel_is_dropped_and_delivery_goes_on(
         redis, make_server, tmp_path):
     """Something else publishing on the cluster's channel (undecodable bytes, an
-    unknown kind of event) is dropped with a warning; events keep flowing."""
+    unknown kind of event, events of the wrong shape, not an array) is dropped with
+    a warning; events keep flowing."""
     a, b = await two_nodes(make_server, "", redis, tmp_path)
     alice, bob = await a.user("alice"), await b.user("bob")
     rid = (await create_room(alice, bob))["room_id"]
     bob_events = EventLog(bob, "bob")
     bus = a.service.fanout.bus
     assert bus.publish(b"\x03\xff" + b"\xc1 not msgpack")
-    assert bus.publish(b"\x03\xff" + msgpack.packb(["no such kind", 1]))
+    assert bus.publish(b"\x03\xff" + msgpack.packb([["no such kind", 1], 7, ["r"]]))
+    assert bus.publish(b"\x03\xff" + msgpack.packb({"not": "an array"}))
     assert bus.publish(b"\x01")
     await say(alice, rid, "still here")
     arrived = await bob_events.next("msg")
