@@ -11,6 +11,10 @@ event without a database read per recipient.
 One channel for everything keeps the order in which a node published its events
 (Redis keeps a publisher connection's order), which is the order a client sees:
 a ``member.joined`` is never overtaken by the first message the new member gets.
+The events of one reactor turn go together as one Redis message (the node's
+number, then a msgpack array of events): one wake-up and one outbox flush on
+each other node per turn rather than per event (docs/benchmarks.md, "Where a
+cluster node's time went").
 
 Cluster-wide state lives in Redis with an expiry (:data:`NODE_TTL`, ``--node-expiry``):
 
