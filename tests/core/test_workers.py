@@ -63,7 +63,11 @@ async def start_workers(tmp_path: Path, postgres: str, redis: dict[str, Any]) ->
                            "--database", postgres_url(postgres))
     process.start()
     cluster = Cluster(process)
-    await cluster.wait_for_log(r"chatnet listening on", 2)
+    try:
+        await cluster.wait_for_log(r"chatnet listening on", 2)
+    except BaseException:
+        process.stop()  # the supervisor and its workers, not left behind
+        raise
     return cluster
 
 

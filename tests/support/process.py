@@ -66,6 +66,7 @@ class TwistdServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"twistd exited {self.process.returncode}:\n{self.text()}")
             time.sleep(0.05)
+        self.kill()  # never left running behind a failed test
         raise RuntimeError(f"twistd did not start listening:\n{self.text()}")
 
     def text(self) -> str:
