@@ -285,6 +285,22 @@ class LoginGuard:
             self.fanout.send_all("login", scope, key, failed)
 
 
+def password_login(credentials: Any) -> tuple[str, str, str]:
+    """The parts of an ``IUsernamePassword`` login as checkers compare them.
+
+    Returns:
+        ``(username, password, address)``: the username stripped and case-folded,
+        both decoded from UTF-8 if bytes (undecodable bytes replaced), and the
+        peer's host ("" if unknown).
+    """
+    raw = credentials.username
+    username = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    password = credentials.password
+    if isinstance(password, bytes):
+        password = password.decode("utf-8", "replace")
+    return username.strip().casefold(), password, getattr(credentials, "peer_host", "")
+
+
 @implementer(ICredentialsChecker)
 class PasswordChecker:
     """Checks ``IUsernamePassword`` against the Argon2id hashes in the store.
@@ -310,13 +326,7 @@ class PasswordChecker:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: Any) -> bytes | tuple[()]:
-        raw = credentials.username
-        username = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
-        username = username.strip().casefold()
-        password = credentials.password
-        if isinstance(password, bytes):
-            password = password.decode("utf-8", "replace")
-        address = getattr(credentials, "peer_host", "")
+        username, password, address = password_login(credentials)
         valid_name = USERNAME_RE.fullmatch(username) is not None
         guard = self.guard
         if guard is not None:

@@ -40,6 +40,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from chatnet.cred.checkers import password_login
 from chatnet.cred.credentials import IToken
 from chatnet.errors import ChatError, ErrorCode
 from chatnet.services import Clock, ms
@@ -197,13 +198,7 @@ class DirectoryChecker:
         return Deferred.fromCoroutine(self._check(credentials))
 
     async def _check(self, credentials: Any) -> bytes:
-        raw = credentials.username
-        username = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
-        username = username.strip().casefold()
-        password = credentials.password
-        if isinstance(password, bytes):
-            password = password.decode("utf-8", "replace")
-        address = getattr(credentials, "peer_host", "")
+        username, password, address = password_login(credentials)
         if not USERNAME_RE.fullmatch(username):
             raise UnauthorizedLogin(WRONG_CREDENTIALS)
         user = await self.store.user_by_name(username)
