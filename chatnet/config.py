@@ -43,6 +43,9 @@ DEFAULT_DB_BUSY_TIMEOUT = 5.0
 DEFAULT_MAX_ROOMS = 1000
 #: docs/protocol.md 5: the default number of pending invitations one user may have sent.
 DEFAULT_MAX_INVITES = 1000
+#: docs/protocol.md 4: rooms with more members than this carry no presence events
+#: (``--presence-room-limit``): bringing a room of N online costs N²/2 of them.
+DEFAULT_PRESENCE_ROOM_LIMIT = 1000
 
 
 class ConfigError(ValueError):
@@ -97,6 +100,8 @@ class ServerConfig:
         db_busy_timeout: seconds a transaction waits for a database lock (SQLite
             ``busy_timeout``, PostgreSQL ``lock_timeout``) before it fails.
         max_rooms: rooms one user may be in (group rooms, direct rooms they opened).
+        presence_room_limit: rooms with more members than this carry no
+            ``presence`` events (members see presence on request instead).
         max_invites: pending invitations one user may have sent (each expires
             after ``chatnet.services.rooms.INVITE_LIFETIME``).
         assistant: the assistant's settings (PROTOCOL.md 11, docs/assistant.md),
@@ -159,6 +164,7 @@ class ServerConfig:
     db_busy_timeout: float = DEFAULT_DB_BUSY_TIMEOUT
     max_rooms: int = DEFAULT_MAX_ROOMS
     max_invites: int = DEFAULT_MAX_INVITES
+    presence_room_limit: int = DEFAULT_PRESENCE_ROOM_LIMIT
     assistant: AssistantConfig | None = None
     retention_days: int | None = None
     compliance_log: bool = False
@@ -288,6 +294,8 @@ class ServerConfig:
             db_busy_timeout=number("db-busy-timeout", 0.001, 3600),
             max_rooms=integer("max-rooms", 1, 1_000_000),
             max_invites=integer("max-invites", 1, 1_000_000),
+            presence_room_limit=integer("presence-room-limit", 2, 10_000_000)
+            if options.get("presence-room-limit") else DEFAULT_PRESENCE_ROOM_LIMIT,
             assistant=assistant,
             retention_days=None if options.get("retention-days") in (None, "")
             else integer("retention-days", 1, 100 * 365),

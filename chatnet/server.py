@@ -165,7 +165,8 @@ class ChatnetService(service.MultiService):
         self.files = FileService(self.store, reactor, reactor, config.data_dir / "files",
                                  config.max_file_size, config.user_quota)
         users = UserService(self.store, self.fanout, reactor, files=self.files,
-                            max_frame=config.max_frame)
+                            max_frame=config.max_frame,
+                            presence_room_limit=config.presence_room_limit)
         accounts = AccountService(self.store, hasher, reactor, config.open_registration,
                                   config.token_lifetime, self.fanout,
                                   config.registrations_per_hour,

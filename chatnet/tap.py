@@ -21,6 +21,7 @@ from chatnet.config import (
     DEFAULT_MAX_ROOMS,
     DEFAULT_MAX_UNAUTHENTICATED,
     DEFAULT_MAX_UNAUTHENTICATED_PER_ADDRESS,
+    DEFAULT_PRESENCE_ROOM_LIMIT,
     PRE_LOGIN_MAX_FRAME,
     ConfigError,
     ServerConfig,
@@ -135,6 +136,9 @@ class Options(usage.Options):
          "rooms one user may be in (group rooms and the direct rooms they opened)"],
         ["max-invites", None, str(DEFAULT_MAX_INVITES),
          "pending room invitations one user may have sent (they expire after 14 days)"],
+        ["presence-room-limit", None, str(DEFAULT_PRESENCE_ROOM_LIMIT),
+         "rooms with more members than this carry no presence events (bringing a "
+         "room of N online costs N*N/2 of them); members still see presence on request"],
         ["retention-days", None, None,
          "delete messages older than this many days, and files no message refers to "
          "any more, once a day (default: keep everything)"],

@@ -267,11 +267,22 @@ class LocalFanout:
         """Room ids a user is a member of."""
         return frozenset(self._user_rooms.get(user_id, _EMPTY))
 
-    def co_members(self, user_id: int) -> set[int]:
-        """Everyone who shares at least one room with ``user_id`` (not the user)."""
+    def co_members(self, user_id: int, max_room_size: int | None = None) -> set[int]:
+        """Everyone who shares at least one room with ``user_id`` (not the user).
+
+        Args:
+            user_id: the user.
+            max_room_size: count only rooms of at most this many members (None:
+                every room); presence skips larger rooms (``--presence-room-limit``).
+
+        Returns:
+            the user ids.
+        """
         people: set[int] = set()
         for room_id in self._user_rooms.get(user_id, ()):
-            people.update(self._room_members.get(room_id, ()))
+            members = self._room_members.get(room_id, ())
+            if max_room_size is None or len(members) <= max_room_size:
+                people.update(members)
         people.discard(user_id)
         return people
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from chatnet.config import DEFAULT_MAX_FRAME
+from chatnet.config import DEFAULT_MAX_FRAME, DEFAULT_PRESENCE_ROOM_LIMIT
 from chatnet.errors import ChatError, ErrorCode, bad_request, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
@@ -63,14 +63,20 @@ class UserService:
         files: the file service, which deletes the blobs of replaced profile
             pictures (without it they stay on disk).
         max_frame: the largest frame (``--max-frame``), bytes: lists are cut to fit.
+        presence_room_limit: rooms with more members than this carry no ``presence``
+            events (``--presence-room-limit``): bringing a room of N online would
+            otherwise cost N²/2 deliveries. Their members still see each other's
+            presence in ``room.members``, ``user.get`` and ``user.search``.
     """
 
     log = Logger()
 
     def __init__(self, store: ChatStore, fanout: LocalFanout, clock: Clock,
                  files: FileService | None = None,
-                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+                 max_frame: int = DEFAULT_MAX_FRAME,
+                 presence_room_limit: int = DEFAULT_PRESENCE_ROOM_LIMIT) -> None:
         self.store = store
+        self.presence_room_limit = presence_room_limit
         self.fanout = fanout
         self.clock = clock
         self.files = files
@@ -143,9 +149,20 @@ class UserService:
             self.fanout.deliver_users_here(await self.audience(user.user_id),
                                            event_frame("presence", data))
 
-    async def audience(self, user_id: int) -> set[int]:
-        """Who hears about a user: room co-members, contacts, and the user."""
-        people = self.fanout.co_members(user_id)
+    async def audience(self, user_id: int, every_room: bool = False) -> set[int]:
+        """Who hears about a user: co-members, contacts, and the user.
+
+        Args:
+            user_id: the user.
+            every_room: co-members of every room (profile changes, which are rare);
+                otherwise (presence) only of rooms of at most
+                :attr:`presence_room_limit` members.
+
+        Returns:
+            the user ids.
+        """
+        limit = None if every_room else self.presence_room_limit
+        people = self.fanout.co_members(user_id, limit)
         people |= await self.store.contact_ids(user_id)
         people.add(user_id)
         return people
@@ -246,7 +263,7 @@ class UserPerspective:
                 await service.files.release_blobs(retired)
         user = await service.store.update_profile(self.actor.user_id, changes)
         profile = service.profile(user)
-        service.fanout.deliver_users(await service.audience(user.user_id),
+        service.fanout.deliver_users(await service.audience(user.user_id, every_room=True),
                                      event_frame("user.updated", {"profile": profile}))
         return profile
 

@@ -278,3 +278,38 @@ async def test_asking_again_does_not_notify_again_and_requests_are_capped(server
     error = await expect_error(alice.request("contact.request", {"username": "carol"}),
                                ErrorCode.CONFLICT)
     assert error.details == {"limit": limit} and str(limit) in error.message
+
+
+@pytest_twisted.ensureDeferred
+async def test_rooms_over_the_presence_limit_carry_no_presence(make_server):
+    """--presence-room-limit 3: a room of four carries no presence events (one login
+    there would otherwise tell every member); co-members of a smaller room and
+    contacts still hear; room.members and user.get still show presence; profile
+    changes (user.updated) still reach the big room."""
+    server = await make_server(presence_room_limit=3)
+    alice, bob, carol, dave = [await server.user(name)
+                               for name in ("alice", "bob", "carol", "dave")]
+    big = await create_room(alice, bob, carol, dave, name="big")
+    await create_room(alice, bob, name="small")
+    await carol.request("contact.request", {"username": "dave"})
+    await dave.request("contact.respond", {"username": "carol", "accept": True})
+    alice_events, carol_events = EventLog(alice, "alice"), EventLog(carol, "carol")
+    await bob.close()
+    await alice_events.next("presence", username="bob", state="offline")
+    await dave.close()
+    await carol_events.next("presence", username="dave", state="offline")
+    await barrier(alice)
+    await barrier(carol)
+    assert [e.data["username"] for e in carol_events.pending("presence")] == []
+    assert [e.data["username"] for e in alice_events.pending("presence")] == []
+    members = (await carol.request("room.members", {"room_id": big["room_id"]}))["members"]
+    assert {m["username"]: m["presence"] for m in members} == {
+        "alice": "online", "bob": "offline", "carol": "online", "dave": "offline"}
+    assert (await carol.request("user.get", {"username": "bob"}))["presence"] == "offline"
+    bob = await server.user("bob", register=False)
+    await alice_events.next("presence", username="bob", state="online")
+    assert (await carol.request("user.get", {"username": "bob"}))["presence"] == "online"
+    await bob.request("user.update", {"display_name": "Bob B."})
+    updated = await carol_events.next("user.updated")
+    assert updated.data["profile"]["display_name"] == "Bob B."
+    assert [e.data["username"] for e in carol_events.pending("presence")] == []
