@@ -128,8 +128,9 @@ class ChatRealm:
         certificate_login: a session's client certificate must name the user it
             logs in as (``--tls-client-cert-login``; see
             :func:`~chatnet.cred.checkers.check_certificate_user`).
-        max_sessions: live sessions one user may have on this node (a login past
-            it gets ``conflict`` with ``details.limit``); None for no limit.
+        max_sessions: live sessions one user may have, on every node of a cluster
+            together (a login past it gets ``conflict`` with ``details.limit``);
+            None for no limit.
     """
 
     log = Logger()
@@ -170,7 +171,7 @@ class ChatRealm:
                 raise ChatError(ErrorCode.BANNED, "this account is banned")
             await store.set_ban(user_id, False, None, None, ms(self.clock))  # it ran out
         if (self.max_sessions is not None and not self.single_session
-                and len(self.fanout.sessions_of(user_id)) >= self.max_sessions):
+                and self.fanout.session_count(user_id) >= self.max_sessions):
             # Each session has its own rate limit: more of them must not multiply it.
             raise ChatError(ErrorCode.CONFLICT, f"you have {self.max_sessions} sessions "
                             "already; log out of one first", {"limit": self.max_sessions})

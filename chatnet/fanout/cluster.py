@@ -250,6 +250,9 @@ class ClusterFanout(LocalFanout):
         self.on_gone: Callable[[set[int]], Awaitable[None]] | None = None
         #: node -> user id -> the presence state chosen there.
         self._remote: dict[int, dict[int, str]] = {}
+        #: node -> user id -> that user's sessions there (told with each attach
+        #: and detach; a user online there with no count told counts as one).
+        self._remote_counts: dict[int, dict[int, int]] = {}
         self._remote_monitors = 0
         self._presence: dict[int, str] = {}
         #: name -> called with ``(origin node, *args)`` for messages sent to this
@@ -390,6 +393,10 @@ class ClusterFanout(LocalFanout):
     def _apply(self, origin: int, kind: str, *args: Any) -> None:
         if kind == "p":
             self._remote_presence(origin, *args)
+            return
+        if kind == "c":
+            user_id, count = args
+            self._remote_counts.setdefault(origin, {})[int(user_id)] = int(count)
             return
         if kind == "n":
             target, name, *rest = args
@@ -536,6 +543,7 @@ class ClusterFanout(LocalFanout):
         self._background(self.bus.command(
             "hset", self.bus.key("sessions", self.node), session.session_id,
             _pack(*_session_row(session, self.node).values())))
+        self._publish("c", session.user_id, super().session_count(session.user_id))
 
     def detach(self, session: ISessionMind) -> None:
         """Stop delivering to a session; unlist it."""
@@ -543,6 +551,17 @@ class ClusterFanout(LocalFanout):
         if session.session_id:
             self._background(self.bus.command(
                 "hdel", self.bus.key("sessions", self.node), [session.session_id]))
+            self._publish("c", session.user_id, super().session_count(session.user_id))
+
+    def session_count(self, user_id: int) -> int:
+        """A user's sessions on every live node (``--max-sessions-per-user``): this
+        node's, plus what the others last told (one for a node where the user is
+        online but no count was told, e.g. after a Redis restart)."""
+        count = super().session_count(user_id)
+        for node, users in self._remote.items():
+            if user_id in users:
+                count += self._remote_counts.get(node, {}).get(user_id, 1)
+        return count
 
     def remote_presence(self, user_id: int) -> str | None:
         """The presence state a user chose on another node where they have a
@@ -638,6 +657,7 @@ class ClusterFanout(LocalFanout):
         gone: set[int] = set()
         for node in nodes:
             gone |= set(self._remote.pop(node, {}))
+            self._remote_counts.pop(node, None)
             self.log.warn("node {node} stopped answering: its sessions count as ended",
                           node=node)
         gone = {u for u in gone if not self.sessions_of(u) and self.remote_presence(u) is None}

@@ -87,6 +87,10 @@ class LocalFanout:
         """The sessions of one user on this node."""
         return frozenset(self._sessions.get(user_id, ()))
 
+    def session_count(self, user_id: int) -> int:
+        """How many sessions a user has (here; in a cluster, on every node)."""
+        return len(self._sessions.get(user_id, ()))
+
     def all_sessions(self) -> list[ISessionMind]:
         """Every session on this node."""
         return [s for sessions in self._sessions.values() for s in sessions]

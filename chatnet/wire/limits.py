@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from chatnet.services import Clock
 
@@ -147,7 +148,7 @@ class Budget:
 
 
 #: Per-user budgets that ops draw on (``Op.budget`` in chatnet.wire.ops). They are
-#: shared by all of a user's sessions on the node, so opening more connections
+#: shared by all of a user's sessions (on every node), so opening more connections
 #: buys nothing.
 BUDGETS: dict[str, Budget] = {b.name: b for b in (
     # Every request after login, at its rate-limit cost: the per-connection rate
@@ -183,18 +184,34 @@ EXPENSIVE_UNIT_BYTES = 16 * 1024
 
 
 class UserBudgets:
-    """Every :data:`BUDGETS` budget, per user.
+    """Every :data:`BUDGETS` budget, per user, shared by the user's sessions on
+    every node of a cluster.
+
+    In a cluster, what a user spends on one node is told to the other nodes
+    (``fanout.send_all("spent", ...)``, batched with the turn's events) when the
+    user has a session on another node, and charged there too: a user with
+    sessions on two nodes spends one budget, not two. It is told rather than
+    kept in Redis because a Redis round trip per request would add its latency
+    to every request; the other nodes hear within a publish (milliseconds), so a
+    burst spread over nodes at the same instant can exceed the burst once.
 
     Args:
         clock: provides ``seconds()``.
         budgets: budgets by name that replace those of :data:`BUDGETS` (the
             others keep their defaults).
+        fanout: the fan-out (``remote_presence``, ``send_all``, ``node_handlers``
+            in a cluster), or None: this process alone.
     """
 
-    def __init__(self, clock: Clock, budgets: dict[str, Budget] | None = None) -> None:
+    def __init__(self, clock: Clock, budgets: dict[str, Budget] | None = None,
+                 fanout: Any = None) -> None:
         self.budgets = {**BUDGETS, **(budgets or {})}
         self._buckets = {name: KeyedBuckets(b.rate, b.burst, clock)
                          for name, b in self.budgets.items()}
+        self.fanout = fanout
+        handlers = getattr(fanout, "node_handlers", None)
+        if handlers is not None:
+            handlers["spent"] = self._spent_elsewhere
 
     def take(self, name: str, user_id: int, cost: float) -> float:
         """Spend ``cost`` units of budget ``name`` for ``user_id``.
@@ -202,7 +219,10 @@ class UserBudgets:
         Returns:
             0.0 if spent, else the seconds to wait.
         """
-        return self._buckets[name].take(user_id, cost)
+        wait = self._buckets[name].take(user_id, cost)
+        if not wait:
+            self._tell(name, user_id, cost)
+        return wait
 
     def charge(self, name: str, user_id: int, cost: float) -> float:
         """Spend ``cost`` units even into debt (work already done).
@@ -210,7 +230,21 @@ class UserBudgets:
         Returns:
             the seconds until that budget is out of debt.
         """
+        self._tell(name, user_id, cost)
         return self._buckets[name].charge(user_id, cost)
+
+    def _tell(self, name: str, user_id: int, cost: float) -> None:
+        fanout = self.fanout
+        if cost and fanout is not None and fanout.remote_presence(user_id) is not None:
+            fanout.send_all("spent", name, user_id, cost)
+
+    def _spent_elsewhere(self, origin: int, name: str, user_id: int, cost: float) -> None:
+        """Another node spent ``cost`` of ``user_id``'s budget ``name``: charge it here
+        (only for a user with a session here: nobody else draws on it)."""
+        buckets = self._buckets.get(name)
+        if (buckets is not None and isinstance(cost, (int, float)) and 0 < cost < 1e9
+                and self.fanout.sessions_of(user_id)):
+            buckets.charge(user_id, float(cost))
 
 
 @dataclass

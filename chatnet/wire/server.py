@@ -812,7 +812,7 @@ class ChatServerFactory(Factory):
         #: A factor for each connection's login deadline (0.8 to 1.2).
         self.jitter: Callable[[], float] = lambda: random.uniform(0.8, 1.2)
         #: Per-user budgets of expensive ops, uploads, downloads (docs/protocol.md).
-        self.budgets = UserBudgets(clock)
+        self.budgets = UserBudgets(clock, fanout=services.users.fanout)
         # None writes every frame at once (tests that read a StringTransport
         # synchronously use that).
         self.coalescer: WriteCoalescer | None = WriteCoalescer(clock)

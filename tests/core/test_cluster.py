@@ -341,6 +341,52 @@ async def test_failed_logins_on_one_node_lock_the_name_out_on_the_other(
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_users_budget_is_one_budget_across_nodes(database, redis, make_server,
+                                                         tmp_path):
+    """alice has a session on each node: ten rooms made through node A and ten
+    through node B use up the ``rooms`` budget (burst 20); the next one through B
+    is refused with rate_limited, as it would be with both sessions on one node."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
+    alice_a = await a.user("alice")
+    (alice_id,) = a.service.fanout.online_users()
+    alice_b = await b.user("alice", register=False)
+    await until(lambda: None not in (a.service.fanout.remote_presence(alice_id),
+                                     b.service.fanout.remote_presence(alice_id)),
+                "each node seeing alice on the other")
+    rooms = [await create_room(alice_a, name=f"a{n}") for n in range(10)]
+    # Events published after the spends travel behind them on the one channel.
+    events_b = EventLog(alice_b, "alice@B")
+    await say(alice_a, rooms[-1]["room_id"], "after the spends")
+    await events_b.next("msg")
+    for n in range(10):
+        await create_room(alice_b, name=f"b{n}")
+    refused = await expect_error(alice_b.request("room.create", {"name": "one too many",
+                                                           "visibility": "public"}),
+                                 ErrorCode.RATE_LIMITED)
+    assert refused.details["budget"] == "rooms"
+
+
+@pytest_twisted.ensureDeferred
+async def test_max_sessions_per_user_counts_the_sessions_on_every_node(
+        database, redis, make_server, tmp_path):
+    """--max-sessions-per-user 2: one session on node A and one on node B use it
+    up; a third login through A is refused with conflict; once B's ends, it works."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path, max_sessions_per_user=2)
+    await a.user("alice")
+    (alice_id,) = a.service.fanout.online_users()
+    on_b = await b.user("alice", register=False)
+    await until(lambda: a.service.fanout.session_count(alice_id) == 2,
+                "node A counting alice's session on node B")
+    refused = await expect_error((await a.connect()).login("alice", PASSWORD),
+                                 ErrorCode.CONFLICT)
+    assert refused.details["limit"] == 2
+    await on_b.close()
+    await until(lambda: a.service.fanout.session_count(alice_id) == 1,
+                "node A hearing that alice's session on node B ended")
+    await (await a.connect()).login("alice", PASSWORD)
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_upload_begun_on_one_node_resumes_and_finishes_on_the_other(
         database, redis, make_server, tmp_path):
     """The blob directory is shared: half an upload through node A, the rest
