@@ -60,6 +60,9 @@ OLDER_PAGE_SIZE = 200
 TYPING_EVERY = 3.0
 #: Seconds after which someone's "typing" goes stale without a new notification.
 TYPING_STALE = 6.0
+#: Milliseconds between two ``room.members`` of an open room bigger than the
+#: server's ``presence_room_limit`` (such a room carries no presence events).
+BIG_ROOM_MEMBERS_REFRESH_MS = 60_000
 
 
 class ConnectionView:
@@ -295,6 +298,10 @@ class ChatController(QObject):
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
         self._typing_timer.timeout.connect(self._expire_typing)
+        #: Asks again for the members (and their presence) of an open big room.
+        self.members_timer = QTimer(self)
+        self.members_timer.setInterval(BIG_ROOM_MEMBERS_REFRESH_MS)
+        self.members_timer.timeout.connect(self._refresh_members)
         self.rooms.dataChanged.connect(self._emit_unread)
         self.rooms.rowsRemoved.connect(self._emit_unread)
         self.rooms.modelReset.connect(self._emit_unread)
@@ -423,6 +430,7 @@ class ChatController(QObject):
         """Close the connection without logging out (the program is quitting)."""
         session, self.session = self.session, None
         self._typing_timer.stop()
+        self.members_timer.stop()
         self.cancel_export()
         self.files.reset()
         self.files.session = None
@@ -433,6 +441,7 @@ class ChatController(QObject):
     def _forget(self) -> None:
         self.roles = frozenset()
         self._typing_timer.stop()
+        self.members_timer.stop()
         self.cancel_export()
         self.calls = None
         self._stop_audio()
@@ -740,9 +749,26 @@ class ChatController(QObject):
                     self.avatars.learn(member)
             self.members.reset_members(room_id, members)
             self._names_changed()
+            # A room over the server's limit carries no presence events: its
+            # members' presence is only as fresh as the last room.members.
+            if len(members) > self._presence_room_limit():
+                self.members_timer.start()
+            else:
+                self.members_timer.stop()
 
         self._call_all("room.members", "members", {"room_id": room_id, "limit": 500}, loaded,
                        lambda _e: None)
+
+    def _presence_room_limit(self) -> float:
+        """The server's ``presence_room_limit`` (infinite for a server that has none)."""
+        hello = self.session.hello_result if self.session is not None else None
+        limit = (hello or {}).get("presence_room_limit")
+        return float(limit) if isinstance(limit, int) and limit > 0 else float("inf")
+
+    def _refresh_members(self) -> None:
+        if self.current_room is None or self.session is None or not self.session.connected:
+            return  # loaded again on reconnect and when a room is opened
+        self._load_members(self.current_room)
 
     def set_window_active(self, active: bool) -> None:
         """The main window gained or lost focus (read marks and notifications depend on it)."""

@@ -709,7 +709,8 @@ class ChatServerProtocol(Protocol):
         return {"protocol": PROTOCOL_VERSION,
                 "server": f"{config.server_name} {__version__}",
                 "max_frame": config.max_frame, "features": list(FEATURES),
-                "registration": config.open_registration}
+                "registration": config.open_registration,
+                "presence_room_limit": config.presence_room_limit}
 
     def mind_ping(self) -> dict[str, Any]:
         """``session.ping`` → ``{ts}`` (ms since epoch)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from chatnet.reactions import canonical_emoji
 from qtclient.models.members import MemberListModel
 from qtclient.models.rooms import RoomListModel
@@ -339,3 +341,37 @@ def test_status_message_reaches_others(make_client: Any, server: Any, qtbot: Any
     qtbot.keyClick(field, Qt.Key.Key_Return)
     event = wait(log.next("user.updated", where=lambda d: d["profile"]["username"] == "alice"))
     assert event.data["profile"]["status_text"] == "at the dentist"
+
+
+@pytest.mark.server_config(presence_room_limit=2)
+def test_a_big_rooms_members_panel_refreshes_presence_by_asking(make_client: Any,
+                                                                server: Any, qtbot: Any,
+                                                                wait: Any) -> None:
+    """A room over the server's presence_room_limit carries no presence events: the
+    members panel asks room.members again on a timer, so bob leaving shows as
+    offline there; a small room's panel does not poll."""
+    alice = make_client("alice")
+    bob, _carol = server.user("bob"), server.user("carol")
+    room_id = shared_room(server, bob, "alice", "carol")
+    click_room(qtbot, alice, room_id)
+    alice.main_window.members_button.click()
+    members = alice.controller.members
+
+    def member_presence(name: str) -> Any:
+        for row in range(members.rowCount()):
+            index = members.index(row)
+            if index.data(MemberListModel.Roles.Username) == name:
+                return index.data(MemberListModel.Roles.Presence)
+        return None
+
+    qtbot.waitUntil(lambda: member_presence("bob") == "online")
+    timer = alice.controller.members_timer
+    assert timer.isActive() and timer.interval() == 60_000
+    timer.setInterval(100)
+    wait(bob.close())
+    qtbot.waitUntil(lambda: member_presence("bob") == "offline")
+    dave = server.user("dave")
+    small = shared_room(server, dave, "alice", name="small")
+    click_room(qtbot, alice, small)
+    qtbot.waitUntil(lambda: set(members.usernames()) == {"alice", "dave"})
+    assert not timer.isActive()
