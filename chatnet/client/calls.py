@@ -101,7 +101,8 @@ class VoiceCall:
         call_id: the call's id.
         room_id: its room.
         state: ``ringing`` (started, nobody answered), ``active`` or ``ended``.
-        reason: why it ended (``hangup``, ``no_answer``, ``rejected``), once ended.
+        reason: why it ended (``hangup``, ``no_answer``, ``rejected``, ``failed``:
+            its server stopped), once ended.
         participants: usernames of the others now in the call.
         buffers: username -> :class:`JitterBuffer` of their audio.
         received: packets received, by username.

@@ -22,13 +22,18 @@ Cluster-wide state lives in Redis with an expiry (:data:`NODE_TTL`, ``--node-exp
 - ``{cluster}:users:{node}``: hash user id → the presence state they chose, for
   every user with a session here;
 - ``{cluster}:sessions:{node}``: hash session id → the session's description
-  (``admin.sessions`` lists every node's).
+  (``admin.sessions`` lists every node's);
+- ``{cluster}:claim:{name}``: something only one node may hold at a time (a
+  room's call: :meth:`ClusterFanout.claim`), value ``{node}:{tag}``.
 
 A node that dies stops refreshing its keys: within :data:`NODE_TTL` seconds
 its keys are gone, and every other node tells its own sessions that the users
-who were only there went offline. Pub/sub does not replay what a node missed
-while Redis was away: on reconnecting, the node reloads the membership and
-block maps from the database and re-reads every node's presence.
+who were only there went offline, and runs its :attr:`ClusterFanout.node_gone`
+listeners (the call service ends the calls the dead node held and drops its
+sessions from its own calls); a claim the dead node held is free at once. Pub/sub
+does not replay what a node missed while Redis was away: on reconnecting, the
+node reloads the membership and block maps from the database and re-reads every
+node's presence.
 
 The Redis client is txredisapi 1.6 (TWISTED-NOTES.md 5): it speaks Twisted
 natively, so no thread or second event loop stands between a publish and the
@@ -61,6 +66,46 @@ NODE_TTL = 15
 #: Publishes that may wait for Redis's answer at once; more are dropped (and
 #: counted) rather than queued without bound while Redis is slow.
 MAX_IN_FLIGHT = 50_000
+
+# Claims (ClusterFanout.claim) are Lua scripts so that reading the holder and
+# taking the key over happen at once in Redis: two nodes claiming together get
+# one winner. A claim whose holder's ``alive`` key is gone (a dead node) is
+# free at once, without waiting for the claim's own expiry. They read keys not
+# passed in KEYS, which a single Redis allows (Redis Cluster would not).
+#: KEYS[1] the claim; ARGV: this node's value, expiry (s), the alive keys' prefix.
+#: Returns nil when this node holds the claim now, else the holder's value.
+_CLAIM = """
+local held = redis.call('GET', KEYS[1])
+if held and held ~= ARGV[1] then
+  local node = string.match(held, '^(%d+):')
+  if node and redis.call('EXISTS', ARGV[3] .. node) == 1 then
+    return held
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return false
+"""
+#: KEYS: claims; ARGV: this node's value of each, then the expiry (s). Extends
+#: each claim this node holds, and writes again those that are gone (after a
+#: Redis restart, or claimed while Redis was unreachable); leaves another
+#: node's alone.
+_REFRESH_CLAIMS = """
+local ttl = tonumber(ARGV[#KEYS + 1])
+for i, key in ipairs(KEYS) do
+  local held = redis.call('GET', key)
+  if not held or held == ARGV[i] then
+    redis.call('SET', key, ARGV[i], 'EX', ttl)
+  end
+end
+return 0
+"""
+#: KEYS[1] a claim, ARGV[1] this node's value: deleted only if still that.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
 
 
 class RedisBus(service.Service):
@@ -231,6 +276,9 @@ class ClusterFanout(LocalFanout):
             user's chosen presence changed (``None``: no session there any more).
         on_gone: called with the user ids that were online only on nodes that
             died; the user service tells this node's sessions they are offline.
+        node_gone: listeners called with the number of each node found dead
+            (its keys expired), before ``on_gone``; the call service ends the
+            calls that node held. A listener that raises is logged and skipped.
     """
 
     log = Logger()
@@ -248,6 +296,10 @@ class ClusterFanout(LocalFanout):
         self.reload: Callable[[], Awaitable[None]] | None = None
         self.on_presence: Callable[[int, str | None], None] | None = None
         self.on_gone: Callable[[set[int]], Awaitable[None]] | None = None
+        self.node_gone: list[Callable[[int], None]] = []
+        #: claim name -> this node's value of it (``{node}:{tag}``), refreshed
+        #: by the heartbeat until released.
+        self._claims: dict[str, str] = {}
         #: node -> user id -> the presence state chosen there.
         self._remote: dict[int, dict[int, str]] = {}
         #: node -> user id -> that user's sessions there (told with each attach
@@ -509,6 +561,66 @@ class ClusterFanout(LocalFanout):
                     session.send_frame(frame)
                 return
 
+    # -- claims: one holder in the cluster -------------------------------------------
+
+    async def claim(self, name: str, tag: str) -> str | None:
+        """Hold ``{cluster}:claim:{name}`` for this node until :meth:`release`.
+
+        The claim lives as long as this node's keys: the heartbeat refreshes it,
+        and once this node counts as dead (its ``alive`` key gone) any node may
+        take it over. While Redis is unreachable (degraded) the claim is only
+        noted and granted (what this node alone knows is all it can check); the
+        heartbeat writes it once Redis is back, unless another node took it
+        meanwhile.
+
+        Args:
+            name: what is claimed, e.g. ``"call:{room_id}"``.
+            tag: what this node holds it for (kept in the value), e.g. a call id.
+
+        Returns:
+            None when this node holds the claim now; else the ``tag`` of the
+            live node holding it.
+
+        Raises:
+            txredisapi.ConnectionError, TimeoutError: Redis failed while asked.
+        """
+        value = f"{self.node}:{tag}"
+        self._claims[name] = value
+        if not self.bus.connected:
+            return None
+        try:
+            held = await self.bus.command("eval", _CLAIM, [self.bus.key("claim", name)],
+                                          [value, self.expiry, self.bus.key("alive", "")])
+        except BaseException:
+            self._claims.pop(name, None)
+            raise
+        if held is None:
+            return None
+        if self._claims.get(name) == value:
+            del self._claims[name]
+        return bytes(held).decode().partition(":")[2]
+
+    def release(self, name: str) -> None:
+        """Give up a claim this node holds (in the background; if Redis is away,
+        the claim expires within ``expiry`` seconds as nothing refreshes it)."""
+        value = self._claims.pop(name, None)
+        if value is not None:
+            self._background(self.bus.command("eval", _RELEASE,
+                                              [self.bus.key("claim", name)], [value]))
+
+    async def _refresh_claims(self) -> None:
+        """Extend (or write again) every claim this node holds; a failure is
+        logged, not raised, so that the heartbeat still looks for dead nodes."""
+        if not self._claims:
+            return
+        names = list(self._claims)
+        try:
+            await self.bus.command("eval", _REFRESH_CLAIMS,
+                                   [self.bus.key("claim", n) for n in names],
+                                   [*(self._claims[n] for n in names), self.expiry])
+        except Exception as exc:
+            self.log.warn("refreshing this node's claims failed: {why}", why=exc)
+
     def monitoring(self) -> bool:
         """Whether any node has a session that asked for ``admin.monitor``."""
         return bool(self.monitors) or self._remote_monitors > 0
@@ -616,6 +728,7 @@ class ClusterFanout(LocalFanout):
                           str(len(self.monitors)).encode(), self.expiry)
         await bus.command("expire", bus.key("users", self.node), self.expiry)
         await bus.command("expire", bus.key("sessions", self.node), self.expiry)
+        await self._refresh_claims()
         await self._read_nodes()
 
     async def _write_presence(self) -> None:
@@ -630,6 +743,7 @@ class ClusterFanout(LocalFanout):
         for session in self.all_sessions():
             await bus.command("hset", bus.key("sessions", self.node), session.session_id,
                               _pack(*_session_row(session, self.node).values()))
+        await self._refresh_claims()
 
     async def _read_nodes(self) -> None:
         """Re-read every other live node's presence; forget dead nodes."""
@@ -660,6 +774,12 @@ class ClusterFanout(LocalFanout):
             self._remote_counts.pop(node, None)
             self.log.warn("node {node} stopped answering: its sessions count as ended",
                           node=node)
+            for listener in self.node_gone:
+                try:
+                    listener(node)
+                except Exception:
+                    self.log.failure("a node_gone listener failed for node {node}",
+                                     node=node)
         gone = {u for u in gone if not self.sessions_of(u) and self.remote_presence(u) is None}
         if gone and self.on_gone is not None:
             await self.on_gone(gone)

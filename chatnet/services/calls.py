@@ -29,10 +29,21 @@ a session is a :class:`RemoteMind`, and audio for it goes to its own node, which
 drops it if that session's output is waiting, as for a local one. Events go to
 the users concerned on every node, as any event does.
 
+Cluster-wide rules: a room's one call is claimed in Redis
+(:meth:`~chatnet.fanout.cluster.ClusterFanout.claim`, ``call:{room_id}``) before
+it rings, so two ``call.start`` through two nodes at once get one call and one
+``conflict``. A call's node tells the others which users each of its calls
+concerns (``call.held`` / ``call.over``); when a node dies
+(:attr:`~chatnet.fanout.cluster.ClusterFanout.node_gone`) every other node sends
+``call.ended {reason: failed}`` to its own sessions of the users concerned by
+the calls the dead node held, and the nodes holding calls treat the dead node's
+sessions as ended (``call.left``, and the call ends if fewer than two remain).
+
 Events (to every session of the users concerned): ``call.ring {call_id,
 room_id, from}``, ``call.accepted {call_id, username}``, ``call.rejected
 {call_id, username}``, ``call.left {call_id, username}``, ``call.ended
-{call_id, reason}``, and ``call.audio {call_id, from, seq, data}`` to the
+{call_id, reason}`` (reason ``hangup``, ``no_answer``, ``rejected``, or
+:data:`NODE_FAILED`), and ``call.audio {call_id, from, seq, data}`` to the
 other participants.
 """
 
@@ -48,7 +59,7 @@ from twisted.logger import Logger
 from chatnet.errors import ChatError, ErrorCode, not_found
 from chatnet.fanout import LocalFanout
 from chatnet.services import Actor, Clock, ms
-from chatnet.store import CallRecord, ChatStore
+from chatnet.store import CallRecord, ChatStore, node_of_id
 from chatnet.store.faults import log_background_failure
 from chatnet.wire.codec import event_frame
 
@@ -56,6 +67,9 @@ from chatnet.wire.codec import event_frame
 RING_TIMEOUT = 45.0
 #: Seconds the node holding a call has to answer a request forwarded to it.
 FORWARD_TIMEOUT = 5.0
+#: ``call.ended`` reason (*extension*, docs/protocol.md 8) when the node holding
+#: the call died: nobody hung up, the call is simply gone.
+NODE_FAILED = "failed"
 
 
 @dataclass(eq=False)
@@ -167,15 +181,30 @@ class CallService:
         self.relayed = 0
         #: (node, session id) -> the one RemoteMind of a session on another node.
         self._remote_minds: dict[tuple[int, str], RemoteMind] = {}
-        #: forwarded request number -> its answer, on the requesting node.
-        self._waiting: dict[int, Deferred[Any]] = {}
+        #: forwarded request number -> (the node asked, its answer), on the
+        #: requesting node.
+        self._waiting: dict[int, tuple[int, Deferred[Any]]] = {}
         self._next_request = 0
         #: this node's sessions in a call held by another node -> that call's id.
         self._remote_calls: dict[Any, int] = {}
+        #: calls held by other nodes -> the users each concerns (``call.held``),
+        #: so that this node can end them for its sessions if their node dies.
+        self._elsewhere: dict[int, frozenset[int]] = {}
+        #: rooms whose Redis claim is in flight -> the call id being claimed, and
+        #: the sessions starting those calls (no second start meanwhile).
+        self._claiming: dict[int, int] = {}
+        self._starting: set[Any] = set()
+        #: in a cluster, the fan-out's claim/release (one call per room cluster-wide).
+        self.clustered = callable(getattr(fanout, "claim", None))
         handlers = getattr(fanout, "node_handlers", None)
         if handlers is not None:
             handlers["call"] = self._forwarded
             handlers["call.answer"] = self._answered
+            handlers["call.held"] = self._held_elsewhere
+            handlers["call.over"] = self._over_elsewhere
+        node_gone = getattr(fanout, "node_gone", None)
+        if node_gone is not None:
+            node_gone.append(self._node_gone)
 
     def perspective(self, actor: Actor) -> CallPerspective:
         """The calls perspective of one session."""
@@ -184,26 +213,79 @@ class CallService:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self, actor: Actor, room_id: int) -> Call:
-        """Start ringing the room's other members.
+        """Start ringing the room's other members, checking this node's calls only:
+        the whole check on one node; in a cluster :meth:`start_in_cluster`.
 
         Raises:
             ChatError: ``not_found`` (not a member), ``conflict`` (nobody else in
                 the room, a call already in it — ``details.call_id`` — or this
                 session already in a call).
         """
+        callees = self._check_start(actor, room_id)
+        return self._open(actor, room_id, callees, self.store.ids.next_id())
+
+    async def start_in_cluster(self, actor: Actor, room_id: int) -> Call:
+        """:meth:`start`, with the room's call claimed in Redis first so that the
+        room has one call in the whole cluster.
+
+        Returns:
+            the call, ringing.
+
+        Raises:
+            ChatError: as :meth:`start` (``conflict`` with ``details.call_id`` also
+                when another node holds the room's call); ``unavailable`` when
+                Redis failed to answer the claim.
+        """
+        callees = self._check_start(actor, room_id)
+        call_id = self.store.ids.next_id()
+        name = f"call:{room_id}"
+        self._claiming[room_id] = call_id
+        self._starting.add(actor.mind)
+        try:
+            holder = await cast(Any, self.fanout).claim(name, str(call_id))
+        except Exception as exc:
+            self.log.warn("claiming room {room}'s call in Redis failed: {why}",
+                          room=room_id, why=exc)
+            raise ChatError(ErrorCode.UNAVAILABLE,
+                            "the servers could not agree on this room's call; try again"
+                            ) from exc
+        finally:
+            del self._claiming[room_id]
+            # session_ended takes a session that ended meanwhile out of _starting.
+            ended = actor.mind not in self._starting
+            self._starting.discard(actor.mind)
+        if holder is not None:
+            raise ChatError(ErrorCode.CONFLICT, "a call is already going on in this room",
+                            {"call_id": int(holder)})
+        try:
+            if ended:
+                raise ChatError(ErrorCode.UNAVAILABLE, "the session ended")
+            # Members may have come or gone, or the session joined a call, meanwhile.
+            callees = self._check_start(actor, room_id)
+        except ChatError:
+            cast(Any, self.fanout).release(name)
+            raise
+        return self._open(actor, room_id, callees, call_id)
+
+    def _check_start(self, actor: Actor, room_id: int) -> frozenset[int]:
+        """The callees of a call ``actor`` may start in the room now (:meth:`start`)."""
         members = self.fanout.members(room_id)
         if actor.user_id not in members:
             raise not_found("no such room")
-        if actor.mind in self._by_session:
+        if actor.mind in self._by_session or actor.mind in self._starting:
             raise ChatError(ErrorCode.CONFLICT, "this session is already in a call")
         current = self._by_room.get(room_id)
-        if current is not None:
+        claiming = self._claiming.get(room_id)
+        if current is not None or claiming is not None:
             raise ChatError(ErrorCode.CONFLICT, "a call is already going on in this room",
-                            {"call_id": current.call_id})
+                            {"call_id": current.call_id if current else claiming})
         callees = frozenset(members - {actor.user_id})
         if not callees:
             raise ChatError(ErrorCode.CONFLICT, "nobody else is in this room to call")
-        call = Call(self.store.ids.next_id(), room_id, actor.user_id, ms(self.clock), callees)
+        return callees
+
+    def _open(self, actor: Actor, room_id: int, callees: frozenset[int], call_id: int) -> Call:
+        call = Call(call_id, room_id, actor.user_id, ms(self.clock), callees)
         call.join(actor.mind, actor.user_id, actor.username)
         self.calls[call.call_id] = call
         self._by_room[room_id] = call
@@ -211,6 +293,8 @@ class CallService:
         call.ring_timer = self.clock.callLater(RING_TIMEOUT, self._no_answer, call)
         self.fanout.deliver_users(callees, event_frame("call.ring", {
             "call_id": call.call_id, "room_id": room_id, "from": actor.username}))
+        if self.clustered:
+            self.fanout.send_all("call.held", call.call_id, sorted(call.concerned()))
         return call
 
     def _call_for(self, actor: Actor, call_id: int) -> Call:
@@ -316,6 +400,7 @@ class CallService:
         carried = self._by_media.get(session)
         if carried is not None:
             self._detach(*carried)
+        self._starting.discard(session)
         remote = self._remote_calls.pop(session, None)
         if remote is not None:
             self.forward(session, remote, "ended")
@@ -345,6 +430,11 @@ class CallService:
         self._cancel_ring(call)
         del self.calls[call.call_id]
         del self._by_room[call.room_id]
+        if self.clustered:
+            # Released before call.ended is published, on the same Redis
+            # connection: whoever hears the call ended finds the room free.
+            cast(Any, self.fanout).release(f"call:{call.room_id}")
+            self.fanout.send_all("call.over", call.call_id)
         for session in call.participants:
             del self._by_session[session]
             if isinstance(session, RemoteMind):
@@ -385,7 +475,7 @@ class CallService:
             self._next_request += 1
             request = self._next_request
             d = Deferred()
-            self._waiting[request] = d
+            self._waiting[request] = (home, d)
             d.addTimeout(FORWARD_TIMEOUT, cast(Any, self.clock), lambda *_: self._no_answer_from(
                 request, home))
         sent = self.fanout.send_node(home, "call", request, op, call_id, session.session_id,
@@ -431,13 +521,46 @@ class CallService:
 
     def _answered(self, origin: int, request: int, ok: bool, result: Any) -> None:
         """On the requesting node: the answer to a forwarded request."""
-        d = self._waiting.pop(request, None)
-        if d is None:
-            return  # it timed out
+        waiting = self._waiting.pop(request, None)
+        if waiting is None:
+            return  # it timed out, or its node died
+        d = waiting[1]
         if ok:
             d.callback(result)
         else:
             d.errback(ChatError.from_wire(result))
+
+    def _held_elsewhere(self, origin: int, call_id: int, concerned: list[int]) -> None:
+        """Another node started a call concerning ``concerned`` (user ids)."""
+        self._elsewhere[call_id] = frozenset(concerned)
+
+    def _over_elsewhere(self, origin: int, call_id: int) -> None:
+        """A call held by another node ended."""
+        self._elsewhere.pop(call_id, None)
+
+    def _node_gone(self, node: int) -> None:
+        """``node`` died (its keys expired in Redis): end, for this node's sessions,
+        the calls it held (``call.ended {reason: failed}`` to the users concerned
+        here); its sessions leave this node's calls as if their connections had
+        ended; requests waiting for its answer fail ``unavailable`` now."""
+        ended: dict[int, set[int]] = {}
+        for call_id in [c for c in self._elsewhere if node_of_id(c) == node]:
+            ended[call_id] = set(self._elsewhere.pop(call_id))
+        for session, call_id in list(self._remote_calls.items()):
+            if node_of_id(call_id) == node:
+                del self._remote_calls[session]
+                ended.setdefault(call_id, set()).add(session.user_id)
+        for call_id, users in ended.items():
+            self.fanout.deliver_users_here(users, event_frame("call.ended", {
+                "call_id": call_id, "reason": NODE_FAILED}))
+        for (origin, _), mind in list(self._remote_minds.items()):
+            if origin == node:
+                self.session_ended(mind)
+        for request, (home, d) in list(self._waiting.items()):
+            if home == node:
+                del self._waiting[request]
+                d.errback(ChatError(ErrorCode.UNAVAILABLE, "the server holding this "
+                                    f"call (node {node}) stopped"))
 
     # -- audio -----------------------------------------------------------------------------
 
@@ -473,13 +596,21 @@ class CallPerspective:
         self.service = service
         self.actor = actor
 
-    def perspective_start(self, room_id: int) -> dict[str, Any]:
+    def perspective_start(self, room_id: int) -> Any:
         """``call.start`` → ``{call_id}``; the room's other members get ``call.ring``.
+        In a cluster the answer waits for the room's claim in Redis.
 
         Raises:
-            ChatError: as :meth:`CallService.start`.
+            ChatError: as :meth:`CallService.start` (in a cluster
+                :meth:`CallService.start_in_cluster`).
         """
+        if self.service.clustered:
+            return self._start_in_cluster(room_id)
         return {"call_id": self.service.start(self.actor, room_id).call_id}
+
+    async def _start_in_cluster(self, room_id: int) -> dict[str, Any]:
+        call = await self.service.start_in_cluster(self.actor, room_id)
+        return {"call_id": call.call_id}
 
     def perspective_accept(self, call_id: int) -> Any:
         """``call.accept`` → ``{participants}`` (*extension*: the usernames of the

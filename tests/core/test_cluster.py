@@ -281,6 +281,116 @@ async def test_a_call_between_nodes_rings_relays_audio_both_ways_and_ends(
     assert calls.calls == {} and calls._remote_minds == {}
 
 
+
+async def fall_silent(node: Any) -> None:
+    """Make ``node`` look to the others like a node killed with SIGKILL: its
+    heartbeat stops and its Redis connections close, so it publishes and hears
+    nothing more and its keys expire after ``--node-expiry`` seconds. (Its own
+    clients stay connected to it; the tests ignore them.)"""
+    fanout = node.service.fanout
+    fanout._heartbeat.stop()
+    await fanout.bus.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_the_node_holding_a_call_dies_the_others_end_it_for_their_users(
+        database, redis, make_server, tmp_path):
+    """alice (node A) calls bob and carol (node B); bob accepts, carol is only
+    rung. Node A dies: once its keys expire, node B sends bob and carol
+    ``call.ended {reason: failed}`` (once), forgets the call, and bob can start a
+    new call in the room through node B (node A's claim on the room lapsed)."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path, node_expiry=2)
+    alice, bob, carol = await a.user("alice"), await b.user("bob"), await b.user("carol")
+    rid = (await create_room(alice, bob, carol))["room_id"]
+    await until(lambda: len(a.service.fanout.members(rid)) == 3, "node A seeing the joins")
+    bob_log, carol_log = EventLog(bob, "bob"), EventLog(carol, "carol")
+    call_id = (await alice.request("call.start", {"room_id": rid}))["call_id"]
+    await carol_log.next("call.ring", call_id=call_id)
+    await bob.request("call.accept", {"call_id": call_id})
+    await fall_silent(a)
+    for log in (bob_log, carol_log):
+        ended = await log.next("call.ended", call_id=call_id, timeout=15)
+        assert ended.data["reason"] == "failed"
+    calls = b.service.chat_services.calls
+    assert calls._remote_calls == {} and calls._elsewhere == {}
+    again = (await bob.request("call.start", {"room_id": rid}))["call_id"]
+    await carol_log.next("call.ring", call_id=again)
+    await barrier(bob)
+    assert [e for e in bob_log.pending("call.ended")] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_a_participants_node_dies_the_call_node_lets_them_leave(
+        database, redis, make_server, tmp_path):
+    """alice and dave (node A) are in a call with bob (node B). Node B dies: once
+    its keys expire, node A sends ``call.left {bob}`` as if bob's connection had
+    ended, keeps nothing of bob's session, and the call goes on between alice and
+    dave; when dave hangs up, fewer than two remain and it ends."""
+    a, b = await two_nodes(make_server, database, redis, tmp_path, node_expiry=2)
+    alice, dave, bob = await a.user("alice"), await a.user("dave"), await b.user("bob")
+    rid = (await create_room(alice, dave, bob))["room_id"]
+    await until(lambda: len(a.service.fanout.members(rid)) == 3, "node A seeing the joins")
+    alice_log = EventLog(alice, "alice")
+    call_id = (await alice.request("call.start", {"room_id": rid}))["call_id"]
+    await bob.request("call.accept", {"call_id": call_id})
+    await dave.request("call.accept", {"call_id": call_id})
+    await alice_log.next("call.accepted", username="dave")
+    await fall_silent(b)
+    await alice_log.next("call.left", call_id=call_id, username="bob", timeout=15)
+    calls = a.service.chat_services.calls
+    assert calls._remote_minds == {}
+    assert sorted(calls.calls[call_id].participants.values()) == ["alice", "dave"]
+    await dave.request("call.hangup", {"call_id": call_id})
+    ended = await alice_log.next("call.ended", call_id=call_id)
+    assert ended.data["reason"] == "hangup"
+    assert calls.calls == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_call_starts_in_one_room_through_two_nodes_make_one_call(
+        database, redis, make_server, tmp_path):
+    """alice (node A) and bob (node B) send ``call.start`` for one room at the same
+    moment, three times over: each time exactly one call starts and the other
+    start gets ``conflict`` naming it, as on one node; once the winner hangs up
+    the room is free again, whichever node held it."""
+
+    async def outcome(d: Deferred[dict[str, Any]]) -> dict[str, Any] | ChatError:
+        try:
+            return await d
+        except ChatError as error:
+            return error
+
+    a, b = await two_nodes(make_server, database, redis, tmp_path)
+    alice, bob = await a.user("alice"), await b.user("bob")
+    rid = (await create_room(alice, bob))["room_id"]
+    await until(lambda: len(a.service.fanout.members(rid)) == 2, "node A seeing the join")
+    logs = {alice: EventLog(alice, "alice"), bob: EventLog(bob, "bob")}
+    for _ in range(3):
+        starts = [Deferred.fromCoroutine(outcome(conn.request("call.start", {"room_id": rid})))
+                  for conn in (alice, bob)]
+        results = await within(gatherResults(starts), "both call.start answered")
+        won = [(conn, r) for conn, r in zip((alice, bob), results, strict=True)
+               if isinstance(r, dict)]
+        lost = [r for r in results if isinstance(r, ChatError)]
+        assert len(won) == 1 and len(lost) == 1, results
+        winner, started = won[0]
+        assert lost[0].code is ErrorCode.CONFLICT
+        assert lost[0].details == {"call_id": started["call_id"]}
+        # The claim in Redis names the call; lost (as in a Redis restart), the
+        # heartbeat's refresh writes it again.
+        fanout = (a if winner is alice else b).service.fanout
+        key = fanout.bus.key("claim", f"call:{rid}")
+        held = f"{fanout.node}:{started['call_id']}".encode()
+        assert await fanout.bus.command("get", key) == held
+        await fanout.bus.command("delete", [key])
+        await fanout._refresh_claims()
+        assert await fanout.bus.command("get", key) == held
+        await winner.request("call.hangup", {"call_id": started["call_id"]})
+        for log in logs.values():
+            await log.next("call.ended", call_id=started["call_id"])
+        assert await fanout.bus.command("get", key) is None
+
+
 @pytest_twisted.ensureDeferred
 async def test_the_client_library_delivers_messages_that_arrive_out_of_seq_order(
         database, redis, make_server, tmp_path):
