@@ -1045,6 +1045,7 @@ class MainWindow(QMainWindow):
     def _call_ended(self, reason: str) -> None:
         texts = {"no_answer": _("Nobody answered the call."),
                  "rejected": _("The call was declined."),
+                 "failed": _("The call was cut off: the server holding it stopped."),
                  "hangup": _("The call ended.")}
         self.statusBar().showMessage(texts.get(reason, texts["hangup"]), 5000)  # type: ignore[union-attr]
         self._update_room_header()
