@@ -704,7 +704,11 @@ class ClusterFanout(LocalFanout):
         rows = await super().session_rows()
         for row in rows:
             row["node"] = self.node
-        for node in self._remote:
+        # The nodes listed in Redis, not those this node has heard from: a node
+        # whose first presence event has not arrived yet still has sessions (a
+        # dead node's hash has expired: it adds nothing).
+        listed = await self.bus.command("smembers", self.bus.key("nodes"))
+        for node in sorted({int(n) for n in listed or ()} - {self.node}):
             stored = await self.bus.command("hgetall", self.bus.key("sessions", node))
             for packed in (stored or {}).values():
                 fields = msgpack.unpackb(packed, raw=False)
