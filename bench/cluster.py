@@ -359,11 +359,9 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
                       "connect_concurrency": args.connect_concurrency,
                       "light": args.receivers == "light",
                       "client_msg_prefix": f"bench{uuid.uuid4().hex[:8]}"}
-            a, b = ctx.Pipe()
-            proc = ctx.Process(target=fo.generator_main, name=f"bench-gen-{n}", args=(b, params))
-            proc.start()
+            proc, pipe = fo.start_generator(ctx, f"bench-gen-{n}", params, args.generator)
             generators.append(proc)
-            pipes.append(a)
+            pipes.append(pipe)
         for pipe in pipes:
             if not pipe.poll(args.setup_timeout):
                 raise SystemExit("a load generator did not connect its clients in time")
@@ -417,7 +415,8 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
     result = {
         "config": cluster.name, "label": label, "clients": clients, "senders": senders,
         "rooms": rooms, "rate": rate, "duration": args.duration, "warmup": args.warmup,
-        "receivers": args.receivers, "generator_procs": procs, "ports": cluster.ports,
+        "receivers": args.receivers, "generator": args.generator,
+        "generator_procs": procs, "ports": cluster.ports,
         "window_s": round(window, 3), "messages": k_end - k_start,
         "messages_sent": sum(r["sent"] for r in reports),
         "acked": sum(r["acked"] for r in reports),
@@ -609,6 +608,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="load generator processes (at least one per node)")
     parser.add_argument("--receivers", choices=("library", "light"), default="light",
                         help="as in fanout.py (light: the generators use less CPU)")
+    parser.add_argument("--generator", choices=("python", "node"), default="python",
+                        help="as in fanout.py: Python or Node.js load generators (node: "
+                             "far less CPU per delivery, so the server gets the cores)")
     parser.add_argument("--wait-quiet", type=float, default=30.0, metavar="SECONDS",
                         help="before each workload, wait up to SECONDS until other processes "
                              "use less than --quiet-cores (a shared machine; 0: do not wait)")
