@@ -539,7 +539,9 @@ class NodeGenerator:
         self.name = name
         self._lines: queue.Queue[Any] = queue.Queue()
         self._next: Any = None
-        self._proc = subprocess.Popen([node, str(LOADGEN)], stdin=subprocess.PIPE,
+        # e.g. LOADGEN_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (not NODE_OPTIONS material)
+        extra = os.environ.get("LOADGEN_NODE_ARGS", "").split()
+        self._proc = subprocess.Popen([node, *extra, str(LOADGEN)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, cwd=LOADGEN_DIR)
         self.pid = self._proc.pid
         assert self._proc.stdin is not None

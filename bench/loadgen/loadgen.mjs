@@ -31,6 +31,7 @@
 import fs from "node:fs";
 import tls from "node:tls";
 import readline from "node:readline";
+import { pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Decoder, Encoder } from "@msgpack/msgpack";
 
@@ -91,10 +92,129 @@ class Doubles {
   }
 }
 
+// -- msgpack: the little the hot path needs ------------------------------------------------
+//
+// Nearly every frame is a msg event, and of it only the body matters: rather than
+// decode the whole map (a dozen objects and strings per frame), walk the bytes to
+// the body and read its digits in place. The server lays every msg event out as
+// {"event": "msg", "data": {"message": {...}}} (chatnet.wire.codec.event_frame);
+// any other frame, or a msg event laid out otherwise, is decoded in full.
+
+const MSG_HEAD = Buffer.from([
+  0x82, 0xa5, ...Buffer.from("event"), 0xa3, ...Buffer.from("msg"),
+  0xa4, ...Buffer.from("data"), 0x81, 0xa7, ...Buffer.from("message"),
+]);
+const BODY_KEY = [0xa4, ...Buffer.from("body")];
+
+/** The position just after the msgpack value that starts at `b[pos]`. */
+function skip(b, pos) {
+  const c = b[pos];
+  if (c <= 0x7f || c >= 0xe0) {
+    return pos + 1; // fixint
+  }
+  if (c <= 0x8f) {
+    return skipMany(b, pos + 1, 2 * (c & 0x0f)); // fixmap
+  }
+  if (c <= 0x9f) {
+    return skipMany(b, pos + 1, c & 0x0f); // fixarray
+  }
+  if (c <= 0xbf) {
+    return pos + 1 + (c & 0x1f); // fixstr
+  }
+  switch (c) {
+    case 0xc0: case 0xc2: case 0xc3: return pos + 1; // nil, false, true
+    case 0xc4: case 0xd9: return pos + 2 + b[pos + 1]; // bin8, str8
+    case 0xc5: case 0xda: return pos + 3 + b.readUInt16BE(pos + 1);
+    case 0xc6: case 0xdb: return pos + 5 + b.readUInt32BE(pos + 1);
+    case 0xc7: return pos + 3 + b[pos + 1]; // ext8 (length, type, data)
+    case 0xc8: return pos + 4 + b.readUInt16BE(pos + 1);
+    case 0xc9: return pos + 6 + b.readUInt32BE(pos + 1);
+    case 0xca: return pos + 5; // float32
+    case 0xcb: return pos + 9; // float64
+    case 0xcc: case 0xd0: return pos + 2;
+    case 0xcd: case 0xd1: return pos + 3;
+    case 0xce: case 0xd2: return pos + 5;
+    case 0xcf: case 0xd3: return pos + 9;
+    case 0xd4: return pos + 3; // fixext 1, 2, 4, 8, 16
+    case 0xd5: return pos + 4;
+    case 0xd6: return pos + 6;
+    case 0xd7: return pos + 10;
+    case 0xd8: return pos + 18;
+    case 0xdc: return skipMany(b, pos + 3, b.readUInt16BE(pos + 1));
+    case 0xdd: return skipMany(b, pos + 5, b.readUInt32BE(pos + 1));
+    case 0xde: return skipMany(b, pos + 3, 2 * b.readUInt16BE(pos + 1));
+    case 0xdf: return skipMany(b, pos + 5, 2 * b.readUInt32BE(pos + 1));
+    default: throw new Error(`not msgpack: byte 0x${Number(c).toString(16)}`);
+  }
+}
+
+function skipMany(b, pos, n) {
+  let at = pos;
+  for (let i = 0; i < n; i++) {
+    at = skip(b, at);
+  }
+  return at;
+}
+
+/** Where the body's str starts in the msg event at `b[start]`; -1 if it is not one. */
+function msgBodyAt(b, start) {
+  for (let i = 0; i < MSG_HEAD.length; i++) {
+    if (b[start + i] !== MSG_HEAD[i]) {
+      return -1;
+    }
+  }
+  let pos = start + MSG_HEAD.length;
+  const c = b[pos];
+  let n;
+  if (c >= 0x80 && c <= 0x8f) {
+    n = c & 0x0f;
+    pos += 1;
+  } else if (c === 0xde) {
+    n = b.readUInt16BE(pos + 1);
+    pos += 3;
+  } else {
+    return -1;
+  }
+  for (; n > 0; n--) {
+    if (b[pos] === BODY_KEY[0] && b[pos + 1] === BODY_KEY[1] && b[pos + 2] === BODY_KEY[2]
+        && b[pos + 3] === BODY_KEY[3] && b[pos + 4] === BODY_KEY[4]) {
+      return pos + 5;
+    }
+    pos = skip(b, skip(b, pos));
+  }
+  return -1;
+}
+
+/** The first position in `b[from:stop]` holding a space, or `stop`. */
+function spaceOrEnd(b, from, stop) {
+  let i = from;
+  while (i < stop && b[i] !== 0x20) {
+    i++;
+  }
+  return i;
+}
+
+/** The decimal number written in ASCII digits at `b[from:to]`. */
+function digits(b, from, to) {
+  if (to <= from) {
+    throw new Error("a message body without its number");
+  }
+  let value = 0;
+  for (let i = from; i < to; i++) {
+    const d = b[i] - 0x30;
+    if (d < 0 || d > 9) {
+      throw new Error(`a message body that is not "k send_ns padding": byte ${b[i]}`);
+    }
+    value = value * 10 + d;
+  }
+  return value;
+}
+
 // -- one client ------------------------------------------------------------------------------
 
 // Ids (room_id) are 64-bit: over 2^53, so they travel as decimal strings in the params
 // and as BigInt here, which msgpack encodes as a 64-bit integer.
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 const encoder = new Encoder({ useBigInt64: true });
 const decoder = new Decoder();
 
@@ -115,8 +235,12 @@ class Client {
   /** TLS (server verified against the CA, as 127.0.0.1), hello, auth.resume. */
   open(port, ca) {
     return new Promise((resolve, reject) => {
+      // onread: TLS decrypts straight into one buffer shared by every client and calls
+      // back with the length, without Node's stream machinery (a Buffer, a push and a
+      // 'data' event per read): that is most of Node's own cost per frame.
       const socket = tls.connect({
         host: HOST, port, ca, ALPNProtocols: [ALPN], minVersion: "TLSv1.2",
+        onread: { buffer: READ_BUFFER, callback: (length, buffer) => this.received(buffer, length) },
       });
       this.socket = socket;
       const timer = setTimeout(() => {
@@ -124,7 +248,6 @@ class Client {
         reject(new Error(`client ${this.index}: no answer to hello within 15 s`));
       }, HELLO_TIMEOUT_MS);
       socket.setNoDelay(true);
-      socket.on("data", (chunk) => this.received(chunk));
       socket.on("error", (err) => {
         clearTimeout(timer);
         reject(new Error(`client ${this.index}: ${err.message}`));
@@ -168,13 +291,15 @@ class Client {
     }
   }
 
-  received(chunk) {
-    let data = chunk;
+  /** `length` bytes arrived in `buffer` (READ_BUFFER: valid only until we return). */
+  received(buffer, length) {
+    let data = buffer;
+    let end = length;
     if (this.rest !== null) {
-      data = Buffer.concat([this.rest, chunk]);
+      data = Buffer.concat([this.rest, buffer.subarray(0, length)]);
+      end = data.length;
       this.rest = null;
     }
-    const end = data.length;
     let pos = 0;
     let t = -1; // the time of arrival, read once per chunk and only if needed
     while (end - pos >= 4) {
@@ -190,18 +315,27 @@ class Client {
       if (t < 0) {
         t = now();
       }
-      this.frame(data.subarray(pos + 4, pos + 4 + length), t);
+      this.frame(data, pos + 4, pos + 4 + length, t);
       pos += 4 + length;
     }
     if (pos < end) {
-      this.rest = data.subarray(pos);
+      this.rest = Buffer.from(data.subarray(pos, end)); // a copy: the buffer is reused
     }
+    return true;
   }
 
-  frame(payload, t) {
-    const message = decoder.decode(payload);
+  /** One frame, `b[start:end]`. */
+  frame(b, start, end, t) {
+    const at = msgBodyAt(b, start);
+    if (at >= 0) {
+      this.body(b, at, t);
+      return;
+    }
+    const message = decoder.decode(b.subarray(start, end));
     if (message.event === "msg") {
-      this.body(message.data.message.body, t);
+      // A msg event laid out otherwise than the server's (not seen so far).
+      const body = Buffer.from(encoder.encode(message.data.message.body));
+      this.body(body, 0, t);
     } else if (message.id !== undefined) {
       const callbacks = this.pending.get(message.id);
       if (callbacks !== undefined) {
@@ -216,18 +350,34 @@ class Client {
     // Other events (presence, errors, session.ended) are of no interest here.
   }
 
-  /** One delivered message's body: "k send_ns padding". */
-  body(text, t) {
-    const first = text.indexOf(" ");
-    const second = text.indexOf(" ", first + 1);
-    const k = +text.slice(0, first);
+  /** A delivered message's body, the msgpack str at `b[at]`: "k send_ns padding". */
+  body(b, at, t) {
+    const c = b[at];
+    let i;
+    let stop;
+    if (c >= 0xa0 && c <= 0xbf) {
+      i = at + 1;
+      stop = i + (c & 0x1f);
+    } else if (c === 0xd9) {
+      i = at + 2;
+      stop = i + b[at + 1];
+    } else if (c === 0xda) {
+      i = at + 3;
+      stop = i + b.readUInt16BE(at + 1);
+    } else {
+      i = at + 5;
+      stop = i + b.readUInt32BE(at + 1);
+    }
+    const k = digits(b, i, (i = spaceOrEnd(b, i, stop)));
     const gen = this.gen;
     if (gen.kStart <= k && k < gen.kEnd) {
       this.got += 1;
       // send_ns = ms * 1e6 + sub: whole milliseconds and the rest, kept apart so that
       // every double stays small and exact.
-      const ms = +text.slice(first + 1, second - 6);
-      const sub = +text.slice(second - 6, second);
+      const from = i + 1;
+      const to = spaceOrEnd(b, from, stop);
+      const ms = digits(b, from, to - 6);
+      const sub = digits(b, to - 6, to);
       gen.latencies.push((BASE_MS - ms) + (t - sub / 1e6));
     } else {
       this.other += 1;
@@ -490,7 +640,12 @@ async function main() {
   process.exit(0);
 }
 
-main().catch((err) => {
-  log(`failed: ${err.stack || err}`);
-  process.exit(1);
-});
+// Run as a program (imported, e.g. to try the helpers, it does nothing).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err) => {
+    log(`failed: ${err.stack || err}`);
+    process.exit(1);
+  });
+}
+
+export { digits, msgBodyAt, skip };
