@@ -21,6 +21,11 @@ needs:
   clients to node ``n % nodes``; with 2 workers the kernel spreads connections
   over the workers (``SO_REUSEPORT``). Every client must receive every message
   of its room, whichever process or node the sender is on.
+- **Load generators** (``--generator``): fanout.py's, ``python`` by default;
+  ``node`` (``bench/loadgen``, install once with ``npm ci --prefix
+  bench/loadgen``) costs less CPU per delivery, which leaves more of a small
+  machine's cores to the server: what part 2 needs to show that 2 workers hold
+  more than one process. Its CPU is reported as the generators' CPU either way.
 - **One setup per server for several workloads**: the users are registered
   once, with one room per workload layout (e.g. a room of the first 100 users
   and a room of all 1,000); each workload then starts its own generators with
@@ -45,6 +50,7 @@ Example (from the repository root)::
     .venv/bin/python bench/cluster.py --json bench/out/cluster.json
     .venv/bin/python bench/cluster.py --parts 1 --configs 1proc,2nodes-pg --duration 10
     .venv/bin/python bench/cluster.py --parts 3 --sizes 100,1000,5000,10000
+    .venv/bin/python bench/cluster.py --parts 2 --generator node
 
 Server logs are kept in ``--out`` (one per node); lines that look like trouble
 (tracebacks, errors, workers exiting) are printed at the end.

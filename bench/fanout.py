@@ -29,6 +29,22 @@ arrive by the end of the drain. Deliveries per server CPU-second divides the
 deliveries of window messages by the server's CPU time in the window (edge
 effects are of the order of the latency over the window length).
 
+Load generators (``--generator``): ``python`` (the default) is what step 3
+describes. ``node`` runs each generator as ``node bench/loadgen/loadgen.mjs``
+instead (:class:`NodeGenerator`): the same clients, pace, bodies, statistics and
+report, for less CPU per received frame (TLS decrypted into one shared buffer,
+``msg`` frames walked to the body's digits rather than decoded; always "light"),
+so that on a small machine the server under test, not the generators, gets the
+cores (the 2-core machine of ``docs/benchmarks.md``: Python generators take
+about half of it). The parent talks to it in JSON lines over its stdin/stdout,
+and its own pid is the one whose CPU the figures report. It needs Node.js 18 or
+later and its npm dependencies (``npm ci --prefix bench/loadgen``, which is run
+when ``bench/loadgen/node_modules`` is missing); ``LOADGEN_NODE_ARGS`` adds node
+options (e.g. ``--cpu-prof --cpu-prof-dir=/tmp/prof``). Send and receive times
+are wall-clock nanoseconds (``time.time_ns()``; in node, the monotonic
+``performance.now()`` plus ``performance.timeOrigin``, within about 10 us of
+Python's clock), so latency is comparable across generator processes.
+
 Ramp mode (``--ramp R1,R2,...``): for each server of ``--ramp-servers`` in
 turn (the bare server first: the ceiling to compare with, in the same run),
 run at each rate in order, each on a fresh server, until p99 reaches
@@ -40,6 +56,8 @@ Example (from the repository root, with the project's virtualenv)::
 
     .venv/bin/python bench/fanout.py --clients 100 --senders 10 --rate 200 --duration 20
     .venv/bin/python bench/fanout.py --clients 1000 --rate 20 --server bare --json out.json
+    npm ci --prefix bench/loadgen   # once, for --generator node
+    .venv/bin/python bench/fanout.py --clients 1000 --rate 20 --generator node
     .venv/bin/python bench/fanout.py --clients 100 --senders 100 --duration 10 \
         --ramp 500,1000,1500,2000,3000,4000,5000,6500,8000,10000,13000
 """
