@@ -232,7 +232,7 @@ class Client {
     return new Promise((resolve, reject) => {
       // onread: TLS decrypts straight into one buffer shared by every client and calls
       // back with the length, without Node's stream machinery (a Buffer, a push and a
-      // 'data' event per read): that is most of Node's own cost per frame.
+      // 'data' event per read). Safe to share: each callback is done with it on return.
       const socket = tls.connect({
         host: HOST, port, ca, ALPNProtocols: [ALPN], minVersion: "TLSv1.2",
         onread: { buffer: READ_BUFFER, callback: (length, buffer) => this.received(buffer, length) },
