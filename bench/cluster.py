@@ -21,6 +21,11 @@ needs:
   clients to node ``n % nodes``; with 2 workers the kernel spreads connections
   over the workers (``SO_REUSEPORT``). Every client must receive every message
   of its room, whichever process or node the sender is on.
+- **Load generators** (``--generator``): fanout.py's, ``python`` by default;
+  ``node`` (``bench/loadgen``, install once with ``npm ci --prefix
+  bench/loadgen``) costs less CPU per delivery, which leaves more of a small
+  machine's cores to the server: what part 2 needs to show that 2 workers hold
+  more than one process. Its CPU is reported as the generators' CPU either way.
 - **One setup per server for several workloads**: the users are registered
   once, with one room per workload layout (e.g. a room of the first 100 users
   and a room of all 1,000); each workload then starts its own generators with
@@ -45,6 +50,7 @@ Example (from the repository root)::
     .venv/bin/python bench/cluster.py --json bench/out/cluster.json
     .venv/bin/python bench/cluster.py --parts 1 --configs 1proc,2nodes-pg --duration 10
     .venv/bin/python bench/cluster.py --parts 3 --sizes 100,1000,5000,10000
+    .venv/bin/python bench/cluster.py --parts 2 --generator node
 
 Server logs are kept in ``--out`` (one per node); lines that look like trouble
 (tracebacks, errors, workers exiting) are printed at the end.
@@ -359,11 +365,9 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
                       "connect_concurrency": args.connect_concurrency,
                       "light": args.receivers == "light",
                       "client_msg_prefix": f"bench{uuid.uuid4().hex[:8]}"}
-            a, b = ctx.Pipe()
-            proc = ctx.Process(target=fo.generator_main, name=f"bench-gen-{n}", args=(b, params))
-            proc.start()
+            proc, pipe = fo.start_generator(ctx, f"bench-gen-{n}", params, args.generator)
             generators.append(proc)
-            pipes.append(a)
+            pipes.append(pipe)
         for pipe in pipes:
             if not pipe.poll(args.setup_timeout):
                 raise SystemExit("a load generator did not connect its clients in time")
@@ -417,7 +421,8 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
     result = {
         "config": cluster.name, "label": label, "clients": clients, "senders": senders,
         "rooms": rooms, "rate": rate, "duration": args.duration, "warmup": args.warmup,
-        "receivers": args.receivers, "generator_procs": procs, "ports": cluster.ports,
+        "receivers": args.receivers, "generator": args.generator,
+        "generator_procs": procs, "ports": cluster.ports,
         "window_s": round(window, 3), "messages": k_end - k_start,
         "messages_sent": sum(r["sent"] for r in reports),
         "acked": sum(r["acked"] for r in reports),
@@ -609,6 +614,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="load generator processes (at least one per node)")
     parser.add_argument("--receivers", choices=("library", "light"), default="light",
                         help="as in fanout.py (light: the generators use less CPU)")
+    parser.add_argument("--generator", choices=("python", "node"), default="python",
+                        help="as in fanout.py: Python or Node.js load generators (node: "
+                             "far less CPU per delivery, so the server gets the cores)")
     parser.add_argument("--wait-quiet", type=float, default=30.0, metavar="SECONDS",
                         help="before each workload, wait up to SECONDS until other processes "
                              "use less than --quiet-cores (a shared machine; 0: do not wait)")

@@ -29,6 +29,22 @@ arrive by the end of the drain. Deliveries per server CPU-second divides the
 deliveries of window messages by the server's CPU time in the window (edge
 effects are of the order of the latency over the window length).
 
+Load generators (``--generator``): ``python`` (the default) is what step 3
+describes. ``node`` runs each generator as ``node bench/loadgen/loadgen.mjs``
+instead (:class:`NodeGenerator`): the same clients, pace, bodies, statistics and
+report, for less CPU per received frame (TLS decrypted into one shared buffer,
+``msg`` frames walked to the body's digits rather than decoded; always "light"),
+so that on a small machine the server under test, not the generators, gets the
+cores (the 2-core machine of ``docs/benchmarks.md``: Python generators take
+about half of it). The parent talks to it in JSON lines over its stdin/stdout,
+and its own pid is the one whose CPU the figures report. It needs Node.js 18 or
+later and its npm dependencies (``npm ci --prefix bench/loadgen``, which is run
+when ``bench/loadgen/node_modules`` is missing); ``LOADGEN_NODE_ARGS`` adds node
+options (e.g. ``--cpu-prof --cpu-prof-dir=/tmp/prof``). Send and receive times
+are wall-clock nanoseconds (``time.time_ns()``; in node, the monotonic
+``performance.now()`` plus ``performance.timeOrigin``, within about 10 us of
+Python's clock), so latency is comparable across generator processes.
+
 Ramp mode (``--ramp R1,R2,...``): for each server of ``--ramp-servers`` in
 turn (the bare server first: the ceiling to compare with, in the same run),
 run at each rate in order, each on a fresh server, until p99 reaches
@@ -40,6 +56,8 @@ Example (from the repository root, with the project's virtualenv)::
 
     .venv/bin/python bench/fanout.py --clients 100 --senders 10 --rate 200 --duration 20
     .venv/bin/python bench/fanout.py --clients 1000 --rate 20 --server bare --json out.json
+    npm ci --prefix bench/loadgen   # once, for --generator node
+    .venv/bin/python bench/fanout.py --clients 1000 --rate 20 --generator node
     .venv/bin/python bench/fanout.py --clients 100 --senders 100 --duration 10 \
         --ramp 500,1000,1500,2000,3000,4000,5000,6500,8000,10000,13000
 """
@@ -48,6 +66,8 @@ from __future__ import annotations
 
 import argparse
 import array
+import base64
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -489,6 +509,142 @@ def generator_main(pipe: Any, params: dict[str, Any]) -> None:
     _run_child(_generate, pipe, params)
 
 
+# -- the Node.js load generator (--generator node) ------------------------------------------------
+
+LOADGEN_DIR = REPO / "bench" / "loadgen"
+LOADGEN = LOADGEN_DIR / "loadgen.mjs"
+
+
+def ensure_node_loadgen() -> str:
+    """The path of ``node``, once ``bench/loadgen``'s npm dependencies are installed
+    (``npm ci --prefix bench/loadgen``, run here if they are missing)."""
+    node = shutil.which("node")
+    if node is None:
+        raise SystemExit("--generator node needs Node.js (18 or later) on PATH")
+    if not (LOADGEN_DIR / "node_modules" / "@msgpack" / "msgpack").is_dir():
+        npm = shutil.which("npm")
+        command = ["npm", "ci", "--prefix", str(LOADGEN_DIR)]
+        if npm is None:
+            raise SystemExit("--generator node: install its dependencies first with "
+                             f"`{' '.join(command)}` (npm not found on PATH)")
+        log("installing the node load generator's dependencies: " + " ".join(command))
+        done = subprocess.run([npm, *command[1:]], stdout=sys.stderr, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"`{' '.join(command)}` failed; run it by hand and try again")
+    return node
+
+
+class NodeGenerator:
+    """A load generator run as ``node bench/loadgen/loadgen.mjs``, seen by run() and
+    cluster.py's measure() as both the generator process and its pipe.
+
+    As a process: ``pid`` is the node process's own (its CPU is what the tables
+    report as generator CPU), ``join``, ``is_alive``, ``terminate``. As a pipe: it
+    relays JSON lines, so ``recv()`` gives ``("ready", n)`` and then
+    ``("report", report)`` with the latencies as ``array('d')`` bytes like the
+    Python generator's, and ``send(t0)`` passes the start time on. A node process
+    that exits early makes ``recv()`` raise EOFError, like a pipe whose other end
+    closed.
+    """
+
+    _EOF = object()
+
+    def __init__(self, params: dict[str, Any], name: str) -> None:
+        import queue
+        import threading
+
+        node = ensure_node_loadgen()
+        self.name = name
+        self._lines: queue.Queue[Any] = queue.Queue()
+        self._next: Any = None
+        # e.g. LOADGEN_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" (not NODE_OPTIONS material)
+        extra = os.environ.get("LOADGEN_NODE_ARGS", "").split()
+        self._proc = subprocess.Popen([node, *extra, str(LOADGEN)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, cwd=LOADGEN_DIR)
+        self.pid = self._proc.pid
+        assert self._proc.stdin is not None
+        # Ids are 64-bit, over what a JSON number holds exactly in JavaScript: as strings.
+        params = {**params, "room_ids": [str(r) for r in params["room_ids"]]}
+        self._proc.stdin.write(json.dumps(params).encode() + b"\n")
+        self._proc.stdin.flush()
+        threading.Thread(target=self._read, name=f"{name}-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(self._EOF)
+
+    # -- the pipe side
+
+    def poll(self, timeout: float | None = 0.0) -> bool:
+        import queue
+
+        if self._next is None:
+            try:
+                self._next = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                return False
+        return True
+
+    def recv(self) -> tuple[str, Any]:
+        message = self._next if self._next is not None else self._lines.get()
+        self._next = None
+        if message is self._EOF:
+            self._lines.put(self._EOF)
+            raise EOFError(f"the node load generator {self.name} exited "
+                           f"({self._proc.poll()}); see its messages above")
+        if "ready" in message:
+            return "ready", message["ready"]
+        report = message["report"]
+        for key in ("latencies", "ack_latencies"):
+            report[key] = base64.b64decode(report[key])
+        return "report", report
+
+    def send(self, t0: float) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"t0": t0}).encode() + b"\n")
+        self._proc.stdin.flush()
+
+    # -- the process side
+
+    def join(self, timeout: float | None = None) -> None:
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return
+        if self._proc.stdin is not None and not self._proc.stdin.closed:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+
+    def is_alive(self) -> bool:
+        return self._proc.poll() is None
+
+    def terminate(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(5)
+
+
+def start_generator(ctx: Any, name: str, params: dict[str, Any],
+                    generator: str = "python") -> tuple[Any, Any]:
+    """Start one load generator with ``params``; return ``(process, pipe)``.
+
+    ``generator`` is ``python`` (``generator_main`` in a ``ctx`` process, a
+    multiprocessing pipe) or ``node`` (:class:`NodeGenerator`, both in one object).
+    The pipe gives ``("ready", n)``, takes ``t0`` and gives ``("report", report)``;
+    the process's ``pid`` is the one whose CPU is measured.
+    """
+    if generator == "node":
+        proc = NodeGenerator(params, name)
+        return proc, proc
+    mine, theirs = ctx.Pipe()
+    process = ctx.Process(target=generator_main, name=name, args=(theirs, params))
+    process.start()
+    return process, mine
+
+
 # -- statistics ----------------------------------------------------------------------------------
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -562,12 +718,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       "users": users, "body_bytes": args.body_bytes, "drain": args.drain,
                       "connect_concurrency": args.connect_concurrency,
                       "light": args.receivers == "light"}
-            mine, theirs = ctx.Pipe()
-            proc = ctx.Process(target=generator_main, name=f"bench-gen-{n}",
-                               args=(theirs, params))
-            proc.start()
+            proc, pipe = start_generator(ctx, f"bench-gen-{n}", params, args.generator)
             generators.append(proc)
-            pipes.append(mine)
+            pipes.append(pipe)
         connect_started = time.time()
         for pipe in pipes:
             if not pipe.poll(args.setup_timeout):
@@ -640,6 +793,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "clients": args.clients, "senders": args.senders, "rate": args.rate,
         "duration": args.duration, "warmup": args.warmup, "procs": args.procs,
         "body_bytes": args.body_bytes, "receivers": args.receivers, "rooms": args.rooms,
+        "generator": args.generator,
         "window_s": round(window, 3),
         "messages": messages,
         "messages_sent": sum(r["sent"] for r in reports),
@@ -688,7 +842,8 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join([
         f"fan-out benchmark: server={r['server']}  clients={r['clients']}  "
         f"senders={r['senders']}  rate={r['rate']} msg/s  window={r['duration']} s "
-        f"(warm-up {r['warmup']} s)  generator procs={r['procs']}  code {r['code']}",
+        f"(warm-up {r['warmup']} s)  generator procs={r['procs']} "
+        f"({r.get('generator', 'python')})  code {r['code']}",
         f"  messages in window      {r['messages']} (sent {r['messages_sent']}, "
         f"acked {r['acked']}, errors {r['send_errors']})",
         f"  deliveries              {r['deliveries']} of {r['expected_deliveries']} expected",
@@ -805,6 +960,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="how clients take msg events: through the client library's "
                              "listeners, or decoded straight from the frames (light: for "
                              "rates the library's per-event cost cannot keep up with)")
+    parser.add_argument("--generator", choices=("python", "node"), default="python",
+                        help="the load generators: Python processes (Twisted, the chatnet "
+                             "client library) or Node.js ones (bench/loadgen, several times "
+                             "less CPU per delivery; needs `npm ci --prefix bench/loadgen`, "
+                             "run automatically when missing)")
     parser.add_argument("--ramp", metavar="RATES",
                         help="comma-separated msgs/s: raise the rate until p99 >= --ramp-p99 "
                              "or a loss (module docstring)")
