@@ -26,6 +26,14 @@ needs:
   bench/loadgen``) costs less CPU per delivery, which leaves more of a small
   machine's cores to the server: what part 2 needs to show that 2 workers hold
   more than one process. Its CPU is reported as the generators' CPU either way.
+- **CPU shares** (``--cpu-quota CORES``, root): after the setup, each serving
+  process (the one process, each worker, each node; not a supervisor) goes in a
+  cgroup of its own limited to CORES (CFS quota, 10 ms period). With 0.5, one
+  process gets half a core and 2 workers half a core each: "2 processes
+  against 1" on a 2-core machine, with the generators, Redis and PostgreSQL
+  on the rest. Without it the generators take what the second worker would
+  need (on loopback a receiver costs 60-70 % of what its sender does, most of
+  it in the kernel). Time spent throttled is in the JSON (``throttled_s``).
 - **One setup per server for several workloads**: the users are registered
   once, with one room per workload layout (e.g. a room of the first 100 users
   and a room of all 1,000); each workload then starts its own generators with
@@ -37,8 +45,9 @@ Parts (``--parts``):
    (10 senders), on each server layout: deliveries per server CPU-second,
    p50/p99, lost deliveries, CPU per process.
 2. Ramp (``fanout.py --ramp``'s rule: p99 < ``--ramp-p99`` ms, nothing lost, no
-   send refused, every send acknowledged) with 100 clients / 100 senders in one
-   room, ``1proc`` against ``2w-sqlite``; the ratio of the most messages/s held.
+   send refused, every send acknowledged) with ``--ramp-clients`` (100) clients /
+   ``--ramp-senders`` (100) senders in one room, on each of
+   ``--ramp-configs``; the ratio of the most messages/s held to ``1proc``'s.
    The steps run one after the other on the same server (a few seconds of rest
    between them), stopping at the first step not held.
 3. Cost against size with 2 workers (``2w-sqlite``): ``--sizes`` clients in one
@@ -51,6 +60,8 @@ Example (from the repository root)::
     .venv/bin/python bench/cluster.py --parts 1 --configs 1proc,2nodes-pg --duration 10
     .venv/bin/python bench/cluster.py --parts 3 --sizes 100,1000,5000,10000
     .venv/bin/python bench/cluster.py --parts 2 --generator node
+    sudo .venv/bin/python bench/cluster.py --parts 2 --generator node --procs 1 \
+        --cpu-quota 0.5 --ramp-clients 1000 --ramp-senders 10 --ramp 5,10,20,30,40,50
 
 Server logs are kept in ``--out`` (one per node); lines that look like trouble
 (tracebacks, errors, workers exiting) are printed at the end.
@@ -161,6 +172,66 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+class CpuQuota:
+    """Each serving process in its own cgroup, limited to ``cores`` of CPU
+    (``--cpu-quota``): the same share for the one process and for each worker,
+    so that "2 processes against 1" is measured on a machine where the load
+    generators need cores too. cgroup v1 (``/sys/fs/cgroup/cpu``) or v2
+    (``/sys/fs/cgroup/cgroup.controllers``); needs root.
+
+    The period is 10 ms (not the default 100 ms), so a process that used up its
+    share waits at most a few ms for the next slice, not tens.
+    """
+
+    PERIOD_US = 10_000
+
+    def __init__(self, tag: str, cores: float) -> None:
+        self.cores = cores
+        v2 = Path("/sys/fs/cgroup/cgroup.controllers")
+        if v2.exists() and "cpu" in v2.read_text().split():
+            self.root, self.v2 = Path("/sys/fs/cgroup") / tag, True
+        elif Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists():
+            self.root, self.v2 = Path("/sys/fs/cgroup/cpu") / tag, False
+        else:
+            raise SystemExit("--cpu-quota: no cgroup cpu controller found")
+        self.groups: list[Path] = []
+
+    def limit(self, pid: int, role: str) -> None:
+        """Put process ``pid`` (all its threads) in a new group limited to ``cores``."""
+        group = self.root / role
+        group.mkdir(parents=True, exist_ok=True)
+        quota = max(1000, round(self.cores * self.PERIOD_US))
+        if self.v2:
+            (self.root / "cgroup.subtree_control").write_text("+cpu")
+            (group / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            (group / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (group / "cpu.cfs_quota_us").write_text(str(quota))
+        (group / "cgroup.procs").write_text(str(pid))
+        self.groups.append(group)
+
+    def throttled_s(self) -> float:
+        """Seconds the limited processes spent waiting for their share, in all."""
+        total = 0.0
+        for group in self.groups:
+            with contextlib.suppress(OSError):
+                for line in (group / "cpu.stat").read_text().splitlines():
+                    key, value = line.split()
+                    if key == "throttled_usec":
+                        total += int(value) / 1e6
+                    elif key == "throttled_time":  # v1: nanoseconds
+                        total += int(value) / 1e9
+        return total
+
+    def remove(self) -> None:
+        """Remove the groups (their processes have ended)."""
+        for group in reversed(self.groups):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+        with contextlib.suppress(OSError):
+            self.root.rmdir()
+
+
 # -- the server under test: one or more nodes ---------------------------------------------------
 
 class Cluster:
@@ -179,6 +250,17 @@ class Cluster:
         self.first_pids: set[int] = set()
         #: With ``--cprofile DIR``: twistd's profiler on each node (not on workers).
         self.cprofile: Path | None = CPROFILE_DIR
+        #: With ``--cpu-quota``: the serving processes' CPU limits (after the setup).
+        self.quota: CpuQuota | None = None
+
+    def limit_cpu(self, cores: float) -> None:
+        """Limit each serving process (a node's twistd, or each worker; not a
+        supervisor) to ``cores`` of CPU."""
+        self.quota = CpuQuota(f"chatnet-{self.tag}", cores)
+        for pid, role in self.roles().items():
+            if not role.endswith((".parent", ".child")):
+                self.quota.limit(pid, role)
+        fo.log(f"{self.name}: each serving process limited to {cores:g} cores")
 
     def start(self) -> None:
         # --idle-timeout: thousands of clients take minutes to connect (each login tells
@@ -247,6 +329,8 @@ class Cluster:
         """Stop every node, drop the schema; return the log lines that look like trouble."""
         for proc in reversed(self.procs):
             fo.stop_server(proc)
+        if self.quota is not None:
+            self.quota.remove()
         if self.schema:
             subprocess.run([*PSQL, f"DROP SCHEMA {self.schema} CASCADE"], check=False,
                            capture_output=True)
@@ -381,11 +465,13 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
         pids = cluster.pids()
         backing = backing_pids()
         cpu0, back0 = cpu_of(pids), cpu_of(backing)
+        throttled0 = cluster.quota.throttled_s() if cluster.quota else 0.0
         gen0 = [fo.cpu_seconds(g.pid or 0) for g in generators]
         machine0, wall0 = fo.machine_busy_seconds(), time.time()
         fo.wait_until(t0 + k_end / rate)
         pids_end = cluster.pids()
         cpu1, back1 = cpu_of(pids_end), cpu_of(backing)
+        throttled1 = cluster.quota.throttled_s() if cluster.quota else 0.0
         gen1 = [fo.cpu_seconds(g.pid or 0) for g in generators]
         machine1, wall1 = fo.machine_busy_seconds(), time.time()
         roles = cluster.roles()
@@ -444,6 +530,8 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
         "machine_busy_s": round(machine1 - machine0, 2),
         "other_cpu_s": round(machine1 - machine0 - server_cpu - gen_cpu - backing_cpu, 2),
         "generator_send_lag_max_ms": round(max(r["send_lag_max_ms"] for r in reports), 3),
+        "cpu_quota_cores": cluster.quota.cores if cluster.quota else None,
+        "throttled_s": round(throttled1 - throttled0, 3),
     }
     fo.log(f"{cluster.name} {label} {clients} clients x {rate:g}/s: p50 {lat['p50']:.1f} "
            f"p99 {lat['p99']:.1f} ms, lost {result['lost_deliveries']}, "
@@ -467,7 +555,7 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
     configs = args.configs.split(",")
     results: dict[str, Any] = {"part1": [], "part2": {"runs": [], "held": {}},
                                "part3": [], "trouble": {}, "code": fo.code_version(),
-                               "machine": machine()}
+                               "machine": machine(), "cpu_quota": args.cpu_quota}
 
     def save() -> None:
         if args.json:
@@ -480,6 +568,8 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
         try:
             cluster.start()
             prepared = setup(cluster, users, layouts, args)
+            if args.cpu_quota:
+                cluster.limit_cpu(args.cpu_quota)
             body(cluster, prepared)
         finally:
             trouble = cluster.stop()
@@ -494,7 +584,12 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
         if 1 not in parts and not ramping:
             continue
 
-        def body(cluster: Cluster, prepared: dict[str, Any], ramping: bool = ramping) -> None:
+        layouts = [(100, 1), (1000, 1)] if 1 in parts else []
+        if ramping and (args.ramp_clients, 1) not in layouts:
+            layouts.append((args.ramp_clients, 1))
+
+        def body(cluster: Cluster, prepared: dict[str, Any], ramping: bool = ramping,
+                 layouts: list[tuple[int, int]] = layouts) -> None:
             if 1 in parts:
                 results["part1"].append(measure(cluster, prepared, 0, 100, 10, 200, args,
                                                 "100x200"))
@@ -504,17 +599,18 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
                 results["part2"]["held"][cluster.name] = None
                 ramp_args = argparse.Namespace(**{**vars(args), "duration": args.ramp_duration,
                                                   "receivers": "light"})
+                ramp_layout = layouts.index((args.ramp_clients, 1))
                 for rate in rates:
-                    r = measure(cluster, prepared, 0, 100, 100, rate, ramp_args, "ramp")
+                    r = measure(cluster, prepared, ramp_layout, args.ramp_clients,
+                                min(args.ramp_senders, args.ramp_clients), rate, ramp_args,
+                                "ramp")
                     r["held"] = held(r, args.ramp_p99)
                     results["part2"]["runs"].append(r)
                     if not r["held"]:
                         break
                     results["part2"]["held"][cluster.name] = rate
 
-        users = 1000 if 1 in parts else 100
-        layouts = [(100, 1), (1000, 1)] if 1 in parts else [(100, 1)]
-        with_cluster(name, users, layouts, body)
+        with_cluster(name, max(n for n, _rooms in layouts), layouts, body)
 
     if 3 in parts:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -564,11 +660,16 @@ HEADER = ("| server | workload | p50 ms | p99 ms | lost | deliveries / server CP
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [f"machine: {m['nproc']} x {m['cpu']}, {m['date']}, code {results['code']}"]
+    if results.get("cpu_quota"):
+        lines.append(f"each serving process limited to {results['cpu_quota']:g} cores "
+                     "(--cpu-quota)")
     if results["part1"]:
         lines += ["", "1. fan-out per server layout", HEADER]
         lines += [_row(r) for r in results["part1"]]
     if results["part2"]["runs"]:
-        lines += ["", "2. ramp, 100 clients / 100 senders, one room",
+        first = results["part2"]["runs"][0]
+        lines += ["", f"2. ramp, {first['clients']:,} clients / {first['senders']} senders, "
+                  "one room",
                   "| server | rate msgs/s | p50 ms | p99 ms | lost | errors | server cores | "
                   "held |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["part2"]["runs"]:
@@ -600,6 +701,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="server layouts ramped in part 2")
     parser.add_argument("--ramp", default="125,250,375,500,750,1000,1250,1500,2000",
                         help="part 2's rates, msgs/s")
+    parser.add_argument("--ramp-clients", type=int, default=100,
+                        help="part 2's clients, all in one room")
+    parser.add_argument("--ramp-senders", type=int, default=100,
+                        help="part 2's senders (at most --ramp-clients)")
     parser.add_argument("--ramp-p99", type=float, default=100.0, metavar="MS")
     parser.add_argument("--ramp-duration", type=float, default=10.0)
     parser.add_argument("--sizes", default="100,1000,5000", help="part 3's client counts")
@@ -628,6 +733,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "chatnet-cluster-logs"),
                         help="directory for the server logs")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument("--cpu-quota", type=float, metavar="CORES",
+                        help="after the setup, limit each serving process (the one "
+                             "process, each worker, each node) to CORES of CPU in its own "
+                             "cgroup (root): 2 workers then get twice the one process's "
+                             "share, and the generators the rest of the machine")
     parser.add_argument("--cprofile", metavar="DIR",
                         help="run each node (1proc, 2nodes-pg; not workers) under twistd's "
                              "cProfile, the stats in DIR/<layout>-node<n>.prof")
