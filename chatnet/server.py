@@ -205,6 +205,11 @@ class ChatnetService(service.MultiService):
             tokens = DirectoryTokenChecker(tokens, self.store)
         portal = Portal(realm, [passwords, tokens, AllowAnonymousAccess()])
         self.factory = ChatServerFactory(config, portal, self.chat_services, reactor)
+        publish_first = getattr(self.fanout, "flush_outgoing", None)
+        if publish_first is not None and self.factory.coalescer is not None:
+            # A cluster node publishes a turn's events before it writes to its own
+            # connections, so that the other nodes fan out at the same time.
+            self.factory.coalescer.first = publish_first
         from chatnet.metrics import HealthCheck, ServerMetrics
 
         self.health = HealthCheck(self)

@@ -57,6 +57,7 @@ from twisted.logger import Logger
 from chatnet.fanout.local import LocalFanout
 from chatnet.interfaces import ISessionMind
 from chatnet.store import IdGenerator, node_of_id
+from chatnet.wire.outbox import push_now
 
 #: Seconds a node's keys live without a refresh (``--node-expiry``): a dead
 #: node's users count as offline on the others at most this long after it died.
@@ -218,8 +219,13 @@ class RedisBus(service.Service):
             return False
         self._in_flight += 1
         self.published += 1
-        d = commands.pool[0].publish(self.channel, payload)
+        connection = commands.pool[0]
+        d = connection.publish(self.channel, payload)
         d.addBoth(self._answered)
+        # To the socket now, not when the reactor next polls: this turn may still
+        # write hundreds of TLS connections, and the other nodes should be
+        # fanning out meanwhile.
+        push_now(connection.transport)
         return True
 
     def _answered(self, result: Any) -> None:
@@ -415,6 +421,15 @@ class ClusterFanout(LocalFanout):
         if self._flush_call is None:
             self._flush_call = self.clock.callLater(0, self._flush_outgoing)
         return True
+
+    def flush_outgoing(self) -> None:
+        """Publish the events queued this turn now (normally at the turn's end);
+        the server calls it before writing this turn's frames to connections
+        (``WriteCoalescer.first``)."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_outgoing()
 
     def _flush_outgoing(self) -> None:
         self._flush_call = None

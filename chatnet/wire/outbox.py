@@ -11,6 +11,7 @@ one TLS write per recipient.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
@@ -33,12 +34,16 @@ class WriteCoalescer:
         clock: schedules the flush (``callLater(0, ...)``).
     """
 
-    __slots__ = ("_clock", "_dirty", "_scheduled")
+    __slots__ = ("_clock", "_dirty", "_scheduled", "first")
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._dirty: list[Outbox] = []
         self._scheduled: Any = None
+        #: Called at the start of every flush, before any connection is written
+        #: (a cluster node publishes the turn's events to the other nodes there,
+        #: so that they fan out at the same time as this node, not after it).
+        self.first: Callable[[], None] | None = None
 
     def mark(self, outbox: Outbox) -> None:
         """``outbox`` has frames to write at the next flush."""
@@ -49,6 +54,8 @@ class WriteCoalescer:
     def flush(self) -> None:
         """Write out every marked outbox's pending frames."""
         self._scheduled = None
+        if self.first is not None:
+            self.first()
         dirty, self._dirty = self._dirty, []
         for outbox in dirty:
             outbox.flush()
@@ -80,7 +87,12 @@ def send_now(transport: Any) -> None:
     alone. tests/core/test_outbox_send_now.py checks
     that a flush reaches the peer without a reactor turn.
     """
-    tcp = getattr(transport, "transport", None)
+    push_now(getattr(transport, "transport", None))
+
+
+def push_now(tcp: Any) -> None:
+    """What :func:`send_now` does, for a transport that is itself the TCP
+    connection (no TLS layer above it: the cluster's Redis connection)."""
     if isinstance(tcp, FileDescriptor) and tcp.connected and not tcp.disconnecting:
         tcp.doWrite()
 
