@@ -419,14 +419,19 @@ async def test_the_client_library_delivers_messages_that_arrive_out_of_seq_order
     try:
         await session.call("room.join", {"room_id": rid})
         await say(alice, rid, "one")
-        # Node A stops reading its Redis subscription (TCP flow control): bob's
-        # message (seq 2) waits in the socket while alice's (seq 3) is delivered.
-        subscription = a.service.fanout.bus._subscriber.pool[0].transport
-        subscription.pauseProducing()
+        # Node A holds back what its Redis subscription brings: bob's message
+        # (seq 2) waits while alice's (seq 3) is delivered. (Pausing the socket
+        # does not hold: txredisapi pauses and resumes it by itself per reply.)
+        bus = a.service.fanout.bus
+        deliver, held = bus.on_message, []
+        bus.on_message = held.append
         await say(bob, rid, "two")
         await say(alice, rid, "three")
         await until(lambda: 3 in seen, "seq 3 reaching carol")
-        subscription.resumeProducing()
+        await until(lambda: len(held) >= 2, "bob's message reaching node A")
+        bus.on_message = deliver
+        for payload in held:
+            deliver(payload)
         await within(done, "carol's session passing on seq 2")
         assert seen == [1, 3, 2]
     finally:
