@@ -32,8 +32,10 @@ who were only there went offline, and runs its :attr:`ClusterFanout.node_gone`
 listeners (the call service ends the calls the dead node held and drops its
 sessions from its own calls); a claim the dead node held is free at once. Pub/sub
 does not replay what a node missed while Redis was away: on reconnecting, the
-node reloads the membership and block maps from the database and re-reads every
-node's presence.
+node reloads the membership and block maps from the database, re-reads every
+node's presence and rewrites its own, and tells the others (``R``) to re-read
+its presence, since what it published meanwhile was lost. Otherwise presence
+travels as events: the heartbeat reads the hash only of a node not heard from.
 
 The Redis client is txredisapi 1.6 (TWISTED-NOTES.md 5): it speaks Twisted
 natively, so no thread or second event loop stands between a publish and the
@@ -61,8 +63,8 @@ from chatnet.wire.outbox import push_now
 
 #: Seconds a node's keys live without a refresh (``--node-expiry``): a dead
 #: node's users count as offline on the others at most this long after it died.
-#: The heartbeat refreshes this node's keys, and re-reads the others', three
-#: times as often.
+#: The heartbeat refreshes this node's keys and checks which others are alive,
+#: three times as often.
 NODE_TTL = 15
 #: Publishes that may wait for Redis's answer at once; more are dropped (and
 #: counted) rather than queued without bound while Redis is slow.
@@ -461,6 +463,9 @@ class ClusterFanout(LocalFanout):
         if kind == "p":
             self._remote_presence(origin, *args)
             return
+        if kind == "R":
+            self._background(Deferred.fromCoroutine(self._read_presence(origin)))
+            return
         if kind == "c":
             user_id, count = args
             self._remote_counts.setdefault(origin, {})[int(user_id)] = int(count)
@@ -489,6 +494,9 @@ class ClusterFanout(LocalFanout):
             await self._until_connected(timeout=60.0)  # the command connection too
             await self.reload()
             await self._write_presence()
+            # Events this node published while Redis was away are lost: the others
+            # read its presence again (``R``).
+            self._publish("R")
             await self._read_nodes()
             self.log.info("cluster bus back: maps reloaded, presence rewritten, "
                           "{others} other node(s) up", others=len(self._remote))
@@ -748,7 +756,7 @@ class ClusterFanout(LocalFanout):
         await bus.command("expire", bus.key("users", self.node), self.expiry)
         await bus.command("expire", bus.key("sessions", self.node), self.expiry)
         await self._refresh_claims()
-        await self._read_nodes()
+        await self._read_nodes(full=False)
 
     async def _write_presence(self) -> None:
         """Write this node's whole presence map again (after a Redis restart)."""
@@ -764,8 +772,16 @@ class ClusterFanout(LocalFanout):
                               _pack(*_session_row(session, self.node).values()))
         await self._refresh_claims()
 
-    async def _read_nodes(self) -> None:
-        """Re-read every other live node's presence; forget dead nodes."""
+    async def _read_nodes(self, full: bool = True) -> None:
+        """Find the live nodes, forget dead ones, and read the presence of every
+        other live node (``full``), or only of nodes not heard from yet (the
+        heartbeat: the others' presence arrives as events).
+
+        Why not every heartbeat: txredisapi hands over a reply's elements one
+        reactor turn each, so a node of 5,000 users (10,000 elements) took
+        thousands of turns of a busy node to read — over the 10 s reply timeout
+        at 10,000 clients (docs/benchmarks.md, "Cost against size").
+        """
         bus = self.bus
         members = await bus.command("smembers", bus.key("nodes"))
         nodes = sorted(int(n) for n in members or () if int(n) != self.node)
@@ -773,8 +789,8 @@ class ClusterFanout(LocalFanout):
         live = {n for n, value in zip(nodes, alive, strict=True) if value is not None}
         monitors = 0
         for node in live:
-            stored = await bus.command("hgetall", bus.key("users", node))
-            self._remote[node] = {int(u): s.decode() for u, s in (stored or {}).items()}
+            if full or node not in self._remote:
+                await self._read_presence(node)
         for node, value in zip(nodes, alive, strict=True):
             if node in live:
                 monitors += int(value or 0)
@@ -783,6 +799,11 @@ class ClusterFanout(LocalFanout):
         if dead:
             await bus.command("srem", bus.key("nodes"), [str(n) for n in dead])
         await self._forget_dead(set(self._remote) - live)
+
+    async def _read_presence(self, node: int) -> None:
+        """Read one other node's presence map from its hash."""
+        stored = await self.bus.command("hgetall", self.bus.key("users", node))
+        self._remote[node] = {int(u): s.decode() for u, s in (stored or {}).items()}
 
     async def _forget_dead(self, nodes: set[int], expired_only: bool = False) -> None:
         if expired_only or not nodes:

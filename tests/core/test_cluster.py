@@ -637,3 +637,33 @@ async def test_garbage_on_the_cluster_channel_is_dropped_and_delivery_goes_on(
     await say(alice, rid, "still here")
     arrived = await bob_events.next("msg")
     assert arrived.data["message"]["body"] == "still here"
+
+
+async def _hgetall_calls(fanout: Any) -> int:
+    """HGETALLs Redis has run (all clients), from ``INFO commandstats``."""
+    stats = await fanout.bus.command("info", "commandstats")  # parsed into a dict
+    entry = stats.get("cmdstat_hgetall", "calls=0,")
+    return int(entry.split("calls=")[1].split(",")[0])
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_heartbeat_reads_no_presence_hash_of_a_node_it_hears_from(
+        redis, make_server, tmp_path):
+    """Presence arrives as events: a heartbeat does not read a known node's whole
+    presence hash again (at thousands of users that took a busy node past the
+    Redis reply timeout). A node that got its subscription back tells the others
+    (``R``) to read its hash, which mends what they missed."""
+    a, b = await two_nodes(make_server, "", redis, tmp_path)
+    await b.user("bob")
+    (bob_id,) = b.service.fanout.online_users()
+    fanout_a, node_b = a.service.fanout, b.service.fanout.node
+    await until(lambda: bob_id in fanout_a._remote.get(node_b, {}), "node A hearing of bob")
+    before = await _hgetall_calls(fanout_a)
+    await fanout_a._refresh()
+    await fanout_a._refresh()
+    assert await _hgetall_calls(fanout_a) == before
+    # A missed event: node A forgets bob; node B's re-subscription mends it.
+    del fanout_a._remote[node_b][bob_id]
+    b.service.fanout.resubscribed()
+    await until(lambda: bob_id in fanout_a._remote.get(node_b, {}),
+                "node A reading node B's presence again")
