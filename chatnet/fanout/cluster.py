@@ -324,6 +324,8 @@ class ClusterFanout(LocalFanout):
         #: other nodes than one message per event).
         self._outgoing: list[bytes] = []
         self._flush_call: Any = None
+        #: The heartbeat's refresh while it waits on Redis, else None.
+        self._refreshing: Deferred[None] | None = None
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = clock
         self._handlers: dict[str, Callable[..., Any]] = {
@@ -740,21 +742,35 @@ class ClusterFanout(LocalFanout):
 
     # -- the heartbeat -----------------------------------------------------------------
 
-    def _beat(self) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self._refresh())
+    def _beat(self) -> None:
+        """One heartbeat. It does not wait for the previous one: a refresh whose
+        round trips wait behind a busy reactor (thousands of connections closing
+        at once) must not hold back the next refresh of this node's keys, or the
+        other nodes count this one as dead."""
+        if self._refreshing is not None:
+            if self.bus.connected:
+                self._background(self._keep_alive())
+            return
+        d = self._refreshing = Deferred.fromCoroutine(self._refresh())
         d.addErrback(lambda f: self.log.warn("cluster heartbeat failed: {why}",
                                              why=f.getErrorMessage()))
-        return d
+        d.addBoth(lambda _: setattr(self, "_refreshing", None))
+
+    def _keep_alive(self) -> Deferred[Any]:
+        """Extend this node's keys, all three sent at once (one round trip)."""
+        bus = self.bus
+        return gatherResults([
+            bus.command("set", bus.key("alive", self.node),
+                        str(len(self.monitors)).encode(), self.expiry),
+            bus.command("expire", bus.key("users", self.node), self.expiry),
+            bus.command("expire", bus.key("sessions", self.node), self.expiry),
+        ], consumeErrors=True)
 
     async def _refresh(self) -> None:
         if not self.bus.connected:
             await self._forget_dead(set(self._remote), expired_only=True)
             return
-        bus = self.bus
-        await bus.command("set", bus.key("alive", self.node),
-                          str(len(self.monitors)).encode(), self.expiry)
-        await bus.command("expire", bus.key("users", self.node), self.expiry)
-        await bus.command("expire", bus.key("sessions", self.node), self.expiry)
+        await self._keep_alive()
         await self._refresh_claims()
         await self._read_nodes(full=False)
 

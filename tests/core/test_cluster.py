@@ -667,3 +667,35 @@ async def test_the_heartbeat_reads_no_presence_hash_of_a_node_it_hears_from(
     b.service.fanout.resubscribed()
     await until(lambda: bob_id in fanout_a._remote.get(node_b, {}),
                 "node A reading node B's presence again")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_heartbeat_stuck_on_redis_does_not_stop_the_next_ones(redis, make_server,
+                                                                      tmp_path):
+    """While one heartbeat's refresh waits (here: its read of the other nodes never
+    answers), the next heartbeats still extend this node's keys; otherwise the
+    other nodes would count a merely busy node as dead."""
+    node = await make_server(**redis, node_expiry=3, data_dir=tmp_path / "node")
+    fanout = node.service.fanout
+    gate: Deferred[None] = Deferred()
+    waiting: list[bool] = []
+
+    async def stuck(full: bool = True) -> None:
+        waiting.append(True)
+        await gate
+
+    fanout._read_nodes = stuck
+    await until(lambda: bool(waiting), "a heartbeat waiting", timeout=5)
+    alive = fanout.bus.key("alive", fanout.node)
+    await fanout.bus.command("expire", alive, 1)  # would be gone within a second
+    ttls: list[int] = []
+
+    async def extended() -> None:
+        ttls.append(await fanout.bus.command("ttl", alive))
+
+    deadline = reactor.seconds() + 5
+    while not ttls or ttls[-1] < 2:
+        assert reactor.seconds() < deadline, f"the alive key was not extended: {ttls}"
+        await extended()
+        await deferLater(reactor, 0.1, lambda: None)
+    gate.callback(None)
