@@ -263,11 +263,13 @@ class UserStore:
         return await self.db.run_interaction("update_profile", txn)
 
     async def set_last_seen(self, user_id: int, ts: int) -> None:
-        """Record when a user's last session ended (ms since epoch)."""
+        """Record when a user's last session ended (ms since epoch). Grouped with
+        the other writes of the moment: when thousands of connections drop at
+        once (a network cut, a load balancer restart) they commit together."""
         def txn(t: Txn) -> None:
             t.execute("UPDATE users SET last_seen = ? WHERE user_id = ?", (ts, user_id))
 
-        await self.db.run_interaction("set_last_seen", txn)
+        await self.db.run_grouped("set_last_seen", txn)
 
     # -- tokens ------------------------------------------------------------------------
 

@@ -900,3 +900,16 @@ async def test_compliance_log_and_retention_on_both_engines(store):
     assert await store.purge_before(T0 + 5_000) == (0, [])
     page, _more = await store.history(room, None, None, 50, T0 + 20_000)
     assert [m["body"] for m in page] == ["new one"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_last_seen_of_many_users_at_once_commits_together(store):
+    """Thousands of sessions ending at once (a network cut) record last_seen in
+    group commits, not a transaction each: 40 at once take 2 transactions."""
+    users = [await new_user(store, f"u{i}") for i in range(40)]
+    before = store.db.grouped_transactions
+    await gatherResults([Deferred.fromCoroutine(store.set_last_seen(u.id, 1_000 + i))
+                         for i, u in enumerate(users)])
+    assert store.db.grouped_transactions - before == 2
+    for i, u in enumerate(users):
+        assert (await store.user_by_id(u.id)).last_seen == 1_000 + i
