@@ -476,15 +476,7 @@ def measure(cluster: Cluster, prepared: dict[str, Any], layout: int, clients: in
         machine1, wall1 = fo.machine_busy_seconds(), time.time()
         roles = cluster.roles()
         rss = rss_kib(pids_end)
-        reports = []
-        for pipe in pipes:
-            if not pipe.poll(args.drain + 60):
-                raise SystemExit("a load generator did not report")
-            tag, report = pipe.recv()
-            assert tag == "report"
-            reports.append(report)
-        for proc in generators:
-            proc.join(10)
+        reports = fo.collect_reports(pipes, generators, args.drain + 60)
     finally:
         for proc in generators:
             if proc.is_alive():

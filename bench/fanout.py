@@ -680,6 +680,23 @@ def wait_for_quiet(limit: float, max_busy: float) -> float:
         log(f"machine busy ({busy:.2f} cores used by others); waiting for quiet")
 
 
+def collect_reports(pipes: list[Any], generators: list[Any],
+                    timeout: float) -> list[dict[str, Any]]:
+    """Each generator's ``("report", dict)``, in order, then wait for the
+    generators to exit. Raises SystemExit when one does not report within
+    ``timeout`` seconds."""
+    reports = []
+    for pipe in pipes:
+        if not pipe.poll(timeout):
+            raise SystemExit("a load generator did not report")
+        tag, report = pipe.recv()
+        assert tag == "report"
+        reports.append(report)
+    for proc in generators:
+        proc.join(10)
+    return reports
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     version = code_version()
@@ -756,15 +773,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if profiler is not None:
             profiler.wait(60)
 
-        reports = []
-        for pipe in pipes:
-            if not pipe.poll(args.drain + 60):
-                raise SystemExit("a load generator did not report")
-            tag, report = pipe.recv()
-            assert tag == "report"
-            reports.append(report)
-        for proc in generators:
-            proc.join(10)
+        reports = collect_reports(pipes, generators, args.drain + 60)
     finally:
         for proc in generators:
             if proc.is_alive():

@@ -244,6 +244,15 @@ def test_typing_is_shown_both_ways(make_client: Any, server: Any, qtbot: Any,
     qtbot.waitUntil(lambda: label.text() == "")
 
 
+def member_presence(members: MemberListModel, name: str) -> Any:
+    """The presence the members panel shows for ``name`` (None: not listed)."""
+    for row in range(members.rowCount()):
+        index = members.index(row)
+        if index.data(MemberListModel.Roles.Username) == name:
+            return index.data(MemberListModel.Roles.Presence)
+    return None
+
+
 def test_presence_dots_follow_the_other_person(make_client: Any, server: Any,
                                                qtbot: Any, wait: Any) -> None:
     """A direct conversation opened from "Message someone" shows the other
@@ -269,16 +278,9 @@ def test_presence_dots_follow_the_other_person(make_client: Any, server: Any,
     assert alice.main_window.members_panel.isVisible()
     members = alice.controller.members
 
-    def member_presence(name: str) -> Any:
-        for row in range(members.rowCount()):
-            index = members.index(row)
-            if index.data(MemberListModel.Roles.Username) == name:
-                return index.data(MemberListModel.Roles.Presence)
-        return None
-
-    qtbot.waitUntil(lambda: member_presence("bob") == "online")
+    qtbot.waitUntil(lambda: member_presence(members, "bob") == "online")
     server.request(bob, "presence.set", {"state": "busy"})
-    qtbot.waitUntil(lambda: dot() == "busy" and member_presence("bob") == "busy")
+    qtbot.waitUntil(lambda: dot() == "busy" and member_presence(members, "bob") == "busy")
 
     box = alice.main_window.presence_box
     box.setCurrentIndex(box.findData("away"))
@@ -286,7 +288,7 @@ def test_presence_dots_follow_the_other_person(make_client: Any, server: Any,
     wait(log.next("presence", username="alice", state="away"))
 
     wait(bob.close())
-    qtbot.waitUntil(lambda: dot() == "offline" and member_presence("bob") == "offline")
+    qtbot.waitUntil(lambda: dot() == "offline" and member_presence(members, "bob") == "offline")
 
 
 def test_notification_for_a_direct_message_when_not_focused(make_client: Any, server: Any,
@@ -357,19 +359,12 @@ def test_a_big_rooms_members_panel_refreshes_presence_by_asking(make_client: Any
     alice.main_window.members_button.click()
     members = alice.controller.members
 
-    def member_presence(name: str) -> Any:
-        for row in range(members.rowCount()):
-            index = members.index(row)
-            if index.data(MemberListModel.Roles.Username) == name:
-                return index.data(MemberListModel.Roles.Presence)
-        return None
-
-    qtbot.waitUntil(lambda: member_presence("bob") == "online")
+    qtbot.waitUntil(lambda: member_presence(members, "bob") == "online")
     timer = alice.controller.members_timer
     assert timer.isActive() and timer.interval() == 60_000
     timer.setInterval(100)
     wait(bob.close())
-    qtbot.waitUntil(lambda: member_presence("bob") == "offline")
+    qtbot.waitUntil(lambda: member_presence(members, "bob") == "offline")
     dave = server.user("dave")
     small = shared_room(server, dave, "alice", name="small")
     click_room(qtbot, alice, small)
