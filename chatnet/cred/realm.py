@@ -179,6 +179,10 @@ class ChatRealm:
         if self.single_session:
             self.fanout.end_sessions(user_id, "replaced")
         mind.bind(avatar)
+        # Proven now, before the session is reachable: a credentials check running
+        # while the login finishes (CredentialWatch) must not take it for older
+        # than a password change it came after.
+        mind.authenticated_ts = ms(self.clock)
         self.fanout.attach(mind)
         await self.services.users.session_started(avatar)
         # Admin broadcasts made since the user was last here (PROTOCOL.md 9).
