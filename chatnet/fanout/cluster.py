@@ -160,6 +160,10 @@ class RedisBus(service.Service):
     def startService(self) -> None:
         """Connect both connections (in the background; they retry for ever)."""
         super().startService()
+        if txredisapi.RedisProtocol is not txredisapi.HiredisProtocol:
+            # Works, but each element of a reply costs a reactor turn: a busy
+            # node's subscription falls behind (setup.cfg, extra "cluster").
+            self.log.warn("hiredis is not installed: Redis replies are parsed slowly")
         bus = self
 
         class Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
@@ -793,10 +797,11 @@ class ClusterFanout(LocalFanout):
         other live node (``full``), or only of nodes not heard from yet (the
         heartbeat: the others' presence arrives as events).
 
-        Why not every heartbeat: txredisapi hands over a reply's elements one
-        reactor turn each, so a node of 5,000 users (10,000 elements) took
-        thousands of turns of a busy node to read — over the 10 s reply timeout
-        at 10,000 clients (docs/benchmarks.md, "Cost against size").
+        Why not every heartbeat: a node of 5,000 users is a reply of 10,000
+        elements, read again every few seconds for nothing. Before ``hiredis``
+        parsed replies, txredisapi gave each element a reactor turn of its own,
+        which took a busy node over the 10 s reply timeout at 10,000 clients
+        (docs/benchmarks.md, "Cost against size").
         """
         bus = self.bus
         members = await bus.command("smembers", bus.key("nodes"))
