@@ -224,3 +224,34 @@ async def test_server_shutdown_ends_sessions_with_reason_shutdown(make_server):
     await server.stop()
     assert (await events.next("session.ended")).data == {"reason": "shutdown"}
     await wait_lost(conn)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_credentials_check_during_a_login_leaves_the_new_session_alone(make_server):
+    """A login made after a password reset, with the server's check for password
+    changes running while the login is still finishing (here: forced in the middle
+    of it), keeps its session; the session from before the reset is ended. The
+    session counts as proven from the moment it is reachable, not from when the
+    login returns."""
+    server = await make_server(credentials_poll=3600)  # only the forced check
+    old = await server.user("hector")
+    old_events = EventLog(old, "hector")
+    args = admin.parser().parse_args(["--data-dir", str(server.service.config.data_dir),
+                                      "reset-password", "hector", "--password", NEW_PASSWORD])
+    assert await admin.run(reactor, args, io.StringIO()) == 0
+    users = server.service.chat_services.users
+    started, ended = users.session_started, []
+
+    async def check_then_start(actor):
+        ended.append(await server.service.credential_watch.check_now())
+        await started(actor)
+
+    users.session_started = check_then_start
+    new = await server.connect()
+    new_events = EventLog(new, "hector again")
+    assert (await new.login("hector", NEW_PASSWORD))["username"] == "hector"
+    assert ended == [1]  # the check did run, and saw the reset: the old session
+    assert (await old_events.next("session.ended")).data == {"reason": "password_changed"}
+    await barrier(new)
+    assert not new.lost.called
+    assert [e.name for e in new_events.seen if e.name == "session.ended"] == []
