@@ -46,7 +46,7 @@ Parts (``--parts``):
    p50/p99, lost deliveries, CPU per process.
 2. Ramp (``fanout.py --ramp``'s rule: p99 < ``--ramp-p99`` ms, nothing lost, no
    send refused, every send acknowledged) with ``--ramp-clients`` (100) clients /
-   ``--ramp-senders`` (100) senders in one room, on each of
+   ``--ramp-senders`` (100) senders in ``--ramp-rooms`` (1) rooms, on each of
    ``--ramp-configs``; the ratio of the most messages/s held to ``1proc``'s.
    The steps run one after the other on the same server (a few seconds of rest
    between them), stopping at the first step not held.
@@ -577,11 +577,13 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
             continue
 
         layouts = [(100, 1), (1000, 1)] if 1 in parts else []
-        if ramping and (args.ramp_clients, 1) not in layouts:
-            layouts.append((args.ramp_clients, 1))
+        ramp_shape = (args.ramp_clients, args.ramp_rooms)
+        if ramping and ramp_shape not in layouts:
+            layouts.append(ramp_shape)
 
         def body(cluster: Cluster, prepared: dict[str, Any], ramping: bool = ramping,
-                 layouts: list[tuple[int, int]] = layouts) -> None:
+                 layouts: list[tuple[int, int]] = layouts,
+                 ramp_shape: tuple[int, int] = ramp_shape) -> None:
             if 1 in parts:
                 results["part1"].append(measure(cluster, prepared, 0, 100, 10, 200, args,
                                                 "100x200"))
@@ -591,7 +593,7 @@ def run_parts(args: argparse.Namespace) -> dict[str, Any]:
                 results["part2"]["held"][cluster.name] = None
                 ramp_args = argparse.Namespace(**{**vars(args), "duration": args.ramp_duration,
                                                   "receivers": "light"})
-                ramp_layout = layouts.index((args.ramp_clients, 1))
+                ramp_layout = layouts.index(ramp_shape)
                 for rate in rates:
                     r = measure(cluster, prepared, ramp_layout, args.ramp_clients,
                                 min(args.ramp_senders, args.ramp_clients), rate, ramp_args,
@@ -660,8 +662,9 @@ def render(results: dict[str, Any]) -> str:
         lines += [_row(r) for r in results["part1"]]
     if results["part2"]["runs"]:
         first = results["part2"]["runs"][0]
+        where = "one room" if first["rooms"] == 1 else f"{first['rooms']} rooms"
         lines += ["", f"2. ramp, {first['clients']:,} clients / {first['senders']} senders, "
-                  "one room",
+                  + where,
                   "| server | rate msgs/s | p50 ms | p99 ms | lost | errors | server cores | "
                   "held |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in results["part2"]["runs"]:
@@ -694,7 +697,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ramp", default="125,250,375,500,750,1000,1250,1500,2000",
                         help="part 2's rates, msgs/s")
     parser.add_argument("--ramp-clients", type=int, default=100,
-                        help="part 2's clients, all in one room")
+                        help="part 2's clients, spread over --ramp-rooms rooms")
+    parser.add_argument("--ramp-rooms", type=int, default=1,
+                        help="part 2's rooms (client i in room i %% rooms)")
     parser.add_argument("--ramp-senders", type=int, default=100,
                         help="part 2's senders (at most --ramp-clients)")
     parser.add_argument("--ramp-p99", type=float, default=100.0, metavar="MS")
