@@ -61,6 +61,15 @@ _MIGRATION_NAME = re.compile(r"(\d{3})_[a-z0-9_]+(?:\.(sqlite|postgresql))?\.sql
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
 #: Most transaction functions :meth:`Database.run_grouped` puts in one transaction.
 MAX_GROUP = 256
+#: Times a transaction that the database ended to break a deadlock (or a
+#: serialisation failure) is run again before its caller gets ``unavailable``.
+RETRIES = 3
+#: The rows a grouped call may declare (:data:`Rows`), in the order a group
+#: locks them: table → primary key column.
+LOCKABLE = {"rooms": "room_id", "users": "user_id"}
+#: What a grouped call will lock: ``(table, key)`` pairs, table one of
+#: :data:`LOCKABLE` (``(("rooms", room_id),)`` for a write in a room).
+Rows = tuple[tuple[str, int], ...]
 
 #: ``PRAGMA synchronous`` per ``--durability`` level.
 SQLITE_SYNCHRONOUS = {"process": "NORMAL", "power": "FULL"}
@@ -92,8 +101,16 @@ class Engine(Protocol):
         """Whether ``exc`` is a storage fault that passes (full, locked, read-only,
         connection lost) rather than a bug."""
 
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Whether the database ended the transaction to let another go on (a
+        deadlock victim): running it again is safe and expected to work."""
+
     def begin(self, cursor: Any) -> None:
         """Open a transaction explicitly (needed on SQLite for DDL)."""
+
+    def lock_rows(self, txn: Txn, table: str, keys: list[int]) -> None:
+        """Lock these rows of ``table`` (one of :data:`LOCKABLE`) for the rest of
+        the transaction, in ascending key order."""
 
     def begin_migration(self, cursor: Any) -> None:
         """Open the migration's transaction holding a lock that a second process
@@ -155,10 +172,18 @@ class SqliteEngine:
         return (isinstance(exc, sqlite3.Error) and isinstance(code, int)
                 and code & 0xFF in _SQLITE_UNAVAILABLE)
 
+    def is_retryable(self, exc: BaseException) -> bool:
+        """Never: one writer at a time holds the whole database, so SQLite has no
+        deadlocks to break."""
+        return False
+
     def begin(self, cursor: Any) -> None:
         """Python's sqlite3 autocommits DDL unless a transaction is opened by hand;
         ``IMMEDIATE`` for the reason given in :meth:`make_pool`."""
         cursor.execute("BEGIN IMMEDIATE")
+
+    def lock_rows(self, txn: Txn, table: str, keys: list[int]) -> None:
+        """Nothing: ``BEGIN IMMEDIATE`` already holds the whole database."""
 
     def begin_migration(self, cursor: Any) -> None:
         """``BEGIN IMMEDIATE``: the write lock at once, so a second process waits
@@ -234,8 +259,18 @@ class PostgresEngine:
         return (isinstance(exc, psycopg.OperationalError | adbapi.ConnectionLost)
                 or getattr(exc, "sqlstate", None) == "25006")
 
+    def is_retryable(self, exc: BaseException) -> bool:
+        """A deadlock victim (SQLSTATE 40P01) or a serialisation failure (40001)."""
+        return getattr(exc, "sqlstate", None) in ("40P01", "40001")
+
     def begin(self, cursor: Any) -> None:
         """psycopg opens the transaction by itself."""
+
+    def lock_rows(self, txn: Txn, table: str, keys: list[int]) -> None:
+        """``SELECT … ORDER BY key FOR UPDATE``: the rows are locked in key order."""
+        column = LOCKABLE[table]
+        txn.execute(f"SELECT 1 FROM {table} WHERE {column} = ANY(?) ORDER BY {column} "
+                    "FOR UPDATE", (keys,))
 
     def begin_migration(self, cursor: Any) -> None:
         """A transaction-scoped advisory lock: a second process migrating at the
@@ -403,6 +438,8 @@ class Database:
         self._group_running = False
         self.grouped_transactions = 0
         self.grouped_calls = 0
+        #: Transactions run again after the database ended them (deadlock victims).
+        self.retried = 0
 
     def run_interaction(
         self, name: str, fn: Callable[Concatenate[Txn, P], R], *args: P.args, **kwargs: P.kwargs
@@ -417,7 +454,9 @@ class Database:
         Returns:
             a Deferred firing with ``fn``'s result, or failing with its exception;
             a storage fault (:meth:`Engine.is_unavailable`) fails it with
-            :class:`~chatnet.errors.StorageUnavailable` instead.
+            :class:`~chatnet.errors.StorageUnavailable` instead. A transaction
+            the database ended to break a deadlock (:meth:`Engine.is_retryable`)
+            is run again, up to :data:`RETRIES` times, before it counts as one.
         """
         engine = self.engine
 
@@ -435,12 +474,24 @@ class Database:
                 raise self.faults.failed(name, error) from error
             return failure
 
-        d: Deferred[R] = self.pool.runInteraction(interaction)
+        def attempt(retries: int) -> Deferred[R]:
+            d: Deferred[R] = self.pool.runInteraction(interaction)
+            if retries:
+                def again(failure: Failure) -> Failure | Deferred[R]:
+                    if failure.value is not None and engine.is_retryable(failure.value):
+                        self.retried += 1
+                        return attempt(retries - 1)
+                    return failure
+
+                d.addErrback(again)
+            return d
+
+        d = attempt(RETRIES)
         d.addCallbacks(done, failed)
         return d
 
-    def run_grouped(self, name: str, fn: Callable[Concatenate[Txn, P], R], *args: P.args,
-                    **kwargs: P.kwargs) -> Deferred[R]:
+    def run_grouped(self, name: str, rows: Rows, fn: Callable[Concatenate[Txn, P], R],
+                    *args: P.args, **kwargs: P.kwargs) -> Deferred[R]:
         """Run ``fn(txn, *args, **kwargs)`` in a transaction shared with the other
         grouped calls of the moment (group commit, module docstring).
 
@@ -453,14 +504,24 @@ class Database:
         fault, which aborts the whole transaction: then each fails with
         :class:`~chatnet.errors.StorageUnavailable`).
 
+        A group first locks every row its calls declared (``rows``), table by
+        table and in key order, so that two processes' groups (workers or
+        nodes on one PostgreSQL) never lock the same rows in opposite orders:
+        a deadlock would end one of them, and PostgreSQL notices one only after
+        ``deadlock_timeout`` (1 s by default).
+
         Args:
             name: what the call does, for logs.
+            rows: the rows ``fn`` writes or whose writes it depends on, as
+                ``(table, key)`` pairs (:data:`Rows`); everything else it
+                writes must belong to those rows (a room's messages and
+                members belong to the room's row).
             fn: as for :meth:`run_interaction`; it must not commit or roll back.
 
         Returns:
             a Deferred firing with ``fn``'s result after the commit.
         """
-        grouped = _Grouped(name, fn, args, kwargs)
+        grouped = _Grouped(name, rows, fn, args, kwargs)
         self._group.append(grouped)
         if not self._group_running:
             self._run_group()
@@ -480,6 +541,13 @@ class Database:
                 only = batch[0]
                 return [(True, only.fn(txn, *only.args, **only.kwargs))]
             engine.begin(txn.cursor)  # savepoints must not open (and commit) it
+            declared: dict[str, set[int]] = {}
+            for grouped in batch:
+                for table, key in grouped.rows:
+                    declared.setdefault(table, set()).add(key)
+            for table in LOCKABLE:  # one order for every process
+                if table in declared:
+                    engine.lock_rows(txn, table, sorted(declared[table]))
             outcomes: list[tuple[bool, Any]] = []
             for grouped in batch:
                 txn.execute("SAVEPOINT grouped")
@@ -580,6 +648,7 @@ class _Grouped:
     """One call waiting for a grouped transaction (:meth:`Database.run_grouped`)."""
 
     name: str
+    rows: Rows
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]

@@ -445,7 +445,7 @@ class MessageStore:
             return SendResult(message, duplicate=False)
 
         try:
-            result = await self.db.run_grouped("send_message", txn)
+            result = await self.db.run_grouped("send_message", (("rooms", room_id),), txn)
             self.search_pending = True
             return result
         except IntegrityError:
@@ -567,7 +567,7 @@ class MessageStore:
             t.execute("UPDATE messages SET changed_ts = ? WHERE msg_id = ?", (ts, msg_id))
             return True
 
-        return await self.db.run_grouped("react", txn)
+        return await self.db.run_grouped("react", (("rooms", room_id),), txn)
 
     async def history(self, room_id: int, before_seq: int | None, after_seq: int | None,
                       limit: int, now: int, *, viewer_id: int | None = None,

@@ -549,4 +549,4 @@ class RoomStore:
                       "AND read_seq < ?", (target, room_id, user_id, target))
             return target if t.rowcount > 0 else None
 
-        return await self.db.run_grouped("set_read", txn)
+        return await self.db.run_grouped("set_read", (("rooms", room_id),), txn)

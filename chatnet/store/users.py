@@ -269,7 +269,7 @@ class UserStore:
         def txn(t: Txn) -> None:
             t.execute("UPDATE users SET last_seen = ? WHERE user_id = ?", (ts, user_id))
 
-        await self.db.run_grouped("set_last_seen", txn)
+        await self.db.run_grouped("set_last_seen", (("users", user_id),), txn)
 
     # -- tokens ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ engines: SQLite on a file in ``tmp_path`` and PostgreSQL in a schema of its own
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 
 import pytest
@@ -17,7 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 
 from chatnet.errors import ChatError, ErrorCode
-from chatnet.store import ChatStore, Database, LimitReached, SqliteEngine
+from chatnet.store import ChatStore, Database, LimitReached, PostgresEngine, SqliteEngine
 from chatnet.store.database import migrations
 from chatnet.store.users import ContactLimits
 
@@ -835,7 +836,7 @@ async def test_a_call_that_fails_in_a_group_is_rolled_back_alone(store):
         send(store, room_id, alice, "second"),
         send(store, room_id + 999, alice, "nowhere"),
         Deferred.fromCoroutine(store.react(room_id, 424242, bob.id, "👍", True, T0, T0)),
-        store.db.run_grouped("writes_then_fails", writes_then_fails),
+        store.db.run_grouped("writes_then_fails", (("rooms", room_id),), writes_then_fails),
         send(store, room_id, bob, "third"),
         Deferred.fromCoroutine(store.set_read(room_id, alice.id, 3)),
     ], consumeErrors=True)
@@ -850,6 +851,89 @@ async def test_a_call_that_fails_in_a_group_is_rolled_back_alone(store):
     last = await store.db.run_interaction("last", lambda t: t.scalar(
         "SELECT last_seq FROM rooms WHERE room_id = ?", (room_id,)))
     assert last == 3
+
+
+def _crossing(first: int, second: int, mine: threading.Event, theirs: threading.Event):
+    """Two transaction functions for one side of a crossing: the first writes room
+    ``first``'s row, says so (``mine``) and waits a moment for the other side to
+    have written its first row (``theirs``); the second writes room ``second``'s."""
+    def touch(t, room_id):
+        t.execute("UPDATE rooms SET last_seq = last_seq WHERE room_id = ?", (room_id,))
+
+    def one(t):
+        touch(t, first)
+        mine.set()
+        theirs.wait(1.0)  # never set when the other side cannot start: then go on
+
+    def two(t):
+        touch(t, second)
+
+    return one, two
+
+
+async def _two_rooms_on_postgres(postgres: str) -> tuple[ChatStore, Database, int, int]:
+    """A store on PostgreSQL with two rooms (lower id first), and a second pool on
+    the same database: another process's."""
+    store = ChatStore(Database(PostgresEngine(postgres), reactor))
+    await store.db.migrate()
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    low, high = sorted([await new_room(store, alice, bob), await new_room(store, alice, bob)])
+    return store, Database(PostgresEngine(postgres), reactor), low, high
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_processes_groups_writing_two_rooms_in_opposite_orders_never_deadlock(
+        postgres):
+    """Two processes (workers, nodes) on one PostgreSQL: process A's group writes
+    room 1 then room 2, B's room 2 then room 1, at the same moment. Each group
+    locks the rows its calls declared first, in key order, so B waits for A rather
+    than locking room 2 and deadlocking (a deadlock costs a second, then a
+    victim). Seen in bench/cluster.py: sends in 10 rooms from two workers failed
+    with ``unavailable``."""
+    store, other, low, high = await _two_rooms_on_postgres(postgres)
+    try:
+        a_first, b_first = threading.Event(), threading.Event()
+        a1, a2 = _crossing(low, high, a_first, b_first)
+        b1, b2 = _crossing(high, low, b_first, a_first)
+        # A first call runs alone; the two after it wait and make one group.
+        groups = []
+        for db, (one, two), (r1, r2) in ((store.db, (a1, a2), (low, high)),
+                                         (other, (b1, b2), (high, low))):
+            groups += [db.run_grouped("alone", (), lambda t: None),
+                       db.run_grouped("one", (("rooms", r1),), one),
+                       db.run_grouped("two", (("rooms", r2),), two)]
+        await gatherResults(groups)
+        assert store.db.grouped_calls - store.db.grouped_transactions == 1  # a group of 2
+        assert other.grouped_calls - other.grouped_transactions == 1
+        assert (store.db.retried, other.retried) == (0, 0)
+    finally:
+        other.close()
+        store.db.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_deadlock_victim_is_run_again_and_succeeds(postgres):
+    """Two transactions of two processes that do deadlock (they write two rows in
+    opposite orders and declare nothing): PostgreSQL ends one; it is run again
+    and both succeed, where the victim's caller got ``unavailable`` before."""
+    store, other, low, high = await _two_rooms_on_postgres(postgres)
+    try:
+        a_first, b_first = threading.Event(), threading.Event()
+        a1, a2 = _crossing(low, high, a_first, b_first)
+        b1, b2 = _crossing(high, low, b_first, a_first)
+
+        def both(one, two):
+            def txn(t):
+                one(t)
+                two(t)
+            return txn
+
+        await gatherResults([store.db.run_interaction("a", both(a1, a2)),
+                             other.run_interaction("b", both(b1, b2))])
+        assert store.db.retried + other.retried == 1
+    finally:
+        other.close()
+        store.db.close()
 
 
 @pytest_twisted.ensureDeferred
