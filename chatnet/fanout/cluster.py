@@ -291,6 +291,12 @@ class ClusterFanout(LocalFanout):
         node_gone: listeners called with the number of each node found dead
             (its keys expired), before ``on_gone``; the call service ends the
             calls that node held. A listener that raises is logged and skipped.
+        node_back: listeners called when events may have been lost between this
+            node and another: with that node's number when it got its
+            subscription back (its ``R``), and with None when this node did
+            (after its maps are reloaded). The call service reconciles its calls
+            with the other node(s) then. A listener that raises is logged and
+            skipped.
     """
 
     log = Logger()
@@ -309,6 +315,7 @@ class ClusterFanout(LocalFanout):
         self.on_presence: Callable[[int, str | None], None] | None = None
         self.on_gone: Callable[[set[int]], Awaitable[None]] | None = None
         self.node_gone: list[Callable[[int], None]] = []
+        self.node_back: list[Callable[[int | None], None]] = []
         #: claim name -> this node's value of it (``{node}:{tag}``), refreshed
         #: by the heartbeat until released.
         self._claims: dict[str, str] = {}
@@ -471,6 +478,7 @@ class ClusterFanout(LocalFanout):
             return
         if kind == "R":
             self._background(Deferred.fromCoroutine(self._read_presence(origin)))
+            self._tell(self.node_back, origin)
             return
         if kind == "c":
             user_id, count = args
@@ -504,6 +512,7 @@ class ClusterFanout(LocalFanout):
             # read its presence again (``R``).
             self._publish("R")
             await self._read_nodes()
+            self._tell(self.node_back, None)
             self.log.info("cluster bus back: maps reloaded, presence rewritten, "
                           "{others} other node(s) up", others=len(self._remote))
 
@@ -835,15 +844,18 @@ class ClusterFanout(LocalFanout):
             self._remote_counts.pop(node, None)
             self.log.warn("node {node} stopped answering: its sessions count as ended",
                           node=node)
-            for listener in self.node_gone:
-                try:
-                    listener(node)
-                except Exception:
-                    self.log.failure("a node_gone listener failed for node {node}",
-                                     node=node)
+            self._tell(self.node_gone, node)
         gone = {u for u in gone if not self.sessions_of(u) and self.remote_presence(u) is None}
         if gone and self.on_gone is not None:
             await self.on_gone(gone)
+
+    def _tell(self, listeners: Iterable[Callable[[Any], None]], node: int | None) -> None:
+        """Call each of ``listeners`` with ``node``; one that raises is logged."""
+        for listener in listeners:
+            try:
+                listener(node)
+            except Exception:
+                self.log.failure("a cluster listener failed (node {node})", node=node)
 
     def _background(self, d: Deferred[Any]) -> None:
         d.addErrback(lambda f: None)  # Redis away: the heartbeat writes it all again

@@ -38,6 +38,13 @@ concerns (``call.held`` / ``call.over``); when a node dies
 ``call.ended {reason: failed}`` to its own sessions of the users concerned by
 the calls the dead node held, and the nodes holding calls treat the dead node's
 sessions as ended (``call.left``, and the call ends if fewer than two remain).
+What a node cut off from Redis for a while missed, or published in vain, is
+mended when it is back (:attr:`~chatnet.fanout.cluster.ClusterFanout.node_back`):
+each node holding calls sends it the list of those calls (``call.calls``: a call
+ended meanwhile ends for its users there, ``call.ended {reason: failed}``), and
+asks the node of each remote participant whether that session is still
+connected (``call.check``; the answer ``call.gone`` names those that ended
+meanwhile, which then leave their calls).
 
 Events (to every session of the users concerned): ``call.ring {call_id,
 room_id, from}``, ``call.accepted {call_id, username}``, ``call.rejected
@@ -202,9 +209,15 @@ class CallService:
             handlers["call.answer"] = self._answered
             handlers["call.held"] = self._held_elsewhere
             handlers["call.over"] = self._over_elsewhere
+            handlers["call.calls"] = self._calls_of
+            handlers["call.check"] = self._check_sessions
+            handlers["call.gone"] = self._sessions_gone
         node_gone = getattr(fanout, "node_gone", None)
         if node_gone is not None:
             node_gone.append(self._node_gone)
+        node_back = getattr(fanout, "node_back", None)
+        if node_back is not None:
+            node_back.append(self._node_back)
 
     def perspective(self, actor: Actor) -> CallPerspective:
         """The calls perspective of one session."""
@@ -543,16 +556,8 @@ class CallService:
         the calls it held (``call.ended {reason: failed}`` to the users concerned
         here); its sessions leave this node's calls as if their connections had
         ended; requests waiting for its answer fail ``unavailable`` now."""
-        ended: dict[int, set[int]] = {}
-        for call_id in [c for c in self._elsewhere if node_of_id(c) == node]:
-            ended[call_id] = set(self._elsewhere.pop(call_id))
-        for session, call_id in list(self._remote_calls.items()):
-            if node_of_id(call_id) == node:
-                del self._remote_calls[session]
-                ended.setdefault(call_id, set()).add(session.user_id)
-        for call_id, users in ended.items():
-            self.fanout.deliver_users_here(users, event_frame("call.ended", {
-                "call_id": call_id, "reason": NODE_FAILED}))
+        self._gone_elsewhere({c for c in (*self._elsewhere, *self._remote_calls.values())
+                              if node_of_id(c) == node})
         for (origin, _), mind in list(self._remote_minds.items()):
             if origin == node:
                 self.session_ended(mind)
@@ -561,6 +566,62 @@ class CallService:
                 del self._waiting[request]
                 d.errback(ChatError(ErrorCode.UNAVAILABLE, "the server holding this "
                                     f"call (node {node}) stopped"))
+
+    def _gone_elsewhere(self, call_ids: set[int]) -> None:
+        """Calls held by other nodes that are gone without a word (their node
+        died, or their end was lost): ``call.ended {reason: failed}`` to this
+        node's sessions of the users concerned, and forget them."""
+        ended: dict[int, set[int]] = {}
+        for call_id in call_ids:
+            if call_id in self._elsewhere:
+                ended[call_id] = set(self._elsewhere.pop(call_id))
+        for session, call_id in list(self._remote_calls.items()):
+            if call_id in call_ids:
+                del self._remote_calls[session]
+                ended.setdefault(call_id, set()).add(session.user_id)
+        for call_id, users in ended.items():
+            self.fanout.deliver_users_here(users, event_frame("call.ended", {
+                "call_id": call_id, "reason": NODE_FAILED}))
+
+    def _node_back(self, node: int | None) -> None:
+        """Events between this node and ``node`` (None: every other node, this
+        one was cut off) may have been lost: tell it which calls this node holds,
+        and ask it which of its sessions in them are still connected."""
+        held = [[call.call_id, sorted(call.concerned())] for call in self.calls.values()]
+        if node is None:
+            self.fanout.send_all("call.calls", held)
+        else:
+            self.fanout.send_node(node, "call.calls", held)
+        asked: dict[int, list[str]] = {}
+        for origin, session_id in self._remote_minds:
+            if node is None or origin == node:
+                asked.setdefault(origin, []).append(session_id)
+        for origin, session_ids in asked.items():
+            self.fanout.send_node(origin, "call.check", session_ids)
+
+    def _calls_of(self, origin: int, held: list[Any]) -> None:
+        """Every call ``origin`` holds now, with the users each concerns: calls of
+        it this node still counts that are not listed ended meanwhile."""
+        listed = {int(call_id): frozenset(map(int, users)) for call_id, users in held}
+        self._elsewhere.update(listed)
+        self._gone_elsewhere({c for c in (*self._elsewhere, *self._remote_calls.values())
+                              if node_of_id(c) == origin and c not in listed})
+
+    def _check_sessions(self, origin: int, session_ids: list[str]) -> None:
+        """``origin`` holds calls with these sessions of this node: answer with
+        those that are no longer connected (``call.gone``)."""
+        here = {session.session_id for session in self.fanout.all_sessions()}
+        gone = [session_id for session_id in session_ids if session_id not in here]
+        if gone:
+            self.fanout.send_node(origin, "call.gone", gone)
+
+    def _sessions_gone(self, origin: int, session_ids: list[str]) -> None:
+        """These sessions of ``origin`` ended while their end could not reach
+        this node: they leave this node's calls."""
+        for session_id in session_ids:
+            mind = self._remote_minds.get((origin, str(session_id)))
+            if mind is not None:
+                self.session_ended(mind)
 
     # -- audio -----------------------------------------------------------------------------
 

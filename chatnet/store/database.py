@@ -24,6 +24,9 @@ a grouped transaction is in flight are gathered and run in the next one, each
 in a savepoint of its own (one that fails rolls back alone), and every caller
 is answered after that one commit: acknowledged still means durable, at one
 transaction, one thread hop and one commit per batch instead of per request.
+A group locks the rows its calls declared before running them, in key order,
+so that several processes' groups on one PostgreSQL cannot deadlock; a
+transaction PostgreSQL ends anyway to break a deadlock is run again.
 
 Durability (``--durability``): ``process`` runs SQLite with
 ``synchronous=NORMAL`` in WAL mode (a commit survives a crash of the server

@@ -721,3 +721,118 @@ async def test_the_subscription_hands_over_every_message_read_at_once(redis, mak
         % (len(channel), channel, len(p), p) for p in payloads)
     bus._subscriber.pool[0].dataReceived(raw)
     assert got == payloads
+
+
+async def node_b_behind_a_cut(make_server: Any, redis: dict[str, Any], tmp_path: Path,
+                              ) -> tuple[Any, Any, CuttableProxy]:
+    """Nodes A and B of one cluster on SQLite, B reaching Redis through a proxy
+    that a test cuts and restores. Nodes count as dead only after 60 s, so a
+    short cut is an outage, not a death."""
+    host, port, _db = redis["redis"]
+    proxy = CuttableProxy(host, port)
+    shared = {"database": "", "data_dir": tmp_path / "shared", "node_expiry": 60,
+              "cluster": redis["cluster"]}
+    a = await make_server(redis=(host, port, 0), **shared)
+    b = await make_server(redis=("127.0.0.1", proxy.port, 0), **shared)
+    return a, b, proxy
+
+
+async def outage(node: Any, proxy: CuttableProxy, meanwhile: Callable[[], Any]) -> None:
+    """Cut ``node`` off Redis, run ``meanwhile`` (awaited), give Redis back, and
+    wait until the node has its subscription again."""
+    await proxy.cut()
+    await until(lambda: not node.service.fanout.healthy, "the node noticing the cut")
+    await meanwhile()
+    proxy.restore()
+    await until(lambda: node.service.fanout.healthy, "the node back on Redis", timeout=20)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_participant_who_left_while_their_node_was_cut_off_leaves_the_call(
+        redis, make_server, tmp_path):
+    """alice and dave (node A) are in a call with bob (node B). Node B loses
+    Redis, and bob's connection ends meanwhile: node B cannot tell node A. Once
+    B is back, A asks B about bob's session, hears it is gone, and alice gets
+    ``call.left {bob}``; the call goes on between alice and dave."""
+    a, b, proxy = await node_b_behind_a_cut(make_server, redis, tmp_path)
+    try:
+        alice, dave, bob = await a.user("alice"), await a.user("dave"), await b.user("bob")
+        rid = (await create_room(alice, dave, bob))["room_id"]
+        await until(lambda: len(a.service.fanout.members(rid)) == 3, "node A seeing the joins")
+        alice_log = EventLog(alice, "alice")
+        call_id = (await alice.request("call.start", {"room_id": rid}))["call_id"]
+        await bob.request("call.accept", {"call_id": call_id})
+        await dave.request("call.accept", {"call_id": call_id})
+        await alice_log.next("call.accepted", username="bob")
+
+        async def bob_leaves() -> None:
+            await bob.close()
+            await until(lambda: not b.service.fanout.all_sessions(), "node B ending bob's session")
+
+        await outage(b, proxy, bob_leaves)
+        await alice_log.next("call.left", username="bob", timeout=15)
+        calls = a.service.chat_services.calls
+        assert call_id in calls.calls and calls._remote_minds == {}
+        assert alice_log.pending("call.ended") == []
+    finally:
+        await proxy.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_that_ended_while_a_node_was_cut_off_ends_there_too(
+        redis, make_server, tmp_path):
+    """alice (node A) calls bob and carol (node B); bob accepts, carol is still
+    rung. Node B loses Redis; alice hangs up meanwhile, and neither the end nor
+    the ``call.ended`` events reach B. Once B is back, A tells it which calls it
+    holds (none): bob and carol get ``call.ended {reason: failed}`` and node B
+    forgets the call."""
+    a, b, proxy = await node_b_behind_a_cut(make_server, redis, tmp_path)
+    try:
+        alice, bob, carol = await a.user("alice"), await b.user("bob"), await b.user("carol")
+        rid = (await create_room(alice, bob, carol))["room_id"]
+        await until(lambda: len(a.service.fanout.members(rid)) == 3, "node A seeing the joins")
+        bob_log, carol_log = EventLog(bob, "bob"), EventLog(carol, "carol")
+        call_id = (await alice.request("call.start", {"room_id": rid}))["call_id"]
+        await carol_log.next("call.ring", call_id=call_id)
+        await bob.request("call.accept", {"call_id": call_id})
+
+        async def alice_hangs_up() -> None:
+            await alice.request("call.hangup", {"call_id": call_id})
+
+        await outage(b, proxy, alice_hangs_up)
+        for log in (bob_log, carol_log):
+            ended = await log.next("call.ended", call_id=call_id, timeout=15)
+            assert ended.data["reason"] == "failed"
+        calls = b.service.chat_services.calls
+        assert calls._elsewhere == {} and calls._remote_calls == {}
+    finally:
+        await proxy.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_call_node_back_from_a_cut_asks_about_its_remote_participants(
+        redis, make_server, tmp_path):
+    """The other way round: bob and erin (node B) are in a call with alice (node
+    A), held by B. Node B loses Redis and alice's connection ends meanwhile; once
+    back, B asks A about alice's session itself, and bob gets ``call.left
+    {alice}``."""
+    a, b, proxy = await node_b_behind_a_cut(make_server, redis, tmp_path)
+    try:
+        bob, erin, alice = await b.user("bob"), await b.user("erin"), await a.user("alice")
+        rid = (await create_room(bob, erin, alice))["room_id"]
+        await until(lambda: len(a.service.fanout.members(rid)) == 3, "node A seeing the joins")
+        bob_log = EventLog(bob, "bob")
+        call_id = (await bob.request("call.start", {"room_id": rid}))["call_id"]
+        await alice.request("call.accept", {"call_id": call_id})
+        await erin.request("call.accept", {"call_id": call_id})
+        await bob_log.next("call.accepted", username="alice")
+
+        async def alice_leaves() -> None:
+            await alice.close()
+            await until(lambda: not a.service.fanout.all_sessions(), "node A ending alice's")
+
+        await outage(b, proxy, alice_leaves)
+        await bob_log.next("call.left", username="alice", timeout=15)
+        assert b.service.chat_services.calls._remote_minds == {}
+    finally:
+        await proxy.close()
