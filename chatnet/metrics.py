@@ -99,6 +99,9 @@ class ServerCollector:
         yield GaugeMetricFamily("chatnet_database_pending",
                                 "Writes waiting for the next group commit",
                                 value=db.pending_writes())
+        yield CounterMetricFamily("chatnet_database_retries",
+                                  "Transactions run again after the database ended them "
+                                  "to break a deadlock", value=db.retried)
         bus = getattr(fanout, "bus", None)
         if bus is not None:
             yield GaugeMetricFamily("chatnet_redis_up", "1 if the cluster bus is connected",

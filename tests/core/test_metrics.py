@@ -48,6 +48,7 @@ async def test_healthz_and_metrics_report_what_the_server_does(make_server):
     assert sample(text, "chatnet_deliveries_total") >= before + 2
     assert sample(text, "chatnet_request_seconds_count", '{op="msg.send"}') == 1
     assert sample(text, "chatnet_database_up") == 1
+    assert sample(text, "chatnet_database_retries_total") == 0
     assert "chatnet_redis_up" not in text
     assert (await get(server, "/"))[0] == 404
     assert (await get(server, "/nothing"))[0] == 404
