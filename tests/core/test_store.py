@@ -159,6 +159,20 @@ async def test_profile_updates_and_last_seen(store):
     assert (await store.user_by_id(alice.id)).roles == ("admin",)
 
 
+@pytest_twisted.ensureDeferred
+async def test_many_last_seen_writes_at_once_share_a_group_and_all_land(store):
+    """Sessions ending together (a mass disconnect): their set_last_seen calls
+    run as grouped transactions, each user's row locked first (the users table's
+    half of a group's declared rows), and every time is stored."""
+    users = [await new_user(store, f"user{i}") for i in range(6)]
+    before = store.db.grouped_transactions
+    await gatherResults([Deferred.fromCoroutine(store.set_last_seen(u.id, T0 + i))
+                         for i, u in enumerate(reversed(users))])
+    assert store.db.grouped_transactions - before == 2  # one alone, then five together
+    stored = [(await store.user_by_id(u.id)).last_seen for u in reversed(users)]
+    assert stored == [T0 + i for i in range(6)]
+
+
 # -- tokens ----------------------------------------------------------------------------------
 
 
