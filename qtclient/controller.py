@@ -12,6 +12,7 @@ it owns (``files``), on the same intents-in, models-out terms.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -111,6 +112,8 @@ def describe_error(error: BaseException) -> str:
             ErrorCode.UNAVAILABLE: _("The server is unavailable."),
         }
         text = messages.get(error.code)
+        if error.code is ErrorCode.RATE_LIMITED:
+            text = _rate_limited(error) or text
         if error.code is ErrorCode.BAD_REQUEST or (
                 error.code is ErrorCode.CONFLICT and "limit" in (error.details or {})):
             # A bad field, or a limit of the server (rooms, invitations): the
@@ -123,6 +126,22 @@ def describe_error(error: BaseException) -> str:
         return _("Cannot reach the server.")
     reason = str(error) or type(error).__name__
     return _("Cannot connect securely: {reason}").format(reason=reason)
+
+
+def _rate_limited(error: ChatError) -> str | None:
+    """The refusal with the wait the server named (``details.retry_after_ms``),
+    when it is long enough to be worth saying (a budget spent for minutes, e.g.
+    posts to the feed); None for a moment's wait or none named."""
+    wait_ms = (error.details or {}).get("retry_after_ms")
+    if not isinstance(wait_ms, int | float) or wait_ms < 2000:
+        return None
+    seconds = math.ceil(wait_ms / 1000)
+    if seconds < 120:
+        return ngettext("Too many requests; try again in {n} second.",
+                        "Too many requests; try again in {n} seconds.", seconds).format(n=seconds)
+    minutes = math.ceil(seconds / 60)
+    return ngettext("Too many requests; try again in {n} minute.",
+                    "Too many requests; try again in {n} minutes.", minutes).format(n=minutes)
 
 
 def describe_reaction_error(error: BaseException) -> str:

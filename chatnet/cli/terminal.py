@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import shlex
 import signal
 import time
@@ -136,7 +137,14 @@ def _printable(text: str) -> str:
 
 
 def _err(error: BaseException) -> str:
+    """One line for a failed request: the error code and the server's message,
+    and for ``rate_limited`` the wait it named when that is seconds or more."""
     if isinstance(error, ChatError):
+        wait_ms = (error.details or {}).get("retry_after_ms")
+        if (error.code is ErrorCode.RATE_LIMITED and isinstance(wait_ms, int | float)
+                and wait_ms >= 2000):
+            return (f"{error.code.value}: {error.message} "
+                    f"(try again in {math.ceil(wait_ms / 1000)} s)")
         return f"{error.code.value}: {error.message}"
     return str(error) or error.__class__.__name__
 

@@ -579,6 +579,20 @@ def test_feed_post_like_and_comment(closed: TwistdServer, state: Path):
     quit_cleanly(alice, bob)
 
 
+def test_a_post_past_the_posting_budget_says_how_long_to_wait(closed: TwistdServer,
+                                                              state: Path):
+    """Twenty posts at once use up the posting budget (then one per 30 s): the
+    twenty-first is refused with the server's reason and the wait it named."""
+    alice = logged_in(closed, "alice", state)
+    for n in range(1, 21):
+        alice.sendline(f"/post news {n}")
+        alice.expect(r"posted as p\w+: your contacts see it")
+    alice.sendline("/post one too many")
+    alice.expect(r"rate_limited: too many posts requests; slow down \(try again in (\d+) s\)")
+    assert 2 <= int(alice.match.group(1)) <= 30
+    quit_cleanly(alice)
+
+
 def test_block_hides_a_users_messages(closed: TwistdServer, state: Path):
     """/block: the blocked user's messages in a shared room no longer print for the
     blocker (the others still see them); /blocked lists them; /unblock ends it."""
