@@ -833,6 +833,31 @@ async def test_sends_that_arrive_together_commit_together(store, engine):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_group_whose_calls_all_succeed_takes_one_savepoint(store):
+    """Nine sends grouped: they run under one savepoint for the group, not one
+    each (two statements fewer per send: a sixth of a send's round trips to
+    PostgreSQL); every send is stored."""
+    alice, bob = await new_user(store, "alice"), await new_user(store, "bob")
+    room_id = await new_room(store, alice, bob)
+    engine = store.db.engine
+    statements: list[str] = []
+    convert = engine.convert
+
+    def recording(sql: str) -> str:
+        statements.append(sql)
+        return convert(sql)
+
+    engine.convert = recording
+    try:
+        results = await gatherResults([send(store, room_id, alice, f"m{i}") for i in range(10)])
+    finally:
+        del engine.convert
+    assert [r.message["seq"] for r in results] == list(range(1, 11))
+    assert [s for s in statements if "SAVEPOINT" in s] == [
+        "SAVEPOINT batch", "RELEASE SAVEPOINT batch"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_call_that_fails_in_a_group_is_rolled_back_alone(store):
     """In one grouped transaction: a send to a room that is not there, a reaction to
     a message that is not there, and a call that writes and then raises all fail
