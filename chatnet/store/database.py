@@ -547,27 +547,31 @@ class Database:
                 # rolls back as a whole, and run_interaction reports that.
                 only = batch[0]
                 return [(True, only.fn(txn, *only.args, **only.kwargs))]
-            engine.begin(txn.cursor)  # savepoints must not open (and commit) it
             declared: dict[str, set[int]] = {}
             for grouped in batch:
                 for table, key in grouped.rows:
                     declared.setdefault(table, set()).add(key)
-            for table in LOCKABLE:  # one order for every process
-                if table in declared:
-                    engine.lock_rows(txn, table, sorted(declared[table]))
-            # Calls seldom fail: run them all under one savepoint, and only if
-            # one raises, roll that back and run them again each under its own
-            # (two statements per group instead of two per call).
-            txn.execute("SAVEPOINT batch")
+
+            def begin() -> None:
+                engine.begin(txn.cursor)  # savepoints must not open (and commit) it
+                for table in LOCKABLE:  # one order for every process
+                    if table in declared:
+                        engine.lock_rows(txn, table, sorted(declared[table]))
+
+            # Calls seldom fail: run them all without a savepoint, and only if
+            # one raises, roll the transaction back and run them again, each in
+            # a savepoint of its own (no savepoint statements in the usual case;
+            # SQLite also keeps no sub-journal then).
+            begin()
             try:
                 values = [grouped.fn(txn, *grouped.args, **grouped.kwargs)
                           for grouped in batch]
             except Exception as exc:
                 if engine.is_unavailable(exc):
                     raise  # the whole transaction fails, and every call with it
-                txn.execute("ROLLBACK TO SAVEPOINT batch")
+                txn.execute("ROLLBACK")
+                begin()
             else:
-                txn.execute("RELEASE SAVEPOINT batch")
                 return [(True, value) for value in values]
             outcomes: list[tuple[bool, Any]] = []
             for grouped in batch:
