@@ -22,9 +22,9 @@ Group commit: writes that many requests make (``msg.send``, reactions, read
 positions) go through :meth:`Database.run_grouped`. Those that arrive while
 a grouped transaction is in flight are gathered and run in the next one (one
 that fails rolls back alone: the group then runs again, each call in a
-savepoint of its own), and every caller
-is answered after that one commit: acknowledged still means durable, at one
-transaction, one thread hop and one commit per batch instead of per request.
+savepoint of its own), and every caller is answered after that one commit:
+acknowledged still means durable, at one transaction, one thread hop and one
+commit per batch instead of per request.
 A group locks the rows its calls declared before running them, in key order,
 so that several processes' groups on one PostgreSQL cannot deadlock; a
 transaction PostgreSQL ends anyway to break a deadlock is run again.
